@@ -1,0 +1,361 @@
+"""Settings: defaults from ``default.yaml``, merged with a config file, the spider and the CLI.
+
+Layers, lowest first (a later one wins, key by key)::
+
+    default.yaml  <  --config FILE  <  Spider.custom_settings  <  flags and -s KEY=VALUE
+
+``default.yaml`` is the only place a setting is declared: its default, its type (the default's
+type, or a ``(int or null)``-style prefix on the comment where the default cannot show it) and
+its documentation (the comment line directly above it). This module adds only what YAML cannot
+say: minimum values and the choice of log levels.
+
+Every mistake becomes a ``ConfigError`` with a one-line message that names where the value came
+from (file and line, the spider, or the ``-s`` argument), the key, the bad value and the fix.
+``load_settings`` runs in the main process; the resulting ``Settings`` pickles cheaply to the
+fetcher and parser processes.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crawlkit.errors import ConfigError
+
+DEFAULTS_FILE = Path(__file__).with_name("default.yaml")
+
+#: Shown in "unknown setting" messages: where a user finds the full list.
+_SEE_ALL = "(see configs/default.yaml for every setting)"
+
+# Numeric settings must be >= 0; these must be >= 1 (a zero here would crawl nothing).
+_AT_LEAST_ONE = frozenset(
+    {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body"}
+)
+_CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
+
+_TYPE_PREFIX = re.compile(r"^\((?:(int|str) or null|list of (int|str))\)")
+_TYPE_NAMES = {"int": int, "str": str}
+
+
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader with YAML 1.2 scalars: only true/false are booleans, ``1e-3`` is a float.
+
+    PyYAML follows YAML 1.1, where ``yes``, ``no``, ``on`` and ``off`` are booleans (so ``robots: yes``
+    would pass as true by accident), ``1e-3`` is a string, and ``2024-01-01`` is a date.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag.rsplit(":", 1)[-1] not in ("bool", "float", "timestamp")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+            |[-+]?\.(?:inf|Inf|INF)
+            |\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
+    list("-+0123456789."),
+)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One setting as declared in default.yaml."""
+
+    key: str
+    default: Any
+    kind: type  # int, float, bool, str or list
+    item: type | None  # element type of a list setting
+    nullable: bool
+    comment: str
+
+    @property
+    def minimum(self) -> int:
+        """The least value of a numeric setting."""
+        return 1 if self.key in _AT_LEAST_ONE else 0
+
+    def expected(self) -> str:
+        """What a valid value looks like, for error messages."""
+        if self.key in _CHOICES:
+            text = "one of " + ", ".join(_CHOICES[self.key])
+        elif self.kind is bool:
+            text = "true or false"
+        elif self.kind in (int, float):
+            noun = "an integer" if self.kind is int else "a number"
+            text = f"{noun} ≥ {self.minimum}"
+        elif self.kind is list:
+            text = "a list of " + ("integers" if self.item is int else "strings")
+        else:
+            text = "a string"
+        return text + " or null" if self.nullable else text
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` normalised (float for int, upper-case log level, tuple for list).
+
+        Raises ``ValueError`` with "'key' must be ..., got ..." when the value is wrong.
+        """
+        if value is None and self.nullable:
+            return None
+        if self._valid(value):
+            if self.kind is float:
+                return float(value)
+            if self.kind is list:
+                return tuple(value)
+            if self.key in _CHOICES:
+                return value.upper()
+            return value
+        raise ValueError(f"'{self.key}' must be {self.expected()}, got {_show(value)}")
+
+    def _valid(self, value: Any) -> bool:
+        if self.kind is bool or isinstance(value, bool):
+            return isinstance(value, bool) and self.kind is bool
+        if self.kind in (int, float):
+            wanted = int if self.kind is int else (int, float)
+            return isinstance(value, wanted) and value >= self.minimum
+        if self.kind is list:
+            return isinstance(value, (list, tuple)) and all(
+                isinstance(item, self.item) and not isinstance(item, bool) for item in value
+            )
+        if self.key in _CHOICES:
+            return isinstance(value, str) and value.upper() in _CHOICES[self.key]
+        return isinstance(value, str)
+
+
+class Settings(Mapping[str, Any]):
+    """The merged, validated settings of one crawl: read-only, by attribute or by key.
+
+    ``settings.per_host`` and ``settings["per_host"]`` are the same. List settings come back as
+    tuples so no process can change them by accident. ``origin(key)`` says which layer set a
+    value, for ``crawlkit config show``.
+    """
+
+    __slots__ = ("_values", "_origins")
+
+    def __init__(self, values: Mapping[str, Any], origins: Mapping[str, str]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "_origins", dict(origins))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no setting named {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Settings are read-only; pass new values to load_settings()")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __reduce__(self) -> tuple[type[Settings], tuple[dict[str, Any], dict[str, str]]]:
+        # The default pickling of __slots__ would go through the blocked __setattr__.
+        return (Settings, (self._values, self._origins))
+
+    def __repr__(self) -> str:
+        return f"Settings({self._values!r})"
+
+    def origin(self, key: str) -> str:
+        """The layer that set ``key``.
+
+        One of "default", "config file PATH", "spider custom_settings" or "command line".
+        """
+        return self._origins[key]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain, mutable copy (lists as lists), ready for YAML or JSON."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in self._values.items()
+        }
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    spider_settings: Mapping[str, Any] | None = None,
+    cli: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the layers over the defaults, validating each value; ``ConfigError`` on the first mistake.
+
+    ``cli`` holds both flags and ``-s KEY=VALUE`` pairs by setting name. A value of None means the
+    flag was not given. A string is what ``-s`` passes: for a string setting it is taken as
+    written (``null``, ``~`` or nothing clears a nullable one, so ``-s output=-`` works); for any
+    other setting it is read as a YAML scalar (``-s robots=false``, ``-s allowed_domains=[a.com,
+    b.com]``). Typed values, as click's typed flags give them, are checked as they are.
+    """
+    specs = _specs()
+    values = {key: spec.check(spec.default) for key, spec in specs.items()}
+    origins = dict.fromkeys(specs, "default")
+
+    def put(key: str, value: Any, where: str, origin: str) -> None:
+        spec = _spec_for(specs, key, where)
+        try:
+            values[key] = spec.check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        origins[key] = origin
+
+    if config_file is not None:
+        for key, value, line in _read_file(config_file):
+            put(key, value, f"{config_file}, line {line}", f"config file {config_file}")
+    for key, value in (spider_settings or {}).items():
+        put(key, value, "spider custom_settings", "spider custom_settings")
+    for key, value in (cli or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            where = f"-s {key}={value}"
+            value = _parse_cli_string(_spec_for(specs, key, where), value, where)
+        else:
+            where = "command line"
+        put(key, value, where, "command line")
+    return Settings(values, origins)
+
+
+def explain(settings: Settings) -> list[tuple[str, Any, str]]:
+    """Rows of (key, value, origin) in default.yaml's order, for ``crawlkit config show``."""
+    return [(key, value, settings.origin(key)) for key, value in settings.as_dict().items()]
+
+
+def settings_doc() -> list[tuple[str, Any, str]]:
+    """Rows of (key, default, comment) in default.yaml's order, for the README's settings table."""
+    return [(spec.key, copy.copy(spec.default), spec.comment) for spec in _specs().values()]
+
+
+@functools.cache
+def _specs() -> dict[str, _Spec]:
+    """Read default.yaml once per process: values from the YAML, comments from the lines above."""
+    text = DEFAULTS_FILE.read_text(encoding="utf-8")
+    comments: dict[str, str] = {}
+    block: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            block.append(line.lstrip("#").strip())
+            continue
+        key = re.match(r"([A-Za-z_]\w*):", line)
+        if key:
+            comments[key.group(1)] = " ".join(block)
+        block = []
+
+    specs = {}
+    for key, default, line in _read_file(DEFAULTS_FILE):
+        comment = comments.get(key, "")
+        where = f"{DEFAULTS_FILE}, line {line}"
+        prefix = _TYPE_PREFIX.match(comment)
+        if prefix and prefix.group(1):
+            spec = _Spec(key, default, _TYPE_NAMES[prefix.group(1)], None, True, comment)
+        elif prefix:
+            spec = _Spec(key, default, list, _TYPE_NAMES[prefix.group(2)], False, comment)
+        elif default is None or default == []:
+            raise ConfigError(
+                f"{where}: the comment above '{key}' must start with its type, "
+                "e.g. (int or null) or (list of str)"
+            )
+        else:
+            item = type(default[0]) if isinstance(default, list) else None
+            spec = _Spec(key, default, type(default), item, False, comment)
+        try:
+            spec.check(default)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        specs[key] = spec
+    return specs
+
+
+def _read_file(path: str | Path) -> list[tuple[str, Any, int]]:
+    """The (key, value, line of the key) entries of a YAML settings file; an empty file has none."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return []
+        if not isinstance(root, yaml.MappingNode):
+            got = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+            raise ConfigError(
+                f"{path}, line {root.start_mark.line + 1}: "
+                f"the file must be a mapping of 'setting: value' lines, got {got}"
+            )
+        entries: list[tuple[str, Any, int]] = []
+        first_line: dict[str, int] = {}
+        for key_node, value_node in root.value:
+            line = key_node.start_mark.line + 1
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise ConfigError(f"{path}, line {line}: setting names are words, got {_show(key)}")
+            if key in first_line:
+                raise ConfigError(
+                    f"{path}, line {line}: '{key}' is set twice (first on line {first_line[key]})"
+                )
+            first_line[key] = line
+            entries.append((key, loader.construct_object(value_node, deep=True), line))
+        return entries
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
+    finally:
+        loader.dispose()
+
+
+def _spec_for(specs: Mapping[str, _Spec], key: str, where: str) -> _Spec:
+    """The spec of ``key``, or a ConfigError that suggests the closest known name."""
+    if key in specs:
+        return specs[key]
+    close = difflib.get_close_matches(key, specs, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"{where}: unknown setting '{key}'{hint} {_SEE_ALL}")
+
+
+def _parse_cli_string(spec: _Spec, text: str, where: str) -> Any:
+    """Read a ``-s`` value: verbatim for string settings, as a YAML scalar or flow list otherwise."""
+    if spec.kind is str:
+        cleared = spec.nullable and text.strip() in ("", "~", "null", "Null", "NULL")
+        return None if cleared else text
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+
+
+def _show(value: Any) -> str:
+    """A value as the user would write it in YAML: 'two', 0, true, null, [a, b]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(item) for item in value) + "]"
+    return repr(value)
