@@ -1,0 +1,36 @@
+"""crawlkit: a parallel web-crawler framework.
+
+Write a spider::
+
+    from crawlkit import Spider, Request
+
+    class Docs(Spider):
+        name = "docs"
+        start_urls = ["https://docs.example/"]
+
+        def parse(self, response):
+            yield {"url": response.url, "title": response.css("title")[0].text_content()}
+            for url in response.links():
+                yield response.follow(url)
+
+and run it with ``crawlkit runspider docs.py -o docs.jsonl``. Everything users import is here.
+"""
+
+from .errors import ConfigError, CrawlkitError, DropItem, SeedsError, SpiderError
+from .http import Request, Response
+from .spider import LinkSpider, Spider
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "CrawlkitError",
+    "DropItem",
+    "LinkSpider",
+    "Request",
+    "Response",
+    "SeedsError",
+    "Spider",
+    "SpiderError",
+    "__version__",
+]

@@ -1,0 +1,205 @@
+"""The ``crawlkit`` command: flags become settings, errors become one line and exit code 2.
+
+No crawl logic lives here. Exit codes: 0 the crawl finished (page errors are in the stats),
+2 a usage, config, seeds or spider error, 130 interrupted by Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .engine import CrawlSpec, Engine, Interrupted
+from .errors import CrawlkitError, SpiderError
+from .loader import load_spider
+from .log import setup_logging
+from .seeds import read_seeds
+from .settings import Settings, explain, load_settings
+from .spider import Spider
+
+
+class UserError(click.ClickException):
+    """A mistake the user can fix; printed as ``Error: <message>``, exit code 2."""
+
+    exit_code = 2
+
+
+class Group(click.Group):
+    """Turns every CrawlkitError raised by a command into a UserError, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CrawlkitError as exc:
+            raise UserError(str(exc)) from None
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"-s {pair!r}: expected KEY=VALUE, e.g. -s per_host=4")
+        out[key.strip()] = value
+    return out
+
+
+def crawl_options(f: Any) -> Any:
+    """The flags shared by ``crawl`` and ``runspider``."""
+    options = [
+        click.option("--workers", type=int, help="Fetcher processes (default: CPU count)."),
+        click.option("--concurrency", type=int, help="Requests in flight in total (default 16)."),
+        click.option("--per-host", "per_host", type=int, help="Requests in flight to one host at once (default 2)."),
+        click.option("--delay", type=float, help="Seconds between request starts to one host (default 0)."),
+        click.option("--parsers", type=int, help="Parser processes running spider callbacks (default 1)."),
+        click.option("-o", "--output", help="Items file: .jsonl (default format), .csv, or - for stdout."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
+        click.option("--max-pages", type=int, help="Stop after this many pages (0 = no limit)."),
+        click.option("--max-depth", type=int, help="Do not follow links deeper than this (0 = no limit)."),
+        click.option("--allow-domain", "allow_domains", multiple=True, help="Also follow this domain (repeatable)."),
+        click.option("--user-agent", help="User-Agent header sent with every request."),
+        click.option("--no-robots", is_flag=True, help="Do not fetch or obey robots.txt."),
+        click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. -s retries=5."),
+        click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
+        click.option("--log-file", type=click.Path(dir_okay=False), help="Also append the log to this file."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
+    flags = {
+        key: kw[key]
+        for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file")
+        if kw.get(key) is not None
+    }
+    if flags.get("log_level"):
+        flags["log_level"] = flags["log_level"].upper()
+    if kw.get("allow_domains"):
+        flags["allowed_domains"] = list(kw["allow_domains"])
+    if kw.get("no_robots"):
+        flags["robots"] = False
+    if kw.get("spider"):
+        flags["spider"] = kw["spider"]
+    flags.update(_parse_sets(kw.get("sets", ())))
+    return flags
+
+
+def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) -> None:
+    cli = _cli_settings({**kw, "spider": spider_spec})
+    first = load_settings(kw.get("config_file"), None, cli)  # the config file may name the spider
+    spider_spec = first.spider
+    spider_cls = load_spider(spider_spec)
+    settings = load_settings(kw.get("config_file"), spider_cls.custom_settings, cli)
+    kwargs: dict[str, Any] = {}
+    if seeds_file is not None:
+        kwargs["start_urls"] = read_seeds(seeds_file)
+    elif not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests:
+        raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls or start_requests()")
+    _execute(settings, spider_cls, spider_spec, kwargs)
+
+
+def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any]) -> None:
+    """Build the spider, run the engine, print the summary; exit 130 when interrupted."""
+    try:
+        spider = spider_cls(**kwargs)
+    except Exception as exc:
+        raise SpiderError(f"spider {spider_cls.__name__} could not be created: {type(exc).__name__}: {exc}") from exc
+    spider.settings = settings
+    setup_logging(settings.log_level, settings.log_file)
+    engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs))
+    try:
+        stats = engine.run()
+    except Interrupted:
+        click.echo(engine.stats.summary(), err=True)
+        sys.exit(130)
+    click.echo(stats.summary(), err=True)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="crawlkit")
+def cli() -> None:
+    """crawlkit: a parallel web crawler (multiprocess fetchers and parsers, exact per-host limits)."""
+
+
+@cli.command()
+@click.argument("seeds_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--spider", help="Spider to run: path/to/file.py:Class or module:Class (default: built-in link spider).")
+@crawl_options
+def crawl(seeds_file: str | None, spider: str | None, **kw: Any) -> None:
+    """Crawl from the URLs in SEEDS_FILE (one per line).
+
+    \b
+    Example:
+      crawlkit crawl seeds.txt --workers 8 --per-host 2 -o out.jsonl
+    """
+    _run(kw, seeds_file, spider)
+
+
+@cli.command()
+@click.argument("spider_file", type=click.Path(dir_okay=False))
+@crawl_options
+def runspider(spider_file: str, **kw: Any) -> None:
+    """Run the spider in SPIDER_FILE (file.py or file.py:Class) from its own start URLs.
+
+    \b
+    Example:
+      crawlkit runspider quotes.py -o quotes.jsonl
+    """
+    if not Path(spider_file.split(":", 1)[0]).is_file():
+        raise UserError(f"spider file {spider_file!r} does not exist; give the path of a .py file")
+    _run(kw, None, spider_file)
+
+
+@cli.group()
+def config() -> None:
+    """Inspect settings."""
+
+
+@config.command("show")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file.")
+@click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE")
+def config_show(config_file: str | None, sets: tuple[str, ...]) -> None:
+    """Print the effective settings and where each came from.
+
+    \b
+    Example:
+      crawlkit config show --config configs/example.yaml -s per_host=4
+    """
+    settings = load_settings(config_file, None, _parse_sets(sets))
+    rows = explain(settings)
+    width = max(len(key) for key, _, _ in rows)
+    for key, value, origin in rows:
+        click.echo(f"{key:<{width}}  {value!r:<40}  {origin}")
+
+
+@cli.command()
+@click.option("-o", "--output", default="demo.jsonl", show_default=True, help="Items file.")
+@click.option("--hosts", default=2, show_default=True, help="Hosts of the local demo site.")
+@click.option("--pages", default=50, show_default=True, help="Pages per host.")
+@click.option("--workers", type=int, help="Fetcher processes (default: CPU count).")
+def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
+    """Serve a small local site on loopback and crawl it (works offline).
+
+    \b
+    Example:
+      crawlkit demo -o demo.jsonl
+    """
+    from .site import SiteProcess, SiteSpec
+
+    with SiteProcess(SiteSpec(hosts=hosts, pages=pages)) as site:
+        seeds = site.seeds()
+        click.echo(f"demo site: {', '.join(seeds)}", err=True)
+        settings = load_settings(None, None, {"output": output, "workers": workers})
+        _execute(settings, load_spider(None), None, {"start_urls": seeds})
+        expected = len(site.expected_urls())
+    click.echo(f"items written to {output}; the site has {expected} reachable pages", err=True)
+
+
+def main() -> None:
+    cli(prog_name="crawlkit")

@@ -1,0 +1,34 @@
+"""crawlkit's exceptions, in one tree users can catch.
+
+    CrawlkitError                 base of everything crawlkit raises on purpose
+     +-- ConfigError              a bad setting: unknown key, wrong type, bad value, bad YAML
+     +-- SeedsError               a seeds file that is missing, unreadable or has no valid URL
+     +-- SpiderError              a spider that cannot be loaded or constructed
+     +-- DropItem                 raised by an item pipeline to drop an item (not a failure)
+
+The CLI turns any CrawlkitError into a one-line message and exit code 2; see ``cli.py``.
+Faults met *during* a crawl (timeouts, resets, callback exceptions) are never raised to the
+user: they are counted in the stats and logged with their URL.
+"""
+
+from __future__ import annotations
+
+
+class CrawlkitError(Exception):
+    """Base class of the errors crawlkit raises for a user to act on."""
+
+
+class ConfigError(CrawlkitError):
+    """A setting, a config file or a command-line value is wrong; the message says which and how to fix it."""
+
+
+class SeedsError(CrawlkitError):
+    """The seeds file is missing, unreadable, or holds no http(s) URL."""
+
+
+class SpiderError(CrawlkitError):
+    """A spider cannot be imported, found or constructed."""
+
+
+class DropItem(CrawlkitError):
+    """Raised by an item pipeline's ``process_item`` to drop the item; counted, not logged as an error."""

@@ -1,0 +1,231 @@
+"""Request and Response: what spiders yield and what their callbacks receive.
+
+A ``Request`` crosses process boundaries (parser -> engine -> fetcher -> parser), so it is plain
+data that pickles cheaply: the callback travels as its *name*, resolved on the spider in the
+parser process. A ``Response`` lives only inside a parser process; its parsed forms (text, lxml
+tree, BeautifulSoup) are built lazily, on first use, so a spider that never asks for the soup
+never pays for it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable
+from urllib.parse import urljoin, urldefrag
+
+import lxml.html
+from lxml.cssselect import CSSSelector
+from requests.structures import CaseInsensitiveDict
+from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom, resolve_encoding
+
+Callback = str | Callable[..., Any] | None
+
+
+class Request:
+    """A request for a URL, yielded by a spider (``Request(url, callback=self.parse_item)``).
+
+    ``callback`` may be a method of the spider or its name; only the name is kept, because the
+    request is pickled to other processes. ``depth`` and ``referer`` are filled in by crawlkit
+    when a callback yields the request. ``dont_filter=True`` skips the seen-URL check.
+    """
+
+    __slots__ = ("url", "callback", "method", "headers", "meta", "priority", "dont_filter", "body", "depth", "referer")
+
+    def __init__(
+        self,
+        url: str,
+        callback: Callback = None,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        meta: dict[str, Any] | None = None,
+        priority: int = 0,
+        dont_filter: bool = False,
+        body: bytes = b"",
+        depth: int = 0,
+        referer: str | None = None,
+    ) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"Request url must be a str, got {type(url).__name__}")
+        self.url = url
+        self.callback = _callback_name(callback)
+        self.method = method.upper()
+        self.headers = dict(headers) if headers else {}
+        self.meta = dict(meta) if meta else {}
+        self.priority = int(priority)
+        self.dont_filter = bool(dont_filter)
+        self.body = body.encode() if isinstance(body, str) else bytes(body)
+        self.depth = depth
+        self.referer = referer
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
+
+    def replace(self, **changes: Any) -> "Request":
+        """A copy with some fields changed (used for retries and redirects)."""
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state.update(changes)
+        return Request(**state)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"
+
+
+def _callback_name(callback: Callback) -> str | None:
+    if callback is None or isinstance(callback, str):
+        return callback
+    name = getattr(callback, "__name__", None)
+    if name is None or not callable(callback):
+        raise TypeError(f"Request callback must be a spider method or its name, got {callback!r}")
+    return name
+
+
+class _Selectable:
+    """Mixed into every lxml element so that ``element.css("span.text")`` works like ``response.css``."""
+
+    def css(self, selector: str) -> list:
+        return _css(selector)(self)
+
+
+@lru_cache(maxsize=512)
+def _css(selector: str) -> CSSSelector:
+    # Compiling a selector to XPath costs far more than running it; spiders reuse a handful.
+    return CSSSelector(selector)
+
+
+@lru_cache(maxsize=32)
+def _html_parser(encoding: str) -> lxml.html.HTMLParser:
+    parser = lxml.html.HTMLParser(encoding=encoding, remove_comments=True)
+    parser.set_element_class_lookup(lxml.html.HtmlElementClassLookup(mixins=[("*", _Selectable)]))
+    return parser
+
+
+class Response:
+    """A fetched page as a spider callback sees it.
+
+    ``body`` is the raw (decompressed) bytes; ``text`` decodes it with the charset declared in
+    the headers, else a BOM, else a ``<meta>`` declaration, else UTF-8 (falling back to cp1252
+    when the bytes are not UTF-8). ``css``/``xpath`` run on an lxml tree; ``soup`` is
+    BeautifulSoup on lxml. All three are built on first use and kept.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        status: int,
+        headers: CaseInsensitiveDict | dict[str, str],
+        body: bytes,
+        request: Request,
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.headers = headers if isinstance(headers, CaseInsensitiveDict) else CaseInsensitiveDict(headers)
+        self.body = body
+        self.request = request
+        self._encoding: str | None = None
+        self._text: str | None = None
+        self._tree: Any = None
+        self._soup: Any = None
+
+    meta = property(lambda self: self.request.meta, doc="The request's ``meta`` dict.")
+    depth = property(lambda self: self.request.depth, doc="Link hops from a start URL (0 for seeds).")
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower-cased (``text/html``), or ``""``."""
+        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+    @property
+    def is_html(self) -> bool:
+        ctype = self.content_type
+        return ctype in ("text/html", "application/xhtml+xml") or (not ctype and b"<html" in self.body[:1024].lower())
+
+    @property
+    def encoding(self) -> str:
+        if self._encoding is None:
+            self._encoding = self._detect_encoding()
+        return self._encoding
+
+    def _detect_encoding(self) -> str:
+        declared = http_content_type_encoding(self.headers.get("Content-Type"))
+        if declared:
+            return declared
+        bom, _ = read_bom(self.body)
+        if bom:
+            return bom
+        meta = html_body_declared_encoding(self.body[:4096])
+        if meta and resolve_encoding(meta):
+            return resolve_encoding(meta)
+        try:
+            self.body.decode("utf-8")
+            return "utf-8"
+        except UnicodeDecodeError:
+            return "cp1252"
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self.body.decode(self.encoding, "replace")
+        return self._text
+
+    @property
+    def tree(self) -> Any:
+        """The lxml HTML root element; elements support ``.css()``, ``.xpath()``, ``.text_content()``."""
+        if self._tree is None:
+            body = self.body if self.body.strip() else b"<html></html>"
+            try:
+                self._tree = lxml.html.document_fromstring(body, parser=_html_parser(self.encoding))
+            except (ValueError, LookupError, lxml.etree.ParserError):
+                # Bytes lxml cannot take with that encoding: parse the decoded text instead.
+                self._tree = lxml.html.document_fromstring(self.text or "<html></html>", parser=_html_parser("utf-8"))
+        return self._tree
+
+    @property
+    def soup(self) -> Any:
+        """BeautifulSoup of the page, parsed with lxml."""
+        if self._soup is None:
+            from bs4 import BeautifulSoup
+
+            self._soup = BeautifulSoup(self.text, "lxml")
+        return self._soup
+
+    def css(self, selector: str) -> list:
+        return _css(selector)(self.tree)
+
+    def xpath(self, expr: str, **variables: Any) -> list:
+        return self.tree.xpath(expr, **variables)
+
+    @property
+    def base_url(self) -> str:
+        base = self.tree.xpath("//base/@href") if self.is_html else []
+        return urljoin(self.url, base[0].strip()) if base else self.url
+
+    def urljoin(self, url: str) -> str:
+        return urljoin(self.base_url, url)
+
+    def links(self) -> list[str]:
+        """Absolute http(s) URLs of the page's ``<a href>`` links, in page order, without fragments or repeats."""
+        if not self.is_html:
+            return []
+        base = self.base_url
+        seen: dict[str, None] = {}
+        for href in self.tree.xpath("//a/@href"):
+            url = urldefrag(urljoin(base, href.strip()))[0]
+            if url.startswith(("http://", "https://")):
+                seen.setdefault(url)
+        return list(seen)
+
+    def follow(self, url: Any, callback: Callback = None, **kwargs: Any) -> Request:
+        """A Request for ``url`` (relative to this page, or an ``<a>`` element) to yield from a callback."""
+        if not isinstance(url, str):
+            href = url.get("href") if hasattr(url, "get") else None
+            if href is None:
+                raise TypeError(f"follow() takes a URL or an <a> element, got {url!r}")
+            url = href
+        return Request(self.urljoin(url.strip()), callback=callback, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.url}>"

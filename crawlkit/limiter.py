@@ -1,0 +1,95 @@
+"""Per-host politeness: at most ``per_host`` requests in flight to a host, and ``delay`` between starts.
+
+The cap is held by ``multiprocessing`` Semaphores, one per *slot*. The engine gives each host
+with work in flight a slot of its own and acquires it (without blocking) before it dispatches a
+request; the fetcher process releases it the moment the HTTP exchange is over. So the count the
+server sees is exactly the count of acquired permits, whichever process holds them.
+
+Total in-flight never exceeds ``concurrency``, so no more than ``concurrency`` hosts hold a
+slot at once: that many semaphores are made up front (semaphores reach other processes only by
+inheritance) and a slot returns to the free list when its host has nothing in flight.
+
+A host that cannot start now is told when to ask again: at a time (delay, Retry-After) or after
+one of its requests completes (``None``). That lets the engine park it instead of polling, so a
+busy host never holds up requests for other hosts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Wait:
+    until: float | None  # monotonic time to ask again, or None: after a completion of this host
+
+
+class Limiter(Protocol):
+    """The engine's view of a per-host limiter (local Semaphores, or Redis leases)."""
+
+    def try_acquire(self, host: str, now: float) -> int | Wait:
+        """A slot number to send with the request, or when to try again. Never blocks."""
+        ...
+
+    def completed(self, host: str) -> None:
+        """A request to ``host`` has finished everywhere (its permit was released by the fetcher)."""
+        ...
+
+    def set_delay(self, host: str, seconds: float) -> None:
+        """Raise the host's delay between request starts (robots.txt Crawl-delay)."""
+        ...
+
+    def pause(self, host: str, until: float) -> None:
+        """Start nothing for ``host`` before ``until`` (Retry-After)."""
+        ...
+
+
+class LocalLimiter:
+    """Semaphore-backed limiter for one machine; lives in the engine, its semaphores in every fetcher."""
+
+    def __init__(self, ctx: BaseContext, slots: int, per_host: int, delay: float) -> None:
+        self.semaphores: list[Any] = [ctx.Semaphore(per_host) for _ in range(slots)]
+        self._per_host = per_host
+        self._delay = delay
+        self._free = list(range(slots - 1, -1, -1))
+        self._slot: dict[str, int] = {}  # host -> slot, while the host has requests in flight
+        self._inflight: dict[str, int] = {}
+        self._next_start: dict[str, float] = {}
+        self._host_delay: dict[str, float] = {}
+
+    def try_acquire(self, host: str, now: float) -> int | Wait:
+        not_before = self._next_start.get(host, 0.0)
+        if now < not_before:
+            return Wait(not_before)
+        slot = self._slot.get(host)
+        if slot is None:
+            if not self._free:
+                return Wait(None)
+            slot = self._free.pop()
+            self._slot[host] = slot
+        if not self.semaphores[slot].acquire(False):
+            return Wait(None)
+        self._inflight[host] = self._inflight.get(host, 0) + 1
+        delay = self._host_delay.get(host, self._delay)
+        if delay > 0:
+            self._next_start[host] = now + delay
+        return slot
+
+    def completed(self, host: str) -> None:
+        left = self._inflight[host] - 1
+        if left:
+            self._inflight[host] = left
+            return
+        del self._inflight[host]
+        self._free.append(self._slot.pop(host))
+
+    def set_delay(self, host: str, seconds: float) -> None:
+        self._host_delay[host] = max(self._delay, seconds)
+
+    def pause(self, host: str, until: float) -> None:
+        self._next_start[host] = max(self._next_start.get(host, 0.0), until)
+
+    def inflight(self, host: str) -> int:
+        return self._inflight.get(host, 0)

@@ -1,0 +1,79 @@
+"""Load user code named by a string: ``path/to/file.py:Name``, ``package.module:Name``, or a bare ``file.py``.
+
+One loader for spiders, pipelines and backends, so every "cannot import" reads the same way. It
+runs in every process that needs the object (engine and parsers each import the spider
+themselves), which is why objects travel between processes as these strings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+import zlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .errors import SpiderError
+from .spider import Spider
+
+
+def _import_path(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise SpiderError(f"spider file {str(path)!r} does not exist; give a path to a .py file or a module:Class")
+    name = f"crawlkit_user_{path.stem}_{zlib.crc32(str(path.resolve()).encode()):08x}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SpiderError(f"cannot load {str(path)!r} as Python; is it a .py file?")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(path.resolve().parent))  # let the file import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise SpiderError(f"{path}: importing it raised {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def load_object(spec: str, what: str = "object") -> Any:
+    """The object named by ``spec``; raises SpiderError with a one-line reason when it cannot."""
+    target, _, attr = spec.partition(":")
+    if target.endswith(".py"):
+        module = _import_path(Path(target))
+    else:
+        try:
+            module = importlib.import_module(target)
+        except Exception as exc:
+            raise SpiderError(f"cannot import module {target!r} for {what} {spec!r}: {type(exc).__name__}: {exc}") from exc
+    if not attr:
+        return module
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise SpiderError(f"{target} has no {attr!r} for {what} {spec!r}; check the name after ':'") from None
+
+
+def load_spider(spec: str | None) -> type[Spider]:
+    """The Spider subclass named by ``spec``; ``None`` is the built-in LinkSpider.
+
+    ``file.py`` without ``:Class`` takes the one Spider subclass defined in that file.
+    """
+    if spec is None:
+        from .spider import LinkSpider
+
+        return LinkSpider
+    obj = load_object(spec, "spider")
+    if inspect.ismodule(obj):
+        found = [v for v in vars(obj).values() if inspect.isclass(v) and issubclass(v, Spider) and v.__module__ == obj.__name__]
+        if len(found) != 1:
+            names = ", ".join(c.__name__ for c in found) or "none"
+            raise SpiderError(f"{spec}: expected exactly one Spider subclass, found {names}; name one as {spec}:ClassName")
+        obj = found[0]
+    if not (inspect.isclass(obj) and issubclass(obj, Spider)):
+        raise SpiderError(f"{spec} is not a subclass of crawlkit.Spider")
+    return obj

@@ -1,0 +1,53 @@
+"""The plain-data messages that cross process boundaries, in the order a page travels.
+
+    engine --FetchTask--> fetch queue --> fetcher --FetchResult--> Pipe --> parser --PageDone--> engine
+
+Each is a small slotted dataclass of str/bytes/int/float/list/dict, so pickling stays cheap. A
+task carries the id the engine gave the request: every id the engine dispatches comes back in
+exactly one PageDone, which is how the engine knows when the crawl is over and what to re-queue
+if a process dies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .http import Request
+
+
+@dataclass(slots=True)
+class FetchTask:
+    req_id: int
+    slot: int  # the per-host semaphore the fetcher releases when the exchange is over
+    request: Request
+
+
+@dataclass(slots=True)
+class FetchResult:
+    req_id: int
+    request: Request
+    url: str
+    status: int = 0  # 0 when no HTTP response came back (see ``error``)
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    error: str | None = None  # a stats key such as "connect_timeout"; None when a response came back
+    message: str = ""  # human detail for the log
+    elapsed: float = 0.0
+    fetcher_pid: int = 0
+
+
+@dataclass(slots=True)
+class PageDone:
+    """What the parser made of one FetchResult: the engine's whole work for that request id."""
+
+    req_id: int
+    host: str
+    items: list[Any] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)  # new, deduplicated requests to queue
+    retry: Request | None = None  # the same request again, not before ``retry_at``
+    retry_at: float = 0.0
+    host_pause_until: float = 0.0  # Retry-After asks the whole host to wait
+    robots: tuple[int, bytes] | None = None  # (status, body) of a robots.txt fetch; status 0 = unreachable
+    counts: dict[str, int] = field(default_factory=dict)  # stats deltas: "status_200", "error_read_timeout", ...
+    page: bool = False  # a final response counted against max_pages

@@ -1,0 +1,285 @@
+"""The parser processes: turn each FetchResult into items and new requests.
+
+A parser process reads FetchResults from the Pipes its fetchers registered, and for each one
+decides: retry it (connection errors, timeouts, 5xx/429, with backoff and Retry-After), turn a
+3xx into a request for its target, hand a robots.txt answer to the engine, or build the
+``Response`` and run the spider's callback. The requests a callback yields are checked
+(scheme, length, depth, allowed domains), fingerprinted, and deduplicated against the shared
+seen-URL store in one round trip per page; the survivors, the items and the stats deltas go to
+the engine in one PageDone message.
+
+Every FetchResult yields exactly one PageDone, whatever the spider does: a callback that
+raises or yields junk is logged with spider, callback, URL and type, counted, and the crawl
+goes on.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import pickle
+import time
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any, Iterable
+from urllib.parse import urljoin, urlsplit
+
+from .http import Request, Response
+from .loader import load_spider
+from .messages import FetchResult, PageDone
+from .process import child_setup
+from .robots import ROBOTS_CALLBACK
+from .seen import SeenStore
+from .spider import Spider
+from .urls import Fingerprinter, host_of
+
+log = logging.getLogger("crawlkit.parser")
+
+# Failures worth another attempt; the others would fail the same way again.
+RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
+
+
+@dataclass(slots=True)
+class ParserConfig:
+    spider: str | None
+    spider_kwargs: dict[str, Any]
+    allowed_domains: list[str]
+    max_depth: int
+    max_url_length: int
+    max_redirects: int
+    retries: int
+    retry_http_codes: list[int]
+    retry_backoff: float
+    retry_after_max: float
+    log_level: str
+    log_file: str | None
+
+
+def build_spider(spec: str | None, kwargs: dict[str, Any]) -> Spider:
+    return load_spider(spec)(**kwargs)
+
+
+def parser_main(config: ParserConfig, registration: Any, events: Any, seen: SeenStore) -> None:
+    """Entry point of a parser process; returns when the engine puts None on ``registration``."""
+    child_setup(config.log_level, config.log_file)
+    router = Router(build_spider(config.spider, config.spider_kwargs), config, seen)
+    inboxes: list[Any] = []
+    # The registration queue's reader is waited on beside the Pipes, so a new fetcher is
+    # picked up at once and an idle parser sleeps in one wait() instead of polling.
+    control = registration._reader
+    while True:
+        for ready in wait([control, *inboxes]):
+            if ready is control:
+                message = registration.get()
+                if message is None:
+                    return
+                inboxes.append(pickle.loads(message[1]))
+                continue
+            try:
+                data = ready.recv_bytes()
+            except (EOFError, OSError):  # that fetcher has exited; its replacement registers anew
+                inboxes.remove(ready)
+                ready.close()
+                continue
+            events.put(router.handle(pickle.loads(data)))
+
+
+class Router:
+    """What one parser process does with a FetchResult; separate from the loop so tests can drive it."""
+
+    def __init__(self, spider: Spider, config: ParserConfig, seen: SeenStore) -> None:
+        self.spider = spider
+        self.config = config
+        self.seen = seen
+        self.fingerprints = Fingerprinter()
+        self.allowed = [d.lower().lstrip(".") for d in [*getattr(spider, "allowed_domains", []), *config.allowed_domains]]
+        self.spider_name = getattr(spider, "name", type(spider).__name__)
+
+    def handle(self, result: FetchResult) -> bytes:
+        """The pickled PageDone for ``result`` (pickled here, so a bad item cannot break the queue)."""
+        done = PageDone(req_id=result.req_id, host=host_of(result.request.url))
+        counts: Counter[str] = Counter()
+        try:
+            self._route(result, done, counts)
+        except Exception:  # a bug of ours must not lose the request id
+            log.exception("internal error on %s", result.request.url)
+            counts["error_internal"] += 1
+        done.counts = dict(counts)
+        try:
+            return pickle.dumps(done, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            log.error("spider %s: items from %s cannot be sent (%s); dropped", self.spider_name, result.request.url, exc)
+            done.counts["items_unpicklable"] = len(done.items)
+            done.items = []
+            return pickle.dumps(done, pickle.HIGHEST_PROTOCOL)
+
+    def _route(self, result: FetchResult, done: PageDone, counts: Counter[str]) -> None:
+        request = result.request
+        robots = request.callback == ROBOTS_CALLBACK
+        if result.error:
+            counts[f"error_{result.error}"] += 1
+            if result.error in RETRYABLE_ERRORS and self._retry(request, done, counts, None):
+                log.info("retrying %s after %s: %s", request.url, result.error, result.message)
+                return
+            log.warning("%s: %s (%s)", result.error, request.url, result.message)
+            if robots:
+                done.robots = (0, b"")
+            return
+        status = result.status
+        counts[f"status_{status}"] += 1
+        headers = dict(result.headers)
+        if status in self.config.retry_http_codes and self._retry(request, done, counts, headers):
+            log.info("retrying %s after HTTP %s", request.url, status)
+            return
+        if robots:
+            done.robots = (status, result.body)
+            return
+        if 300 <= status < 400 and "location" in {k.lower() for k in headers}:
+            self._redirect(result, done, counts)
+            return
+        done.page = True
+        counts["pages"] += 1
+        counts["bytes"] += len(result.body)
+        response = Response(result.url, status, headers, result.body, request)
+        if not 200 <= status < 300 and not getattr(self.spider, "handle_error_statuses", False):
+            return
+        candidates = self._run_callback(response, done, counts)
+        for new in candidates:
+            new.depth = request.depth + 1
+            new.referer = response.url
+        done.requests = self._admit(candidates, counts)
+
+    def _retry(self, request: Request, done: PageDone, counts: Counter[str], headers: dict[str, str] | None) -> bool:
+        attempt = request.meta.get("retry_times", 0) + 1
+        if attempt > self.config.retries:
+            counts["retries_exhausted"] += 1
+            return False
+        wait_s = self.config.retry_backoff * 2 ** (attempt - 1)
+        asked = _retry_after(headers) if headers else None
+        now = time.monotonic()
+        if asked is not None:
+            asked = min(asked, self.config.retry_after_max)
+            done.host_pause_until = now + asked
+            wait_s = max(wait_s, asked)
+        done.retry = request.replace(meta={**request.meta, "retry_times": attempt})
+        done.retry_at = now + wait_s
+        counts["retries"] += 1
+        return True
+
+    def _redirect(self, result: FetchResult, done: PageDone, counts: Counter[str]) -> None:
+        request = result.request
+        location = next(v for k, v in result.headers if k.lower() == "location")
+        target = urljoin(result.url, location.strip())
+        chain = request.meta.get("redirect_urls", []) + [request.url]
+        counts["redirects"] += 1
+        if not target.startswith(("http://", "https://")):
+            counts["dropped_redirect_scheme"] += 1
+            log.warning("redirect to a non-http(s) URL dropped: %s -> %s", request.url, target[:200])
+            return
+        if len(chain) > self.config.max_redirects:
+            counts["error_too_many_redirects"] += 1
+            log.warning("too many redirects (%d) at %s", len(chain), request.url)
+            return
+        if any(self.fingerprints.fingerprint(target) == self.fingerprints.fingerprint(u) for u in chain if _is_http(u)):
+            counts["error_redirect_loop"] += 1
+            log.warning("redirect loop: %s -> %s", request.url, target)
+            return
+        follow = request.replace(url=target, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
+        done.requests = self._admit([follow], counts)
+
+    def _run_callback(self, response: Response, done: PageDone, counts: Counter[str]) -> list[Request]:
+        name = response.request.callback or "parse"
+        callback = getattr(self.spider, name, None)
+        if not callable(callback):
+            counts["error_spider_callback_missing"] += 1
+            log.error("spider %s has no callback %r (for %s)", self.spider_name, name, response.url)
+            return []
+        requests: list[Request] = []
+        try:
+            for obj in _iterate(callback(response)):
+                if isinstance(obj, Request):
+                    requests.append(obj)
+                elif isinstance(obj, dict):
+                    done.items.append(obj)
+                else:
+                    counts["error_spider_output"] += 1
+                    log.error(
+                        "spider %s callback %s yielded a %s on %s; yield dicts (items) or Requests",
+                        self.spider_name, name, type(obj).__name__, response.url,
+                    )
+        except Exception as exc:
+            counts["error_spider_exception"] += 1
+            log.error(
+                "spider %s callback %s raised %s on %s: %s", self.spider_name, name, type(exc).__name__, response.url, exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+        counts["items"] += len(done.items)
+        return requests
+
+    def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[Request]:
+        """The candidates that pass the filters and were never seen before (one seen-store call)."""
+        config = self.config
+        fresh: dict[int, Request] = {}
+        unfiltered: list[Request] = []
+        for request in candidates:
+            url = request.url
+            if not _is_http(url):
+                counts["dropped_scheme"] += 1
+                continue
+            if len(url) > config.max_url_length:
+                counts["dropped_url_too_long"] += 1
+                log.debug("URL longer than max_url_length dropped: %s...", url[:100])
+                continue
+            if config.max_depth and request.depth > config.max_depth:
+                counts["dropped_depth"] += 1
+                continue
+            if self.allowed and not self._allowed(url):
+                counts["dropped_offsite"] += 1
+                continue
+            try:
+                fp = self.fingerprints.fingerprint(url, request.method, request.body)
+            except ValueError:
+                counts["dropped_invalid_url"] += 1
+                continue
+            if request.dont_filter:
+                unfiltered.append(request)
+            elif fp in fresh:
+                counts["duplicates"] += 1
+            else:
+                fresh[fp] = request
+        if fresh:
+            new = self.seen.add_many(list(fresh))
+            counts["duplicates"] += len(fresh) - len(new)
+            unfiltered.extend(fresh[fp] for fp in new)
+        return unfiltered
+
+    def _allowed(self, url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        return any(host == d or host.endswith("." + d) for d in self.allowed)
+
+
+def _is_http(url: str) -> bool:
+    return url[:7].lower() == "http://" or url[:8].lower() == "https://"
+
+
+def _iterate(output: Any) -> Iterable[Any]:
+    if output is None:
+        return ()
+    if isinstance(output, (dict, Request, str, bytes)) or not hasattr(output, "__iter__"):
+        return (output,)  # a lone object; anything but a dict or Request is reported by type
+    return output
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

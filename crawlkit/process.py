@@ -1,0 +1,46 @@
+"""How crawlkit starts its child processes, and what every child does first.
+
+The start method is chosen explicitly: ``forkserver``, a clean single-threaded parent for every
+child (the engine runs threads, which ``fork`` would copy half-held) at a fraction of
+``spawn``'s start-up cost, since the fetcher and parser modules are imported once in the server.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from multiprocessing.context import BaseContext
+
+from .log import setup_logging
+
+_PRELOAD = ["crawlkit.fetcher", "crawlkit.parser", "crawlkit.seen"]
+
+
+def context() -> BaseContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def child_setup(log_level: str, log_file: str | None) -> None:
+    """Run first in every child: the engine alone handles Ctrl-C, and no child outlives it.
+
+    Ctrl-C reaches the whole process group; children ignore it so the engine can drain them in
+    order. If the engine dies (even by SIGKILL), a watchdog thread sees the parent's sentinel
+    close and ends the child, so no crawlkit process is left behind.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    setup_logging(log_level, log_file)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), name="parent-watchdog", daemon=True).start()
+
+
+def _exit_with_parent(sentinel: int) -> None:
+    from multiprocessing.connection import wait
+
+    wait([sentinel])
+    os._exit(1)

@@ -1,0 +1,77 @@
+"""The Spider base class users subclass, and the built-in spider used when none is given.
+
+A spider object exists once in the engine (for ``start_requests`` and settings) and once in each
+parser process (for callbacks). Keep per-crawl state that must be shared out of spider
+attributes: with ``parsers > 1`` each parser process has its own instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+from .http import Request, Response
+
+
+class Spider:
+    """Subclass this: set ``name`` and ``start_urls``, write ``parse(response)``.
+
+    Callbacks return or yield dicts (items) and ``Request`` objects. ``allowed_domains`` limits
+    which hosts are followed (subdomains included); ``custom_settings`` overrides a config file
+    but not the command line.
+    """
+
+    name: str = "spider"
+    start_urls: list[str] = []
+    allowed_domains: list[str] = []
+    custom_settings: dict[str, Any] = {}
+    #: Call callbacks for non-2xx final responses too (by default they are only counted).
+    handle_error_statuses: bool = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    def start_requests(self) -> Iterable[Request]:
+        """The first requests of the crawl; by default one per ``start_urls`` entry, parsed by ``parse``."""
+        for url in self.start_urls:
+            yield Request(url)
+
+    def parse(self, response: Response) -> Any:
+        """The default callback."""
+        raise NotImplementedError(f"{type(self).__name__}.parse() is not defined")
+
+
+class LinkSpider(Spider):
+    """The built-in spider: follows every link within the seeds' hosts, one item per page.
+
+    Each item: url, status, title, depth, referer, content_type, size (bytes), links (absolute
+    outgoing links). Offsite links are listed in ``links`` but not followed.
+    """
+
+    name = "crawlkit"
+    handle_error_statuses = True  # an archive wants the 404s listed too
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not self.allowed_domains:
+            self.allowed_domains = sorted({urlsplit(url).hostname or "" for url in self.start_urls} - {""})
+
+    def parse(self, response: Response) -> Iterable[Any]:
+        links = response.links()
+        title = None
+        if response.is_html:
+            found = response.xpath("//title/text()")
+            title = " ".join(found[0].split()) if found else None
+        yield {
+            "url": response.url,
+            "status": response.status,
+            "title": title,
+            "depth": response.depth,
+            "referer": response.request.referer,
+            "content_type": response.content_type,
+            "size": len(response.body),
+            "links": links,
+        }
+        for url in links:
+            yield Request(url)
