@@ -31,39 +31,48 @@ class FingerprintSet:
     """An exact set of 64-bit fingerprints in a flat array (linear probing, 0 marks an empty slot)."""
 
     def __init__(self, capacity: int = 1 << 16) -> None:
-        size = 1
+        size = 8
         while size < capacity:
             size <<= 1
+        self._resize(size)
+
+    def _resize(self, size: int) -> None:
         self._table = array("Q", bytes(8 * size))
         self._mask = size - 1
+        self._limit = size * 3 // 4
         self._count = 0
 
     def add_many(self, fingerprints: Iterable[int]) -> list[int]:
         new: list[int] = []
-        table, mask = self._table, self._mask
         for fp in fingerprints:
+            if self._count >= self._limit:
+                self._grow()
             key = fp or 1  # 0 is the empty marker; folding it onto 1 costs one in 2**64
+            table, mask = self._table, self._mask
             i = key & mask
             while True:
                 value = table[i]
                 if value == 0:
                     table[i] = key
+                    self._count += 1
                     new.append(fp)
                     break
                 if value == key:
                     break
                 i = (i + 1) & mask
-        self._count += len(new)
-        if self._count * 4 > 3 * (mask + 1):
-            self._grow()
         return new
 
     def _grow(self) -> None:
-        old = self._table
-        self._table = array("Q", bytes(16 * len(old)))
-        self._mask = 2 * len(old) - 1
-        self._count = 0
-        self.add_many(v for v in old if v)
+        old, count = self._table, self._count
+        self._resize(2 * len(old))
+        table, mask = self._table, self._mask
+        for key in old:
+            if key:
+                i = key & mask
+                while table[i]:
+                    i = (i + 1) & mask
+                table[i] = key
+        self._count = count
 
     def count(self) -> int:
         return self._count

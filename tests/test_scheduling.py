@@ -1,0 +1,95 @@
+"""Unit tests of the engine's scheduling pieces: frontier, limiter, seen-URL store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+
+from crawlkit.frontier import LocalFrontier
+from crawlkit.http import Request
+from crawlkit.limiter import LocalLimiter, Wait
+from crawlkit.seen import FingerprintSet, SeenManager
+
+
+def test_frontier_round_robin_and_priority() -> None:
+    f = LocalFrontier()
+    f.push([Request("http://a.test/1"), Request("http://a.test/2", priority=5), Request("http://b.test/1")])
+    assert len(f) == 3
+    first = f.next_host(0.0)
+    assert first == "a.test"
+    assert f.pop(first).url == "http://a.test/2"  # higher priority first
+    assert f.next_host(0.0) == "b.test"  # hosts take turns
+    assert f.pop("b.test").url == "http://b.test/1"
+    assert f.next_host(0.0) == "a.test"
+    assert f.pop("a.test").url == "http://a.test/1"
+    assert f.next_host(0.0) is None and len(f) == 0
+
+
+def test_frontier_park_until_time_and_until_unpark() -> None:
+    f = LocalFrontier()
+    f.push([Request("http://a.test/1"), Request("http://b.test/1")])
+    f.park("a.test", 10.0)
+    f.park("b.test", None)
+    assert f.next_host(5.0) is None
+    assert f.next_time() == 10.0
+    assert f.next_host(10.0) == "a.test"
+    f.unpark("b.test")
+    hosts = {f.next_host(10.0), f.next_host(10.0)}
+    assert hosts == {"a.test", "b.test"}
+
+
+def test_frontier_delayed_push() -> None:
+    f = LocalFrontier()
+    f.push([Request("http://a.test/retry")], not_before=3.0)
+    assert len(f) == 1
+    assert f.next_host(1.0) is None
+    assert f.next_time() == 3.0
+    assert f.next_host(3.0) == "a.test"
+
+
+def test_limiter_caps_per_host_and_frees_slots() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    limiter = LocalLimiter(ctx, slots=3, per_host=2, delay=0.0)
+    a1 = limiter.try_acquire("a", 0.0)
+    a2 = limiter.try_acquire("a", 0.0)
+    assert isinstance(a1, int) and a1 == a2
+    assert limiter.try_acquire("a", 0.0) == Wait(None)  # cap of 2 held
+    b = limiter.try_acquire("b", 0.0)
+    assert isinstance(b, int) and b != a1  # another host is not held up
+    limiter.semaphores[a1].release()  # the fetcher's side
+    limiter.completed("a")
+    assert limiter.try_acquire("a", 0.0) == a1
+
+
+def test_limiter_delay_between_starts() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    limiter = LocalLimiter(ctx, slots=2, per_host=4, delay=0.5)
+    assert isinstance(limiter.try_acquire("a", 100.0), int)
+    assert limiter.try_acquire("a", 100.2) == Wait(100.5)
+    assert isinstance(limiter.try_acquire("a", 100.5), int)
+    limiter.set_delay("a", 2.0)  # robots Crawl-delay raises it
+    assert isinstance(limiter.try_acquire("a", 101.0), int)
+    assert limiter.try_acquire("a", 102.0) == Wait(103.0)
+
+
+def test_fingerprint_set_is_exact_through_growth() -> None:
+    s = FingerprintSet(capacity=8)
+    rng = random.Random(7)
+    values = [rng.getrandbits(64) for _ in range(20_000)]
+    assert s.add_many(values) == values
+    assert s.add_many(values[:100]) == []
+    assert s.count() == 20_000
+    assert s.nbytes() / s.count() <= 24
+    assert s.add_many([0, 0]) == [0]  # the empty marker still round-trips
+
+
+def test_seen_store_served_by_manager_answers_in_one_call() -> None:
+    manager = SeenManager(ctx=multiprocessing.get_context("spawn"))
+    manager.start()
+    try:
+        seen = manager.FingerprintSet()
+        assert seen.add_many([1, 2, 3]) == [1, 2, 3]
+        assert seen.add_many([3, 4]) == [4]
+        assert seen.count() == 4
+    finally:
+        manager.shutdown()
