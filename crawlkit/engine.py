@@ -5,20 +5,22 @@ Data flow (one arrow, one channel)::
     start requests --> [robots gate] --> Frontier (per-host queues, in the engine)
         ^                                    | next_host + Limiter.try_acquire (Semaphore per host)
         |                                    v
-        |                fetch queue (multiprocessing.Queue of FetchTask)
+        |          fetch queues (a multiprocessing.Queue per fetcher process) of FetchTask
         |                                    v
         |             fetcher Pool (N processes x T threads, requests sessions)
-        |                                    | FetchResult, one Pipe per fetcher and parser
+        |                                    | FetchResult, a Pipe per fetcher and parser
         |                                    v
-        |       parser processes (Response, spider callbacks, dedup via the Manager seen store)
-        |                                    | PageDone (events queue)
-        +---- engine: items -> output, new requests -> robots gate, stats
+        |          parser processes (Response, spider callbacks, filters, fingerprints)
+        |                                    | PageDone, a Pipe per parser
+        |                                    v
+        +-- engine: items -> output; candidates -> seen store (Manager, one call a batch)
 
 The engine owns no fetching, parsing or dedup itself. It gives every dispatched request an id
-and keeps it in ``inflight`` until its PageDone arrives; the crawl is over when the frontier is
-empty, no request waits for robots.txt, and nothing is in flight. Total in flight (fetching or
-waiting to be parsed) never exceeds ``concurrency``, which bounds memory and gives the parsers
-back-pressure over the fetchers.
+and keeps it in ``inflight`` (with the fetch queue and parser it went to) until its PageDone
+arrives; the crawl is over when the frontier is empty, no request waits for robots.txt, and
+nothing is in flight. Total in flight (fetching or waiting to be parsed) never exceeds
+``concurrency``, which bounds memory and gives the parsers back-pressure over the fetchers.
+A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``).
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ import logging
 import math
 import os
 import pickle
-import queue
 import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from typing import Any, Iterable
 
-from .fetcher import FetcherConfig, worker_init
+from .fetcher import FetchChannels, FetcherConfig, worker_init
 from .frontier import LocalFrontier
 from .http import Request
 from .limiter import LocalLimiter, Wait
@@ -52,6 +54,8 @@ from .urls import Fingerprinter, host_of
 log = logging.getLogger("crawlkit.engine")
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines
+HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
+QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
 
 
 @dataclass
@@ -62,6 +66,18 @@ class CrawlSpec:
     spider: Spider  # the engine's instance: start_requests and name
     spider_spec: str | None  # how parser processes load the same class
     spider_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A dispatched request and everything needed to take it back if a process dies."""
+
+    host: str
+    request: Request
+    slot: int
+    ticket: int
+    queue: int
+    parser: int
 
 
 class Interrupted(Exception):
@@ -78,7 +94,11 @@ class Engine:
         self.frontier = LocalFrontier()
         self.robots = RobotsRules(s.user_agent) if s.robots else None
         self.waiting_robots: dict[str, list[Request]] = defaultdict(list)
-        self.inflight: dict[int, tuple[str, Request]] = {}
+        self.inflight: dict[int, InFlight] = {}
+        self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
+        self.tickets = list(range(s.concurrency - 1, -1, -1))
+        self.queue_load: dict[int, int] = {}  # live fetch queue -> requests dispatched to it
+        self.parser_load = [0] * s.parsers
         self.inflight_pages = 0
         self.next_id = 0
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
@@ -94,19 +114,23 @@ class Engine:
         self.manager = SeenManager(ctx=ctx)
         self.manager.start(child_setup, (s.log_level, s.log_file))
         self.seen = self.manager.FingerprintSet()
-        self.fetch_queue = ctx.Queue()
-        self.events = ctx.Queue()
-        self.registrations = [ctx.Queue() for _ in range(s.parsers)]
+        queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
+        self.channels = FetchChannels(
+            queues=queues,
+            owners=ctx.Array("i", len(queues)),
+            registrations=[ctx.Queue() for _ in range(s.parsers)],
+            semaphores=self.limiter.semaphores,
+            released=ctx.RawArray("b", s.concurrency),
+        )
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self._start_parsers(ctx)
-            self.pool = ctx.Pool(
-                self.workers,
-                initializer=worker_init,
-                initargs=(self._fetcher_config(), self.fetch_queue, self.registrations, self.limiter.semaphores),
-            )
+            self.parsers: list[Any] = [None] * s.parsers
+            self.event_pipes: list[Any] = [None] * s.parsers
+            for index in range(s.parsers):
+                self._start_parser(ctx, index)
+            self.pool = ctx.Pool(self.workers, initializer=worker_init, initargs=(self._fetcher_config(), self.channels))
             self._seed()
-            self._loop()
+            self._loop(ctx)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -123,27 +147,30 @@ class Engine:
             max_redirects=s.max_redirects, log_level=s.log_level, log_file=s.log_file,
         )
 
-    def _start_parsers(self, ctx: Any) -> None:
+    def _parser_config(self) -> ParserConfig:
         s = self.settings
-        config = ParserConfig(
+        return ParserConfig(
             spider=self.spec.spider_spec, spider_kwargs=self.spec.spider_kwargs, allowed_domains=list(s.allowed_domains),
             max_depth=s.max_depth, max_url_length=s.max_url_length, max_redirects=s.max_redirects, retries=s.retries,
             retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff, retry_after_max=s.retry_after_max,
             log_level=s.log_level, log_file=s.log_file,
         )
-        self.parsers = []
-        for index, registration in enumerate(self.registrations):
-            process = ctx.Process(
-                target=parser_main, args=(config, registration, self.events, self.seen), name=f"crawlkit-parser-{index}"
-            )
-            process.start()
-            self.parsers.append(process)
+
+    def _start_parser(self, ctx: Any, index: int) -> None:
+        reader, writer = ctx.Pipe(duplex=False)
+        process = ctx.Process(
+            target=parser_main,
+            args=(self._parser_config(), self.channels.registrations[index], writer),
+            name=f"crawlkit-parser-{index}",
+        )
+        process.start()
+        writer.close()  # the parser holds the only write end: its death reads as EOF here
+        self.parsers[index] = process
+        self.event_pipes[index] = reader
 
     def _seed(self) -> None:
         """Queue the spider's start requests, deduplicated like any other request."""
         fingerprints = Fingerprinter()
-        fresh: dict[int, Request] = {}
-        unfiltered: list[Request] = []
         try:
             for request in self.spec.spider.start_requests():
                 if not isinstance(request, Request):
@@ -156,15 +183,11 @@ class Engine:
                     self.stats.incr("dropped_invalid_url")
                     log.error("start request %r dropped: %s", request.url, exc)
                     continue
-                if request.dont_filter:
-                    unfiltered.append(request)
-                else:
-                    fresh.setdefault(fp, request)
+                self.candidates.append((None if request.dont_filter else fp, request))
         except Exception as exc:
             self.stats.incr("error_spider_exception")
             log.error("spider %s start_requests raised %s: %s", self.spec.spider.name, type(exc).__name__, exc)
-        new = self.seen.add_many(list(fresh))
-        self._admit(unfiltered + [fresh[fp] for fp in new])
+        self._admit_candidates()
         if not self.frontier and not self.waiting_robots:
             log.warning("no start requests: nothing to crawl")
 
@@ -180,28 +203,42 @@ class Engine:
 
     # ---------------------------------------------------------------- the loop
 
-    def _loop(self) -> None:
+    def _loop(self, ctx: Any) -> None:
         next_progress = time.monotonic() + PROGRESS_EVERY
+        next_health = 0.0
         while True:
             now = time.monotonic()
+            if now >= next_health or not self.queue_load:
+                next_health = now + HEALTH_EVERY
+                self._check_processes(ctx)
             if not self.stopping:
                 self._schedule(now)
             if self._finished(now):
                 return
-            self._check_children()
-            timeout = 0.2
+            timeout = HEALTH_EVERY if self.queue_load else 0.01  # poll fast until fetchers are up
             wake = self.frontier.next_time()
             if wake is not None:
                 timeout = min(timeout, max(0.0, wake - now))
-            try:
-                self._handle(self.events.get(timeout=timeout))
-                while True:  # drain what has arrived before scheduling again
-                    self._handle(self.events.get_nowait())
-            except queue.Empty:
-                pass
+            for conn in wait([c for c in self.event_pipes if c is not None], timeout):
+                self._drain(conn)
+            self._admit_candidates()
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY
                 self._progress()
+
+    def _drain(self, conn: Any) -> None:
+        """Handle what one parser has sent, up to a batch, so scheduling is not starved."""
+        for _ in range(256):
+            try:
+                data = conn.recv_bytes()
+            except (EOFError, OSError):  # that parser died; _check_processes restarts it
+                index = self.event_pipes.index(conn)
+                self.event_pipes[index] = None
+                conn.close()
+                return
+            self._handle(data)
+            if not conn.poll():
+                return
 
     def _finished(self, now: float) -> bool:
         if self.stopping:
@@ -228,7 +265,7 @@ class Engine:
     def _schedule(self, now: float) -> None:
         """Dispatch requests while there is room in flight and a host that may start now."""
         limiter, frontier = self.limiter, self.frontier
-        while len(self.inflight) < self.settings.concurrency and not self._page_budget_spent():
+        while len(self.inflight) < self.settings.concurrency and self.queue_load and not self._page_budget_spent():
             host = frontier.next_host(now)
             if host is None:
                 return
@@ -237,20 +274,34 @@ class Engine:
                 frontier.park(host, grant.until)
                 continue
             request = frontier.pop(host)
+            queue = min(self.queue_load, key=self.queue_load.__getitem__)
+            parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
+            ticket = self.tickets.pop()
+            self.channels.released[ticket] = 0
             self.next_id += 1
-            self.inflight[self.next_id] = (host, request)
+            self.inflight[self.next_id] = InFlight(host, request, grant, ticket, queue, parser)
+            self.queue_load[queue] += 1
+            self.parser_load[parser] += 1
             self.inflight_pages += request.callback != ROBOTS_CALLBACK
-            self.fetch_queue.put(FetchTask(self.next_id, grant, request))
+            self.channels.queues[queue].put(FetchTask(self.next_id, grant, ticket, parser, request))
+
+    def _settle(self, entry: InFlight) -> None:
+        """Return what a request held while in flight (its host's count, ticket and loads)."""
+        self.limiter.completed(entry.host)
+        self.frontier.unpark(entry.host)
+        self.tickets.append(entry.ticket)
+        if entry.queue in self.queue_load:
+            self.queue_load[entry.queue] -= 1
+        self.parser_load[entry.parser] -= 1
+        self.inflight_pages -= entry.request.callback != ROBOTS_CALLBACK
 
     def _handle(self, data: bytes) -> None:
         done: PageDone = pickle.loads(data)
         entry = self.inflight.pop(done.req_id, None)
-        if entry is None:
+        if entry is None:  # already re-queued after its fetcher died; the new copy counts
             return
-        host, request = entry
-        self.inflight_pages -= request.callback != ROBOTS_CALLBACK
-        self.limiter.completed(host)
-        self.frontier.unpark(host)
+        self._settle(entry)
+        host = entry.host
         self.stats.add(done.counts)
         if done.items and self.output is not None:
             self.output.write(done.items)
@@ -260,8 +311,27 @@ class Engine:
             self._learn_robots(host, *done.robots)
         if done.retry is not None:
             self.frontier.push([done.retry], not_before=done.retry_at)
-        if done.requests:
-            self._admit(done.requests)
+        self.candidates.extend(done.candidates)
+
+    def _admit_candidates(self) -> None:
+        """Deduplicate the pending candidates in one seen-store call, then queue the new ones."""
+        if not self.candidates:
+            return
+        batch, self.candidates = self.candidates, []
+        fresh: dict[int, Request] = {}
+        admitted: list[Request] = []
+        for fp, request in batch:
+            if fp is None:
+                admitted.append(request)
+            elif fp in fresh:
+                self.stats.incr("duplicates")
+            else:
+                fresh[fp] = request
+        if fresh:
+            new = self.seen.add_many(list(fresh))
+            self.stats.incr("duplicates", len(fresh) - len(new))
+            admitted.extend(fresh[fp] for fp in new)
+        self._admit(admitted)
 
     # ---------------------------------------------------------------- robots gate
 
@@ -302,10 +372,52 @@ class Engine:
 
     # ---------------------------------------------------------------- health and reporting
 
-    def _check_children(self) -> None:
-        for process in self.parsers:
-            if not process.is_alive():
-                raise RuntimeError(f"parser process {process.pid} died (exit code {process.exitcode}); see the log above")
+    def _check_processes(self, ctx: Any) -> None:
+        """Take in newly started fetchers; re-queue the work of dead fetchers and parsers.
+
+        A dead fetcher's queue is retired (it may have died holding the queue's lock) and the
+        Pool's replacement claims a spare. Its requests go back to the frontier, and the
+        per-host permits it never released are released here. A dead parser is restarted on
+        the same registration queue; requests whose results it had (fetch finished) are
+        re-queued, those still being fetched go to its successor.
+        """
+        owners = self.channels.owners
+        with owners.get_lock():
+            claimed = list(owners.get_obj())
+        for index, pid in enumerate(claimed):
+            if pid <= 0:
+                continue
+            if _alive(pid):
+                self.queue_load.setdefault(index, 0)
+                continue
+            owners[index] = -1
+            self.queue_load.pop(index, None)
+            self._reclaim([i for i, e in self.inflight.items() if e.queue == index], f"fetcher process {pid} died")
+        for index, process in enumerate(self.parsers):
+            if process.is_alive():
+                continue
+            log.error("parser process %s died (exit code %s); starting another", process.pid, process.exitcode)
+            self.stats.incr("error_parser_died")
+            released = self.channels.released
+            lost = [i for i, e in self.inflight.items() if e.parser == index and released[e.ticket]]
+            self._reclaim(lost, f"parser process {process.pid} died")
+            if self.event_pipes[index] is not None:
+                self.event_pipes[index].close()
+            self._start_parser(ctx, index)
+
+    def _reclaim(self, ids: list[int], why: str) -> None:
+        released = self.channels.released
+        for req_id in ids:
+            entry = self.inflight.pop(req_id)
+            if not released[entry.ticket]:
+                self.limiter.semaphores[entry.slot].release()
+            self._settle(entry)
+            self.frontier.push([entry.request])
+        if ids or why.startswith("fetcher"):
+            log.warning("%s; re-queued its %d requests in flight", why, len(ids))
+        self.stats.incr("requeued", len(ids))
+        if why.startswith("fetcher"):
+            self.stats.incr("error_fetcher_died")
 
     def _progress(self) -> None:
         c = self.stats.counts
@@ -319,13 +431,14 @@ class Engine:
     def _stop_pool(self, pool: Any, grace: float) -> None:
         """One STOP per fetch thread, then close; workers still busy after ``grace`` seconds are killed.
 
-        ``Pool.terminate`` is not used: it takes the task queue's lock, which a worker blocked
-        on that queue (or killed while holding it) never gives back.
+        ``Pool.terminate`` is not used: it takes the Pool's task-queue lock, which a worker
+        killed while holding it never gives back.
         """
-        for _ in range(self.workers * self.threads):
-            self.fetch_queue.put(None)
         workers = list(pool._pool)  # the Pool's own worker list; it has no public accessor
-        pool.close()
+        pool.close()  # first, so that workers leaving on their STOPs are not replaced
+        for index in self.queue_load:
+            for _ in range(self.threads):
+                self.channels.queues[index].put(None)
         deadline = time.monotonic() + grace
         for process in workers:
             process.join(max(0.0, deadline - time.monotonic()))
@@ -340,15 +453,27 @@ class Engine:
         pool = getattr(self, "pool", None)
         if pool is not None:
             self._stop_pool(pool, 30.0 if idle else 2.0)
-        for registration, process in zip(self.registrations, getattr(self, "parsers", [])):
-            registration.put(None)
-            process.join(timeout=5 if idle else 0.5)
-            if process.is_alive():
-                process.terminate()
-                process.join()
+        channels = getattr(self, "channels", None)
+        if channels is not None:
+            for registration, process in zip(channels.registrations, self.parsers):
+                if process is None:
+                    continue
+                registration.put(None)
+                process.join(timeout=5 if idle else 0.5)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+            for q in (*channels.queues, *channels.registrations):
+                q.cancel_join_thread()
+                q.close()
         self.manager.shutdown()
-        for q in (self.fetch_queue, self.events, *self.registrations):
-            q.cancel_join_thread()
-            q.close()
         if self.output is not None:
             self.output.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

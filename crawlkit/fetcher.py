@@ -1,21 +1,21 @@
 """The fetcher processes: a ``multiprocessing.Pool`` whose workers run HTTP requests with ``requests``.
 
-Each Pool worker starts, in its initializer, ``threads`` fetch threads with one keep-alive
-``requests.Session`` each (so ``concurrency`` is independent of the number of processes). A
-thread takes a ``FetchTask`` from the shared fetch queue, runs the exchange under the time and
-size caps, releases the host's semaphore the moment the exchange is over, and sends a
-``FetchResult`` down a Pipe to a parser process. The Pool's job is process lifetime: a worker
-that dies is replaced, and the replacement starts its threads the same way.
+Each Pool worker claims a fetch queue (a ``multiprocessing.Queue``) of its own and starts, in
+its initializer, ``threads`` fetch threads with one keep-alive ``requests.Session`` each (so
+``concurrency`` is independent of the number of processes). A thread takes a ``FetchTask``,
+runs the exchange under the time and size caps, releases the host's semaphore the moment the
+exchange is over, and sends a ``FetchResult`` down a Pipe to the parser the engine chose. The
+Pool's job is process lifetime: a worker that dies is replaced, and the replacement claims a
+fresh queue and starts its threads the same way.
 
 Each worker makes its own Pipe to every parser and hands the parser the read end through that
-parser's registration queue. Results go to the parsers in turn. Redirects are *not* followed
+parser's registration queue. Redirects are *not* followed
 here: a 3xx goes to the parser, which queues its target through dedup, robots and the per-host
 limiter like any other link (robots.txt requests are the exception, see ``robots.py``).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import pickle
@@ -52,37 +52,82 @@ class FetcherConfig:
 
 
 class _Outbox:
-    """One Pipe to a parser; fetch threads of this process share it, one message at a time."""
+    """This process's Pipe to one parser, shared by its fetch threads one message at a time.
 
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
+    If the parser dies, the engine starts another on the same registration queue; the first
+    send that fails makes a new Pipe, registers it there and sends again.
+    """
+
+    def __init__(self, registration: Any) -> None:
+        self.registration = registration
         self.lock = threading.Lock()
+        self.conn = self._connect()
+
+    def _connect(self) -> Any:
+        reader, writer = Pipe(duplex=False)
+        # Pickle now, not in the queue's feeder thread: the read end is duplicated for the
+        # parser at pickling time, after which this process's copy can be closed.
+        self.registration.put((os.getpid(), bytes(ForkingPickler.dumps(reader))))
+        reader.close()
+        return writer
 
     def send(self, result: FetchResult) -> None:
         data = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
         with self.lock:
-            self.conn.send_bytes(data)
+            try:
+                self.conn.send_bytes(data)
+            except OSError:
+                self.conn.close()
+                self.conn = self._connect()
+                self.conn.send_bytes(data)
 
 
-def worker_init(config: FetcherConfig, fetch_queue: Any, registrations: list[Any], semaphores: list[Any]) -> None:
-    """Pool initializer: connect to every parser and start the fetch threads."""
+@dataclass(slots=True)
+class FetchChannels:
+    """What every fetcher process inherits (semaphores and queues can only travel this way)."""
+
+    queues: list[Any]  # one fetch queue per fetcher process, and spares for replacements
+    owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, -1 retired
+    registrations: list[Any]  # one per parser process
+    semaphores: list[Any]  # the limiter's per-host slots
+    released: Any  # multiprocessing.RawArray('b'): set to 1 once a ticket's permit is released
+
+
+def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
+    """Pool initializer, and the whole life of the worker: claim a fetch queue, connect to
+    every parser, run the fetch threads until each has taken a STOP, then exit the process.
+
+    Each process reads a queue of its own, so the engine knows which requests a dead process
+    held, and a process killed while holding a queue's lock only ever blocks its own queue,
+    which is retired with it.
+    """
     child_setup(config.log_level, config.log_file)
-    outboxes = []
-    for registration in registrations:
-        reader, writer = Pipe(duplex=False)
-        # Pickle now, not in the queue's feeder thread: the read end is duplicated for the
-        # parser at pickling time, after which this process's copy can be closed.
-        registration.put((os.getpid(), bytes(ForkingPickler.dumps(reader))))
-        reader.close()
-        outboxes.append(_Outbox(writer))
-    for index in range(config.threads):
-        args = (config, fetch_queue, outboxes, semaphores, index)
-        threading.Thread(target=_fetch_loop, args=args, name=f"fetch-{index}").start()
+    pid = os.getpid()
+    with channels.owners.get_lock():
+        free = [i for i, owner in enumerate(channels.owners) if owner == 0]
+        if free:
+            channels.owners[free[0]] = pid
+    if not free:
+        log.error("fetcher %d: no fetch queue left to claim (too many fetcher processes died)", pid)
+        return
+    fetch_queue = channels.queues[free[0]]
+    outboxes = [_Outbox(registration) for registration in channels.registrations]
+    threads = [
+        threading.Thread(target=_fetch_loop, args=(config, fetch_queue, outboxes, channels, i), name=f"fetch-{i}")
+        for i in range(config.threads)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Never return into the Pool's task loop: it waits on the Pool's own task queue holding
+    # that queue's lock, and a worker killed there would leave every other worker unable to
+    # receive the Pool's exit sentinel. We end here once our threads have had their STOPs.
+    raise SystemExit(0)
 
 
-def _fetch_loop(config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox], semaphores: list[Any], index: int) -> None:
+def _fetch_loop(config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox], channels: FetchChannels, index: int) -> None:
     session = new_session(config)
-    turn = itertools.count(index)
     pid = os.getpid()
     while True:
         task: FetchTask | None = fetch_queue.get()
@@ -91,13 +136,14 @@ def _fetch_loop(config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox]
         try:
             result = fetch(session, task.request, config)
         finally:
-            semaphores[task.slot].release()
+            channels.semaphores[task.slot].release()
+            channels.released[task.ticket] = 1
         result.req_id = task.req_id
         result.fetcher_pid = pid
         try:
-            outboxes[next(turn) % len(outboxes)].send(result)
+            outboxes[task.parser].send(result)
         except OSError as exc:
-            log.error("could not hand %s to a parser: %s", task.request.url, exc)
+            log.error("could not hand %s to parser %d: %s", task.request.url, task.parser, exc)
     session.close()
 
 

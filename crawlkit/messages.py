@@ -1,6 +1,6 @@
 """The plain-data messages that cross process boundaries, in the order a page travels.
 
-    engine --FetchTask--> fetch queue --> fetcher --FetchResult--> Pipe --> parser --PageDone--> engine
+    engine --FetchTask--> fetch queue (one per fetcher) --> fetcher --FetchResult--> Pipe --> parser --PageDone--> engine
 
 Each is a small slotted dataclass of str/bytes/int/float/list/dict, so pickling stays cheap. A
 task carries the id the engine gave the request: every id the engine dispatches comes back in
@@ -20,6 +20,8 @@ from .http import Request
 class FetchTask:
     req_id: int
     slot: int  # the per-host semaphore the fetcher releases when the exchange is over
+    ticket: int  # the fetcher sets ``released[ticket]`` after releasing, so a reclaim knows
+    parser: int  # which parser's Pipe the result goes down
     request: Request
 
 
@@ -44,7 +46,9 @@ class PageDone:
     req_id: int
     host: str
     items: list[Any] = field(default_factory=list)
-    requests: list[Request] = field(default_factory=list)  # new, deduplicated requests to queue
+    # Requests the page yields that passed the filters, with their fingerprints (None for
+    # dont_filter); the engine deduplicates them against the seen store in one call.
+    candidates: list[tuple[int | None, Request]] = field(default_factory=list)
     retry: Request | None = None  # the same request again, not before ``retry_at``
     retry_at: float = 0.0
     host_pause_until: float = 0.0  # Retry-After asks the whole host to wait

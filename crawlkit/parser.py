@@ -4,9 +4,9 @@ A parser process reads FetchResults from the Pipes its fetchers registered, and 
 decides: retry it (connection errors, timeouts, 5xx/429, with backoff and Retry-After), turn a
 3xx into a request for its target, hand a robots.txt answer to the engine, or build the
 ``Response`` and run the spider's callback. The requests a callback yields are checked
-(scheme, length, depth, allowed domains), fingerprinted, and deduplicated against the shared
-seen-URL store in one round trip per page; the survivors, the items and the stats deltas go to
-the engine in one PageDone message.
+(scheme, length, depth, allowed domains), fingerprinted, and sent to the
+engine (which asks the seen-URL store about a whole batch of pages at once) in one PageDone
+message with the items and the stats deltas.
 
 Every FetchResult yields exactly one PageDone, whatever the spider does: a callback that
 raises or yields junk is logged with spider, callback, URL and type, counted, and the crawl
@@ -30,9 +30,8 @@ from .loader import load_spider
 from .messages import FetchResult, PageDone
 from .process import child_setup
 from .robots import ROBOTS_CALLBACK
-from .seen import SeenStore
 from .spider import Spider
-from .urls import Fingerprinter, host_of
+from .urls import Fingerprinter, host_of, is_http
 
 log = logging.getLogger("crawlkit.parser")
 
@@ -60,10 +59,14 @@ def build_spider(spec: str | None, kwargs: dict[str, Any]) -> Spider:
     return load_spider(spec)(**kwargs)
 
 
-def parser_main(config: ParserConfig, registration: Any, events: Any, seen: SeenStore) -> None:
-    """Entry point of a parser process; returns when the engine puts None on ``registration``."""
+def parser_main(config: ParserConfig, registration: Any, events: Any) -> None:
+    """Entry point of a parser process; returns when the engine puts None on ``registration``.
+
+    ``events`` is this parser's own Pipe to the engine: one writer, so a parser that dies
+    mid-message garbles nothing but its own Pipe, which the engine then drops.
+    """
     child_setup(config.log_level, config.log_file)
-    router = Router(build_spider(config.spider, config.spider_kwargs), config, seen)
+    router = Router(build_spider(config.spider, config.spider_kwargs), config)
     inboxes: list[Any] = []
     # The registration queue's reader is waited on beside the Pipes, so a new fetcher is
     # picked up at once and an idle parser sleeps in one wait() instead of polling.
@@ -82,16 +85,15 @@ def parser_main(config: ParserConfig, registration: Any, events: Any, seen: Seen
                 inboxes.remove(ready)
                 ready.close()
                 continue
-            events.put(router.handle(pickle.loads(data)))
+            events.send_bytes(router.handle(pickle.loads(data)))
 
 
 class Router:
     """What one parser process does with a FetchResult; separate from the loop so tests can drive it."""
 
-    def __init__(self, spider: Spider, config: ParserConfig, seen: SeenStore) -> None:
+    def __init__(self, spider: Spider, config: ParserConfig) -> None:
         self.spider = spider
         self.config = config
-        self.seen = seen
         self.fingerprints = Fingerprinter()
         self.allowed = [d.lower().lstrip(".") for d in [*getattr(spider, "allowed_domains", []), *config.allowed_domains]]
         self.spider_name = getattr(spider, "name", type(spider).__name__)
@@ -148,7 +150,7 @@ class Router:
         for new in candidates:
             new.depth = request.depth + 1
             new.referer = response.url
-        done.requests = self._admit(candidates, counts)
+        done.candidates = self._admit(candidates, counts)
 
     def _retry(self, request: Request, done: PageDone, counts: Counter[str], headers: dict[str, str] | None) -> bool:
         attempt = request.meta.get("retry_times", 0) + 1
@@ -181,12 +183,12 @@ class Router:
             counts["error_too_many_redirects"] += 1
             log.warning("too many redirects (%d) at %s", len(chain), request.url)
             return
-        if any(self.fingerprints.fingerprint(target) == self.fingerprints.fingerprint(u) for u in chain if _is_http(u)):
+        if any(self.fingerprints.fingerprint(target) == self.fingerprints.fingerprint(u) for u in chain if is_http(u)):
             counts["error_redirect_loop"] += 1
             log.warning("redirect loop: %s -> %s", request.url, target)
             return
         follow = request.replace(url=target, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
-        done.requests = self._admit([follow], counts)
+        done.candidates = self._admit([follow], counts)
 
     def _run_callback(self, response: Response, done: PageDone, counts: Counter[str]) -> list[Request]:
         name = response.request.callback or "parse"
@@ -217,14 +219,19 @@ class Router:
         counts["items"] += len(done.items)
         return requests
 
-    def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[Request]:
-        """The candidates that pass the filters and were never seen before (one seen-store call)."""
+    def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[tuple[int | None, Request]]:
+        """The candidates that pass the filters, fingerprinted, without repeats within this page.
+
+        Whether they were seen before is the engine's question, asked of the seen store once
+        per batch of pages: the store and the frontier then change together, in one process, so
+        a parser that dies mid-page cannot mark links seen that never reach the frontier.
+        """
         config = self.config
-        fresh: dict[int, Request] = {}
-        unfiltered: list[Request] = []
+        out: dict[int, Request] = {}
+        unfiltered: list[tuple[int | None, Request]] = []
         for request in candidates:
             url = request.url
-            if not _is_http(url):
+            if not is_http(url):
                 counts["dropped_scheme"] += 1
                 continue
             if len(url) > config.max_url_length:
@@ -243,24 +250,16 @@ class Router:
                 counts["dropped_invalid_url"] += 1
                 continue
             if request.dont_filter:
-                unfiltered.append(request)
-            elif fp in fresh:
+                unfiltered.append((None, request))
+            elif fp in out:
                 counts["duplicates"] += 1
             else:
-                fresh[fp] = request
-        if fresh:
-            new = self.seen.add_many(list(fresh))
-            counts["duplicates"] += len(fresh) - len(new)
-            unfiltered.extend(fresh[fp] for fp in new)
-        return unfiltered
+                out[fp] = request
+        return unfiltered + list(out.items())
 
     def _allowed(self, url: str) -> bool:
         host = (urlsplit(url).hostname or "").lower()
         return any(host == d or host.endswith("." + d) for d in self.allowed)
-
-
-def _is_http(url: str) -> bool:
-    return url[:7].lower() == "http://" or url[:8].lower() == "https://"
 
 
 def _iterate(output: Any) -> Iterable[Any]:
