@@ -66,6 +66,7 @@ def crawl_options(f: Any) -> Any:
         click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. -s retries=5."),
         click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
         click.option("--log-file", type=click.Path(dir_okay=False), help="Also append the log to this file."),
+        click.option("--jobdir", type=click.Path(file_okay=False), help="Keep the crawl's state here; run again to resume."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -75,7 +76,7 @@ def crawl_options(f: Any) -> Any:
 def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
     flags = {
         key: kw[key]
-        for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file")
+        for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file", "jobdir")
         if kw.get(key) is not None
     }
     if flags.get("log_level"):

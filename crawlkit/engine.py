@@ -39,8 +39,10 @@ from typing import Any, Iterable
 from .fetcher import FetchChannels, FetcherConfig, worker_init
 from .frontier import LocalFrontier
 from .http import Request
+from .jobdir import JobDir
 from .limiter import LocalLimiter, Wait
 from .messages import FetchTask, PageDone
+from .errors import ConfigError
 from .output import open_output
 from .parser import ParserConfig, parser_main
 from .process import child_setup, context
@@ -54,6 +56,7 @@ from .urls import Fingerprinter, host_of
 log = logging.getLogger("crawlkit.engine")
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines
+COMMIT_EVERY = 0.5  # seconds between job-directory commits: the most work a SIGKILL can undo
 HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
 QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
 
@@ -102,7 +105,19 @@ class Engine:
         self.inflight_pages = 0
         self.next_id = 0
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
-        self.output = open_output(s.output)
+        self.journal = JobDir(s.jobdir) if s.jobdir else None
+        resume_at = None
+        if self.journal is not None:
+            started_with = self.journal.meta("output")
+            if self.journal.resuming and started_with is not None and started_with != (s.output or ""):
+                raise ConfigError(
+                    f"jobdir {s.jobdir!r} belongs to a crawl writing to {started_with or '(no output)'!r}; "
+                    f"resume it with the same -o, or use a new --jobdir"
+                )
+            self.journal.set_meta("output", s.output or "")
+            if self.journal.resuming:
+                resume_at = int(self.journal.meta("output_bytes", "0"))
+        self.output = open_output(s.output, resume_at)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -169,7 +184,10 @@ class Engine:
         self.event_pipes[index] = reader
 
     def _seed(self) -> None:
-        """Queue the spider's start requests, deduplicated like any other request."""
+        """Queue the spider's start requests, deduplicated like any other request (or resume)."""
+        if self.journal is not None and self.journal.resuming:
+            self._resume()
+            return
         fingerprints = Fingerprinter()
         try:
             for request in self.spec.spider.start_requests():
@@ -191,6 +209,18 @@ class Engine:
         if not self.frontier and not self.waiting_robots:
             log.warning("no start requests: nothing to crawl")
 
+    def _resume(self) -> None:
+        """Refill the seen store and the frontier from the job directory instead of the seeds."""
+        journal = self.journal
+        self.stats.add(journal.counts())
+        seen = 0
+        for batch in journal.fingerprints():
+            self.seen.add_many(batch)
+            seen += len(batch)
+        pending = list(journal.pending())
+        log.info("resuming from %s: %d requests pending, %d URLs seen", journal.path, len(pending), seen)
+        self._admit(pending)
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping += 1
         if self.stopping == 1:
@@ -206,8 +236,12 @@ class Engine:
     def _loop(self, ctx: Any) -> None:
         next_progress = time.monotonic() + PROGRESS_EVERY
         next_health = 0.0
+        next_commit = time.monotonic() + COMMIT_EVERY
         while True:
             now = time.monotonic()
+            if self.journal is not None and now >= next_commit:
+                next_commit = now + COMMIT_EVERY
+                self._commit()
             if now >= next_health or not self.queue_load:
                 next_health = now + HEALTH_EVERY
                 self._check_processes(ctx)
@@ -302,6 +336,8 @@ class Engine:
             return
         self._settle(entry)
         host = entry.host
+        if done.retry is None and self.journal is not None:
+            self.journal.done(entry.request)
         self.stats.add(done.counts)
         if done.items and self.output is not None:
             self.output.write(done.items)
@@ -319,10 +355,10 @@ class Engine:
             return
         batch, self.candidates = self.candidates, []
         fresh: dict[int, Request] = {}
-        admitted: list[Request] = []
+        admitted: list[tuple[int | None, Request]] = []
         for fp, request in batch:
             if fp is None:
-                admitted.append(request)
+                admitted.append((None, request))
             elif fp in fresh:
                 self.stats.incr("duplicates")
             else:
@@ -330,8 +366,10 @@ class Engine:
         if fresh:
             new = self.seen.add_many(list(fresh))
             self.stats.incr("duplicates", len(fresh) - len(new))
-            admitted.extend(fresh[fp] for fp in new)
-        self._admit(admitted)
+            admitted.extend((fp, fresh[fp]) for fp in new)
+        if self.journal is not None:
+            self.journal.add(admitted)
+        self._admit(request for _, request in admitted)
 
     # ---------------------------------------------------------------- robots gate
 
@@ -364,6 +402,8 @@ class Engine:
         self._admit(self.waiting_robots.pop(host, []))
 
     def _drop_disallowed(self, host: str, request: Request) -> None:
+        if self.journal is not None:
+            self.journal.done(request)
         if self.robots.unavailable(host):
             self.stats.incr("robots_unavailable")
         else:
@@ -419,6 +459,10 @@ class Engine:
         if why.startswith("fetcher"):
             self.stats.incr("error_fetcher_died")
 
+    def _commit(self) -> None:
+        """Output first (writers flush every batch), then the state that says which pages it holds."""
+        self.journal.commit(self.output.size if self.output is not None else 0, dict(self.stats.counts))
+
     def _progress(self) -> None:
         c = self.stats.counts
         elapsed = self.stats.elapsed
@@ -467,6 +511,9 @@ class Engine:
                 q.cancel_join_thread()
                 q.close()
         self.manager.shutdown()
+        if self.journal is not None:
+            self._commit()
+            self.journal.close()
         if self.output is not None:
             self.output.close()
 
