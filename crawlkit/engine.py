@@ -56,7 +56,6 @@ from .urls import Fingerprinter, host_of
 log = logging.getLogger("crawlkit.engine")
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines
-COMMIT_EVERY = 0.5  # seconds between job-directory commits: the most work a SIGKILL can undo
 HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
 QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
 
@@ -236,12 +235,8 @@ class Engine:
     def _loop(self, ctx: Any) -> None:
         next_progress = time.monotonic() + PROGRESS_EVERY
         next_health = 0.0
-        next_commit = time.monotonic() + COMMIT_EVERY
         while True:
             now = time.monotonic()
-            if self.journal is not None and now >= next_commit:
-                next_commit = now + COMMIT_EVERY
-                self._commit()
             if now >= next_health or not self.queue_load:
                 next_health = now + HEALTH_EVERY
                 self._check_processes(ctx)
@@ -253,9 +248,14 @@ class Engine:
             wake = self.frontier.next_time()
             if wake is not None:
                 timeout = min(timeout, max(0.0, wake - now))
-            for conn in wait([c for c in self.event_pipes if c is not None], timeout):
+            ready = wait([c for c in self.event_pipes if c is not None], timeout)
+            for conn in ready:
                 self._drain(conn)
             self._admit_candidates()
+            if ready and self.journal is not None:
+                # Commit after every batch (a WAL commit costs well under a millisecond), so a
+                # SIGKILL undoes no more than the requests in flight.
+                self._commit()
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY
                 self._progress()
