@@ -93,7 +93,7 @@ class Engine:
         self.workers = s.workers or os.cpu_count() or 1
         self.threads = math.ceil(s.concurrency / self.workers)
         self.stats = Stats()
-        self.frontier = LocalFrontier()
+        self.frontier = LocalFrontier(memory_limit=s.frontier_memory)
         self.robots = RobotsRules(s.user_agent) if s.robots else None
         self.waiting_robots: dict[str, list[Request]] = defaultdict(list)
         self.inflight: dict[int, InFlight] = {}
@@ -511,6 +511,7 @@ class Engine:
                 q.cancel_join_thread()
                 q.close()
         self.manager.shutdown()
+        self.frontier.close()
         if self.journal is not None:
             self._commit()
             self.journal.close()

@@ -5,6 +5,10 @@ The engine asks for a host that may start now (``next_host``), pops that host's 
 (delay, Retry-After, a retry's backoff) or until one of their requests completes (per-host cap
 full). Parked hosts are skipped at no cost, so one slow host never delays the others.
 
+Beyond ``memory_limit`` requests, newly pushed ones spill to a SQLite file, first in first out,
+and come back in batches as memory drains, so a crawl that discovers millions of URLs holds a
+bounded number of them in RAM. Spilled requests keep their order but not their priority.
+
 Requests handed out travel on through the fetch queue (a ``multiprocessing.Queue``) to the
 fetcher pool; the engine keeps each one in its in-flight table until the parser reports it done,
 and puts it back here (``push``) if the process that held it died.
@@ -14,7 +18,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import pickle
+import sqlite3
+import tempfile
 from collections import deque
+from pathlib import Path
 from typing import Iterable, Protocol
 
 from .http import Request
@@ -40,10 +48,39 @@ class Frontier(Protocol):
     def __len__(self) -> int: ...
 
 
-class LocalFrontier:
-    """In-memory frontier: a heap of requests per host, a ring of hosts that may start now."""
+class _Spill:
+    """Requests beyond the memory bound, in arrival order, in a throw-away SQLite file."""
 
     def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="crawlkit-frontier-")
+        self._db = sqlite3.connect(Path(self._dir.name) / "spill.sqlite", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE spill (id INTEGER PRIMARY KEY, request BLOB NOT NULL)")
+        self.size = 0
+
+    def put(self, requests: list[Request]) -> None:
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT INTO spill (request) VALUES (?)", ((pickle.dumps(r, pickle.HIGHEST_PROTOCOL),) for r in requests))
+        self._db.execute("COMMIT")
+        self.size += len(requests)
+
+    def take(self, n: int) -> list[Request]:
+        rows = self._db.execute("SELECT id, request FROM spill ORDER BY id LIMIT ?", (n,)).fetchall()
+        if rows:
+            self._db.execute("DELETE FROM spill WHERE id <= ?", (rows[-1][0],))
+        self.size -= len(rows)
+        return [pickle.loads(blob) for _, blob in rows]
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+
+class LocalFrontier:
+    """A heap of requests per host and a ring of hosts that may start now; spills to disk past a bound."""
+
+    def __init__(self, memory_limit: int = 0) -> None:
         self._queues: dict[str, list[tuple[int, int, Request]]] = {}
         self._ring: deque[str] = deque()  # hosts with requests, not parked (each at most once)
         self._in_ring: set[str] = set()
@@ -52,17 +89,43 @@ class LocalFrontier:
         self._later: list[tuple[float, int, Request]] = []  # requests not to start before a time
         self._seq = itertools.count()
         self._size = 0
+        self._in_memory = 0
+        self._limit = memory_limit  # 0: no bound
+        self._spill: _Spill | None = None
 
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def spilled(self) -> int:
+        return self._spill.size if self._spill is not None else 0
+
     def push(self, requests: Iterable[Request], not_before: float = 0.0) -> None:
+        overflow: list[Request] = []
         for request in requests:
             self._size += 1
-            if not_before:
+            if not_before:  # retries: few, and due soon
                 heapq.heappush(self._later, (not_before, next(self._seq), request))
-                continue
-            self._enqueue(request)
+            elif self._limit and (self._in_memory >= self._limit or self.spilled):
+                overflow.append(request)  # behind what is already on disk, to keep the order
+            else:
+                self._in_memory += 1
+                self._enqueue(request)
+        if overflow:
+            if self._spill is None:
+                self._spill = _Spill()
+            self._spill.put(overflow)
+
+    def _refill(self) -> None:
+        if self.spilled and self._in_memory <= self._limit // 2:
+            batch = self._spill.take(self._limit - self._in_memory)
+            self._in_memory += len(batch)
+            for request in batch:
+                self._enqueue(request)
+
+    def close(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
 
     def _enqueue(self, request: Request) -> None:
         host = host_of(request.url)
@@ -84,6 +147,7 @@ class LocalFrontier:
 
     def _wake(self, now: float) -> None:
         while self._later and self._later[0][0] <= now:
+            self._in_memory += 1
             self._enqueue(heapq.heappop(self._later)[2])
         while self._timers and self._timers[0][0] <= now:
             until, _, host = heapq.heappop(self._timers)
@@ -93,6 +157,7 @@ class LocalFrontier:
     def next_host(self, now: float) -> str | None:
         """A host with queued requests that is not parked, in round-robin order; None if there is none."""
         self._wake(now)
+        self._refill()
         ring = self._ring
         while ring:
             host = ring.popleft()
@@ -106,8 +171,10 @@ class LocalFrontier:
         queue = self._queues[host]
         request = heapq.heappop(queue)[2]
         self._size -= 1
+        self._in_memory -= 1
         if not queue:
             del self._queues[host]
+        self._refill()
         return request
 
     def park(self, host: str, until: float | None) -> None:

@@ -93,3 +93,15 @@ def test_seen_store_served_by_manager_answers_in_one_call() -> None:
         assert seen.count() == 4
     finally:
         manager.shutdown()
+
+
+def test_frontier_spills_beyond_memory_limit_and_keeps_order() -> None:
+    f = LocalFrontier(memory_limit=10)
+    f.push([Request(f"http://a.test/{i}") for i in range(100)])
+    assert len(f) == 100 and f.spilled == 90
+    got = []
+    while (host := f.next_host(0.0)) is not None:
+        got.append(f.pop(host).url)
+        assert f.spilled == 0 or len(f) - f.spilled <= 10  # never more than the bound in memory
+    assert got == [f"http://a.test/{i}" for i in range(100)]
+    f.close()
