@@ -202,5 +202,33 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
     click.echo(f"items written to {output}; the site has {expected} reachable pages", err=True)
 
 
+@cli.command()
+@click.option("--hosts", default=2, show_default=True, help="Hosts of the local site.")
+@click.option("--pages", default=1000, show_default=True, help="Pages per host.")
+@click.option("--page-size", default=20_000, show_default=True, help="Approximate bytes of HTML per page.")
+@click.option("--latency", default=0.0, show_default=True, help="Seconds the site waits before each response.")
+@click.option("--workers", type=int, help="Fetcher processes (default: CPU count).")
+@click.option("--concurrency", type=int, help="Requests in flight in total (default 16).")
+@click.option("--per-host", "per_host", type=int, help="Requests in flight to one host at once (default 2).")
+@click.option("--parsers", type=int, help="Parser processes running spider callbacks (default 1).")
+@click.option("--spider", default="light", show_default=True, help="light (CSS), soup (BeautifulSoup html.parser), or path.py:Class.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
+def bench(as_json: bool, **kw: Any) -> None:
+    """Crawl a generated local site; print pages/s, CPU per page, peak memory and what the server saw.
+
+    CPU and memory cover every crawlkit process (not the site's). Works offline.
+
+    \b
+    Example:
+      crawlkit bench --pages 3000 --workers 2 --per-host 8 --spider soup
+    """
+    import json
+
+    from .bench import format_report, run_bench
+
+    result = run_bench(**kw)
+    click.echo(json.dumps(result) if as_json else format_report(result))
+
+
 def main() -> None:
     cli(prog_name="crawlkit")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Iterable
 
-from .fetcher import FetchChannels, FetcherConfig, worker_init
+from .fetcher import CLOSED, FetchChannels, FetcherConfig, worker_init
 from .frontier import LocalFrontier
 from .http import Request
 from .jobdir import JobDir
@@ -134,6 +134,8 @@ class Engine:
             owners=ctx.Array("i", len(queues)),
             registrations=[ctx.Queue() for _ in range(s.parsers)],
             semaphores=self.limiter.semaphores,
+            starts=self.limiter.starts,
+            turn_locks=self.limiter.turn_locks,
             released=ctx.RawArray("b", s.concurrency),
         )
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -317,7 +319,8 @@ class Engine:
             self.queue_load[queue] += 1
             self.parser_load[parser] += 1
             self.inflight_pages += request.callback != ROBOTS_CALLBACK
-            self.channels.queues[queue].put(FetchTask(self.next_id, grant, ticket, parser, request))
+            task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request)
+            self.channels.queues[queue].put(task)
 
     def _settle(self, entry: InFlight) -> None:
         """Return what a request held while in flight (its host's count, ticket and loads)."""
@@ -480,7 +483,13 @@ class Engine:
         """
         workers = list(pool._pool)  # the Pool's own worker list; it has no public accessor
         pool.close()  # first, so that workers leaving on their STOPs are not replaced
-        for index in self.queue_load:
+        owners = self.channels.owners
+        with owners.get_lock():  # close the unclaimed queues, so a worker still starting up just leaves
+            claimed = [i for i, pid in enumerate(owners) if pid > 0]
+            for index, pid in enumerate(owners):
+                if pid == 0:
+                    owners[index] = CLOSED
+        for index in claimed:
             for _ in range(self.threads):
                 self.channels.queues[index].put(None)
         deadline = time.monotonic() + grace

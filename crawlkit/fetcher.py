@@ -16,26 +16,31 @@ limiter like any other link (robots.txt requests are the exception, see ``robots
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import pickle
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from .http import Request
+from .limiter import Turn
 from .messages import FetchResult, FetchTask
 from .process import child_setup
 
 log = logging.getLogger("crawlkit.fetcher")
 
 CHUNK = 64 * 1024
+CLOSED = -2  # an owners entry the engine closed at shutdown (-1: retired after its reader died)
 
 
 @dataclass(slots=True)
@@ -87,9 +92,11 @@ class FetchChannels:
     """What every fetcher process inherits (semaphores and queues can only travel this way)."""
 
     queues: list[Any]  # one fetch queue per fetcher process, and spares for replacements
-    owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, -1 retired
+    owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, -1 retired, CLOSED
     registrations: list[Any]  # one per parser process
     semaphores: list[Any]  # the limiter's per-host slots
+    starts: Any  # the limiter's last start time per slot (for ``delay``)
+    turn_locks: list[Any]
     released: Any  # multiprocessing.RawArray('b'): set to 1 once a ticket's permit is released
 
 
@@ -108,7 +115,9 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
         if free:
             channels.owners[free[0]] = pid
     if not free:
-        log.error("fetcher %d: no fetch queue left to claim (too many fetcher processes died)", pid)
+        if CLOSED in channels.owners[:]:
+            raise SystemExit(0)  # the crawl is shutting down
+        log.error("fetcher %d: no fetch queue left to claim (too many fetcher processes died); idle", pid)
         return
     fetch_queue = channels.queues[free[0]]
     outboxes = [_Outbox(registration) for registration in channels.registrations]
@@ -133,8 +142,12 @@ def _fetch_loop(config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox]
         task: FetchTask | None = fetch_queue.get()
         if task is None:  # one STOP sentinel per thread
             break
+        turn: Any = nullcontext()
+        if task.delay:
+            limit = config.connect_timeout + config.read_timeout + task.delay
+            turn = Turn(channels.starts, channels.turn_locks, task.slot, task.delay, limit)
         try:
-            result = fetch(session, task.request, config)
+            result = fetch(session, task.request, config, turn)
         finally:
             channels.semaphores[task.slot].release()
             channels.released[task.ticket] = 1
@@ -147,8 +160,21 @@ def _fetch_loop(config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox]
     session.close()
 
 
+class _Session(requests.Session):
+    """A Session that reads a 3xx's Location only when it follows the redirect.
+
+    With ``allow_redirects=False`` requests still parses Location, to offer ``Response.next``;
+    a malformed one (``http://[::1``) then fails the whole exchange. The parser judges it.
+    """
+
+    def resolve_redirects(self, resp: Any, req: Any, *args: Any, yield_requests: bool = False, **kwargs: Any) -> Any:
+        if yield_requests:  # only ever asked for Response.next
+            return iter(())
+        return super().resolve_redirects(resp, req, *args, **kwargs)
+
+
 def new_session(config: FetcherConfig) -> requests.Session:
-    session = requests.Session()
+    session = _Session()
     adapter = HTTPAdapter(pool_connections=16, pool_maxsize=4, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -158,22 +184,28 @@ def new_session(config: FetcherConfig) -> requests.Session:
     return session
 
 
-def fetch(session: requests.Session, request: Request, config: FetcherConfig) -> FetchResult:
-    """Run one HTTP exchange; never raises: failures come back as ``FetchResult.error``."""
+def fetch(
+    session: requests.Session, request: Request, config: FetcherConfig, turn: AbstractContextManager[Any] | None = None
+) -> FetchResult:
+    """Run one HTTP exchange; never raises: failures come back as ``FetchResult.error``.
+
+    ``turn`` is entered around sending the request and receiving the headers (per-host delay).
+    """
     started = time.monotonic()
     result = FetchResult(req_id=0, request=request, url=request.url)
     meta = request.meta
     max_body = meta.get("max_body", config.max_body)
     try:
-        response = session.request(
-            request.method,
-            request.url,
-            headers=request.headers or None,
-            data=request.body or None,
-            timeout=(config.connect_timeout, config.read_timeout),
-            allow_redirects=bool(meta.get("follow_redirects")),
-            stream=True,
-        )
+        with turn or nullcontext():
+            response = session.request(
+                request.method,
+                request.url,
+                headers=request.headers or None,
+                data=request.body or None,
+                timeout=(config.connect_timeout, config.read_timeout),
+                allow_redirects=bool(meta.get("follow_redirects")),
+                stream=True,
+            )
     except Exception as exc:  # every failure is data for the stats, never a crash
         result.error, result.message = classify(exc)
         result.elapsed = time.monotonic() - started
@@ -219,25 +251,54 @@ def _read_body(raw: Any, max_body: int, deadline: float, truncate: bool) -> tupl
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
-    """A stats key and a one-line message for a failed exchange."""
-    text = f"{type(exc).__name__}: {exc}"
-    chain = repr(exc) + repr(exc.__context__) + repr(exc.__cause__)
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    """A stats key and a one-line message for a failed exchange.
+
+    Judged by the exception types anywhere in the chain (requests wraps urllib3, which wraps
+    http.client and the socket error), most specific first: a ``RemoteDisconnected`` is a
+    reset, a ``BadStatusLine`` or an over-long header is a ``bad_response`` (the peer does not
+    speak HTTP; retrying will not change that), a body cut short is a ``connection_error``.
+    """
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    causes = _causes(exc)
+
+    def found(*types: type) -> bool:
+        return any(isinstance(cause, types) for cause in causes)
+
+    if found(requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError):
         kind = "connect_timeout"
-    elif isinstance(exc, requests.exceptions.ReadTimeout) or "ReadTimeout" in chain or "timed out" in chain:
+    elif found(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
         kind = "read_timeout"
-    elif "Connection refused" in chain or "ConnectionRefused" in chain:
+    elif found(ConnectionRefusedError):
         kind = "connection_refused"
-    elif "reset" in chain.lower() or "RemoteDisconnected" in chain or "aborted" in chain.lower():
+    elif found(ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
         kind = "connection_reset"
-    elif isinstance(exc, requests.exceptions.TooManyRedirects):
+    elif found(requests.exceptions.TooManyRedirects):
         kind = "too_many_redirects"
-    elif isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema)):
+    elif found(requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
+               urllib3.exceptions.LocationParseError):
         kind = "invalid_url"
-    elif "Decode" in chain or "decompress" in chain.lower():
+    elif found(urllib3.exceptions.DecodeError, requests.exceptions.ContentDecodingError):
         kind = "decoding_error"
-    elif isinstance(exc, requests.exceptions.ConnectionError) or "ProtocolError" in chain or "IncompleteRead" in chain:
+    elif found(urllib3.exceptions.InvalidChunkLength, requests.exceptions.InvalidHeader) or any(
+        isinstance(cause, http.client.HTTPException) and not isinstance(cause, http.client.IncompleteRead) for cause in causes
+    ):
+        kind = "bad_response"
+    elif found(requests.exceptions.ConnectionError, urllib3.exceptions.ProtocolError, http.client.IncompleteRead, OSError):
         kind = "connection_error"
     else:
         kind = "fetch_error"
     return kind, text[:300]
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception it wraps: its cause and context, urllib3's ``reason``, and
+    exceptions passed as arguments (``ProtocolError('Connection aborted.', BadStatusLine(...))``)."""
+    found: list[BaseException] = []
+    stack: list[Any] = [exc]
+    while stack and len(found) < 32:
+        cause = stack.pop()
+        if not isinstance(cause, BaseException) or any(cause is f for f in found):
+            continue
+        found.append(cause)
+        stack += [cause.__cause__, cause.__context__, getattr(cause, "reason", None), *getattr(cause, "args", ())]
+    return found

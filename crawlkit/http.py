@@ -96,19 +96,37 @@ def _css(selector: str) -> CSSSelector:
     return CSSSelector(selector)
 
 
-@lru_cache(maxsize=32)
-def _html_parser(encoding: str) -> lxml.html.HTMLParser:
-    parser = lxml.html.HTMLParser(encoding=encoding, remove_comments=True)
+@lru_cache(maxsize=1)
+def _html_parser() -> lxml.html.HTMLParser:
+    # huge_tree lifts libxml2's depth limit from 256 to 2048 elements (as parsel does): deeper
+    # than 256 unclosed tags, a page would lose everything after them.
+    parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, huge_tree=True)
     parser.set_element_class_lookup(lxml.html.HtmlElementClassLookup(mixins=[("*", _Selectable)]))
     return parser
+
+
+@lru_cache(maxsize=64)
+def _decodes(encoding: str) -> bool:
+    """Whether ``bytes.decode(encoding, "replace")`` takes any bytes.
+
+    A charset label is the server's to choose, and Python knows codecs no page is written in:
+    bytes-to-bytes ones (``base64``, ``zlib``) and ``idna``, ``punycode``, ``undefined`` raise
+    instead of replacing; such a label counts as none.
+    """
+    try:
+        b"<p>\xff\x80\x00</p>".decode(encoding, "replace")
+    except (LookupError, UnicodeError, ValueError):
+        return False
+    return True
 
 
 class Response:
     """A fetched page as a spider callback sees it.
 
-    ``body`` is the raw (decompressed) bytes; ``text`` decodes it with the charset declared in
-    the headers, else a BOM, else a ``<meta>`` declaration, else UTF-8 (falling back to cp1252
-    when the bytes are not UTF-8). ``css``/``xpath`` run on an lxml tree; ``soup`` is
+    ``body`` is the raw (decompressed) bytes; ``text`` decodes it with the charset of a BOM,
+    else the one declared in the headers, else a ``<meta>`` declaration, else UTF-8 (falling
+    back to cp1252 when the bytes are not UTF-8); a charset name Python cannot decode text
+    with (``klingon``, ``base64``) counts as none, and bytes that do not decode become U+FFFD. ``css``/``xpath`` run on an lxml tree; ``soup`` is
     BeautifulSoup on lxml. All three are built on first use and kept.
     """
 
@@ -150,15 +168,19 @@ class Response:
         return self._encoding
 
     def _detect_encoding(self) -> str:
-        declared = http_content_type_encoding(self.headers.get("Content-Type"))
-        if declared:
-            return declared
+        # A BOM outranks the header, as in browsers (and w3lib's html_to_unicode): a server's
+        # default charset is more often wrong than the bytes that open the file.
         bom, _ = read_bom(self.body)
         if bom:
             return bom
+        declared = http_content_type_encoding(self.headers.get("Content-Type"))
+        if declared and _decodes(declared):
+            return declared
         meta = html_body_declared_encoding(self.body[:4096])
-        if meta and resolve_encoding(meta):
-            return resolve_encoding(meta)
+        meta = meta and resolve_encoding(meta)
+        # A <meta> that could be read as ASCII is wrong when it says UTF-16 (the WHATWG rule).
+        if meta and _decodes(meta) and not meta.startswith(("utf-16", "utf-32")):
+            return meta
         try:
             self.body.decode("utf-8")
             return "utf-8"
@@ -175,12 +197,14 @@ class Response:
     def tree(self) -> Any:
         """The lxml HTML root element; elements support ``.css()``, ``.xpath()``, ``.text_content()``."""
         if self._tree is None:
-            body = self.body if self.body.strip() else b"<html></html>"
+            # libxml2 is given the text decoded here, as UTF-8: decoding the bytes itself, it
+            # stops at the first one its codec rejects (a stray 0x81 in a cp1252 page, binary
+            # junk) and silently drops the rest of the page, links included.
+            data = self.text.encode("utf-8", "replace")
             try:
-                self._tree = lxml.html.document_fromstring(body, parser=_html_parser(self.encoding))
-            except (ValueError, LookupError, lxml.etree.ParserError):
-                # Bytes lxml cannot take with that encoding: parse the decoded text instead.
-                self._tree = lxml.html.document_fromstring(self.text or "<html></html>", parser=_html_parser("utf-8"))
+                self._tree = lxml.html.document_fromstring(data, parser=_html_parser())
+            except lxml.etree.ParserError:  # nothing but white space, comments or an XML declaration
+                self._tree = lxml.html.document_fromstring(b"<html></html>", parser=_html_parser())
         return self._tree
 
     @property
@@ -201,7 +225,12 @@ class Response:
     @property
     def base_url(self) -> str:
         base = self.tree.xpath("//base/@href") if self.is_html else []
-        return urljoin(self.url, base[0].strip()) if base else self.url
+        if base:
+            try:
+                return urljoin(self.url, base[0].strip())
+            except ValueError:  # a malformed <base> (``http://[x``) is ignored, as browsers do
+                pass
+        return self.url
 
     def urljoin(self, url: str) -> str:
         return urljoin(self.base_url, url)
@@ -213,7 +242,10 @@ class Response:
         base = self.base_url
         seen: dict[str, None] = {}
         for href in self.tree.xpath("//a/@href"):
-            url = urldefrag(urljoin(base, href.strip()))[0]
+            try:
+                url = urldefrag(urljoin(base, href.strip()))[0]
+            except ValueError:  # one malformed href (``http://[::1``) must not cost the page its links
+                continue
             if url.startswith(("http://", "https://")):
                 seen.setdefault(url)
         return list(seen)

@@ -9,6 +9,12 @@ Total in-flight never exceeds ``concurrency``, so no more than ``concurrency`` h
 slot at once: that many semaphores are made up front (semaphores reach other processes only by
 inheritance) and a slot returns to the free list when its host has nothing in flight.
 
+``delay`` is kept twice. The engine spaces its dispatches, so no request waits in a fetcher
+for long; and the fetcher sends inside a ``Turn`` of the slot: it waits until ``delay`` after
+the previous request to the host got its response headers (``starts``, shared memory) and holds
+the slot's lock until its own headers arrive. So the spacing holds as the server sees it, even
+when one request spent longer in a queue, or in connecting, than the next.
+
 A host that cannot start now is told when to ask again: at a time (delay, Retry-After) or after
 one of its requests completes (``None``). That lets the engine park it instead of polling, so a
 busy host never holds up requests for other hosts.
@@ -16,6 +22,7 @@ busy host never holds up requests for other hosts.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from typing import Any, Protocol
@@ -45,12 +52,19 @@ class Limiter(Protocol):
         """Start nothing for ``host`` before ``until`` (Retry-After)."""
         ...
 
+    def delay_of(self, host: str) -> float:
+        """Seconds between request starts to ``host`` (the fetcher enforces it at send time)."""
+        ...
+
 
 class LocalLimiter:
     """Semaphore-backed limiter for one machine; lives in the engine, its semaphores in every fetcher."""
 
     def __init__(self, ctx: BaseContext, slots: int, per_host: int, delay: float) -> None:
         self.semaphores: list[Any] = [ctx.Semaphore(per_host) for _ in range(slots)]
+        self.starts = ctx.RawArray("d", slots)  # monotonic time the slot's last request got its headers
+        self.turn_locks = [ctx.Lock() for _ in range(slots)]
+        self._last_start: dict[str, float] = {}  # kept for hosts with a delay while they hold no slot
         self._per_host = per_host
         self._delay = delay
         self._free = list(range(slots - 1, -1, -1))
@@ -69,10 +83,11 @@ class LocalLimiter:
                 return Wait(None)
             slot = self._free.pop()
             self._slot[host] = slot
+            self.starts[slot] = self._last_start.pop(host, 0.0)
         if not self.semaphores[slot].acquire(False):
             return Wait(None)
         self._inflight[host] = self._inflight.get(host, 0) + 1
-        delay = self._host_delay.get(host, self._delay)
+        delay = self.delay_of(host)
         if delay > 0:
             self._next_start[host] = now + delay
         return slot
@@ -83,7 +98,13 @@ class LocalLimiter:
             self._inflight[host] = left
             return
         del self._inflight[host]
-        self._free.append(self._slot.pop(host))
+        slot = self._slot.pop(host)
+        if self.delay_of(host) > 0:
+            self._last_start[host] = self.starts[slot]
+        self._free.append(slot)
+
+    def delay_of(self, host: str) -> float:
+        return self._host_delay.get(host, self._delay)
 
     def set_delay(self, host: str, seconds: float) -> None:
         self._host_delay[host] = max(self._delay, seconds)
@@ -93,3 +114,26 @@ class LocalLimiter:
 
     def inflight(self, host: str) -> int:
         return self._inflight.get(host, 0)
+
+
+class Turn:
+    """In a fetcher, around sending a request to a host with a delay (see the module docstring).
+
+    If a fetcher died inside its turn, the lock is never released: waiting for it is bounded
+    by ``timeout`` (longer than any exchange can take), after which the turn is taken anyway.
+    """
+
+    def __init__(self, starts: Any, locks: list[Any], slot: int, delay: float, timeout: float) -> None:
+        self.starts, self.lock, self.slot, self.delay, self.timeout = starts, locks[slot], slot, delay, timeout
+        self.locked = False
+
+    def __enter__(self) -> None:
+        self.locked = self.lock.acquire(timeout=self.timeout)
+        wait = self.starts[self.slot] + self.delay - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+    def __exit__(self, *exc: object) -> None:
+        self.starts[self.slot] = time.monotonic()
+        if self.locked:
+            self.lock.release()

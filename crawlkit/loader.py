@@ -36,8 +36,32 @@ def _import_path(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise SpiderError(f"{path}: importing it raised {type(exc).__name__}: {exc}") from exc
+        line = _line_in(path, exc)
+        where = f"{path}, line {line}" if line else str(path)
+        raise SpiderError(f"{where}: importing it raised {_one_line(exc)}") from exc
     return module
+
+
+def _line_in(path: Path, exc: BaseException) -> int | None:
+    """The line of ``path`` where ``exc`` was raised (the innermost frame in that file)."""
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == path.resolve():
+        return exc.lineno
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (the CLI prints errors as a single line)."""
+    if isinstance(exc, SyntaxError):
+        text = exc.msg  # its str() repeats the file and line we already give
+    else:
+        text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def load_object(spec: str, what: str = "object") -> Any:
@@ -49,7 +73,7 @@ def load_object(spec: str, what: str = "object") -> Any:
         try:
             module = importlib.import_module(target)
         except Exception as exc:
-            raise SpiderError(f"cannot import module {target!r} for {what} {spec!r}: {type(exc).__name__}: {exc}") from exc
+            raise SpiderError(f"cannot import module {target!r} for {what} {spec!r}: {_one_line(exc)}") from exc
     if not attr:
         return module
     try:

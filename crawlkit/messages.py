@@ -22,6 +22,7 @@ class FetchTask:
     slot: int  # the per-host semaphore the fetcher releases when the exchange is over
     ticket: int  # the fetcher sets ``released[ticket]`` after releasing, so a reclaim knows
     parser: int  # which parser's Pipe the result goes down
+    delay: float  # the host's delay between request starts; 0 for none
     request: Request
 
 

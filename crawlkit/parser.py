@@ -35,6 +35,10 @@ from .urls import Fingerprinter, host_of, is_http
 
 log = logging.getLogger("crawlkit.parser")
 
+# A path naming one segment more often than this is a spider trap: relative links that
+# re-append themselves (/a/ -> /a/a/ -> ...), as Heritrix's and Nutch's default filters judge.
+MAX_REPEATED_SEGMENTS = 3
+
 # Failures worth another attempt; the others would fail the same way again.
 RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
 
@@ -171,10 +175,13 @@ class Router:
 
     def _redirect(self, result: FetchResult, done: PageDone, counts: Counter[str]) -> None:
         request = result.request
-        location = next(v for k, v in result.headers if k.lower() == "location")
-        target = urljoin(result.url, location.strip())
+        location = _header_text(next(v for k, v in result.headers if k.lower() == "location"))
         chain = request.meta.get("redirect_urls", []) + [request.url]
         counts["redirects"] += 1
+        try:
+            target = urljoin(result.url, location.strip())
+        except ValueError:  # e.g. "http://[::1": urllib cannot even split it
+            target = location
         if not target.startswith(("http://", "https://")):
             counts["dropped_redirect_scheme"] += 1
             log.warning("redirect to a non-http(s) URL dropped: %s -> %s", request.url, target[:200])
@@ -183,7 +190,13 @@ class Router:
             counts["error_too_many_redirects"] += 1
             log.warning("too many redirects (%d) at %s", len(chain), request.url)
             return
-        if any(self.fingerprints.fingerprint(target) == self.fingerprints.fingerprint(u) for u in chain if is_http(u)):
+        try:
+            target_fp = self.fingerprints.fingerprint(target)
+        except ValueError as exc:
+            counts["dropped_invalid_url"] += 1
+            log.warning("redirect to an invalid URL dropped: %s -> %s (%s)", request.url, target[:200], exc)
+            return
+        if any(target_fp == self.fingerprints.fingerprint(u) for u in chain if is_http(u)):
             counts["error_redirect_loop"] += 1
             log.warning("redirect loop: %s -> %s", request.url, target)
             return
@@ -232,22 +245,25 @@ class Router:
         for request in candidates:
             url = request.url
             if not is_http(url):
-                counts["dropped_scheme"] += 1
-                continue
-            if len(url) > config.max_url_length:
-                counts["dropped_url_too_long"] += 1
-                log.debug("URL longer than max_url_length dropped: %s...", url[:100])
-                continue
-            if config.max_depth and request.depth > config.max_depth:
-                counts["dropped_depth"] += 1
-                continue
-            if self.allowed and not self._allowed(url):
-                counts["dropped_offsite"] += 1
-                continue
-            try:
-                fp = self.fingerprints.fingerprint(url, request.method, request.body)
-            except ValueError:
-                counts["dropped_invalid_url"] += 1
+                reason = "scheme"
+            elif len(url) > config.max_url_length:
+                reason = "url_too_long"
+            elif config.max_depth and request.depth > config.max_depth:
+                reason = "depth"
+            elif _repeats_segment(url):
+                reason = "repeated_segments"
+            elif self.allowed and not self._allowed(url):
+                reason = "offsite"
+            else:
+                try:
+                    fp = self.fingerprints.fingerprint(url, request.method, request.body)
+                    reason = ""
+                except ValueError:
+                    reason = "invalid_url"
+            if reason:
+                # Routine on most sites, so DEBUG; the summary counts them by reason.
+                counts[f"dropped_{reason}"] += 1
+                log.debug("dropped (%s): %s%s", reason, url[:200], "..." if len(url) > 200 else "")
                 continue
             if request.dont_filter:
                 unfiltered.append((None, request))
@@ -260,6 +276,24 @@ class Router:
     def _allowed(self, url: str) -> bool:
         host = (urlsplit(url).hostname or "").lower()
         return any(host == d or host.endswith("." + d) for d in self.allowed)
+
+
+def _repeats_segment(url: str) -> bool:
+    """True when one path segment occurs more than MAX_REPEATED_SEGMENTS times: /a/a/a/a/, /x/y/x/y/x/y/x/y/."""
+    path = urlsplit(url).path
+    if path.count("/") <= MAX_REPEATED_SEGMENTS:  # too few segments to repeat one that often
+        return False
+    counts = Counter(segment for segment in path.split("/") if segment)
+    return bool(counts) and max(counts.values()) > MAX_REPEATED_SEGMENTS
+
+
+def _header_text(value: str) -> str:
+    """A header value as the server meant it: HTTP headers arrive as Latin-1, but servers send
+    UTF-8 bytes in Location (``/päge``), which requests' redirect code decodes the same way."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def _iterate(output: Any) -> Iterable[Any]:

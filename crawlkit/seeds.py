@@ -1,7 +1,8 @@
 """Reading a seeds file: one URL a line, ``#`` comments and blank lines skipped.
 
 A line that is not an http(s) URL is reported with its line number and skipped, so one typo
-does not stop a long list; a file with no usable URL at all is an error.
+does not stop a long list; a file with no usable URL at all is an error. Two spellings of one
+page (``HTTP://A.test:80/``, ``http://a.test/#top``) are one seed: the first is kept.
 """
 
 from __future__ import annotations
@@ -29,17 +30,24 @@ def read_seeds(path: str | Path) -> list[str]:
         raise SeedsError(f"seeds file {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8 with one URL per line") from None
     seeds: dict[str, str] = {}
     bad = 0
+    repeats: list[int] = []
     for number, line in enumerate(text.splitlines(), 1):
         url = line.strip()
         if not url or url.startswith("#"):
             continue
         try:
-            key = canonicalize(url)
-        except ValueError:
+            if url.partition(":")[0].lower() not in ("http", "https"):
+                raise ValueError("not an http(s) URL")
+            key = canonicalize(url)  # its message names a bad host or port
+        except ValueError as exc:
             bad += 1
-            log.warning("%s, line %d: %r is not an http(s) URL; skipped", path, number, url[:200])
+            log.warning("%s, line %d: %r skipped: %s", path, number, url[:200], exc)
             continue
+        if key in seeds:
+            repeats.append(number)
         seeds.setdefault(key, url)
+    if repeats:
+        log.warning("%s: %d line(s) repeat an earlier seed (first on line %d); skipped", path, len(repeats), repeats[0])
     if not seeds:
         detail = f"{bad} line(s) are not http(s) URLs" if bad else "it has no URL lines"
         raise SeedsError(f"seeds file {str(path)!r} has no valid seed ({detail}); put one http(s) URL per line")

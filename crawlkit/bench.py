@@ -1,0 +1,254 @@
+"""``crawlkit bench``: crawl a generated local site and say what each page cost.
+
+The site (``crawlkit.site.SiteProcess``) runs in a child process of its own, so the crawler
+never shares a GIL with it; the crawl runs in this process like ``crawlkit crawl`` does, robots
+on, items discarded. What it costs is measured from outside the code under test: a
+``TreeMonitor`` thread samples CPU time and RSS of this process and all its descendants (the
+site excluded), and the site reports what it served (requests, distinct URLs, peak requests
+in flight per host), which is how a duplicate fetch or a broken per-host limit shows up.
+
+The two benchmark spiders live here so that ``tests/benchmarks/compare_scrapy.py`` can run the
+same work in Scrapy: ``light`` (title and links by CSS, the cheapest useful callback) and
+``soup`` (BeautifulSoup with html.parser and ``get_text()`` of the whole page, a CPU-heavy one).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
+
+import psutil
+from bs4 import BeautifulSoup
+
+from .engine import CrawlSpec, Engine
+from .http import Response
+from .loader import load_spider
+from .log import setup_logging
+from .settings import load_settings
+from .spider import Spider
+
+SAMPLE_EVERY = 0.2  # seconds between TreeMonitor samples
+
+
+class LightSpider(Spider):
+    """Title and links by CSS selectors; follows every link within the seeds' hosts."""
+
+    name = "bench-light"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.allowed_domains = sorted({urlsplit(url).hostname or "" for url in self.start_urls} - {""})
+
+    def parse(self, response: Response) -> Iterable[Any]:
+        titles = response.css("title")
+        yield {"url": response.url, "title": titles[0].text_content() if titles else None}
+        for a in response.css("a[href]"):
+            yield response.follow(a.get("href"))
+
+
+class SoupSpider(LightSpider):
+    """The whole page through BeautifulSoup's pure-Python html.parser: text length and links."""
+
+    name = "bench-soup"
+
+    def parse(self, response: Response) -> Iterable[Any]:
+        soup = BeautifulSoup(response.text, "html.parser")
+        yield {"url": response.url, "chars": len(soup.get_text())}
+        for a in soup.find_all("a", href=True):
+            yield response.follow(a["href"])
+
+
+SPIDERS = {"light": "crawlkit.bench:LightSpider", "soup": "crawlkit.bench:SoupSpider"}
+
+
+@dataclass
+class Usage:
+    """What a TreeMonitor measured: CPU seconds (user + system) and peak RSS in bytes."""
+
+    cpu_s: float
+    peak_rss: int
+    cpu_s_by_role: dict[str, float]
+
+
+class TreeMonitor:
+    """CPU time and RSS of a process and all its descendants, sampled by a background thread.
+
+    A process's CPU time can only be read while it lives, so the last value seen for each
+    process is kept: one that exits between two samples loses at most ``interval`` seconds of
+    CPU, and at the end of a crawl those are idle seconds. RSS is summed over the tree per
+    sample (pages shared between processes count once per process) and the peak kept.
+    ``exclude`` pids, with their descendants, are left out (a site server the tree started).
+    ``role(pid)`` names a process for the per-role CPU breakdown; unnamed ones are "other".
+    """
+
+    def __init__(self, root: int, exclude: Iterable[int] = (), role: Callable[[int], str | None] | None = None,
+                 interval: float = SAMPLE_EVERY) -> None:
+        self.root = psutil.Process(root)
+        self.exclude = set(exclude)
+        self.role = role
+        self.interval = interval
+        self.cpu: dict[tuple[int, float], float] = {}  # (pid, create time) -> last CPU seconds seen
+        self.roles: dict[tuple[int, float], str] = {}
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-monitor", daemon=True)
+
+    def __enter__(self) -> "TreeMonitor":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            tree = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        excluded = set(self.exclude)
+        for pid in self.exclude:
+            try:
+                excluded.update(p.pid for p in psutil.Process(pid).children(recursive=True))
+            except psutil.NoSuchProcess:
+                continue
+        return [p for p in tree if p.pid not in excluded]
+
+    def sample(self) -> None:
+        rss = 0
+        for proc in self._tree():
+            try:
+                with proc.oneshot():
+                    key = (proc.pid, proc.create_time())
+                    times = proc.cpu_times()
+                    rss += proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+            self.cpu[key] = times.user + times.system
+            if key not in self.roles and self.role is not None:
+                name = self.role(proc.pid)
+                if name is not None:
+                    self.roles[key] = name
+        self.peak_rss = max(self.peak_rss, rss)
+
+    def usage(self) -> Usage:
+        by_role: dict[str, float] = {}
+        for key, cpu in self.cpu.items():
+            role = self.roles.get(key, "other")
+            by_role[role] = by_role.get(role, 0.0) + cpu
+        return Usage(sum(self.cpu.values()), self.peak_rss, dict(sorted(by_role.items(), key=lambda kv: -kv[1])))
+
+
+def build_engine(seeds: list[str], spider: str, workers: int | None = None, concurrency: int | None = None,
+                 per_host: int | None = None, parsers: int | None = None) -> Engine:
+    """An Engine crawling from ``seeds`` with robots on and no output; ``spider`` is light, soup or path.py:Class.
+
+    Unset numbers keep crawlkit's defaults. Logs warnings and errors only, to stderr.
+    """
+    spider_spec = SPIDERS.get(spider, spider)
+    spider_cls = load_spider(spider_spec)
+    flags = {"workers": workers, "concurrency": concurrency, "per_host": per_host, "parsers": parsers}
+    settings = load_settings(None, spider_cls.custom_settings, {**flags, "robots": True, "output": None, "log_level": "WARNING"})
+    setup_logging(settings.log_level, settings.log_file)
+    kwargs = {"start_urls": seeds}
+    instance = spider_cls(**kwargs)
+    instance.settings = settings
+    return Engine(CrawlSpec(settings=settings, spider=instance, spider_spec=spider_spec, spider_kwargs=kwargs))
+
+
+def engine_roles(engine: Engine) -> Callable[[int], str | None]:
+    """Names the engine's processes (engine, fetcher, parser, seen-manager) by pid, as they appear."""
+    me = os.getpid()
+
+    def role(pid: int) -> str | None:
+        if pid == me:
+            return "engine"
+        if any(p is not None and p.pid == pid for p in getattr(engine, "parsers", ())):
+            return "parser"
+        pool = getattr(engine, "pool", None)
+        if pool is not None and any(p.pid == pid for p in list(pool._pool)):  # Pool has no public worker list
+            return "fetcher"
+        manager = getattr(engine, "manager", None)
+        if manager is not None and manager._process is not None and manager._process.pid == pid:
+            return "seen-manager"
+        return None
+
+    return role
+
+
+def server_view(stats: dict[str, Any]) -> dict[str, Any]:
+    """What the site saw, from ``SiteProcess.stats()``: requests per distinct URL and peak in flight per host."""
+    fetches = stats["fetches"]
+    peaks = stats["peak_inflight"]
+    return {
+        "requests": stats["total"],
+        "distinct_urls": len(fetches),
+        "fetches_per_page": round(stats["total"] / len(fetches), 3) if fetches else 0.0,
+        "refetched_urls": sum(1 for n in fetches.values() if n > 1),
+        "peak_inflight_per_host": max(peaks.values(), default=0),
+    }
+
+
+def run_bench(hosts: int = 2, pages: int = 1000, page_size: int = 20_000, latency: float = 0.0, spider: str = "light",
+              workers: int | None = None, concurrency: int | None = None, per_host: int | None = None,
+              parsers: int | None = None) -> dict[str, Any]:
+    """Serve the site in a child process, crawl it here, and return the figures (JSON-ready).
+
+    Blocks for the whole crawl. ``pages`` counts every final response (404s included, as
+    Scrapy's response count does); ``status_200`` should equal ``expected_pages``, the pages a
+    correct crawler reaches.
+    """
+    from .site import SiteProcess, SiteSpec
+
+    with SiteProcess(SiteSpec(hosts=hosts, pages=pages, page_size=page_size, latency=latency)) as site:
+        engine = build_engine(site.seeds(), spider, workers, concurrency, per_host, parsers)
+        site_pid = site._process.pid  # SiteProcess has no public pid; the site is not crawlkit's cost
+        with TreeMonitor(os.getpid(), exclude=[site_pid], role=engine_roles(engine)) as monitor:
+            stats = engine.run()
+        server = server_view(site.stats())
+        expected = len(site.expected_urls())
+    usage = monitor.usage()
+    counts = stats.counts
+    done = counts["pages"]
+    s = engine.settings
+    return {
+        "site": {"hosts": hosts, "pages": pages, "page_size": page_size, "latency": latency},
+        "settings": {"spider": spider, "workers": engine.workers, "concurrency": s.concurrency, "per_host": s.per_host, "parsers": s.parsers},
+        "reason": stats.reason,
+        "pages": done,
+        "status_200": counts["status_200"],
+        "expected_pages": expected,
+        "elapsed_s": round(stats.elapsed, 3),
+        "pages_per_s": round(done / stats.elapsed, 1) if stats.elapsed else 0.0,
+        "cpu_s": round(usage.cpu_s, 3),
+        "cpu_ms_per_page": round(1000 * usage.cpu_s / done, 3) if done else 0.0,
+        "cpu_s_by_role": {role: round(cpu, 3) for role, cpu in usage.cpu_s_by_role.items()},
+        "peak_rss_mb": round(usage.peak_rss / 2**20, 1),
+        "errors": stats.errors(),
+        "server": server,
+    }
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The figures of ``run_bench`` as a few lines for a terminal."""
+    site, s, server = r["site"], r["settings"], r["server"]
+    roles = ", ".join(f"{role} {cpu:.2f}" for role, cpu in r["cpu_s_by_role"].items())
+    return "\n".join([
+        f"site: {site['hosts']} hosts x {site['pages']} pages of ~{site['page_size']:,} bytes, latency {site['latency']}s",
+        f"crawl: spider {s['spider']}, {s['workers']} fetcher processes, {s['parsers']} parsers, concurrency {s['concurrency']}, per host {s['per_host']}",
+        f"pages: {r['pages']} ({r['status_200']} with status 200, {r['expected_pages']} expected) in {r['elapsed_s']:.2f}s: {r['pages_per_s']} pages/s ({r['reason']})",
+        f"CPU: {r['cpu_ms_per_page']:.2f} ms per page, {r['cpu_s']:.2f}s in all ({roles})",
+        f"peak RSS of all crawlkit processes: {r['peak_rss_mb']:.0f} MB",
+        f"server saw: {server['requests']} requests for {server['distinct_urls']} URLs ({server['fetches_per_page']} fetches per page, "
+        f"{server['refetched_urls']} refetched), peak {server['peak_inflight_per_host']} in flight per host",
+        f"errors: {', '.join(f'{k} {v}' for k, v in r['errors'].items()) or 'none'}",
+    ])

@@ -1,0 +1,168 @@
+"""End-to-end crawls through the real CLI, checked from the server's side."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import os
+import uuid
+from collections import Counter
+from pathlib import Path
+
+
+from crawlkit.site import Site, SiteSpec
+
+from support import CRAWLKIT, leftover_processes, wait_for
+
+
+def fetched_paths(site: Site) -> Counter:
+    """(host, path) -> times the server served it, robots.txt excluded."""
+    counts = site.stats()["fetches"]
+    return Counter({key: n for key, n in counts.items() if not key.endswith("/robots.txt")})
+
+
+def test_two_hosts_of_1000_pages_fetched_completely_once_and_politely(crawlkit) -> None:
+    with Site(SiteSpec(hosts=2, pages=1000, page_size=3000, links=6)) as site:
+        run = crawlkit("crawl", "--workers", "8", "--per-host", "2", seeds=site.seeds())
+        assert run.returncode == 0, run.stderr
+        stats = site.stats()
+    items = run.items()
+    ok = {item["url"] for item in items if item["status"] == 200}
+    assert ok == site.expected_urls()
+    assert len(items) == len({item["url"] for item in items})  # one item per page
+    fetches = fetched_paths(site)
+    assert max(fetches.values()) == 1  # nothing fetched twice (redirect targets deduplicated too)
+    assert not [key for key in fetches if "/private/" in key and "public.html" not in key]  # robots obeyed
+    assert any("public.html" in key for key in fetches)  # Allow rule honoured
+    robots = [key for key in stats["fetches"] if key.endswith("/robots.txt")]
+    assert len(robots) == 2 and all(stats["fetches"][key] == 1 for key in robots)
+    assert all(peak <= 2 for peak in stats["peak_inflight"].values()), stats["peak_inflight"]
+    assert "finished" in run.stderr and "404" in run.stderr
+
+
+def test_per_host_cap_is_reached_and_never_exceeded_without_head_of_line_blocking(crawlkit) -> None:
+    spec = SiteSpec(hosts=3, pages=40, latency=0.05, extras=False)
+    with Site(spec) as site:
+        slow = site.urls[0]
+        run = crawlkit("crawl", "--workers", "2", "--concurrency", "16", "--per-host", "3", seeds=site.seeds())
+        assert run.returncode == 0, run.stderr
+        stats = site.stats()
+    assert set(stats["peak_inflight"].values()) == {3}, stats["peak_inflight"]  # used fully, never exceeded
+    assert {item["url"] for item in run.items()} == site.expected_urls()
+    assert slow  # every host progressed in parallel: 3 hosts x 41 pages at 50 ms and cap 3 took < 1/3 serial time
+    assert float(run.stderr.split(" in ", 1)[1].split("s:", 1)[0]) < 3 * 41 * 0.05 / 3 * 2
+
+
+def test_delay_spaces_request_starts_to_one_host(crawlkit) -> None:
+    with Site(SiteSpec(hosts=1, pages=8, extras=False, robots=False)) as site:
+        run = crawlkit("crawl", "--per-host", "4", "--delay", "0.15", seeds=site.seeds())
+        assert run.returncode == 0, run.stderr
+        arrivals = next(iter(site.stats()["arrivals"].values()))
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    assert len(arrivals) >= 9
+    assert min(gaps) >= 0.15, gaps  # as the server saw them
+
+
+def test_max_pages_max_depth_and_offsite(crawlkit) -> None:
+    with Site(SiteSpec(hosts=2, pages=50)) as site:
+        run = crawlkit("crawl", "--max-pages", "7", seeds=site.seeds()[:1])
+        assert run.returncode == 0, run.stderr
+        assert len(run.items()) == 7
+        assert "max_pages" in run.stderr
+        site.reset_stats()
+        run = crawlkit("crawl", "--max-depth", "2", seeds=site.seeds()[:1])
+        assert run.returncode == 0, run.stderr
+        items = run.items()
+        assert items and max(item["depth"] for item in items) == 2
+        other_host = site.urls[1].split("//", 1)[1]
+        assert all(other_host not in key for key in fetched_paths(site))  # the built-in spider stays on its seeds' hosts
+        assert "offsite" in run.stderr
+        site.reset_stats()
+        run = crawlkit("crawl", "--max-depth", "2", "--allow-domain", other_host.split(":")[0], seeds=site.seeds()[:1])
+        assert run.returncode == 0, run.stderr
+        assert any(other_host in key for key in fetched_paths(site))
+
+
+def test_no_robots_fetches_disallowed_pages(crawlkit) -> None:
+    with Site(SiteSpec(hosts=1, pages=20)) as site:
+        run = crawlkit("crawl", "--no-robots", seeds=site.seeds())
+        assert run.returncode == 0, run.stderr
+        fetches = site.stats()["fetches"]
+    assert any("/private/" in key for key in fetches)
+    assert not any(key.endswith("/robots.txt") for key in fetches)
+
+
+def test_csv_and_stdout_outputs(crawlkit) -> None:
+    with Site(SiteSpec(hosts=1, pages=10, extras=False)) as site:
+        run = crawlkit("crawl", seeds=site.seeds(), output="out.csv")
+        assert run.returncode == 0, run.stderr
+        lines = run.output.read_text().splitlines()
+        assert lines[0] == "url,status,title,depth,referer,content_type,size,links"
+        assert len(lines) == 1 + len(site.expected_urls())
+        run = crawlkit("crawl", "-o", "-", seeds=site.seeds(), output=None)
+        assert run.returncode == 0, run.stderr
+        assert len(run.stdout.splitlines()) == len(site.expected_urls())
+
+
+SPIDER = '''
+from crawlkit import Spider, Request
+
+class Titles(Spider):
+    name = "titles"
+    custom_settings = {"per_host": 1}
+
+    def parse(self, response):
+        for a in response.css("a"):
+            href = a.get("href")
+            if href and "/page/" in href:
+                yield response.follow(a, callback=self.parse_page, meta={"from": response.url})
+
+    def parse_page(self, response):
+        yield {"url": response.url, "title": response.css("title")[0].text_content(), "from": response.meta["from"],
+               "texts": len(response.xpath("//span[@class='text']"))}
+'''
+
+
+def test_runspider_with_callbacks_by_name_and_custom_settings(crawlkit, tmp_path: Path) -> None:
+    with Site(SiteSpec(hosts=1, pages=30, extras=False)) as site:
+        spider = tmp_path / "titles.py"
+        spider.write_text(SPIDER.replace("class Titles", f"START = {site.seeds()!r}\n\nclass Titles").replace(
+            'name = "titles"', 'name = "titles"\n    start_urls = START'))
+        run = crawlkit("runspider", str(spider))
+        assert run.returncode == 0, run.stderr
+        stats = site.stats()
+    items = run.items()
+    assert items and all(item["title"].startswith("Host 0 page") for item in items)
+    assert all(item["from"] for item in items)
+    assert all(peak <= 1 for peak in stats["peak_inflight"].values())  # custom_settings per_host 1
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path: Path) -> None:
+    with Site(SiteSpec(hosts=2, pages=400, latency=0.05, extras=False)) as site:
+        seeds = tmp_path / "seeds.txt"
+        seeds.write_text("\n".join(site.seeds()))
+        out = tmp_path / "out.jsonl"
+        marker = uuid.uuid4().hex
+        proc = subprocess.Popen(
+            [CRAWLKIT, "crawl", str(seeds), "-o", str(out)], stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "CRAWLKIT_TEST_RUN": marker},
+        )
+        try:
+            wait_for(lambda: out.exists() and out.stat().st_size > 2000, 60, "the first items")
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert out.read_text().endswith("\n")  # whole records only
+    assert not leftover_processes(marker)
+
+
+def test_bad_seeds_are_one_line_errors(crawlkit, tmp_path: Path) -> None:
+    run = crawlkit("crawl", str(tmp_path / "missing.txt"), output=None)
+    assert run.returncode == 2 and "does not exist" in run.stderr and "Traceback" not in run.stderr
+    junk = tmp_path / "junk.txt"
+    junk.write_text("# only junk\nftp://example.com/\nnot a url\n")
+    run = crawlkit("crawl", str(junk), output=None)
+    assert run.returncode == 2 and "no valid seed" in run.stderr and "Traceback" not in run.stderr
