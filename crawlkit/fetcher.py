@@ -120,6 +120,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
         log.error("fetcher %d: no fetch queue left to claim (too many fetcher processes died); idle", pid)
         return
     fetch_queue = channels.queues[free[0]]
+    log.debug("fetcher process %d reads fetch queue %d", pid, free[0])
     outboxes = [_Outbox(registration) for registration in channels.registrations]
     threads = [
         threading.Thread(target=_fetch_loop, args=(config, fetch_queue, outboxes, channels, i), name=f"fetch-{i}")

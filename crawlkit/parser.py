@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import pickle
 import time
 from collections import Counter
@@ -70,6 +71,7 @@ def parser_main(config: ParserConfig, registration: Any, events: Any) -> None:
     mid-message garbles nothing but its own Pipe, which the engine then drops.
     """
     child_setup(config.log_level, config.log_file)
+    log.debug("parser process %d started", os.getpid())
     router = Router(build_spider(config.spider, config.spider_kwargs), config)
     inboxes: list[Any] = []
     # The registration queue's reader is waited on beside the Pipes, so a new fetcher is

@@ -1,0 +1,119 @@
+"""Crashes and resumes: processes killed mid-crawl, the whole crawl SIGKILLed, Ctrl-C then resume."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import psutil
+from support import CRAWLKIT, leftover_processes, wait_for
+
+from crawlkit.site import Site, SiteSpec
+
+
+def start(tmp_path: Path, site: Site, *extra: str) -> tuple[subprocess.Popen, Path, Path, str]:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join(site.seeds()))
+    out, log = tmp_path / "out.jsonl", tmp_path / "crawl.log"
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        [CRAWLKIT, "crawl", str(seeds), "-o", str(out), "--log-file", str(log), "--log-level", "DEBUG", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "CRAWLKIT_TEST_RUN": marker},
+    )
+    return proc, out, log, marker
+
+
+def lines(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def pids(log: Path, pattern: str) -> list[int]:
+    return [int(p) for p in re.findall(pattern, log.read_text())] if log.exists() else []
+
+
+def test_killed_fetcher_and_parser_are_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=2, pages=150, latency=0.02, extras=False)
+    with Site(spec) as site:
+        proc, out, log, marker = start(tmp_path, site, "--workers", "2", "--per-host", "4")
+        try:
+            wait_for(lambda: lines(out) > 30 and pids(log, r"fetcher process (\d+) reads"), 60, "the crawl to get going")
+            os.kill(pids(log, r"fetcher process (\d+) reads")[0], signal.SIGKILL)
+            wait_for(lambda: lines(out) > 120 and pids(log, r"parser process (\d+) started"), 60, "more pages")
+            os.kill(pids(log, r"parser process (\d+) started")[0], signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        fetches = site.stats()["fetches"]
+    assert proc.returncode == 0, stderr
+    assert "fetcher_died 1" in stderr and "parser_died 1" in stderr
+    urls = [line for line in out.read_text().splitlines()]
+    got = {re.search(r'"url": "([^"]+)"', line).group(1) for line in urls}
+    assert got == site.expected_urls()
+    assert len(urls) == len(got)  # no item twice
+    refetched = sum(n - 1 for key, n in fetches.items() if n > 1 and not key.endswith("robots.txt"))
+    assert refetched <= 2 * 16  # at most what was in flight at each death
+    assert not leftover_processes(marker)
+
+
+def test_sigkill_of_whole_crawl_then_resume_loses_nothing(tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=2, pages=300, latency=0.01, extras=True)
+    jobdir = tmp_path / "job"
+    with Site(spec) as site:
+        kills = 0
+        for threshold in (20, 150, 330):
+            proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir))
+            try:
+                wait_for(lambda: lines(out) > threshold or proc.poll() is not None, 120, f"{threshold} items")
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    kills += 1
+                proc.wait(30)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            for child in leftover_processes(marker):  # killed with the group; reap stragglers
+                child.kill()
+        assert kills >= 2
+        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir))
+        _, stderr = proc.communicate(timeout=180)
+        fetches = site.stats()["fetches"]
+    assert proc.returncode == 0, stderr
+    assert "resuming from" in log.read_text()
+    text = out.read_text()
+    assert text.endswith("\n")  # no truncated record
+    urls = [re.search(r'"url": "([^"]+)"', line).group(1) for line in text.splitlines()]
+    assert len(urls) == len(set(urls))  # nothing twice
+    assert {u for u in urls} >= site.expected_urls()  # nothing lost
+    refetched = sum(n - 1 for key, n in fetches.items() if n > 1 and not key.endswith("robots.txt"))
+    assert refetched <= kills * 16  # at most the requests in flight at each kill
+
+
+def test_ctrl_c_then_resume_fetches_each_page_once(tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=2, pages=200, latency=0.02, extras=False)
+    jobdir = tmp_path / "job"
+    with Site(spec) as site:
+        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir))
+        try:
+            wait_for(lambda: lines(out) > 50, 60, "50 items")
+            os.killpg(proc.pid, signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.returncode == 130, stderr
+        first = lines(out)
+        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir))
+        _, stderr = proc.communicate(timeout=120)
+        fetches = site.stats()["fetches"]
+    assert proc.returncode == 0, stderr
+    urls = [re.search(r'"url": "([^"]+)"', line).group(1) for line in out.read_text().splitlines()]
+    assert first < len(urls) and len(urls) == len(set(urls))
+    assert set(urls) == site.expected_urls()
+    assert max(n for key, n in fetches.items() if not key.endswith("robots.txt")) == 1  # none fetched twice
+    assert not psutil.pid_exists(proc.pid) or psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
