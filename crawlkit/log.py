@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-FORMAT = "%(asctime)s %(levelname)-7s %(name)s[%(process)d]: %(message)s"
+FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s[%(process)d]: %(message)s"
 
 
 def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
