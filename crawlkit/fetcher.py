@@ -265,7 +265,11 @@ def classify(exc: BaseException) -> tuple[str, str]:
     def found(*types: type) -> bool:
         return any(isinstance(cause, types) for cause in causes)
 
-    if found(requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError):
+    if found(requests.exceptions.ConnectTimeout) or any(
+        # urllib3's NewConnectionError (refused, DNS failure) subclasses ConnectTimeoutError
+        isinstance(c, urllib3.exceptions.ConnectTimeoutError) and not isinstance(c, urllib3.exceptions.NewConnectionError)
+        for c in causes
+    ):
         kind = "connect_timeout"
     elif found(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
         kind = "read_timeout"
