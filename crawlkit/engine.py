@@ -505,7 +505,7 @@ class Engine:
         idle = not self.inflight
         pool = getattr(self, "pool", None)
         if pool is not None:
-            self._stop_pool(pool, 30.0 if idle else 2.0)
+            self._stop_pool(pool, 30.0 if idle else 0.0 if self.stopping > 1 else 2.0)
         channels = getattr(self, "channels", None)
         if channels is not None:
             for registration, process in zip(channels.registrations, self.parsers):

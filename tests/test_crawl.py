@@ -166,3 +166,28 @@ def test_bad_seeds_are_one_line_errors(crawlkit, tmp_path: Path) -> None:
     junk.write_text("# only junk\nftp://example.com/\nnot a url\n")
     run = crawlkit("crawl", str(junk), output=None)
     assert run.returncode == 2 and "no valid seed" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
+    with Site(SiteSpec(hosts=2, pages=50, latency=8.0, extras=False)) as site:
+        seeds = tmp_path / "seeds.txt"
+        seeds.write_text("\n".join(site.seeds()))
+        log = tmp_path / "crawl.log"
+        marker = uuid.uuid4().hex
+        proc = subprocess.Popen(
+            [CRAWLKIT, "crawl", str(seeds), "-o", str(tmp_path / "out.jsonl"), "--log-file", str(log)],
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "CRAWLKIT_TEST_RUN": marker}, start_new_session=True,
+        )
+        try:
+            wait_for(lambda: site.stats()["total"] >= 4, 60, "requests in flight at the server")
+            os.killpg(proc.pid, signal.SIGINT)
+            wait_for(lambda: "press Ctrl-C again" in log.read_text(), 10, "the first Ctrl-C to be taken")
+            os.killpg(proc.pid, signal.SIGINT)
+            # The requests in flight take 8 s each; waiting for them would blow this timeout.
+            _, stderr = proc.communicate(timeout=6)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "stopping with" in stderr and "interrupted" in stderr
+    assert not leftover_processes(marker)
