@@ -16,6 +16,7 @@ goes on.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import pickle
@@ -218,7 +219,15 @@ class Router:
                 if isinstance(obj, Request):
                     requests.append(obj)
                 elif isinstance(obj, dict):
-                    done.items.append(obj)
+                    problem = _unwritable(obj)
+                    if problem is None:
+                        done.items.append(obj)
+                    else:
+                        counts["error_spider_output"] += 1
+                        log.error(
+                            "spider %s callback %s yielded an item that cannot be written as JSON (%s) on %s",
+                            self.spider_name, name, problem, response.url,
+                        )
                 else:
                     counts["error_spider_output"] += 1
                     log.error(
@@ -287,6 +296,20 @@ def _repeats_segment(url: str) -> bool:
         return False
     counts = Counter(segment for segment in path.split("/") if segment)
     return bool(counts) and max(counts.values()) > MAX_REPEATED_SEGMENTS
+
+
+def _unwritable(item: dict[str, Any]) -> str | None:
+    """Why the feed writers would fail on ``item``, or None.
+
+    They write any value (as ``str`` at worst), but not a key such as a tuple nor a circular
+    item; found here, in the parser, such an item is one counted error instead of a crash of
+    the engine's writer.
+    """
+    try:
+        json.dumps(item, default=str)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return str(exc)
+    return None
 
 
 def _header_text(value: str) -> str:

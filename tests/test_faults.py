@@ -327,6 +327,7 @@ class Faulty(Spider):
     def parse_junk(self, response):
         yield 42
         yield {1, 2}
+        yield {("not", "a", "key"): 1}
         yield {"url": response.url}
         yield Request(response.urljoin("/after-junk"))
 
@@ -351,11 +352,12 @@ def test_spider_that_raises_or_yields_junk_is_logged_counted_and_the_crawl_goes_
     assert seen == {"/robots.txt": 1, "/": 1, "/boom": 1, "/junk": 1, "/fine": 1, "/after-junk": 1}
     assert {item["url"] for item in run.items()} == {site.url(p) for p in ["/", "/boom", "/junk", "/fine", "/after-junk"]}
     c = summary(run.stderr)
-    assert c["error_spider_exception"] == 2 and c["error_spider_output"] == 2
+    assert c["error_spider_exception"] == 2 and c["error_spider_output"] == 3
     assert_logged(run.stderr, "spider faulty start_requests raised RuntimeError: start_requests gave up half way")
     assert_logged(run.stderr, "spider faulty callback parse_boom raised ValueError on", site.url("/boom"))
     assert_logged(run.stderr, "spider faulty callback parse_junk yielded a int on", site.url("/junk"))
     assert_logged(run.stderr, "spider faulty callback parse_junk yielded a set on", site.url("/junk"))
+    assert_logged(run.stderr, "spider faulty callback parse_junk yielded an item that cannot be written as JSON", site.url("/junk"))
     assert "Traceback" not in run.stderr
 
 
