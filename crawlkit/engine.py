@@ -211,16 +211,22 @@ class Engine:
             log.warning("no start requests: nothing to crawl")
 
     def _resume(self) -> None:
-        """Refill the seen store and the frontier from the job directory instead of the seeds."""
+        """Refill the seen store and the frontier from the job directory instead of the seeds.
+
+        Pending requests stream in by batches; past ``frontier_memory`` they go to the spill
+        file, so resuming a crawl of millions of URLs does not hold them all in memory.
+        """
         journal = self.journal
         self.stats.add(journal.counts())
-        seen = 0
-        for batch in journal.fingerprints():
-            self.seen.add_many(batch)
-            seen += len(batch)
-        pending = list(journal.pending())
-        log.info("resuming from %s: %d requests pending, %d URLs seen", journal.path, len(pending), seen)
-        self._admit(pending)
+        seen = sum(len(self.seen.add_many(batch)) for batch in journal.fingerprints())
+        if self.robots is not None:
+            for host, status, body in journal.robots():
+                self._learn_robots(host, status, body)
+        pending = 0
+        for batch in journal.pending():
+            pending += len(batch)
+            self._admit(batch)
+        log.info("resuming from %s: %d requests pending, %d URLs seen", journal.path, pending, seen)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping += 1
@@ -398,6 +404,8 @@ class Engine:
         self.frontier.push(allowed)
 
     def _learn_robots(self, host: str, status: int, body: bytes) -> None:
+        if self.journal is not None:
+            self.journal.save_robots(host, status, body)
         delay = self.robots.learn(host, status, body)
         if delay:
             log.info("robots.txt of %s asks for Crawl-delay %.2fs", host, delay)

@@ -2,7 +2,7 @@
 
 One SQLite database in WAL mode (``DIR/crawl.sqlite``) holds every request the crawl has
 admitted (pending or done, with its fingerprint: the seen-URL set is the fingerprint column),
-the stats, and how many bytes of the output file belong to committed work.
+the robots.txt answers, the stats, and how many bytes of the output file belong to committed work.
 
 The engine journals as it goes and commits in batches (``commit``), always in this order:
 flush the output file, then commit the rows that say which requests are done together with
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_pending ON requests(state) WHERE state = 0;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS robots (host TEXT PRIMARY KEY, status INTEGER NOT NULL, body BLOB NOT NULL);
 """
 
 
@@ -106,9 +107,18 @@ class JobDir:
         while rows := cursor.fetchmany(batch):
             yield [fp & 0xFFFFFFFFFFFFFFFF for (fp,) in rows]
 
-    def pending(self) -> Iterator[Request]:
-        for (blob,) in self.db.execute("SELECT request FROM requests WHERE state = 0 ORDER BY id"):
-            yield pickle.loads(blob)
+    def pending(self, batch: int = 10_000) -> Iterator[list[Request]]:
+        """The requests not done yet, in the order they were admitted, in batches."""
+        cursor = self.db.execute("SELECT request FROM requests WHERE state = 0 ORDER BY id")
+        while rows := cursor.fetchmany(batch):
+            yield [pickle.loads(blob) for (blob,) in rows]
+
+    def save_robots(self, host: str, status: int, body: bytes) -> None:
+        """Keep a host's robots.txt answer, so a resumed crawl need not wait for it again."""
+        self.db.execute("INSERT OR REPLACE INTO robots (host, status, body) VALUES (?, ?, ?)", (host, status, body))
+
+    def robots(self) -> Iterator[tuple[str, int, bytes]]:
+        return iter(self.db.execute("SELECT host, status, body FROM robots").fetchall())
 
     def counts(self) -> dict[str, int]:
         return json.loads(self.meta("stats", "{}"))

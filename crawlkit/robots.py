@@ -55,6 +55,7 @@ class RobotsRules:
 
     def learn(self, host: str, status: int, body: bytes) -> float | None:
         """Record the answer for ``host``; returns its Crawl-delay, if it sets one."""
+        self._asked.add(host)  # answers also come from a job directory, without a request
         if 200 <= status < 300:
             rules = Protego.parse(body.decode("utf-8", "replace"))
             self._rules[host] = rules

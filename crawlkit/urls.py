@@ -30,6 +30,7 @@ from urllib.parse import ParseResult, urlunparse
 import idna
 from w3lib.url import canonicalize_url, parse_url
 
+_PLAIN_NETLOC = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::([1-9][0-9]{0,4}))?")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # What DNS names and IPv4 addresses are made of (the underscore occurs in real host names).
 # Anything else, such as "%", a space or "<", makes a URL no resolver can fetch.
@@ -74,7 +75,34 @@ def host_of(url: str) -> str:
     ``canonicalize(url)``, found without paying for the rest of it. Raises ``ValueError`` like
     ``canonicalize``.
     """
+    fast = _plain_netloc(url)
+    if fast is not None:
+        return fast
     return _netloc(parse_url(url.strip(_C0_OR_SPACE))).rpartition("@")[2]
+
+
+def _plain_netloc(url: str) -> str | None:
+    """``host_of`` by string slicing for the common URL (the engine asks several times per request).
+
+    Only for ``http(s)://`` URLs whose netloc is lower-case ASCII letters, digits, dots,
+    hyphens and one port, which parse the same under every rule; anything else: None.
+    """
+    if url.startswith("http://"):
+        rest, default = url[7:], ":80"
+    elif url.startswith("https://"):
+        rest, default = url[8:], ":443"
+    else:
+        return None
+    end = len(rest)
+    for mark in "/?#":
+        i = rest.find(mark, 0, end)
+        if i != -1:
+            end = i
+    netloc = rest[:end]
+    match = _PLAIN_NETLOC.fullmatch(netloc)
+    if match is None or (match.group(1) and int(match.group(1)) > 65535):
+        return None
+    return netloc[: -len(default)] if netloc.endswith(default) else netloc
 
 
 def fingerprint(url: str, method: str = "GET", body: bytes = b"") -> int:

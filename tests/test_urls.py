@@ -263,3 +263,26 @@ def test_distinct_paths_do_not_collide(paths):
 def test_no_collisions_over_a_larger_sample():
     fingerprints = {fingerprint(f"https://example.com/item/{i}?page={i % 97}") for i in range(20_000)}
     assert len(fingerprints) == 20_000
+
+
+@given(
+    host=st.from_regex(r"[a-zA-Z0-9][a-zA-Z0-9.-]{0,20}[a-zA-Z0-9]", fullmatch=True),
+    port=st.one_of(st.none(), st.integers(0, 70000), st.sampled_from(["080", "00443", ""])),
+    scheme=st.sampled_from(["http", "https", "HTTP"]),
+    tail=st.sampled_from(["", "/", "/a?b", "?q", "#f", "/x#y"]),
+)
+def test_host_of_fast_path_agrees_with_the_full_parse(host: str, port: object, scheme: str, tail: str) -> None:
+    from w3lib.url import parse_url
+
+    from crawlkit.urls import _netloc
+
+    url = f"{scheme}://{host}" + ("" if port is None else f":{port}") + tail
+    try:
+        slow = _netloc(parse_url(url)).rpartition("@")[2]
+    except ValueError:
+        slow = None
+    try:
+        fast = host_of(url)
+    except ValueError:
+        fast = None
+    assert fast == slow
