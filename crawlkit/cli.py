@@ -15,7 +15,7 @@ import click
 from . import __version__
 from .engine import CrawlSpec, Engine, Interrupted
 from .errors import CrawlkitError, SpiderError
-from .loader import load_spider
+from .loader import load_spider, one_line
 from .log import setup_logging
 from .seeds import read_seeds
 from .settings import Settings, explain, load_settings
@@ -110,7 +110,7 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
     try:
         spider = spider_cls(**kwargs)
     except Exception as exc:
-        raise SpiderError(f"spider {spider_cls.__name__} could not be created: {type(exc).__name__}: {exc}") from exc
+        raise SpiderError(f"spider {spider_cls.__name__} could not be created: {one_line(exc)}") from exc
     spider.settings = settings
     setup_logging(settings.log_level, settings.log_file)
     engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs))

@@ -167,7 +167,7 @@ class Engine:
         s = self.settings
         return ParserConfig(
             spider=self.spec.spider_spec, spider_kwargs=self.spec.spider_kwargs, allowed_domains=list(s.allowed_domains),
-            max_depth=s.max_depth, max_url_length=s.max_url_length, max_redirects=s.max_redirects, retries=s.retries,
+            max_depth=s.max_depth, max_repeated_segments=s.max_repeated_segments, max_url_length=s.max_url_length, max_redirects=s.max_redirects, retries=s.retries,
             retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff, retry_after_max=s.retry_after_max,
             log_level=s.log_level, log_file=s.log_file,
         )

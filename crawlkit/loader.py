@@ -34,11 +34,11 @@ def _import_path(path: Path) -> ModuleType:
     sys.path.insert(0, str(path.resolve().parent))  # let the file import its neighbours
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a file that calls sys.exit() on import is a broken spider too
         del sys.modules[name]
         line = _line_in(path, exc)
         where = f"{path}, line {line}" if line else str(path)
-        raise SpiderError(f"{where}: importing it raised {_one_line(exc)}") from exc
+        raise SpiderError(f"{where}: importing it raised {one_line(exc)}") from exc
     return module
 
 
@@ -55,7 +55,7 @@ def _line_in(path: Path, exc: BaseException) -> int | None:
     return line
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """``Type: message`` on one line (the CLI prints errors as a single line)."""
     if isinstance(exc, SyntaxError):
         text = exc.msg  # its str() repeats the file and line we already give
@@ -73,7 +73,7 @@ def load_object(spec: str, what: str = "object") -> Any:
         try:
             module = importlib.import_module(target)
         except Exception as exc:
-            raise SpiderError(f"cannot import module {target!r} for {what} {spec!r}: {_one_line(exc)}") from exc
+            raise SpiderError(f"cannot import module {target!r} for {what} {spec!r}: {one_line(exc)}") from exc
     if not attr:
         return module
     try:

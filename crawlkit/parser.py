@@ -39,7 +39,6 @@ log = logging.getLogger("crawlkit.parser")
 
 # A path naming one segment more often than this is a spider trap: relative links that
 # re-append themselves (/a/ -> /a/a/ -> ...), as Heritrix's and Nutch's default filters judge.
-MAX_REPEATED_SEGMENTS = 3
 
 # Failures worth another attempt; the others would fail the same way again.
 RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
@@ -51,6 +50,7 @@ class ParserConfig:
     spider_kwargs: dict[str, Any]
     allowed_domains: list[str]
     max_depth: int
+    max_repeated_segments: int
     max_url_length: int
     max_redirects: int
     retries: int
@@ -261,7 +261,7 @@ class Router:
                 reason = "url_too_long"
             elif config.max_depth and request.depth > config.max_depth:
                 reason = "depth"
-            elif _repeats_segment(url):
+            elif config.max_repeated_segments and _repeats_segment(url, config.max_repeated_segments):
                 reason = "repeated_segments"
             elif self.allowed and not self._allowed(url):
                 reason = "offsite"
@@ -289,13 +289,13 @@ class Router:
         return any(host == d or host.endswith("." + d) for d in self.allowed)
 
 
-def _repeats_segment(url: str) -> bool:
-    """True when one path segment occurs more than MAX_REPEATED_SEGMENTS times: /a/a/a/a/, /x/y/x/y/x/y/x/y/."""
+def _repeats_segment(url: str, limit: int) -> bool:
+    """True when one path segment occurs more than ``limit`` times: /a/a/a/a/, /x/y/x/y/x/y/x/y/."""
     path = urlsplit(url).path
-    if path.count("/") <= MAX_REPEATED_SEGMENTS:  # too few segments to repeat one that often
+    if path.count("/") <= limit:  # too few segments to repeat one that often
         return False
     counts = Counter(segment for segment in path.split("/") if segment)
-    return bool(counts) and max(counts.values()) > MAX_REPEATED_SEGMENTS
+    return bool(counts) and max(counts.values()) > limit
 
 
 def _unwritable(item: dict[str, Any]) -> str | None:

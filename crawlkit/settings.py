@@ -322,7 +322,7 @@ def _read_file(path: str | Path) -> list[tuple[str, Any, int]]:
             entries.append((key, loader.construct_object(value_node, deep=True), line))
         return entries
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        mark = exc.context_mark or exc.problem_mark  # the context (an unclosed "[") is where to look
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
     finally:

@@ -264,7 +264,7 @@ def test_unknown_spider_setting():
 def test_yaml_syntax_error_names_file_and_line(config):
     path = config("per_host: 2\nallowed_domains: [a.com\ndelay: 1\n")
     message = config_error(config_file=path)
-    assert re.fullmatch(rf"{re.escape(str(path))}, line 3: not valid YAML: .+", message), message
+    assert re.fullmatch(rf"{re.escape(str(path))}, line 2: not valid YAML: .+", message), message  # where the "[" opens
 
 
 def test_missing_file_is_named(tmp_path):
