@@ -159,7 +159,7 @@ class TreeMonitor:
 
 
 def build_engine(seeds: list[str], spider: str, workers: int | None = None, concurrency: int | None = None,
-                 per_host: int | None = None, parsers: int | None = None) -> Engine:
+                 per_host: int | None = None, parsers: int | None = None, max_pages: int | None = None) -> Engine:
     """An Engine crawling from ``seeds`` with robots on and no output; ``spider`` is light, soup or path.py:Class.
 
     Unset numbers keep crawlkit's defaults. Logs warnings and errors only, to stderr.
@@ -171,7 +171,7 @@ def build_engine(seeds: list[str], spider: str, workers: int | None = None, conc
 
     spider_spec = SPIDERS.get(spider, spider)
     spider_cls = load_spider(spider_spec)
-    flags = {"workers": workers, "concurrency": concurrency, "per_host": per_host, "parsers": parsers}
+    flags = {"workers": workers, "concurrency": concurrency, "per_host": per_host, "parsers": parsers, "max_pages": max_pages}
     settings = load_settings(None, spider_cls.custom_settings, {**flags, "robots": True, "output": None, "log_level": "WARNING"})
     setup_logging(settings.log_level, settings.log_file)
     kwargs = {"start_urls": seeds}

@@ -8,6 +8,7 @@ child (the engine runs threads, which ``fork`` would copy half-held) at a fracti
 from __future__ import annotations
 
 import multiprocessing
+from multiprocessing import forkserver
 import os
 import signal
 import threading
@@ -19,20 +20,34 @@ _PRELOAD = ["crawlkit.fetcher", "crawlkit.parser", "crawlkit.seen"]
 
 
 def context() -> BaseContext:
+    """The forkserver context, with the server started now, deaf to SIGTERM.
+
+    Every child's exit code reaches the engine through the fork server, so the server must
+    outlive a SIGTERM sent to the whole process group, or the engine would take its living
+    children for dead. An ignored signal stays ignored across ``exec``, so the server is
+    started while SIGTERM is ignored here (it sets SIGINT aside itself).
+    """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return ctx
 
 
 def child_setup(log_level: str, log_file: str | None) -> None:
-    """Run first in every child: the engine alone handles Ctrl-C, and no child outlives it.
+    """Run first in every child: the engine alone handles Ctrl-C and SIGTERM, and no child outlives it.
 
-    Ctrl-C reaches the whole process group; children ignore it so the engine can drain them in
-    order. If the engine dies (even by SIGKILL), a watchdog thread sees the parent's sentinel
+    Ctrl-C reaches the whole process group, and so does SIGTERM from a service manager
+    (systemd's and Docker's stop signal the whole group); children ignore both, so the engine
+    can let the requests in flight finish and drain its children in order. If the engine dies (even by SIGKILL), a watchdog thread sees the parent's sentinel
     close and ends the child, so no crawlkit process is left behind.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     setup_logging(log_level, log_file)
     parent = multiprocessing.parent_process()
     if parent is not None:

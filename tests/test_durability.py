@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import psutil
+import pytest
 from support import CRAWLKIT, leftover_processes, wait_for
 
 from crawlkit.site import Site, SiteSpec
@@ -94,14 +95,15 @@ def test_sigkill_of_whole_crawl_then_resume_loses_nothing(tmp_path: Path) -> Non
     assert refetched <= kills * 16  # at most the requests in flight at each kill
 
 
-def test_ctrl_c_then_resume_fetches_each_page_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_then_resume_fetches_each_page_once(tmp_path: Path, stop: signal.Signals) -> None:
     spec = SiteSpec(hosts=2, pages=200, latency=0.02, extras=False)
     jobdir = tmp_path / "job"
     with Site(spec) as site:
         proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir))
         try:
             wait_for(lambda: lines(out) > 50, 60, "50 items")
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, stop)
             _, stderr = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
