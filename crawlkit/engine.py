@@ -94,7 +94,7 @@ class Engine:
         self.threads = math.ceil(s.concurrency / self.workers)
         self.stats = Stats()
         self.frontier = LocalFrontier(memory_limit=s.frontier_memory)
-        self.robots = RobotsRules(s.user_agent) if s.robots else None
+        self.robots = RobotsRules(s.user_agent, s.robots_rechecks) if s.robots else None
         self.waiting_robots: dict[str, list[Request]] = defaultdict(list)
         self.inflight: dict[int, InFlight] = {}
         self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
@@ -353,7 +353,7 @@ class Engine:
         if done.host_pause_until:
             self.limiter.pause(host, done.host_pause_until)
         if done.robots is not None:
-            self._learn_robots(host, *done.robots)
+            self._robots_answer(host, entry.request.url, *done.robots)
         if done.retry is not None:
             self.frontier.push([done.retry], not_before=done.retry_at)
         self.candidates.extend(done.candidates)
@@ -402,6 +402,20 @@ class Engine:
             if robots_request is not None:
                 allowed.append(robots_request)
         self.frontier.push(allowed)
+
+    def _robots_answer(self, host: str, url: str, status: int, body: bytes) -> None:
+        """A robots.txt answer arrived: learn it, or (unavailable) ask again later while the host's requests wait."""
+        recheck = self.robots.recheck(host, status)
+        if recheck is None:
+            self._learn_robots(host, status, body)
+            return
+        wait = self.settings.robots_recheck_after * 2 ** (recheck - 1)
+        log.warning(
+            "robots.txt of %s unavailable (%s); asking again in %.0fs (recheck %d of %d), its %d requests waiting",
+            host, status or "no answer", wait, recheck, self.settings.robots_rechecks, len(self.waiting_robots.get(host, ())),
+        )
+        self.stats.incr("robots_rechecks")
+        self.frontier.push([self.robots.request_again(url)], not_before=time.monotonic() + wait)
 
     def _learn_robots(self, host: str, status: int, body: bytes) -> None:
         if self.journal is not None:

@@ -5,8 +5,11 @@ robots.txt is not known yet gets one robots request (sent through the fetchers l
 under the same per-host cap) and its other requests wait beside it until the answer arrives.
 
 What an answer means, per RFC 9309: 2xx, the rules; 4xx, no rules (allow all); 5xx or no
-answer after the usual retries, disallow all for this crawl (the host is unreachable or asking
-us to stay away; its requests are dropped and counted as ``robots_unavailable``).
+answer after the usual retries, disallow all "for a while": the host's requests keep waiting
+and robots.txt is asked for again later (``robots_rechecks`` times, the engine decides when),
+so a host that is down for maintenance when the crawl meets it is not lost for the whole
+crawl. When the rechecks are spent too, its requests are dropped and counted as
+``robots_unavailable``.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ _DISALLOW_ALL = "disallow"
 class RobotsRules:
     """Rules per host for one user agent; ``None`` state means not asked yet."""
 
-    def __init__(self, user_agent: str) -> None:
+    def __init__(self, user_agent: str, rechecks: int = 0) -> None:
         self._agent = user_agent.split("/", 1)[0]  # robots groups match the product token
         self._rules: dict[str, Any] = {}  # host -> Protego | _ALLOW_ALL | _DISALLOW_ALL
         self._asked: set[str] = set()
+        self._rechecks = rechecks
+        self._failures: dict[str, int] = {}  # host -> unavailable answers so far
 
     def known(self, host: str) -> bool:
         return host in self._rules
@@ -45,7 +50,25 @@ class RobotsRules:
         if host in self._asked:
             return None
         self._asked.add(host)
-        scheme = url.split(":", 1)[0].lower()
+        return self._request(url.split(":", 1)[0].lower(), host)
+
+    def recheck(self, host: str, status: int) -> int | None:
+        """For an unavailable answer (5xx, or ``status`` 0: none) while rechecks remain: which
+        recheck comes next (1, 2, ...), after which the caller asks again with ``request_again``.
+        None when the answer is to be learnt as it is."""
+        if status and status < 500:
+            return None
+        failures = self._failures.get(host, 0)
+        if failures >= self._rechecks:
+            return None
+        self._failures[host] = failures + 1
+        return failures + 1
+
+    def request_again(self, url: str) -> Request:
+        """The robots.txt request for ``url`` (a robots.txt URL) once more."""
+        return self._request(url.split(":", 1)[0].lower(), host_of(url))
+
+    def _request(self, scheme: str, host: str) -> Request:
         return Request(
             f"{scheme}://{host}/robots.txt",
             callback=ROBOTS_CALLBACK,

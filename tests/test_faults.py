@@ -21,7 +21,8 @@ import pytest
 from hostile import Exchange, HostileServer, Site, bomb, drip, page, raw, redirect, reset, response_head, silence, stream
 from support import CRAWLKIT, Run, leftover_processes
 
-FAST = ["read_timeout=1", "download_timeout=2", "connect_timeout=1", "retries=1", "retry_backoff=0.05", "max_body=100000"]
+FAST = ["read_timeout=1", "download_timeout=2", "connect_timeout=1", "retries=1", "retry_backoff=0.05", "max_body=100000",
+        "robots_rechecks=0"]  # test_robots_txt_asked_again_later covers the rechecks
 PER_HOST = 2
 MAX_DEPTH = 4
 
@@ -291,7 +292,7 @@ def test_robots_txt_huge_binary_slow_redirected_and_5xx(hostile: Hostile) -> Non
     assert seen["binary"] == {"/robots.txt": 1, "/": 1, "/public": 1, "/private/x": 1}
     # Redirected: followed, and the rules at the target obeyed.
     assert seen["redirect"] == {"/robots.txt": 1, "/rules.txt": 1, "/": 1, "/public": 1}
-    # Slower than read_timeout, or 5xx: asked retries+1 times, then the host is not crawled.
+    # Slower than read_timeout, or 5xx: asked retries+1 times, then (no rechecks) the host is not crawled.
     assert seen["slow"] == {"/robots.txt": 2}
     assert seen["5xx"] == {"/robots.txt": 2}
     for name, why in [("slow", "no answer"), ("5xx", "503")]:
@@ -300,6 +301,31 @@ def test_robots_txt_huge_binary_slow_redirected_and_5xx(hostile: Hostile) -> Non
     assert_logged(hostile.run.stderr, "robots.txt disallows", hostile.url("/private/secret"))
     assert hostile.counts["robots_disallowed"] == 3  # main, huge and redirect hosts' /private pages
     assert hostile.counts["robots_unavailable"] == 3  # the slow, 5xx and refusing hosts' start pages
+
+
+def test_robots_txt_asked_again_later_while_the_hosts_requests_wait(tmp_path: Path) -> None:
+    """RFC 9309: an unavailable robots.txt disallows all "for a while", not for the whole crawl."""
+    answers = {"flaky": 0}
+
+    async def flaky(ex: Exchange) -> None:  # down twice, then rules
+        answers["flaky"] += 1
+        if answers["flaky"] <= 2:
+            await ex.respond(503, b"maintenance")
+        else:
+            await ex.respond(200, b"User-agent: *\nDisallow: /private\n", content_type="text/plain")
+
+    with HostileServer() as server:
+        back = robots_site(server, flaky)
+        down = robots_site(server, page(b"still down", status=500))
+        run = crawl(tmp_path, [back.url("/"), down.url("/")], "-s", "retries=0", "-s", "robots_rechecks=2", "-s", "robots_recheck_after=0.1")
+        seen_back, seen_down = server.paths(back), server.paths(down)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert seen_back == {"/robots.txt": 3, "/": 1, "/public": 1}  # crawled once its rules came, and obeyed
+    assert seen_down == {"/robots.txt": 3}  # asked 1 + robots_rechecks (2) times, then given up
+    for host in (back.address, down.address):
+        assert_logged(run.stderr, "WARNING", f"robots.txt of {host} unavailable", "asking again in 0s (recheck 1 of 2)")
+    counts = summary(run.stderr)
+    assert counts["robots_unavailable"] == 1 and counts["robots_disallowed"] == 1
 
 
 # ------------------------------------------------------------------ broken spiders
