@@ -36,6 +36,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Iterable
 
+from . import __version__, middlewares, pipelines
+from .components import check_components
+from .cookies import CookieJar
 from .fetcher import CLOSED, FetchChannels, FetcherConfig, worker_init
 from .frontier import LocalFrontier
 from .http import Request
@@ -49,9 +52,11 @@ from .process import child_setup, context
 from .robots import ROBOTS_CALLBACK, RobotsRules
 from .seen import SeenManager
 from .settings import Settings
+from .sitemaps import SITEMAP_CALLBACK, seed_sitemaps
 from .spider import Spider
 from .stats import Stats
 from .urls import Fingerprinter, host_of
+from .warc import check_warc_dir
 
 log = logging.getLogger("crawlkit.engine")
 
@@ -104,6 +109,12 @@ class Engine:
         self.inflight_pages = 0
         self.next_id = 0
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
+        # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
+        check_components(s.pipelines, "pipeline", pipelines.METHODS)
+        check_components(s.middlewares, "middleware", middlewares.METHODS)
+        if s.warc:
+            check_warc_dir(s.warc)
+        self.cookies = CookieJar() if s.cookies else None
         self.journal = JobDir(s.jobdir) if s.jobdir else None
         resume_at = None
         if self.journal is not None:
@@ -116,7 +127,7 @@ class Engine:
             self.journal.set_meta("output", s.output or "")
             if self.journal.resuming:
                 resume_at = int(self.journal.meta("output_bytes", "0"))
-        self.output = open_output(s.output, resume_at)
+        self.output = open_output(s.output, resume_at, list(s.export_fields) or None)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -160,7 +171,8 @@ class Engine:
         return FetcherConfig(
             threads=self.threads, user_agent=s.user_agent, connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout, download_timeout=s.download_timeout, max_body=s.max_body,
-            max_redirects=s.max_redirects, log_level=s.log_level, log_file=s.log_file,
+            max_redirects=s.max_redirects, log_level=s.log_level, log_file=s.log_file, proxy=s.proxy,
+            middlewares=list(s.middlewares), spider=self.spec.spider_spec, spider_kwargs=self.spec.spider_kwargs,
         )
 
     def _parser_config(self) -> ParserConfig:
@@ -169,7 +181,12 @@ class Engine:
             spider=self.spec.spider_spec, spider_kwargs=self.spec.spider_kwargs, allowed_domains=list(s.allowed_domains),
             max_depth=s.max_depth, max_repeated_segments=s.max_repeated_segments, max_url_length=s.max_url_length, max_redirects=s.max_redirects, retries=s.retries,
             retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff, retry_after_max=s.retry_after_max,
-            log_level=s.log_level, log_file=s.log_file,
+            log_level=s.log_level, log_file=s.log_file, max_body=s.max_body, pipelines=list(s.pipelines),
+            middlewares=list(s.middlewares), cookies=s.cookies, use_sitemaps=s.use_sitemaps, warc=s.warc,
+            warc_max_size=s.warc_max_size, warc_info={
+                "software": f"crawlkit/{__version__}", "http-header-user-agent": s.user_agent,
+                "robots": "obey" if s.robots else "ignore", "description": f"spider {self.spec.spider.name}",
+            },
         )
 
     def _start_parser(self, ctx: Any, index: int) -> None:
@@ -190,6 +207,7 @@ class Engine:
             self._resume()
             return
         fingerprints = Fingerprinter()
+        seeds: list[Request] = []
         try:
             for request in self.spec.spider.start_requests():
                 if not isinstance(request, Request):
@@ -203,9 +221,13 @@ class Engine:
                     log.error("start request %r dropped: %s", request.url, exc)
                     continue
                 self.candidates.append((None if request.dont_filter else fp, request))
+                seeds.append(request)
         except Exception as exc:
             self.stats.incr("error_spider_exception")
             log.error("spider %s start_requests raised %s: %s", self.spec.spider.name, type(exc).__name__, exc)
+        if self.settings.use_sitemaps:
+            for request in seed_sitemaps(r.url for r in seeds):
+                self.candidates.append((fingerprints.fingerprint(request.url), request))
         self._admit_candidates()
         if not self.frontier and not self.waiting_robots:
             log.warning("no start requests: nothing to crawl")
@@ -264,6 +286,8 @@ class Engine:
                 # Commit after every batch (a WAL commit costs well under a millisecond), so a
                 # SIGKILL undoes no more than the requests in flight.
                 self._commit()
+            elif ready and self.output is not None:
+                self.output.flush()
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY
                 self._progress()
@@ -324,8 +348,9 @@ class Engine:
             self.inflight[self.next_id] = InFlight(host, request, grant, ticket, queue, parser)
             self.queue_load[queue] += 1
             self.parser_load[parser] += 1
-            self.inflight_pages += request.callback != ROBOTS_CALLBACK
-            task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request)
+            self.inflight_pages += _is_page(request)
+            cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
+            task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
             self.channels.queues[queue].put(task)
 
     def _settle(self, entry: InFlight) -> None:
@@ -336,7 +361,7 @@ class Engine:
         if entry.queue in self.queue_load:
             self.queue_load[entry.queue] -= 1
         self.parser_load[entry.parser] -= 1
-        self.inflight_pages -= entry.request.callback != ROBOTS_CALLBACK
+        self.inflight_pages -= _is_page(entry.request)
 
     def _handle(self, data: bytes) -> None:
         done: PageDone = pickle.loads(data)
@@ -349,7 +374,12 @@ class Engine:
             self.journal.done(entry.request)
         self.stats.add(done.counts)
         if done.items and self.output is not None:
-            self.output.write(done.items)
+            failed = self.output.write(done.items)
+            if failed:
+                self.stats.incr("error_output", failed)
+        if done.set_cookies and self.cookies is not None:
+            for url, set_cookies in done.set_cookies:
+                self.cookies.learn(url, set_cookies)
         if done.host_pause_until:
             self.limiter.pause(host, done.host_pause_until)
         if done.robots is not None:
@@ -471,7 +501,9 @@ class Engine:
             self.stats.incr("error_fetcher_died")
 
     def _commit(self) -> None:
-        """Output first (writers flush every batch), then the state that says which pages it holds."""
+        """Output first, then the state that says which pages it holds."""
+        if self.output is not None:
+            self.output.flush()
         self.journal.commit(self.output.size if self.output is not None else 0, dict(self.stats.counts))
 
     def _progress(self) -> None:
@@ -534,6 +566,11 @@ class Engine:
             self.journal.close()
         if self.output is not None:
             self.output.close()
+
+
+def _is_page(request: Request) -> bool:
+    """Whether a request counts against ``max_pages`` (robots.txt and sitemaps do not)."""
+    return request.callback not in (ROBOTS_CALLBACK, SITEMAP_CALLBACK)
 
 
 def _alive(pid: int) -> bool:
