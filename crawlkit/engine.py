@@ -110,8 +110,8 @@ class Engine:
         self.next_id = 0
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
-        check_components(s.pipelines, "pipeline", pipelines.METHODS)
-        check_components(s.middlewares, "middleware", middlewares.METHODS)
+        check_components(s.pipelines, "pipeline", pipelines.HOOKS)
+        check_components(s.middlewares, "middleware", middlewares.HOOKS)
         if s.warc:
             check_warc_dir(s.warc)
         self.cookies = CookieJar() if s.cookies else None

@@ -41,7 +41,7 @@ from .messages import FetchResult
 
 log = logging.getLogger("crawlkit.middlewares")
 
-METHODS = ("process_request", "process_response", "open", "close")
+HOOKS = ("process_request", "process_response")  # a middleware defines one or both
 DROPPED = "dropped_middleware"  # FetchResult.error of a request a hook chose not to send
 
 
@@ -49,7 +49,7 @@ class RequestHooks(Components):
     """The ``process_request`` hooks of one fetch thread."""
 
     def __init__(self, specs: list[str], spider: Any) -> None:
-        super().__init__(specs, "middleware", METHODS, spider)
+        super().__init__(specs, "middleware", HOOKS, spider)
         self.stages = self.hooks("process_request")
 
     def process(self, request: Request) -> Request | FetchResult:
@@ -75,7 +75,7 @@ class ResponseHooks(Components):
     """The ``process_response`` hooks of one parser process."""
 
     def __init__(self, specs: list[str], spider: Any) -> None:
-        super().__init__(specs, "middleware", METHODS, spider)
+        super().__init__(specs, "middleware", HOOKS, spider)
         self.stages = self.hooks("process_response")
 
     def process(self, response: Response, counts: Counter[str]) -> Response | RetryRequest | None:

@@ -29,14 +29,14 @@ from .loader import one_line
 
 log = logging.getLogger("crawlkit.pipelines")
 
-METHODS = ("process_item", "open", "close")
+HOOKS = ("process_item",)  # what a class must define to be a pipeline
 
 
 class ItemPipelines(Components):
     """The pipelines of one parser process."""
 
     def __init__(self, specs: list[str], spider: Any) -> None:
-        super().__init__(specs, "pipeline", METHODS, spider)
+        super().__init__(specs, "pipeline", HOOKS, spider)
         self.stages = self.hooks("process_item")
 
     def process(self, items: list[dict[str, Any]], url: str, counts: Counter[str]) -> list[dict[str, Any]]:
