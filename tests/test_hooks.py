@@ -187,9 +187,13 @@ class Recorder:
         return record
 
     async def echo(self, request: SiteRequest, writer: Any) -> None:
-        # A second cookie on every echo: two Set-Cookie headers in one response (the first one's
-        # Expires holds a comma, which a header folded into one line would split).
-        await respond(200, b"<html>echo</html>", {"Set-Cookie": "theme=dark; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/"})(request, writer)
+        # Two Set-Cookie headers in one response; the first one's Expires holds a comma, which
+        # headers folded into one line would split wrongly.
+        body = b"<html>echo</html>"
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+                     b"Set-Cookie: theme=dark; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/\r\n"
+                     b"Set-Cookie: lang=en; Path=/\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
 
     async def captcha(self, request: SiteRequest, writer: Any) -> None:
         self.captchas[request.host] += 1
@@ -235,7 +239,7 @@ def test_cookies_set_by_a_server_are_sent_back_to_that_host_only(crawlkit, tmp_p
         assert all("session=abc123" in headers.get("cookie", "") for headers in echoes)
         assert "cookie" not in recorder.requests(0, "/login")[0]
         final = recorder.requests(0, "/final")[0]  # yielded by an echo's callback, so sent after its Set-Cookie
-        assert sorted(final["cookie"].split("; ")) == ["session=abc123", "theme=dark"]
+        assert sorted(final["cookie"].split("; ")) == ["lang=en", "session=abc123", "theme=dark"]
         assert "cookie" not in recorder.requests(1, "/echo")[0]  # another host gets none of them
 
         recorder.seen.clear()
