@@ -34,13 +34,13 @@ def load_components(specs: Iterable[str], what: str, methods: tuple[str, ...]) -
     return loaded
 
 
-def check_components(specs: Iterable[str], what: str, methods: tuple[str, ...]) -> None:
-    """Load and instantiate each class once, in the main process, so mistakes stop the crawl before it starts.
+def check_components(loaded: list[tuple[str, type]], what: str) -> None:
+    """Instantiate each loaded class once, in the main process, so mistakes stop the crawl before it starts.
 
     The instances are thrown away: ``__init__`` must take no arguments and should be cheap
     (open files and connections in ``open(spider)``, which runs in the processes doing the work).
     """
-    for spec, cls in load_components(specs, what, methods):
+    for spec, cls in loaded:
         try:
             cls()
         except Exception as exc:
@@ -48,14 +48,19 @@ def check_components(specs: Iterable[str], what: str, methods: tuple[str, ...]) 
 
 
 class Components:
-    """The instances of one process (or fetch thread), in the order the setting lists them."""
+    """The instances of one process (or fetch thread), in the order the setting lists them.
 
-    def __init__(self, specs: Iterable[str], what: str, methods: tuple[str, ...], spider: Any) -> None:
+    Built from classes loaded beforehand (``load_components``): a fetcher process loads them
+    once, before its threads start, since two threads importing one file at once could see it
+    half executed.
+    """
+
+    def __init__(self, loaded: list[tuple[str, type]], what: str, spider: Any) -> None:
         self.what = what
         self.spider = spider
         self.errors: Counter[str] = Counter()  # open/close failures, for the next stats message
         self.instances: list[tuple[str, Any]] = []
-        for spec, cls in load_components(specs, what, methods):
+        for spec, cls in loaded:
             try:
                 self.instances.append((spec, cls()))
             except Exception as exc:

@@ -7,13 +7,15 @@ Data flow (one arrow, one channel)::
         |                                    v
         |          fetch queues (a multiprocessing.Queue per fetcher process) of FetchTask
         |                                    v
-        |             fetcher Pool (N processes x T threads, requests sessions)
+        |             fetcher Pool (N processes x T threads, requests sessions, process_request hooks)
         |                                    | FetchResult, a Pipe per fetcher and parser
         |                                    v
-        |          parser processes (Response, spider callbacks, filters, fingerprints)
+        |          parser processes (WARC, process_response hooks, spider callbacks, item
+        |                            pipelines, sitemaps, filters, fingerprints)
         |                                    | PageDone, a Pipe per parser
         |                                    v
-        +-- engine: items -> output; candidates -> seen store (Manager, one call a batch)
+        +-- engine: items -> output; Set-Cookie -> cookie jar; candidates -> seen store
+                    (Manager, one call a batch)
 
 The engine owns no fetching, parsing or dedup itself. It gives every dispatched request an id
 and keeps it in ``inflight`` (with the fetch queue and parser it went to) until its PageDone
@@ -21,6 +23,8 @@ arrives; the crawl is over when the frontier is empty, no request waits for robo
 nothing is in flight. Total in flight (fetching or waiting to be parsed) never exceeds
 ``concurrency``, which bounds memory and gives the parsers back-pressure over the fetchers.
 A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``).
+The cookie jar lives here because every response passes through one engine but not through one
+fetcher: each FetchTask carries the Cookie header its request should send (``cookies.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Iterable
 
-from . import __version__, middlewares, pipelines
+from . import __version__
 from .components import check_components
 from .cookies import CookieJar
 from .fetcher import CLOSED, FetchChannels, FetcherConfig, worker_init
@@ -45,9 +49,11 @@ from .http import Request
 from .jobdir import JobDir
 from .limiter import LocalLimiter, Wait
 from .messages import FetchTask, PageDone
+from .middlewares import load_middlewares
 from .errors import ConfigError
 from .output import open_output
 from .parser import ParserConfig, parser_main
+from .pipelines import load_pipelines
 from .process import child_setup, context
 from .robots import ROBOTS_CALLBACK, RobotsRules
 from .seen import SeenManager
@@ -110,8 +116,8 @@ class Engine:
         self.next_id = 0
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
-        check_components(s.pipelines, "pipeline", pipelines.HOOKS)
-        check_components(s.middlewares, "middleware", middlewares.HOOKS)
+        check_components(load_pipelines(s.pipelines), "pipeline")
+        check_components(load_middlewares(s.middlewares), "middleware")
         if s.warc:
             check_warc_dir(s.warc)
         self.cookies = CookieJar() if s.cookies else None

@@ -38,7 +38,7 @@ from requests.adapters import HTTPAdapter
 from .http import Request
 from .limiter import Turn
 from .messages import FetchResult, FetchTask
-from .middlewares import RequestHooks
+from .middlewares import RequestHooks, load_middlewares
 from .process import child_setup
 
 log = logging.getLogger("crawlkit.fetcher")
@@ -130,13 +130,13 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     fetch_queue = channels.queues[free[0]]
     log.debug("fetcher process %d reads fetch queue %d", pid, free[0])
     outboxes = [_Outbox(registration) for registration in channels.registrations]
-    spider = None
+    hooks: tuple[list[tuple[str, type]], Any] | None = None  # middleware classes and the spider they are given
     if config.middlewares:
         from .parser import build_spider
 
-        spider = build_spider(config.spider, config.spider_kwargs)
+        hooks = (load_middlewares(config.middlewares), build_spider(config.spider, config.spider_kwargs))
     threads = [
-        threading.Thread(target=_fetch_loop, args=(config, fetch_queue, outboxes, channels, i, spider), name=f"fetch-{i}")
+        threading.Thread(target=_fetch_loop, args=(config, fetch_queue, outboxes, channels, i, hooks), name=f"fetch-{i}")
         for i in range(config.threads)
     ]
     for thread in threads:
@@ -150,10 +150,11 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
 
 
 def _fetch_loop(
-    config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox], channels: FetchChannels, index: int, spider: Any
+    config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox], channels: FetchChannels, index: int,
+    middlewares: tuple[list[tuple[str, type]], Any] | None,
 ) -> None:
     session = new_session(config)
-    hooks = RequestHooks(config.middlewares, spider) if config.middlewares else None
+    hooks = RequestHooks(*middlewares) if middlewares is not None else None
     if hooks is not None:
         hooks.open()
     pid = os.getpid()

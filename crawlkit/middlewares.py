@@ -33,7 +33,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from .components import Components
+from .components import Components, load_components
 from .errors import RetryRequest
 from .http import Request, Response
 from .loader import one_line
@@ -45,11 +45,16 @@ HOOKS = ("process_request", "process_response")  # a middleware defines one or b
 DROPPED = "dropped_middleware"  # FetchResult.error of a request a hook chose not to send
 
 
+def load_middlewares(specs: list[str]) -> list[tuple[str, type]]:
+    """(spec, class) of each middleware; SpiderError naming the one that cannot be loaded."""
+    return load_components(specs, "middleware", HOOKS)
+
+
 class RequestHooks(Components):
     """The ``process_request`` hooks of one fetch thread."""
 
-    def __init__(self, specs: list[str], spider: Any) -> None:
-        super().__init__(specs, "middleware", HOOKS, spider)
+    def __init__(self, loaded: list[tuple[str, type]], spider: Any) -> None:
+        super().__init__(loaded, "middleware", spider)
         self.stages = self.hooks("process_request")
 
     def process(self, request: Request) -> Request | FetchResult:
@@ -74,8 +79,8 @@ def _unsent(request: Request, error: str, message: str) -> FetchResult:
 class ResponseHooks(Components):
     """The ``process_response`` hooks of one parser process."""
 
-    def __init__(self, specs: list[str], spider: Any) -> None:
-        super().__init__(specs, "middleware", HOOKS, spider)
+    def __init__(self, loaded: list[tuple[str, type]], spider: Any) -> None:
+        super().__init__(loaded, "middleware", spider)
         self.stages = self.hooks("process_response")
 
     def process(self, response: Response, counts: Counter[str]) -> Response | RetryRequest | None:

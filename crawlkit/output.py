@@ -163,6 +163,7 @@ class SqliteWriter:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 if os.path.exists(path + suffix):
                     os.remove(path + suffix)
+        self.path = path
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")  # commits without an fsync each; durable past a crash of ours
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -218,7 +219,10 @@ class SqliteWriter:
 
     def close(self) -> None:
         self.db.execute("COMMIT")
-        self.db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file for whoever reads it next
+        try:
+            self.db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file for whoever reads it next
+        except sqlite3.OperationalError as exc:  # someone is reading it now: it stays in WAL mode, data intact
+            log.info("SQLite output %s stays in WAL mode (%s)", self.path, exc)
         self.db.close()
 
 

@@ -40,8 +40,8 @@ from .errors import RetryRequest
 from .http import Request, Response
 from .loader import load_spider, one_line
 from .messages import FetchResult, PageDone
-from .middlewares import DROPPED, ResponseHooks
-from .pipelines import ItemPipelines
+from .middlewares import DROPPED, ResponseHooks, load_middlewares
+from .pipelines import ItemPipelines, load_pipelines
 from .process import child_setup
 from .robots import ROBOTS_CALLBACK
 from .sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
@@ -134,8 +134,8 @@ class Router:
         self.fingerprints = Fingerprinter()
         self.allowed = [d.lower().lstrip(".") for d in [*getattr(spider, "allowed_domains", []), *config.allowed_domains]]
         self.spider_name = getattr(spider, "name", type(spider).__name__)
-        self.pipelines = ItemPipelines(config.pipelines, spider)
-        self.hooks = ResponseHooks(config.middlewares, spider)
+        self.pipelines = ItemPipelines(load_pipelines(config.pipelines), spider)
+        self.hooks = ResponseHooks(load_middlewares(config.middlewares), spider)
         self.warc = WarcWriter(config.warc, config.warc_max_size, config.warc_info) if config.warc else None
 
     def open(self) -> None:

@@ -23,7 +23,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from .components import Components
+from .components import Components, load_components
 from .errors import DropItem
 from .loader import one_line
 
@@ -32,11 +32,16 @@ log = logging.getLogger("crawlkit.pipelines")
 HOOKS = ("process_item",)  # what a class must define to be a pipeline
 
 
+def load_pipelines(specs: list[str]) -> list[tuple[str, type]]:
+    """(spec, class) of each pipeline; SpiderError naming the one that cannot be loaded."""
+    return load_components(specs, "pipeline", HOOKS)
+
+
 class ItemPipelines(Components):
     """The pipelines of one parser process."""
 
-    def __init__(self, specs: list[str], spider: Any) -> None:
-        super().__init__(specs, "pipeline", HOOKS, spider)
+    def __init__(self, loaded: list[tuple[str, type]], spider: Any) -> None:
+        super().__init__(loaded, "pipeline", spider)
         self.stages = self.hooks("process_item")
 
     def process(self, items: list[dict[str, Any]], url: str, counts: Counter[str]) -> list[dict[str, Any]]:

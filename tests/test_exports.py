@@ -44,11 +44,13 @@ def stop(proc: subprocess.Popen, sig: int) -> str:
 def rows(path: Path) -> int:
     if not path.exists():
         return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return db.execute("SELECT count(*) FROM items").fetchone()[0]
+        return db.execute("SELECT count(*) FROM items").fetchone()[0]
     except sqlite3.Error:  # the table is not created yet
         return 0
+    finally:
+        db.close()
 
 
 def test_json_array_is_valid_after_ctrl_c_and_after_a_kill_and_resume(tmp_path: Path) -> None:
