@@ -43,7 +43,7 @@ from typing import Any, Iterable
 from . import __version__
 from .components import check_components
 from .cookies import CookieJar
-from .fetcher import CLOSED, FetchChannels, FetcherConfig, worker_init
+from .fetcher import CLOSED, FetchChannels, FetcherConfig, check_proxy, worker_init
 from .frontier import LocalFrontier
 from .http import Request
 from .jobdir import JobDir
@@ -120,6 +120,7 @@ class Engine:
         check_components(load_middlewares(s.middlewares), "middleware")
         if s.warc:
             check_warc_dir(s.warc)
+        check_proxy(s.proxy)
         self.cookies = CookieJar() if s.cookies else None
         self.journal = JobDir(s.jobdir) if s.jobdir else None
         resume_at = None

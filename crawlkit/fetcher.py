@@ -30,11 +30,13 @@ from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from .errors import ConfigError
 from .http import Request
 from .limiter import Turn
 from .messages import FetchResult, FetchTask
@@ -198,6 +200,19 @@ class _Session(requests.Session):
         if yield_requests:  # only ever asked for Response.next
             return iter(())
         return super().resolve_redirects(resp, req, *args, **kwargs)
+
+
+def check_proxy(url: str | None) -> None:
+    """Raise a ConfigError unless ``url`` (the ``proxy`` setting) is a usable http(s) proxy URL; main process."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    try:
+        parts.port
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"proxy {url!r} is not a proxy URL; write it as http://host:port or http://user:password@host:port")
 
 
 def new_session(config: FetcherConfig) -> requests.Session:

@@ -13,6 +13,11 @@ an item goes from the callback through the pipelines to the engine's feed writer
 extra trip between processes, and the engine's loop never waits on user code. A pipeline
 that writes to a shared store must therefore cope with several writers.
 
+``close`` runs when the engine tells the parser to stop, at the end of the crawl or after
+Ctrl-C; the engine gives a parser 5 seconds to finish it before killing the process, so keep
+it short (commit and close, do not start a long export there). A parser killed by SIGKILL
+runs no ``close``.
+
 An exception other than DropItem drops the item too; it is counted (``error_pipeline``) and
 logged with the pipeline, the page's URL and the exception, and the crawl goes on.
 """

@@ -5,40 +5,17 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import uuid
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from support import CRAWLKIT, leftover_processes, wait_for
+from support import leftover_processes, start_crawl, stop_crawl, wait_for
 from warcio.archiveiterator import ArchiveIterator
 
 from crawlkit.output import open_output
 from crawlkit.site import Site, SiteSpec, respond
-
-
-def start(tmp_path: Path, site: Site, out: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    seeds = tmp_path / "seeds.txt"
-    seeds.write_text("\n".join(site.seeds()))
-    marker = uuid.uuid4().hex
-    proc = subprocess.Popen(
-        [CRAWLKIT, "crawl", str(seeds), "-o", str(out), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, start_new_session=True, env={**os.environ, "CRAWLKIT_TEST_RUN": marker},
-    )
-    return proc, marker
-
-
-def stop(proc: subprocess.Popen, sig: int) -> str:
-    try:
-        os.killpg(proc.pid, sig)
-        return proc.communicate(timeout=60)[1]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def rows(path: Path) -> int:
@@ -57,20 +34,18 @@ def test_json_array_is_valid_after_ctrl_c_and_after_a_kill_and_resume(tmp_path: 
     spec = SiteSpec(hosts=2, pages=200, latency=0.02, extras=False)
     out, jobdir = tmp_path / "out.json", str(tmp_path / "job")
     with Site(spec) as site:
-        proc, marker = start(tmp_path, site, out, "--jobdir", jobdir)
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
         wait_for(lambda: out.exists() and out.stat().st_size > 20_000, 60, "the first items")
-        stderr = stop(proc, signal.SIGINT)
+        stderr = stop_crawl(proc, marker, signal.SIGINT)
         assert proc.returncode == 130, stderr
         first = json.loads(out.read_text())  # a whole array after Ctrl-C
         assert len(first) > 10 and not leftover_processes(marker)
 
-        proc, marker = start(tmp_path, site, out, "--jobdir", jobdir)
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
         wait_for(lambda: out.stat().st_size > 3 * 20_000, 60, "more items")
-        stop(proc, signal.SIGKILL)
-        for child in leftover_processes(marker):
-            child.kill()
+        stop_crawl(proc, marker, signal.SIGKILL)
 
-        proc, marker = start(tmp_path, site, out, "--jobdir", jobdir)
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, stderr
         fetches = site.stats()["fetches"]
@@ -86,12 +61,10 @@ def test_sqlite_table_survives_a_kill_and_resumes_without_duplicates(tmp_path: P
     spec = SiteSpec(hosts=2, pages=150, latency=0.02, extras=False)
     out, jobdir = tmp_path / "out.sqlite", str(tmp_path / "job")
     with Site(spec) as site:
-        proc, marker = start(tmp_path, site, out, "--jobdir", jobdir)
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
         wait_for(lambda: rows(out) > 40, 60, "40 rows")
-        stop(proc, signal.SIGKILL)
-        for child in leftover_processes(marker):
-            child.kill()
-        proc, marker = start(tmp_path, site, out, "--jobdir", jobdir)
+        stop_crawl(proc, marker, signal.SIGKILL)
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, stderr
     assert not Path(f"{out}-wal").exists()  # closed as one self-contained file

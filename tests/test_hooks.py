@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from forward_proxy import ForwardProxy
-from support import CRAWLKIT, leftover_processes, wait_for
+from support import leftover_processes, start_crawl, stop_crawl, wait_for
 
 from crawlkit.site import Site, SiteRequest, SiteSpec, respond
 
@@ -98,26 +95,23 @@ def test_a_middleware_that_cannot_be_loaded_is_a_one_line_error(crawlkit, tmp_pa
     assert run.stderr.startswith("Error: middleware 'hooks.py:NeedsArgs' could not be created: TypeError") and len(run.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("proxy", ["127.0.0.1:3128", "ftp://127.0.0.1:21", "http://:8080", "http://127.0.0.1:99999"])
+def test_a_proxy_setting_that_is_no_proxy_url_is_a_one_line_error(crawlkit, proxy: str) -> None:
+    run = crawlkit("crawl", "-s", f"proxy={proxy}", seeds=["http://127.0.0.2:9/"])
+    assert run.returncode == 2
+    assert run.stderr == f"Error: proxy {proxy!r} is not a proxy URL; write it as http://host:port or http://user:password@host:port\n"
+
+
 def test_pipelines_from_custom_settings_are_closed_after_ctrl_c(tmp_path: Path) -> None:
     (tmp_path / "pipes.py").write_text(PIPES.format(out=str(tmp_path)))
     (tmp_path / "slow.py").write_text(
         "from crawlkit import LinkSpider\n\nclass Slow(LinkSpider):\n    custom_settings = {'pipelines': ['pipes.py:Tag']}\n"
     )
+    out = tmp_path / "out.jsonl"
     with Site(SiteSpec(hosts=2, pages=300, latency=0.05, extras=False)) as site:
-        seeds = tmp_path / "seeds.txt"
-        seeds.write_text("\n".join(site.seeds()))
-        out = tmp_path / "out.jsonl"
-        marker = uuid.uuid4().hex
-        proc = subprocess.Popen(
-            [CRAWLKIT, "crawl", str(seeds), "--spider", "slow.py:Slow", "--parsers", "2", "-o", str(out)],
-            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, "CRAWLKIT_TEST_RUN": marker},
-        )
-        try:
-            wait_for(lambda: out.exists() and out.read_text().count("\n") > 20, 60, "the first items")
-            proc.send_signal(signal.SIGINT)
-            _, stderr = proc.communicate(timeout=60)
-        finally:
-            proc.kill()
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--spider", "slow.py:Slow", "--parsers", "2")
+        wait_for(lambda: out.exists() and out.read_text().count("\n") > 20, 60, "the first items")
+        stderr = stop_crawl(proc, marker, signal.SIGINT)
     assert proc.returncode == 130, stderr
     written = out.read_text().splitlines()
     assert all('"tags": ["tag"]' in line for line in written)
