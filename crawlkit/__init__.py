@@ -16,7 +16,7 @@ Write a spider::
 and run it with ``crawlkit runspider docs.py -o docs.jsonl``. Everything users import is here.
 """
 
-from .errors import ConfigError, CrawlkitError, DropItem, SeedsError, SpiderError
+from .errors import ConfigError, CrawlkitError, DropItem, RetryRequest, SeedsError, SpiderError
 from .http import Request, Response
 from .spider import LinkSpider, Spider
 
@@ -29,6 +29,7 @@ __all__ = [
     "LinkSpider",
     "Request",
     "Response",
+    "RetryRequest",
     "SeedsError",
     "Spider",
     "SpiderError",

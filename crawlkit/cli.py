@@ -56,7 +56,8 @@ def crawl_options(f: Any) -> Any:
         click.option("--per-host", "per_host", type=int, help="Requests in flight to one host at once (default 2)."),
         click.option("--delay", type=float, help="Seconds between request starts to one host (default 0)."),
         click.option("--parsers", type=int, help="Parser processes running spider callbacks (default 1)."),
-        click.option("-o", "--output", help="Items file: .jsonl (default format), .csv, or - for stdout."),
+        click.option("-o", "--output", help="Items file; the extension picks the format: .jsonl, .json, .csv, .sqlite/.db; - for stdout."),
+        click.option("--warc", type=click.Path(file_okay=False), help="Also write every response to WARC files in this directory."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
         click.option("--max-pages", type=int, help="Stop after this many pages (0 = no limit)."),
         click.option("--max-depth", type=int, help="Do not follow links deeper than this (0 = no limit)."),
@@ -76,7 +77,7 @@ def crawl_options(f: Any) -> Any:
 def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
     flags = {
         key: kw[key]
-        for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file", "jobdir")
+        for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file", "jobdir", "warc")
         if kw.get(key) is not None
     }
     if flags.get("log_level"):

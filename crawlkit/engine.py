@@ -7,13 +7,15 @@ Data flow (one arrow, one channel)::
         |                                    v
         |          fetch queues (a multiprocessing.Queue per fetcher process) of FetchTask
         |                                    v
-        |             fetcher Pool (N processes x T threads, requests sessions)
+        |             fetcher Pool (N processes x T threads, requests sessions, process_request hooks)
         |                                    | FetchResult, a Pipe per fetcher and parser
         |                                    v
-        |          parser processes (Response, spider callbacks, filters, fingerprints)
+        |          parser processes (WARC, process_response hooks, spider callbacks, item
+        |                            pipelines, sitemaps, filters, fingerprints)
         |                                    | PageDone, a Pipe per parser
         |                                    v
-        +-- engine: items -> output; candidates -> seen store (Manager, one call a batch)
+        +-- engine: items -> output; Set-Cookie -> cookie jar; candidates -> seen store
+                    (Manager, one call a batch)
 
 The engine owns no fetching, parsing or dedup itself. It gives every dispatched request an id
 and keeps it in ``inflight`` (with the fetch queue and parser it went to) until its PageDone
@@ -21,6 +23,8 @@ arrives; the crawl is over when the frontier is empty, no request waits for robo
 nothing is in flight. Total in flight (fetching or waiting to be parsed) never exceeds
 ``concurrency``, which bounds memory and gives the parsers back-pressure over the fetchers.
 A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``).
+The cookie jar lives here because every response passes through one engine but not through one
+fetcher: each FetchTask carries the Cookie header its request should send (``cookies.py``).
 """
 
 from __future__ import annotations
@@ -36,22 +40,29 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Iterable
 
-from .fetcher import CLOSED, FetchChannels, FetcherConfig, worker_init
+from . import __version__
+from .components import check_components
+from .cookies import CookieJar
+from .fetcher import CLOSED, FetchChannels, FetcherConfig, check_proxy, worker_init
 from .frontier import LocalFrontier
 from .http import Request
 from .jobdir import JobDir
 from .limiter import LocalLimiter, Wait
 from .messages import FetchTask, PageDone
+from .middlewares import load_middlewares
 from .errors import ConfigError
 from .output import open_output
 from .parser import ParserConfig, parser_main
+from .pipelines import load_pipelines
 from .process import child_setup, context
 from .robots import ROBOTS_CALLBACK, RobotsRules
 from .seen import SeenManager
 from .settings import Settings
+from .sitemaps import SITEMAP_CALLBACK, seed_sitemaps
 from .spider import Spider
 from .stats import Stats
 from .urls import Fingerprinter, host_of
+from .warc import check_warc_dir
 
 log = logging.getLogger("crawlkit.engine")
 
@@ -104,6 +115,13 @@ class Engine:
         self.inflight_pages = 0
         self.next_id = 0
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
+        # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
+        check_components(load_pipelines(s.pipelines), "pipeline")
+        check_components(load_middlewares(s.middlewares), "middleware")
+        if s.warc:
+            check_warc_dir(s.warc)
+        check_proxy(s.proxy)
+        self.cookies = CookieJar() if s.cookies else None
         self.journal = JobDir(s.jobdir) if s.jobdir else None
         resume_at = None
         if self.journal is not None:
@@ -116,7 +134,7 @@ class Engine:
             self.journal.set_meta("output", s.output or "")
             if self.journal.resuming:
                 resume_at = int(self.journal.meta("output_bytes", "0"))
-        self.output = open_output(s.output, resume_at)
+        self.output = open_output(s.output, resume_at, list(s.export_fields) or None)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -160,7 +178,8 @@ class Engine:
         return FetcherConfig(
             threads=self.threads, user_agent=s.user_agent, connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout, download_timeout=s.download_timeout, max_body=s.max_body,
-            max_redirects=s.max_redirects, log_level=s.log_level, log_file=s.log_file,
+            max_redirects=s.max_redirects, log_level=s.log_level, log_file=s.log_file, proxy=s.proxy,
+            middlewares=list(s.middlewares), spider=self.spec.spider_spec, spider_kwargs=self.spec.spider_kwargs,
         )
 
     def _parser_config(self) -> ParserConfig:
@@ -169,7 +188,12 @@ class Engine:
             spider=self.spec.spider_spec, spider_kwargs=self.spec.spider_kwargs, allowed_domains=list(s.allowed_domains),
             max_depth=s.max_depth, max_repeated_segments=s.max_repeated_segments, max_url_length=s.max_url_length, max_redirects=s.max_redirects, retries=s.retries,
             retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff, retry_after_max=s.retry_after_max,
-            log_level=s.log_level, log_file=s.log_file,
+            log_level=s.log_level, log_file=s.log_file, max_body=s.max_body, pipelines=list(s.pipelines),
+            middlewares=list(s.middlewares), cookies=s.cookies, use_sitemaps=s.use_sitemaps, warc=s.warc,
+            warc_max_size=s.warc_max_size, warc_info={
+                "software": f"crawlkit/{__version__}", "http-header-user-agent": s.user_agent,
+                "robots": "obey" if s.robots else "ignore", "description": f"spider {self.spec.spider.name}",
+            },
         )
 
     def _start_parser(self, ctx: Any, index: int) -> None:
@@ -190,6 +214,7 @@ class Engine:
             self._resume()
             return
         fingerprints = Fingerprinter()
+        seeds: list[Request] = []
         try:
             for request in self.spec.spider.start_requests():
                 if not isinstance(request, Request):
@@ -203,9 +228,13 @@ class Engine:
                     log.error("start request %r dropped: %s", request.url, exc)
                     continue
                 self.candidates.append((None if request.dont_filter else fp, request))
+                seeds.append(request)
         except Exception as exc:
             self.stats.incr("error_spider_exception")
             log.error("spider %s start_requests raised %s: %s", self.spec.spider.name, type(exc).__name__, exc)
+        if self.settings.use_sitemaps:
+            for request in seed_sitemaps(r.url for r in seeds):
+                self.candidates.append((fingerprints.fingerprint(request.url), request))
         self._admit_candidates()
         if not self.frontier and not self.waiting_robots:
             log.warning("no start requests: nothing to crawl")
@@ -264,6 +293,8 @@ class Engine:
                 # Commit after every batch (a WAL commit costs well under a millisecond), so a
                 # SIGKILL undoes no more than the requests in flight.
                 self._commit()
+            elif ready and self.output is not None:
+                self.output.flush()
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY
                 self._progress()
@@ -324,8 +355,9 @@ class Engine:
             self.inflight[self.next_id] = InFlight(host, request, grant, ticket, queue, parser)
             self.queue_load[queue] += 1
             self.parser_load[parser] += 1
-            self.inflight_pages += request.callback != ROBOTS_CALLBACK
-            task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request)
+            self.inflight_pages += _is_page(request)
+            cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
+            task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
             self.channels.queues[queue].put(task)
 
     def _settle(self, entry: InFlight) -> None:
@@ -336,7 +368,7 @@ class Engine:
         if entry.queue in self.queue_load:
             self.queue_load[entry.queue] -= 1
         self.parser_load[entry.parser] -= 1
-        self.inflight_pages -= entry.request.callback != ROBOTS_CALLBACK
+        self.inflight_pages -= _is_page(entry.request)
 
     def _handle(self, data: bytes) -> None:
         done: PageDone = pickle.loads(data)
@@ -349,7 +381,12 @@ class Engine:
             self.journal.done(entry.request)
         self.stats.add(done.counts)
         if done.items and self.output is not None:
-            self.output.write(done.items)
+            failed = self.output.write(done.items)
+            if failed:
+                self.stats.incr("error_output", failed)
+        if done.set_cookies and self.cookies is not None:
+            for url, set_cookies in done.set_cookies:
+                self.cookies.learn(url, set_cookies)
         if done.host_pause_until:
             self.limiter.pause(host, done.host_pause_until)
         if done.robots is not None:
@@ -485,7 +522,9 @@ class Engine:
             self.stats.incr("error_fetcher_died")
 
     def _commit(self) -> None:
-        """Output first (writers flush every batch), then the state that says which pages it holds."""
+        """Output first, then the state that says which pages it holds."""
+        if self.output is not None:
+            self.output.flush()
         self.journal.commit(self.output.size if self.output is not None else 0, dict(self.stats.counts))
 
     def _progress(self) -> None:
@@ -548,6 +587,11 @@ class Engine:
             self.journal.close()
         if self.output is not None:
             self.output.close()
+
+
+def _is_page(request: Request) -> bool:
+    """Whether a request counts against ``max_pages`` (robots.txt and sitemaps do not)."""
+    return request.callback not in (ROBOTS_CALLBACK, SITEMAP_CALLBACK)
 
 
 def _alive(pid: int) -> bool:

@@ -5,6 +5,7 @@
      +-- SeedsError               a seeds file that is missing, unreadable or has no valid URL
      +-- SpiderError              a spider that cannot be loaded or constructed
      +-- DropItem                 raised by an item pipeline to drop an item (not a failure)
+     +-- RetryRequest             raised by a response hook to fetch the request again (not a failure)
 
 The CLI turns any CrawlkitError into a one-line message and exit code 2; see ``cli.py``.
 Faults met *during* a crawl (timeouts, resets, callback exceptions) are never raised to the
@@ -32,3 +33,11 @@ class SpiderError(CrawlkitError):
 
 class DropItem(CrawlkitError):
     """Raised by an item pipeline's ``process_item`` to drop the item; counted, not logged as an error."""
+
+
+class RetryRequest(CrawlkitError):
+    """Raised by a middleware's ``process_response`` to fetch the request again.
+
+    The retry obeys ``retries`` and ``retry_backoff`` like a 503; the message is the reason,
+    logged with the URL. When the retries are spent the response is dropped, not parsed.
+    """

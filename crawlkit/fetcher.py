@@ -9,7 +9,9 @@ Pool's job is process lifetime: a worker that dies is replaced, and the replacem
 fresh queue and starts its threads the same way.
 
 Each worker makes its own Pipe to every parser and hands the parser the read end through that
-parser's registration queue. Redirects are *not* followed
+parser's registration queue. Middlewares' ``process_request`` hooks run here, in the fetch
+thread, just before sending (see ``middlewares.py``); cookies come from the engine with each
+task (see ``cookies.py``), so the sessions keep none. Redirects are *not* followed
 here: a 3xx goes to the parser, which queues its target through dedup, robots and the per-host
 limiter like any other link (robots.txt requests are the exception, see ``robots.py``).
 """
@@ -17,6 +19,7 @@ limiter like any other link (robots.txt requests are the exception, see ``robots
 from __future__ import annotations
 
 import http.client
+import http.cookiejar
 import logging
 import os
 import pickle
@@ -27,14 +30,17 @@ from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from .errors import ConfigError
 from .http import Request
 from .limiter import Turn
 from .messages import FetchResult, FetchTask
+from .middlewares import RequestHooks, load_middlewares
 from .process import child_setup
 
 log = logging.getLogger("crawlkit.fetcher")
@@ -54,6 +60,10 @@ class FetcherConfig:
     max_redirects: int
     log_level: str
     log_file: str | None
+    proxy: str | None  # for every request without meta["proxy"]
+    middlewares: list[str]
+    spider: str | None  # the spider the middlewares are given, built here only when they need it
+    spider_kwargs: dict[str, Any]
 
 
 class _Outbox:
@@ -122,8 +132,13 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     fetch_queue = channels.queues[free[0]]
     log.debug("fetcher process %d reads fetch queue %d", pid, free[0])
     outboxes = [_Outbox(registration) for registration in channels.registrations]
+    hooks: tuple[list[tuple[str, type]], Any] | None = None  # middleware classes and the spider they are given
+    if config.middlewares:
+        from .parser import build_spider
+
+        hooks = (load_middlewares(config.middlewares), build_spider(config.spider, config.spider_kwargs))
     threads = [
-        threading.Thread(target=_fetch_loop, args=(config, fetch_queue, outboxes, channels, i), name=f"fetch-{i}")
+        threading.Thread(target=_fetch_loop, args=(config, fetch_queue, outboxes, channels, i, hooks), name=f"fetch-{i}")
         for i in range(config.threads)
     ]
     for thread in threads:
@@ -136,8 +151,14 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     raise SystemExit(0)
 
 
-def _fetch_loop(config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox], channels: FetchChannels, index: int) -> None:
+def _fetch_loop(
+    config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox], channels: FetchChannels, index: int,
+    middlewares: tuple[list[tuple[str, type]], Any] | None,
+) -> None:
     session = new_session(config)
+    hooks = RequestHooks(*middlewares) if middlewares is not None else None
+    if hooks is not None:
+        hooks.open()
     pid = os.getpid()
     while True:
         task: FetchTask | None = fetch_queue.get()
@@ -148,16 +169,23 @@ def _fetch_loop(config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox]
             limit = config.connect_timeout + config.read_timeout + task.delay
             turn = Turn(channels.starts, channels.turn_locks, task.slot, task.delay, limit)
         try:
-            result = fetch(session, task.request, config, turn)
+            to_send = hooks.process(task.request) if hooks is not None else task.request
+            if isinstance(to_send, FetchResult):  # a hook dropped it or failed
+                result = to_send
+            else:
+                result = fetch(session, to_send, config, turn, task.cookie)
         finally:
             channels.semaphores[task.slot].release()
             channels.released[task.ticket] = 1
         result.req_id = task.req_id
+        result.request = task.request  # what a hook changed was for this send only
         result.fetcher_pid = pid
         try:
             outboxes[task.parser].send(result)
         except OSError as exc:
             log.error("could not hand %s to parser %d: %s", task.request.url, task.parser, exc)
+    if hooks is not None:
+        hooks.close()
     session.close()
 
 
@@ -174,6 +202,19 @@ class _Session(requests.Session):
         return super().resolve_redirects(resp, req, *args, **kwargs)
 
 
+def check_proxy(url: str | None) -> None:
+    """Raise a ConfigError unless ``url`` (the ``proxy`` setting) is a usable http(s) proxy URL; main process."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    try:
+        parts.port
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"proxy {url!r} is not a proxy URL; write it as http://host:port or http://user:password@host:port")
+
+
 def new_session(config: FetcherConfig) -> requests.Session:
     session = _Session()
     adapter = HTTPAdapter(pool_connections=16, pool_maxsize=4, max_retries=0)
@@ -182,30 +223,42 @@ def new_session(config: FetcherConfig) -> requests.Session:
     session.headers["User-Agent"] = config.user_agent
     session.headers["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
     session.max_redirects = min(config.max_redirects, 5)  # only robots.txt follows redirects here
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))  # the engine keeps cookies
     return session
 
 
 def fetch(
-    session: requests.Session, request: Request, config: FetcherConfig, turn: AbstractContextManager[Any] | None = None
+    session: requests.Session,
+    request: Request,
+    config: FetcherConfig,
+    turn: AbstractContextManager[Any] | None = None,
+    cookie: str = "",
 ) -> FetchResult:
     """Run one HTTP exchange; never raises: failures come back as ``FetchResult.error``.
 
     ``turn`` is entered around sending the request and receiving the headers (per-host delay).
+    ``cookie`` is sent as the Cookie header unless the request sets one itself. The request
+    goes through ``meta["proxy"]``, else ``config.proxy``, else the environment's proxy.
     """
     started = time.monotonic()
     result = FetchResult(req_id=0, request=request, url=request.url)
     meta = request.meta
     max_body = meta.get("max_body", config.max_body)
+    headers = request.headers
+    if cookie and not any(name.lower() == "cookie" for name in headers):
+        headers = {**headers, "Cookie": cookie}
+    proxy = meta.get("proxy") or config.proxy
     try:
         with turn or nullcontext():
             response = session.request(
                 request.method,
                 request.url,
-                headers=request.headers or None,
+                headers=headers or None,
                 data=request.body or None,
                 timeout=(config.connect_timeout, config.read_timeout),
                 allow_redirects=bool(meta.get("follow_redirects")),
                 stream=True,
+                proxies={"http": proxy, "https": proxy} if proxy else None,
             )
     except Exception as exc:  # every failure is data for the stats, never a crash
         result.error, result.message = classify(exc)
@@ -214,7 +267,10 @@ def fetch(
     try:
         result.url = response.url
         result.status = response.status_code
-        result.headers = list(response.headers.items())
+        version = "HTTP/1.0" if response.raw.version == 10 else "HTTP/1.1"
+        result.status_line = f"{version} {response.status_code} {response.reason or ''}".rstrip()
+        result.headers = list(response.raw.headers.items())  # urllib3's: repeated headers stay apart
+        result.request_headers = list(response.request.headers.items())
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > max_body and not meta.get("truncate"):
             result.error, result.message = "body_too_large", f"Content-Length {length} > max_body {max_body}"

@@ -20,9 +20,9 @@ from .errors import SpiderError
 from .spider import Spider
 
 
-def _import_path(path: Path) -> ModuleType:
+def _import_path(path: Path, what: str) -> ModuleType:
     if not path.is_file():
-        raise SpiderError(f"spider file {str(path)!r} does not exist; give a path to a .py file or a module:Class")
+        raise SpiderError(f"{what} file {str(path)!r} does not exist; give a path to a .py file or a module:Class")
     name = f"crawlkit_user_{path.stem}_{zlib.crc32(str(path.resolve()).encode()):08x}"
     if name in sys.modules:
         return sys.modules[name]
@@ -68,7 +68,7 @@ def load_object(spec: str, what: str = "object") -> Any:
     """The object named by ``spec``; raises SpiderError with a one-line reason when it cannot."""
     target, _, attr = spec.partition(":")
     if target.endswith(".py"):
-        module = _import_path(Path(target))
+        module = _import_path(Path(target), what)
     else:
         try:
             module = importlib.import_module(target)

@@ -24,6 +24,7 @@ class FetchTask:
     parser: int  # which parser's Pipe the result goes down
     delay: float  # the host's delay between request starts; 0 for none
     request: Request
+    cookie: str = ""  # the Cookie header from the engine's jar (cookies.py); "" for none
 
 
 @dataclass(slots=True)
@@ -32,8 +33,10 @@ class FetchResult:
     request: Request
     url: str
     status: int = 0  # 0 when no HTTP response came back (see ``error``)
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
+    status_line: str = ""  # as the server sent it: "HTTP/1.1 200 OK"
+    headers: list[tuple[str, str]] = field(default_factory=list)  # as sent: a repeated header (Set-Cookie) repeats
+    request_headers: list[tuple[str, str]] = field(default_factory=list)  # what was sent (for WARC)
+    body: bytes = b""  # decompressed (Content-Encoding undone)
     error: str | None = None  # a stats key such as "connect_timeout"; None when a response came back
     message: str = ""  # human detail for the log
     elapsed: float = 0.0
@@ -54,5 +57,6 @@ class PageDone:
     retry_at: float = 0.0
     host_pause_until: float = 0.0  # Retry-After asks the whole host to wait
     robots: tuple[int, bytes] | None = None  # (status, body) of a robots.txt fetch; status 0 = unreachable
+    set_cookies: list[tuple[str, list[str]]] = field(default_factory=list)  # (url, Set-Cookie values) for the jar
     counts: dict[str, int] = field(default_factory=dict)  # stats deltas: "status_200", "error_read_timeout", ...
     page: bool = False  # a final response counted against max_pages

@@ -1,9 +1,24 @@
-"""Item feeds: JSON Lines (default), CSV, or JSON Lines on stdout.
+"""Item feeds, the format chosen by the output file's extension.
 
-Written only by the engine process, so records never interleave, and flushed after every batch
-so a crawl that dies leaves whole records behind. Writers count the bytes they have written:
-with a job directory the engine commits that length beside the crawl state, and a resumed
-crawl cuts the file back to it (``open_output(..., resume_at=N)``).
+=================  =====================================================================
+``.jsonl`` (also   one JSON object a line (the default; ``-`` writes it to stdout)
+``.ndjson .jl``)
+``.json``          one JSON array, closed after every batch, so the file is valid JSON
+                   whenever it is read: during the crawl, after Ctrl-C, after a resume
+``.csv``           a header row, then a row an item; columns as in ``export_fields``
+``.sqlite .db``    a table ``items``, a column a key (nested values as JSON text)
+=================  =====================================================================
+
+Written only by the engine process, so records never interleave. ``write`` buffers a page's
+items, ``flush`` makes every buffered item durable (the engine calls it after each batch of
+pages, before the job directory commits), so a crawl that dies leaves whole records behind.
+Writers count ``size``, how much of the file belongs to flushed work (bytes, or rows for
+SQLite): with a job directory the engine commits it beside the crawl state, and a resumed
+crawl cuts the file back to it (``open_output(..., resume_at=N)``), so no item is written twice.
+
+Columns (CSV, SQLite) are ``export_fields`` when set, in that order; otherwise the first
+item's keys, in its order. A later item's new key gets a new column in SQLite; in CSV, whose
+header is already written, it is dropped with one warning (set ``export_fields`` to keep it).
 """
 
 from __future__ import annotations
@@ -13,6 +28,7 @@ import io
 import json
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
@@ -20,6 +36,10 @@ from typing import Any, BinaryIO, Iterable
 from .errors import ConfigError
 
 log = logging.getLogger("crawlkit.output")
+
+JSON_LINES = (".jsonl", ".ndjson", ".jl")
+SQLITE = (".sqlite", ".db")
+FORMATS = (*JSON_LINES, ".json", ".csv", *SQLITE)
 
 
 def _json_default(value: Any) -> Any:
@@ -30,6 +50,10 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
 class _Writer:
     def __init__(self, stream: BinaryIO, size: int) -> None:
         self.stream = stream
@@ -38,74 +62,207 @@ class _Writer:
     def _emit(self, text: str) -> None:
         data = text.encode("utf-8")
         self.stream.write(data)
-        self.stream.flush()
         self.size += len(data)
 
+    def flush(self) -> None:
+        self.stream.flush()
+
     def close(self) -> None:
-        if self.stream is sys.stdout.buffer:
-            self.stream.flush()
-        else:
+        self.flush()
+        if self.stream is not sys.stdout.buffer:
             self.stream.close()
 
 
 class JsonLinesWriter(_Writer):
-    def write(self, items: Iterable[dict[str, Any]]) -> None:
-        self._emit("".join(json.dumps(item, ensure_ascii=False, default=_json_default) + "\n" for item in items))
+    def write(self, items: Iterable[dict[str, Any]]) -> int:
+        """Buffer the items; returns how many could not be written (always 0 here: any value is written, as str at worst)."""
+        self._emit("".join(_dumps(item) + "\n" for item in items))
+        return 0
+
+
+class JsonArrayWriter(_Writer):
+    """``[``, then the items separated by ``,``; the closing ``]`` is written after each flush and
+    written over by the next batch, so it is never counted in ``size``: cutting the file back
+    to a committed size and closing it again gives a valid array."""
+
+    TRAILER = b"\n]\n"
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        super().__init__(stream, size)
+        if size == 0:
+            self._emit("[")
+        self.flush()
+
+    def write(self, items: Iterable[dict[str, Any]]) -> int:
+        self.stream.seek(self.size)
+        for item in items:
+            self._emit(("\n" if self.size == 1 else ",\n") + _dumps(item))
+        return 0
+
+    def flush(self) -> None:
+        self.stream.seek(self.size)
+        self.stream.write(self.TRAILER)
+        self.stream.truncate()
+        self.stream.flush()
 
 
 class CsvWriter(_Writer):
-    """CSV with the first item's keys as columns, in their order; later new keys are dropped with one warning."""
+    """CSV with columns from ``export_fields`` or the first item's keys; later new keys are dropped with one warning."""
 
     def __init__(self, stream: BinaryIO, size: int, fieldnames: list[str] | None) -> None:
         super().__init__(stream, size)
         self.fieldnames = fieldnames
         self.warned: set[str] = set()
 
-    def write(self, items: Iterable[dict[str, Any]]) -> None:
+    def write(self, items: Iterable[dict[str, Any]]) -> int:
         buffer = io.StringIO()
         for item in items:
             if self.fieldnames is None:
                 self.fieldnames = list(item)
+            if self.size == 0 and not buffer.tell():
                 csv.writer(buffer).writerow(self.fieldnames)
             extra = set(item) - set(self.fieldnames) - self.warned
             if extra:
                 self.warned |= extra
-                log.warning("CSV output has no column for %s (columns come from the first item); use .jsonl to keep them", sorted(extra))
+                log.warning("CSV output has no column for %s (columns are fixed by the header); list them in export_fields, or use .jsonl", sorted(extra))
             csv.writer(buffer).writerow([_cell(item.get(name, "")) for name in self.fieldnames])
         self._emit(buffer.getvalue())
+        return 0
 
 
 def _cell(value: Any) -> Any:
     if isinstance(value, (list, dict, tuple, set)):
-        return json.dumps(value, ensure_ascii=False, default=_json_default)
+        return _dumps(value)
     return value
 
 
-def open_output(path: str | None, resume_at: int | None = None) -> JsonLinesWriter | CsvWriter | None:
-    """The writer for ``path`` (``-`` = stdout); None when items are not wanted.
+def _sql_value(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float)):  # bool is an int: stored as 0/1
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, dict, tuple, set)):
+        return _dumps(value)
+    return str(value)
 
-    ``resume_at``: keep the file's first N bytes (what a job directory committed) and append.
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqliteWriter:
+    """A table ``items`` in a SQLite file: a row an item, committed at each flush.
+
+    ``size`` is the number of rows (the table's highest rowid): a resumed crawl deletes the
+    rows past the committed count. SQLite compares column names without regard to case, so a
+    key that differs from a column only in case is written to that column.
+    """
+
+    def __init__(self, path: str, resume_at: int | None, fieldnames: list[str] | None) -> None:
+        if resume_at is None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                if os.path.exists(path + suffix):
+                    os.remove(path + suffix)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")  # commits without an fsync each; durable past a crash of ours
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.fixed = fieldnames is not None
+        existing = [row[1] for row in self.db.execute("PRAGMA table_info(items)")]
+        if not existing and fieldnames:
+            self._create(fieldnames)
+        self.columns = {name.lower(): name for name in existing or fieldnames or []}
+        if resume_at is not None and existing:
+            self.db.execute("DELETE FROM items WHERE _rowid_ > ?", (resume_at,))
+        self.size = self.db.execute("SELECT coalesce(max(_rowid_), 0) FROM items").fetchone()[0] if self.columns else 0
+        self.warned: set[str] = set()
+        self.db.execute("BEGIN")
+
+    def _create(self, names: list[str]) -> None:
+        self.db.execute(f"CREATE TABLE items ({', '.join(_quote(name) for name in names)})")
+
+    def write(self, items: Iterable[dict[str, Any]]) -> int:
+        failed = 0
+        for item in items:
+            try:
+                self._insert(item)
+            except sqlite3.Error as exc:  # e.g. past SQLite's 2000 columns; the item is lost, the crawl is not
+                failed += 1
+                log.error("an item cannot be written to the SQLite output (%s); keys: %s", exc, sorted(item)[:20])
+        return failed
+
+    def _insert(self, item: dict[str, Any]) -> None:
+        if not self.columns:
+            names = list(item) or ["value"]  # an empty first item still needs a table to count its row in
+            self._create(names)
+            self.columns = {name.lower(): name for name in names}
+        new = [key for key in item if key.lower() not in self.columns]
+        if new and self.fixed:
+            if set(new) - self.warned:
+                self.warned |= set(new)
+                log.warning("SQLite output has no column for %s (not in export_fields); dropped", sorted(new))
+        else:
+            for key in new:
+                self.db.execute(f"ALTER TABLE items ADD COLUMN {_quote(key)}")
+                self.columns[key.lower()] = key
+        row = {self.columns[key.lower()]: _sql_value(value) for key, value in item.items() if key.lower() in self.columns}
+        if row:
+            sql = f"INSERT INTO items ({', '.join(map(_quote, row))}) VALUES ({', '.join('?' * len(row))})"
+            cursor = self.db.execute(sql, list(row.values()))
+        else:
+            cursor = self.db.execute("INSERT INTO items DEFAULT VALUES")
+        self.size = cursor.lastrowid
+
+    def flush(self) -> None:
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+
+    def close(self) -> None:
+        self.db.execute("COMMIT")
+        try:
+            self.db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file for whoever reads it next
+        except sqlite3.OperationalError as exc:  # someone is reading it now: it stays in WAL mode, data intact
+            log.info("SQLite output %s stays in WAL mode (%s)", self.path, exc)
+        self.db.close()
+
+
+Writer = JsonLinesWriter | JsonArrayWriter | CsvWriter | SqliteWriter
+
+
+def open_output(path: str | None, resume_at: int | None = None, fields: list[str] | None = None) -> Writer | None:
+    """The writer for ``path`` (``-`` = JSON Lines on stdout); None when items are not wanted.
+
+    ``resume_at``: keep what the first N bytes (rows, for SQLite) hold, as a job directory
+    committed them, and go on from there. ``fields``: the columns of CSV and SQLite (None =
+    the first item's keys).
     """
     if path is None:
         return None
     if path == "-":
         return JsonLinesWriter(sys.stdout.buffer, 0)
     suffix = Path(path).suffix.lower()
-    if suffix not in (".jsonl", ".csv", ".ndjson", ".jl"):
-        raise ConfigError(f"output {path!r}: unknown format {suffix or '(no extension)'!r}; use .jsonl, .csv or - for stdout")
+    if suffix not in FORMATS:
+        raise ConfigError(
+            f"output {path!r}: unknown format {suffix or '(no extension)'!r}; use .jsonl, .json, .csv, .sqlite, .db or - for stdout"
+        )
+    resuming = resume_at is not None and os.path.exists(path)
     try:
-        if resume_at is not None and os.path.exists(path):
+        if suffix in SQLITE:
+            return SqliteWriter(path, resume_at if resuming else None, fields)
+        if resuming:
             os.truncate(path, resume_at)
-            stream = open(path, "ab")
+            stream = open(path, "r+b")
+            stream.seek(resume_at)
         else:
             resume_at = 0
-            stream = open(path, "wb")
-    except OSError as exc:
-        raise ConfigError(f"output {path!r}: cannot open for writing: {exc.strerror}") from None
+            stream = open(path, "w+b")
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"output {path!r}: cannot open for writing: {getattr(exc, 'strerror', None) or exc}") from None
+    if suffix == ".json":
+        return JsonArrayWriter(stream, resume_at)
     if suffix != ".csv":
         return JsonLinesWriter(stream, resume_at)
-    fieldnames = None
-    if resume_at:
+    if fields is None and resume_at:
         with open(path, encoding="utf-8", newline="") as existing:
-            fieldnames = next(csv.reader(existing), None)
-    return CsvWriter(stream, resume_at, fieldnames)
+            fields = next(csv.reader(existing), None)
+    return CsvWriter(stream, resume_at, fields)

@@ -8,7 +8,13 @@ decides: retry it (connection errors, timeouts, 5xx/429, with backoff and Retry-
 engine (which asks the seen-URL store about a whole batch of pages at once) in one PageDone
 message with the items and the stats deltas.
 
-Every FetchResult yields exactly one PageDone, whatever the spider does: a callback that
+Around that, the user's hooks and the archive: every HTTP answer is written to the WARC files
+(``warc.py``) and its Set-Cookie headers are passed to the engine's jar (``cookies.py``);
+middlewares' ``process_response`` hooks see it before any decision (``middlewares.py``); the
+items a callback yields go through the item pipelines (``pipelines.py``); sitemaps and the
+Sitemap lines of robots.txt become requests (``sitemaps.py``).
+
+Every FetchResult yields exactly one PageDone, whatever the spider does: a callback or hook that
 raises or yields junk is logged with spider, callback, URL and type, counted, and the crawl
 goes on.
 """
@@ -24,16 +30,24 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 from urllib.parse import urljoin, urlsplit
 
+from protego import Protego
+from requests.structures import CaseInsensitiveDict
+
+from .errors import RetryRequest
 from .http import Request, Response
-from .loader import load_spider
+from .loader import load_spider, one_line
 from .messages import FetchResult, PageDone
+from .middlewares import DROPPED, ResponseHooks, load_middlewares
+from .pipelines import ItemPipelines, load_pipelines
 from .process import child_setup
 from .robots import ROBOTS_CALLBACK
+from .sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
 from .spider import Spider
 from .urls import Fingerprinter, host_of, is_http
+from .warc import WarcWriter
 
 log = logging.getLogger("crawlkit.parser")
 
@@ -59,6 +73,14 @@ class ParserConfig:
     retry_after_max: float
     log_level: str
     log_file: str | None
+    max_body: int
+    pipelines: list[str]
+    middlewares: list[str]
+    cookies: bool
+    use_sitemaps: bool
+    warc: str | None
+    warc_max_size: int
+    warc_info: dict[str, str]
 
 
 def build_spider(spec: str | None, kwargs: dict[str, Any]) -> Spider:
@@ -74,6 +96,14 @@ def parser_main(config: ParserConfig, registration: Any, events: Any) -> None:
     child_setup(config.log_level, config.log_file)
     log.debug("parser process %d started", os.getpid())
     router = Router(build_spider(config.spider, config.spider_kwargs), config)
+    router.open()
+    try:
+        _serve(router, registration, events)
+    finally:
+        router.close()
+
+
+def _serve(router: "Router", registration: Any, events: Any) -> None:
     inboxes: list[Any] = []
     # The registration queue's reader is waited on beside the Pipes, so a new fetcher is
     # picked up at once and an idle parser sleeps in one wait() instead of polling.
@@ -104,11 +134,32 @@ class Router:
         self.fingerprints = Fingerprinter()
         self.allowed = [d.lower().lstrip(".") for d in [*getattr(spider, "allowed_domains", []), *config.allowed_domains]]
         self.spider_name = getattr(spider, "name", type(spider).__name__)
+        self.pipelines = ItemPipelines(load_pipelines(config.pipelines), spider)
+        self.hooks = ResponseHooks(load_middlewares(config.middlewares), spider)
+        self.warc = WarcWriter(config.warc, config.warc_max_size, config.warc_info) if config.warc else None
+
+    def open(self) -> None:
+        """Call the pipelines' and middlewares' ``open(spider)``; once, before the first page."""
+        self.pipelines.open()
+        self.hooks.open()
+
+    def close(self) -> None:
+        """Call their ``close(spider)`` and close the WARC file; at the end of the crawl, Ctrl-C included."""
+        self.pipelines.close()
+        self.hooks.close()
+        if self.warc is not None:
+            try:
+                self.warc.close()
+            except OSError as exc:
+                log.error("closing the WARC file failed: %s", exc)
 
     def handle(self, result: FetchResult) -> bytes:
         """The pickled PageDone for ``result`` (pickled here, so a bad item cannot break the queue)."""
         done = PageDone(req_id=result.req_id, host=host_of(result.request.url))
         counts: Counter[str] = Counter()
+        for startup in (self.pipelines.errors, self.hooks.errors):  # open() failures, reported with the first page
+            counts.update(startup)
+            startup.clear()
         try:
             self._route(result, done, counts)
         except Exception:  # a bug of ours must not lose the request id
@@ -127,30 +178,45 @@ class Router:
         request = result.request
         robots = request.callback == ROBOTS_CALLBACK
         if result.error:
-            counts[f"error_{result.error}"] += 1
-            if result.error in RETRYABLE_ERRORS and self._retry(request, done, counts, None):
-                log.info("retrying %s after %s: %s", request.url, result.error, result.message)
-                return
-            log.warning("%s: %s (%s)", result.error, request.url, result.message)
+            if result.error == DROPPED:
+                counts[DROPPED] += 1
+                log.debug("%s: %s", result.message, request.url)
+            else:
+                counts[f"error_{result.error}"] += 1
+                if result.error in RETRYABLE_ERRORS and self._retry(request, done, counts, None):
+                    log.info("retrying %s after %s: %s", request.url, result.error, result.message)
+                    return
+                log.warning("%s: %s (%s)", result.error, request.url, result.message)
             if robots:
                 done.robots = (0, b"")
             return
-        status = result.status
-        counts[f"status_{status}"] += 1
-        headers = dict(result.headers)
+        counts[f"status_{result.status}"] += 1
+        self._archive(result, done, counts)
+        response: Response | None = Response(result.url, result.status, _combined(result.headers), result.body, request)
+        if self.hooks.stages:
+            response = self._process_response(response, done, counts)
+            if response is None:
+                if robots and done.retry is None:
+                    done.robots = (0, b"")
+                return
+        status, headers = response.status, response.headers
         if status in self.config.retry_http_codes and self._retry(request, done, counts, headers):
             log.info("retrying %s after HTTP %s", request.url, status)
             return
         if robots:
-            done.robots = (status, result.body)
+            done.robots = (status, response.body)
+            if self.config.use_sitemaps and 200 <= status < 300:
+                done.candidates = self._admit(_robots_sitemaps(response), counts)
             return
-        if 300 <= status < 400 and "location" in {k.lower() for k in headers}:
-            self._redirect(result, done, counts)
+        if 300 <= status < 400 and "location" in headers:
+            self._redirect(response, done, counts)
+            return
+        if request.callback == SITEMAP_CALLBACK:
+            self._sitemap(response, done, counts)
             return
         done.page = True
         counts["pages"] += 1
-        counts["bytes"] += len(result.body)
-        response = Response(result.url, status, headers, result.body, request)
+        counts["bytes"] += len(response.body)
         if not 200 <= status < 300 and not getattr(self.spider, "handle_error_statuses", False):
             return
         candidates = self._run_callback(response, done, counts)
@@ -159,7 +225,52 @@ class Router:
             new.referer = response.url
         done.candidates = self._admit(candidates, counts)
 
-    def _retry(self, request: Request, done: PageDone, counts: Counter[str], headers: dict[str, str] | None) -> bool:
+    def _archive(self, result: FetchResult, done: PageDone, counts: Counter[str]) -> None:
+        """What every HTTP answer is owed before anyone judges it: the WARC record and the cookie jar."""
+        if self.config.cookies:
+            set_cookies = [value for name, value in result.headers if name.lower() == "set-cookie"]
+            if set_cookies:
+                done.set_cookies.append((result.url, set_cookies))
+        if self.warc is not None:
+            try:
+                self.warc.write(result)
+            except Exception as exc:  # a full disk must not stop the crawl; the count shows the gap
+                counts["error_warc"] += 1
+                log.error("WARC record for %s not written: %s", result.url, one_line(exc))
+
+    def _process_response(self, response: Response, done: PageDone, counts: Counter[str]) -> Response | None:
+        outcome = self.hooks.process(response, counts)
+        if not isinstance(outcome, RetryRequest):
+            return outcome
+        reason = str(outcome) or "asked by a middleware"
+        counts["retries_middleware"] += 1
+        if self._retry(response.request, done, counts, None):
+            log.info("retrying %s: %s", response.url, reason)
+        else:
+            log.warning("gave up on %s after %d retries: %s; response dropped", response.url, self.config.retries, reason)
+        return None
+
+    def _sitemap(self, response: Response, done: PageDone, counts: Counter[str]) -> None:
+        """Turn a sitemap into requests: more sitemaps from an index, pages from a urlset (depth 0, like seeds)."""
+        if not 200 <= response.status < 300:
+            log.info("no sitemap at %s (HTTP %s)", response.url, response.status)
+            return
+        try:
+            sitemaps, pages = read_sitemap(response.body, self.config.max_body)
+        except SitemapError as exc:
+            counts["error_sitemap"] += 1
+            log.warning("sitemap %s cannot be read: %s", response.url, exc)
+            return
+        counts["sitemaps"] += 1
+        counts["sitemap_urls"] += len(pages)
+        log.info("sitemap %s lists %d sitemaps and %d pages", response.url, len(sitemaps), len(pages))
+        requests = [sitemap_request(url) for url in sitemaps] + [Request(url) for url in pages]
+        for request in requests:
+            request.depth = response.request.depth
+            request.referer = response.url
+        done.candidates = self._admit(requests, counts)
+
+    def _retry(self, request: Request, done: PageDone, counts: Counter[str], headers: Mapping[str, str] | None) -> bool:
         attempt = request.meta.get("retry_times", 0) + 1
         if attempt > self.config.retries:
             counts["retries_exhausted"] += 1
@@ -176,13 +287,13 @@ class Router:
         counts["retries"] += 1
         return True
 
-    def _redirect(self, result: FetchResult, done: PageDone, counts: Counter[str]) -> None:
-        request = result.request
-        location = _header_text(next(v for k, v in result.headers if k.lower() == "location"))
+    def _redirect(self, response: Response, done: PageDone, counts: Counter[str]) -> None:
+        request = response.request
+        location = _header_text(response.headers["location"])
         chain = request.meta.get("redirect_urls", []) + [request.url]
         counts["redirects"] += 1
         try:
-            target = urljoin(result.url, location.strip())
+            target = urljoin(response.url, location.strip())
         except ValueError:  # e.g. "http://[::1": urllib cannot even split it
             target = location
         if not target.startswith(("http://", "https://")):
@@ -240,8 +351,18 @@ class Router:
                 "spider %s callback %s raised %s on %s: %s", self.spider_name, name, type(exc).__name__, response.url, exc,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
+        if done.items and self.pipelines.stages:
+            done.items = [item for item in self.pipelines.process(done.items, response.url, counts) if self._writable(item, response.url, counts)]
         counts["items"] += len(done.items)
         return requests
+
+    def _writable(self, item: dict[str, Any], url: str, counts: Counter[str]) -> bool:
+        problem = _unwritable(item)
+        if problem is not None:
+            counts["error_pipeline"] += 1
+            counts["items_dropped"] += 1
+            log.error("the pipelines made an item from %s that cannot be written as JSON (%s); item dropped", url, problem)
+        return problem is None
 
     def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[tuple[int | None, Request]]:
         """The candidates that pass the filters, fingerprinted, without repeats within this page.
@@ -312,6 +433,20 @@ def _unwritable(item: dict[str, Any]) -> str | None:
     return None
 
 
+def _combined(headers: list[tuple[str, str]]) -> CaseInsensitiveDict:
+    """Headers as a callback sees them: one value a name, repeats joined by ", " (as requests does)."""
+    combined: CaseInsensitiveDict = CaseInsensitiveDict()
+    for name, value in headers:
+        combined[name] = f"{combined[name]}, {value}" if name in combined else value
+    return combined
+
+
+def _robots_sitemaps(response: Response) -> list[Request]:
+    """Requests for the ``Sitemap:`` lines of a robots.txt."""
+    rules = Protego.parse(response.body.decode("utf-8", "replace"))
+    return [sitemap_request(url) for url in rules.sitemaps]
+
+
 def _header_text(value: str) -> str:
     """A header value as the server meant it: HTTP headers arrive as Latin-1, but servers send
     UTF-8 bytes in Location (``/päge``), which requests' redirect code decodes the same way."""
@@ -329,7 +464,7 @@ def _iterate(output: Any) -> Iterable[Any]:
     return output
 
 
-def _retry_after(headers: dict[str, str]) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     if value is None:
         return None

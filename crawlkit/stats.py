@@ -62,4 +62,6 @@ class Stats:
             f"  duplicates dropped: {d['duplicates']}; redirects: {c['redirects']}; retries: {c['retries']}",
             f"  robots: {c['robots_disallowed']} disallowed, {c['robots_unavailable']} on unreachable hosts; filtered: {fmt(dropped)}",
         ]
+        if c["items_dropped"]:
+            lines.append(f"  items dropped by pipelines: {c['items_dropped']}")
         return "\n".join(lines)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +41,35 @@ def leftover_processes(marker: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
+
+
+def start_crawl(tmp_path: Path, seeds: list[str], out: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """Start ``crawlkit crawl`` on ``seeds`` in its own session (so signals reach its whole tree), in ``tmp_path``.
+
+    Returns the process and the marker that ``leftover_processes`` finds its children by.
+    """
+    seeds_file = tmp_path / "seeds.txt"
+    seeds_file.write_text("\n".join(seeds))
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        [CRAWLKIT, "crawl", str(seeds_file), "-o", str(out), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True, cwd=tmp_path, env={**os.environ, "CRAWLKIT_TEST_RUN": marker},
+    )
+    return proc, marker
+
+
+def stop_crawl(proc: subprocess.Popen, marker: str, sig: int) -> str:
+    """Send ``sig`` to the crawl's whole tree and wait for it; returns its stderr. After a SIGKILL,
+    children that outlive the group are killed too."""
+    try:
+        os.killpg(proc.pid, sig)
+        return proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        if sig == signal.SIGKILL:
+            for child in leftover_processes(marker):
+                child.kill()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -1,0 +1,205 @@
+"""Exports: JSON array, CSV columns, SQLite table (with resume), and WARC files of the raw responses."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import signal
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from support import leftover_processes, start_crawl, stop_crawl, wait_for
+from warcio.archiveiterator import ArchiveIterator
+
+from crawlkit.output import open_output
+from crawlkit.site import Site, SiteSpec, respond
+
+
+def rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM items").fetchone()[0]
+    except sqlite3.Error:  # the table is not created yet
+        return 0
+    finally:
+        db.close()
+
+
+def test_json_array_is_valid_after_ctrl_c_and_after_a_kill_and_resume(tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=2, pages=200, latency=0.02, extras=False)
+    out, jobdir = tmp_path / "out.json", str(tmp_path / "job")
+    with Site(spec) as site:
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
+        wait_for(lambda: out.exists() and out.stat().st_size > 20_000, 60, "the first items")
+        stderr = stop_crawl(proc, marker, signal.SIGINT)
+        assert proc.returncode == 130, stderr
+        first = json.loads(out.read_text())  # a whole array after Ctrl-C
+        assert len(first) > 10 and not leftover_processes(marker)
+
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
+        wait_for(lambda: out.stat().st_size > 3 * 20_000, 60, "more items")
+        stop_crawl(proc, marker, signal.SIGKILL)
+
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+        fetches = site.stats()["fetches"]
+    items = json.loads(out.read_text())
+    urls = [item["url"] for item in items]
+    assert items[: len(first)] == first  # the resumed crawl appended to the same array
+    assert len(urls) == len(set(urls)) and set(urls) == site.expected_urls()
+    refetched = sum(n - 1 for key, n in fetches.items() if not key.endswith("robots.txt"))
+    assert refetched <= 16  # at most what was in flight at the kill
+
+
+def test_sqlite_table_survives_a_kill_and_resumes_without_duplicates(tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=2, pages=150, latency=0.02, extras=False)
+    out, jobdir = tmp_path / "out.sqlite", str(tmp_path / "job")
+    with Site(spec) as site:
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
+        wait_for(lambda: rows(out) > 40, 60, "40 rows")
+        stop_crawl(proc, marker, signal.SIGKILL)
+        proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+    assert not Path(f"{out}-wal").exists()  # closed as one self-contained file
+    with sqlite3.connect(out) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(items)")]
+        urls = [url for (url,) in db.execute("SELECT url FROM items")]
+        links, status, depth = db.execute("SELECT links, status, depth FROM items WHERE url LIKE '%/page/0.html'").fetchone()
+    assert columns == ["url", "status", "title", "depth", "referer", "content_type", "size", "links"]
+    assert len(urls) == len(set(urls)) and set(urls) == site.expected_urls()
+    assert isinstance(json.loads(links), list) and status == 200 and isinstance(depth, int)  # nested as JSON, numbers as numbers
+
+
+VARYING = '''
+from crawlkit import Spider
+
+class Varying(Spider):
+    name = "varying"
+    start_urls = [{seed!r}]
+
+    def parse(self, response):
+        if response.url.endswith("/"):
+            yield {{"url": response.url, "title": "index"}}
+            for url in response.links():
+                yield response.follow(url)
+        else:
+            yield {{"extra": {{"nested": [1, 2]}}, "url": response.url, "title": "page"}}
+'''
+
+
+def test_csv_and_sqlite_columns_follow_the_first_item_or_export_fields(crawlkit, tmp_path: Path) -> None:
+    with Site(SiteSpec(hosts=1, pages=4, links=1, extras=False)) as site:
+        (tmp_path / "varying.py").write_text(VARYING.format(seed=site.seeds()[0]))
+        run = crawlkit("runspider", "varying.py", output="out.csv")
+        assert run.returncode == 0, run.stderr
+        lines = run.output.read_text().splitlines()
+        assert lines[0] == "url,title" and len(lines) == 1 + 3  # the index, then the pages it links (0 and 1)
+        assert "CSV output has no column for ['extra']" in run.stderr
+
+        run = crawlkit("runspider", "varying.py", "-s", "export_fields=[extra, url]", output="fields.csv")
+        lines = run.output.read_text().splitlines()
+        assert lines[0] == "extra,url" and sum('"{""nested"": [1, 2]}"' in line for line in lines) == 2
+
+        run = crawlkit("runspider", "varying.py", output="out.db")
+        assert run.returncode == 0, run.stderr
+    with sqlite3.connect(run.output) as db:
+        assert [row[1] for row in db.execute("PRAGMA table_info(items)")] == ["url", "title", "extra"]
+        assert sorted(db.execute("SELECT title, extra FROM items")) == [
+            ("index", None), ("page", '{"nested": [1, 2]}'), ("page", '{"nested": [1, 2]}')]
+
+
+def test_json_array_cut_back_to_a_committed_size_is_still_an_array(tmp_path: Path) -> None:
+    path = str(tmp_path / "items.json")
+    writer = open_output(path)
+    writer.write([{"n": 1}, {"n": 2}])
+    writer.flush()
+    committed = writer.size
+    writer.write([{"n": 3}])  # written, never committed: a resume must drop it
+    writer.flush()
+    writer.close()
+    assert [i["n"] for i in json.loads(Path(path).read_text())] == [1, 2, 3]
+    writer = open_output(path, resume_at=committed)
+    assert [i["n"] for i in json.loads(Path(path).read_text())] == [1, 2]
+    writer.write([{"n": 4}])
+    writer.close()
+    assert [i["n"] for i in json.loads(Path(path).read_text())] == [1, 2, 4]
+    writer = open_output(path, resume_at=0)  # nothing committed yet
+    writer.close()
+    assert json.loads(Path(path).read_text()) == []
+
+
+def test_sqlite_resume_deletes_rows_past_the_committed_count(tmp_path: Path) -> None:
+    path = str(tmp_path / "items.sqlite")
+    writer = open_output(path)
+    writer.write([{"n": 1, "tags": ["a"]}, {"n": 2, "when": b"bytes"}])
+    writer.flush()
+    committed = writer.size
+    writer.write([{"n": 3}])
+    writer.close()
+    writer = open_output(path, resume_at=committed)
+    writer.write([{"n": 4, "N": 5}])  # SQLite names ignore case: N is written to column n
+    writer.close()
+    with sqlite3.connect(path) as db:
+        assert list(db.execute("SELECT n, tags, \"when\" FROM items ORDER BY _rowid_")) == [(1, '["a"]', None), (2, None, "bytes"), (5, None, None)]
+
+
+# ---------------------------------------------------------------- WARC
+
+def raw_get(url: str) -> tuple[int, bytes]:
+    """Status and decoded body of ``url`` as the server sends it (no redirects followed)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", parts.path or "/")
+        answer = conn.getresponse()
+        body = answer.read()
+        if answer.getheader("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return answer.status, body
+    finally:
+        conn.close()
+
+
+def test_warc_holds_one_request_and_response_record_per_fetch_with_the_decoded_body(crawlkit, tmp_path: Path) -> None:
+    warc_dir = tmp_path / "warc"
+    packed = gzip.compress(b"<html><title>gzipped</title>" + b"squeeze " * 2000 + b"</html>")
+    with Site(SiteSpec(hosts=2, pages=20, extras=True)) as site:
+        site.route("/gz", respond(200, packed, {"Content-Encoding": "gzip"}))
+        seeds = site.seeds() + [site.urls[0] + "/gz"]
+        run = crawlkit("crawl", "--parsers", "2", "--warc", str(warc_dir), "-s", "warc_max_size=30000", seeds=seeds)
+        assert run.returncode == 0, run.stderr
+        fetched = site.stats()["fetches"]
+        expected = {f"http://{key}": raw_get(f"http://{key}") for key in fetched}
+    assert set(fetched.values()) == {1}
+    files = sorted(warc_dir.iterdir())
+    assert len(files) > 2 and all(f.name.endswith(".warc.gz") for f in files)  # rotated, none left .open
+    responses: Counter[str] = Counter()
+    requests: Counter[str] = Counter()
+    for path in files:
+        with open(path, "rb") as stream:
+            records = list(ArchiveIterator(stream))
+            assert records[0].rec_type == "warcinfo"
+        with open(path, "rb") as stream:
+            for record in ArchiveIterator(stream):
+                uri = record.rec_headers.get_header("WARC-Target-URI")
+                if record.rec_type == "request":
+                    requests[uri] += 1
+                    assert record.http_headers.get_header("User-Agent").startswith("crawlkit/")
+                elif record.rec_type == "response":
+                    responses[uri] += 1
+                    body = record.content_stream().read()
+                    status, sent = expected[uri]
+                    assert record.http_headers.get_statuscode() == str(status) and body == sent, uri
+                    assert record.http_headers.get_header("Content-Length") == str(len(body))
+                    if uri.endswith("/gz"):
+                        assert record.http_headers.get_header("Content-Encoding") is None
+                        assert record.http_headers.get_header("X-Crawlkit-Orig-Content-Encoding") == "gzip"
+    assert responses == Counter(list(expected)) == requests  # every fetch the server saw, exactly once
+    assert any(uri.endswith("/redirect/7") for uri in responses) and any("/missing/" in uri for uri in responses)
