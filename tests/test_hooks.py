@@ -268,3 +268,17 @@ def test_requests_go_through_the_proxy_of_the_setting_or_of_request_meta(crawlki
         served = site.stats()["fetches"]
     assert len(served) == 2 * 7
     assert sorted(proxy.urls()) == sorted(f"http://{key}" for key in served if key.startswith(site.urls[1].split("//")[1]))
+
+
+def test_proxy_environment_variables_are_honoured_per_host(crawlkit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY and NO_PROXY as curl and requests read them (crawlkit reads them once per host)."""
+    with Site(SiteSpec(hosts=2, pages=3, extras=False)) as site, ForwardProxy() as proxy:
+        direct = site.urls[0].split("//")[1].split(":")[0]
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", direct)
+        run = crawlkit("crawl", seeds=site.seeds())
+        assert run.returncode == 0, run.stderr
+        served = site.stats()["fetches"]
+    assert len(served) == 2 * 5  # index, 3 pages and robots.txt on each host
+    proxied = site.urls[1].split("//")[1]
+    assert sorted(proxy.urls()) == sorted(f"http://{key}" for key in served if key.startswith(proxied))
