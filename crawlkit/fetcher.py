@@ -33,9 +33,9 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from .http import Request
-from .limiter import Turn
 from .messages import FetchResult, FetchTask
 from .process import child_setup
+from .urls import host_of
 
 log = logging.getLogger("crawlkit.fetcher")
 
@@ -94,9 +94,7 @@ class FetchChannels:
     queues: list[Any]  # one fetch queue per fetcher process, and spares for replacements
     owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, -1 retired, CLOSED
     registrations: list[Any]  # one per parser process
-    semaphores: list[Any]  # the limiter's per-host slots
-    starts: Any  # the limiter's last start time per slot (for ``delay``)
-    turn_locks: list[Any]
+    permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout)
     released: Any  # multiprocessing.RawArray('b'): set to 1 once a ticket's permit is released
 
 
@@ -143,14 +141,15 @@ def _fetch_loop(config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox]
         task: FetchTask | None = fetch_queue.get()
         if task is None:  # one STOP sentinel per thread
             break
+        host = host_of(task.request.url)
         turn: Any = nullcontext()
         if task.delay:
             limit = config.connect_timeout + config.read_timeout + task.delay
-            turn = Turn(channels.starts, channels.turn_locks, task.slot, task.delay, limit)
+            turn = channels.permits.turn(task.slot, host, task.delay, limit)
         try:
             result = fetch(session, task.request, config, turn)
         finally:
-            channels.semaphores[task.slot].release()
+            channels.permits.release(task.slot, host)
             channels.released[task.ticket] = 1
         result.req_id = task.req_id
         result.fetcher_pid = pid
