@@ -3,7 +3,7 @@
 Each Pool worker claims a fetch queue (a ``multiprocessing.Queue``) of its own and starts, in
 its initializer, ``threads`` fetch threads with one keep-alive ``requests.Session`` each (so
 ``concurrency`` is independent of the number of processes). A thread takes a ``FetchTask``,
-runs the exchange under the time and size caps, releases the host's semaphore the moment the
+runs the exchange under the time and size caps, releases the host's permit the moment the
 exchange is over, and sends a ``FetchResult`` down a Pipe to the parser the engine chose. The
 Pool's job is process lifetime: a worker that dies is replaced, and the replacement claims a
 fresh queue and starts its threads the same way.

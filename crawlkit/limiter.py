@@ -15,6 +15,9 @@ the previous request to the host got its response headers (``starts``, shared me
 the slot's lock until its own headers arrive. So the spacing holds as the server sees it, even
 when one request spent longer in a queue, or in connecting, than the next.
 
+Fetchers see only ``permits`` (``SemaphorePermits`` here, ``RedisPermits`` for a shared crawl):
+``release`` when the exchange is over, ``turn`` around sending to a host with a delay.
+
 A host that cannot start now is told when to ask again: at a time (delay, Retry-After) or after
 one of its requests completes (``None``). That lets the engine park it instead of polling, so a
 busy host never holds up requests for other hosts.

@@ -274,3 +274,18 @@ def test_bad_frontier_settings_are_one_line_errors(crawlkit: Any, tmp_path: Path
 
 def _calls(client: Any, command: str) -> int:
     return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_redis_going_away_mid_crawl_stops_the_node_with_one_line(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    server = shutil.which("redis-server")  # redis_url: skips (or fails in CI) like the others; this test needs its own server
+    spec = SiteSpec(hosts=2, pages=200, latency=0.05, extras=False)
+    with Site(spec) as site, redis_server(server, tmp_path) as own_url:
+        [node] = _nodes(tmp_path, 1, _seeds(tmp_path, site.seeds()), own_url, crawl_id)
+        try:
+            wait_for(lambda: site.stats()["total"] > 20, 60, "the crawl to get going")
+            backend.redis.Redis.from_url(own_url).shutdown(nosave=True)
+            assert node.wait() == 2
+        finally:
+            node.stop()
+    assert node.stderr.strip().splitlines()[-1].startswith(f"Error: Redis at {own_url} failed")
+    assert "Traceback" not in node.stderr and not leftover_processes(node.marker)
