@@ -39,6 +39,8 @@ class Wait:
 class Limiter(Protocol):
     """The engine's view of a per-host limiter (local Semaphores, or Redis leases)."""
 
+    permits: Any  # inherited by every fetcher process: release(slot, host), turn(slot, host, delay, timeout)
+
     def try_acquire(self, host: str, now: float) -> int | Wait:
         """A slot number to send with the request, or when to try again. Never blocks."""
         ...

@@ -289,3 +289,18 @@ def test_redis_going_away_mid_crawl_stops_the_node_with_one_line(tmp_path: Path,
             node.stop()
     assert node.stderr.strip().splitlines()[-1].startswith(f"Error: Redis at {own_url} failed")
     assert "Traceback" not in node.stderr and not leftover_processes(node.marker)
+
+
+def test_delay_holds_across_nodes_as_the_server_sees_it(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    with Site(SiteSpec(hosts=1, pages=30, extras=False, robots=False)) as site:
+        seeds = _seeds(tmp_path, site.seeds())
+        nodes = _nodes(tmp_path, 2, seeds, redis_url, crawl_id, "--per-host", "4", "--delay", "0.15", "--no-robots")
+        try:
+            assert [node.wait() for node in nodes] == [0, 0], [n.stderr for n in nodes]
+        finally:
+            for node in nodes:
+                node.stop()
+        arrivals = next(iter(site.stats()["arrivals"].values()))
+    assert len(arrivals) == 31
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    assert min(gaps) >= 0.15, gaps

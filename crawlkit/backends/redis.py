@@ -12,7 +12,8 @@ crawl id; nodes share nothing but these keys (``P`` is ``crawlkit:<crawl id>:``)
     P nodes        ZSET   node -> ms after which it counts as dead (its heartbeat pushes it on)
     P l:<host>     ZSET   per-host slots: "<node>:<grant>" -> ms the slot frees itself
     P next / delay HASH   per host: earliest next start (ms), delay between starts (ms)
-    P turn         HASH   per host: the last send time reserved by a fetcher (µs)
+    P turn         HASH   per host: when the last response's headers arrived (µs), for ``delay``
+    P tl:<host>    STRING the host's send turn: held by one fetch from its send to its headers
     P s:<shard>    SET    seen fingerprints, as integers (an intset, 8 bytes each)
     P robots       HASH   host -> pickled (status, body) of its robots.txt
     P stats        HASH   the crawl's counters, all nodes together
@@ -58,6 +59,7 @@ log = logging.getLogger("crawlkit.redis")
 
 POLL_EVERY = 0.05  # seconds between looks at the shared queues while this node has nothing to start
 CAP_POLL = 0.02  # seconds before asking again for a host whose slots other nodes hold
+TURN_POLL = 0.005  # seconds between tries for a host's send turn another fetch holds
 HOST_SAMPLE = 256  # hosts fetched from Redis per look
 PUSH_BATCH = 1000  # requests per push script call
 SEEN_SHARD_BITS = 14  # 16384 sets: each stays an intset (<= 512 members) up to ~6 million URLs
@@ -224,14 +226,26 @@ if resume > nxt then redis.call('HSET', ARGV[1] .. 'next', ARGV[2], resume) end
 return 0
 """
 
-# ARGV: P, host, delay µs -> µs to wait before sending: sends to a host are spaced by the delay.
-_TURN = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+_NOW_US = """
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"""
+
+# ARGV: P, host, token, lock ms, delay µs -> -1 if another fetch has the host's turn, else µs to
+# wait before sending: ``delay`` after the previous response's headers, as ``limiter.Turn`` does.
+_TURN_ENTER = _NOW_US + """
+if not redis.call('SET', ARGV[1] .. 'tl:' .. ARGV[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return -1 end
 local last = tonumber(redis.call('HGET', ARGV[1] .. 'turn', ARGV[2]) or '0')
-local start = math.max(now, last + tonumber(ARGV[3]))
-redis.call('HSET', ARGV[1] .. 'turn', ARGV[2], string.format('%.0f', start))
-return start - now
+return math.max(0, last + tonumber(ARGV[5]) - now_us())
+"""
+
+# ARGV: P, host, token: the headers arrived; the next fetch may take its turn.
+_TURN_EXIT = _NOW_US + """
+redis.call('HSET', ARGV[1] .. 'turn', ARGV[2], string.format('%.0f', now_us()))
+if redis.call('GET', ARGV[1] .. 'tl:' .. ARGV[2]) == ARGV[3] then redis.call('DEL', ARGV[1] .. 'tl:' .. ARGV[2]) end
+return 0
 """
 
 # ARGV: P, then (shard, signed fingerprint) pairs -> the 1-based positions of the new ones.
@@ -580,7 +594,8 @@ class RedisPermits:
 
     def _connect(self) -> None:
         self._client = _client(self.url)
-        self._turn = self._client.register_script(_TURN)
+        self._enter = self._client.register_script(_TURN_ENTER)
+        self._exit = self._client.register_script(_TURN_EXIT)
 
     def __getstate__(self) -> tuple[str, str, str]:
         return (self.url, self.prefix, self.node)
@@ -596,26 +611,41 @@ class RedisPermits:
             log.warning("could not free the slot of %s in Redis (%s); it frees itself after lease_time", host, exc)
 
     def turn(self, slot: int, host: str, delay: float, timeout: float) -> "_RedisTurn":
-        return _RedisTurn(self, host, delay)
+        return _RedisTurn(self, host, delay, timeout)
 
 
 class _RedisTurn:
-    """Waits, before a send, for the host's next start reserved in Redis (``delay`` after the last)."""
+    """Around one send to a host with a delay, on every node at once: ``limiter.Turn`` in Redis.
 
-    def __init__(self, permits: RedisPermits, host: str, delay: float) -> None:
-        self.permits, self.host, self.delay = permits, host, delay
+    Takes the host's turn (a lock with an expiry of ``timeout``, so a fetcher that dies holding
+    it delays the others by that much at most), waits until ``delay`` after the previous
+    response's headers arrived, and gives the turn up when its own headers arrive. So two
+    requests reach the server at least ``delay`` apart, whichever nodes send them.
+    """
+
+    def __init__(self, permits: RedisPermits, host: str, delay: float, timeout: float) -> None:
+        self.permits, self.host, self.delay, self.timeout = permits, host, delay, timeout
+        self.token = uuid.uuid4().hex
 
     def __enter__(self) -> None:
+        p = self.permits
+        deadline = time.monotonic() + self.timeout
         try:
-            wait_us = self.permits._turn(args=[self.permits.prefix, self.host, int(self.delay * 1_000_000)])
+            while (wait_us := p._enter(args=[p.prefix, self.host, self.token, int(self.timeout * 1000), int(self.delay * 1e6)])) < 0:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(TURN_POLL)
         except redis.RedisError as exc:
-            log.warning("could not reserve a start for %s in Redis (%s); sending now", self.host, exc)
+            log.warning("could not take the turn of %s in Redis (%s); sending now", self.host, exc)
             return
-        if wait_us > 0:
-            time.sleep(wait_us / 1_000_000)
+        time.sleep(wait_us / 1e6)
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        p = self.permits
+        try:
+            p._exit(args=[p.prefix, self.host, self.token])
+        except redis.RedisError as exc:
+            log.warning("could not end the turn of %s in Redis (%s); it ends after %.0fs", self.host, exc, self.timeout)
 
 
 _SCRIPTS = {
