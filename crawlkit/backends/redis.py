@@ -406,6 +406,8 @@ class RedisFrontier:
                 self._own.setdefault(host, []).append(request)
                 if host not in self._ring:
                     self._ring.appendleft(host)
+                if not_before:  # a retry: the host has nothing else to start before its answer
+                    self.park(host, not_before)
                 continue
             args += [host, int(request.priority > 0), pickle.dumps(request, pickle.HIGHEST_PROTOCOL)]
             if len(args) >= 3 * PUSH_BATCH:
@@ -515,11 +517,17 @@ class RedisSeen:
 
     @_guarded
     def add_many(self, fingerprints: list[int]) -> list[int]:
-        args: list[Any] = [self._prefix]
-        for fp in fingerprints:
-            args += [format(fp >> (64 - SEEN_SHARD_BITS), "x"), fp - (1 << 64) if fp >> 63 else fp]
-        new = self._add(args=args) if fingerprints else []
-        return [fingerprints[i - 1] for i in new]
+        """Add all; return the new ones. One script call per ``PUSH_BATCH * 10`` fingerprints, so a
+        huge seeds file does not hold Redis up for long."""
+        new: list[int] = []
+        step = PUSH_BATCH * 10
+        for start in range(0, len(fingerprints), step):
+            chunk = fingerprints[start:start + step]
+            args: list[Any] = [self._prefix]
+            for fp in chunk:
+                args += [format(fp >> (64 - SEEN_SHARD_BITS), "x"), fp - (1 << 64) if fp >> 63 else fp]
+            new += [chunk[i - 1] for i in self._add(args=args)]
+        return new
 
     @_guarded
     def count(self) -> int:
