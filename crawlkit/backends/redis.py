@@ -52,6 +52,8 @@ from ..urls import fingerprint, host_of
 
 try:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 except ImportError:  # an optional extra; ``connect`` says how to install it
     redis = None  # type: ignore[assignment]
 
@@ -307,7 +309,11 @@ def _client(url: str) -> Any:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"frontier: {url!r} is not a Redis URL; write redis://host:port/db, e.g. redis://localhost:6379/0")
     try:
-        return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+        # No retries: a script whose reply was lost must not run twice (a second ``take``
+        # would strand a lease that no node finishes). A failure ends the node instead.
+        return redis.Redis.from_url(
+            url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30, retry=Retry(NoBackoff(), 0)
+        )
     except ValueError as exc:
         raise ConfigError(f"frontier: {url!r} is not a usable Redis URL ({exc}); write redis://host:port/db") from None
 
