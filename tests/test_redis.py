@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -184,7 +185,7 @@ def _pages(items: list[dict[str, Any]]) -> list[str]:
 
 
 def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
-    spec = SiteSpec(hosts=4, pages=100, latency=0.05)
+    spec = SiteSpec(hosts=4, pages=150, latency=0.05)
     with Site(spec) as site:
         nodes = _nodes(tmp_path, 3, _seeds(tmp_path, site.seeds()), redis_url, crawl_id, "--per-host", "2", "--concurrency", "8")
         try:
@@ -212,8 +213,11 @@ def test_a_node_killed_mid_crawl_loses_nothing_and_the_others_finish(tmp_path: P
         nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id, "--per-host", "2", "-s", "lease_time=2")
         try:
             wait_for(lambda: all(n.log.exists() and "joined crawl" in n.log.read_text() for n in nodes), 60, "both nodes to join")
+            victim = re.search(r"node (\S+) joined crawl", nodes[0].log.read_text()).group(1)
+            leases = f"crawlkit:{crawl_id}:lease:{victim}"
+            client = backend.redis.Redis.from_url(redis_url)
             start = site.stats()["total"]
-            wait_for(lambda: site.stats()["total"] > start + 60, 60, "the shared crawl to get going")
+            wait_for(lambda: site.stats()["total"] > start + 60 and client.hlen(leases) > 0, 60, "node 0 to hold requests mid-crawl")
             nodes[0].kill()
             assert nodes[1].wait() == 0, nodes[1].stderr
             assert "took back" in nodes[1].log.read_text()  # the dead node's leases, after lease_time
@@ -228,7 +232,7 @@ def test_a_node_killed_mid_crawl_loses_nothing_and_the_others_finish(tmp_path: P
 
 
 def test_crawlkit_seed_adds_seeds_to_a_future_and_a_running_crawl(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
-    spec = SiteSpec(hosts=2, pages=200, latency=0.03, extras=False)
+    spec = SiteSpec(hosts=2, pages=200, latency=0.04, extras=False)
     with Site(spec) as site:
         first, second = site.seeds()
 
