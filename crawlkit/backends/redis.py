@@ -60,7 +60,7 @@ except ImportError:  # an optional extra; ``connect`` says how to install it
 log = logging.getLogger("crawlkit.redis")
 
 POLL_EVERY = 0.05  # seconds between looks at the shared queues while this node has nothing to start
-CAP_POLL = 0.02  # seconds before asking again for a host whose slots other nodes hold
+CAP_POLL = (0.02, 0.32)  # seconds before asking again for a host whose slots other nodes hold: first, most
 TURN_POLL = 0.005  # seconds between tries for a host's send turn another fetch holds
 HOST_SAMPLE = 256  # hosts fetched from Redis per look
 PUSH_BATCH = 1000  # requests per push script call
@@ -554,6 +554,7 @@ class RedisLimiter:
         self._delay = delay
         self._host_delay: dict[str, float] = {}
         self._inflight: dict[str, int] = {}
+        self._full: dict[str, float] = {}  # host -> next wait for slots other nodes hold (doubles, up to a bound)
         self._grants = itertools.count(1)
         self.permits = RedisPermits(crawl.url, crawl.prefix, crawl.node)
 
@@ -564,10 +565,16 @@ class RedisLimiter:
         )
         if ok:
             self._inflight[host] = self._inflight.get(host, 0) + 1
+            self._full.pop(host, None)
             return grant
-        if wait_ms < 0:  # cap full; the slots may be other nodes', whose completions we do not see
-            return Wait(now + CAP_POLL) if not self._inflight.get(host) else Wait(None)
-        return Wait(now + wait_ms / 1000)
+        if wait_ms >= 0:
+            return Wait(now + wait_ms / 1000)
+        if self._inflight.get(host):
+            return Wait(None)  # one of ours completes first, or soon enough
+        # The slots are other nodes', whose completions we do not see: poll, less often as it lasts.
+        wait = self._full.get(host, CAP_POLL[0])
+        self._full[host] = min(2 * wait, CAP_POLL[1])
+        return Wait(now + wait)
 
     def release(self, host: str, grant: int) -> None:
         self.permits.release(grant, host)
