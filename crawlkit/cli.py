@@ -19,7 +19,7 @@ from .loader import load_spider, one_line
 from .log import setup_logging
 from .seeds import read_seeds
 from .settings import Settings, explain, load_settings
-from .spider import Spider
+from .spider import LinkSpider, Spider
 
 
 class UserError(click.ClickException):
@@ -68,6 +68,8 @@ def crawl_options(f: Any) -> Any:
         click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
         click.option("--log-file", type=click.Path(dir_okay=False), help="Also append the log to this file."),
         click.option("--jobdir", type=click.Path(file_okay=False), help="Keep the crawl's state here; run again to resume."),
+        click.option("--frontier", help="Share the crawl with other nodes through Redis: redis://host:port/db."),
+        click.option("--crawl-id", "crawl_id", help="Name of the shared crawl (default: the spider's name)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -77,7 +79,7 @@ def crawl_options(f: Any) -> Any:
 def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
     flags = {
         key: kw[key]
-        for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file", "jobdir", "warc")
+        for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file", "jobdir", "warc", "frontier", "crawl_id")
         if kw.get(key) is not None
     }
     if flags.get("log_level"):
@@ -101,7 +103,8 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
     kwargs: dict[str, Any] = {}
     if seeds_file is not None:
         kwargs["start_urls"] = read_seeds(seeds_file)
-    elif not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests:
+    elif not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests and not settings.frontier:
+        # A node of a shared crawl may join without seeds: the others, or `crawlkit seed`, have them.
         raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls or start_requests()")
     _execute(settings, spider_cls, spider_spec, kwargs)
 
@@ -156,6 +159,27 @@ def runspider(spider_file: str, **kw: Any) -> None:
     if not Path(spider_file.split(":", 1)[0]).is_file():
         raise UserError(f"spider file {spider_file!r} does not exist; give the path of a .py file")
     _run(kw, None, spider_file)
+
+
+@cli.command()
+@click.argument("seeds_file", type=click.Path(dir_okay=False))
+@click.option("--frontier", required=True, help="The shared crawl's Redis: redis://host:port/db.")
+@click.option("--crawl-id", "crawl_id", default=LinkSpider.name, show_default=True, help="Name of the shared crawl (its spider's name unless set).")
+def seed(seeds_file: str, frontier: str, crawl_id: str) -> None:
+    """Add the URLs in SEEDS_FILE to a shared crawl, running or not started yet.
+
+    URLs the crawl has already seen are skipped. Nodes follow links within the hosts of their
+    own seeds (or --allow-domain); a seed elsewhere is fetched, its links are not.
+
+    \b
+    Example:
+      crawlkit seed --frontier redis://10.0.0.5:6379/0 more-seeds.txt
+    """
+    from .backends.redis import add_seeds
+
+    urls = read_seeds(seeds_file)
+    new = add_seeds(frontier, crawl_id, urls)
+    click.echo(f"{new} new seed(s) added to crawl {crawl_id!r}; {len(urls) - new} already seen", err=True)
 
 
 @cli.group()

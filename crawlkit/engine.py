@@ -25,6 +25,11 @@ nothing is in flight. Total in flight (fetching or waiting to be parsed) never e
 A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``).
 The cookie jar lives here because every response passes through one engine but not through one
 fetcher: each FetchTask carries the Cookie header its request should send (``cookies.py``).
+
+With ``frontier: redis://...`` the frontier, seen store, limiter, robots.txt answers and stats
+are shared by every node of the crawl (``crawlkit.backends.redis``); the engine only adds a
+heartbeat, takes requests with leases it finishes after their pages' links are queued, and
+checks robots.txt when it takes a request, since another node may have queued it.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from .jobdir import JobDir
 from .limiter import LocalLimiter, Wait
 from .messages import FetchTask, PageDone
 from .middlewares import load_middlewares
-from .errors import ConfigError
+from .errors import ConfigError, SharedCrawlError
 from .output import open_output
 from .parser import ParserConfig, parser_main
 from .pipelines import load_pipelines
@@ -68,6 +73,7 @@ log = logging.getLogger("crawlkit.engine")
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines
 HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
+ROBOTS_WAIT = 0.25  # seconds a shared crawl's host waits before it looks again for its robots.txt answer
 QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
 
 
@@ -87,6 +93,7 @@ class InFlight:
 
     host: str
     request: Request
+    lease: int  # the frontier's, finished once the page's new requests are queued
     slot: int
     ticket: int
     queue: int
@@ -104,11 +111,25 @@ class Engine:
         self.workers = s.workers or os.cpu_count() or 1
         self.threads = math.ceil(s.concurrency / self.workers)
         self.stats = Stats()
-        self.frontier = LocalFrontier(memory_limit=s.frontier_memory)
+        self.shared: Any = None  # a RedisCrawl when the crawl is shared by several nodes
+        if s.frontier:
+            if s.jobdir:
+                raise ConfigError(
+                    f"jobdir {s.jobdir!r} and frontier {s.frontier!r} cannot be combined: Redis already keeps the "
+                    "shared crawl's state (run the same command again to rejoin it); drop --jobdir"
+                )
+            from .backends.redis import connect
+
+            self.shared = connect(s.frontier, s.crawl_id or spec.spider.name, s.lease_time)
+            self.frontier: Any = self.shared.frontier
+        else:
+            self.frontier = LocalFrontier(memory_limit=s.frontier_memory)
         self.robots = RobotsRules(s.user_agent, s.robots_rechecks) if s.robots else None
         self.waiting_robots: dict[str, list[Request]] = defaultdict(list)
         self.inflight: dict[int, InFlight] = {}
         self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
+        self.finished: list[int] = []  # leases of pages whose candidates are not queued yet
+        self.shared_counts: dict[str, int] = {}  # the stats already added to the shared crawl's totals
         self.tickets = list(range(s.concurrency - 1, -1, -1))
         self.queue_load: dict[int, int] = {}  # live fetch queue -> requests dispatched to it
         self.parser_load = [0] * s.parsers
@@ -142,18 +163,23 @@ class Engine:
         """Crawl to the end; raises Interrupted after a Ctrl-C (with the stats flushed)."""
         s = self.settings
         ctx = context()
-        self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay)
-        self.manager = SeenManager(ctx=ctx)
-        self.manager.start(child_setup, (s.log_level, s.log_file))
-        self.seen = self.manager.FingerprintSet()
+        self.manager = None
+        if self.shared is not None:
+            self.limiter: Any = self.shared.limiter(s.per_host, s.delay)
+            self.seen: Any = self.shared.seen
+            self.shared.heartbeat()  # before taking any lease: only a known node's leases are reclaimed
+            log.info("node %s joined crawl %r at %s", self.shared.node, self.shared.crawl_id, s.frontier)
+        else:
+            self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay)
+            self.manager = SeenManager(ctx=ctx)
+            self.manager.start(child_setup, (s.log_level, s.log_file))
+            self.seen = self.manager.FingerprintSet()
         queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
         self.channels = FetchChannels(
             queues=queues,
             owners=ctx.Array("i", len(queues)),
             registrations=[ctx.Queue() for _ in range(s.parsers)],
-            semaphores=self.limiter.semaphores,
-            starts=self.limiter.starts,
-            turn_locks=self.limiter.turn_locks,
+            permits=self.limiter.permits,
             released=ctx.RawArray("b", s.concurrency),
         )
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -236,7 +262,7 @@ class Engine:
             for request in seed_sitemaps(r.url for r in seeds):
                 self.candidates.append((fingerprints.fingerprint(request.url), request))
         self._admit_candidates()
-        if not self.frontier and not self.waiting_robots:
+        if self.shared is None and not self.frontier and not self.waiting_robots:
             log.warning("no start requests: nothing to crawl")
 
     def _resume(self) -> None:
@@ -272,11 +298,15 @@ class Engine:
     def _loop(self, ctx: Any) -> None:
         next_progress = time.monotonic() + PROGRESS_EVERY
         next_health = 0.0
+        next_beat = time.monotonic() + self.settings.lease_time / 4
         while True:
             now = time.monotonic()
             if now >= next_health or not self.queue_load:
                 next_health = now + HEALTH_EVERY
                 self._check_processes(ctx)
+            if self.shared is not None and now >= next_beat:
+                next_beat = now + self.settings.lease_time / 4
+                self._heartbeat()
             if not self.stopping:
                 self._schedule(now)
             if self._finished(now):
@@ -295,6 +325,8 @@ class Engine:
                 self._commit()
             elif ready and self.output is not None:
                 self.output.flush()
+            if ready and self.shared is not None:
+                self._share_stats()
             if now >= next_progress:
                 next_progress = now + PROGRESS_EVERY
                 self._progress()
@@ -326,7 +358,7 @@ class Engine:
         if self._page_budget_spent():
             self.stats.reason = "finished (max_pages reached)"
             return True
-        if len(self.frontier) == 0 and not self.waiting_robots:
+        if not self.waiting_robots and self.frontier.idle():
             self.stats.reason = "finished"
             return True
         return False
@@ -346,19 +378,56 @@ class Engine:
             if isinstance(grant, Wait):
                 frontier.park(host, grant.until)
                 continue
-            request = frontier.pop(host)
+            taken = frontier.take(host)
+            if taken is None or not self._may_start(host, *taken, now):
+                limiter.release(host, grant)
+                limiter.completed(host)
+                continue
+            lease, request = taken
             queue = min(self.queue_load, key=self.queue_load.__getitem__)
             parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
             ticket = self.tickets.pop()
             self.channels.released[ticket] = 0
             self.next_id += 1
-            self.inflight[self.next_id] = InFlight(host, request, grant, ticket, queue, parser)
+            self.inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser)
             self.queue_load[queue] += 1
             self.parser_load[parser] += 1
             self.inflight_pages += _is_page(request)
             cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
             task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
             self.channels.queues[queue].put(task)
+
+    def _may_start(self, host: str, lease: int, request: Request, now: float) -> bool:
+        """Whether a request just taken may be sent; finishes or gives back those that may not.
+
+        Only a shared crawl says no: another node may have queued the request before this node
+        knew the host's robots.txt (a local crawl filters requests when it queues them). The
+        answer may already be in Redis; if not, the request goes back and this node asks once.
+        """
+        if self.shared is None or self.robots is None:
+            return True
+        is_robots = request.callback == ROBOTS_CALLBACK
+        if not self.robots.known(host):
+            answer = self.shared.robots(host)
+            if answer is not None:
+                self._learn_robots(host, *answer)
+            elif is_robots:
+                return True
+            else:
+                self.frontier.reclaim(lease, request)
+                robots_request = self.robots.request_for(request.url)
+                if robots_request is not None:
+                    self.frontier.push([robots_request])
+                self.frontier.park(host, now + ROBOTS_WAIT)
+                return False
+        if is_robots:  # another node's answer came first
+            self.frontier.done([lease])
+            return False
+        if self.robots.allowed(request.url):
+            return True
+        self.frontier.done([lease])
+        self._drop_disallowed(host, request)
+        return False
 
     def _settle(self, entry: InFlight) -> None:
         """Return what a request held while in flight (its host's count, ticket and loads)."""
@@ -394,12 +463,18 @@ class Engine:
         if done.retry is not None:
             self.frontier.push([done.retry], not_before=done.retry_at)
         self.candidates.extend(done.candidates)
+        self.finished.append(entry.lease)
 
     def _admit_candidates(self) -> None:
-        """Deduplicate the pending candidates in one seen-store call, then queue the new ones."""
-        if not self.candidates:
-            return
+        """Deduplicate the pending candidates in one seen-store call, queue the new ones, then
+        finish the leases of the pages they came from (in that order: see ``Frontier.done``)."""
         batch, self.candidates = self.candidates, []
+        leases, self.finished = self.finished, []
+        if batch:
+            self._admit_new(batch)
+        self.frontier.done(leases)
+
+    def _admit_new(self, batch: list[tuple[int | None, Request]]) -> None:
         fresh: dict[int, Request] = {}
         admitted: list[tuple[int | None, Request]] = []
         for fp, request in batch:
@@ -434,7 +509,10 @@ class Engine:
                 else:
                     self._drop_disallowed(host, request)
                 continue
-            self.waiting_robots[host].append(request)
+            if self.shared is None:
+                self.waiting_robots[host].append(request)
+            else:  # queued now, so that no node's death loses it; robots.txt is checked when it is taken
+                allowed.append(request)
             robots_request = robots.request_for(request.url)
             if robots_request is not None:
                 allowed.append(robots_request)
@@ -457,6 +535,8 @@ class Engine:
     def _learn_robots(self, host: str, status: int, body: bytes) -> None:
         if self.journal is not None:
             self.journal.save_robots(host, status, body)
+        if self.shared is not None:
+            self.shared.save_robots(host, status, body)
         delay = self.robots.learn(host, status, body)
         if delay:
             log.info("robots.txt of %s asks for Crawl-delay %.2fs", host, delay)
@@ -512,14 +592,28 @@ class Engine:
         for req_id in ids:
             entry = self.inflight.pop(req_id)
             if not released[entry.ticket]:
-                self.limiter.semaphores[entry.slot].release()
+                self.limiter.release(entry.host, entry.slot)
             self._settle(entry)
-            self.frontier.push([entry.request])
+            self.frontier.reclaim(entry.lease, entry.request)
         if ids or why.startswith("fetcher"):
             log.warning("%s; re-queued its %d requests in flight", why, len(ids))
         self.stats.incr("requeued", len(ids))
         if why.startswith("fetcher"):
             self.stats.incr("error_fetcher_died")
+
+    def _heartbeat(self) -> None:
+        reclaimed = self.shared.heartbeat()
+        if reclaimed:
+            log.warning("took back %d requests of nodes whose lease expired", reclaimed)
+            self.stats.incr("requeued_from_dead_nodes", reclaimed)
+
+    def _share_stats(self) -> None:
+        """Add what this node counted since last time to the crawl's totals (one round trip)."""
+        counts, last = self.stats.counts, self.shared_counts
+        deltas = {key: n - last.get(key, 0) for key, n in counts.items() if n != last.get(key, 0)}
+        if deltas:
+            self.shared.add_stats(deltas)
+            self.shared_counts = dict(counts)
 
     def _commit(self) -> None:
         """Output first, then the state that says which pages it holds."""
@@ -580,7 +674,14 @@ class Engine:
             for q in (*channels.queues, *channels.registrations):
                 q.cancel_join_thread()
                 q.close()
-        self.manager.shutdown()
+        if self.manager is not None:
+            self.manager.shutdown()
+        if self.shared is not None:
+            try:
+                self._share_stats()
+                self.stats.crawl_totals = (self.shared.crawl_id, self.shared.totals())
+            except SharedCrawlError as exc:
+                log.error("the crawl's totals are not updated: %s", exc)
         self.frontier.close()
         if self.journal is not None:
             self._commit()

@@ -4,6 +4,7 @@
      +-- ConfigError              a bad setting: unknown key, wrong type, bad value, bad YAML
      +-- SeedsError               a seeds file that is missing, unreadable or has no valid URL
      +-- SpiderError              a spider that cannot be loaded or constructed
+     +-- SharedCrawlError         the Redis of a shared crawl stopped answering during the crawl
      +-- DropItem                 raised by an item pipeline to drop an item (not a failure)
      +-- RetryRequest             raised by a response hook to fetch the request again (not a failure)
 
@@ -29,6 +30,10 @@ class SeedsError(CrawlkitError):
 
 class SpiderError(CrawlkitError):
     """A spider cannot be imported, found or constructed."""
+
+
+class SharedCrawlError(CrawlkitError):
+    """The Redis server of a shared crawl failed mid-crawl; its state is kept there for a rejoin."""
 
 
 class DropItem(CrawlkitError):

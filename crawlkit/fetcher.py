@@ -3,7 +3,7 @@
 Each Pool worker claims a fetch queue (a ``multiprocessing.Queue``) of its own and starts, in
 its initializer, ``threads`` fetch threads with one keep-alive ``requests.Session`` each (so
 ``concurrency`` is independent of the number of processes). A thread takes a ``FetchTask``,
-runs the exchange under the time and size caps, releases the host's semaphore the moment the
+runs the exchange under the time and size caps, releases the host's permit the moment the
 exchange is over, and sends a ``FetchResult`` down a Pipe to the parser the engine chose. The
 Pool's job is process lifetime: a worker that dies is replaced, and the replacement claims a
 fresh queue and starts its threads the same way.
@@ -40,10 +40,10 @@ from requests.adapters import HTTPAdapter
 
 from .errors import ConfigError
 from .http import Request
-from .limiter import Turn
 from .messages import FetchResult, FetchTask
 from .middlewares import RequestHooks, load_middlewares
 from .process import child_setup
+from .urls import host_of
 
 log = logging.getLogger("crawlkit.fetcher")
 
@@ -106,9 +106,7 @@ class FetchChannels:
     queues: list[Any]  # one fetch queue per fetcher process, and spares for replacements
     owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, -1 retired, CLOSED
     registrations: list[Any]  # one per parser process
-    semaphores: list[Any]  # the limiter's per-host slots
-    starts: Any  # the limiter's last start time per slot (for ``delay``)
-    turn_locks: list[Any]
+    permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout)
     released: Any  # multiprocessing.RawArray('b'): set to 1 once a ticket's permit is released
 
 
@@ -166,10 +164,11 @@ def _fetch_loop(
         task: FetchTask | None = fetch_queue.get()
         if task is None:  # one STOP sentinel per thread
             break
+        host = host_of(task.request.url)
         turn: Any = nullcontext()
         if task.delay:
             limit = config.connect_timeout + config.read_timeout + task.delay
-            turn = Turn(channels.starts, channels.turn_locks, task.slot, task.delay, limit)
+            turn = channels.permits.turn(task.slot, host, task.delay, limit)
         try:
             to_send = hooks.process(task.request) if hooks is not None else task.request
             if isinstance(to_send, FetchResult):  # a hook dropped it or failed
@@ -177,7 +176,7 @@ def _fetch_loop(
             else:
                 result = fetch(session, to_send, config, turn, task.cookie)
         finally:
-            channels.semaphores[task.slot].release()
+            channels.permits.release(task.slot, host)
             channels.released[task.ticket] = 1
         result.req_id = task.req_id
         result.request = task.request  # what a hook changed was for this send only

@@ -9,9 +9,10 @@ Beyond ``memory_limit`` requests, newly pushed ones spill to a SQLite file, firs
 and come back in batches as memory drains, so a crawl that discovers millions of URLs holds a
 bounded number of them in RAM. Spilled requests keep their order but not their priority.
 
-Requests handed out travel on through the fetch queue (a ``multiprocessing.Queue``) to the
-fetcher pool; the engine keeps each one in its in-flight table until the parser reports it done,
-and puts it back here (``push``) if the process that held it died.
+Requests are handed out with a lease (``take``) and finished with ``done`` or put back with
+``reclaim``, so that a shared frontier (``crawlkit.backends.redis``) can return the work of a
+dead machine. Here a lease is only a formality: the engine keeps each request in its in-flight
+table until the parser reports it done, and reclaims it if the process that held it died.
 """
 
 from __future__ import annotations
@@ -39,13 +40,32 @@ class Frontier(Protocol):
 
     def next_host(self, now: float) -> str | None: ...
 
-    def pop(self, host: str) -> Request: ...
+    def take(self, host: str) -> tuple[int, Request] | None:
+        """Lease the host's best request: (lease, request); None if the host has none left."""
+        ...
+
+    def done(self, leases: list[int]) -> None:
+        """Finish leases. Call it only after the pages' new requests were pushed, so that an
+        empty frontier with nothing in flight really means the crawl is over."""
+        ...
+
+    def reclaim(self, lease: int, request: Request) -> None:
+        """Put a leased request back (its process died, or it cannot start after all)."""
+        ...
+
+    def idle(self) -> bool:
+        """No request queued or (for a shared frontier) in flight on any other node."""
+        ...
+
+    def next_time(self) -> float | None: ...
 
     def park(self, host: str, until: float | None) -> None: ...
 
     def unpark(self, host: str) -> None: ...
 
     def __len__(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class _Spill:
@@ -176,6 +196,18 @@ class LocalFrontier:
             del self._queues[host]
         self._refill()
         return request
+
+    def take(self, host: str) -> tuple[int, Request] | None:
+        return 0, self.pop(host)
+
+    def done(self, leases: list[int]) -> None:
+        return None  # the engine's in-flight table is the lease
+
+    def reclaim(self, lease: int, request: Request) -> None:
+        self.push([request])
+
+    def idle(self) -> bool:
+        return self._size == 0
 
     def park(self, host: str, until: float | None) -> None:
         """Offer ``host`` no more until ``until`` (monotonic) or, with None, until ``unpark``."""

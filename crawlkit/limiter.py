@@ -15,6 +15,9 @@ the previous request to the host got its response headers (``starts``, shared me
 the slot's lock until its own headers arrive. So the spacing holds as the server sees it, even
 when one request spent longer in a queue, or in connecting, than the next.
 
+Fetchers see only ``permits`` (``SemaphorePermits`` here, ``RedisPermits`` for a shared crawl):
+``release`` when the exchange is over, ``turn`` around sending to a host with a delay.
+
 A host that cannot start now is told when to ask again: at a time (delay, Retry-After) or after
 one of its requests completes (``None``). That lets the engine park it instead of polling, so a
 busy host never holds up requests for other hosts.
@@ -36,8 +39,14 @@ class Wait:
 class Limiter(Protocol):
     """The engine's view of a per-host limiter (local Semaphores, or Redis leases)."""
 
+    permits: Any  # inherited by every fetcher process: release(slot, host), turn(slot, host, delay, timeout)
+
     def try_acquire(self, host: str, now: float) -> int | Wait:
         """A slot number to send with the request, or when to try again. Never blocks."""
+        ...
+
+    def release(self, host: str, grant: int) -> None:
+        """Free a permit that no fetcher will release (never sent, or its fetcher died)."""
         ...
 
     def completed(self, host: str) -> None:
@@ -64,6 +73,7 @@ class LocalLimiter:
         self.semaphores: list[Any] = [ctx.Semaphore(per_host) for _ in range(slots)]
         self.starts = ctx.RawArray("d", slots)  # monotonic time the slot's last request got its headers
         self.turn_locks = [ctx.Lock() for _ in range(slots)]
+        self.permits = SemaphorePermits(self.semaphores, self.starts, self.turn_locks)
         self._last_start: dict[str, float] = {}  # kept for hosts with a delay while they hold no slot
         self._per_host = per_host
         self._delay = delay
@@ -92,6 +102,9 @@ class LocalLimiter:
             self._next_start[host] = now + delay
         return slot
 
+    def release(self, host: str, grant: int) -> None:
+        self.semaphores[grant].release()
+
     def completed(self, host: str) -> None:
         left = self._inflight[host] - 1
         if left:
@@ -114,6 +127,21 @@ class LocalLimiter:
 
     def inflight(self, host: str) -> int:
         return self._inflight.get(host, 0)
+
+
+class SemaphorePermits:
+    """The fetcher's side of ``LocalLimiter``: inherited by every fetcher process at its start."""
+
+    def __init__(self, semaphores: list[Any], starts: Any, turn_locks: list[Any]) -> None:
+        self.semaphores, self.starts, self.turn_locks = semaphores, starts, turn_locks
+
+    def release(self, slot: int, host: str) -> None:
+        """The exchange is over: free the host's permit (called by the fetch thread, never blocks)."""
+        self.semaphores[slot].release()
+
+    def turn(self, slot: int, host: str, delay: float, timeout: float) -> "Turn":
+        """The context to send a request to a host with a delay in (see ``Turn``)."""
+        return Turn(self.starts, self.turn_locks, slot, delay, timeout)
 
 
 class Turn:

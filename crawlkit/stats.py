@@ -18,6 +18,7 @@ class Stats:
         self.started = time.monotonic()
         self.finished: float | None = None
         self.reason = "running"
+        self.crawl_totals: tuple[str, dict[str, int]] | None = None  # (crawl id, counts of all nodes) of a shared crawl
 
     def add(self, deltas: dict[str, int]) -> None:
         self.counts.update(deltas)
@@ -64,4 +65,11 @@ class Stats:
         ]
         if c["items_dropped"]:
             lines.append(f"  items dropped by pipelines: {c['items_dropped']}")
+        if self.crawl_totals is not None:
+            crawl_id, t = self.crawl_totals
+            errors = sum(v for k, v in t.items() if k.startswith("error_"))
+            lines.append(
+                f"  shared crawl {crawl_id!r}, all nodes: {t.get('pages', 0)} pages, {t.get('items', 0)} items, "
+                f"{t.get('bytes', 0):,} bytes, {errors} errors, {t.get('duplicates', 0)} duplicates dropped"
+            )
         return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Shared-state backends for a crawl spread over several machines (``redis``)."""

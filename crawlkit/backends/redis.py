@@ -1,0 +1,675 @@
+"""One crawl on many machines: the frontier, seen store, limiter, robots answers and stats in Redis.
+
+Every ``crawlkit crawl --frontier redis://...`` process is a *node* of the crawl named by its
+crawl id; nodes share nothing but these keys (``P`` is ``crawlkit:<crawl id>:``)::
+
+    P q:<host>     LIST   pickled requests of a host (positive priority and robots.txt at the front)
+    P hosts        SET    hosts whose queue is not empty
+    P delayed      ZSET   retries not to start before a time: "<id>\\n<host>\\n<request>" by due ms
+    P queued       STRING requests in the queues and ``delayed``
+    P lease:<node> HASH   lease id -> "<host>\\n<request>": what a node took and has not finished
+    P inflight     STRING leases of all nodes together
+    P nodes        ZSET   node -> ms after which it counts as dead (its heartbeat pushes it on)
+    P l:<host>     ZSET   per-host slots: "<node>:<grant>" -> ms the slot frees itself
+    P next / delay HASH   per host: earliest next start (ms), delay between starts (ms)
+    P turn         HASH   per host: when the last response's headers arrived (µs), for ``delay``
+    P tl:<host>    STRING the host's send turn: held by one fetch from its send to its headers
+    P s:<shard>    SET    seen fingerprints, as integers (an intset, 8 bytes each)
+    P robots       HASH   host -> pickled (status, body) of its robots.txt
+    P stats        HASH   the crawl's counters, all nodes together
+
+Whatever changes shared state is one Lua script (atomic, one round trip), and every time is
+Redis' ``TIME``, so clocks of the machines need not agree. A node takes a request with a
+lease and gives it back with ``done`` (after the page's new links were pushed) or ``reclaim``;
+a node whose heartbeat stops for ``lease_time`` is dead, and the next heartbeat of any live
+node puts its leases back in the queues. Its per-host slots free themselves the same way. So
+the crawl is over exactly when ``queued`` and ``inflight`` are both zero, read together.
+
+Needs one Redis server (not a cluster: keys are made inside the scripts). The engine's
+process talks to Redis through ``RedisCrawl``; each fetcher process builds its own client for
+``RedisPermits`` after it starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import logging
+import os
+import pickle
+import socket
+import time
+import uuid
+from collections import deque
+from typing import Any, Callable, Iterable, TypeVar
+
+from ..errors import ConfigError, SharedCrawlError
+from ..http import Request
+from ..limiter import Wait
+from ..robots import ROBOTS_CALLBACK
+from ..urls import fingerprint, host_of
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:  # an optional extra; ``connect`` says how to install it
+    redis = None  # type: ignore[assignment]
+
+log = logging.getLogger("crawlkit.redis")
+
+POLL_EVERY = 0.05  # seconds between looks at the shared queues while this node has nothing to start
+CAP_POLL = (0.02, 0.32)  # seconds before asking again for a host whose slots other nodes hold: first, most
+TURN_POLL = 0.005  # seconds between tries for a host's send turn another fetch holds
+HOST_SAMPLE = 256  # hosts fetched from Redis per look
+PUSH_BATCH = 1000  # requests per push script call
+SEEN_SHARD_BITS = 14  # 16384 sets: each stays an intset (<= 512 members) up to ~6 million URLs
+
+_ENTRY = """
+local function split(v)
+  local a = string.find(v, '\\n', 1, true)
+  return string.sub(v, 1, a - 1), string.sub(v, a + 1)
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function enqueue(P, host, blob, front)
+  if front then redis.call('LPUSH', P .. 'q:' .. host, blob) else redis.call('RPUSH', P .. 'q:' .. host, blob) end
+  redis.call('SADD', P .. 'hosts', host)
+end
+local function give_back(P, node)
+  local key = P .. 'lease:' .. node
+  local all = redis.call('HGETALL', key)
+  for i = 2, #all, 2 do
+    local host, blob = split(all[i])
+    enqueue(P, host, blob, true)
+  end
+  local n = #all / 2
+  redis.call('DEL', key)
+  redis.call('INCRBY', P .. 'queued', n)
+  redis.call('DECRBY', P .. 'inflight', n)
+  return n
+end
+"""
+
+# ARGV: P, delay ms, then (host, front 0/1, blob) triples.
+_PUSH = _ENTRY + """
+local P, delay = ARGV[1], tonumber(ARGV[2])
+local due = 0
+if delay > 0 then due = now_ms() + delay end
+local n = 0
+for i = 3, #ARGV, 3 do
+  if delay > 0 then
+    local id = redis.call('INCR', P .. 'seq')
+    redis.call('ZADD', P .. 'delayed', due, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 2])
+  else
+    enqueue(P, ARGV[i], ARGV[i + 2], ARGV[i + 1] == '1')
+  end
+  n = n + 1
+end
+redis.call('INCRBY', P .. 'queued', n)
+return n
+"""
+
+# ARGV: P, node, host -> {lease id, blob} or false when the host's queue is empty.
+_TAKE = """
+local P, node, host = ARGV[1], ARGV[2], ARGV[3]
+local q = P .. 'q:' .. host
+local blob = redis.call('LPOP', q)
+if redis.call('LLEN', q) == 0 then redis.call('SREM', P .. 'hosts', host) end
+if not blob then return false end
+local id = redis.call('INCR', P .. 'seq')
+redis.call('HSET', P .. 'lease:' .. node, id, host .. '\\n' .. blob)
+redis.call('DECR', P .. 'queued')
+redis.call('INCR', P .. 'inflight')
+return {id, blob}
+"""
+
+# ARGV: P, node, lease ids...; a lease already given back (this node was taken for dead) is skipped.
+_DONE = """
+local P, key = ARGV[1], ARGV[1] .. 'lease:' .. ARGV[2]
+local n = 0
+for i = 3, #ARGV do n = n + redis.call('HDEL', key, ARGV[i]) end
+redis.call('DECRBY', P .. 'inflight', n)
+return n
+"""
+
+_RECLAIM = _ENTRY + """
+local P, key = ARGV[1], ARGV[1] .. 'lease:' .. ARGV[2]
+local n = 0
+for i = 3, #ARGV do
+  local v = redis.call('HGET', key, ARGV[i])
+  if v then
+    local host, blob = split(v)
+    enqueue(P, host, blob, true)
+    redis.call('HDEL', key, ARGV[i])
+    n = n + 1
+  end
+end
+redis.call('INCRBY', P .. 'queued', n)
+redis.call('DECRBY', P .. 'inflight', n)
+return n
+"""
+
+# ARGV: P, node, lease ms. Registers the node and gives back the leases of dead nodes.
+_BEAT = _ENTRY + """
+local P, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', now)
+local n = 0
+for _, other in ipairs(dead) do
+  if other ~= node then n = n + give_back(P, other) end
+  redis.call('ZREM', P .. 'nodes', other)
+end
+redis.call('ZADD', P .. 'nodes', now + ttl, node)
+return n
+"""
+
+_LEAVE = _ENTRY + """
+local n = give_back(ARGV[1], ARGV[2])
+redis.call('ZREM', ARGV[1] .. 'nodes', ARGV[2])
+return n
+"""
+
+# ARGV: P, sample size -> {queued, inflight, ms until the next delayed request is due or -1, hosts...}
+_POLL = _ENTRY + """
+local P = ARGV[1]
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
+for _, m in ipairs(due) do
+  local a = string.find(m, '\\n', 1, true)
+  local host, blob = split(string.sub(m, a + 1))
+  enqueue(P, host, blob, false)
+  redis.call('ZREM', P .. 'delayed', m)
+end
+local wake = -1
+local first = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
+if first[2] then wake = tonumber(first[2]) - now end
+local out = {tonumber(redis.call('GET', P .. 'queued') or 0), tonumber(redis.call('GET', P .. 'inflight') or 0), wake}
+for _, h in ipairs(redis.call('SRANDMEMBER', P .. 'hosts', tonumber(ARGV[2]))) do out[#out + 1] = h end
+return out
+"""
+
+# ARGV: P, host, member, per_host, lease ms, default delay ms -> {1, 0} granted, {0, ms} wait, {0, -1} cap full.
+_ACQUIRE = _ENTRY + """
+local P, host, member = ARGV[1], ARGV[2], ARGV[3]
+local key = P .. 'l:' .. host
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+local nxt = tonumber(redis.call('HGET', P .. 'next', host) or '0')
+if nxt > now then return {0, nxt - now} end
+if redis.call('ZCARD', key) >= tonumber(ARGV[4]) then return {0, -1} end
+redis.call('ZADD', key, now + tonumber(ARGV[5]), member)
+local delay = tonumber(redis.call('HGET', P .. 'delay', host) or ARGV[6])
+if delay > 0 then redis.call('HSET', P .. 'next', host, now + delay) end
+return {1, 0}
+"""
+
+# ARGV: P, node prefix "<node>:", lease ms, hosts... : extends this node's slots still held.
+_RENEW = _ENTRY + """
+local P, mine, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local expiry = now_ms() + ttl
+for i = 4, #ARGV do
+  local key = P .. 'l:' .. ARGV[i]
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    if string.sub(m, 1, #mine) == mine then redis.call('ZADD', key, 'XX', expiry, m) end
+  end
+end
+return 0
+"""
+
+# ARGV: P, host, ms from now: no start for the host before then.
+_PAUSE = _ENTRY + """
+local resume = now_ms() + tonumber(ARGV[3])
+local nxt = tonumber(redis.call('HGET', ARGV[1] .. 'next', ARGV[2]) or '0')
+if resume > nxt then redis.call('HSET', ARGV[1] .. 'next', ARGV[2], resume) end
+return 0
+"""
+
+_NOW_US = """
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"""
+
+# ARGV: P, host, token, lock ms, delay µs -> -1 if another fetch has the host's turn, else µs to
+# wait before sending: ``delay`` after the previous response's headers, as ``limiter.Turn`` does.
+_TURN_ENTER = _NOW_US + """
+if not redis.call('SET', ARGV[1] .. 'tl:' .. ARGV[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return -1 end
+local last = tonumber(redis.call('HGET', ARGV[1] .. 'turn', ARGV[2]) or '0')
+return math.max(0, last + tonumber(ARGV[5]) - now_us())
+"""
+
+# ARGV: P, host, token: the headers arrived; the next fetch may take its turn.
+_TURN_EXIT = _NOW_US + """
+redis.call('HSET', ARGV[1] .. 'turn', ARGV[2], string.format('%.0f', now_us()))
+if redis.call('GET', ARGV[1] .. 'tl:' .. ARGV[2]) == ARGV[3] then redis.call('DEL', ARGV[1] .. 'tl:' .. ARGV[2]) end
+return 0
+"""
+
+# ARGV: P, then (shard, signed fingerprint) pairs -> the 1-based positions of the new ones.
+_SEEN_ADD = """
+local P = ARGV[1]
+local new = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('SADD', P .. 's:' .. ARGV[i], ARGV[i + 1]) == 1 then new[#new + 1] = i / 2 end
+end
+if #new > 0 then redis.call('INCRBY', P .. 'seen', #new) end
+return new
+"""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Turn a Redis failure in the engine's process into a one-line SharedCrawlError."""
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except redis.RedisError as exc:
+            raise SharedCrawlError(
+                f"Redis at {self.url} failed ({type(exc).__name__}: {exc}); the shared crawl's state is kept "
+                "there: run the same command again to rejoin once it answers"
+            ) from None
+
+    return call  # type: ignore[return-value]
+
+
+def connect(url: str, crawl_id: str, lease_time: float = 30.0) -> "RedisCrawl":
+    """Open the shared crawl ``crawl_id`` on the Redis at ``url``; ConfigError if that cannot work.
+
+    ``lease_time`` (seconds) matters only to a node that takes requests: see ``RedisCrawl``.
+    """
+    if redis is None:
+        raise ConfigError("frontier: the Redis client is not installed; pip install 'crawlkit[redis]'")
+    client = _client(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise ConfigError(f"frontier: cannot reach Redis at {url} ({exc}); start redis-server there or fix --frontier") from None
+    return RedisCrawl(client, url, crawl_id, lease_time)
+
+
+def add_seeds(url: str, crawl_id: str, urls: list[str]) -> int:
+    """Queue the URLs the shared crawl has not seen yet (for ``crawlkit seed``); returns how many."""
+    crawl = connect(url, crawl_id)
+    requests = {fingerprint(u): Request(u) for u in urls}
+    new = crawl.seen.add_many(list(requests))
+    crawl.frontier.push(requests[fp] for fp in new)
+    return len(new)
+
+
+def _client(url: str) -> Any:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"frontier: {url!r} is not a Redis URL; write redis://host:port/db, e.g. redis://localhost:6379/0")
+    try:
+        # No retries: a script whose reply was lost must not run twice (a second ``take``
+        # would strand a lease that no node finishes). A failure ends the node instead.
+        return redis.Redis.from_url(
+            url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30, retry=Retry(NoBackoff(), 0)
+        )
+    except ValueError as exc:
+        raise ConfigError(f"frontier: {url!r} is not a usable Redis URL ({exc}); write redis://host:port/db") from None
+
+
+class RedisCrawl:
+    """This node's handle on a shared crawl: builds the shared frontier, seen store and limiter.
+
+    Lives in the engine's process. ``node`` names this process for leases and heartbeats.
+    """
+
+    def __init__(self, client: Any, url: str, crawl_id: str, lease_time: float) -> None:
+        self.client, self.url, self.crawl_id = client, url, crawl_id
+        self.prefix = f"crawlkit:{crawl_id}:"
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_ms = max(1, int(lease_time * 1000))
+        self.scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+        self.frontier = RedisFrontier(self)
+        self.seen = RedisSeen(client, url, self.prefix)
+        self._limiter: RedisLimiter | None = None
+
+    @_guarded
+    def call(self, script: str, *args: Any) -> Any:
+        return self.scripts[script](args=[self.prefix, *args])
+
+    def limiter(self, per_host: int, delay: float) -> "RedisLimiter":
+        self._limiter = RedisLimiter(self, per_host, delay)
+        return self._limiter
+
+    def heartbeat(self) -> int:
+        """Tell the others this node lives; give back dead nodes' leases (returns how many)."""
+        if self._limiter is not None:
+            self._limiter.renew()
+        return self.call("beat", self.node, self.lease_ms)
+
+    @_guarded
+    def save_robots(self, host: str, status: int, body: bytes) -> None:
+        self.client.hset(self.prefix + "robots", host, pickle.dumps((status, body), pickle.HIGHEST_PROTOCOL))
+
+    @_guarded
+    def robots(self, host: str) -> tuple[int, bytes] | None:
+        """The robots.txt answer another node got for ``host``, if any."""
+        blob = self.client.hget(self.prefix + "robots", host)
+        return None if blob is None else pickle.loads(blob)
+
+    @_guarded
+    def add_stats(self, deltas: dict[str, int]) -> None:
+        """Add this node's counter deltas to the crawl's totals, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, n in deltas.items():
+            pipe.hincrby(self.prefix + "stats", key, n)
+        pipe.execute()
+
+    @_guarded
+    def totals(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.client.hgetall(self.prefix + "stats").items()}
+
+    def leave(self) -> int:
+        """Give back what this node still holds and deregister it (at shutdown)."""
+        return self.call("leave", self.node)
+
+
+class RedisFrontier:
+    """The shared queues, seen from one node: which hosts have work, with local parking.
+
+    Runs in the engine. ``next_host`` offers hosts sampled from Redis (refreshed every
+    ``POLL_EVERY`` seconds) that this node has not parked; ``take`` leases the host's next
+    request. Order within a host is first-come, except that requests with a positive priority
+    and requests given back go to the front.
+
+    robots.txt requests stay with the node that needs the answer (lease 0, never in Redis):
+    each node keeps its own rules, the answers are shared through ``RedisCrawl.robots``, and a
+    node that dies loses nothing another node needs.
+    """
+
+    def __init__(self, crawl: RedisCrawl) -> None:
+        self._crawl = crawl
+        self._own: dict[str, list[Request]] = {}  # this node's robots.txt requests, by host
+        self._ring: deque[str] = deque()
+        self._parked: dict[str, float | None] = {}
+        self._timers: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._next_poll = 0.0
+        self._queued = 0
+        self._wake: float | None = None  # when the next delayed request is due (monotonic)
+
+    def __len__(self) -> int:
+        """Requests queued crawl-wide, as of the last look (for progress lines)."""
+        return self._queued
+
+    def push(self, requests: Iterable[Request], not_before: float = 0.0) -> None:
+        delay_ms = max(1, int((not_before - time.monotonic()) * 1000)) if not_before else 0
+        args: list[Any] = []
+        for request in requests:
+            host = host_of(request.url)
+            if request.callback == ROBOTS_CALLBACK:
+                self._own.setdefault(host, []).append(request)
+                if host not in self._ring:
+                    self._ring.appendleft(host)
+                if not_before:  # a retry: the host has nothing else to start before its answer
+                    self.park(host, not_before)
+                continue
+            args += [host, int(request.priority > 0), pickle.dumps(request, pickle.HIGHEST_PROTOCOL)]
+            if len(args) >= 3 * PUSH_BATCH:
+                self._crawl.call("push", delay_ms, *args)
+                args = []
+        if args:
+            self._crawl.call("push", delay_ms, *args)
+        self._next_poll = 0.0  # look again at once: this node may start them
+
+    def poll(self) -> tuple[int, int]:
+        """(queued, in flight) crawl-wide, read together; refreshes the hosts offered."""
+        queued, inflight, wake, *hosts = self._crawl.call("poll", HOST_SAMPLE)
+        now = time.monotonic()
+        self._queued = queued
+        self._wake = now + wake / 1000 if wake >= 0 else None
+        self._next_poll = now + POLL_EVERY
+        offered = set(self._ring)
+        for raw in hosts:
+            host = raw.decode()
+            if host not in offered:
+                self._ring.append(host)
+        return queued, inflight
+
+    def idle(self) -> bool:
+        """True when no request is queued or in flight on any node of the crawl."""
+        return not self._own and self.poll() == (0, 0)
+
+    def next_time(self) -> float | None:
+        times = [self._next_poll]
+        if self._timers:
+            times.append(self._timers[0][0])
+        if self._wake is not None:
+            times.append(self._wake)
+        return min(times)
+
+    def next_host(self, now: float) -> str | None:
+        while self._timers and self._timers[0][0] <= now:
+            until, _, host = heapq.heappop(self._timers)
+            if self._parked.get(host, -1.0) == until:
+                del self._parked[host]
+        if now >= self._next_poll:
+            self.poll()
+        for _ in range(len(self._ring)):
+            host = self._ring[0]
+            self._ring.rotate(-1)
+            if host not in self._parked:
+                return host
+        return None
+
+    def take(self, host: str) -> tuple[int, Request] | None:
+        """Lease the host's next request; None (and the host is no longer offered) if it has none."""
+        own = self._own.get(host)
+        if own:
+            request = own.pop()
+            if not own:
+                del self._own[host]
+            return 0, request
+        got = self._crawl.call("take", self._crawl.node, host)
+        if not got:
+            self._ring.remove(host)
+            return None
+        lease, blob = got
+        return int(lease), pickle.loads(blob)
+
+    def done(self, leases: list[int]) -> None:
+        """Finish leases; call only after the pages' new requests were pushed."""
+        leases = [lease for lease in leases if lease]
+        if leases:
+            self._crawl.call("done", self._crawl.node, *leases)
+
+    def reclaim(self, lease: int, request: Request) -> None:
+        """Put a leased request back at the front of its host's queue."""
+        if lease:
+            self._crawl.call("reclaim", self._crawl.node, lease)
+        else:
+            self.push([request])
+
+    def park(self, host: str, until: float | None) -> None:
+        self._parked[host] = until
+        if until is not None:
+            heapq.heappush(self._timers, (until, next(self._seq), host))
+
+    def unpark(self, host: str) -> None:
+        self._parked.pop(host, None)
+
+    def close(self) -> None:
+        try:
+            given = self._crawl.leave()
+        except SharedCrawlError as exc:
+            log.error("%s; this node's requests go back to the others after lease_time", exc)
+            return
+        if given:
+            log.warning("gave %d unfinished requests back to the shared frontier", given)
+
+
+class RedisSeen:
+    """The shared seen-URL store: 64-bit fingerprints spread over 2**14 small integer sets.
+
+    A set holding only integers, at most ``set-max-intset-entries`` (512) of them, is an
+    intset: a sorted array of 8-byte values. ``add_many`` sends a whole batch in one script
+    call; SADD's answer says which were new, so no two nodes can both think a URL is new.
+    """
+
+    def __init__(self, client: Any, url: str, prefix: str) -> None:
+        self._client, self.url, self._prefix = client, url, prefix
+        self._add = client.register_script(_SEEN_ADD)
+
+    @_guarded
+    def add_many(self, fingerprints: list[int]) -> list[int]:
+        """Add all; return the new ones. One script call per ``PUSH_BATCH * 10`` fingerprints, so a
+        huge seeds file does not hold Redis up for long."""
+        new: list[int] = []
+        step = PUSH_BATCH * 10
+        for start in range(0, len(fingerprints), step):
+            chunk = fingerprints[start:start + step]
+            args: list[Any] = [self._prefix]
+            for fp in chunk:
+                args += [format(fp >> (64 - SEEN_SHARD_BITS), "x"), fp - (1 << 64) if fp >> 63 else fp]
+            new += [chunk[i - 1] for i in self._add(args=args)]
+        return new
+
+    @_guarded
+    def count(self) -> int:
+        return int(self._client.get(self._prefix + "seen") or 0)
+
+
+class RedisLimiter:
+    """Per-host cap and delay for all nodes together: slots are leases in a ZSET per host.
+
+    Runs in the engine; fetchers release through ``permits``. A slot of a node that died
+    frees itself after ``lease_time``; a live node's slots are renewed by its heartbeat.
+    """
+
+    def __init__(self, crawl: RedisCrawl, per_host: int, delay: float) -> None:
+        self._crawl = crawl
+        self.url = crawl.url
+        self._per_host = per_host
+        self._delay = delay
+        self._host_delay: dict[str, float] = {}
+        self._inflight: dict[str, int] = {}
+        self._full: dict[str, float] = {}  # host -> next wait for slots other nodes hold (doubles, up to a bound)
+        self._grants = itertools.count(1)
+        self.permits = RedisPermits(crawl.url, crawl.prefix, crawl.node)
+
+    def try_acquire(self, host: str, now: float) -> int | Wait:
+        grant = next(self._grants)
+        ok, wait_ms = self._crawl.call(
+            "acquire", host, f"{self._crawl.node}:{grant}", self._per_host, self._crawl.lease_ms, int(self._delay * 1000)
+        )
+        if ok:
+            self._inflight[host] = self._inflight.get(host, 0) + 1
+            self._full.pop(host, None)
+            return grant
+        if wait_ms >= 0:
+            return Wait(now + wait_ms / 1000)
+        if self._inflight.get(host):
+            return Wait(None)  # one of ours completes first, or soon enough
+        # The slots are other nodes', whose completions we do not see: poll, less often as it lasts.
+        wait = self._full.get(host, CAP_POLL[0])
+        self._full[host] = min(2 * wait, CAP_POLL[1])
+        return Wait(now + wait)
+
+    def release(self, host: str, grant: int) -> None:
+        self.permits.release(grant, host)
+
+    def completed(self, host: str) -> None:
+        left = self._inflight[host] - 1
+        if left:
+            self._inflight[host] = left
+        else:
+            del self._inflight[host]
+
+    def delay_of(self, host: str) -> float:
+        return self._host_delay.get(host, self._delay)
+
+    @_guarded
+    def set_delay(self, host: str, seconds: float) -> None:
+        self._host_delay[host] = max(self._delay, seconds)
+        self._crawl.client.hset(self._crawl.prefix + "delay", host, int(self._host_delay[host] * 1000))
+
+    def pause(self, host: str, until: float) -> None:
+        self._crawl.call("pause", host, max(0, int((until - time.monotonic()) * 1000)))
+
+    def renew(self) -> None:
+        if self._inflight:
+            self._crawl.call("renew", self._crawl.node + ":", self._crawl.lease_ms, *self._inflight)
+
+
+class RedisPermits:
+    """What a fetcher process holds to end a request's slot and to space sends to a host.
+
+    Pickled to every fetcher; each process builds its own Redis client when it unpickles it.
+    Never raises: if Redis cannot be reached the slot frees itself after ``lease_time``.
+    """
+
+    def __init__(self, url: str, prefix: str, node: str) -> None:
+        self.url, self.prefix, self.node = url, prefix, node
+        self._connect()
+
+    def _connect(self) -> None:
+        self._client = _client(self.url)
+        self._enter = self._client.register_script(_TURN_ENTER)
+        self._exit = self._client.register_script(_TURN_EXIT)
+
+    def __getstate__(self) -> tuple[str, str, str]:
+        return (self.url, self.prefix, self.node)
+
+    def __setstate__(self, state: tuple[str, str, str]) -> None:
+        self.url, self.prefix, self.node = state
+        self._connect()
+
+    def release(self, slot: int, host: str) -> None:
+        try:
+            self._client.zrem(f"{self.prefix}l:{host}", f"{self.node}:{slot}")
+        except redis.RedisError as exc:
+            log.warning("could not free the slot of %s in Redis (%s); it frees itself after lease_time", host, exc)
+
+    def turn(self, slot: int, host: str, delay: float, timeout: float) -> "_RedisTurn":
+        return _RedisTurn(self, host, delay, timeout)
+
+
+class _RedisTurn:
+    """Around one send to a host with a delay, on every node at once: ``limiter.Turn`` in Redis.
+
+    Takes the host's turn (a lock with an expiry of ``timeout``, so a fetcher that dies holding
+    it delays the others by that much at most), waits until ``delay`` after the previous
+    response's headers arrived, and gives the turn up when its own headers arrive. So two
+    requests reach the server at least ``delay`` apart, whichever nodes send them.
+    """
+
+    def __init__(self, permits: RedisPermits, host: str, delay: float, timeout: float) -> None:
+        self.permits, self.host, self.delay, self.timeout = permits, host, delay, timeout
+        self.token = uuid.uuid4().hex
+
+    def __enter__(self) -> None:
+        p = self.permits
+        deadline = time.monotonic() + self.timeout
+        try:
+            while (wait_us := p._enter(args=[p.prefix, self.host, self.token, int(self.timeout * 1000), int(self.delay * 1e6)])) < 0:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(TURN_POLL)
+        except redis.RedisError as exc:
+            log.warning("could not take the turn of %s in Redis (%s); sending now", self.host, exc)
+            return
+        time.sleep(wait_us / 1e6)
+
+    def __exit__(self, *exc: object) -> None:
+        p = self.permits
+        try:
+            p._exit(args=[p.prefix, self.host, self.token])
+        except redis.RedisError as exc:
+            log.warning("could not end the turn of %s in Redis (%s); it ends after %.0fs", self.host, exc, self.timeout)
+
+
+_SCRIPTS = {
+    "push": _PUSH, "take": _TAKE, "done": _DONE, "reclaim": _RECLAIM, "beat": _BEAT, "leave": _LEAVE,
+    "poll": _POLL, "acquire": _ACQUIRE, "renew": _RENEW, "pause": _PAUSE,
+}

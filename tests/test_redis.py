@@ -1,0 +1,310 @@
+"""A crawl shared by several nodes through Redis: real redis-server, real CLI nodes, the local site.
+
+The fixture starts its own ``redis-server`` on a free loopback port (no persistence, a temp
+dir) and stops it. Without redis-server these tests skip, unless the CI variable is set: CI
+installs it, so there a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from support import CRAWLKIT, leftover_processes, redis_server, wait_for
+
+from crawlkit.http import Request
+from crawlkit.limiter import Wait
+from crawlkit.site import Site, SiteSpec
+
+from crawlkit.backends import redis as backend
+from crawlkit.backends.redis import connect
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = shutil.which("redis-server")
+    message = None
+    if server is None:
+        message = "redis-server is not installed: apt-get install redis-server"
+    elif backend.redis is None:
+        message = "the Redis client is not installed: pip install -e '.[test,redis]'"
+    if message is not None:
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run the Redis tests)")
+        pytest.skip(message)
+    with redis_server(server, tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture()
+def crawl_id() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+# --------------------------------------------------------------------------- the pieces
+
+
+def test_seen_store_answers_exactly_in_one_round_trip_and_stays_compact(redis_url: str, crawl_id: str) -> None:
+    crawl = connect(redis_url, crawl_id)
+    seen = crawl.seen
+    fps = [1, 2**63, 2**64 - 1, 12345678901234567, 2**63 - 1]  # both halves of the unsigned range
+    assert seen.add_many(fps) == fps
+    calls_before = _calls(crawl.client, "evalsha")
+    assert seen.add_many([7, 1, 2**64 - 1, 8, 2**63]) == [7, 8]  # the new ones, in order
+    assert _calls(crawl.client, "evalsha") == calls_before + 1  # a batch is one script call
+    assert seen.add_many([]) == []
+    assert seen.count() == 7
+    many = [(i * 0x9E3779B97F4A7C15) % 2**64 for i in range(1, 20_001)]
+    assert seen.add_many(many) == many
+    assert seen.add_many(many[::7]) == []
+    keys = list(crawl.client.scan_iter(f"crawlkit:{crawl_id}:s:*"))
+    assert keys and all(crawl.client.object("encoding", k) == b"intset" for k in keys)
+
+
+def test_limiter_cap_and_delay_hold_across_nodes_and_a_dead_nodes_slot_frees_itself(redis_url: str, crawl_id: str) -> None:
+    a = connect(redis_url, crawl_id, lease_time=1.0).limiter(per_host=2, delay=0.0)
+    b = connect(redis_url, crawl_id, lease_time=1.0).limiter(per_host=2, delay=0.0)
+    g1, g2 = a.try_acquire("h", 0.0), b.try_acquire("h", 0.0)
+    assert isinstance(g1, int) and isinstance(g2, int)
+    assert isinstance(b.try_acquire("h", 0.0), Wait)  # two slots in use, across nodes
+    assert isinstance(a.try_acquire("other", 0.0), int)  # another host is not held up
+    permits = pickle.loads(pickle.dumps(b.permits))  # as a fetcher process gets it
+    permits.release(g2, "h")  # b's fetcher: the exchange is over
+    b.completed("h")
+    g3 = b.try_acquire("h", 0.0)
+    assert isinstance(g3, int)
+    assert isinstance(b.try_acquire("h", 0.0), Wait)
+    # a dies holding g1 (no release, no renewal): its slot comes back after lease_time
+    wait_for(lambda: isinstance(b.try_acquire("h", 0.0), int), 10, "a dead node's slot to free itself")
+
+    slow = connect(redis_url, crawl_id, lease_time=30.0).limiter(per_host=4, delay=5.0)
+    now = time.monotonic()
+    assert isinstance(slow.try_acquire("d", now), int)
+    wait = slow.try_acquire("d", now)
+    assert isinstance(wait, Wait) and wait.until is not None and wait.until > now + 4  # the delay, in Redis time
+    other = connect(redis_url, crawl_id, lease_time=30.0).limiter(per_host=4, delay=0.0)
+    other.set_delay("e", 5.0)  # a robots.txt Crawl-delay learned by one node...
+    assert isinstance(slow.try_acquire("e", now), int)
+    assert isinstance(slow.try_acquire("e", now), Wait)  # ...holds for another
+    other.pause("f", time.monotonic() + 5.0)  # a Retry-After seen by one node...
+    assert isinstance(slow.try_acquire("f", now), Wait)  # ...holds for another
+
+
+def test_frontier_leases_and_a_dead_nodes_requests_come_back(redis_url: str, crawl_id: str) -> None:
+    a = connect(redis_url, crawl_id, lease_time=1.0)
+    b = connect(redis_url, crawl_id, lease_time=30.0)
+    a.heartbeat()
+    b.heartbeat()
+    a.frontier.push([Request("http://h.test/1"), Request("http://h.test/2"), Request("http://h.test/0", priority=1)])
+    assert a.frontier.next_host(time.monotonic()) == "h.test"
+    lease, first = a.frontier.take("h.test")
+    assert first.url == "http://h.test/0"  # priority first
+    assert not b.frontier.idle()
+    a.frontier.push([Request("http://h.test/3")])  # a page's new links go in before its lease ends
+    a.frontier.done([lease])
+    taken = [a.frontier.take("h.test"), b.frontier.take("h.test")]
+    assert [r.url for _, r in taken] == ["http://h.test/1", "http://h.test/2"]
+    b.frontier.reclaim(taken[1][0], taken[1][1])
+    assert b.frontier.take("h.test")[1].url == "http://h.test/2"  # given back to the front
+    # a stops (no heartbeat) holding http://h.test/1: after its lease, b's heartbeat takes it back
+    wait_for(lambda: b.heartbeat() == 1, 10, "a's lease to expire")
+    urls = {b.frontier.take("h.test")[1].url, b.frontier.take("h.test")[1].url}
+    assert urls == {"http://h.test/1", "http://h.test/3"}
+    assert b.frontier.take("h.test") is None
+    assert not b.frontier.idle()  # b still holds leases
+    b.frontier.close()  # gives them back
+    assert not b.frontier.idle()
+    c = connect(redis_url, crawl_id)
+    c.heartbeat()
+    for _ in range(3):
+        lease, _request = c.frontier.take("h.test")
+        c.frontier.done([lease])
+    assert c.frontier.idle()
+
+
+# --------------------------------------------------------------------------- nodes through the CLI
+
+
+class Node:
+    """One ``crawlkit crawl`` process of a shared crawl, in its own session (so it can be killed whole)."""
+
+    def __init__(self, tmp_path: Path, name: str, args: list[str]) -> None:
+        self.out, self.log = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.log"
+        self.marker = uuid.uuid4().hex
+        self.proc = subprocess.Popen(
+            [CRAWLKIT, *args, "-o", str(self.out), "--log-file", str(self.log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            env={**os.environ, "CRAWLKIT_TEST_RUN": self.marker}, cwd=tmp_path,
+        )
+        self.stderr = ""
+
+    def wait(self, timeout: float = 90) -> int:
+        _, self.stderr = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        wait_for(lambda: not leftover_processes(self.marker), 30, "the killed node's processes to go")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+        for p in leftover_processes(self.marker):
+            p.kill()
+
+    def items(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.read_text().splitlines()] if self.out.exists() else []
+
+
+def _nodes(tmp_path: Path, count: int, seeds: Path | None, redis_url: str, crawl_id: str, *extra: str) -> list[Node]:
+    args = ["crawl", *([str(seeds)] if seeds else []), "--frontier", redis_url, "--crawl-id", crawl_id, "--workers", "1", *extra]
+    return [Node(tmp_path, f"node{i}", args) for i in range(count)]
+
+
+def _seeds(tmp_path: Path, urls: list[str]) -> Path:
+    path = tmp_path / "seeds.txt"
+    path.write_text("\n".join(urls) + "\n")
+    return path
+
+
+def _pages(items: list[dict[str, Any]]) -> list[str]:
+    return [item["url"] for item in items if item["status"] == 200]
+
+
+def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    spec = SiteSpec(hosts=4, pages=150, latency=0.05)
+    with Site(spec) as site:
+        nodes = _nodes(tmp_path, 3, _seeds(tmp_path, site.seeds()), redis_url, crawl_id, "--per-host", "2", "--concurrency", "8")
+        try:
+            codes = [node.wait() for node in nodes]
+        finally:
+            for node in nodes:
+                node.stop()
+        stats = site.stats()
+    assert codes == [0, 0, 0], [n.stderr for n in nodes]
+    per_node = [n.items() for n in nodes]
+    urls = [item["url"] for items in per_node for item in items]
+    assert len(urls) == len(set(urls))  # no item twice across nodes
+    assert set(_pages([i for items in per_node for i in items])) == site.expected_urls()
+    assert sum(1 for items in per_node if items) >= 2  # the crawl really was shared
+    twice = {k: n for k, n in stats["fetches"].items() if n > 1 and not k.endswith("/robots.txt")}
+    assert not twice
+    assert max(stats["peak_inflight"].values()) <= 2  # the cap held for all nodes together
+    # The node that read the shared totals last saw every node's final counts.
+    assert max(int(n.stderr.split("all nodes: ")[1].split(" pages")[0]) for n in nodes) == len(urls)
+
+
+def test_a_node_killed_mid_crawl_loses_nothing_and_the_others_finish(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    spec = SiteSpec(hosts=3, pages=120, latency=0.05, extras=False)
+    with Site(spec) as site:
+        nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id, "--per-host", "2", "-s", "lease_time=2")
+        try:
+            wait_for(lambda: all(n.log.exists() and "joined crawl" in n.log.read_text() for n in nodes), 60, "both nodes to join")
+            victim = re.search(r"node (\S+) joined crawl", nodes[0].log.read_text()).group(1)
+            leases = f"crawlkit:{crawl_id}:lease:{victim}"
+            client = backend.redis.Redis.from_url(redis_url)
+            start = site.stats()["total"]
+            wait_for(lambda: site.stats()["total"] > start + 60 and client.hlen(leases) > 0, 60, "node 0 to hold requests mid-crawl")
+            nodes[0].kill()
+            assert nodes[1].wait() == 0, nodes[1].stderr
+            assert "took back" in nodes[1].log.read_text()  # the dead node's leases, after lease_time
+        finally:
+            for node in nodes:
+                node.stop()
+        stats = site.stats()
+    pages = _pages(nodes[0].items()) + _pages(nodes[1].items())
+    assert set(pages) == site.expected_urls()
+    assert max(stats["peak_inflight"].values()) <= 2
+    assert "crawl finished" in nodes[1].stderr
+
+
+def test_crawlkit_seed_adds_seeds_to_a_future_and_a_running_crawl(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    spec = SiteSpec(hosts=2, pages=200, latency=0.04, extras=False)
+    with Site(spec) as site:
+        first, second = site.seeds()
+
+        def seed(*urls: str) -> subprocess.CompletedProcess:
+            path = tmp_path / f"add-{uuid.uuid4().hex[:6]}.txt"
+            path.write_text("\n".join(urls) + "\n")
+            return subprocess.run(
+                [CRAWLKIT, "seed", "--frontier", redis_url, "--crawl-id", crawl_id, str(path)],
+                capture_output=True, text=True, timeout=60,
+            )
+
+        added = seed(first)  # before any node runs
+        assert added.returncode == 0 and "1 new seed(s)" in added.stderr, added.stderr
+        [node] = _nodes(tmp_path, 1, None, redis_url, crawl_id, "--per-host", "2")  # joins with no seeds of its own
+        try:
+            wait_for(lambda: site.stats()["total"] >= 5, 60, "the crawl to start")
+            added = seed(first, second)  # while it runs: the first is known already
+            assert added.returncode == 0 and "1 new seed(s)" in added.stderr and "1 already seen" in added.stderr
+            assert node.wait() == 0, node.stderr
+        finally:
+            node.stop()
+        stats = site.stats()
+    pages = _pages(node.items())
+    assert sorted(pages) == sorted(site.expected_urls())  # both hosts, each page once
+    assert not {k: n for k, n in stats["fetches"].items() if n > 1}
+
+
+def test_bad_frontier_settings_are_one_line_errors(crawlkit: Any, tmp_path: Path, redis_url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    seeds = ["http://127.0.0.2:9/"]
+    run = crawlkit("crawl", "--frontier", f"redis://127.0.0.1:{closed}/0", seeds=seeds)
+    assert run.returncode == 2 and "cannot reach Redis" in run.stderr and "Traceback" not in run.stderr
+    run = crawlkit("crawl", "--frontier", "http://127.0.0.1:6379", seeds=seeds)
+    assert run.returncode == 2 and "is not a Redis URL" in run.stderr
+    run = crawlkit("crawl", "--frontier", redis_url, "--jobdir", str(tmp_path / "job"), seeds=seeds)
+    assert run.returncode == 2 and "cannot be combined" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    run = crawlkit("seed", "--frontier", f"redis://127.0.0.1:{closed}/0", str(_seeds(tmp_path, seeds)), output=None)
+    assert run.returncode == 2 and "cannot reach Redis" in run.stderr
+
+
+def _calls(client: Any, command: str) -> int:
+    return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_redis_going_away_mid_crawl_stops_the_node_with_one_line(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    server = shutil.which("redis-server")  # redis_url: skips (or fails in CI) like the others; this test needs its own server
+    spec = SiteSpec(hosts=2, pages=200, latency=0.05, extras=False)
+    with Site(spec) as site, redis_server(server, tmp_path) as own_url:
+        [node] = _nodes(tmp_path, 1, _seeds(tmp_path, site.seeds()), own_url, crawl_id)
+        try:
+            wait_for(lambda: site.stats()["total"] > 20, 60, "the crawl to get going")
+            backend.redis.Redis.from_url(own_url).shutdown(nosave=True)
+            assert node.wait() == 2
+        finally:
+            node.stop()
+    assert node.stderr.strip().splitlines()[-1].startswith(f"Error: Redis at {own_url} failed")
+    assert "Traceback" not in node.stderr and not leftover_processes(node.marker)
+
+
+def test_delay_holds_across_nodes_as_the_server_sees_it(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    with Site(SiteSpec(hosts=1, pages=30, extras=False, robots=False)) as site:
+        seeds = _seeds(tmp_path, site.seeds())
+        nodes = _nodes(tmp_path, 2, seeds, redis_url, crawl_id, "--per-host", "4", "--delay", "0.15", "--no-robots")
+        try:
+            assert [node.wait() for node in nodes] == [0, 0], [n.stderr for n in nodes]
+        finally:
+            for node in nodes:
+                node.stop()
+        arrivals = next(iter(site.stats()["arrivals"].values()))
+    assert len(arrivals) == 31
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    assert min(gaps) >= 0.15, gaps
