@@ -6,6 +6,7 @@ No crawl logic lives here. Exit codes: 0 the crawl finished (page errors are in 
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from . import __version__
 from .engine import CrawlSpec, Engine, Interrupted
 from .errors import CrawlkitError, SpiderError
 from .loader import load_spider, one_line
-from .log import setup_logging
+from .log import LogConfig, setup_logging, summary_text
+from .progress import Monitor, wants_live_view
 from .seeds import read_seeds
 from .settings import Settings, explain, load_settings
 from .spider import Spider
@@ -67,6 +69,10 @@ def crawl_options(f: Any) -> Any:
         click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
         click.option("--log-file", type=click.Path(dir_okay=False), help="Also append the log to this file."),
         click.option("--jobdir", type=click.Path(file_okay=False), help="Keep the crawl's state here; run again to resume."),
+        click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary: no live view or progress lines."),
+        click.option("--stats", "stats_file", type=click.Path(dir_okay=False), help="Write every counter, per-host figures and pages over time to this JSON file."),
+        click.option("--report", type=click.Path(dir_okay=False), help="Write a self-contained HTML report with charts to this file."),
+        click.option("--log-json", is_flag=True, help="Log one JSON object per line (time, level, logger, process, message, url)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -79,6 +85,8 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
         for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file", "jobdir")
         if kw.get(key) is not None
     }
+    flags.update({key: kw[key] for key in ("stats_file", "report") if kw.get(key) is not None})
+    flags.update({key: True for key in ("quiet", "log_json") if kw.get(key)})
     if flags.get("log_level"):
         flags["log_level"] = flags["log_level"].upper()
     if kw.get("allow_domains"):
@@ -112,14 +120,17 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
     except Exception as exc:
         raise SpiderError(f"spider {spider_cls.__name__} could not be created: {one_line(exc)}") from exc
     spider.settings = settings
-    setup_logging(settings.log_level, settings.log_file)
-    engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs))
-    try:
-        stats = engine.run()
-    except Interrupted:
-        click.echo(engine.stats.summary(), err=True)
-        sys.exit(130)
-    click.echo(stats.summary(), err=True)
+    code = 0
+    with Monitor(settings, spider.name, terminal=wants_live_view(settings.output)) as monitor:
+        engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor))
+        try:
+            engine.run()
+        except Interrupted:
+            code = 130
+    monitor.finish(engine.stats)
+    click.echo(summary_text(engine.stats.summary(), monitor.log), err=True)
+    if code:
+        sys.exit(code)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,6 +166,119 @@ def runspider(spider_file: str, **kw: Any) -> None:
     if not Path(spider_file.split(":", 1)[0]).is_file():
         raise UserError(f"spider file {spider_file!r} does not exist; give the path of a .py file")
     _run(kw, None, spider_file)
+
+
+def page_options(f: Any) -> Any:
+    """The flags shared by ``fetch`` and ``parse``: one page through a crawl's settings."""
+    options = [
+        click.option("--spider", help="Spider whose callback runs on the page: path/to/file.py:Class or module:Class."),
+        click.option("--callback", help="Spider method to call (default: parse)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
+        click.option("--user-agent", help="User-Agent header sent with the request."),
+        click.option("--no-robots", is_flag=True, help="Do not fetch or obey robots.txt."),
+        click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. -s read_timeout=5."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
+    """Fetch ``url`` like a crawl would, then print the response or what the spider's callback yields."""
+    from .debugging import FetchFailed, callback_failed, describe_page, fetch_page, parse_page
+
+    spider_spec = kw.get("spider")
+    if kw.get("callback") and not spider_spec:
+        raise UserError("--callback needs --spider: the callback is a method of that spider")
+    cli = {"user_agent": kw.get("user_agent"), "robots": False if kw.get("no_robots") else None, **_parse_sets(kw.get("sets", ()))}
+    spider_cls = load_spider(spider_spec) if spider_spec or spider_required else None
+    settings = load_settings(kw.get("config_file"), spider_cls.custom_settings if spider_cls else None, cli)
+    log_config = LogConfig.from_settings(settings)
+    setup_logging(log_config)
+    if spider_cls is not None:
+        # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
+        logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
+    hop = lambda result, target: click.echo(f"{result.status} {result.url} -> {target}", err=True)  # noqa: E731
+    try:
+        fetched = fetch_page(url, settings, kw.get("callback"), on_hop=hop)
+    except FetchFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    result = fetched.result
+    status_line = f"{result.status} {result.url} ({result.elapsed * 1000:,.0f} ms, {len(result.body):,} bytes)"
+    if show_headers:
+        click.echo(status_line)
+        for name, value in result.headers:
+            click.echo(f"{name}: {value}")
+        click.echo()
+    else:
+        click.echo(status_line, err=True)
+    if spider_cls is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(result.body)
+        return
+    try:
+        spider = spider_cls(**({"start_urls": [url]} if spider_spec is None else {}))
+    except Exception as exc:
+        raise SpiderError(f"spider {spider_cls.__name__} could not be created: {one_line(exc)}") from exc
+    spider.settings = settings
+    if not 200 <= result.status < 300 and not spider.handle_error_statuses:
+        click.echo(f"the callback was not run: HTTP {result.status} (a spider sees non-2xx pages with handle_error_statuses = True)", err=True)
+        sys.exit(1)
+    done = parse_page(result, spider, spider_spec, settings)
+    click.echo(describe_page(done, settings))
+    if callback_failed(done):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("url")
+@page_options
+def fetch(url: str, **kw: Any) -> None:
+    """Fetch one URL with the crawl's settings, robots.txt and User-Agent; print status, headers and body.
+
+    With --spider, print what its callback yields instead of the body. Redirects are followed
+    (each is shown on stderr); nothing is retried. Exit code 1 when the page cannot be fetched.
+
+    \b
+    Example:
+      crawlkit fetch https://example.com/ --config polite.yaml
+      crawlkit fetch https://example.com/books --spider shop.py:Shop --callback parse_list
+    """
+    _one_page(url, kw, show_headers=True, spider_required=False)
+
+
+@cli.command()
+@click.argument("url")
+@page_options
+def parse(url: str, **kw: Any) -> None:
+    """Fetch URL and show what a spider callback yields: items as JSON, requests with their callbacks.
+
+    Links the crawl would not follow (offsite, too deep, ...) are counted, and listed on stderr;
+    an exception in the callback is shown with its traceback and makes the exit code 1.
+    Without --spider, the built-in spider runs (as in `crawlkit crawl`).
+
+    \b
+    Example:
+      crawlkit parse https://example.com/books/1 --spider shop.py:Shop --callback parse_book
+    """
+    _one_page(url, kw, show_headers=False, spider_required=True)
+
+
+@cli.command()
+@click.argument("name")
+def new(name: str) -> None:
+    """Write NAME.py (a spider that runs as is) and NAME.yaml (a commented config); never overwrites.
+
+    \b
+    Example:
+      crawlkit new books
+      crawlkit runspider books.py --config books.yaml
+    """
+    from .scaffold import class_name, new_project
+
+    spider, config = new_project(name, Path.cwd())
+    click.echo(f"wrote {spider} (class {class_name(name)}) and {config}")
+    click.echo(f"next: set start_urls in {spider.name}, try `crawlkit parse URL --spider {spider.name}`, then `crawlkit runspider {spider.name} --config {config.name}`")
 
 
 @cli.group()

@@ -34,6 +34,7 @@ from requests.adapters import HTTPAdapter
 
 from .http import Request
 from .limiter import Turn
+from .log import LogConfig
 from .messages import FetchResult, FetchTask
 from .process import child_setup
 
@@ -52,8 +53,15 @@ class FetcherConfig:
     download_timeout: float
     max_body: int
     max_redirects: int
-    log_level: str
-    log_file: str | None
+    log: LogConfig
+
+    @classmethod
+    def from_settings(cls, s: Any, threads: int, log: LogConfig) -> "FetcherConfig":
+        """The fetcher's part of the settings (the engine's pool and ``crawlkit fetch`` alike)."""
+        return cls(
+            threads=threads, user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
+            download_timeout=s.download_timeout, max_body=s.max_body, max_redirects=s.max_redirects, log=log,
+        )
 
 
 class _Outbox:
@@ -108,7 +116,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     held, and a process killed while holding a queue's lock only ever blocks its own queue,
     which is retired with it.
     """
-    child_setup(config.log_level, config.log_file)
+    child_setup(config.log)
     pid = os.getpid()
     with channels.owners.get_lock():
         free = [i for i, owner in enumerate(channels.owners) if owner == 0]

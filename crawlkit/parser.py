@@ -29,6 +29,7 @@ from urllib.parse import urljoin, urlsplit
 
 from .http import Request, Response
 from .loader import load_spider
+from .log import LogConfig
 from .messages import FetchResult, PageDone
 from .process import child_setup
 from .robots import ROBOTS_CALLBACK
@@ -57,8 +58,17 @@ class ParserConfig:
     retry_http_codes: list[int]
     retry_backoff: float
     retry_after_max: float
-    log_level: str
-    log_file: str | None
+    log: LogConfig
+
+    @classmethod
+    def from_settings(cls, s: Any, spider: str | None, spider_kwargs: dict[str, Any], log: LogConfig) -> "ParserConfig":
+        """The parser's part of the settings (the engine's parsers and ``crawlkit parse`` alike)."""
+        return cls(
+            spider=spider, spider_kwargs=spider_kwargs, allowed_domains=list(s.allowed_domains), max_depth=s.max_depth,
+            max_repeated_segments=s.max_repeated_segments, max_url_length=s.max_url_length, max_redirects=s.max_redirects,
+            retries=s.retries, retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff,
+            retry_after_max=s.retry_after_max, log=log,
+        )
 
 
 def build_spider(spec: str | None, kwargs: dict[str, Any]) -> Spider:
@@ -71,7 +81,7 @@ def parser_main(config: ParserConfig, registration: Any, events: Any) -> None:
     ``events`` is this parser's own Pipe to the engine: one writer, so a parser that dies
     mid-message garbles nothing but its own Pipe, which the engine then drops.
     """
-    child_setup(config.log_level, config.log_file)
+    child_setup(config.log)
     log.debug("parser process %d started", os.getpid())
     router = Router(build_spider(config.spider, config.spider_kwargs), config)
     inboxes: list[Any] = []
@@ -107,7 +117,7 @@ class Router:
 
     def handle(self, result: FetchResult) -> bytes:
         """The pickled PageDone for ``result`` (pickled here, so a bad item cannot break the queue)."""
-        done = PageDone(req_id=result.req_id, host=host_of(result.request.url))
+        done = PageDone(req_id=result.req_id, host=host_of(result.request.url), status=result.status, elapsed=result.elapsed)
         counts: Counter[str] = Counter()
         try:
             self._route(result, done, counts)
