@@ -283,7 +283,12 @@ def new(name: str) -> None:
 
 @cli.group()
 def config() -> None:
-    """Inspect settings."""
+    """Inspect settings.
+
+    \b
+    Example:
+      crawlkit config show --config configs/example.yaml
+    """
 
 
 @config.command("show")

@@ -5,8 +5,8 @@ Every component logs to its own logger (``crawlkit.engine``, ``crawlkit.fetcher`
 
 - the console (stderr): text lines, or one JSON object per line with ``log_json``; with
   ``quiet`` only warnings and errors. While the live view runs, children do not write to the
-  terminal themselves (their lines would tear the view): they put their records on
-  ``LogConfig.forward``, a queue the engine drains and prints above the view.
+  terminal themselves (their lines would tear the view): they send their lines down
+  ``LogConfig.forward``, a Pipe the engine drains and prints above the view.
 - the ``log_file``, appended to directly by every process (lines are short and written whole, so
   processes do not interleave within a line), at ``log_level`` even when the console is quiet.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
 import os
 import sys
 import time
@@ -27,6 +26,10 @@ FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s[%(process)d]: %(messa
 #: ``extra`` marking the periodic progress line, which the live view shows by itself.
 PROGRESS = {"progress": True}
 
+# A forwarded line is sent in pieces of at most this many characters (4 UTF-8 bytes each at
+# worst), so each write stays under PIPE_BUF (4096 bytes on Linux) and is atomic.
+FORWARD_CHARS = 1000
+
 
 @dataclass(frozen=True)
 class LogConfig:
@@ -36,7 +39,7 @@ class LogConfig:
     file: str | None = None
     json: bool = False
     quiet: bool = False  # console: warnings and errors only
-    forward: Any = None  # a multiprocessing Queue: children send console records here (live view)
+    forward: Any = None  # write end of a multiprocessing Pipe: children send console lines here (live view)
 
     @classmethod
     def from_settings(cls, settings: Any, forward: Any = None) -> "LogConfig":
@@ -70,11 +73,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def url_of(record: logging.LogRecord) -> str | None:
-    """The URL a record is about (see JsonFormatter), remembered on the record."""
+    """The URL a record is about (see JsonFormatter)."""
     url = getattr(record, "url", None)
     if url is None and isinstance(record.args, tuple):
         url = next((a for a in record.args if isinstance(a, str) and a.startswith(("http://", "https://"))), None)
-        record.url = url  # survives the trip through a forwarding queue, which drops args
     return url
 
 
@@ -92,12 +94,25 @@ class ConsoleFilter(logging.Filter):
         return not (self.live and getattr(record, "progress", False))
 
 
-class _Forward(logging.handlers.QueueHandler):
-    """Sends a child's console records to the engine, formatted but not yet dressed in a line format."""
+class _Forward(logging.Handler):
+    """Sends a child's console lines to the engine over ``LogConfig.forward``, a Pipe all children share.
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        url_of(record)
-        return super().prepare(record)
+    Each message is one write of at most FORWARD_BYTES, under the pipe's atomic-write size, so
+    lines of different processes never interleave, and no lock is held that a process killed
+    mid-write could leave taken (as a multiprocessing.Queue's would).
+    """
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            for line in self.format(record).splitlines() or [""]:
+                for start in range(0, max(len(line), 1), FORWARD_CHARS):
+                    self.conn.send_bytes(line[start:start + FORWARD_CHARS].encode("utf-8"))
+        except Exception:
+            self.handleError(record)
 
 
 def formatter(config: LogConfig) -> logging.Formatter:
@@ -108,7 +123,7 @@ def setup_logging(config: LogConfig, console: logging.Handler | None = None) -> 
     """Install the handlers of ``config`` on the root logger of this process.
 
     ``console`` replaces the stderr handler (the live view passes one that prints above it);
-    in a child with ``config.forward`` set, console records go to that queue instead.
+    in a child with ``config.forward`` set, console lines go to that Pipe instead.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -121,8 +136,7 @@ def setup_logging(config: LogConfig, console: logging.Handler | None = None) -> 
     if config.file:
         handlers.append(logging.FileHandler(os.fspath(config.file), mode="a", encoding="utf-8"))
     for handler in handlers:
-        if not isinstance(handler, _Forward):  # forwarded records are formatted by the engine
-            handler.setFormatter(formatter(config))
+        handler.setFormatter(formatter(config))
         root.addHandler(handler)
     root.setLevel(config.level)
     # urllib3 warns about every broken connection we already count and log ourselves.

@@ -15,10 +15,10 @@ closing summary.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
-import queue
 import sys
 import time
 from pathlib import Path
@@ -38,7 +38,8 @@ log = logging.getLogger("crawlkit.progress")
 TICK = 0.25  # seconds between ticks: live view redraws and time-series samples
 ACTIVE_FOR = 5.0  # seconds a host stays among the busiest after its last request in flight
 BUSIEST = 8  # hosts shown in the live view
-DRAIN_MAX = 500  # forwarded log records printed per tick at most, so a storm cannot stall the loop
+DRAIN_MAX = 500  # forwarded log lines printed per tick at most, so a storm cannot stall the loop
+PIPE_BYTES = 1 << 20  # buffer of the children's log Pipe: a child blocks only when it is full
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -84,7 +85,7 @@ class Monitor:
         if terminal and not settings.quiet:
             from .process import context
 
-            self.view = LiveView(title, context().Queue())
+            self.view = LiveView(title, *context().Pipe(duplex=False))
         self.log = LogConfig.from_settings(settings, self.view.forward if self.view else None)
         self.next_progress = time.monotonic() + self.interval
         self.last_pages = (time.monotonic(), 0)
@@ -168,9 +169,15 @@ class _LiveHandler(logging.Handler):
 class LiveView:
     """The rich view on stderr: totals, rates, statuses and the busiest hosts; redrawn at each tick."""
 
-    def __init__(self, title: str, forward: Any) -> None:
+    def __init__(self, title: str, lines: Any, forward: Any) -> None:
         self.title = title
-        self.forward = forward  # children's console log records, printed above the view
+        self.lines = lines  # read end of the Pipe of children's console lines, printed above the view
+        self.forward = forward  # its write end, handed to every child through LogConfig
+        if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: room for a burst of lines while the engine is busy
+            try:
+                fcntl.fcntl(lines.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:  # above /proc/sys/fs/pipe-max-size: keep the default
+                pass
         self.console = Console(stderr=True)
         self.handler = _LiveHandler(self.console)
         self.live = Live(console=self.console, auto_refresh=False, transient=True, redirect_stdout=False, redirect_stderr=False)
@@ -182,18 +189,16 @@ class LiveView:
         self.live.start()
 
     def stop(self) -> None:
-        self._drain()
+        self._drain(None)  # the children are gone: all they wrote is in the pipe
         self.live.stop()
+        self.lines.close()
         self.forward.close()
-        self.forward.cancel_join_thread()
 
-    def _drain(self) -> None:
-        for _ in range(DRAIN_MAX):
-            try:
-                record = self.forward.get_nowait()
-            except (queue.Empty, OSError, ValueError):
-                return
-            self.handler.handle(record)
+    def _drain(self, limit: int | None = DRAIN_MAX) -> None:
+        printed = 0
+        while (limit is None or printed < limit) and self.lines.poll():
+            self.console.print(Text(self.lines.recv_bytes().decode("utf-8", "replace")), highlight=False)
+            printed += 1
 
     def update(self, now: float, stats: Stats, in_flight: Sequence[str]) -> None:
         self._drain()
