@@ -113,13 +113,18 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
     _execute(settings, spider_cls, spider_spec, kwargs)
 
 
-def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any]) -> None:
-    """Build the spider, run the engine, print the summary; exit 130 when interrupted."""
+def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Settings) -> Spider:
     try:
         spider = spider_cls(**kwargs)
     except Exception as exc:
         raise SpiderError(f"spider {spider_cls.__name__} could not be created: {one_line(exc)}") from exc
     spider.settings = settings
+    return spider
+
+
+def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any]) -> None:
+    """Build the spider, run the engine, print the summary; exit 130 when interrupted."""
+    spider = _new_spider(spider_cls, kwargs, settings)
     code = 0
     with Monitor(settings, spider.name, terminal=wants_live_view(settings.output)) as monitor:
         engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor))
@@ -184,8 +189,8 @@ def page_options(f: Any) -> Any:
 
 
 def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
-    """Fetch ``url`` like a crawl would, then print the response or what the spider's callback yields."""
-    from .debugging import FetchFailed, callback_failed, describe_page, fetch_page, parse_page
+    """Settings and logging for ``fetch``/``parse``, then ``debugging.show_page``; exits with its code."""
+    from .debugging import FetchFailed, show_page
 
     spider_spec = kw.get("spider")
     if kw.get("callback") and not spider_spec:
@@ -193,41 +198,18 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
     cli = {"user_agent": kw.get("user_agent"), "robots": False if kw.get("no_robots") else None, **_parse_sets(kw.get("sets", ()))}
     spider_cls = load_spider(spider_spec) if spider_spec or spider_required else None
     settings = load_settings(kw.get("config_file"), spider_cls.custom_settings if spider_cls else None, cli)
-    log_config = LogConfig.from_settings(settings)
-    setup_logging(log_config)
+    setup_logging(LogConfig.from_settings(settings))
+    spider = None
     if spider_cls is not None:
+        # The built-in spider stays on the page's host, as it does on its seeds' hosts.
+        spider = _new_spider(spider_cls, {} if spider_spec else {"start_urls": [url]}, settings)
         # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
         logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
-    hop = lambda result, target: click.echo(f"{result.status} {result.url} -> {target}", err=True)  # noqa: E731
     try:
-        fetched = fetch_page(url, settings, kw.get("callback"), on_hop=hop)
+        code = show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers)
     except FetchFailed as exc:
         raise click.ClickException(str(exc)) from None
-    result = fetched.result
-    status_line = f"{result.status} {result.url} ({result.elapsed * 1000:,.0f} ms, {len(result.body):,} bytes)"
-    if show_headers:
-        click.echo(status_line)
-        for name, value in result.headers:
-            click.echo(f"{name}: {value}")
-        click.echo()
-    else:
-        click.echo(status_line, err=True)
-    if spider_cls is None:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(result.body)
-        return
-    try:
-        spider = spider_cls(**({"start_urls": [url]} if spider_spec is None else {}))
-    except Exception as exc:
-        raise SpiderError(f"spider {spider_cls.__name__} could not be created: {one_line(exc)}") from exc
-    spider.settings = settings
-    if not 200 <= result.status < 300 and not spider.handle_error_statuses:
-        click.echo(f"the callback was not run: HTTP {result.status} (a spider sees non-2xx pages with handle_error_statuses = True)", err=True)
-        sys.exit(1)
-    done = parse_page(result, spider, spider_spec, settings)
-    click.echo(describe_page(done, settings))
-    if callback_failed(done):
-        sys.exit(1)
+    sys.exit(code)
 
 
 @cli.command()

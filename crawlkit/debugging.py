@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import dataclass
+import sys
 from typing import Any, Callable
 from urllib.parse import urljoin
+
+import click
 
 from .fetcher import FetcherConfig, fetch, new_session
 from .http import Request
@@ -30,16 +32,8 @@ class FetchFailed(Exception):
     """The page could not be fetched (connection error, timeout, robots.txt, redirects); one line."""
 
 
-@dataclass
-class Fetched:
-    """The exchanges for one URL: ``hops`` are the redirects followed, ``result`` the final answer."""
-
-    hops: list[FetchResult]
-    result: FetchResult
-
-
-def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Callable[[FetchResult, str], None] | None = None) -> Fetched:
-    """Fetch ``url`` as a crawl with ``settings`` would; raises FetchFailed with a one-line reason.
+def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Callable[[FetchResult, str], None] | None = None) -> FetchResult:
+    """The final answer for ``url``, fetched as a crawl with ``settings`` would; FetchFailed with a one-line reason.
 
     Blocking; ``on_hop(result, target)`` is told of each redirect as it is followed. The final
     result's request carries ``callback``, ready for ``parse_page``.
@@ -49,8 +43,8 @@ def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Cal
     config = FetcherConfig.from_settings(settings, 1, LogConfig.from_settings(settings))
     session = new_session(config)
     robots = RobotsRules(settings.user_agent) if settings.robots else None
-    hops: list[FetchResult] = []
-    seen = {url}
+    hops = 0
+    start, seen = url, {url}
     try:
         while True:
             if robots is not None:
@@ -60,17 +54,17 @@ def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Cal
                 raise FetchFailed(f"{result.error}: {url} ({result.message})")
             location = next((v for k, v in result.headers if k.lower() == "location"), None)
             if not (300 <= result.status < 400 and location):
-                return Fetched(hops, result)
+                return result
             target = urljoin(result.url, location.strip())
-            hops.append(result)
+            hops += 1
             if on_hop is not None:
                 on_hop(result, target)
             if not is_http(target):
                 raise FetchFailed(f"{url} redirects to {target!r}, not an http(s) URL")
             if target in seen:
                 raise FetchFailed(f"redirect loop: {url} -> {target}")
-            if len(hops) > settings.max_redirects:
-                raise FetchFailed(f"more than max_redirects ({settings.max_redirects}) redirects from {hops[0].url}")
+            if hops > settings.max_redirects:
+                raise FetchFailed(f"more than max_redirects ({settings.max_redirects}) redirects from {start}")
             seen.add(target)
             url = target
     finally:
@@ -103,7 +97,7 @@ def parse_page(result: FetchResult, spider: Spider, spider_spec: str | None, set
     return pickle.loads(Router(spider, config).handle(result))
 
 
-def describe_page(done: PageDone, settings: Any) -> str:
+def describe_page(done: PageDone) -> str:
     """What a callback yielded, for a person: items as JSON, requests as URL and callback, drops by reason."""
     lines = [f"Items ({len(done.items)}):"]
     lines += [json.dumps(item, indent=2, ensure_ascii=False, default=str) for item in done.items]
@@ -119,3 +113,33 @@ def describe_page(done: PageDone, settings: Any) -> str:
 
 def callback_failed(done: PageDone) -> bool:
     return any(key.startswith("error_spider") or key == "error_internal" for key in done.counts)
+
+
+def show_page(url: str, settings: Any, spider: Spider | None, spider_spec: str | None, callback: str | None, headers: bool) -> int:
+    """What ``crawlkit fetch`` and ``parse`` print; returns the exit code (FetchFailed when not fetched).
+
+    Redirect hops and the status line go to stderr, except that with ``headers`` the status
+    line and headers head stdout. Then the body (no ``spider``) or what the callback yields.
+    Exit code 1 when the callback raised or yielded junk, or did not run (a non-2xx page the
+    spider does not take).
+    """
+    hop = lambda result, target: click.echo(f"{result.status} {result.url} -> {target}", err=True)  # noqa: E731
+    result = fetch_page(url, settings, callback, on_hop=hop)
+    status_line = f"{result.status} {result.url} ({result.elapsed * 1000:,.0f} ms, {len(result.body):,} bytes)"
+    if headers:
+        click.echo(status_line)
+        for name, value in result.headers:
+            click.echo(f"{name}: {value}")
+        click.echo()
+    else:
+        click.echo(status_line, err=True)
+    if spider is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(result.body)
+        return 0
+    if not 200 <= result.status < 300 and not spider.handle_error_statuses:
+        click.echo(f"the callback was not run: HTTP {result.status} (a spider sees non-2xx pages with handle_error_statuses = True)", err=True)
+        return 1
+    done = parse_page(result, spider, spider_spec, settings)
+    click.echo(describe_page(done))
+    return 1 if callback_failed(done) else 0

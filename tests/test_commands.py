@@ -81,6 +81,10 @@ def test_fetch_failure_is_one_line_and_exit_code_1(crawlkit) -> None:
     assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("Error: connection_refused:") and "Traceback" not in run.stderr
     run = crawlkit("fetch", "ftp://127.0.0.2/x", output=None)
     assert run.returncode == 1 and "not an http(s) URL" in run.stderr
+    with Site(SiteSpec(hosts=1, pages=1)) as site:
+        run = crawlkit("fetch", site.urls[0] + "/loop/a", output=None)
+        assert run.returncode == 1 and f"Error: redirect loop: {site.urls[0]}/loop/b -> {site.urls[0]}/loop/a" in run.stderr
+        assert sum(page_fetches(site).values()) == 2
 
 
 def test_fetch_with_a_spider_uses_its_settings_and_prints_what_the_callback_yields(crawlkit, spider_file: Path) -> None:
@@ -187,3 +191,14 @@ def test_every_command_help_has_an_example(path: str) -> None:
     assert "Example:" in result.output, f"{path} --help has no example"
     example = result.output.split("Example:", 1)[1]
     assert f"{path} " in example or f"{path}\n" in example, f"{path} --help shows no example of itself"
+
+
+def test_readme_documents_every_command_and_option() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for path, command in _commands(cli, "crawlkit"):
+        assert f"`{path}" in readme, f"README's command table lacks {path}"
+        if path in ("crawlkit crawl", "crawlkit runspider", "crawlkit fetch", "crawlkit parse"):
+            for param in command.params:
+                if isinstance(param, click.Option):
+                    flag = max(param.opts, key=len)
+                    assert f"`{flag}" in readme or f"/{flag}" in readme, f"README does not document {path} {flag}"
