@@ -145,9 +145,12 @@ class Monitor:
 
 
 def wants_live_view(output: str | None) -> bool:
-    """Whether stderr is a terminal a live view can redraw (and stdout does not share it with items)."""
-    console = Console(stderr=True)
-    if not console.is_terminal or console.is_dumb_terminal:
+    """Whether stderr is a terminal a live view can redraw (and stdout does not share it with items).
+
+    Asks the file itself, not rich: ``FORCE_COLOR``, often set in CI, makes rich treat a pipe
+    as a terminal, which is right for colours but not for a view redrawn in place.
+    """
+    if not sys.stderr.isatty() or os.environ.get("TERM") in ("dumb", "unknown"):
         return False
     return not (output == "-" and sys.stdout.isatty())
 

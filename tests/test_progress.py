@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -49,15 +50,16 @@ class PtyRun:
     def text(self) -> str:
         return self.data.decode("utf-8", "replace")
 
-    def read(self, until: str | None = None, timeout: float = 120) -> None:
-        """Read the terminal until ``until`` appears, or (None) until every process holding it has closed it.
+    def read(self, until: str | Callable[[], bool] | None = None, timeout: float = 120) -> None:
+        """Read the terminal until ``until`` appears (or returns true), or (None) until every process
+        holding the terminal has closed it.
 
         The second is what ``subprocess.run`` does with pipes: crawlkit's children inherit the
         terminal, so its end means none of them is left writing to it.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if until is not None and until in self.text:
+            if until is not None and (until() if callable(until) else until in self.text):
                 return
             ready, _, _ = select.select([self.master], [], [], 0.2)
             if not ready:
@@ -113,17 +115,19 @@ def test_live_view_on_a_terminal_with_log_lines_above_it_and_progress_only_in_th
 def test_ctrl_c_under_the_live_view_stops_cleanly(tmp_path: Path) -> None:
     with Site(SiteSpec(hosts=2, pages=400, latency=0.05)) as site:
         (tmp_path / "seeds.txt").write_text("\n".join(site.seeds()) + "\n")
-        run = PtyRun(["crawl", "seeds.txt", "-o", "out.jsonl", "--stats", "stats.json"], tmp_path)
-        run.read(until="busiest hosts")
+        stats_file = tmp_path / "stats.json"
+        run = PtyRun(["crawl", "seeds.txt", "-o", "out.jsonl", "--stats", str(stats_file), "-s", "progress_interval=0.1"], tmp_path)
+        run.read(until=lambda: "busiest hosts" in run.text and stats_file.exists() and json.loads(stats_file.read_text())["pages"] > 0)
         run.proc.send_signal(signal.SIGINT)  # what Ctrl-C does to the engine (its children ignore it)
         code = run.finish()
     assert code == 130, run.text[-3000:]
     assert "crawl interrupted" in run.text
-    stats = json.loads((tmp_path / "stats.json").read_text())
+    stats = json.loads(stats_file.read_text())
     assert stats["reason"] == "interrupted" and 0 < stats["pages"] < 2 * 401
 
 
-def test_not_a_terminal_gets_plain_progress_lines(crawlkit) -> None:
+def test_not_a_terminal_gets_plain_progress_lines(crawlkit, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # as CI systems often set: colours, not a terminal
     with Site(SiteSpec(hosts=2, pages=60, latency=0.02, extras=False)) as site:
         run = crawlkit("crawl", "-s", "progress_interval=0.1", seeds=site.seeds())
     assert run.returncode == 0, run.stderr
