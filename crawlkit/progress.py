@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,6 +32,7 @@ from rich.text import Text
 
 from .errors import ConfigError
 from .log import PROGRESS, LogConfig, setup_logging
+from .process import context
 from .stats import Stats
 
 log = logging.getLogger("crawlkit.progress")
@@ -83,8 +85,6 @@ class Monitor:
         self.interval = settings.progress_interval
         self.view: LiveView | None = None
         if terminal and not settings.quiet:
-            from .process import context
-
             self.view = LiveView(title, *context().Pipe(duplex=False))
         self.log = LogConfig.from_settings(settings, self.view.forward if self.view else None)
         self.next_progress = time.monotonic() + self.interval
@@ -185,7 +185,7 @@ class LiveView:
         self.handler = _LiveHandler(self.console)
         self.live = Live(console=self.console, auto_refresh=False, transient=True, redirect_stdout=False, redirect_stderr=False)
         self.active: dict[str, float] = {}  # host -> last tick it had a request in flight
-        self.rates: list[tuple[float, int]] = []  # (time, pages) over the last few seconds
+        self.rates: deque[tuple[float, int]] = deque()  # (time, pages) over the last few seconds
 
     def start(self, config: LogConfig) -> None:
         setup_logging(config, console=self.handler)
@@ -211,7 +211,7 @@ class LiveView:
         c = stats.counts
         self.rates.append((now, c["pages"]))
         while len(self.rates) > 2 and now - self.rates[0][0] > ACTIVE_FOR:
-            self.rates.pop(0)
+            self.rates.popleft()
         then, pages = self.rates[0]
         rate = (c["pages"] - pages) / (now - then) if now > then else 0.0
         elapsed = stats.elapsed
