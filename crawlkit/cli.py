@@ -1,7 +1,8 @@
 """The ``crawlkit`` command: flags become settings, errors become one line and exit code 2.
 
 No crawl logic lives here. Exit codes: 0 the crawl finished (page errors are in the stats),
-2 a usage, config, seeds or spider error, 130 interrupted by Ctrl-C or SIGTERM.
+1 ``fetch``/``parse`` could not fetch the page or the callback failed, 2 a usage, config, seeds
+or spider error, 130 interrupted by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
