@@ -166,14 +166,14 @@ def build_engine(seeds: list[str], spider: str, workers: int | None = None, conc
     """
     from .engine import CrawlSpec, Engine
     from .loader import load_spider
-    from .log import setup_logging
+    from .log import LogConfig, setup_logging
     from .settings import load_settings
 
     spider_spec = SPIDERS.get(spider, spider)
     spider_cls = load_spider(spider_spec)
     flags = {"workers": workers, "concurrency": concurrency, "per_host": per_host, "parsers": parsers, "max_pages": max_pages}
     settings = load_settings(None, spider_cls.custom_settings, {**flags, "robots": True, "output": None, "log_level": "WARNING"})
-    setup_logging(settings.log_level, settings.log_file)
+    setup_logging(LogConfig.from_settings(settings))
     kwargs = {"start_urls": seeds}
     instance = spider_cls(**kwargs)
     instance.settings = settings

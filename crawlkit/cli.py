@@ -1,11 +1,13 @@
 """The ``crawlkit`` command: flags become settings, errors become one line and exit code 2.
 
 No crawl logic lives here. Exit codes: 0 the crawl finished (page errors are in the stats),
-2 a usage, config, seeds or spider error, 130 interrupted by Ctrl-C or SIGTERM.
+1 ``fetch``/``parse`` could not fetch the page or the callback failed, 2 a usage, config, seeds
+or spider error, 130 interrupted by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from . import __version__
 from .engine import CrawlSpec, Engine, Interrupted
 from .errors import CrawlkitError, SpiderError
 from .loader import load_spider, one_line
-from .log import setup_logging
+from .log import LogConfig, setup_logging, summary_text
+from .progress import Monitor, wants_live_view
 from .seeds import read_seeds
 from .settings import Settings, explain, load_settings
 from .spider import LinkSpider, Spider
@@ -70,6 +73,10 @@ def crawl_options(f: Any) -> Any:
         click.option("--jobdir", type=click.Path(file_okay=False), help="Keep the crawl's state here; run again to resume."),
         click.option("--frontier", help="Share the crawl with other nodes through Redis: redis://host:port/db."),
         click.option("--crawl-id", "crawl_id", help="Name of the shared crawl (default: the spider's name)."),
+        click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary: no live view or progress lines."),
+        click.option("--stats", "stats_file", type=click.Path(dir_okay=False), help="Write every counter, per-host figures and pages over time to this JSON file."),
+        click.option("--report", type=click.Path(dir_okay=False), help="Write a self-contained HTML report with charts to this file."),
+        click.option("--log-json", is_flag=True, help="Log one JSON object per line (time, level, logger, process, message, url)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -82,6 +89,8 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
         for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file", "jobdir", "warc", "frontier", "crawl_id")
         if kw.get(key) is not None
     }
+    flags.update({key: kw[key] for key in ("stats_file", "report") if kw.get(key) is not None})
+    flags.update({key: True for key in ("quiet", "log_json") if kw.get(key)})
     if flags.get("log_level"):
         flags["log_level"] = flags["log_level"].upper()
     if kw.get("allow_domains"):
@@ -109,21 +118,29 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
     _execute(settings, spider_cls, spider_spec, kwargs)
 
 
-def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any]) -> None:
-    """Build the spider, run the engine, print the summary; exit 130 when interrupted."""
+def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Settings) -> Spider:
     try:
         spider = spider_cls(**kwargs)
     except Exception as exc:
         raise SpiderError(f"spider {spider_cls.__name__} could not be created: {one_line(exc)}") from exc
     spider.settings = settings
-    setup_logging(settings.log_level, settings.log_file)
-    engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs))
-    try:
-        stats = engine.run()
-    except Interrupted:
-        click.echo(engine.stats.summary(), err=True)
-        sys.exit(130)
-    click.echo(stats.summary(), err=True)
+    return spider
+
+
+def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any]) -> None:
+    """Build the spider, run the engine, print the summary; exit 130 when interrupted."""
+    spider = _new_spider(spider_cls, kwargs, settings)
+    code = 0
+    with Monitor(settings, spider.name, terminal=wants_live_view(settings.output)) as monitor:
+        engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor))
+        try:
+            engine.run()
+        except Interrupted:
+            code = 130
+    monitor.finish(engine.stats)
+    click.echo(summary_text(engine.stats.summary(), monitor.log), err=True)
+    if code:
+        sys.exit(code)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -180,11 +197,104 @@ def seed(seeds_file: str, frontier: str, crawl_id: str) -> None:
     urls = read_seeds(seeds_file)
     new = add_seeds(frontier, crawl_id, urls)
     click.echo(f"{new} new seed(s) added to crawl {crawl_id!r}; {len(urls) - new} already seen", err=True)
+def page_options(f: Any) -> Any:
+    """The flags shared by ``fetch`` and ``parse``: one page through a crawl's settings."""
+    options = [
+        click.option("--spider", help="Spider whose callback runs on the page: path/to/file.py:Class or module:Class."),
+        click.option("--callback", help="Spider method to call (default: parse)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
+        click.option("--user-agent", help="User-Agent header sent with the request."),
+        click.option("--no-robots", is_flag=True, help="Do not fetch or obey robots.txt."),
+        click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. -s read_timeout=5."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
+    """Settings and logging for ``fetch``/``parse``, then ``debugging.show_page``; exits with its code."""
+    from .debugging import FetchFailed, show_page
+
+    spider_spec = kw.get("spider")
+    if kw.get("callback") and not spider_spec:
+        raise UserError("--callback needs --spider: the callback is a method of that spider")
+    cli = {"user_agent": kw.get("user_agent"), "robots": False if kw.get("no_robots") else None, **_parse_sets(kw.get("sets", ()))}
+    spider_cls = load_spider(spider_spec) if spider_spec or spider_required else None
+    settings = load_settings(kw.get("config_file"), spider_cls.custom_settings if spider_cls else None, cli)
+    setup_logging(LogConfig.from_settings(settings))
+    spider = None
+    if spider_cls is not None:
+        # The built-in spider stays on the page's host, as it does on its seeds' hosts.
+        spider = _new_spider(spider_cls, {} if spider_spec else {"start_urls": [url]}, settings)
+        # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
+        logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
+    try:
+        code = show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers)
+    except FetchFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("url")
+@page_options
+def fetch(url: str, **kw: Any) -> None:
+    """Fetch one URL with the crawl's settings, robots.txt and User-Agent; print status, headers and body.
+
+    With --spider, print what its callback yields instead of the body. Redirects are followed
+    (each is shown on stderr); nothing is retried. Exit code 1 when the page cannot be fetched.
+
+    \b
+    Example:
+      crawlkit fetch https://example.com/ --config polite.yaml
+      crawlkit fetch https://example.com/books --spider shop.py:Shop --callback parse_list
+    """
+    _one_page(url, kw, show_headers=True, spider_required=False)
+
+
+@cli.command()
+@click.argument("url")
+@page_options
+def parse(url: str, **kw: Any) -> None:
+    """Fetch URL and show what a spider callback yields: items as JSON, requests with their callbacks.
+
+    Links the crawl would not follow (offsite, too deep, ...) are counted, and listed on stderr;
+    an exception in the callback is shown with its traceback and makes the exit code 1.
+    Without --spider, the built-in spider runs (as in `crawlkit crawl`).
+
+    \b
+    Example:
+      crawlkit parse https://example.com/books/1 --spider shop.py:Shop --callback parse_book
+    """
+    _one_page(url, kw, show_headers=False, spider_required=True)
+
+
+@cli.command()
+@click.argument("name")
+def new(name: str) -> None:
+    """Write NAME.py (a spider that runs as is) and NAME.yaml (a commented config); never overwrites.
+
+    \b
+    Example:
+      crawlkit new books
+      crawlkit runspider books.py --config books.yaml
+    """
+    from .scaffold import class_name, new_project
+
+    spider, config = new_project(name, Path.cwd())
+    click.echo(f"wrote {spider} (class {class_name(name)}) and {config}")
+    click.echo(f"next: set start_urls in {spider.name}, try `crawlkit parse URL --spider {spider.name}`, then `crawlkit runspider {spider.name} --config {config.name}`")
 
 
 @cli.group()
 def config() -> None:
-    """Inspect settings."""
+    """Inspect settings.
+
+    \b
+    Example:
+      crawlkit config show --config configs/example.yaml
+    """
 
 
 @config.command("show")

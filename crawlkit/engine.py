@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Iterable
 
-from . import __version__
 from .components import check_components
 from .cookies import CookieJar
 from .fetcher import CLOSED, FetchChannels, FetcherConfig, check_proxy, worker_init
@@ -60,6 +59,7 @@ from .output import open_output
 from .parser import ParserConfig, parser_main
 from .pipelines import load_pipelines
 from .process import child_setup, context
+from .progress import TICK, Monitor
 from .robots import ROBOTS_CALLBACK, RobotsRules
 from .seen import SeenManager
 from .settings import Settings
@@ -71,7 +71,6 @@ from .warc import check_warc_dir
 
 log = logging.getLogger("crawlkit.engine")
 
-PROGRESS_EVERY = 10.0  # seconds between progress lines
 HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
 ROBOTS_WAIT = 0.25  # seconds a shared crawl's host waits before it looks again for its robots.txt answer
 QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
@@ -85,6 +84,7 @@ class CrawlSpec:
     spider: Spider  # the engine's instance: start_requests and name
     spider_spec: str | None  # how parser processes load the same class
     spider_kwargs: dict[str, Any] = field(default_factory=dict)
+    monitor: Monitor | None = None  # the live view, progress lines and stats file; none shown by default
 
 
 @dataclass(slots=True)
@@ -111,6 +111,7 @@ class Engine:
         self.workers = s.workers or os.cpu_count() or 1
         self.threads = math.ceil(s.concurrency / self.workers)
         self.stats = Stats()
+        self.monitor = spec.monitor or Monitor(s)
         self.shared: Any = None  # a RedisCrawl when the crawl is shared by several nodes
         if s.frontier:
             if s.jobdir:
@@ -172,7 +173,7 @@ class Engine:
         else:
             self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay)
             self.manager = SeenManager(ctx=ctx)
-            self.manager.start(child_setup, (s.log_level, s.log_file))
+            self.manager.start(child_setup, (self.monitor.log,))
             self.seen = self.manager.FingerprintSet()
         queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
         self.channels = FetchChannels(
@@ -200,27 +201,10 @@ class Engine:
         return self.stats
 
     def _fetcher_config(self) -> FetcherConfig:
-        s = self.settings
-        return FetcherConfig(
-            threads=self.threads, user_agent=s.user_agent, connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout, download_timeout=s.download_timeout, max_body=s.max_body,
-            max_redirects=s.max_redirects, log_level=s.log_level, log_file=s.log_file, proxy=s.proxy,
-            middlewares=list(s.middlewares), spider=self.spec.spider_spec, spider_kwargs=self.spec.spider_kwargs,
-        )
+        return FetcherConfig.from_settings(self.settings, self.threads, self.monitor.log, self.spec.spider_spec, self.spec.spider_kwargs)
 
     def _parser_config(self) -> ParserConfig:
-        s = self.settings
-        return ParserConfig(
-            spider=self.spec.spider_spec, spider_kwargs=self.spec.spider_kwargs, allowed_domains=list(s.allowed_domains),
-            max_depth=s.max_depth, max_repeated_segments=s.max_repeated_segments, max_url_length=s.max_url_length, max_redirects=s.max_redirects, retries=s.retries,
-            retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff, retry_after_max=s.retry_after_max,
-            log_level=s.log_level, log_file=s.log_file, max_body=s.max_body, pipelines=list(s.pipelines),
-            middlewares=list(s.middlewares), cookies=s.cookies, use_sitemaps=s.use_sitemaps, warc=s.warc,
-            warc_max_size=s.warc_max_size, warc_info={
-                "software": f"crawlkit/{__version__}", "http-header-user-agent": s.user_agent,
-                "robots": "obey" if s.robots else "ignore", "description": f"spider {self.spec.spider.name}",
-            },
-        )
+        return ParserConfig.from_settings(self.settings, self.spec.spider_spec, self.spec.spider_kwargs, self.monitor.log)
 
     def _start_parser(self, ctx: Any, index: int) -> None:
         reader, writer = ctx.Pipe(duplex=False)
@@ -296,7 +280,7 @@ class Engine:
     # ---------------------------------------------------------------- the loop
 
     def _loop(self, ctx: Any) -> None:
-        next_progress = time.monotonic() + PROGRESS_EVERY
+        next_tick = time.monotonic() + TICK
         next_health = 0.0
         next_beat = time.monotonic() + self.settings.lease_time / 4
         while True:
@@ -310,6 +294,7 @@ class Engine:
             if not self.stopping:
                 self._schedule(now)
             if self._finished(now):
+                self.stats.sample(now, len(self.frontier), len(self.inflight))  # the final figures
                 return
             timeout = HEALTH_EVERY if self.queue_load else 0.01  # poll fast until fetchers are up
             wake = self.frontier.next_time()
@@ -327,9 +312,9 @@ class Engine:
                 self.output.flush()
             if ready and self.shared is not None:
                 self._share_stats()
-            if now >= next_progress:
-                next_progress = now + PROGRESS_EVERY
-                self._progress()
+            if now >= next_tick:
+                next_tick = now + TICK
+                self.monitor.tick(now, self.stats, len(self.frontier), [e.host for e in self.inflight.values()])
 
     def _drain(self, conn: Any) -> None:
         """Handle what one parser has sent, up to a batch, so scheduling is not starved."""
@@ -448,7 +433,7 @@ class Engine:
         host = entry.host
         if done.retry is None and self.journal is not None:
             self.journal.done(entry.request)
-        self.stats.add(done.counts)
+        self.stats.page_done(host, done.counts, done.status, done.elapsed)
         if done.items and self.output is not None:
             failed = self.output.write(done.items)
             if failed:
@@ -620,15 +605,6 @@ class Engine:
         if self.output is not None:
             self.output.flush()
         self.journal.commit(self.output.size if self.output is not None else 0, dict(self.stats.counts))
-
-    def _progress(self) -> None:
-        c = self.stats.counts
-        elapsed = self.stats.elapsed
-        log.info(
-            "%d pages (%.1f/s), %d items, %d queued, %d in flight, %d errors",
-            c["pages"], c["pages"] / elapsed if elapsed else 0.0, c["items"], len(self.frontier), len(self.inflight),
-            sum(self.stats.errors().values()),
-        )
 
     def _stop_pool(self, pool: Any, grace: float) -> None:
         """One STOP per fetch thread, then close; workers still busy after ``grace`` seconds are killed.

@@ -40,6 +40,7 @@ from requests.adapters import HTTPAdapter
 
 from .errors import ConfigError
 from .http import Request
+from .log import LogConfig
 from .messages import FetchResult, FetchTask
 from .middlewares import RequestHooks, load_middlewares
 from .process import child_setup
@@ -60,12 +61,21 @@ class FetcherConfig:
     download_timeout: float
     max_body: int
     max_redirects: int
-    log_level: str
-    log_file: str | None
+    log: LogConfig
     proxy: str | None  # for every request without meta["proxy"]
     middlewares: list[str]
     spider: str | None  # the spider the middlewares are given, built here only when they need it
     spider_kwargs: dict[str, Any]
+
+    @classmethod
+    def from_settings(cls, s: Any, threads: int, log: LogConfig, spider: str | None = None,
+                      spider_kwargs: dict[str, Any] | None = None) -> "FetcherConfig":
+        """The fetcher's part of the settings (the engine's pool and ``crawlkit fetch`` alike)."""
+        return cls(
+            threads=threads, user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
+            download_timeout=s.download_timeout, max_body=s.max_body, max_redirects=s.max_redirects, log=log,
+            proxy=s.proxy, middlewares=list(s.middlewares), spider=spider, spider_kwargs=spider_kwargs or {},
+        )
 
 
 class _Outbox:
@@ -118,7 +128,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     held, and a process killed while holding a queue's lock only ever blocks its own queue,
     which is retired with it.
     """
-    child_setup(config.log_level, config.log_file)
+    child_setup(config.log)
     pid = os.getpid()
     with channels.owners.get_lock():
         free = [i for i, owner in enumerate(channels.owners) if owner == 0]

@@ -39,6 +39,7 @@ from requests.structures import CaseInsensitiveDict
 from .errors import RetryRequest
 from .http import Request, Response
 from .loader import load_spider, one_line
+from .log import LogConfig
 from .messages import FetchResult, PageDone
 from .middlewares import DROPPED, ResponseHooks, load_middlewares
 from .pipelines import ItemPipelines, load_pipelines
@@ -71,8 +72,7 @@ class ParserConfig:
     retry_http_codes: list[int]
     retry_backoff: float
     retry_after_max: float
-    log_level: str
-    log_file: str | None
+    log: LogConfig
     max_body: int
     pipelines: list[str]
     middlewares: list[str]
@@ -81,6 +81,23 @@ class ParserConfig:
     warc: str | None
     warc_max_size: int
     warc_info: dict[str, str]
+
+    @classmethod
+    def from_settings(cls, s: Any, spider: str | None, spider_kwargs: dict[str, Any], log: LogConfig) -> "ParserConfig":
+        """The parser's part of the settings (the engine's parsers and ``crawlkit parse`` alike)."""
+        from . import __version__
+
+        return cls(
+            spider=spider, spider_kwargs=spider_kwargs, allowed_domains=list(s.allowed_domains), max_depth=s.max_depth,
+            max_repeated_segments=s.max_repeated_segments, max_url_length=s.max_url_length, max_redirects=s.max_redirects,
+            retries=s.retries, retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff,
+            retry_after_max=s.retry_after_max, log=log, max_body=s.max_body, pipelines=list(s.pipelines),
+            middlewares=list(s.middlewares), cookies=s.cookies, use_sitemaps=s.use_sitemaps, warc=s.warc,
+            warc_max_size=s.warc_max_size, warc_info={
+                "software": f"crawlkit/{__version__}", "http-header-user-agent": s.user_agent,
+                "robots": "obey" if s.robots else "ignore", "description": f"spider {spider or 'crawlkit (built-in)'}",
+            },
+        )
 
 
 def build_spider(spec: str | None, kwargs: dict[str, Any]) -> Spider:
@@ -93,7 +110,7 @@ def parser_main(config: ParserConfig, registration: Any, events: Any) -> None:
     ``events`` is this parser's own Pipe to the engine: one writer, so a parser that dies
     mid-message garbles nothing but its own Pipe, which the engine then drops.
     """
-    child_setup(config.log_level, config.log_file)
+    child_setup(config.log)
     log.debug("parser process %d started", os.getpid())
     router = Router(build_spider(config.spider, config.spider_kwargs), config)
     router.open()
@@ -155,7 +172,7 @@ class Router:
 
     def handle(self, result: FetchResult) -> bytes:
         """The pickled PageDone for ``result`` (pickled here, so a bad item cannot break the queue)."""
-        done = PageDone(req_id=result.req_id, host=host_of(result.request.url))
+        done = PageDone(req_id=result.req_id, host=host_of(result.request.url), status=result.status, elapsed=result.elapsed)
         counts: Counter[str] = Counter()
         for startup in (self.pipelines.errors, self.hooks.errors):  # open() failures, reported with the first page
             counts.update(startup)

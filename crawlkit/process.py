@@ -14,7 +14,7 @@ import signal
 import threading
 from multiprocessing.context import BaseContext
 
-from .log import setup_logging
+from .log import LogConfig, setup_logging
 
 _PRELOAD = ["crawlkit.fetcher", "crawlkit.parser", "crawlkit.seen"]
 
@@ -38,7 +38,7 @@ def context() -> BaseContext:
     return ctx
 
 
-def child_setup(log_level: str, log_file: str | None) -> None:
+def child_setup(log: LogConfig) -> None:
     """Run first in every child: the engine alone handles Ctrl-C and SIGTERM, and no child outlives it.
 
     Ctrl-C reaches the whole process group, and so does SIGTERM from a service manager
@@ -48,7 +48,7 @@ def child_setup(log_level: str, log_file: str | None) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    setup_logging(log_level, log_file)
+    setup_logging(log)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), name="parent-watchdog", daemon=True).start()

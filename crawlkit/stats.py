@@ -1,27 +1,96 @@
-"""The crawl's counters and the closing summary.
+"""The crawl's counters, per-host figures, pages over time, and the closing summary.
 
 Parsers send counter deltas with each PageDone; the engine adds them here, beside its own
 (robots drops, dispatches). Keys are flat strings: ``status_404``, ``error_read_timeout``,
-``dropped_offsite``... so a new kind of event needs no schema change.
+``dropped_offsite``... so a new kind of event needs no schema change. Everything here lives in
+the engine process and is updated once per PageDone, so the per-page work is a few additions.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
+
+#: Points the time series keeps at most; past it, every other point goes and the step doubles.
+SERIES_POINTS = 720
+SERIES_STEP = 1.0  # seconds between points at first
+SERIES_COLUMNS = ["t", "pages", "errors", "queued", "in_flight"]
+
+
+@dataclass(slots=True)
+class HostStats:
+    """One host's figures: exchanges (robots.txt, redirects and retries included) and their outcome."""
+
+    requests: int = 0
+    pages: int = 0
+    errors: int = 0  # error_* events: failed exchanges, callback failures
+    bytes: int = 0
+    seconds: float = 0.0  # summed exchange time
+    slowest: float = 0.0  # the longest exchange, seconds
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "pages": self.pages,
+            "errors": self.errors,
+            "bytes": self.bytes,
+            "mean_s": round(self.seconds / self.requests, 4) if self.requests else 0.0,
+            "max_s": round(self.slowest, 4),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+        }
 
 
 class Stats:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.started = time.monotonic()
+        self.started_wall = time.time()
         self.finished: float | None = None
         self.reason = "running"
         self.crawl_totals: tuple[str, dict[str, int]] | None = None  # (crawl id, counts of all nodes) of a shared crawl
+        self.hosts: dict[str, HostStats] = {}
+        self.series: list[list[float]] = []  # rows of SERIES_COLUMNS, t in seconds since the start
+        self.series_step = SERIES_STEP
+        self.queued = 0  # the last sample's frontier size and requests in flight
+        self.in_flight = 0
 
     def add(self, deltas: dict[str, int]) -> None:
         self.counts.update(deltas)
+
+    def page_done(self, host: str, deltas: dict[str, int], status: int, elapsed: float) -> None:
+        """Count one finished exchange (a PageDone): the crawl's counters and its host's figures."""
+        self.counts.update(deltas)
+        figures = self.hosts.get(host)
+        if figures is None:
+            figures = self.hosts[host] = HostStats()
+        figures.requests += 1
+        figures.seconds += elapsed
+        if elapsed > figures.slowest:
+            figures.slowest = elapsed
+        if status:
+            figures.statuses[status] += 1
+        for key, n in deltas.items():
+            if key.startswith("error_"):
+                figures.errors += n
+        figures.pages += deltas.get("pages", 0)
+        figures.bytes += deltas.get("bytes", 0)
+
+    def sample(self, now: float, queued: int, in_flight: int) -> None:
+        """Record a point of the time series if one is due (call it often; it is cheap when not)."""
+        self.queued, self.in_flight = queued, in_flight
+        t = now - self.started
+        if self.series and t - self.series[-1][0] < self.series_step:
+            return
+        self.series.append([round(t, 2), self.counts["pages"], self.error_count(), queued, in_flight])
+        if len(self.series) > SERIES_POINTS:
+            self.series = self.series[::2]
+            self.series_step *= 2
+
+    def error_count(self) -> int:
+        return sum(v for k, v in self.counts.items() if k.startswith("error_"))
 
     def incr(self, key: str, n: int = 1) -> None:
         self.counts[key] += n
@@ -50,6 +119,18 @@ class Stats:
             "errors": self.errors(),
             "counts": dict(sorted(self.counts.items())),
         }
+
+    def full_dict(self) -> dict[str, Any]:
+        """Everything, for ``--stats`` and the report: ``as_dict`` plus hosts and the time series."""
+        d = self.as_dict()
+        d["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_wall))
+        d["bytes"] = self.counts["bytes"]
+        d["queued"], d["in_flight"] = self.queued, self.in_flight
+        d["hosts"] = {host: figures.as_dict() for host, figures in sorted(self.hosts.items())}
+        now = [round(self.elapsed, 2), self.counts["pages"], self.error_count(), self.queued, self.in_flight]
+        rows = self.series + [now] if not self.series or now[0] > self.series[-1][0] else self.series
+        d["series"] = {"step_s": self.series_step, "columns": SERIES_COLUMNS, "rows": rows}
+        return d
 
     def summary(self) -> str:
         d = self.as_dict()

@@ -136,7 +136,7 @@ def startup(runs: int) -> list[float]:
 
 def discover(urls: int, links: int, parsers: int) -> dict[str, Any]:
     """Crawl until ``urls`` URLs are discovered; peak memory of the crawlkit tree and what was left queued."""
-    from crawlkit.bench import build_engine, engine_roles
+    from crawlkit.bench import build_engine
 
     with WideSite(links=links) as site:
         engine = build_engine([site.seed], "light", workers=2, parsers=parsers, max_pages=urls // links)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import psutil
 
+from crawlkit.log import LogConfig
 from crawlkit.process import child_setup, context
 from crawlkit.seen import FingerprintSet, SeenManager
 
@@ -38,7 +39,7 @@ def batches(total: int, size: int, rng: random.Random) -> Iterator[list[int]]:
 def bench_manager(sizes: list[int], batch: int) -> list[dict[str, float]]:
     """Fill one Manager-served FingerprintSet up to each size in turn; time only the proxy calls."""
     manager = SeenManager(ctx=context())
-    manager.start(child_setup, ("WARNING", None))
+    manager.start(child_setup, (LogConfig(level="WARNING"),))
     try:
         seen = manager.FingerprintSet()
         server = psutil.Process(manager._process.pid)  # the Manager has no public pid accessor

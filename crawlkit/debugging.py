@@ -1,0 +1,145 @@
+"""One page at a time, for working on a spider: what ``crawlkit fetch`` and ``crawlkit parse`` run.
+
+The page goes through the crawl's own code, in this process: robots.txt is fetched and obeyed
+with ``RobotsRules``, the exchange runs in ``fetcher.fetch`` on a ``fetcher.new_session`` (same
+User-Agent, timeouts and size caps), redirects are followed hop by hop up to ``max_redirects``
+(each hop checked against robots.txt, as the crawl would), and the final response goes to the
+parser's ``Router``, which runs the callback and applies the crawl's link filters. Nothing is
+retried: a debugging tool shows what the server answered.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+from typing import Any, Callable
+from urllib.parse import urljoin
+
+import click
+
+from .fetcher import FetcherConfig, fetch, new_session
+from .http import Request
+from .log import LogConfig
+from .messages import FetchResult, PageDone
+from .parser import ParserConfig, Router
+from .robots import RobotsRules
+from .spider import Spider
+from .urls import host_of, is_http
+
+
+class FetchFailed(Exception):
+    """The page could not be fetched (connection error, timeout, robots.txt, redirects); one line."""
+
+
+def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Callable[[FetchResult, str], None] | None = None) -> FetchResult:
+    """The final answer for ``url``, fetched as a crawl with ``settings`` would; FetchFailed with a one-line reason.
+
+    Blocking; ``on_hop(result, target)`` is told of each redirect as it is followed. The final
+    result's request carries ``callback``, ready for ``parse_page``.
+    """
+    if not is_http(url):
+        raise FetchFailed(f"{url!r} is not an http(s) URL")
+    config = FetcherConfig.from_settings(settings, 1, LogConfig.from_settings(settings))
+    session = new_session(config)
+    robots = RobotsRules(settings.user_agent) if settings.robots else None
+    hops = 0
+    start, seen = url, {url}
+    try:
+        while True:
+            if robots is not None:
+                _check_robots(robots, session, config, url)
+            result = fetch(session, Request(url, callback=callback), config)
+            if result.error:
+                raise FetchFailed(f"{result.error}: {url} ({result.message})")
+            location = next((v for k, v in result.headers if k.lower() == "location"), None)
+            if not (300 <= result.status < 400 and location):
+                return result
+            target = urljoin(result.url, location.strip())
+            hops += 1
+            if on_hop is not None:
+                on_hop(result, target)
+            if not is_http(target):
+                raise FetchFailed(f"{url} redirects to {target!r}, not an http(s) URL")
+            if target in seen:
+                raise FetchFailed(f"redirect loop: {url} -> {target}")
+            if hops > settings.max_redirects:
+                raise FetchFailed(f"more than max_redirects ({settings.max_redirects}) redirects from {start}")
+            seen.add(target)
+            url = target
+    finally:
+        session.close()
+
+
+def _check_robots(robots: RobotsRules, session: Any, config: FetcherConfig, url: str) -> None:
+    host = host_of(url)
+    request = robots.request_for(url)
+    if request is not None:
+        answer = fetch(session, request, config)
+        robots.learn(host, 0 if answer.error else answer.status, answer.body)
+    if robots.unavailable(host):
+        raise FetchFailed(f"robots.txt of {host} is unavailable, so a crawl would not fetch {url}; add --no-robots to fetch it anyway")
+    if not robots.allowed(url):
+        raise FetchFailed(f"robots.txt of {host} disallows {url} for this user agent; add --no-robots to fetch it anyway")
+
+
+def parse_page(result: FetchResult, spider: Spider, spider_spec: str | None, settings: Any) -> PageDone:
+    """Run the spider's callback on ``result`` in the parser's Router: items, filtered requests, counts.
+
+    The callback's errors are counted in ``PageDone.counts`` (``error_spider_*``) and logged by
+    the Router; with ``crawlkit.parser`` at DEBUG the log carries the traceback. A status in
+    ``retry_http_codes`` goes to the callback as if its retries were spent (when the spider
+    takes error statuses at all), instead of being queued again.
+    """
+    config = ParserConfig.from_settings(settings, spider_spec, {}, LogConfig.from_settings(settings))
+    request = result.request
+    result.request = request.replace(meta={**request.meta, "retry_times": settings.retries})
+    return pickle.loads(Router(spider, config).handle(result))
+
+
+def describe_page(done: PageDone) -> str:
+    """What a callback yielded, for a person: items as JSON, requests as URL and callback, drops by reason."""
+    lines = [f"Items ({len(done.items)}):"]
+    lines += [json.dumps(item, indent=2, ensure_ascii=False, default=str) for item in done.items]
+    lines.append(f"Requests ({len(done.candidates)}):")
+    lines += [f"  {r.method} {r.url} -> {r.callback or 'parse'}" for _, r in done.candidates]
+    dropped = {k[len("dropped_"):]: v for k, v in sorted(done.counts.items()) if k.startswith("dropped_")}
+    if done.counts.get("duplicates"):
+        dropped["repeated on the page"] = done.counts["duplicates"]
+    if dropped:
+        lines.append("Not followed: " + ", ".join(f"{reason} {n}" for reason, n in dropped.items()))
+    return "\n".join(lines)
+
+
+def callback_failed(done: PageDone) -> bool:
+    return any(key.startswith("error_spider") or key == "error_internal" for key in done.counts)
+
+
+def show_page(url: str, settings: Any, spider: Spider | None, spider_spec: str | None, callback: str | None, headers: bool) -> int:
+    """What ``crawlkit fetch`` and ``parse`` print; returns the exit code (FetchFailed when not fetched).
+
+    Redirect hops and the status line go to stderr, except that with ``headers`` the status
+    line and headers head stdout. Then the body (no ``spider``) or what the callback yields.
+    Exit code 1 when the callback raised or yielded junk, or did not run (a non-2xx page the
+    spider does not take).
+    """
+    hop = lambda result, target: click.echo(f"{result.status} {result.url} -> {target}", err=True)  # noqa: E731
+    result = fetch_page(url, settings, callback, on_hop=hop)
+    status_line = f"{result.status} {result.url} ({result.elapsed * 1000:,.0f} ms, {len(result.body):,} bytes)"
+    if headers:
+        click.echo(status_line)
+        for name, value in result.headers:
+            click.echo(f"{name}: {value}")
+        click.echo()
+    else:
+        click.echo(status_line, err=True)
+    if spider is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(result.body)
+        return 0
+    if not 200 <= result.status < 300 and not spider.handle_error_statuses:
+        click.echo(f"the callback was not run: HTTP {result.status} (a spider sees non-2xx pages with handle_error_statuses = True)", err=True)
+        return 1
+    done = parse_page(result, spider, spider_spec, settings)
+    click.echo(describe_page(done))
+    return 1 if callback_failed(done) else 0
