@@ -12,6 +12,7 @@ import random
 import re
 import subprocess
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -301,6 +302,35 @@ def test_robots_txt_huge_binary_slow_redirected_and_5xx(hostile: Hostile) -> Non
     assert_logged(hostile.run.stderr, "robots.txt disallows", hostile.url("/private/secret"))
     assert hostile.counts["robots_disallowed"] == 3  # main, huge and redirect hosts' /private pages
     assert hostile.counts["robots_unavailable"] == 3  # the slow, 5xx and refusing hosts' start pages
+
+
+def test_5xx_and_429_are_retried_with_backoff_and_retry_after_pauses_the_host(tmp_path: Path) -> None:
+    calls = {"/busy": 0}
+
+    async def busy(ex: Exchange) -> None:  # 429 with Retry-After once, then the page
+        calls["/busy"] += 1
+        if calls["/busy"] == 1:
+            await ex.respond(429, b"slow down", headers={"Retry-After": "1"})
+        else:
+            await ex.respond(200, b"<title>busy</title><a href=/after>a</a>")
+
+    ok = page(b"<title>ok</title>")
+    with HostileServer() as server:
+        site = server.site({"/": page(b"<a href=/busy>b</a> <a href=/down>d</a>"), "/busy": busy,
+                            "/down": page(b"down", status=503), "/after": ok, "/robots.txt": page(b"", status=404)})
+        run = crawl(tmp_path, [site.url("/")], "--per-host", str(PER_HOST), "-s", "retries=2", "-s", "retry_backoff=0.1")
+        hits = [h for h in server.seen() if h.site == site.address]
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert Counter(h.path for h in hits) == {"/robots.txt": 1, "/": 1, "/busy": 2, "/down": 3, "/after": 1}
+    first_busy = next(h.time for h in hits if h.path == "/busy")
+    # Retry-After: 1 paused the whole host: for a second after the 429, nothing reached it but
+    # what was already on its way (per_host is 2, so at most one other request).
+    during = [(h.path, round(h.time - first_busy, 3)) for h in hits if first_busy < h.time < first_busy + 1.0]
+    assert len(during) <= PER_HOST - 1, during
+    assert {item["url"] for item in run.items()} == {site.url(p) for p in ["/", "/busy", "/down", "/after"]}
+    counts = summary(run.stderr)
+    assert counts["status_429"] == 1 and counts["status_503"] == 3 and counts["retries"] == 3
+    assert_logged(run.stderr, "retrying", site.url("/busy"), "HTTP 429")
 
 
 def test_robots_txt_asked_again_later_while_the_hosts_requests_wait(tmp_path: Path) -> None:

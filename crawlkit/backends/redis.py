@@ -64,7 +64,7 @@ CAP_POLL = (0.02, 0.32)  # seconds before asking again for a host whose slots ot
 TURN_POLL = 0.005  # seconds between tries for a host's send turn another fetch holds
 HOST_SAMPLE = 256  # hosts fetched from Redis per look
 PUSH_BATCH = 1000  # requests per push script call
-SEEN_SHARD_BITS = 14  # 16384 sets: each stays an intset (<= 512 members) up to ~6 million URLs
+SEEN_SHARD_BITS = 16  # 65536 sets: each stays an intset (<= 512 members) up to ~25 million URLs
 
 _ENTRY = """
 local function split(v)
