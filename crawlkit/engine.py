@@ -172,9 +172,7 @@ class Engine:
             log.info("node %s joined crawl %r at %s", self.shared.node, self.shared.crawl_id, s.frontier)
         else:
             self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay)
-            self.manager = SeenManager(ctx=ctx)
-            self.manager.start(child_setup, (self.monitor.log,))
-            self.seen = self.manager.FingerprintSet()
+            self._start_seen_store(ctx)
         queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
         self.channels = FetchChannels(
             queues=queues,
@@ -199,6 +197,35 @@ class Engine:
         if self.stopping:
             raise Interrupted()
         return self.stats
+
+    def _start_seen_store(self, ctx: Any) -> None:
+        self.manager = SeenManager(ctx=ctx)
+        self.manager.start(child_setup, (self.monitor.log,))
+        self.seen = self.manager.FingerprintSet()
+        log.debug("seen-URL store process %d started", self.manager._process.pid)  # BaseManager has no public pid
+
+    def _add_seen(self, fingerprints: list[int]) -> list[int]:
+        """The seen store's ``add_many``; a local store whose process died is started again first.
+
+        The new store is refilled from the job directory, which holds every fingerprint
+        admitted so far (committed or not: this is the connection that wrote them). Without
+        one, what was seen before is gone: pages met again are fetched again, and the log says so.
+        """
+        try:
+            return self.seen.add_many(fingerprints)
+        except (EOFError, OSError) as exc:  # the Manager's connection broke: its process is gone
+            if self.manager is None:
+                raise
+            log.error("seen-URL store process died (%s); starting another", type(exc).__name__)
+            self.stats.incr("error_seen_store_died")
+            self.manager.shutdown()
+            self._start_seen_store(context())
+            if self.journal is not None:
+                refilled = sum(len(self.seen.add_many(batch)) for batch in self.journal.fingerprints())
+                log.warning("seen-URL store refilled from %s with %d fingerprints", self.journal.path, refilled)
+            else:
+                log.warning("without --jobdir the URLs seen so far are forgotten: pages met again will be fetched again")
+            return self.seen.add_many(fingerprints)
 
     def _fetcher_config(self) -> FetcherConfig:
         return FetcherConfig.from_settings(self.settings, self.threads, self.monitor.log, self.spec.spider_spec, self.spec.spider_kwargs)
@@ -470,7 +497,7 @@ class Engine:
             else:
                 fresh[fp] = request
         if fresh:
-            new = self.seen.add_many(list(fresh))
+            new = self._add_seen(list(fresh))
             self.stats.incr("duplicates", len(fresh) - len(new))
             admitted.extend((fp, fresh[fp]) for fp in new)
         if self.journal is not None:

@@ -62,6 +62,27 @@ def test_killed_fetcher_and_parser_are_replaced_and_nothing_is_lost(tmp_path: Pa
     assert not leftover_processes(marker)
 
 
+def test_killed_seen_store_is_restarted_from_the_jobdir_and_no_page_is_fetched_twice(tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=2, pages=150, latency=0.02, extras=False)
+    with Site(spec) as site:
+        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(tmp_path / "job"))
+        try:
+            wait_for(lambda: lines(out) > 40 and pids(log, r"seen-URL store process (\d+) started"), 60, "the crawl to get going")
+            os.kill(pids(log, r"seen-URL store process (\d+) started")[0], signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        fetches = site.stats()["fetches"]
+    assert proc.returncode == 0, stderr
+    assert "seen_store_died 1" in stderr
+    assert "seen-URL store refilled from" in log.read_text()
+    urls = [re.search(r'"url": "([^"]+)"', line).group(1) for line in out.read_text().splitlines()]
+    assert set(urls) == site.expected_urls() and len(urls) == len(set(urls))
+    assert max(n for key, n in fetches.items() if not key.endswith("robots.txt")) == 1  # nothing fetched twice
+    assert not leftover_processes(marker)
+
+
 def test_sigkill_of_whole_crawl_then_resume_loses_nothing(tmp_path: Path) -> None:
     spec = SiteSpec(hosts=2, pages=300, latency=0.01, extras=True)
     jobdir = tmp_path / "job"
