@@ -147,6 +147,7 @@ class Response:
         self._text: str | None = None
         self._tree: Any = None
         self._soup: Any = None
+        self._base_url: str | None = None
 
     meta = property(lambda self: self.request.meta, doc="The request's ``meta`` dict.")
     depth = property(lambda self: self.request.depth, doc="Link hops from a start URL (0 for seeds).")
@@ -224,13 +225,20 @@ class Response:
 
     @property
     def base_url(self) -> str:
-        base = self.tree.xpath("//base/@href") if self.is_html else []
-        if base:
-            try:
-                return urljoin(self.url, base[0].strip())
-            except ValueError:  # a malformed <base> (``http://[x``) is ignored, as browsers do
-                pass
-        return self.url
+        """What relative links are resolved against: the page's ``<base href>``, else its URL.
+
+        Kept after the first look: ``follow`` asks for it once per link, and the look is a
+        search of the whole tree.
+        """
+        if self._base_url is None:
+            self._base_url = self.url
+            base = self.tree.xpath("//base/@href") if self.is_html else []
+            if base:
+                try:
+                    self._base_url = urljoin(self.url, base[0].strip())
+                except ValueError:  # a malformed <base> (``http://[x``) is ignored, as browsers do
+                    pass
+        return self._base_url
 
     def urljoin(self, url: str) -> str:
         return urljoin(self.base_url, url)
