@@ -8,6 +8,7 @@ is checked from the server's side.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,7 +22,15 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 import pytest
 
 DOCS = Path("/usr/share/doc/python3.11/html")
-pytestmark = pytest.mark.skipif(not DOCS.is_dir(), reason="needs Debian's python3.11-doc (apt-get install python3.11-doc)")
+
+@pytest.fixture(autouse=True)
+def _docs_installed() -> None:
+    """Skips without Debian's python3.11-doc, but fails under CI (.ci/run installs it)."""
+    if not DOCS.is_dir():
+        message = "needs Debian's python3.11-doc (apt-get install python3.11-doc)"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run the real-site test)")
+        pytest.skip(message)
 
 
 class _Links(HTMLParser):
