@@ -68,7 +68,7 @@ def crawl_options(f: Any) -> Any:
         click.option("--user-agent", help="User-Agent header sent with every request."),
         click.option("--no-robots", is_flag=True, help="Do not fetch or obey robots.txt."),
         click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. -s retries=5."),
-        click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
+        click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)),
         click.option("--log-file", type=click.Path(dir_okay=False), help="Also append the log to this file."),
         click.option("--jobdir", type=click.Path(file_okay=False), help="Keep the crawl's state here; run again to resume."),
         click.option("--frontier", help="Share the crawl with other nodes through Redis: redis://host:port/db."),
@@ -115,6 +115,10 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
     elif not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests and not settings.frontier:
         # A node of a shared crawl may join without seeds: the others, or `crawlkit seed`, have them.
         raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls or start_requests()")
+    elif issubclass(spider_cls, LinkSpider) and not (spider_cls.start_urls or spider_cls.allowed_domains or settings.allowed_domains):
+        # The built-in spider stays within its seeds' hosts; with none it would follow every link on the web.
+        raise UserError("a node that joins a shared crawl without seeds needs --allow-domain D (repeatable): "
+                        "the built-in spider follows links only within its seeds' hosts, and this node has none")
     _execute(settings, spider_cls, spider_spec, kwargs)
 
 

@@ -125,7 +125,9 @@ class Engine:
             self.frontier: Any = self.shared.frontier
         else:
             self.frontier = LocalFrontier(memory_limit=s.frontier_memory)
-        self.robots = RobotsRules(s.user_agent, s.robots_rechecks) if s.robots else None
+        # A shared crawl does not recheck: every node would run its own rechecks, and the
+        # answer must be one for all nodes (the first one is kept in Redis).
+        self.robots = RobotsRules(s.user_agent, 0 if self.shared is not None else s.robots_rechecks) if s.robots else None
         self.waiting_robots: dict[str, list[Request]] = defaultdict(list)
         self.inflight: dict[int, InFlight] = {}
         self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
@@ -137,6 +139,12 @@ class Engine:
         self.inflight_pages = 0
         self.next_id = 0
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
+        # What run() starts; set here so that _shutdown can clean up after a start that failed half way.
+        self.manager: Any = None
+        self.pool: Any = None
+        self.channels: FetchChannels | None = None
+        self.parsers: list[Any] = []
+        self.event_pipes: list[Any] = []
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
         check_components(load_pipelines(s.pipelines), "pipeline")
         check_components(load_middlewares(s.middlewares), "middleware")
@@ -161,39 +169,44 @@ class Engine:
     # ---------------------------------------------------------------- lifecycle
 
     def run(self) -> Stats:
-        """Crawl to the end; raises Interrupted after a Ctrl-C (with the stats flushed)."""
+        """Crawl to the end; raises Interrupted after a Ctrl-C (with the stats flushed).
+
+        The Ctrl-C/SIGTERM handler stays installed until every process is stopped and every
+        file closed, so a second Ctrl-C during shutdown stops at once instead of cutting it short.
+        """
         s = self.settings
-        ctx = context()
-        self.manager = None
-        if self.shared is not None:
-            self.limiter: Any = self.shared.limiter(s.per_host, s.delay)
-            self.seen: Any = self.shared.seen
-            self.shared.heartbeat()  # before taking any lease: only a known node's leases are reclaimed
-            log.info("node %s joined crawl %r at %s", self.shared.node, self.shared.crawl_id, s.frontier)
-        else:
-            self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay)
-            self._start_seen_store(ctx)
-        queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
-        self.channels = FetchChannels(
-            queues=queues,
-            owners=ctx.Array("i", len(queues)),
-            registrations=[ctx.Queue() for _ in range(s.parsers)],
-            permits=self.limiter.permits,
-            released=ctx.RawArray("b", s.concurrency),
-        )
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.parsers: list[Any] = [None] * s.parsers
-            self.event_pipes: list[Any] = [None] * s.parsers
+            ctx = context()
+            if self.shared is not None:
+                self.limiter: Any = self.shared.limiter(s.per_host, s.delay)
+                self.seen: Any = self.shared.seen
+                self.shared.heartbeat()  # before taking any lease: only a known node's leases are reclaimed
+                log.info("node %s joined crawl %r at %s", self.shared.node, self.shared.crawl_id, s.frontier)
+            else:
+                self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay)
+                self._start_seen_store(ctx)
+            queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
+            self.channels = FetchChannels(
+                queues=queues,
+                owners=ctx.Array("i", len(queues)),
+                registrations=[ctx.Queue() for _ in range(s.parsers)],
+                permits=self.limiter.permits,
+                released=ctx.RawArray("b", s.concurrency),
+            )
+            self.parsers = [None] * s.parsers
+            self.event_pipes = [None] * s.parsers
             for index in range(s.parsers):
                 self._start_parser(ctx, index)
             self.pool = ctx.Pool(self.workers, initializer=worker_init, initargs=(self._fetcher_config(), self.channels))
             self._seed()
             self._loop(ctx)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self._shutdown()
+            try:
+                self._shutdown()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         if self.stopping:
             raise Interrupted()
         return self.stats
@@ -652,7 +665,9 @@ class Engine:
                 self.channels.queues[index].put(None)
         deadline = time.monotonic() + grace
         for process in workers:
-            process.join(max(0.0, deadline - time.monotonic()))
+            # In slices, so that a second Ctrl-C while waiting ends the wait at once.
+            while process.exitcode is None and self.stopping < 2 and time.monotonic() < deadline:
+                process.join(min(0.1, max(0.0, deadline - time.monotonic())))
             if process.exitcode is None:
                 process.kill()
         pool.join()
@@ -661,10 +676,9 @@ class Engine:
         """Stop every process this crawl started, gently when it is idle, at once when it is not."""
         self.stats.finished = time.monotonic()
         idle = not self.inflight
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            self._stop_pool(pool, 30.0 if idle else 0.0 if self.stopping > 1 else 2.0)
-        channels = getattr(self, "channels", None)
+        if self.pool is not None:
+            self._stop_pool(self.pool, 30.0 if idle else 0.0 if self.stopping > 1 else 2.0)
+        channels = self.channels
         if channels is not None:
             for registration, process in zip(channels.registrations, self.parsers):
                 if process is None:

@@ -180,11 +180,16 @@ def _fetch_loop(
             limit = config.connect_timeout + config.read_timeout + task.delay
             turn = channels.permits.turn(task.slot, host, task.delay, limit)
         try:
-            to_send = hooks.process(task.request) if hooks is not None else task.request
+            # Hooks get a copy: what they change is for this send only, never for the retries
+            # and redirects made from the request later (an Authorization header must not
+            # follow a redirect to another host).
+            to_send = hooks.process(task.request.replace()) if hooks is not None else task.request
             if isinstance(to_send, FetchResult):  # a hook dropped it or failed
                 result = to_send
             else:
-                result = fetch(session, to_send, config, turn, task.cookie)
+                # The engine chose the cookies for the request's host; a hook may have sent it elsewhere.
+                cookie = task.cookie if to_send is task.request or host_of(to_send.url) == host_of(task.request.url) else ""
+                result = fetch(session, to_send, config, turn, cookie)
         finally:
             channels.permits.release(task.slot, host)
             channels.released[task.ticket] = 1

@@ -59,6 +59,5 @@ class PageDone:
     robots: tuple[int, bytes] | None = None  # (status, body) of a robots.txt fetch; status 0 = unreachable
     set_cookies: list[tuple[str, list[str]]] = field(default_factory=list)  # (url, Set-Cookie values) for the jar
     counts: dict[str, int] = field(default_factory=dict)  # stats deltas: "status_200", "error_read_timeout", ...
-    page: bool = False  # a final response counted against max_pages
     status: int = 0  # the HTTP status of the exchange; 0 when no response came back
     elapsed: float = 0.0  # seconds the exchange took (for the per-host response times)

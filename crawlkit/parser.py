@@ -52,9 +52,6 @@ from .warc import WarcWriter
 
 log = logging.getLogger("crawlkit.parser")
 
-# A path naming one segment more often than this is a spider trap: relative links that
-# re-append themselves (/a/ -> /a/a/ -> ...), as Heritrix's and Nutch's default filters judge.
-
 # Failures worth another attempt; the others would fail the same way again.
 RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
 
@@ -231,7 +228,6 @@ class Router:
         if request.callback == SITEMAP_CALLBACK:
             self._sitemap(response, done, counts)
             return
-        done.page = True
         counts["pages"] += 1
         counts["bytes"] += len(response.body)
         if not 200 <= status < 300 and not getattr(self.spider, "handle_error_statuses", False):
@@ -428,7 +424,11 @@ class Router:
 
 
 def _repeats_segment(url: str, limit: int) -> bool:
-    """True when one path segment occurs more than ``limit`` times: /a/a/a/a/, /x/y/x/y/x/y/x/y/."""
+    """True when one path segment occurs more than ``limit`` times: /a/a/a/a/, /x/y/x/y/x/y/x/y/.
+
+    Such a path is a spider trap: relative links that re-append themselves (/a/ -> /a/a/ -> ...),
+    as Heritrix's and Nutch's default filters judge.
+    """
     path = urlsplit(url).path
     if path.count("/") <= limit:  # too few segments to repeat one that often
         return False

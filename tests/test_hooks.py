@@ -282,3 +282,36 @@ def test_proxy_environment_variables_are_honoured_per_host(crawlkit, monkeypatch
     assert len(served) == 2 * 5  # index, 3 pages and robots.txt on each host
     proxied = site.urls[1].split("//")[1]
     assert sorted(proxy.urls()) == sorted(f"http://{key}" for key in served if key.startswith(proxied))
+
+
+AUTH_HOOK = '''
+class Auth:
+    def process_request(self, request, spider):
+        if "{host0}" in request.url:
+            request.headers["Authorization"] = "Bearer s3cret"  # changed in place, as users write it
+        return request
+'''
+
+
+def test_what_a_hook_changes_is_for_that_send_only_and_never_follows_a_redirect(crawlkit, tmp_path: Path) -> None:
+    with Site(SiteSpec(hosts=2, pages=1, extras=False)) as site:
+        seen: list[tuple[int, str, dict[str, str]]] = []
+
+        def recording(handler: Any) -> Any:
+            async def record(request: SiteRequest, writer: Any) -> None:
+                seen.append((request.host, request.path, dict(request.headers)))
+                await handler(request, writer)
+            return record
+
+        site.route("/robots.txt", recording(respond(404)))
+        site.route("/", recording(respond(200, b'<a href="/moved">m</a>')))
+        site.route("/moved", recording(respond(302, b"", {"Location": site.urls[1] + "/target"})))
+        site.route("/target", recording(respond(200, b"<title>target</title>")))
+        host0 = site.urls[0].split("//")[1]
+        (tmp_path / "auth.py").write_text(AUTH_HOOK.format(host0=host0))
+        run = crawlkit("crawl", "-s", "middlewares=[auth.py:Auth]", "--allow-domain", site.urls[1].split("//")[1].split(":")[0],
+                       seeds=[site.urls[0] + "/"])
+    assert run.returncode == 0, run.stderr
+    by_path = {(host, target): headers for host, target, headers in seen}
+    assert by_path[(0, "/moved")].get("authorization") == "Bearer s3cret"
+    assert "authorization" not in by_path[(1, "/target")]  # the redirect to another host did not carry it

@@ -246,7 +246,8 @@ def test_crawlkit_seed_adds_seeds_to_a_future_and_a_running_crawl(tmp_path: Path
 
         added = seed(first)  # before any node runs
         assert added.returncode == 0 and "1 new seed(s)" in added.stderr, added.stderr
-        [node] = _nodes(tmp_path, 1, None, redis_url, crawl_id, "--per-host", "2")  # joins with no seeds of its own
+        domains = ["--allow-domain", "127.0.0.2", "--allow-domain", "127.0.0.3"]
+        [node] = _nodes(tmp_path, 1, None, redis_url, crawl_id, "--per-host", "2", *domains)  # joins with no seeds of its own
         try:
             wait_for(lambda: site.stats()["total"] >= 5, 60, "the crawl to start")
             added = seed(first, second)  # while it runs: the first is known already
@@ -274,6 +275,8 @@ def test_bad_frontier_settings_are_one_line_errors(crawlkit: Any, tmp_path: Path
     assert len(run.stderr.strip().splitlines()) == 1
     run = crawlkit("seed", "--frontier", f"redis://127.0.0.1:{closed}/0", str(_seeds(tmp_path, seeds)), output=None)
     assert run.returncode == 2 and "cannot reach Redis" in run.stderr
+    run = crawlkit("crawl", "--frontier", redis_url, output=None)  # no seeds, so no hosts to stay within
+    assert run.returncode == 2 and "needs --allow-domain" in run.stderr
 
 
 def _calls(client: Any, command: str) -> int:
