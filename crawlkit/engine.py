@@ -199,6 +199,7 @@ class Engine:
             for index in range(s.parsers):
                 self._start_parser(ctx, index)
             self.pool = ctx.Pool(self.workers, initializer=worker_init, initargs=(self._fetcher_config(), self.channels))
+            self.stats.crawl_started = time.monotonic()
             self._seed()
             self._loop(ctx)
         finally:

@@ -47,6 +47,9 @@ class Stats:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.started = time.monotonic()
+        # When the processes were up and the start requests went in (set by the engine): what
+        # benchmarks time a crawl from, as Scrapy's start_time is its spider_opened.
+        self.crawl_started: float | None = None
         self.started_wall = time.time()
         self.finished: float | None = None
         self.reason = "running"
