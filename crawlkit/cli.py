@@ -334,7 +334,7 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
 
     with SiteProcess(SiteSpec(hosts=hosts, pages=pages)) as site:
         seeds = site.seeds()
-        click.echo(f"demo site: {', '.join(seeds)}", err=True)
+        click.echo(f"demo site: {', '.join(seeds)} (with 404s, redirects, a redirect loop and robots.txt rules, on purpose)", err=True)
         settings = load_settings(None, None, {"output": output, "workers": workers})
         _execute(settings, load_spider(None), None, {"start_urls": seeds})
         expected = len(site.expected_urls())
