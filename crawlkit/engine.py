@@ -449,7 +449,7 @@ class Engine:
         if is_robots:  # another node's answer came first
             self.frontier.done([lease])
             return False
-        if self.robots.allowed(request.url):
+        if self.robots.allowed(request.url, host):
             return True
         self.frontier.done([lease])
         self._drop_disallowed(host, request)
@@ -530,7 +530,7 @@ class Engine:
         for request in requests:
             host = host_of(request.url)
             if robots.known(host):
-                if robots.allowed(request.url):
+                if robots.allowed(request.url, host):
                     allowed.append(request)
                 else:
                     self._drop_disallowed(host, request)

@@ -91,8 +91,9 @@ class RobotsRules:
             self._rules[host] = _DISALLOW_ALL
         return None
 
-    def allowed(self, url: str) -> bool:
-        rules = self._rules[host_of(url)]
+    def allowed(self, url: str, host: str | None = None) -> bool:
+        """Whether the rules of ``url``'s host (``host``, when the caller has it already) let us fetch it."""
+        rules = self._rules[host or host_of(url)]
         if rules is _ALLOW_ALL:
             return True
         if rules is _DISALLOW_ALL:
