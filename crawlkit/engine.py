@@ -43,7 +43,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .components import check_components
 from .cookies import CookieJar
@@ -145,6 +145,7 @@ class Engine:
         self.channels: FetchChannels | None = None
         self.parsers: list[Any] = []
         self.event_pipes: list[Any] = []
+        self.resuming: Iterator[list[Request]] | None = None  # the journal's pending requests not queued yet
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
         check_components(load_pipelines(s.pipelines), "pipeline")
         check_components(load_middlewares(s.middlewares), "middleware")
@@ -293,8 +294,10 @@ class Engine:
     def _resume(self) -> None:
         """Refill the seen store and the frontier from the job directory instead of the seeds.
 
-        Pending requests stream in by batches; past ``frontier_memory`` they go to the spill
-        file, so resuming a crawl of millions of URLs does not hold them all in memory.
+        The seen store is refilled whole first (every new link is checked against it). The
+        pending requests then come in by batches while the crawl runs (``_resume_more``),
+        whenever the frontier holds fewer than ``frontier_memory``: the crawl starts at once,
+        and the backlog stays in the journal instead of being copied to the spill file.
         """
         journal = self.journal
         self.stats.add(journal.counts())
@@ -302,11 +305,20 @@ class Engine:
         if self.robots is not None:
             for host, status, body in journal.robots():
                 self._learn_robots(host, status, body)
-        pending = 0
-        for batch in journal.pending():
-            pending += len(batch)
-            self._admit(batch)
-        log.info("resuming from %s: %d requests pending, %d URLs seen", journal.path, pending, seen)
+        log.info("resuming from %s: %d requests pending, %d URLs seen", journal.path, journal.pending_count(), seen)
+        self.resuming = journal.pending(min(2_000, self.settings.frontier_memory or 2_000))
+        self._resume_more()
+
+    def _resume_more(self) -> None:
+        """Queue the next batch of the journal's pending requests if the frontier has room."""
+        limit = self.settings.frontier_memory  # 0: no bound, take a batch each time
+        if self.resuming is None or (limit and len(self.frontier) >= limit):
+            return
+        batch = next(self.resuming, None)
+        if batch is None:
+            self.resuming = None
+            return
+        self._admit(batch)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping += 1
@@ -332,6 +344,7 @@ class Engine:
             if self.shared is not None and now >= next_beat:
                 next_beat = now + self.settings.lease_time / 4
                 self._heartbeat()
+            self._resume_more()
             if not self.stopping:
                 self._schedule(now)
             if self._finished(now):
@@ -384,7 +397,7 @@ class Engine:
         if self._page_budget_spent():
             self.stats.reason = "finished (max_pages reached)"
             return True
-        if not self.waiting_robots and self.frontier.idle():
+        if not self.waiting_robots and self.resuming is None and self.frontier.idle():
             self.stats.reason = "finished"
             return True
         return False

@@ -107,11 +107,23 @@ class JobDir:
         while rows := cursor.fetchmany(batch):
             yield [fp & 0xFFFFFFFFFFFFFFFF for (fp,) in rows]
 
-    def pending(self, batch: int = 10_000) -> Iterator[list[Request]]:
-        """The requests not done yet, in the order they were admitted, in batches."""
-        cursor = self.db.execute("SELECT request FROM requests WHERE state = 0 ORDER BY id")
-        while rows := cursor.fetchmany(batch):
-            yield [pickle.loads(blob) for (blob,) in rows]
+    def pending_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM requests WHERE state = 0").fetchone()[0]
+
+    def pending(self, batch: int = 2_000) -> Iterator[list[Request]]:
+        """The requests that were pending when this run opened the journal, in the order they
+        were admitted, in batches.
+
+        Each batch is a query of its own (by row id, from where the last one ended), so the
+        engine can take them while it crawls and journals new requests (which come after the
+        last row of the run's start and are not read again).
+        """
+        last, end = 0, self._next_id - 1
+        while rows := self.db.execute(
+            "SELECT id, request FROM requests WHERE state = 0 AND id > ? AND id <= ? ORDER BY id LIMIT ?", (last, end, batch)
+        ).fetchall():
+            last = rows[-1][0]
+            yield [pickle.loads(blob) for _, blob in rows]
 
     def save_robots(self, host: str, status: int, body: bytes) -> None:
         """Keep a host's robots.txt answer, so a resumed crawl need not wait for it again."""

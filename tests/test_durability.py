@@ -121,7 +121,9 @@ def test_ctrl_c_or_sigterm_then_resume_fetches_each_page_once(tmp_path: Path, st
     spec = SiteSpec(hosts=2, pages=200, latency=0.02, extras=False)
     jobdir = tmp_path / "job"
     with Site(spec) as site:
-        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir))
+        # A small frontier_memory: the backlog spills to disk, and the resume takes it back in many batches.
+        small = ("-s", "frontier_memory=25")
+        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir), *small)
         try:
             wait_for(lambda: lines(out) > 50, 60, "50 items")
             os.killpg(proc.pid, stop)
@@ -131,7 +133,7 @@ def test_ctrl_c_or_sigterm_then_resume_fetches_each_page_once(tmp_path: Path, st
                 os.killpg(proc.pid, signal.SIGKILL)
         assert proc.returncode == 130, stderr
         first = lines(out)
-        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir))
+        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir), *small)
         _, stderr = proc.communicate(timeout=120)
         fetches = site.stats()["fetches"]
     assert proc.returncode == 0, stderr
