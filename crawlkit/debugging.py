@@ -14,7 +14,6 @@ import json
 import pickle
 import sys
 from typing import Any, Callable
-from urllib.parse import urljoin
 
 import click
 
@@ -22,10 +21,10 @@ from .fetcher import FetcherConfig, fetch, new_session
 from .http import Request
 from .log import LogConfig
 from .messages import FetchResult, PageDone
-from .parser import ParserConfig, Router
+from .parser import ParserConfig, Router, redirect_target
 from .robots import RobotsRules
 from .spider import Spider
-from .urls import host_of, is_http
+from .urls import Fingerprinter, host_of, is_http
 
 
 class FetchFailed(Exception):
@@ -40,11 +39,15 @@ def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Cal
     """
     if not is_http(url):
         raise FetchFailed(f"{url!r} is not an http(s) URL")
+    fingerprints = Fingerprinter()
+    try:
+        seen = {fingerprints.fingerprint(url)}
+    except ValueError as exc:
+        raise FetchFailed(f"{url!r} cannot be fetched: {exc}") from None
     config = FetcherConfig.from_settings(settings, 1, LogConfig.from_settings(settings))
     session = new_session(config)
     robots = RobotsRules(settings.user_agent) if settings.robots else None
-    hops = 0
-    start, seen = url, {url}
+    hops, start = 0, url
     try:
         while True:
             if robots is not None:
@@ -55,17 +58,21 @@ def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Cal
             location = next((v for k, v in result.headers if k.lower() == "location"), None)
             if not (300 <= result.status < 400 and location):
                 return result
-            target = urljoin(result.url, location.strip())
+            target = redirect_target(result.url, location)  # as the crawl's parser reads it
             hops += 1
             if on_hop is not None:
                 on_hop(result, target)
             if not is_http(target):
                 raise FetchFailed(f"{url} redirects to {target!r}, not an http(s) URL")
-            if target in seen:
+            try:
+                target_fp = fingerprints.fingerprint(target)
+            except ValueError as exc:
+                raise FetchFailed(f"{url} redirects to an invalid URL {target!r} ({exc})") from None
+            if target_fp in seen:  # the same page by its canonical form, as the crawl judges loops
                 raise FetchFailed(f"redirect loop: {url} -> {target}")
             if hops > settings.max_redirects:
                 raise FetchFailed(f"more than max_redirects ({settings.max_redirects}) redirects from {start}")
-            seen.add(target)
+            seen.add(target_fp)
             url = target
     finally:
         session.close()

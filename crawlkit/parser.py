@@ -302,13 +302,9 @@ class Router:
 
     def _redirect(self, response: Response, done: PageDone, counts: Counter[str]) -> None:
         request = response.request
-        location = _header_text(response.headers["location"])
+        target = redirect_target(response.url, response.headers["location"])
         chain = request.meta.get("redirect_urls", []) + [request.url]
         counts["redirects"] += 1
-        try:
-            target = urljoin(response.url, location.strip())
-        except ValueError:  # e.g. "http://[::1": urllib cannot even split it
-            target = location
         if not target.startswith(("http://", "https://")):
             counts["dropped_redirect_scheme"] += 1
             log.warning("redirect to a non-http(s) URL dropped: %s -> %s", request.url, target[:200])
@@ -464,13 +460,21 @@ def _robots_sitemaps(response: Response) -> list[Request]:
     return [sitemap_request(url) for url in rules.sitemaps]
 
 
-def _header_text(value: str) -> str:
-    """A header value as the server meant it: HTTP headers arrive as Latin-1, but servers send
-    UTF-8 bytes in Location (``/päge``), which requests' redirect code decodes the same way."""
+def redirect_target(url: str, location: str) -> str:
+    """The URL a redirect from ``url`` names, as the server meant it (used by ``crawlkit fetch`` too).
+
+    HTTP headers arrive as Latin-1, but servers send UTF-8 bytes in Location (``/päge``), which
+    requests' redirect code decodes the same way. A Location urllib cannot even split
+    (``http://[::1``) comes back as it is, for the caller to reject.
+    """
     try:
-        return value.encode("latin-1").decode("utf-8")
+        location = location.encode("latin-1").decode("utf-8")
     except UnicodeError:
-        return value
+        pass
+    try:
+        return urljoin(url, location.strip())
+    except ValueError:
+        return location
 
 
 def _iterate(output: Any) -> Iterable[Any]:

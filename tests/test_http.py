@@ -23,3 +23,13 @@ def test_without_or_with_a_malformed_base_links_resolve_against_the_page() -> No
     broken = page(b'<base href="http://[x"><a href="setup.html">s</a>')
     assert broken.base_url == "http://docs.test/guide/intro.html"
     assert broken.follow("setup.html").url == "http://docs.test/guide/setup.html"
+
+
+def test_redirect_target_reads_location_as_the_server_meant_it() -> None:
+    from crawlkit.parser import redirect_target
+
+    # UTF-8 bytes arrive decoded as Latin-1; the crawl and `crawlkit fetch` both read them as UTF-8.
+    assert redirect_target("http://docs.test/a/b", " /p\u00c3\u00a4ge ") == "http://docs.test/p\u00e4ge"
+    assert redirect_target("http://docs.test/a/b", "c") == "http://docs.test/a/c"
+    assert redirect_target("http://docs.test/a/b", "caf\u00e9") == "http://docs.test/a/caf\u00e9"  # Latin-1 proper stays
+    assert redirect_target("http://docs.test/", "http://[::1") == "http://[::1"  # for the caller to reject
