@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
@@ -16,7 +18,9 @@ from support import CRAWLKIT, leftover_processes, wait_for
 from crawlkit.site import Site, SiteSpec
 
 
-def start(tmp_path: Path, site: Site, *extra: str) -> tuple[subprocess.Popen, Path, Path, str]:
+@contextlib.contextmanager
+def start(tmp_path: Path, site: Site, *extra: str) -> Iterator[tuple[subprocess.Popen, Path, Path, str]]:
+    """``crawlkit crawl`` of ``site`` in a process group of its own; killed, group and all, if still running at the end."""
     seeds = tmp_path / "seeds.txt"
     seeds.write_text("\n".join(site.seeds()))
     out, log = tmp_path / "out.jsonl", tmp_path / "crawl.log"
@@ -26,7 +30,12 @@ def start(tmp_path: Path, site: Site, *extra: str) -> tuple[subprocess.Popen, Pa
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "CRAWLKIT_TEST_RUN": marker},
     )
-    return proc, out, log, marker
+    try:
+        yield proc, out, log, marker
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
 
 
 def lines(path: Path) -> int:
@@ -40,16 +49,12 @@ def pids(log: Path, pattern: str) -> list[int]:
 def test_killed_fetcher_and_parser_are_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
     spec = SiteSpec(hosts=2, pages=150, latency=0.02, extras=False)
     with Site(spec) as site:
-        proc, out, log, marker = start(tmp_path, site, "--workers", "2", "--per-host", "4")
-        try:
+        with start(tmp_path, site, "--workers", "2", "--per-host", "4") as (proc, out, log, marker):
             wait_for(lambda: lines(out) > 30 and pids(log, r"fetcher process (\d+) reads"), 60, "the crawl to get going")
             os.kill(pids(log, r"fetcher process (\d+) reads")[0], signal.SIGKILL)
             wait_for(lambda: lines(out) > 120 and pids(log, r"parser process (\d+) started"), 60, "more pages")
             os.kill(pids(log, r"parser process (\d+) started")[0], signal.SIGKILL)
             _, stderr = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
         fetches = site.stats()["fetches"]
     assert proc.returncode == 0, stderr
     assert "fetcher_died 1" in stderr and "parser_died 1" in stderr
@@ -65,14 +70,10 @@ def test_killed_fetcher_and_parser_are_replaced_and_nothing_is_lost(tmp_path: Pa
 def test_killed_seen_store_is_restarted_from_the_jobdir_and_no_page_is_fetched_twice(tmp_path: Path) -> None:
     spec = SiteSpec(hosts=2, pages=150, latency=0.02, extras=False)
     with Site(spec) as site:
-        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(tmp_path / "job"))
-        try:
+        with start(tmp_path, site, "--jobdir", str(tmp_path / "job")) as (proc, out, log, marker):
             wait_for(lambda: lines(out) > 40 and pids(log, r"seen-URL store process (\d+) started"), 60, "the crawl to get going")
             os.kill(pids(log, r"seen-URL store process (\d+) started")[0], signal.SIGKILL)
             _, stderr = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
         fetches = site.stats()["fetches"]
     assert proc.returncode == 0, stderr
     assert "seen_store_died 1" in stderr
@@ -89,21 +90,17 @@ def test_sigkill_of_whole_crawl_then_resume_loses_nothing(tmp_path: Path) -> Non
     with Site(spec) as site:
         kills = 0
         for threshold in (20, 150, 330):
-            proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir))
-            try:
+            with start(tmp_path, site, "--jobdir", str(jobdir)) as (proc, out, log, marker):
                 wait_for(lambda: lines(out) > threshold or proc.poll() is not None, 120, f"{threshold} items")
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     kills += 1
                 proc.wait(30)
-            finally:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
             for child in leftover_processes(marker):  # killed with the group; reap stragglers
                 child.kill()
         assert kills >= 2
-        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir))
-        _, stderr = proc.communicate(timeout=180)
+        with start(tmp_path, site, "--jobdir", str(jobdir)) as (proc, out, log, marker):
+            _, stderr = proc.communicate(timeout=180)
         fetches = site.stats()["fetches"]
     assert proc.returncode == 0, stderr
     assert "resuming from" in log.read_text()
@@ -123,18 +120,14 @@ def test_ctrl_c_or_sigterm_then_resume_fetches_each_page_once(tmp_path: Path, st
     with Site(spec) as site:
         # A small frontier_memory: the backlog spills to disk, and the resume takes it back in many batches.
         small = ("-s", "frontier_memory=25")
-        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir), *small)
-        try:
+        with start(tmp_path, site, "--jobdir", str(jobdir), *small) as (proc, out, log, marker):
             wait_for(lambda: lines(out) > 50, 60, "50 items")
             os.killpg(proc.pid, stop)
             _, stderr = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
         assert proc.returncode == 130, stderr
         first = lines(out)
-        proc, out, log, marker = start(tmp_path, site, "--jobdir", str(jobdir), *small)
-        _, stderr = proc.communicate(timeout=120)
+        with start(tmp_path, site, "--jobdir", str(jobdir), *small) as (proc, out, log, marker):
+            _, stderr = proc.communicate(timeout=120)
         fetches = site.stats()["fetches"]
     assert proc.returncode == 0, stderr
     urls = [re.search(r'"url": "([^"]+)"', line).group(1) for line in out.read_text().splitlines()]
