@@ -43,7 +43,8 @@ def child_setup(log: LogConfig) -> None:
 
     Ctrl-C reaches the whole process group, and so does SIGTERM from a service manager
     (systemd's and Docker's stop signal the whole group); children ignore both, so the engine
-    can let the requests in flight finish and drain its children in order. If the engine dies (even by SIGKILL), a watchdog thread sees the parent's sentinel
+    can let the requests in flight finish and drain its children in order. If the engine dies
+    (even by SIGKILL), a watchdog thread sees the parent's sentinel
     close and ends the child, so no crawlkit process is left behind.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
