@@ -380,12 +380,12 @@ class Router:
         per batch of pages: the store and the frontier then change together, in one process, so
         a parser that dies mid-page cannot mark links seen that never reach the frontier.
         """
-        config = self.config
+        config, fingerprints = self.config, self.fingerprints
         out: dict[int, Request] = {}
         unfiltered: list[tuple[int | None, Request]] = []
         for request in candidates:
             url = request.url
-            if not is_http(url):
+            if url not in fingerprints and not is_http(url):  # a URL fingerprinted before is http(s)
                 reason = "scheme"
             elif len(url) > config.max_url_length:
                 reason = "url_too_long"
@@ -397,7 +397,7 @@ class Router:
                 reason = "offsite"
             else:
                 try:
-                    fp = self.fingerprints.fingerprint(url, request.method, request.body)
+                    fp = fingerprints.fingerprint(url, request.method, request.body)
                     reason = ""
                 except ValueError:
                     reason = "invalid_url"
@@ -425,9 +425,10 @@ def _repeats_segment(url: str, limit: int) -> bool:
     Such a path is a spider trap: relative links that re-append themselves (/a/ -> /a/a/ -> ...),
     as Heritrix's and Nutch's default filters judge.
     """
-    path = urlsplit(url).path
-    if path.count("/") <= limit:  # too few segments to repeat one that often
+    path_slashes_at_most = url.count("/") - (2 if url.startswith(("http://", "https://")) else 0)
+    if path_slashes_at_most <= limit:  # too few segments to repeat one that often (known without parsing)
         return False
+    path = urlsplit(url).path
     counts = Counter(segment for segment in path.split("/") if segment)
     return bool(counts) and max(counts.values()) > limit
 

@@ -137,6 +137,10 @@ class Fingerprinter:
         self._cache[url] = entry
         return entry
 
+    def __contains__(self, url: str) -> bool:
+        """Whether ``url`` is in the cache (and so a valid http(s) URL)."""
+        return url in self._cache
+
     def fingerprint(self, url: str, method: str = "GET", body: bytes = b"") -> int:
         """Same as the module's ``fingerprint``, with the canonical URL from the cache."""
         canonical, get_fingerprint = self.lookup(url)

@@ -25,6 +25,30 @@ def test_without_or_with_a_malformed_base_links_resolve_against_the_page() -> No
     assert broken.follow("setup.html").url == "http://docs.test/guide/setup.html"
 
 
+def test_urljoin_gives_what_urllib_gives_for_every_kind_of_link() -> None:
+    """Response.urljoin caches the joins that depend only on the base's directory; the result
+    must be urllib's for any base and link, the cached kinds and the rest alike."""
+    from itertools import product
+    from urllib.parse import urljoin
+
+    bases = [
+        "http://docs.test/guide/intro.html", "http://docs.test/guide/", "http://docs.test", "http://docs.test/a/b/c?x=1#f",
+        "https://docs.test:8443/a//b/c;p=1?q", "http://docs.test/a/./b/../c.html", "http://docs.test/a;x/b",
+        "http://docs.test/?only=query", "http://u:p@docs.test/dir/page",
+    ]
+    links = [
+        "page.html", "sub/page.html", "../up.html", "../../../../over.html", "./here", ".", "..", "/root", "/a/../b",
+        "/", "//other.test/x", "//", "?q=2", "#frag", "", " page.html", "\tpage", "page.html?x#y", "a:b", "mailto:x@y",
+        "http://other.test", "http://other.test/p?q", "https://docs.test/s", "HTTP://Docs.Test/U", "http:", "http:rel",
+        "http:/abs", "http:?q", "http://", ";params", "%7Euser/", "~user", "-x", "a/b:c", "javascript:void(0)", "p\t:q",
+        "/\t/x", "é.html", "..//x",
+    ]
+    for base, link in product(bases, links):
+        response = Response(base, 200, {"Content-Type": "text/html"}, b"<html></html>", Request(base))
+        assert response.urljoin(link) == urljoin(base, link), (base, link)
+        assert response.urljoin(link) == urljoin(base, link), (base, link)  # again, from the cache
+
+
 def test_redirect_target_reads_location_as_the_server_meant_it() -> None:
     from crawlkit.parser import redirect_target
 
