@@ -481,7 +481,10 @@ class Engine:
     def _handle(self, data: bytes) -> None:
         done: PageDone = pickle.loads(data)
         entry = self.inflight.pop(done.req_id, None)
-        if entry is None:  # already re-queued after its fetcher died; the new copy counts
+        if entry is None:
+            # Re-queued after its fetcher died; the new copy counts. Its links are queued all
+            # the same: the parser will not send them again (Router._admit).
+            self.candidates.extend(done.candidates)
             return
         self._settle(entry)
         host = entry.host

@@ -53,6 +53,9 @@ from .warc import WarcWriter
 log = logging.getLogger("crawlkit.parser")
 
 # Failures worth another attempt; the others would fail the same way again.
+# Fingerprints a parser remembers having sent (about 80 bytes each); forgotten all at once when
+# full, after which links sent before are sent again and the engine's seen store drops them.
+SENT_MEMORY = 200_000
 RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
 
 
@@ -146,6 +149,7 @@ class Router:
         self.spider = spider
         self.config = config
         self.fingerprints = Fingerprinter()
+        self.sent: set[int] = set()  # fingerprints of the candidates sent to the engine (see _admit)
         self.allowed = [d.lower().lstrip(".") for d in [*getattr(spider, "allowed_domains", []), *config.allowed_domains]]
         self.spider_name = getattr(spider, "name", type(spider).__name__)
         self.pipelines = ItemPipelines(load_pipelines(config.pipelines), spider)
@@ -374,11 +378,16 @@ class Router:
         return problem is None
 
     def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[tuple[int | None, Request]]:
-        """The candidates that pass the filters, fingerprinted, without repeats within this page.
+        """The candidates that pass the filters, fingerprinted, without repeats within this page
+        and without those this parser has sent the engine already.
 
         Whether they were seen before is the engine's question, asked of the seen store once
         per batch of pages: the store and the frontier then change together, in one process, so
-        a parser that dies mid-page cannot mark links seen that never reach the frontier.
+        a parser that dies mid-page cannot mark links seen that never reach the frontier. But
+        every candidate sent is offered to the store (even from a page whose request was
+        re-queued meanwhile), so one sent before is a duplicate for certain, and not sending it
+        again spares pickling, the engine and the store the work: on most sites most links of a
+        page are its navigation, sent with the first pages.
         """
         config, fingerprints = self.config, self.fingerprints
         out: dict[int, Request] = {}
@@ -408,10 +417,13 @@ class Router:
                 continue
             if request.dont_filter:
                 unfiltered.append((None, request))
-            elif fp in out:
+            elif fp in out or fp in self.sent:
                 counts["duplicates"] += 1
             else:
                 out[fp] = request
+        if len(self.sent) + len(out) > SENT_MEMORY:
+            self.sent.clear()
+        self.sent.update(out)
         return unfiltered + list(out.items())
 
     def _allowed(self, url: str) -> bool:
