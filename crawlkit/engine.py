@@ -20,8 +20,10 @@ Data flow (one arrow, one channel)::
 The engine owns no fetching, parsing or dedup itself. It gives every dispatched request an id
 and keeps it in ``inflight`` (with the fetch queue and parser it went to) until its PageDone
 arrives; the crawl is over when the frontier is empty, no request waits for robots.txt, and
-nothing is in flight. Total in flight (fetching or waiting to be parsed) never exceeds
-``concurrency``, which bounds memory and gives the parsers back-pressure over the fetchers.
+nothing is in flight. At most ``concurrency`` requests are being fetched at once: a fetcher
+tells the engine (a notice Pipe) the moment an exchange is over, so the host's next request
+starts while the page is still being parsed. Fetched pages waiting for a parser are bounded
+too, by ``concurrency`` again, which bounds memory and gives the parsers back-pressure.
 A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``).
 The cookie jar lives here because every response passes through one engine but not through one
 fetcher: each FetchTask carries the Cookie header its request should send (``cookies.py``).
@@ -98,6 +100,7 @@ class InFlight:
     ticket: int
     queue: int
     parser: int
+    fetching: bool = True  # until the fetcher's notice (or the PageDone) says the exchange is over
 
 
 class Interrupted(Exception):
@@ -133,7 +136,9 @@ class Engine:
         self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
         self.finished: list[int] = []  # leases of pages whose candidates are not queued yet
         self.shared_counts: dict[str, int] = {}  # the stats already added to the shared crawl's totals
-        self.tickets = list(range(s.concurrency - 1, -1, -1))
+        self.max_inflight = 2 * s.concurrency  # being fetched, plus fetched and waiting for a parser
+        self.fetching = 0  # requests in flight whose exchange is not over
+        self.tickets = list(range(self.max_inflight - 1, -1, -1))
         self.queue_load: dict[int, int] = {}  # live fetch queue -> requests dispatched to it
         self.parser_load = [0] * s.parsers
         self.inflight_pages = 0
@@ -145,6 +150,7 @@ class Engine:
         self.channels: FetchChannels | None = None
         self.parsers: list[Any] = []
         self.event_pipes: list[Any] = []
+        self.notices: Any = None  # read end of the fetchers' notice Pipe
         self.resuming: Iterator[list[Request]] | None = None  # the journal's pending requests not queued yet
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
         check_components(load_pipelines(s.pipelines), "pipeline")
@@ -188,12 +194,14 @@ class Engine:
                 self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay)
                 self._start_seen_store(ctx)
             queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
+            self.notices, notices_writer = ctx.Pipe(duplex=False)
             self.channels = FetchChannels(
                 queues=queues,
                 owners=ctx.Array("i", len(queues)),
                 registrations=[ctx.Queue() for _ in range(s.parsers)],
                 permits=self.limiter.permits,
-                released=ctx.RawArray("b", s.concurrency),
+                released=ctx.RawArray("b", self.max_inflight),
+                notices=notices_writer,
             )
             self.parsers = [None] * s.parsers
             self.event_pipes = [None] * s.parsers
@@ -354,9 +362,12 @@ class Engine:
             wake = self.frontier.next_time()
             if wake is not None:
                 timeout = min(timeout, max(0.0, wake - now))
-            ready = wait([c for c in self.event_pipes if c is not None], timeout)
+            ready = wait([self.notices, *(c for c in self.event_pipes if c is not None)], timeout)
             for conn in ready:
-                self._drain(conn)
+                if conn is self.notices:
+                    self._read_notices()
+                else:
+                    self._drain(conn)
             self._admit_candidates()
             if ready and self.journal is not None:
                 # Commit after every batch (a WAL commit costs well under a millisecond), so a
@@ -384,6 +395,15 @@ class Engine:
             if not conn.poll():
                 return
 
+    def _read_notices(self) -> None:
+        """Take the request ids whose exchanges are over (8 bytes each, never split: see fetcher._notify)."""
+        data = os.read(self.notices.fileno(), 8 * 4096)
+        inflight = self.inflight
+        for start in range(0, len(data), 8):
+            entry = inflight.get(int.from_bytes(data[start:start + 8], "little"))
+            if entry is not None:  # else its PageDone came first, or it was re-queued
+                self._exchange_over(entry)
+
     def _finished(self, now: float) -> bool:
         if self.stopping:
             if not self.inflight:
@@ -409,7 +429,9 @@ class Engine:
     def _schedule(self, now: float) -> None:
         """Dispatch requests while there is room in flight and a host that may start now."""
         limiter, frontier = self.limiter, self.frontier
-        while len(self.inflight) < self.settings.concurrency and self.queue_load and not self._page_budget_spent():
+        concurrency = self.settings.concurrency
+        while (self.fetching < concurrency and len(self.inflight) < self.max_inflight and self.queue_load
+               and not self._page_budget_spent()):
             host = frontier.next_host(now)
             if host is None:
                 return
@@ -429,6 +451,7 @@ class Engine:
             self.channels.released[ticket] = 0
             self.next_id += 1
             self.inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser)
+            self.fetching += 1
             self.queue_load[queue] += 1
             self.parser_load[parser] += 1
             self.inflight_pages += _is_page(request)
@@ -468,13 +491,21 @@ class Engine:
         self._drop_disallowed(host, request)
         return False
 
-    def _settle(self, entry: InFlight) -> None:
-        """Return what a request held while in flight (its host's count, ticket and loads)."""
+    def _exchange_over(self, entry: InFlight) -> None:
+        """Return what a request held while being fetched (its host's count, its fetch queue's load), once."""
+        if not entry.fetching:
+            return
+        entry.fetching = False
+        self.fetching -= 1
         self.limiter.completed(entry.host)
         self.frontier.unpark(entry.host)
-        self.tickets.append(entry.ticket)
         if entry.queue in self.queue_load:
             self.queue_load[entry.queue] -= 1
+
+    def _settle(self, entry: InFlight) -> None:
+        """Return what a request held while in flight (the above, its ticket and its parser's load)."""
+        self._exchange_over(entry)
+        self.tickets.append(entry.ticket)
         self.parser_load[entry.parser] -= 1
         self.inflight_pages -= _is_page(entry.request)
 
@@ -708,6 +739,8 @@ class Engine:
             for q in (*channels.queues, *channels.registrations):
                 q.cancel_join_thread()
                 q.close()
+            channels.notices.close()
+            self.notices.close()
         if self.manager is not None:
             self.manager.shutdown()
         if self.shared is not None:

@@ -4,7 +4,8 @@ Each Pool worker claims a fetch queue (a ``multiprocessing.Queue``) of its own a
 its initializer, ``threads`` fetch threads with one keep-alive ``requests.Session`` each (so
 ``concurrency`` is independent of the number of processes). A thread takes a ``FetchTask``,
 runs the exchange under the time and size caps, releases the host's permit the moment the
-exchange is over, and sends a ``FetchResult`` down a Pipe to the parser the engine chose. The
+exchange is over (and tells the engine, which may then send that host's next request), and
+sends a ``FetchResult`` down a Pipe to the parser the engine chose. The
 Pool's job is process lifetime: a worker that dies is replaced, and the replacement claims a
 fresh queue and starts its threads the same way.
 
@@ -119,6 +120,7 @@ class FetchChannels:
     registrations: list[Any]  # one per parser process
     permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout)
     released: Any  # multiprocessing.RawArray('b'): set to 1 once a ticket's permit is released
+    notices: Any  # write end of a Pipe to the engine: a request id (8 bytes) once its exchange is over
 
 
 def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
@@ -141,6 +143,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
         log.error("fetcher %d: no fetch queue left to claim (too many fetcher processes died); idle", pid)
         return
     fetch_queue = channels.queues[free[0]]
+    os.set_blocking(channels.notices.fileno(), False)
     log.debug("fetcher process %d reads fetch queue %d", pid, free[0])
     outboxes = [_Outbox(registration) for registration in channels.registrations]
     hooks: tuple[list[tuple[str, type]], Any] | None = None  # middleware classes and the spider they are given
@@ -171,6 +174,7 @@ def _fetch_loop(
     if hooks is not None:
         hooks.open()
     pid = os.getpid()
+    notices = channels.notices.fileno()
     while True:
         task: FetchTask | None = fetch_queue.get()
         if task is None:  # one STOP sentinel per thread
@@ -194,6 +198,7 @@ def _fetch_loop(
         finally:
             channels.permits.release(task.slot, host)
             channels.released[task.ticket] = 1
+            _notify(notices, task.req_id)
         result.req_id = task.req_id
         result.request = task.request  # what a hook changed was for this send only
         result.fetcher_pid = pid
@@ -204,6 +209,19 @@ def _fetch_loop(
     if hooks is not None:
         hooks.close()
     session.close()
+
+
+def _notify(fd: int, req_id: int) -> None:
+    """Tell the engine that ``req_id``'s exchange is over, so it can send the host's next request now.
+
+    One 8-byte write to a non-blocking pipe shared by all fetch threads: writes this small are
+    atomic, so notices never interleave. A notice is only a head start (the request's PageDone
+    settles it anyway), so one that does not fit because the engine is busy is dropped.
+    """
+    try:
+        os.write(fd, req_id.to_bytes(8, "little"))
+    except (BlockingIOError, BrokenPipeError):
+        pass
 
 
 def check_proxy(url: str | None) -> None:

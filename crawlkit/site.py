@@ -210,11 +210,13 @@ class Site:
         self._routes[path] = handler
 
     def stats(self) -> dict[str, Any]:
-        """What the server saw: ``fetches`` {"ip:port/path": n}, ``peak_inflight`` and ``arrivals`` per "ip:port"."""
+        """What the server saw: ``fetches`` {"ip:port/path": n}, ``peak_inflight`` and ``arrivals`` per "ip:port",
+        and ``peak_inflight_total``, over all hosts together."""
         with self._lock:
             return {
                 "fetches": dict(self._fetches),
                 "peak_inflight": dict(self._peak),
+                "peak_inflight_total": self._peak_total,
                 "arrivals": {k: list(v) for k, v in self._arrivals.items()},
                 "user_agents": dict(self._agents),
                 "total": sum(self._fetches.values()),
@@ -225,6 +227,7 @@ class Site:
             self._fetches: Counter[str] = Counter()
             self._inflight: Counter[str] = Counter()
             self._peak: Counter[str] = Counter()
+            self._peak_total = 0
             self._arrivals: dict[str, list[float]] = defaultdict(list)
             self._agents: Counter[str] = Counter()
 
@@ -310,6 +313,7 @@ class Site:
                         self._inflight[netloc] += 1
                         if self._inflight[netloc] > self._peak[netloc]:
                             self._peak[netloc] = self._inflight[netloc]
+                        self._peak_total = max(self._peak_total, self._inflight.total())
                     try:
                         if latency:
                             await asyncio.sleep(latency)

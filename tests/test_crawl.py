@@ -78,6 +78,19 @@ def test_per_host_cap_is_reached_and_never_exceeded_without_head_of_line_blockin
     assert got == fast.expected_urls() | {slow.seeds()[0], *(f"{slow.urls[0]}/page/{n}.html" for n in range(1, 6))}
 
 
+def test_concurrency_caps_requests_in_flight_over_all_hosts(crawlkit) -> None:
+    """``concurrency`` counts exchanges in progress, as the server sees them: with 4 hosts
+    allowing 3 each, 5 at once in total, and it is reached (a fetched page waiting for the
+    parser does not hold a place)."""
+    with Site(SiteSpec(hosts=4, pages=30, latency=0.05, extras=False)) as site:
+        run = crawlkit("crawl", "--workers", "2", "--concurrency", "5", "--per-host", "3", seeds=site.seeds())
+        assert run.returncode == 0, run.stderr
+        stats = site.stats()
+    assert stats["peak_inflight_total"] == 5, stats["peak_inflight_total"]
+    assert max(stats["peak_inflight"].values()) <= 3
+    assert {item["url"] for item in run.items()} == site.expected_urls()
+
+
 def test_delay_spaces_request_starts_to_one_host(crawlkit) -> None:
     with Site(SiteSpec(hosts=1, pages=8, extras=False, robots=False)) as site:
         run = crawlkit("crawl", "--per-host", "4", "--delay", "0.15", seeds=site.seeds())
