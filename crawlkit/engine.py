@@ -232,7 +232,7 @@ class Engine:
 
         The new store is refilled from the job directory, which holds every fingerprint
         admitted so far (committed or not: this is the connection that wrote them). Without
-        one, what was seen before is gone: pages met again are fetched again, and the log says so.
+        one, what was seen before is gone: pages met again may be fetched again, and the log says so.
         """
         try:
             return self.seen.add_many(fingerprints)
@@ -247,7 +247,7 @@ class Engine:
                 refilled = sum(len(self.seen.add_many(batch)) for batch in self.journal.fingerprints())
                 log.warning("seen-URL store refilled from %s with %d fingerprints", self.journal.path, refilled)
             else:
-                log.warning("without --jobdir the URLs seen so far are forgotten: pages met again will be fetched again")
+                log.warning("without --jobdir the URLs seen so far are forgotten: pages met again may be fetched again")
             return self.seen.add_many(fingerprints)
 
     def _fetcher_config(self) -> FetcherConfig:
@@ -356,30 +356,31 @@ class Engine:
             if not self.stopping:
                 self._schedule(now)
             if self._finished(now):
-                self.stats.sample(now, len(self.frontier), len(self.inflight))  # the final figures
+                self.stats.sample(now, len(self.frontier), self.fetching)  # the final figures
                 return
             timeout = HEALTH_EVERY if self.queue_load else 0.01  # poll fast until fetchers are up
             wake = self.frontier.next_time()
             if wake is not None:
                 timeout = min(timeout, max(0.0, wake - now))
-            ready = wait([self.notices, *(c for c in self.event_pipes if c is not None)], timeout)
-            for conn in ready:
+            pages = False
+            for conn in wait([self.notices, *(c for c in self.event_pipes if c is not None)], timeout):
                 if conn is self.notices:
                     self._read_notices()
                 else:
                     self._drain(conn)
+                    pages = True
             self._admit_candidates()
-            if ready and self.journal is not None:
+            if pages and self.journal is not None:
                 # Commit after every batch (a WAL commit costs well under a millisecond), so a
                 # SIGKILL undoes no more than the requests in flight.
                 self._commit()
-            elif ready and self.output is not None:
+            elif pages and self.output is not None:
                 self.output.flush()
-            if ready and self.shared is not None:
+            if pages and self.shared is not None:
                 self._share_stats()
             if now >= next_tick:
                 next_tick = now + TICK
-                self.monitor.tick(now, self.stats, len(self.frontier), [e.host for e in self.inflight.values()])
+                self.monitor.tick(now, self.stats, len(self.frontier), [e.host for e in self.inflight.values() if e.fetching])
 
     def _drain(self, conn: Any) -> None:
         """Handle what one parser has sent, up to a batch, so scheduling is not starved."""

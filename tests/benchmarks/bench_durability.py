@@ -5,7 +5,7 @@
    once the output holds that many items, then the same command again to the end. The site
    counts every fetch, so "fetched twice" is what the server saw; the output is checked for
    duplicates and truncated records. The bound the design promises: at most the requests in
-   flight at the kill (``concurrency``).
+   flight at the kill (``concurrency`` being fetched, as many again fetched and waiting for a parser).
 2. Resume at scale: a crawl of the wide site (bench_scale.py) stopped by ``max_pages`` leaves
    ``urls`` requests pending in the job directory; the same command with one more page allowed
    resumes it. Measured: launch to the server's first request after resuming, and to exit.
@@ -105,7 +105,7 @@ def main() -> None:
     for share in (0.1, 0.5, 0.9):
         r = sigkill_at(share, args.pages, args.concurrency)
         print(f"SIGKILL after {r['items_at_kill']} items ({share:.0%}): {r['refetched']} pages fetched twice "
-              f"(bound: concurrency {args.concurrency}); after resume {r['items']} items, {r['duplicates']} duplicates, "
+              f"(bound: 2 x concurrency {args.concurrency}); after resume {r['items']} items, {r['duplicates']} duplicates, "
               f"{r['missing']} missing, whole records: {r['whole_records']}", flush=True)
     r = resume_at_scale(args.urls, args.links)
     print(f"resume of a job directory with {r['urls']:,} URLs ({r['jobdir_mb']} MB, filled in {r['fill_s']}s): "
