@@ -124,7 +124,7 @@ class Engine:
                 )
             from .backends.redis import connect
 
-            self.shared = connect(s.frontier, s.crawl_id or spec.spider.name, s.lease_time)
+            self.shared = connect(s.frontier, s.crawl_id or spec.spider.name, s.lease_time, count=self.stats.incr)
             self.frontier: Any = self.shared.frontier
         else:
             self.frontier = LocalFrontier(memory_limit=s.frontier_memory)

@@ -25,6 +25,12 @@ a node whose heartbeat stops for ``lease_time`` is dead, and the next heartbeat 
 node puts its leases back in the queues. Its per-host slots free themselves the same way. So
 the crawl is over exactly when ``queued`` and ``inflight`` are both zero, read together.
 
+Requests and robots.txt answers are pickles, read back by an unpickler that builds nothing but
+``Request`` and plain data (``_decode``): a pickle naming any other class or function (the way
+a pickle runs code) is refused, so whoever can write to the Redis cannot make the nodes run
+code. A request whose ``meta`` holds objects of other classes is therefore not queued; the node
+that made it logs and counts it (``error_unshareable_request``).
+
 Needs one Redis server (not a cluster: keys are made inside the scripts). The engine's
 process talks to Redis through ``RedisCrawl``; each fetcher process builds its own client for
 ``RedisPermits`` after it starts.
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import io
 import itertools
 import logging
 import os
@@ -281,10 +288,49 @@ def _guarded(method: F) -> F:
     return call  # type: ignore[return-value]
 
 
-def connect(url: str, crawl_id: str, lease_time: float = 30.0) -> "RedisCrawl":
+# What a pickle read from Redis may build besides the built-in types that need no lookup (str,
+# bytes, numbers, lists, dicts, tuples, sets): plain data classes whose construction runs no code.
+_DATA_CLASSES = {
+    ("crawlkit.http", "Request"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"),
+    ("builtins", "complex"), ("collections", "OrderedDict"), ("datetime", "datetime"), ("datetime", "date"),
+    ("datetime", "time"), ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal"),
+}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _DATA_CLASSES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which is not plain data")
+
+
+def _decode(blob: bytes) -> Any:
+    """Unpickle what came from Redis, refusing (UnpicklingError) anything but ``_DATA_CLASSES``."""
+    return _DataUnpickler(io.BytesIO(blob)).load()
+
+
+def _encode(value: Any) -> bytes:
+    """Pickle ``value`` for Redis; UnpicklingError if the other nodes would refuse it (see ``_decode``)."""
+    blob = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    _decode(blob)
+    return blob
+
+
+def _is_request(value: Any) -> bool:
+    """Whether ``value`` is a Request with fields of the types the engine relies on."""
+    return (
+        isinstance(value, Request) and all(hasattr(value, name) for name in Request.__slots__)
+        and isinstance(value.url, str) and isinstance(value.method, str) and isinstance(value.headers, dict)
+        and isinstance(value.meta, dict) and isinstance(value.body, bytes) and isinstance(value.callback, (str, type(None)))
+        and isinstance(value.depth, int) and isinstance(value.priority, int)
+    )
+
+
+def connect(url: str, crawl_id: str, lease_time: float = 30.0, count: Callable[[str], None] | None = None) -> "RedisCrawl":
     """Open the shared crawl ``crawl_id`` on the Redis at ``url``; ConfigError if that cannot work.
 
     ``lease_time`` (seconds) matters only to a node that takes requests: see ``RedisCrawl``.
+    ``count`` adds one to a stats counter of the node (requests refused, see ``_decode``).
     """
     if redis is None:
         raise ConfigError("frontier: the Redis client is not installed; pip install 'crawlkit[redis]'")
@@ -293,7 +339,7 @@ def connect(url: str, crawl_id: str, lease_time: float = 30.0) -> "RedisCrawl":
         client.ping()
     except redis.RedisError as exc:
         raise ConfigError(f"frontier: cannot reach Redis at {url} ({exc}); start redis-server there or fix --frontier") from None
-    return RedisCrawl(client, url, crawl_id, lease_time)
+    return RedisCrawl(client, url, crawl_id, lease_time, count)
 
 
 def add_seeds(url: str, crawl_id: str, urls: list[str]) -> int:
@@ -324,8 +370,10 @@ class RedisCrawl:
     Lives in the engine's process. ``node`` names this process for leases and heartbeats.
     """
 
-    def __init__(self, client: Any, url: str, crawl_id: str, lease_time: float) -> None:
+    def __init__(self, client: Any, url: str, crawl_id: str, lease_time: float,
+                 count: Callable[[str], None] | None = None) -> None:
         self.client, self.url, self.crawl_id = client, url, crawl_id
+        self.count = count or (lambda key: None)
         self.prefix = f"crawlkit:{crawl_id}:"
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_ms = max(1, int(lease_time * 1000))
@@ -350,13 +398,21 @@ class RedisCrawl:
 
     @_guarded
     def save_robots(self, host: str, status: int, body: bytes) -> None:
-        self.client.hset(self.prefix + "robots", host, pickle.dumps((status, body), pickle.HIGHEST_PROTOCOL))
+        self.client.hset(self.prefix + "robots", host, _encode((status, body)))
 
     @_guarded
     def robots(self, host: str) -> tuple[int, bytes] | None:
         """The robots.txt answer another node got for ``host``, if any."""
         blob = self.client.hget(self.prefix + "robots", host)
-        return None if blob is None else pickle.loads(blob)
+        if blob is None:
+            return None
+        try:
+            status, body = _decode(blob)
+            return int(status), bytes(body)
+        except Exception as exc:  # whatever a blob not written by crawlkit makes the unpickler raise
+            log.error("the robots.txt answer for %s in Redis is not one crawlkit wrote (%s); asking the host itself", host, exc)
+            self.count("error_unreadable_redis_data")
+            return None
 
     @_guarded
     def add_stats(self, deltas: dict[str, int]) -> None:
@@ -415,7 +471,14 @@ class RedisFrontier:
                 if not_before:  # a retry: the host has nothing else to start before its answer
                     self.park(host, not_before)
                 continue
-            args += [host, int(request.priority > 0), pickle.dumps(request, pickle.HIGHEST_PROTOCOL)]
+            try:
+                blob = _encode(request)
+            except pickle.UnpicklingError as exc:
+                log.error("not queued: %s: %s; the nodes of a shared crawl accept only plain data in a request's meta "
+                          "(str, numbers, bytes, lists, dicts, sets, dates)", request.url, exc)
+                self._crawl.count("error_unshareable_request")
+                continue
+            args += [host, int(request.priority > 0), blob]
             if len(args) >= 3 * PUSH_BATCH:
                 self._crawl.call("push", delay_ms, *args)
                 args = []
@@ -471,12 +534,23 @@ class RedisFrontier:
             if not own:
                 del self._own[host]
             return 0, request
-        got = self._crawl.call("take", self._crawl.node, host)
-        if not got:
-            self._ring.remove(host)
-            return None
-        lease, blob = got
-        return int(lease), pickle.loads(blob)
+        while True:
+            got = self._crawl.call("take", self._crawl.node, host)
+            if not got:
+                self._ring.remove(host)
+                return None
+            lease, blob = got
+            try:
+                request = _decode(blob)
+                if _is_request(request):
+                    return int(lease), request
+                problem = f"not a well-formed Request: {request!r:.100}"
+            except Exception as exc:  # whatever a blob not written by crawlkit makes the unpickler raise
+                problem = str(exc)
+            # Not written by a crawlkit node: dropped (its lease finished), never run.
+            log.error("dropped an entry of %s's queue in Redis that crawlkit did not write (%s)", host, problem)
+            self._crawl.count("error_unreadable_redis_data")
+            self._crawl.call("done", self._crawl.node, int(lease))
 
     def done(self, leases: list[int]) -> None:
         """Finish leases; call only after the pages' new requests were pushed."""
