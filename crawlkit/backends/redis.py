@@ -18,7 +18,7 @@ crawl id; nodes share nothing but these keys (``P`` is ``crawlkit:<crawl id>:``)
     P robots       HASH   host -> pickled (status, body) of its robots.txt
     P stats        HASH   the crawl's counters, all nodes together
 
-Whatever changes shared state is one Lua script (atomic, one round trip), and every time is
+Whatever changes shared state is one Lua script (``redis_scripts.py``: atomic, one round trip), and every time is
 Redis' ``TIME``, so clocks of the machines need not agree. A node takes a request with a
 lease and gives it back with ``done`` (after the page's new links were pushed) or ``reclaim``;
 a node whose heartbeat stops for ``lease_time`` is dead, and the next heartbeat of any live
@@ -56,6 +56,7 @@ from ..http import Request
 from ..limiter import Wait
 from ..robots import ROBOTS_CALLBACK
 from ..urls import fingerprint, host_of
+from .redis_scripts import SCRIPTS, SEEN_ADD, TURN_ENTER, TURN_EXIT
 
 try:
     import redis
@@ -72,202 +73,6 @@ TURN_POLL = 0.005  # seconds between tries for a host's send turn another fetch 
 HOST_SAMPLE = 256  # hosts fetched from Redis per look
 PUSH_BATCH = 1000  # requests per push script call
 SEEN_SHARD_BITS = 16  # 65536 sets: each stays an intset (<= 512 members) up to ~25 million URLs
-
-_ENTRY = """
-local function split(v)
-  local a = string.find(v, '\\n', 1, true)
-  return string.sub(v, 1, a - 1), string.sub(v, a + 1)
-end
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function enqueue(P, host, blob, front)
-  if front then redis.call('LPUSH', P .. 'q:' .. host, blob) else redis.call('RPUSH', P .. 'q:' .. host, blob) end
-  redis.call('SADD', P .. 'hosts', host)
-end
-local function give_back(P, node)
-  local key = P .. 'lease:' .. node
-  local all = redis.call('HGETALL', key)
-  for i = 2, #all, 2 do
-    local host, blob = split(all[i])
-    enqueue(P, host, blob, true)
-  end
-  local n = #all / 2
-  redis.call('DEL', key)
-  redis.call('INCRBY', P .. 'queued', n)
-  redis.call('DECRBY', P .. 'inflight', n)
-  return n
-end
-"""
-
-# ARGV: P, delay ms, then (host, front 0/1, blob) triples.
-_PUSH = _ENTRY + """
-local P, delay = ARGV[1], tonumber(ARGV[2])
-local due = 0
-if delay > 0 then due = now_ms() + delay end
-local n = 0
-for i = 3, #ARGV, 3 do
-  if delay > 0 then
-    local id = redis.call('INCR', P .. 'seq')
-    redis.call('ZADD', P .. 'delayed', due, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 2])
-  else
-    enqueue(P, ARGV[i], ARGV[i + 2], ARGV[i + 1] == '1')
-  end
-  n = n + 1
-end
-redis.call('INCRBY', P .. 'queued', n)
-return n
-"""
-
-# ARGV: P, node, host -> {lease id, blob} or false when the host's queue is empty.
-_TAKE = """
-local P, node, host = ARGV[1], ARGV[2], ARGV[3]
-local q = P .. 'q:' .. host
-local blob = redis.call('LPOP', q)
-if redis.call('LLEN', q) == 0 then redis.call('SREM', P .. 'hosts', host) end
-if not blob then return false end
-local id = redis.call('INCR', P .. 'seq')
-redis.call('HSET', P .. 'lease:' .. node, id, host .. '\\n' .. blob)
-redis.call('DECR', P .. 'queued')
-redis.call('INCR', P .. 'inflight')
-return {id, blob}
-"""
-
-# ARGV: P, node, lease ids...; a lease already given back (this node was taken for dead) is skipped.
-_DONE = """
-local P, key = ARGV[1], ARGV[1] .. 'lease:' .. ARGV[2]
-local n = 0
-for i = 3, #ARGV do n = n + redis.call('HDEL', key, ARGV[i]) end
-redis.call('DECRBY', P .. 'inflight', n)
-return n
-"""
-
-_RECLAIM = _ENTRY + """
-local P, key = ARGV[1], ARGV[1] .. 'lease:' .. ARGV[2]
-local n = 0
-for i = 3, #ARGV do
-  local v = redis.call('HGET', key, ARGV[i])
-  if v then
-    local host, blob = split(v)
-    enqueue(P, host, blob, true)
-    redis.call('HDEL', key, ARGV[i])
-    n = n + 1
-  end
-end
-redis.call('INCRBY', P .. 'queued', n)
-redis.call('DECRBY', P .. 'inflight', n)
-return n
-"""
-
-# ARGV: P, node, lease ms. Registers the node and gives back the leases of dead nodes.
-_BEAT = _ENTRY + """
-local P, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local now = now_ms()
-local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', now)
-local n = 0
-for _, other in ipairs(dead) do
-  if other ~= node then n = n + give_back(P, other) end
-  redis.call('ZREM', P .. 'nodes', other)
-end
-redis.call('ZADD', P .. 'nodes', now + ttl, node)
-return n
-"""
-
-_LEAVE = _ENTRY + """
-local n = give_back(ARGV[1], ARGV[2])
-redis.call('ZREM', ARGV[1] .. 'nodes', ARGV[2])
-return n
-"""
-
-# ARGV: P, sample size -> {queued, inflight, ms until the next delayed request is due or -1, hosts...}
-_POLL = _ENTRY + """
-local P = ARGV[1]
-local now = now_ms()
-local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
-for _, m in ipairs(due) do
-  local a = string.find(m, '\\n', 1, true)
-  local host, blob = split(string.sub(m, a + 1))
-  enqueue(P, host, blob, false)
-  redis.call('ZREM', P .. 'delayed', m)
-end
-local wake = -1
-local first = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
-if first[2] then wake = tonumber(first[2]) - now end
-local out = {tonumber(redis.call('GET', P .. 'queued') or 0), tonumber(redis.call('GET', P .. 'inflight') or 0), wake}
-for _, h in ipairs(redis.call('SRANDMEMBER', P .. 'hosts', tonumber(ARGV[2]))) do out[#out + 1] = h end
-return out
-"""
-
-# ARGV: P, host, member, per_host, lease ms, default delay ms -> {1, 0} granted, {0, ms} wait, {0, -1} cap full.
-_ACQUIRE = _ENTRY + """
-local P, host, member = ARGV[1], ARGV[2], ARGV[3]
-local key = P .. 'l:' .. host
-local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-local nxt = tonumber(redis.call('HGET', P .. 'next', host) or '0')
-if nxt > now then return {0, nxt - now} end
-if redis.call('ZCARD', key) >= tonumber(ARGV[4]) then return {0, -1} end
-redis.call('ZADD', key, now + tonumber(ARGV[5]), member)
-local delay = tonumber(redis.call('HGET', P .. 'delay', host) or ARGV[6])
-if delay > 0 then redis.call('HSET', P .. 'next', host, now + delay) end
-return {1, 0}
-"""
-
-# ARGV: P, node prefix "<node>:", lease ms, hosts... : extends this node's slots still held.
-_RENEW = _ENTRY + """
-local P, mine, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local expiry = now_ms() + ttl
-for i = 4, #ARGV do
-  local key = P .. 'l:' .. ARGV[i]
-  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    if string.sub(m, 1, #mine) == mine then redis.call('ZADD', key, 'XX', expiry, m) end
-  end
-end
-return 0
-"""
-
-# ARGV: P, host, ms from now: no start for the host before then.
-_PAUSE = _ENTRY + """
-local resume = now_ms() + tonumber(ARGV[3])
-local nxt = tonumber(redis.call('HGET', ARGV[1] .. 'next', ARGV[2]) or '0')
-if resume > nxt then redis.call('HSET', ARGV[1] .. 'next', ARGV[2], resume) end
-return 0
-"""
-
-_NOW_US = """
-local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-"""
-
-# ARGV: P, host, token, lock ms, delay µs -> -1 if another fetch has the host's turn, else µs to
-# wait before sending: ``delay`` after the previous response's headers, as ``limiter.Turn`` does.
-_TURN_ENTER = _NOW_US + """
-if not redis.call('SET', ARGV[1] .. 'tl:' .. ARGV[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return -1 end
-local last = tonumber(redis.call('HGET', ARGV[1] .. 'turn', ARGV[2]) or '0')
-return math.max(0, last + tonumber(ARGV[5]) - now_us())
-"""
-
-# ARGV: P, host, token: the headers arrived; the next fetch may take its turn.
-_TURN_EXIT = _NOW_US + """
-redis.call('HSET', ARGV[1] .. 'turn', ARGV[2], string.format('%.0f', now_us()))
-if redis.call('GET', ARGV[1] .. 'tl:' .. ARGV[2]) == ARGV[3] then redis.call('DEL', ARGV[1] .. 'tl:' .. ARGV[2]) end
-return 0
-"""
-
-# ARGV: P, then (shard, signed fingerprint) pairs -> the 1-based positions of the new ones.
-_SEEN_ADD = """
-local P = ARGV[1]
-local new = {}
-for i = 2, #ARGV, 2 do
-  if redis.call('SADD', P .. 's:' .. ARGV[i], ARGV[i + 1]) == 1 then new[#new + 1] = i / 2 end
-end
-if #new > 0 then redis.call('INCRBY', P .. 'seen', #new) end
-return new
-"""
-
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -377,7 +182,7 @@ class RedisCrawl:
         self.prefix = f"crawlkit:{crawl_id}:"
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_ms = max(1, int(lease_time * 1000))
-        self.scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+        self.scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
         self.frontier = RedisFrontier(self)
         self.seen = RedisSeen(client, url, self.prefix)
         self._limiter: RedisLimiter | None = None
@@ -593,7 +398,7 @@ class RedisSeen:
 
     def __init__(self, client: Any, url: str, prefix: str) -> None:
         self._client, self.url, self._prefix = client, url, prefix
-        self._add = client.register_script(_SEEN_ADD)
+        self._add = client.register_script(SEEN_ADD)
 
     @_guarded
     def add_many(self, fingerprints: list[int]) -> list[int]:
@@ -689,8 +494,8 @@ class RedisPermits:
 
     def _connect(self) -> None:
         self._client = _client(self.url)
-        self._enter = self._client.register_script(_TURN_ENTER)
-        self._exit = self._client.register_script(_TURN_EXIT)
+        self._enter = self._client.register_script(TURN_ENTER)
+        self._exit = self._client.register_script(TURN_EXIT)
 
     def __getstate__(self) -> tuple[str, str, str]:
         return (self.url, self.prefix, self.node)
@@ -741,9 +546,3 @@ class _RedisTurn:
             p._exit(args=[p.prefix, self.host, self.token])
         except redis.RedisError as exc:
             log.warning("could not end the turn of %s in Redis (%s); it ends after %.0fs", self.host, exc, self.timeout)
-
-
-_SCRIPTS = {
-    "push": _PUSH, "take": _TAKE, "done": _DONE, "reclaim": _RECLAIM, "beat": _BEAT, "leave": _LEAVE,
-    "poll": _POLL, "acquire": _ACQUIRE, "renew": _RENEW, "pause": _PAUSE,
-}
