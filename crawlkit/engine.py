@@ -2,7 +2,7 @@
 
 Data flow (one arrow, one channel)::
 
-    start requests --> [robots gate] --> Frontier (per-host queues, in the engine)
+    start requests --> [RobotsGate] --> Frontier (per-host queues, in the engine)
         ^                                    | next_host + Limiter.try_acquire (Semaphore per host)
         |                                    v
         |          fetch queues (a multiprocessing.Queue per fetcher process) of FetchTask
@@ -42,10 +42,9 @@ import os
 import pickle
 import signal
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from .components import check_components
 from .cookies import CookieJar
@@ -62,19 +61,18 @@ from .parser import ParserConfig, parser_main
 from .pipelines import load_pipelines
 from .process import child_setup, context
 from .progress import TICK, Monitor
-from .robots import ROBOTS_CALLBACK, RobotsRules
+from .robots import ROBOTS_CALLBACK, RobotsGate, RobotsRules
 from .seen import SeenManager
 from .settings import Settings
 from .sitemaps import SITEMAP_CALLBACK, seed_sitemaps
 from .spider import Spider
 from .stats import Stats
-from .urls import Fingerprinter, host_of
+from .urls import Fingerprinter
 from .warc import check_warc_dir
 
 log = logging.getLogger("crawlkit.engine")
 
 HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
-ROBOTS_WAIT = 0.25  # seconds a shared crawl's host waits before it looks again for its robots.txt answer
 QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
 
 
@@ -124,14 +122,10 @@ class Engine:
                 )
             from .backends.redis import connect
 
-            self.shared = connect(s.frontier, s.crawl_id or spec.spider.name, s.lease_time)
+            self.shared = connect(s.frontier, s.crawl_id or spec.spider.name, s.lease_time, count=self.stats.incr)
             self.frontier: Any = self.shared.frontier
         else:
             self.frontier = LocalFrontier(memory_limit=s.frontier_memory)
-        # A shared crawl does not recheck: every node would run its own rechecks, and the
-        # answer must be one for all nodes (the first one is kept in Redis).
-        self.robots = RobotsRules(s.user_agent, 0 if self.shared is not None else s.robots_rechecks) if s.robots else None
-        self.waiting_robots: dict[str, list[Request]] = defaultdict(list)
         self.inflight: dict[int, InFlight] = {}
         self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
         self.finished: list[int] = []  # leases of pages whose candidates are not queued yet
@@ -193,6 +187,11 @@ class Engine:
             else:
                 self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay)
                 self._start_seen_store(ctx)
+            # A shared crawl does not recheck: every node would run its own rechecks, and the
+            # answer must be one for all nodes (the first one is kept in Redis).
+            rules = RobotsRules(s.user_agent, 0 if self.shared is not None else s.robots_rechecks) if s.robots else None
+            self.gate = RobotsGate(rules, self.frontier, self.limiter, self.stats, self.journal, self.shared,
+                                   s.robots_recheck_after, s.robots_rechecks)
             queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
             self.notices, notices_writer = ctx.Pipe(duplex=False)
             self.channels = FetchChannels(
@@ -296,7 +295,7 @@ class Engine:
             for request in seed_sitemaps(r.url for r in seeds):
                 self.candidates.append((fingerprints.fingerprint(request.url), request))
         self._admit_candidates()
-        if self.shared is None and not self.frontier and not self.waiting_robots:
+        if self.shared is None and not self.frontier and not self.gate.waiting:
             log.warning("no start requests: nothing to crawl")
 
     def _resume(self) -> None:
@@ -310,9 +309,9 @@ class Engine:
         journal = self.journal
         self.stats.add(journal.counts())
         seen = sum(len(self.seen.add_many(batch)) for batch in journal.fingerprints())
-        if self.robots is not None:
+        if self.gate.rules is not None:
             for host, status, body in journal.robots():
-                self._learn_robots(host, status, body)
+                self.gate.learn(host, status, body)
         log.info("resuming from %s: %d requests pending, %d URLs seen", journal.path, journal.pending_count(), seen)
         self.resuming = journal.pending(min(2_000, self.settings.frontier_memory or 2_000))
         self._resume_more()
@@ -326,7 +325,7 @@ class Engine:
         if batch is None:
             self.resuming = None
             return
-        self._admit(batch)
+        self.gate.admit(batch)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping += 1
@@ -418,7 +417,7 @@ class Engine:
         if self._page_budget_spent():
             self.stats.reason = "finished (max_pages reached)"
             return True
-        if not self.waiting_robots and self.resuming is None and self.frontier.idle():
+        if not self.gate.waiting and self.resuming is None and self.frontier.idle():
             self.stats.reason = "finished"
             return True
         return False
@@ -441,7 +440,7 @@ class Engine:
                 frontier.park(host, grant.until)
                 continue
             taken = frontier.take(host)
-            if taken is None or not self._may_start(host, *taken, now):
+            if taken is None or not self.gate.may_start(host, *taken, now):
                 limiter.release(host, grant)
                 limiter.completed(host)
                 continue
@@ -459,38 +458,6 @@ class Engine:
             cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
             task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
             self.channels.queues[queue].put(task)
-
-    def _may_start(self, host: str, lease: int, request: Request, now: float) -> bool:
-        """Whether a request just taken may be sent; finishes or gives back those that may not.
-
-        Only a shared crawl says no: another node may have queued the request before this node
-        knew the host's robots.txt (a local crawl filters requests when it queues them). The
-        answer may already be in Redis; if not, the request goes back and this node asks once.
-        """
-        if self.shared is None or self.robots is None:
-            return True
-        is_robots = request.callback == ROBOTS_CALLBACK
-        if not self.robots.known(host):
-            answer = self.shared.robots(host)
-            if answer is not None:
-                self._learn_robots(host, *answer)
-            elif is_robots:
-                return True
-            else:
-                self.frontier.reclaim(lease, request)
-                robots_request = self.robots.request_for(request.url)
-                if robots_request is not None:
-                    self.frontier.push([robots_request])
-                self.frontier.park(host, now + ROBOTS_WAIT)
-                return False
-        if is_robots:  # another node's answer came first
-            self.frontier.done([lease])
-            return False
-        if self.robots.allowed(request.url, host):
-            return True
-        self.frontier.done([lease])
-        self._drop_disallowed(host, request)
-        return False
 
     def _exchange_over(self, entry: InFlight) -> None:
         """Return what a request held while being fetched (its host's count, its fetch queue's load), once."""
@@ -533,7 +500,7 @@ class Engine:
         if done.host_pause_until:
             self.limiter.pause(host, done.host_pause_until)
         if done.robots is not None:
-            self._robots_answer(host, entry.request.url, *done.robots)
+            self.gate.answer(host, entry.request.url, *done.robots)
         if done.retry is not None:
             self.frontier.push([done.retry], not_before=done.retry_at)
         self.candidates.extend(done.candidates)
@@ -564,67 +531,7 @@ class Engine:
             admitted.extend((fp, fresh[fp]) for fp in new)
         if self.journal is not None:
             self.journal.add(admitted)
-        self._admit(request for _, request in admitted)
-
-    # ---------------------------------------------------------------- robots gate
-
-    def _admit(self, requests: Iterable[Request]) -> None:
-        """Queue new requests, holding those of hosts whose robots.txt is not known yet."""
-        robots = self.robots
-        if robots is None:
-            self.frontier.push(requests)
-            return
-        allowed = []
-        for request in requests:
-            host = host_of(request.url)
-            if robots.known(host):
-                if robots.allowed(request.url, host):
-                    allowed.append(request)
-                else:
-                    self._drop_disallowed(host, request)
-                continue
-            if self.shared is None:
-                self.waiting_robots[host].append(request)
-            else:  # queued now, so that no node's death loses it; robots.txt is checked when it is taken
-                allowed.append(request)
-            robots_request = robots.request_for(request.url)
-            if robots_request is not None:
-                allowed.append(robots_request)
-        self.frontier.push(allowed)
-
-    def _robots_answer(self, host: str, url: str, status: int, body: bytes) -> None:
-        """A robots.txt answer arrived: learn it, or (unavailable) ask again later while the host's requests wait."""
-        recheck = self.robots.recheck(host, status)
-        if recheck is None:
-            self._learn_robots(host, status, body)
-            return
-        wait = self.settings.robots_recheck_after * 2 ** (recheck - 1)
-        log.warning(
-            "robots.txt of %s unavailable (%s); asking again in %.0fs (recheck %d of %d), its %d requests waiting",
-            host, status or "no answer", wait, recheck, self.settings.robots_rechecks, len(self.waiting_robots.get(host, ())),
-        )
-        self.stats.incr("robots_rechecks")
-        self.frontier.push([self.robots.request_again(url)], not_before=time.monotonic() + wait)
-
-    def _learn_robots(self, host: str, status: int, body: bytes) -> None:
-        if self.journal is not None:
-            self.journal.save_robots(host, status, body)
-        if self.shared is not None:
-            self.shared.save_robots(host, status, body)
-        delay = self.robots.learn(host, status, body)
-        if delay:
-            log.info("robots.txt of %s asks for Crawl-delay %.2fs", host, delay)
-            self.limiter.set_delay(host, delay)
-        self._admit(self.waiting_robots.pop(host, []))
-
-    def _drop_disallowed(self, host: str, request: Request) -> None:
-        if self.journal is not None:
-            self.journal.done(request)
-        if self.robots.unavailable(host):
-            self.stats.incr("robots_unavailable")
-        else:
-            self.stats.incr("robots_disallowed")
-            log.debug("robots.txt disallows %s", request.url)
+        self.gate.admit(request for _, request in admitted)
 
     # ---------------------------------------------------------------- health and reporting
 

@@ -202,6 +202,9 @@ def _fetch_loop(
         result.req_id = task.req_id
         result.request = task.request  # what a hook changed was for this send only
         result.fetcher_pid = pid
+        if hooks is not None and hooks.errors:  # open() failures reach the stats with the first result
+            result.counts = dict(hooks.errors)
+            hooks.errors.clear()
         try:
             outboxes[task.parser].send(result)
         except OSError as exc:

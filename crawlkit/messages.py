@@ -41,6 +41,7 @@ class FetchResult:
     message: str = ""  # human detail for the log
     elapsed: float = 0.0
     fetcher_pid: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # the fetch thread's own failures (a hook's open()), once
 
 
 @dataclass(slots=True)

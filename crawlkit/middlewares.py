@@ -24,7 +24,9 @@ Where each hook runs, and why:
 The two hooks of one class therefore run in different processes, on different instances: pass
 what the response side must know in ``request.meta`` from the spider, not in attributes.
 A hook that raises is counted (``error_middleware``) and logged with the middleware and URL;
-the request is not sent, or the response is dropped, and the crawl goes on.
+the request is not sent, or the response is dropped, and the crawl goes on. An ``open`` that
+raises is counted once per instance (each fetch thread's and each parser's); a ``close`` that
+raises at the end of the crawl is logged only, the stats being final by then.
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ class Router:
     def handle(self, result: FetchResult) -> bytes:
         """The pickled PageDone for ``result`` (pickled here, so a bad item cannot break the queue)."""
         done = PageDone(req_id=result.req_id, host=host_of(result.request.url), status=result.status, elapsed=result.elapsed)
-        counts: Counter[str] = Counter()
+        counts: Counter[str] = Counter(result.counts)
         for startup in (self.pipelines.errors, self.hooks.errors):  # open() failures, reported with the first page
             counts.update(startup)
             startup.clear()

@@ -79,7 +79,7 @@ def render_report(data: dict[str, Any], title: str = "crawlkit") -> str:
         f'<div class="cards">{card_html}</div>',
         "<h2>Pages per second</h2>",
         f'<section class="chart">{_rate_chart(data["series"])}</section>',
-        "<h2>Status codes</h2>",
+        "<h2>Status codes of every response (robots.txt, redirects and retried answers too)</h2>",
         f'<section class="chart">{_status_chart(data["statuses"])}</section>',
         f"<h2>Pages and errors per host{_top_note(len(hosts), TOP_HOSTS)}</h2>",
         f'<section class="chart">{_host_chart(hosts)}<p class="meta">Blue: pages; red: errors (failed exchanges, callback errors).</p></section>',

@@ -1,8 +1,9 @@
 """robots.txt, fetched once per host and obeyed, with Protego for the rules.
 
-The rules live in the engine, which filters requests before they are queued. A host whose
-robots.txt is not known yet gets one robots request (sent through the fetchers like any other,
-under the same per-host cap) and its other requests wait beside it until the answer arrives.
+The rules (``RobotsRules``) live in the engine, whose ``RobotsGate`` filters requests before
+they are queued. A host whose robots.txt is not known yet gets one robots request (sent through
+the fetchers like any other, under the same per-host cap) and its other requests wait beside
+it until the answer arrives.
 
 What an answer means, per RFC 9309: 2xx, the rules; 4xx, no rules (allow all); 5xx or no
 answer after the usual retries, disallow all "for a while": the host's requests keep waiting
@@ -15,7 +16,9 @@ crawl. When the rechecks are spent too, its requests are dropped and counted as
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from collections import defaultdict
+from typing import Any, Iterable
 
 from protego import Protego
 
@@ -25,6 +28,7 @@ from .urls import host_of
 log = logging.getLogger("crawlkit.robots")
 
 ROBOTS_CALLBACK = "__robots__"
+ROBOTS_WAIT = 0.25  # seconds a shared crawl's host waits before it looks again for its robots.txt answer
 MAX_ROBOTS_BYTES = 512 * 1024  # what Google reads of a robots.txt; the rest is ignored
 
 _ALLOW_ALL = "allow"
@@ -102,3 +106,112 @@ class RobotsRules:
 
     def unavailable(self, host: str) -> bool:
         return self._rules.get(host) is _DISALLOW_ALL
+
+
+class RobotsGate:
+    """The engine's door to the frontier: every new request passes here, and none of a host
+    goes in before the host's robots.txt is known (then only those it allows).
+
+    Runs in the engine's process, on its frontier and limiter. Answers are also written to the
+    job directory (so a resumed crawl does not ask again) and, in a shared crawl, to Redis. A
+    shared crawl queues requests at once instead of holding them (a node that dies must not
+    lose them), and checks robots.txt again when a node takes one (``may_start``).
+    """
+
+    def __init__(self, rules: RobotsRules | None, frontier: Any, limiter: Any, stats: Any, journal: Any, shared: Any,
+                 recheck_after: float, rechecks: int) -> None:
+        self.rules, self.frontier, self.limiter, self.stats = rules, frontier, limiter, stats
+        self.journal, self.shared = journal, shared
+        self.recheck_after, self.rechecks = recheck_after, rechecks
+        self.waiting: dict[str, list[Request]] = defaultdict(list)  # host -> requests held for its answer
+
+    def admit(self, requests: Iterable[Request]) -> None:
+        """Queue new requests, holding those of hosts whose robots.txt is not known yet."""
+        rules = self.rules
+        if rules is None:
+            self.frontier.push(requests)
+            return
+        allowed = []
+        for request in requests:
+            host = host_of(request.url)
+            if rules.known(host):
+                if rules.allowed(request.url, host):
+                    allowed.append(request)
+                else:
+                    self._drop_disallowed(host, request)
+                continue
+            if self.shared is None:
+                self.waiting[host].append(request)
+            else:  # queued now, so that no node's death loses it; robots.txt is checked when it is taken
+                allowed.append(request)
+            robots_request = rules.request_for(request.url)
+            if robots_request is not None:
+                allowed.append(robots_request)
+        self.frontier.push(allowed)
+
+    def answer(self, host: str, url: str, status: int, body: bytes) -> None:
+        """A robots.txt answer arrived: learn it, or (unavailable) ask again later while the host's requests wait."""
+        recheck = self.rules.recheck(host, status)
+        if recheck is None:
+            self.learn(host, status, body)
+            return
+        wait = self.recheck_after * 2 ** (recheck - 1)
+        log.warning(
+            "robots.txt of %s unavailable (%s); asking again in %.0fs (recheck %d of %d), its %d requests waiting",
+            host, status or "no answer", wait, recheck, self.rechecks, len(self.waiting.get(host, ())),
+        )
+        self.stats.incr("robots_rechecks")
+        self.frontier.push([self.rules.request_again(url)], not_before=time.monotonic() + wait)
+
+    def learn(self, host: str, status: int, body: bytes) -> None:
+        """Take ``host``'s answer as final (also from a job directory or another node) and queue what it allows."""
+        if self.journal is not None:
+            self.journal.save_robots(host, status, body)
+        if self.shared is not None:
+            self.shared.save_robots(host, status, body)
+        delay = self.rules.learn(host, status, body)
+        if delay:
+            log.info("robots.txt of %s asks for Crawl-delay %.2fs", host, delay)
+            self.limiter.set_delay(host, delay)
+        self.admit(self.waiting.pop(host, []))
+
+    def may_start(self, host: str, lease: int, request: Request, now: float) -> bool:
+        """Whether a request just taken may be sent; finishes or gives back those that may not.
+
+        Only a shared crawl says no: another node may have queued the request before this node
+        knew the host's robots.txt (a local crawl filters requests when it queues them). The
+        answer may already be in Redis; if not, the request goes back and this node asks once.
+        """
+        if self.shared is None or self.rules is None:
+            return True
+        is_robots = request.callback == ROBOTS_CALLBACK
+        if not self.rules.known(host):
+            answer = self.shared.robots(host)
+            if answer is not None:
+                self.learn(host, *answer)
+            elif is_robots:
+                return True
+            else:
+                self.frontier.reclaim(lease, request)
+                robots_request = self.rules.request_for(request.url)
+                if robots_request is not None:
+                    self.frontier.push([robots_request])
+                self.frontier.park(host, now + ROBOTS_WAIT)
+                return False
+        if is_robots:  # another node's answer came first
+            self.frontier.done([lease])
+            return False
+        if self.rules.allowed(request.url, host):
+            return True
+        self.frontier.done([lease])
+        self._drop_disallowed(host, request)
+        return False
+
+    def _drop_disallowed(self, host: str, request: Request) -> None:
+        if self.journal is not None:
+            self.journal.done(request)
+        if self.rules.unavailable(host):
+            self.stats.incr("robots_unavailable")
+        else:
+            self.stats.incr("robots_disallowed")
+            log.debug("robots.txt disallows %s", request.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 from collections import Counter
@@ -220,6 +221,25 @@ def test_middlewares_set_headers_drop_requests_and_retry_by_a_custom_rule(crawlk
     assert len(items) == 23
     assert "middleware 1" in run.stderr  # the drop, counted among the filtered
     assert re.search(r"retrying http://\S+/captcha: captcha page", run.stderr)
+
+
+def test_a_middleware_whose_open_fails_is_counted_in_every_process_and_the_crawl_goes_on(crawlkit, tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(
+        "class Broken:\n"
+        "    def open(self, spider):\n        raise RuntimeError('no licence key')\n"
+        "    def process_request(self, request, spider):\n        request.headers['X-Seen'] = '1'\n        return request\n"
+        "    def process_response(self, response, spider):\n        return response\n"
+    )
+    with Site(SiteSpec(hosts=1, pages=5, extras=False)) as site:
+        run = crawlkit("crawl", "--workers", "1", "--concurrency", "2", "--stats", "stats.json",
+                       "-s", "middlewares=[broken.py:Broken]", seeds=site.seeds())
+        fetched = site.stats()["fetches"]
+    assert run.returncode == 0, run.stderr
+    counts = json.loads((tmp_path / "stats.json").read_text())["counts"]
+    # One instance per fetch thread (2) and per parser (1), each open() failing once.
+    assert counts["error_middleware"] == 3, counts
+    assert run.stderr.count("open() raised RuntimeError: no licence key") == 3
+    assert len(run.items()) == 6 and len(fetched) == 7  # every page, and robots.txt
 
 
 def test_cookies_set_by_a_server_are_sent_back_to_that_host_only(crawlkit, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ installs it, so there a missing server is a failure.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pickle
@@ -131,6 +132,50 @@ def test_frontier_leases_and_a_dead_nodes_requests_come_back(redis_url: str, cra
         lease, _request = c.frontier.take("h.test")
         c.frontier.done([lease])
     assert c.frontier.idle()
+
+
+class _RunsCode:
+    """What an attacker with write access to Redis would store: a pickle that runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _UserObject:
+    pass
+
+
+def test_what_is_read_from_redis_cannot_run_code_and_only_plain_data_is_queued(
+    redis_url: str, crawl_id: str, tmp_path: Path
+) -> None:
+    problems: list[str] = []
+    node = connect(redis_url, crawl_id, count=problems.append)
+    node.heartbeat()
+    marker = tmp_path / "ran"
+    # An entry crawlkit did not write, ahead of a real request in the same host's queue.
+    node.call("push", 0, "h.test", 1, pickle.dumps(_RunsCode(marker)))
+    node.frontier.push([Request("http://h.test/ok")])
+    assert node.frontier.next_host(time.monotonic()) == "h.test"
+    lease, request = node.frontier.take("h.test")
+    assert request.url == "http://h.test/ok"
+    assert problems == ["error_unreadable_redis_data"]
+    node.client.hset(node.prefix + "robots", "h.test", pickle.dumps(_RunsCode(marker)))
+    assert node.robots("h.test") is None  # the node asks the host itself
+    assert not marker.exists()
+    # A request must carry plain data to cross to other nodes; anything else stays out, counted.
+    when = datetime.datetime(2026, 11, 26, tzinfo=datetime.timezone.utc)
+    node.frontier.push([Request("http://h.test/plain", meta={"when": when, "tags": {"a"}, "n": 1}),
+                        Request("http://h.test/object", meta={"obj": _UserObject()})])
+    assert problems[-1] == "error_unshareable_request"
+    node.frontier.done([lease])
+    lease, request = node.frontier.take("h.test")
+    assert (request.url, request.meta) == ("http://h.test/plain", {"when": when, "tags": {"a"}, "n": 1})
+    node.frontier.done([lease])
+    assert node.frontier.take("h.test") is None
+    node.frontier.close()
 
 
 # --------------------------------------------------------------------------- nodes through the CLI

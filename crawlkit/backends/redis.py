@@ -18,12 +18,19 @@ crawl id; nodes share nothing but these keys (``P`` is ``crawlkit:<crawl id>:``)
     P robots       HASH   host -> pickled (status, body) of its robots.txt
     P stats        HASH   the crawl's counters, all nodes together
 
-Whatever changes shared state is one Lua script (atomic, one round trip), and every time is
-Redis' ``TIME``, so clocks of the machines need not agree. A node takes a request with a
-lease and gives it back with ``done`` (after the page's new links were pushed) or ``reclaim``;
-a node whose heartbeat stops for ``lease_time`` is dead, and the next heartbeat of any live
-node puts its leases back in the queues. Its per-host slots free themselves the same way. So
-the crawl is over exactly when ``queued`` and ``inflight`` are both zero, read together.
+Whatever changes shared state is one Lua script (``redis_scripts.py``: atomic, one round trip),
+and every time is Redis' ``TIME``, so clocks of the machines need not agree. A node takes a
+request with a lease and gives it back with ``done`` (after the page's new links were pushed)
+or ``reclaim``; a node whose heartbeat stops for ``lease_time`` is dead, and the next heartbeat
+of any live node puts its leases back in the queues. Its per-host slots free themselves the
+same way. So the crawl is over exactly when ``queued`` and ``inflight`` are both zero, read
+together.
+
+Requests and robots.txt answers are pickles, read back by an unpickler that builds nothing but
+``Request`` and plain data (``_decode``): a pickle naming any other class or function (the way
+a pickle runs code) is refused, so whoever can write to the Redis cannot make the nodes run
+code. A request whose ``meta`` holds objects of other classes is therefore not queued; the node
+that made it logs and counts it (``error_unshareable_request``).
 
 Needs one Redis server (not a cluster: keys are made inside the scripts). The engine's
 process talks to Redis through ``RedisCrawl``; each fetcher process builds its own client for
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import io
 import itertools
 import logging
 import os
@@ -49,6 +57,7 @@ from ..http import Request
 from ..limiter import Wait
 from ..robots import ROBOTS_CALLBACK
 from ..urls import fingerprint, host_of
+from .redis_scripts import SCRIPTS, SEEN_ADD, TURN_ENTER, TURN_EXIT
 
 try:
     import redis
@@ -65,202 +74,6 @@ TURN_POLL = 0.005  # seconds between tries for a host's send turn another fetch 
 HOST_SAMPLE = 256  # hosts fetched from Redis per look
 PUSH_BATCH = 1000  # requests per push script call
 SEEN_SHARD_BITS = 16  # 65536 sets: each stays an intset (<= 512 members) up to ~25 million URLs
-
-_ENTRY = """
-local function split(v)
-  local a = string.find(v, '\\n', 1, true)
-  return string.sub(v, 1, a - 1), string.sub(v, a + 1)
-end
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function enqueue(P, host, blob, front)
-  if front then redis.call('LPUSH', P .. 'q:' .. host, blob) else redis.call('RPUSH', P .. 'q:' .. host, blob) end
-  redis.call('SADD', P .. 'hosts', host)
-end
-local function give_back(P, node)
-  local key = P .. 'lease:' .. node
-  local all = redis.call('HGETALL', key)
-  for i = 2, #all, 2 do
-    local host, blob = split(all[i])
-    enqueue(P, host, blob, true)
-  end
-  local n = #all / 2
-  redis.call('DEL', key)
-  redis.call('INCRBY', P .. 'queued', n)
-  redis.call('DECRBY', P .. 'inflight', n)
-  return n
-end
-"""
-
-# ARGV: P, delay ms, then (host, front 0/1, blob) triples.
-_PUSH = _ENTRY + """
-local P, delay = ARGV[1], tonumber(ARGV[2])
-local due = 0
-if delay > 0 then due = now_ms() + delay end
-local n = 0
-for i = 3, #ARGV, 3 do
-  if delay > 0 then
-    local id = redis.call('INCR', P .. 'seq')
-    redis.call('ZADD', P .. 'delayed', due, id .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 2])
-  else
-    enqueue(P, ARGV[i], ARGV[i + 2], ARGV[i + 1] == '1')
-  end
-  n = n + 1
-end
-redis.call('INCRBY', P .. 'queued', n)
-return n
-"""
-
-# ARGV: P, node, host -> {lease id, blob} or false when the host's queue is empty.
-_TAKE = """
-local P, node, host = ARGV[1], ARGV[2], ARGV[3]
-local q = P .. 'q:' .. host
-local blob = redis.call('LPOP', q)
-if redis.call('LLEN', q) == 0 then redis.call('SREM', P .. 'hosts', host) end
-if not blob then return false end
-local id = redis.call('INCR', P .. 'seq')
-redis.call('HSET', P .. 'lease:' .. node, id, host .. '\\n' .. blob)
-redis.call('DECR', P .. 'queued')
-redis.call('INCR', P .. 'inflight')
-return {id, blob}
-"""
-
-# ARGV: P, node, lease ids...; a lease already given back (this node was taken for dead) is skipped.
-_DONE = """
-local P, key = ARGV[1], ARGV[1] .. 'lease:' .. ARGV[2]
-local n = 0
-for i = 3, #ARGV do n = n + redis.call('HDEL', key, ARGV[i]) end
-redis.call('DECRBY', P .. 'inflight', n)
-return n
-"""
-
-_RECLAIM = _ENTRY + """
-local P, key = ARGV[1], ARGV[1] .. 'lease:' .. ARGV[2]
-local n = 0
-for i = 3, #ARGV do
-  local v = redis.call('HGET', key, ARGV[i])
-  if v then
-    local host, blob = split(v)
-    enqueue(P, host, blob, true)
-    redis.call('HDEL', key, ARGV[i])
-    n = n + 1
-  end
-end
-redis.call('INCRBY', P .. 'queued', n)
-redis.call('DECRBY', P .. 'inflight', n)
-return n
-"""
-
-# ARGV: P, node, lease ms. Registers the node and gives back the leases of dead nodes.
-_BEAT = _ENTRY + """
-local P, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local now = now_ms()
-local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', now)
-local n = 0
-for _, other in ipairs(dead) do
-  if other ~= node then n = n + give_back(P, other) end
-  redis.call('ZREM', P .. 'nodes', other)
-end
-redis.call('ZADD', P .. 'nodes', now + ttl, node)
-return n
-"""
-
-_LEAVE = _ENTRY + """
-local n = give_back(ARGV[1], ARGV[2])
-redis.call('ZREM', ARGV[1] .. 'nodes', ARGV[2])
-return n
-"""
-
-# ARGV: P, sample size -> {queued, inflight, ms until the next delayed request is due or -1, hosts...}
-_POLL = _ENTRY + """
-local P = ARGV[1]
-local now = now_ms()
-local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
-for _, m in ipairs(due) do
-  local a = string.find(m, '\\n', 1, true)
-  local host, blob = split(string.sub(m, a + 1))
-  enqueue(P, host, blob, false)
-  redis.call('ZREM', P .. 'delayed', m)
-end
-local wake = -1
-local first = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
-if first[2] then wake = tonumber(first[2]) - now end
-local out = {tonumber(redis.call('GET', P .. 'queued') or 0), tonumber(redis.call('GET', P .. 'inflight') or 0), wake}
-for _, h in ipairs(redis.call('SRANDMEMBER', P .. 'hosts', tonumber(ARGV[2]))) do out[#out + 1] = h end
-return out
-"""
-
-# ARGV: P, host, member, per_host, lease ms, default delay ms -> {1, 0} granted, {0, ms} wait, {0, -1} cap full.
-_ACQUIRE = _ENTRY + """
-local P, host, member = ARGV[1], ARGV[2], ARGV[3]
-local key = P .. 'l:' .. host
-local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-local nxt = tonumber(redis.call('HGET', P .. 'next', host) or '0')
-if nxt > now then return {0, nxt - now} end
-if redis.call('ZCARD', key) >= tonumber(ARGV[4]) then return {0, -1} end
-redis.call('ZADD', key, now + tonumber(ARGV[5]), member)
-local delay = tonumber(redis.call('HGET', P .. 'delay', host) or ARGV[6])
-if delay > 0 then redis.call('HSET', P .. 'next', host, now + delay) end
-return {1, 0}
-"""
-
-# ARGV: P, node prefix "<node>:", lease ms, hosts... : extends this node's slots still held.
-_RENEW = _ENTRY + """
-local P, mine, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local expiry = now_ms() + ttl
-for i = 4, #ARGV do
-  local key = P .. 'l:' .. ARGV[i]
-  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    if string.sub(m, 1, #mine) == mine then redis.call('ZADD', key, 'XX', expiry, m) end
-  end
-end
-return 0
-"""
-
-# ARGV: P, host, ms from now: no start for the host before then.
-_PAUSE = _ENTRY + """
-local resume = now_ms() + tonumber(ARGV[3])
-local nxt = tonumber(redis.call('HGET', ARGV[1] .. 'next', ARGV[2]) or '0')
-if resume > nxt then redis.call('HSET', ARGV[1] .. 'next', ARGV[2], resume) end
-return 0
-"""
-
-_NOW_US = """
-local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-"""
-
-# ARGV: P, host, token, lock ms, delay µs -> -1 if another fetch has the host's turn, else µs to
-# wait before sending: ``delay`` after the previous response's headers, as ``limiter.Turn`` does.
-_TURN_ENTER = _NOW_US + """
-if not redis.call('SET', ARGV[1] .. 'tl:' .. ARGV[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return -1 end
-local last = tonumber(redis.call('HGET', ARGV[1] .. 'turn', ARGV[2]) or '0')
-return math.max(0, last + tonumber(ARGV[5]) - now_us())
-"""
-
-# ARGV: P, host, token: the headers arrived; the next fetch may take its turn.
-_TURN_EXIT = _NOW_US + """
-redis.call('HSET', ARGV[1] .. 'turn', ARGV[2], string.format('%.0f', now_us()))
-if redis.call('GET', ARGV[1] .. 'tl:' .. ARGV[2]) == ARGV[3] then redis.call('DEL', ARGV[1] .. 'tl:' .. ARGV[2]) end
-return 0
-"""
-
-# ARGV: P, then (shard, signed fingerprint) pairs -> the 1-based positions of the new ones.
-_SEEN_ADD = """
-local P = ARGV[1]
-local new = {}
-for i = 2, #ARGV, 2 do
-  if redis.call('SADD', P .. 's:' .. ARGV[i], ARGV[i + 1]) == 1 then new[#new + 1] = i / 2 end
-end
-if #new > 0 then redis.call('INCRBY', P .. 'seen', #new) end
-return new
-"""
-
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -281,10 +94,49 @@ def _guarded(method: F) -> F:
     return call  # type: ignore[return-value]
 
 
-def connect(url: str, crawl_id: str, lease_time: float = 30.0) -> "RedisCrawl":
+# What a pickle read from Redis may build besides the built-in types that need no lookup (str,
+# bytes, numbers, lists, dicts, tuples, sets): plain data classes whose construction runs no code.
+_DATA_CLASSES = {
+    ("crawlkit.http", "Request"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"),
+    ("builtins", "complex"), ("collections", "OrderedDict"), ("datetime", "datetime"), ("datetime", "date"),
+    ("datetime", "time"), ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal"),
+}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _DATA_CLASSES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which is not plain data")
+
+
+def _decode(blob: bytes) -> Any:
+    """Unpickle what came from Redis, refusing (UnpicklingError) anything but ``_DATA_CLASSES``."""
+    return _DataUnpickler(io.BytesIO(blob)).load()
+
+
+def _encode(value: Any) -> bytes:
+    """Pickle ``value`` for Redis; UnpicklingError if the other nodes would refuse it (see ``_decode``)."""
+    blob = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    _decode(blob)
+    return blob
+
+
+def _is_request(value: Any) -> bool:
+    """Whether ``value`` is a Request with fields of the types the engine relies on."""
+    return (
+        isinstance(value, Request) and all(hasattr(value, name) for name in Request.__slots__)
+        and isinstance(value.url, str) and isinstance(value.method, str) and isinstance(value.headers, dict)
+        and isinstance(value.meta, dict) and isinstance(value.body, bytes) and isinstance(value.callback, (str, type(None)))
+        and isinstance(value.depth, int) and isinstance(value.priority, int)
+    )
+
+
+def connect(url: str, crawl_id: str, lease_time: float = 30.0, count: Callable[[str], None] | None = None) -> "RedisCrawl":
     """Open the shared crawl ``crawl_id`` on the Redis at ``url``; ConfigError if that cannot work.
 
     ``lease_time`` (seconds) matters only to a node that takes requests: see ``RedisCrawl``.
+    ``count`` adds one to a stats counter of the node (requests refused, see ``_decode``).
     """
     if redis is None:
         raise ConfigError("frontier: the Redis client is not installed; pip install 'crawlkit[redis]'")
@@ -293,7 +145,7 @@ def connect(url: str, crawl_id: str, lease_time: float = 30.0) -> "RedisCrawl":
         client.ping()
     except redis.RedisError as exc:
         raise ConfigError(f"frontier: cannot reach Redis at {url} ({exc}); start redis-server there or fix --frontier") from None
-    return RedisCrawl(client, url, crawl_id, lease_time)
+    return RedisCrawl(client, url, crawl_id, lease_time, count)
 
 
 def add_seeds(url: str, crawl_id: str, urls: list[str]) -> int:
@@ -324,12 +176,14 @@ class RedisCrawl:
     Lives in the engine's process. ``node`` names this process for leases and heartbeats.
     """
 
-    def __init__(self, client: Any, url: str, crawl_id: str, lease_time: float) -> None:
+    def __init__(self, client: Any, url: str, crawl_id: str, lease_time: float,
+                 count: Callable[[str], None] | None = None) -> None:
         self.client, self.url, self.crawl_id = client, url, crawl_id
+        self.count = count or (lambda key: None)
         self.prefix = f"crawlkit:{crawl_id}:"
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_ms = max(1, int(lease_time * 1000))
-        self.scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+        self.scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
         self.frontier = RedisFrontier(self)
         self.seen = RedisSeen(client, url, self.prefix)
         self._limiter: RedisLimiter | None = None
@@ -350,13 +204,21 @@ class RedisCrawl:
 
     @_guarded
     def save_robots(self, host: str, status: int, body: bytes) -> None:
-        self.client.hset(self.prefix + "robots", host, pickle.dumps((status, body), pickle.HIGHEST_PROTOCOL))
+        self.client.hset(self.prefix + "robots", host, _encode((status, body)))
 
     @_guarded
     def robots(self, host: str) -> tuple[int, bytes] | None:
         """The robots.txt answer another node got for ``host``, if any."""
         blob = self.client.hget(self.prefix + "robots", host)
-        return None if blob is None else pickle.loads(blob)
+        if blob is None:
+            return None
+        try:
+            status, body = _decode(blob)
+            return int(status), bytes(body)
+        except Exception as exc:  # whatever a blob not written by crawlkit makes the unpickler raise
+            log.error("the robots.txt answer for %s in Redis is not one crawlkit wrote (%s); asking the host itself", host, exc)
+            self.count("error_unreadable_redis_data")
+            return None
 
     @_guarded
     def add_stats(self, deltas: dict[str, int]) -> None:
@@ -415,7 +277,14 @@ class RedisFrontier:
                 if not_before:  # a retry: the host has nothing else to start before its answer
                     self.park(host, not_before)
                 continue
-            args += [host, int(request.priority > 0), pickle.dumps(request, pickle.HIGHEST_PROTOCOL)]
+            try:
+                blob = _encode(request)
+            except pickle.UnpicklingError as exc:
+                log.error("not queued: %s: %s; the nodes of a shared crawl accept only plain data in a request's meta "
+                          "(str, numbers, bytes, lists, dicts, sets, dates)", request.url, exc)
+                self._crawl.count("error_unshareable_request")
+                continue
+            args += [host, int(request.priority > 0), blob]
             if len(args) >= 3 * PUSH_BATCH:
                 self._crawl.call("push", delay_ms, *args)
                 args = []
@@ -471,12 +340,23 @@ class RedisFrontier:
             if not own:
                 del self._own[host]
             return 0, request
-        got = self._crawl.call("take", self._crawl.node, host)
-        if not got:
-            self._ring.remove(host)
-            return None
-        lease, blob = got
-        return int(lease), pickle.loads(blob)
+        while True:
+            got = self._crawl.call("take", self._crawl.node, host)
+            if not got:
+                self._ring.remove(host)
+                return None
+            lease, blob = got
+            try:
+                request = _decode(blob)
+                if _is_request(request):
+                    return int(lease), request
+                problem = f"not a well-formed Request: {request!r:.100}"
+            except Exception as exc:  # whatever a blob not written by crawlkit makes the unpickler raise
+                problem = str(exc)
+            # Not written by a crawlkit node: dropped (its lease finished), never run.
+            log.error("dropped an entry of %s's queue in Redis that crawlkit did not write (%s)", host, problem)
+            self._crawl.count("error_unreadable_redis_data")
+            self._crawl.call("done", self._crawl.node, int(lease))
 
     def done(self, leases: list[int]) -> None:
         """Finish leases; call only after the pages' new requests were pushed."""
@@ -519,7 +399,7 @@ class RedisSeen:
 
     def __init__(self, client: Any, url: str, prefix: str) -> None:
         self._client, self.url, self._prefix = client, url, prefix
-        self._add = client.register_script(_SEEN_ADD)
+        self._add = client.register_script(SEEN_ADD)
 
     @_guarded
     def add_many(self, fingerprints: list[int]) -> list[int]:
@@ -615,8 +495,8 @@ class RedisPermits:
 
     def _connect(self) -> None:
         self._client = _client(self.url)
-        self._enter = self._client.register_script(_TURN_ENTER)
-        self._exit = self._client.register_script(_TURN_EXIT)
+        self._enter = self._client.register_script(TURN_ENTER)
+        self._exit = self._client.register_script(TURN_EXIT)
 
     def __getstate__(self) -> tuple[str, str, str]:
         return (self.url, self.prefix, self.node)
@@ -667,9 +547,3 @@ class _RedisTurn:
             p._exit(args=[p.prefix, self.host, self.token])
         except redis.RedisError as exc:
             log.warning("could not end the turn of %s in Redis (%s); it ends after %.0fs", self.host, exc, self.timeout)
-
-
-_SCRIPTS = {
-    "push": _PUSH, "take": _TAKE, "done": _DONE, "reclaim": _RECLAIM, "beat": _BEAT, "leave": _LEAVE,
-    "poll": _POLL, "acquire": _ACQUIRE, "renew": _RENEW, "pause": _PAUSE,
-}
