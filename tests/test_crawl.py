@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from crawlkit.site import Site, SiteRequest, SiteSpec, respond
 
@@ -89,6 +90,42 @@ def test_concurrency_caps_requests_in_flight_over_all_hosts(crawlkit) -> None:
     assert stats["peak_inflight_total"] == 5, stats["peak_inflight_total"]
     assert max(stats["peak_inflight"].values()) <= 3
     assert {item["url"] for item in run.items()} == site.expected_urls()
+
+
+OVERLAP_SPIDER = """
+import os, time
+from crawlkit import Spider
+
+class Overlap(Spider):
+    name = "overlap"
+    start_urls = [{a!r}, {b!r}]
+
+    def parse(self, response):
+        # Bounded wait for the server to have received both pages (the site's routes mark them).
+        deadline = time.monotonic() + 15
+        while not all(os.path.exists(os.path.join({flags!r}, p)) for p in ("a", "b")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield {{"url": response.url, "both_requested": all(os.path.exists(os.path.join({flags!r}, p)) for p in ("a", "b"))}}
+"""
+
+
+def test_a_hosts_next_request_starts_while_its_last_page_is_parsed(crawlkit, tmp_path: Path) -> None:
+    """With one request at a time to the host, the second page must be requested while the
+    first one's callback still runs: the fetcher's notice frees the host, not the parse."""
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    with Site(SiteSpec(hosts=1, pages=1, extras=False, robots=False)) as site:
+        for name in ("a", "b"):
+            def mark(request: SiteRequest, writer: asyncio.StreamWriter, name: str = name) -> Any:
+                (flags / name).touch()
+                return respond(200, b"<html><title>t</title></html>")(request, writer)
+            site.route(f"/{name}", mark)
+        (tmp_path / "overlap.py").write_text(OVERLAP_SPIDER.format(a=site.urls[0] + "/a", b=site.urls[0] + "/b", flags=str(flags)))
+        run = crawlkit("runspider", "overlap.py", "--workers", "1", "--concurrency", "1", "--per-host", "1")
+        peak = site.stats()["peak_inflight_total"]
+    assert run.returncode == 0, run.stderr
+    assert sorted(item["both_requested"] for item in run.items()) == [True, True], run.items()
+    assert peak == 1
 
 
 def test_delay_spaces_request_starts_to_one_host(crawlkit) -> None:
