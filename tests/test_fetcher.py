@@ -1,0 +1,76 @@
+"""One exchange as the fetcher sends it, recorded by a plain HTTP server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+
+from crawlkit.fetcher import FetcherConfig, fetch, new_session
+from crawlkit.http import Request
+from crawlkit.log import LogConfig
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers every request with 200 and records method, path, headers and body."""
+
+    seen: list[dict[str, Any]] = []
+
+    def _record(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        Recorder.seen.append({"method": self.command, "path": self.path, "body": body,
+                              "user_agents": self.headers.get_all("User-Agent"),
+                              "headers": {name.lower(): value for name, value in self.headers.items()}})
+        reply = b"" if self.command == "HEAD" else b"<html>ok</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", "15")
+        self.end_headers()
+        self.wfile.write(reply)
+
+    do_GET = do_POST = do_HEAD = _record
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Recorder.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.2", 0), Recorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.2:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+def config() -> FetcherConfig:
+    return FetcherConfig(threads=1, user_agent="crawlkit-test/1.0", connect_timeout=5, read_timeout=5, download_timeout=10,
+                         max_body=1_000_000, max_redirects=5, log=LogConfig(), proxy=None, middlewares=[], spider=None,
+                         spider_kwargs={})
+
+
+def test_method_body_headers_cookie_and_url_credentials_are_sent_as_given(server: str) -> None:
+    session = new_session(config())
+    post = Request(f"http://user:s%40cret@{server}/form?x=1", method="POST", body=b"a=1&b=2",
+                   headers={"Content-Type": "application/x-www-form-urlencoded", "user-agent": "mine/2", "X-Extra": "yes"})
+    result = fetch(session, post, config(), cookie="session=abc")
+    assert (result.status, result.error, result.body) == (200, None, b"<html>ok</html>")
+    head = fetch(session, Request(f"http://{server}/h%C3%A9?q=%20", method="HEAD"), config())
+    assert (head.status, head.body) == (200, b"")
+    first, second = Recorder.seen
+    assert (first["method"], first["path"], first["body"]) == ("POST", "/form?x=1", b"a=1&b=2")
+    headers = first["headers"]
+    assert headers["content-type"] == "application/x-www-form-urlencoded" and headers["content-length"] == "7"
+    assert first["user_agents"] == ["mine/2"]  # the request's header replaces the session's, whatever its case
+    assert headers["x-extra"] == "yes" and headers["cookie"] == "session=abc"
+    assert headers["authorization"] == "Basic " + base64.b64encode(b"user:s@cret").decode()
+    assert headers["accept"].startswith("text/html")
+    assert (second["method"], second["path"], second["body"]) == ("HEAD", "/h%C3%A9?q=%20", b"")
+    assert second["headers"]["user-agent"] == "crawlkit-test/1.0" and "authorization" not in second["headers"]
