@@ -5,9 +5,9 @@ its initializer, ``threads`` fetch threads with one keep-alive ``requests.Sessio
 ``concurrency`` is independent of the number of processes). A thread takes a ``FetchTask``,
 runs the exchange under the time and size caps, releases the host's permit the moment the
 exchange is over (and tells the engine, which may then send that host's next request), and
-sends a ``FetchResult`` down a Pipe to the parser the engine chose. The
-Pool's job is process lifetime: a worker that dies is replaced, and the replacement claims a
-fresh queue and starts its threads the same way.
+sends a ``FetchResult`` down a Pipe to the parser the engine chose. The Pool's job is process
+lifetime: a worker that dies is replaced, and the replacement claims a fresh queue and starts
+its threads the same way.
 
 Each worker makes its own Pipe to every parser and hands the parser the read end through that
 parser's registration queue. Middlewares' ``process_request`` hooks run here, in the fetch

@@ -52,10 +52,10 @@ from .warc import WarcWriter
 
 log = logging.getLogger("crawlkit.parser")
 
-# Failures worth another attempt; the others would fail the same way again.
 # Fingerprints a parser remembers having sent (about 80 bytes each); forgotten all at once when
 # full, after which links sent before are sent again and the engine's seen store drops them.
 SENT_MEMORY = 200_000
+# Failures worth another attempt; the others would fail the same way again.
 RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
 
 
