@@ -191,7 +191,7 @@ class Engine:
             # answer must be one for all nodes (the first one is kept in Redis).
             rules = RobotsRules(s.user_agent, 0 if self.shared is not None else s.robots_rechecks) if s.robots else None
             self.gate = RobotsGate(rules, self.frontier, self.limiter, self.stats, self.journal, self.shared,
-                                   s.robots_recheck_after, s.robots_rechecks)
+                                   s.robots_recheck_after)
             queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
             self.notices, notices_writer = ctx.Pipe(duplex=False)
             self.channels = FetchChannels(

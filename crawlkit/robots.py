@@ -42,7 +42,7 @@ class RobotsRules:
         self._agent = user_agent.split("/", 1)[0]  # robots groups match the product token
         self._rules: dict[str, Any] = {}  # host -> Protego | _ALLOW_ALL | _DISALLOW_ALL
         self._asked: set[str] = set()
-        self._rechecks = rechecks
+        self.rechecks = rechecks  # how many times an unavailable robots.txt is asked again
         self._failures: dict[str, int] = {}  # host -> unavailable answers so far
 
     def known(self, host: str) -> bool:
@@ -63,7 +63,7 @@ class RobotsRules:
         if status and status < 500:
             return None
         failures = self._failures.get(host, 0)
-        if failures >= self._rechecks:
+        if failures >= self.rechecks:
             return None
         self._failures[host] = failures + 1
         return failures + 1
@@ -119,10 +119,10 @@ class RobotsGate:
     """
 
     def __init__(self, rules: RobotsRules | None, frontier: Any, limiter: Any, stats: Any, journal: Any, shared: Any,
-                 recheck_after: float, rechecks: int) -> None:
+                 recheck_after: float) -> None:
         self.rules, self.frontier, self.limiter, self.stats = rules, frontier, limiter, stats
         self.journal, self.shared = journal, shared
-        self.recheck_after, self.rechecks = recheck_after, rechecks
+        self.recheck_after = recheck_after
         self.waiting: dict[str, list[Request]] = defaultdict(list)  # host -> requests held for its answer
 
     def admit(self, requests: Iterable[Request]) -> None:
@@ -158,7 +158,7 @@ class RobotsGate:
         wait = self.recheck_after * 2 ** (recheck - 1)
         log.warning(
             "robots.txt of %s unavailable (%s); asking again in %.0fs (recheck %d of %d), its %d requests waiting",
-            host, status or "no answer", wait, recheck, self.rechecks, len(self.waiting.get(host, ())),
+            host, status or "no answer", wait, recheck, self.rules.rechecks, len(self.waiting.get(host, ())),
         )
         self.stats.incr("robots_rechecks")
         self.frontier.push([self.rules.request_again(url)], not_before=time.monotonic() + wait)
