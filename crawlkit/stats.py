@@ -131,7 +131,12 @@ class Stats:
         d["queued"], d["in_flight"] = self.queued, self.in_flight
         d["hosts"] = {host: figures.as_dict() for host, figures in sorted(self.hosts.items())}
         now = [round(self.elapsed, 2), self.counts["pages"], self.error_count(), self.queued, self.in_flight]
-        rows = self.series + [now] if not self.series or now[0] > self.series[-1][0] else self.series
+        rows = list(self.series)
+        if rows and now[0] <= rows[-1][0]:
+            # A sample from the same hundredth of a second may predate the last pages: the
+            # current figures take its place, so the last row always matches the totals.
+            now[0] = rows.pop()[0]
+        rows.append(now)
         d["series"] = {"step_s": self.series_step, "columns": SERIES_COLUMNS, "rows": rows}
         return d
 

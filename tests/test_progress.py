@@ -241,6 +241,19 @@ def test_time_series_stays_bounded_on_a_long_crawl() -> None:
     assert stats.series_step == 16.0
 
 
+def test_series_ends_with_the_final_figures_even_right_after_a_sample() -> None:
+    """A sample taken within the same hundredth of a second as the end, before the last page."""
+    stats = Stats()
+    stats.counts["pages"] = 334
+    stats.sample(stats.started + 4.001, queued=1, in_flight=1)
+    stats.counts["pages"] = 335
+    stats.finished = stats.started + 4.004
+    rows = stats.full_dict()["series"]["rows"]
+    assert rows == [[4.0, 335, 0, 1, 1]]
+    stats.finished = stats.started + 5.5
+    assert stats.full_dict()["series"]["rows"] == [[4.0, 334, 0, 1, 1], [5.5, 335, 0, 1, 1]]
+
+
 def test_write_atomic_replaces_whole_and_leaves_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "stats.json"
     write_atomic(target, "old")
