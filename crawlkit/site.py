@@ -193,6 +193,9 @@ class Site:
         self._tables = [self._graph.routes(h) for h in range(self.spec.hosts)]
         self._routes: dict[str, Handler] = {}
         self._lock = threading.Lock()
+        self._arrived = 0  # requests received, ever (reset_stats leaves it)
+        self._hold_from: int | None = None  # arrivals from this one on wait for release()
+        self._released = asyncio.Event()
         self.reset_stats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -208,6 +211,23 @@ class Site:
     def route(self, path: str, handler: Handler) -> None:
         """Serve ``path`` (on every host) with ``handler`` instead of the built-in page."""
         self._routes[path] = handler
+
+    def hold(self, after: int = 0) -> None:
+        """Answer ``after`` more requests, then hold every later one until ``release``.
+
+        Held requests are counted on arrival and stay in flight, so a test can catch a crawl in
+        a known state (requests out, none answered) instead of racing it.
+        """
+        with self._lock:
+            self._hold_from = self._arrived + after
+            self._released = asyncio.Event()
+
+    def release(self) -> None:
+        """Answer the held requests, and every later one at once."""
+        with self._lock:
+            released, self._hold_from = self._released, None
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(released.set)
 
     def stats(self) -> dict[str, Any]:
         """What the server saw: ``fetches`` {"ip:port/path": n}, ``peak_inflight`` and ``arrivals`` per "ip:port",
@@ -314,7 +334,11 @@ class Site:
                         if self._inflight[netloc] > self._peak[netloc]:
                             self._peak[netloc] = self._inflight[netloc]
                         self._peak_total = max(self._peak_total, self._inflight.total())
+                        held = self._released if self._hold_from is not None and self._arrived >= self._hold_from else None
+                        self._arrived += 1
                     try:
+                        if held is not None:
+                            await held.wait()
                         if latency:
                             await asyncio.sleep(latency)
                         path = target.split("?", 1)[0]

@@ -253,27 +253,36 @@ def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(tmp_path: Pat
 
 
 def test_a_node_killed_mid_crawl_loses_nothing_and_the_others_finish(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    """SIGKILL a node while it holds requests the server has received but not answered.
+
+    The site answers 60 requests, then holds the rest, so the crawl stops mid-way in a known
+    state whatever the machine's speed: the node with leased requests is the victim.
+    """
     spec = SiteSpec(hosts=3, pages=120, latency=0.05, extras=False)
     with Site(spec) as site:
+        site.hold(after=60)
         nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id, "--per-host", "2", "-s", "lease_time=2")
         try:
             wait_for(lambda: all(n.log.exists() and "joined crawl" in n.log.read_text() for n in nodes), 60, "both nodes to join")
-            victim = re.search(r"node (\S+) joined crawl", nodes[0].log.read_text()).group(1)
-            leases = f"crawlkit:{crawl_id}:lease:{victim}"
+            ids = [re.search(r"node (\S+) joined crawl", n.log.read_text()).group(1) for n in nodes]
             client = backend.redis.Redis.from_url(redis_url)
-            start = site.stats()["total"]
-            wait_for(lambda: site.stats()["total"] > start + 60 and client.hlen(leases) > 0, 60, "node 0 to hold requests mid-crawl")
-            nodes[0].kill()
-            assert nodes[1].wait() == 0, nodes[1].stderr
-            assert "took back" in nodes[1].log.read_text()  # the dead node's leases, after lease_time
+            leases = [f"crawlkit:{crawl_id}:lease:{node_id}" for node_id in ids]
+            wait_for(lambda: site.stats()["total"] > 60 and any(client.hlen(key) for key in leases), 60, "requests held mid-crawl")
+            victim = next(i for i, key in enumerate(leases) if client.hlen(key))
+            survivor = nodes[1 - victim]
+            nodes[victim].kill()
+            site.release()
+            assert survivor.wait() == 0, survivor.stderr
+            assert "took back" in survivor.log.read_text()  # the dead node's leases, after lease_time
         finally:
+            site.release()
             for node in nodes:
                 node.stop()
         stats = site.stats()
     pages = _pages(nodes[0].items()) + _pages(nodes[1].items())
     assert set(pages) == site.expected_urls()
     assert max(stats["peak_inflight"].values()) <= 2
-    assert "crawl finished" in nodes[1].stderr
+    assert "crawl finished" in survivor.stderr
 
 
 def test_crawlkit_seed_adds_seeds_to_a_future_and_a_running_crawl(tmp_path: Path, redis_url: str, crawl_id: str) -> None:

@@ -12,6 +12,8 @@ from lxml import html
 
 from crawlkit.site import Site, SiteProcess, SiteSpec, respond
 
+from support import wait_for
+
 
 def get(url: str) -> tuple[int, bytes, str]:
     try:
@@ -55,6 +57,24 @@ def test_expected_urls_match_a_plain_breadth_first_walk() -> None:
                     todo.append(target)
         assert not todo
         assert ok == site.expected_urls()
+
+
+def test_hold_answers_the_given_number_then_keeps_the_rest_in_flight_until_release() -> None:
+    with Site(SiteSpec(hosts=1, pages=5)) as site:
+        site.hold(after=1)
+        assert get(site.urls[0] + "/page/1.html")[0] == 200
+        answers: list[int] = []
+        waiting = threading.Thread(target=lambda: answers.append(get(site.urls[0] + "/page/2.html")[0]))
+        waiting.start()
+        try:
+            wait_for(lambda: site.stats()["total"] == 2, 10, "the server to have the second request")
+            waiting.join(0.3)  # held: still unanswered
+            assert waiting.is_alive() and not answers and site.stats()["total"] == 2
+        finally:
+            site.release()
+            waiting.join(10)
+        assert answers == [200]
+        assert get(site.urls[0] + "/page/3.html")[0] == 200  # released for good
 
 
 def test_peak_inflight_is_recorded_with_latency_and_routes_override() -> None:
