@@ -60,11 +60,13 @@ def start_crawl(tmp_path: Path, seeds: list[str], out: Path, *extra: str) -> tup
     return proc, marker
 
 
-def stop_crawl(proc: subprocess.Popen, marker: str, sig: int) -> str:
-    """Send ``sig`` to the crawl's whole tree and wait for it; returns its stderr. After a SIGKILL,
-    children that outlive the group are killed too."""
+def stop_crawl(proc: subprocess.Popen, marker: str, sig: int, then: Callable[[], None] | None = None) -> str:
+    """Send ``sig`` to the crawl's whole tree, call ``then`` (say, a held site's release), and wait
+    for it; returns its stderr. After a SIGKILL, children that outlive the group are killed too."""
     try:
         os.killpg(proc.pid, sig)
+        if then is not None:
+            then()
         return proc.communicate(timeout=60)[1]
     finally:
         if proc.poll() is None:

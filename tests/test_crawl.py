@@ -244,7 +244,8 @@ def test_bad_seeds_are_one_line_errors(crawlkit, tmp_path: Path) -> None:
 
 
 def test_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
-    with Site(SiteSpec(hosts=2, pages=50, latency=8.0, extras=False)) as site:
+    with Site(SiteSpec(hosts=2, pages=50, extras=False)) as site:
+        site.hold(after=2)  # robots.txt answered; every page after it held until the end of the test
         seeds = tmp_path / "seeds.txt"
         seeds.write_text("\n".join(site.seeds()))
         log = tmp_path / "crawl.log"
@@ -258,11 +259,12 @@ def test_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGINT)
             wait_for(lambda: "press Ctrl-C again" in log.read_text(), 10, "the first Ctrl-C to be taken")
             os.killpg(proc.pid, signal.SIGINT)
-            # The requests in flight take 8 s each; waiting for them would blow this timeout.
+            # The requests in flight are never answered; waiting for them would blow this timeout.
             _, stderr = proc.communicate(timeout=6)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
+            site.release()
     assert proc.returncode == 130, stderr
     assert "stopping with" in stderr and "interrupted" in stderr
     assert not leftover_processes(marker)

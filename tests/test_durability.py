@@ -54,11 +54,13 @@ def pids(log: Path, pattern: str) -> list[int]:
 def test_killed_fetcher_and_parser_are_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
     spec = SiteSpec(hosts=2, pages=150, latency=0.02, extras=False)
     with Site(spec) as site:
+        site.hold(after=220)  # of 304 requests: the crawl cannot end before both kills, however slow the machine
         with start(tmp_path, site, "--workers", "2", "--per-host", "4") as (proc, out, log, marker):
             wait_for(lambda: lines(out) > 30 and pids(log, r"fetcher process (\d+) reads"), 60, "the crawl to get going")
             os.kill(pids(log, r"fetcher process (\d+) reads")[0], signal.SIGKILL)
             wait_for(lambda: lines(out) > 120 and pids(log, r"parser process (\d+) started"), 60, "more pages")
             os.kill(pids(log, r"parser process (\d+) started")[0], signal.SIGKILL)
+            site.release()
             _, stderr = proc.communicate(timeout=120)
         fetches = site.stats()["fetches"]
     assert proc.returncode == 0, stderr
@@ -75,9 +77,11 @@ def test_killed_fetcher_and_parser_are_replaced_and_nothing_is_lost(tmp_path: Pa
 def test_killed_seen_store_is_restarted_from_the_jobdir_and_no_page_is_fetched_twice(tmp_path: Path) -> None:
     spec = SiteSpec(hosts=2, pages=150, latency=0.02, extras=False)
     with Site(spec) as site:
+        site.hold(after=150)  # the crawl cannot end before the kill
         with start(tmp_path, site, "--jobdir", str(tmp_path / "job")) as (proc, out, log, marker):
             wait_for(lambda: lines(out) > 40 and pids(log, r"seen-URL store process (\d+) started"), 60, "the crawl to get going")
             os.kill(pids(log, r"seen-URL store process (\d+) started")[0], signal.SIGKILL)
+            site.release()
             _, stderr = proc.communicate(timeout=120)
         fetches = site.stats()["fetches"]
     assert proc.returncode == 0, stderr
@@ -125,9 +129,11 @@ def test_ctrl_c_or_sigterm_then_resume_fetches_each_page_once(tmp_path: Path, st
     with Site(spec) as site:
         # A small frontier_memory: the backlog spills to disk, and the resume takes it back in many batches.
         small = ("-s", "frontier_memory=25")
+        site.hold(after=120)  # of 402 requests: the first run cannot get them all before the signal
         with start(tmp_path, site, "--jobdir", str(jobdir), *small) as (proc, out, log, marker):
             wait_for(lambda: lines(out) > 50, 60, "50 items")
             os.killpg(proc.pid, stop)
+            site.release()  # the requests in flight are answered; a stopping crawl sends no more
             _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr
         first = lines(out)

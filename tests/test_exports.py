@@ -34,9 +34,10 @@ def test_json_array_is_valid_after_ctrl_c_and_after_a_kill_and_resume(tmp_path: 
     spec = SiteSpec(hosts=2, pages=200, latency=0.02, extras=False)
     out, jobdir = tmp_path / "out.json", str(tmp_path / "job")
     with Site(spec) as site:
+        site.hold(after=100)  # of 402 requests: the first run is stopped mid-way
         proc, marker = start_crawl(tmp_path, site.seeds(), out, "--jobdir", jobdir)
         wait_for(lambda: out.exists() and out.stat().st_size > 20_000, 60, "the first items")
-        stderr = stop_crawl(proc, marker, signal.SIGINT)
+        stderr = stop_crawl(proc, marker, signal.SIGINT, then=site.release)
         assert proc.returncode == 130, stderr
         first = json.loads(out.read_text())  # a whole array after Ctrl-C
         assert len(first) > 10 and not leftover_processes(marker)

@@ -301,10 +301,12 @@ def test_crawlkit_seed_adds_seeds_to_a_future_and_a_running_crawl(tmp_path: Path
         added = seed(first)  # before any node runs
         assert added.returncode == 0 and "1 new seed(s)" in added.stderr, added.stderr
         domains = ["--allow-domain", "127.0.0.2", "--allow-domain", "127.0.0.3"]
+        site.hold(after=5)  # the node cannot finish the first host before the second is seeded
         [node] = _nodes(tmp_path, 1, None, redis_url, crawl_id, "--per-host", "2", *domains)  # joins with no seeds of its own
         try:
-            wait_for(lambda: site.stats()["total"] >= 5, 60, "the crawl to start")
+            wait_for(lambda: site.stats()["total"] > 5, 60, "the crawl to start")
             added = seed(first, second)  # while it runs: the first is known already
+            site.release()
             assert added.returncode == 0 and "1 new seed(s)" in added.stderr and "1 already seen" in added.stderr
             assert node.wait() == 0, node.stderr
         finally:
@@ -341,10 +343,12 @@ def test_redis_going_away_mid_crawl_stops_the_node_with_one_line(tmp_path: Path,
     server = shutil.which("redis-server")  # redis_url: skips (or fails in CI) like the others; this test needs its own server
     spec = SiteSpec(hosts=2, pages=200, latency=0.05, extras=False)
     with Site(spec) as site, redis_server(server, tmp_path) as own_url:
+        site.hold(after=20)  # the crawl cannot end before Redis goes
         [node] = _nodes(tmp_path, 1, _seeds(tmp_path, site.seeds()), own_url, crawl_id)
         try:
             wait_for(lambda: site.stats()["total"] > 20, 60, "the crawl to get going")
             backend.redis.Redis.from_url(own_url).shutdown(nosave=True)
+            site.release()
             assert node.wait() == 2
         finally:
             node.stop()
