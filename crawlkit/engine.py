@@ -24,6 +24,10 @@ nothing is in flight. At most ``concurrency`` requests are being fetched at once
 tells the engine (a notice Pipe) the moment an exchange is over, so the host's next request
 starts while the page is still being parsed. Fetched pages waiting for a parser are bounded
 too, by ``concurrency`` again, which bounds memory and gives the parsers back-pressure.
+A task goes to the least loaded fetch queue, and only to one with a thread free, so none waits
+in a fetcher behind slow exchanges while another fetcher idles (at the start, before every
+fetcher is up, that could hold a request for a whole read timeout); a fetcher that claims its
+queue says so with a notice too.
 A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``).
 The cookie jar lives here because every response passes through one engine but not through one
 fetcher: each FetchTask carries the Cookie header its request should send (``cookies.py``).
@@ -48,7 +52,7 @@ from typing import Any, Iterator
 
 from .components import check_components
 from .cookies import CookieJar
-from .fetcher import CLOSED, FetchChannels, FetcherConfig, check_proxy, worker_init
+from .fetcher import CLOSED, JOINED, FetchChannels, FetcherConfig, check_proxy, worker_init
 from .frontier import LocalFrontier
 from .http import Request
 from .jobdir import JobDir
@@ -364,7 +368,8 @@ class Engine:
             pages = False
             for conn in wait([self.notices, *(c for c in self.event_pipes if c is not None)], timeout):
                 if conn is self.notices:
-                    self._read_notices()
+                    if self._read_notices():
+                        next_health = 0.0  # a fetcher joined: take its queue in at once
                 else:
                     self._drain(conn)
                     pages = True
@@ -395,14 +400,19 @@ class Engine:
             if not conn.poll():
                 return
 
-    def _read_notices(self) -> None:
-        """Take the request ids whose exchanges are over (8 bytes each, never split: see fetcher._notify)."""
+    def _read_notices(self) -> bool:
+        """Take the request ids whose exchanges are over (8 bytes each, never split: see
+        fetcher._notify); True if a fetcher announced it has joined."""
         data = os.read(self.notices.fileno(), 8 * 4096)
         inflight = self.inflight
+        joined = False
         for start in range(0, len(data), 8):
-            entry = inflight.get(int.from_bytes(data[start:start + 8], "little"))
+            req_id = int.from_bytes(data[start:start + 8], "little")
+            entry = inflight.get(req_id)
             if entry is not None:  # else its PageDone came first, or it was re-queued
                 self._exchange_over(entry)
+            joined |= req_id == JOINED
+        return joined
 
     def _finished(self, now: float) -> bool:
         if self.stopping:
@@ -432,6 +442,11 @@ class Engine:
         concurrency = self.settings.concurrency
         while (self.fetching < concurrency and len(self.inflight) < self.max_inflight and self.queue_load
                and not self._page_budget_spent()):
+            queue = min(self.queue_load, key=self.queue_load.__getitem__)
+            if self.queue_load[queue] >= self.threads:
+                # Every live fetcher's threads are busy (the others are not up yet, or are being
+                # replaced): a task queued now would wait behind slow exchanges, counted in flight.
+                return
             host = frontier.next_host(now)
             if host is None:
                 return
@@ -445,7 +460,6 @@ class Engine:
                 limiter.completed(host)
                 continue
             lease, request = taken
-            queue = min(self.queue_load, key=self.queue_load.__getitem__)
             parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
             ticket = self.tickets.pop()
             self.channels.released[ticket] = 0

@@ -51,6 +51,7 @@ from .urls import host_of
 log = logging.getLogger("crawlkit.fetcher")
 
 CHUNK = 64 * 1024
+JOINED = 0  # the notice of a fetcher that has claimed its queue (request ids start at 1)
 CLOSED = -2  # an owners entry the engine closed at shutdown (-1: retired after its reader died)
 
 
@@ -145,6 +146,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     fetch_queue = channels.queues[free[0]]
     os.set_blocking(channels.notices.fileno(), False)
     log.debug("fetcher process %d reads fetch queue %d", pid, free[0])
+    _notify(channels.notices.fileno(), JOINED)  # the engine may use the queue now, not at its next check
     outboxes = [_Outbox(registration) for registration in channels.registrations]
     hooks: tuple[list[tuple[str, type]], Any] | None = None  # middleware classes and the spider they are given
     if config.middlewares:
@@ -215,7 +217,8 @@ def _fetch_loop(
 
 
 def _notify(fd: int, req_id: int) -> None:
-    """Tell the engine that ``req_id``'s exchange is over, so it can send the host's next request now.
+    """Tell the engine that ``req_id``'s exchange is over, so it can send the host's next request now
+    (or, for ``JOINED``, that a fetcher has claimed a queue).
 
     One 8-byte write to a non-blocking pipe shared by all fetch threads: writes this small are
     atomic, so notices never interleave. A notice is only a head start (the request's PageDone

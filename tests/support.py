@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -74,6 +75,33 @@ def stop_crawl(proc: subprocess.Popen, marker: str, sig: int, then: Callable[[],
         if sig == signal.SIGKILL:
             for child in leftover_processes(marker):
                 child.kill()
+
+
+@contextlib.contextmanager
+def held_until(site: Any, after: int, condition: Callable[[], bool], timeout: float = 20) -> Iterator[threading.Event]:
+    """Hold ``site`` after ``after`` answers, and release it from a thread once ``condition`` is
+    true (or ``timeout`` passes, well before a held request's read timeout): requests pile up in
+    flight, so a cap is reached on any machine. Yields an Event set if ``condition`` came true."""
+    site.hold(after)
+    done, reached = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            if condition():
+                reached.set()
+                break
+            time.sleep(0.02)
+        site.release()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield reached
+    finally:
+        done.set()
+        watcher.join(timeout + 5)
+        site.release()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from crawlkit.site import Site, SiteRequest, SiteSpec, respond
 
-from support import CRAWLKIT, leftover_processes, wait_for
+from support import CRAWLKIT, held_until, leftover_processes, wait_for
 
 
 def fetched_paths(site: Site) -> Counter:
@@ -69,7 +69,12 @@ def test_per_host_cap_is_reached_and_never_exceeded_without_head_of_line_blockin
         slow.route("/", hold("/", f"<html><title>slow</title>{links}</html>".encode()))
         for n in range(1, 6):
             slow.route(f"/page/{n}.html", hold(f"/page/{n}.html", b"<html><title>slow page</title></html>"))
-        run = crawlkit("crawl", "--workers", "2", "--concurrency", "16", "--per-host", "3", seeds=[*fast.seeds(), *slow.seeds()])
+        # The fast hosts' robots.txt, index and the two pages it links to answered, then held
+        # until 3 are in flight at each.
+        reached = lambda: sorted(fast.stats()["peak_inflight"].values()) == [3, 3]  # noqa: E731
+        with held_until(fast, 8, reached) as capped:
+            run = crawlkit("crawl", "--workers", "2", "--concurrency", "16", "--per-host", "3", seeds=[*fast.seeds(), *slow.seeds()])
+        assert capped.is_set(), fast.stats()["peak_inflight"]  # 3 at once at each fast host, while held
         assert run.returncode == 0, run.stderr
         fast_stats, slow_stats = fast.stats(), slow.stats()
     assert not released_early, f"the slow host waited 60 s for the fast ones: {released_early}"
@@ -84,7 +89,10 @@ def test_concurrency_caps_requests_in_flight_over_all_hosts(crawlkit) -> None:
     allowing 3 each, 5 at once in total, and it is reached (a fetched page waiting for the
     parser does not hold a place)."""
     with Site(SiteSpec(hosts=4, pages=30, latency=0.05, extras=False)) as site:
-        run = crawlkit("crawl", "--workers", "2", "--concurrency", "5", "--per-host", "3", seeds=site.seeds())
+        # robots.txt and the index of each host answered, then held until 5 are in flight.
+        with held_until(site, 8, lambda: site.stats()["peak_inflight_total"] >= 5) as capped:
+            run = crawlkit("crawl", "--workers", "2", "--concurrency", "5", "--per-host", "3", seeds=site.seeds())
+        assert capped.is_set()  # 5 at once while held: none stuck in a fetcher behind held ones
         assert run.returncode == 0, run.stderr
         stats = site.stats()
     assert stats["peak_inflight_total"] == 5, stats["peak_inflight_total"]
