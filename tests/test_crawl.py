@@ -259,7 +259,7 @@ def test_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
         log = tmp_path / "crawl.log"
         marker = uuid.uuid4().hex
         proc = subprocess.Popen(
-            [CRAWLKIT, "crawl", str(seeds), "-o", str(tmp_path / "out.jsonl"), "--log-file", str(log)],
+            [CRAWLKIT, "crawl", str(seeds), "-o", str(tmp_path / "out.jsonl"), "--log-file", str(log), "-s", "shutdown_timeout=60"],
             stderr=subprocess.PIPE, text=True, env={**os.environ, "CRAWLKIT_TEST_RUN": marker}, start_new_session=True,
         )
         try:
@@ -267,8 +267,8 @@ def test_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGINT)
             wait_for(lambda: "press Ctrl-C again" in log.read_text(), 10, "the first Ctrl-C to be taken")
             os.killpg(proc.pid, signal.SIGINT)
-            # The requests in flight are never answered; waiting for them would blow this timeout.
-            _, stderr = proc.communicate(timeout=6)
+            # The requests in flight are never answered: the first Ctrl-C alone would wait 60 s.
+            _, stderr = proc.communicate(timeout=20)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
