@@ -51,15 +51,19 @@ def pids(log: Path, pattern: str) -> list[int]:
     return [int(p) for p in re.findall(pattern, log.read_text())] if log.exists() else []
 
 
+def kill_logged(out: Path, log: Path, items: int, pattern: str) -> None:
+    """Once ``out`` holds more than ``items`` items, SIGKILL the process whose pid ``pattern`` finds in the log."""
+    wait_for(lambda: lines(out) > items and pids(log, pattern), 60, f"{items} items and a pid for {pattern!r}")
+    os.kill(pids(log, pattern)[0], signal.SIGKILL)
+
+
 def test_killed_fetcher_and_parser_are_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
     spec = SiteSpec(hosts=2, pages=150, latency=0.02, extras=False)
     with Site(spec) as site:
         site.hold(after=220)  # of 304 requests: the crawl cannot end before both kills, however slow the machine
         with start(tmp_path, site, "--workers", "2", "--per-host", "4") as (proc, out, log, marker):
-            wait_for(lambda: lines(out) > 30 and pids(log, r"fetcher process (\d+) reads"), 60, "the crawl to get going")
-            os.kill(pids(log, r"fetcher process (\d+) reads")[0], signal.SIGKILL)
-            wait_for(lambda: lines(out) > 120 and pids(log, r"parser process (\d+) started"), 60, "more pages")
-            os.kill(pids(log, r"parser process (\d+) started")[0], signal.SIGKILL)
+            kill_logged(out, log, 30, r"fetcher process (\d+) reads")
+            kill_logged(out, log, 120, r"parser process (\d+) started")
             site.release()
             _, stderr = proc.communicate(timeout=120)
         fetches = site.stats()["fetches"]
@@ -79,8 +83,7 @@ def test_killed_seen_store_is_restarted_from_the_jobdir_and_no_page_is_fetched_t
     with Site(spec) as site:
         site.hold(after=150)  # the crawl cannot end before the kill
         with start(tmp_path, site, "--jobdir", str(tmp_path / "job")) as (proc, out, log, marker):
-            wait_for(lambda: lines(out) > 40 and pids(log, r"seen-URL store process (\d+) started"), 60, "the crawl to get going")
-            os.kill(pids(log, r"seen-URL store process (\d+) started")[0], signal.SIGKILL)
+            kill_logged(out, log, 40, r"seen-URL store process (\d+) started")
             site.release()
             _, stderr = proc.communicate(timeout=120)
         fetches = site.stats()["fetches"]
