@@ -149,3 +149,29 @@ def test_ctrl_c_or_sigterm_then_resume_fetches_each_page_once(tmp_path: Path, st
     assert set(urls) == site.expected_urls()
     assert max(n for key, n in fetches.items() if not key.endswith("robots.txt")) == 1  # none fetched twice
     assert not psutil.pid_exists(proc.pid) or psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_dead_fetchers_requests_are_sent_again_while_the_other_fetchers_threads_are_busy(tmp_path: Path) -> None:
+    """Every answer is held, so both fetchers' threads are busy; then one fetcher is killed.
+
+    Its requests must reach the server again (through its successor) while the site still
+    holds everything: queued behind the other fetcher's busy threads, they never would.
+    """
+    spec = SiteSpec(hosts=2, pages=30, extras=False)
+    with Site(spec) as site:
+        site.hold(after=8)  # robots.txt, the index and the two pages it links to, per host
+        args = ("--workers", "2", "--concurrency", "4", "--per-host", "2")  # 2 threads per fetcher
+        with start(tmp_path, site, *args) as (proc, out, log, marker):
+            try:
+                wait_for(lambda: site.stats()["total"] == 12, 60, "4 requests held, 2 per fetcher")
+                kill_logged(out, log, 0, r"fetcher process (\d+) reads fetch queue 0")
+                wait_for(lambda: site.stats()["total"] >= 14, 30, "the dead fetcher's 2 requests sent again")
+            finally:
+                site.release()
+            _, stderr = proc.communicate(timeout=120)
+        fetches = site.stats()["fetches"]
+    assert proc.returncode == 0, stderr
+    assert "fetcher_died 1" in stderr
+    got = {re.search(r'"url": "([^"]+)"', line).group(1) for line in out.read_text().splitlines()}
+    assert got == site.expected_urls()
+    assert sum(n - 1 for n in fetches.values() if n > 1) == 2  # only the dead fetcher's two
