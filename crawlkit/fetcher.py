@@ -175,7 +175,6 @@ def _fetch_loop(
     hooks = RequestHooks(*middlewares) if middlewares is not None else None
     if hooks is not None:
         hooks.open()
-    pid = os.getpid()
     notices = channels.notices.fileno()
     while True:
         task: FetchTask | None = fetch_queue.get()
@@ -203,7 +202,6 @@ def _fetch_loop(
             _notify(notices, task.req_id)
         result.req_id = task.req_id
         result.request = task.request  # what a hook changed was for this send only
-        result.fetcher_pid = pid
         if hooks is not None and hooks.errors:  # open() failures reach the stats with the first result
             result.counts = dict(hooks.errors)
             hooks.errors.clear()

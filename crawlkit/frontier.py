@@ -218,6 +218,3 @@ class LocalFrontier:
     def unpark(self, host: str) -> None:
         if self._parked.pop(host, _NOT_PARKED) is not _NOT_PARKED and host in self._queues:
             self._offer(host)
-
-    def is_parked(self, host: str) -> bool:
-        return host in self._parked

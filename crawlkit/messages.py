@@ -40,7 +40,6 @@ class FetchResult:
     error: str | None = None  # a stats key such as "connect_timeout"; None when a response came back
     message: str = ""  # human detail for the log
     elapsed: float = 0.0
-    fetcher_pid: int = 0
     counts: dict[str, int] = field(default_factory=dict)  # the fetch thread's own failures (a hook's open()), once
 
 
