@@ -21,7 +21,7 @@ from .fetcher import FetcherConfig, fetch, new_session
 from .http import Request
 from .log import LogConfig
 from .messages import FetchResult, PageDone
-from .parser import ParserConfig, Router, redirect_target
+from .parser import ParserConfig, Router, redirect_request, redirect_target
 from .robots import RobotsRules
 from .spider import Spider
 from .urls import Fingerprinter, host_of, is_http
@@ -47,12 +47,12 @@ def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Cal
     config = FetcherConfig.from_settings(settings, 1, LogConfig.from_settings(settings))
     session = new_session(config)
     robots = RobotsRules(settings.user_agent) if settings.robots else None
-    hops, start = 0, url
+    hops, start, request = 0, url, Request(url, callback=callback)
     try:
         while True:
             if robots is not None:
                 _check_robots(robots, session, config, url)
-            result = fetch(session, Request(url, callback=callback), config)
+            result = fetch(session, request, config)
             if result.error:
                 raise FetchFailed(f"{result.error}: {url} ({result.message})")
             location = next((v for k, v in result.headers if k.lower() == "location"), None)
@@ -73,6 +73,7 @@ def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Cal
             if hops > settings.max_redirects:
                 raise FetchFailed(f"more than max_redirects ({settings.max_redirects}) redirects from {start}")
             seen.add(target_fp)
+            request = redirect_request(request, target)  # what the crawl would send next, credentials included
             url = target
     finally:
         session.close()

@@ -327,8 +327,7 @@ class Router:
             counts["error_redirect_loop"] += 1
             log.warning("redirect loop: %s -> %s", request.url, target)
             return
-        follow = request.replace(url=target, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
-        done.candidates = self._admit([follow], counts)
+        done.candidates = self._admit([redirect_request(request, target)], counts)
 
     def _run_callback(self, response: Response, done: PageDone, counts: Counter[str]) -> list[Request]:
         name = response.request.callback or "parse"
@@ -488,6 +487,38 @@ def redirect_target(url: str, location: str) -> str:
         return urljoin(url, location.strip())
     except ValueError:
         return location
+
+
+# Request headers that carry the user's identity; a redirect to another origin drops them.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def redirect_request(request: Request, target: str) -> Request:
+    """The request that follows ``request``'s redirect to ``target`` (used by ``crawlkit fetch`` too).
+
+    When the redirect changes scheme, host or port, the spider's Authorization, Cookie and
+    Proxy-Authorization headers are left behind: they were meant for the origin that sent
+    the redirect, not for wherever it points (Scrapy does the same since 2.11.1/2.11.2,
+    CVE-2024-1968). ``user:password@`` in a URL stays with its origin by itself: a Location
+    naming another origin replaces the whole authority. The cookies of crawlkit's jar are
+    not headers of the request; the engine picks them for the target's host at dispatch.
+    """
+    headers = request.headers
+    if _origin(target) != _origin(request.url):
+        headers = {name: value for name, value in headers.items() if name.lower() not in CREDENTIAL_HEADERS}
+    chain = request.meta.get("redirect_urls", []) + [request.url]
+    return request.replace(url=target, headers=headers, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of an http(s) URL, the port filled in when it is the scheme's default."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def _iterate(output: Any) -> Iterable[Any]:

@@ -43,6 +43,7 @@ class Hit:
     host: str  # the Host header (or the host of an absolute-form target, for proxied requests)
     path: str  # path and query as sent
     time: float  # time.monotonic() on arrival
+    headers: dict[str, str]  # request headers, names lower-case (a repeated name keeps its last value)
 
 
 class Exchange:
@@ -243,7 +244,7 @@ class HostileServer:
             parts = urlsplit(target)
             host, target = parts.netloc, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         with self._lock:
-            self.hits.append(Hit(site.address, host, target, time.monotonic()))
+            self.hits.append(Hit(site.address, host, target, time.monotonic(), headers))
         exchange = Exchange(writer, self, target)
         watcher = asyncio.ensure_future(_watch_eof(reader, exchange.gone))
         site.active += 1
