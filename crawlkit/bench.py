@@ -19,12 +19,11 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import psutil
 
 from .http import Response
-from .spider import Spider
+from .spider import Spider, seed_sites
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -37,13 +36,13 @@ SAMPLE_EVERY = 0.2  # seconds between TreeMonitor samples
 
 
 class LightSpider(Spider):
-    """Title and links by CSS selectors; follows every link within the seeds' hosts."""
+    """Title and links by CSS selectors; follows every link within the seeds' sites."""
 
     name = "bench-light"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.allowed_domains = sorted({urlsplit(url).hostname or "" for url in self.start_urls} - {""})
+        self.allowed_domains = seed_sites(self.start_urls)
 
     def parse(self, response: Response) -> Iterable[Any]:
         titles = response.css("title")

@@ -22,7 +22,7 @@ from .http import Request
 from .log import LogConfig
 from .messages import FetchResult, PageDone
 from .parser import ParserConfig, Router, redirect_request, redirect_target
-from .robots import RobotsRules
+from .robots import ROBOTS_BLOCKED, RobotsRules
 from .spider import Spider
 from .urls import Fingerprinter, host_of, is_http
 
@@ -84,7 +84,8 @@ def _check_robots(robots: RobotsRules, session: Any, config: FetcherConfig, url:
     request = robots.request_for(url)
     if request is not None:
         answer = fetch(session, request, config)
-        robots.learn(host, 0 if answer.error else answer.status, answer.body)
+        refused = answer.error == "destination_blocked"  # then the page itself is refused, with that reason
+        robots.learn(host, ROBOTS_BLOCKED if refused else 0 if answer.error else answer.status, answer.body)
     if robots.unavailable(host):
         raise FetchFailed(f"robots.txt of {host} is unavailable, so a crawl would not fetch {url}; add --no-robots to fetch it anyway")
     if not robots.allowed(url):

@@ -40,6 +40,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from .destinations import DestinationBlocked, GuardedAdapter, check_host
 from .errors import ConfigError
 from .http import Request
 from .log import LogConfig
@@ -69,6 +70,7 @@ class FetcherConfig:
     middlewares: list[str]
     spider: str | None  # the spider the middlewares are given, built here only when they need it
     spider_kwargs: dict[str, Any]
+    allow_private_addresses: bool = True  # False: connect to public addresses only (see destinations.py)
 
     @classmethod
     def from_settings(cls, s: Any, threads: int, log: LogConfig, spider: str | None = None,
@@ -78,6 +80,7 @@ class FetcherConfig:
             threads=threads, user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
             download_timeout=s.download_timeout, max_body=s.max_body, max_redirects=s.max_redirects, log=log,
             proxy=s.proxy, middlewares=list(s.middlewares), spider=spider, spider_kwargs=spider_kwargs or {},
+            allow_private_addresses=s.allow_private_addresses,
         )
 
 
@@ -243,7 +246,8 @@ def check_proxy(url: str | None) -> None:
 
 def new_session(config: FetcherConfig) -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=4, max_retries=0)
+    adapter_class = HTTPAdapter if config.allow_private_addresses else GuardedAdapter
+    adapter = adapter_class(pool_connections=16, pool_maxsize=4, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = config.user_agent
@@ -296,6 +300,8 @@ def fetch(
         headers = {**headers, "Cookie": cookie}
     proxy = meta.get("proxy") or config.proxy or _environment_proxy(_origin(request.url))
     try:
+        if proxy and not config.allow_private_addresses:  # the proxy connects; only the URL's own address can be checked
+            check_host(urlsplit(request.url).hostname or "")
         with turn or nullcontext():
             response = _send(session, request, headers, (config.connect_timeout, config.read_timeout), proxy)
     except Exception as exc:  # every failure is data for the stats, never a crash
@@ -388,7 +394,9 @@ def classify(exc: BaseException) -> tuple[str, str]:
     def found(*types: type) -> bool:
         return any(isinstance(cause, types) for cause in causes)
 
-    if found(requests.exceptions.ConnectTimeout) or any(
+    if found(DestinationBlocked):
+        kind = "destination_blocked"
+    elif found(requests.exceptions.ConnectTimeout) or any(
         # urllib3's NewConnectionError (refused, DNS failure) subclasses ConnectTimeoutError
         isinstance(c, urllib3.exceptions.ConnectTimeoutError) and not isinstance(c, urllib3.exceptions.NewConnectionError)
         for c in causes

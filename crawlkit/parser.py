@@ -44,7 +44,7 @@ from .messages import FetchResult, PageDone
 from .middlewares import DROPPED, ResponseHooks, load_middlewares
 from .pipelines import ItemPipelines, load_pipelines
 from .process import child_setup
-from .robots import ROBOTS_CALLBACK
+from .robots import ROBOTS_BLOCKED, ROBOTS_CALLBACK
 from .sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
 from .spider import Spider
 from .urls import Fingerprinter, host_of, is_http
@@ -150,7 +150,7 @@ class Router:
         self.config = config
         self.fingerprints = Fingerprinter()
         self.sent: set[int] = set()  # fingerprints of the candidates sent to the engine (see _admit)
-        self.allowed = [d.lower().lstrip(".") for d in [*getattr(spider, "allowed_domains", []), *config.allowed_domains]]
+        self.allowed = [_domain_rule(d) for d in [*getattr(spider, "allowed_domains", []), *config.allowed_domains]]
         self.spider_name = getattr(spider, "name", type(spider).__name__)
         self.pipelines = ItemPipelines(load_pipelines(config.pipelines), spider)
         self.hooks = ResponseHooks(load_middlewares(config.middlewares), spider)
@@ -206,7 +206,7 @@ class Router:
                     return
                 log.warning("%s: %s (%s)", result.error, request.url, result.message)
             if robots:
-                done.robots = (0, b"")
+                done.robots = (ROBOTS_BLOCKED if result.error == "destination_blocked" else 0, b"")
             return
         counts[f"status_{result.status}"] += 1
         self._archive(result, done, counts)
@@ -426,8 +426,28 @@ class Router:
         return unfiltered + list(out.items())
 
     def _allowed(self, url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        return any(host == d or host.endswith("." + d) for d in self.allowed)
+        """Whether ``url``'s host is an allowed domain or a subdomain of one, on the entry's port if it names one."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port: int | None = None
+        for domain, wanted in self.allowed:
+            if host == domain or host.endswith("." + domain):
+                if wanted is None:
+                    return True
+                port = port or _origin(url)[2]
+                if port == wanted:
+                    return True
+        return False
+
+
+def _domain_rule(entry: str) -> tuple[str, int | None]:
+    """An ``allowed_domains`` entry as (domain, port): ``a.com`` matches any port (as in Scrapy),
+    ``a.com:8080`` and ``[::1]:8080`` that port only; ``::1`` is an IPv6 address without a port."""
+    entry = entry.lower().lstrip(".")
+    domain, colon, port = entry.rpartition(":")
+    if colon and port.isdigit() and (":" not in domain or domain.startswith("[")):
+        return domain.strip("[]"), int(port)
+    return entry.strip("[]"), None
 
 
 def _repeats_segment(url: str, limit: int) -> bool:

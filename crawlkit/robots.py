@@ -31,6 +31,10 @@ ROBOTS_CALLBACK = "__robots__"
 ROBOTS_WAIT = 0.25  # seconds a shared crawl's host waits before it looks again for its robots.txt answer
 MAX_ROBOTS_BYTES = 512 * 1024  # what Google reads of a robots.txt; the rest is ignored
 
+# The "status" of a robots.txt the fetcher refused to ask for (allow_private_addresses: false):
+# no rules, so the host's requests go on to the fetcher, which refuses and counts each one.
+ROBOTS_BLOCKED = -1
+
 _ALLOW_ALL = "allow"
 _DISALLOW_ALL = "disallow"
 
@@ -88,7 +92,7 @@ class RobotsRules:
             self._rules[host] = rules
             delay = rules.crawl_delay(self._agent)
             return float(delay) if delay else None
-        if 400 <= status < 500:
+        if 400 <= status < 500 or status == ROBOTS_BLOCKED:
             self._rules[host] = _ALLOW_ALL
         else:
             log.warning("robots.txt of %s unavailable (%s); not crawling this host", host, status or "no answer")
@@ -165,9 +169,10 @@ class RobotsGate:
 
     def learn(self, host: str, status: int, body: bytes) -> None:
         """Take ``host``'s answer as final (also from a job directory or another node) and queue what it allows."""
-        if self.journal is not None:
+        answered = status != ROBOTS_BLOCKED  # a refusal is kept for this run only: a crawl resumed with the setting on asks
+        if self.journal is not None and answered:
             self.journal.save_robots(host, status, body)
-        if self.shared is not None:
+        if self.shared is not None and answered:
             self.shared.save_robots(host, status, body)
         delay = self.rules.learn(host, status, body)
         if delay:

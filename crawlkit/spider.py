@@ -13,12 +13,35 @@ from urllib.parse import urlsplit
 from .http import Request, Response
 
 
+def seed_sites(urls: Iterable[str]) -> list[str]:
+    """``allowed_domains`` entries that keep a crawl on the sites of ``urls``: ``host:port`` each.
+
+    Another port is another site (another server, often another owner), so a link from
+    127.0.0.2:8001 to 127.0.0.2:8002 is offsite. A URL on its scheme's default port gives
+    both 80 and 443, so a site that moves from http to https stays on site.
+    """
+    sites: set[str] = set()
+    for url in urls:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            continue
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        try:
+            port = parts.port
+        except ValueError:
+            continue
+        default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+        sites.update(f"{host}:{p}" for p in ((80, 443) if port in (None, default) else (port,)))
+    return sorted(sites)
+
+
 class Spider:
     """Subclass this: set ``name`` and ``start_urls``, write ``parse(response)``.
 
     Callbacks return or yield dicts (items) and ``Request`` objects. ``allowed_domains`` limits
-    which hosts are followed (subdomains included); ``custom_settings`` overrides a config file
-    but not the command line.
+    which hosts are followed (subdomains included; ``host:port`` for that port only, a bare
+    host matches every port); redirects obey it too. ``custom_settings`` overrides a config
+    file but not the command line.
     """
 
     name: str = "spider"
@@ -43,7 +66,7 @@ class Spider:
 
 
 class LinkSpider(Spider):
-    """The built-in spider: follows every link within the seeds' hosts, one item per page.
+    """The built-in spider: follows every link within the seeds' sites, one item per page.
 
     Each item: url, status, title, depth, referer, content_type, size (bytes), links (absolute
     outgoing links). Offsite links are listed in ``links`` but not followed.
@@ -55,7 +78,7 @@ class LinkSpider(Spider):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not self.allowed_domains:
-            self.allowed_domains = sorted({urlsplit(url).hostname or "" for url in self.start_urls} - {""})
+            self.allowed_domains = seed_sites(self.start_urls)
 
     def parse(self, response: Response) -> Iterable[Any]:
         links = response.links()

@@ -14,7 +14,7 @@ import pytest
 
 from crawlkit.http import Request
 from crawlkit.parser import redirect_request
-from hostile import Exchange, HostileServer, Hit, Site, page
+from hostile import Exchange, Handler, HostileServer, Hit, free_loopback_ip, page
 
 SECRET = "s3cret"
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
@@ -38,7 +38,7 @@ class Creds(Spider):
 '''
 
 
-def redirecting(to: str) -> object:
+def redirecting(to: str) -> Handler:
     """A redirect to ``to`` + this request's own query (so each seed lands on a page of its own)."""
 
     async def handle(ex: Exchange) -> None:
@@ -53,7 +53,7 @@ def credentials(hit: Hit) -> dict[str, str]:
 
 
 def test_credentials_are_dropped_when_a_redirect_leaves_the_origin_and_kept_within_it(crawlkit, tmp_path: Path) -> None:
-    with HostileServer() as first, HostileServer(ip=None) as other:
+    with HostileServer() as first, HostileServer(free_loopback_ip(avoid=first.ip)) as other:
         landing = {"/landed": page(b"<html>landed</html>")}
         elsewhere = other.site(landing)  # another IP: another host
         other_port = first.site(landing)  # the same IP, another port

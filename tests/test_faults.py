@@ -198,7 +198,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         main.routes["/"] = page(f"<title>traps</title>{index}".encode())
         refused_host = refused.split("//")[1].split(":")[0]
         run = crawl(tmp_path_factory.mktemp("hostile"), [main.url("/")], "--per-host", str(PER_HOST),
-                    "--max-depth", str(MAX_DEPTH), "--allow-domain", refused_host, "--log-level", "DEBUG")
+                    "--max-depth", str(MAX_DEPTH), "--allow-domain", refused_host, "--allow-domain", server.ip,  # robots sites: other ports
+                    "--log-level", "DEBUG")
         yield Hostile(server, main, robots, refused, run, summary(run.stderr) if "\ncrawl " in run.stderr else {})
 
 
