@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import pickle
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from crawlkit import Request
+from crawlkit import Request, destinations
 from crawlkit.destinations import DestinationBlocked, literal_address, public_addresses, why_not_public
 from crawlkit.fetcher import FetcherConfig, fetch, new_session
 from crawlkit.log import LogConfig
@@ -86,6 +87,31 @@ def test_through_a_proxy_non_public_ip_hosts_are_refused_and_names_left_to_the_p
     assert {r.error for r in refused} == {"destination_blocked"}
     assert "allow_private_addresses is false" in refused[0].message
     assert named.status == 200 and [(h.host, h.path) for h in hits] == [("crawl.test", "/")]
+
+
+def test_a_name_is_resolved_once_and_the_connection_goes_to_the_address_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: a name that resolves to a public address when checked, and to a private one
+    a moment later, must not get a second lookup. The local server stands in for a public host."""
+    with HostileServer() as server:
+        site = server.site({"/": page(b"ok")})
+        port = int(site.address.split(":")[1])
+        real_getaddrinfo = socket.getaddrinfo
+        lookups: list[str] = []
+
+        def rebinding(host: str, *args: object, **kwargs: object) -> object:
+            if host != "rebind.test":
+                return real_getaddrinfo(host, *args, **kwargs)
+            lookups.append(host)
+            answer = server.ip if len(lookups) == 1 else "127.0.0.1"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        monkeypatch.setattr(destinations, "why_not_public", lambda address: None if str(address) == server.ip else "loopback")
+        result = fetch(new_session(config()), Request(f"http://rebind.test:{port}/"), config())
+        hits = server.seen()
+    assert (result.status, result.error) == (200, None)
+    assert lookups == ["rebind.test"]
+    assert [(h.site, h.host) for h in hits] == [(site.address, f"rebind.test:{port}")]
 
 
 # ------------------------------------------------------------------ through the CLI
