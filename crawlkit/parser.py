@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Iterable, Mapping
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from protego import Protego
 from requests.structures import CaseInsensitiveDict
@@ -434,7 +434,7 @@ class Router:
             if host == domain or host.endswith("." + domain):
                 if wanted is None:
                     return True
-                port = port or _origin(url)[2]
+                port = port or _port_of(parts)
                 if port == wanted:
                     return True
         return False
@@ -531,14 +531,18 @@ def redirect_request(request: Request, target: str) -> Request:
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of an http(s) URL, the port filled in when it is the scheme's default."""
+    """(scheme, host, port) of an http(s) URL."""
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    return parts.scheme.lower(), (parts.hostname or "").lower(), _port_of(parts)
+
+
+def _port_of(parts: SplitResult) -> int | None:
+    """The port a split http(s) URL connects to: its own, else its scheme's default; None when invalid."""
     try:
         port = parts.port
     except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+        return None
+    return port or {"http": 80, "https": 443}.get(parts.scheme.lower())
 
 
 def _iterate(output: Any) -> Iterable[Any]:
