@@ -61,7 +61,7 @@ def why_not_public(address: IPAddress) -> str | None:
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
     if not address.is_global:  # shared address space (100.64.0.0/10) and other special-purpose blocks
-        return "not global"
+        return "special-purpose"
     return None
 
 
@@ -91,21 +91,21 @@ def check_host(host: str) -> None:
             raise DestinationBlocked(f"{host} is {address}, a {reason} address, and allow_private_addresses is false")
 
 
-def public_addresses(host: str, port: int) -> list[tuple[str, int]]:
-    """Resolve ``host`` once: its (address, port) pairs, in the resolver's order, all checked public.
+def public_addresses(host: str, port: int) -> list[str]:
+    """Resolve ``host`` once: its addresses for ``port``, in the resolver's order, all checked public.
 
     Raises DestinationBlocked if any address is not public (a name with one private address
     among public ones is refused: which one a connection would get is the resolver's choice),
     and ``socket.gaierror`` when the name does not resolve.
     """
-    found: list[tuple[str, int]] = []
-    for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+    found: list[str] = []
+    for _, _, _, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
         reason = why_not_public(address)
         if reason:
             raise DestinationBlocked(f"{host} resolves to {address}, a {reason} address, and allow_private_addresses is false")
-        if (sockaddr[0], port) not in found:
-            found.append((sockaddr[0], port))
+        if sockaddr[0] not in found:
+            found.append(sockaddr[0])
     return found
 
 
@@ -123,7 +123,7 @@ class _Guarded:
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
         failure: Exception | None = None
-        for address, _ in addresses:
+        for address in addresses:
             # urllib3 resolves _dns_host again; an IP address resolves to itself, so the
             # connection goes where the check looked. TLS still names and verifies self.host.
             self._dns_host = address

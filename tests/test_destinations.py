@@ -40,7 +40,7 @@ ODD_LOOPBACK = ["0x7f.0.0.1", "2130706433", "127.1", "0177.0.0.1", "[::ffff:7f00
     ("224.0.0.1", "multicast"), ("239.255.255.250", "multicast"), ("ff02::1", "multicast"),
     ("0.0.0.0", "unspecified"), ("::", "unspecified"),
     ("240.0.0.1", "private"),  # reserved for future use; Python files it among the private ones
-    ("100.64.0.1", "not global"),  # carrier-grade NAT
+    ("100.64.0.1", "special-purpose"),  # carrier-grade NAT
     ("::ffff:127.0.0.1", "loopback (as 127.0.0.1)"),  # IPv4-mapped
     ("::ffff:10.0.0.1", "private (as 10.0.0.1)"),
     ("2002:7f00:1::", "loopback (as 127.0.0.1)"),  # 6to4
@@ -139,6 +139,17 @@ def test_private_addresses_refused_reach_no_server_and_are_counted_while_the_def
     assert allowed.returncode == 0, allowed.stderr
     assert "destination_blocked" not in allowed.stderr
     assert root_fetches == (len(seeds) - 1, 1)  # every spelling reaches the local server once
+
+
+def test_crawlkit_fetch_refuses_a_private_address_in_one_line_and_sends_nothing(crawlkit) -> None:
+    with HostileServer() as server:
+        site = server.site({"/": page(b"ok")})
+        url = site.url("/")
+        run = crawlkit("fetch", "-s", "allow_private_addresses=false", url, output=None, timeout=60)
+        hits = server.seen()
+    assert hits == []
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(f"Error: destination_blocked: {url} (")
 
 
 def test_redirects_obey_the_link_rules_and_another_port_is_another_site(crawlkit) -> None:
