@@ -3,7 +3,8 @@
 The page goes through the crawl's own code, in this process: robots.txt is fetched and obeyed
 with ``RobotsRules``, the exchange runs in ``fetcher.fetch`` on a ``fetcher.new_session`` (same
 User-Agent, timeouts and size caps), redirects are followed hop by hop up to ``max_redirects``
-(each hop checked against robots.txt, as the crawl would), and the final response goes to the
+(each hop checked against the spider's allowed domains and robots.txt, and made without the
+spider's credential headers when it leaves the origin, as the crawl would), and the final response goes to the
 parser's ``Router``, which runs the callback and applies the crawl's link filters. Nothing is
 retried: a debugging tool shows what the server answered.
 """
@@ -21,7 +22,7 @@ from .fetcher import FetcherConfig, fetch, new_session
 from .http import Request
 from .log import LogConfig
 from .messages import FetchResult, PageDone
-from .parser import ParserConfig, Router, redirect_request, redirect_target
+from .parser import AllowedDomains, ParserConfig, Router, redirect_request, redirect_target
 from .robots import ROBOTS_BLOCKED, RobotsRules
 from .spider import Spider
 from .urls import Fingerprinter, host_of, is_http
@@ -31,11 +32,13 @@ class FetchFailed(Exception):
     """The page could not be fetched (connection error, timeout, robots.txt, redirects); one line."""
 
 
-def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Callable[[FetchResult, str], None] | None = None) -> FetchResult:
+def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Callable[[FetchResult, str], None] | None = None,
+               allowed: AllowedDomains | None = None) -> FetchResult:
     """The final answer for ``url``, fetched as a crawl with ``settings`` would; FetchFailed with a one-line reason.
 
-    Blocking; ``on_hop(result, target)`` is told of each redirect as it is followed. The final
-    result's request carries ``callback``, ready for ``parse_page``.
+    Blocking; ``on_hop(result, target)`` is told of each redirect as it is followed; a redirect
+    outside ``allowed`` (the spider's domains) is not. The final result's request carries
+    ``callback``, ready for ``parse_page``.
     """
     if not is_http(url):
         raise FetchFailed(f"{url!r} is not an http(s) URL")
@@ -70,6 +73,9 @@ def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Cal
                 raise FetchFailed(f"{url} redirects to an invalid URL {target!r} ({exc})") from None
             if target_fp in seen:  # the same page by its canonical form, as the crawl judges loops
                 raise FetchFailed(f"redirect loop: {url} -> {target}")
+            if allowed and not allowed.allows(target):
+                raise FetchFailed(f"{url} redirects to {target}, outside allowed_domains, so a crawl would not follow it; "
+                                  "add its domain to allowed_domains (-s allowed_domains=[...]) to follow it")
             if hops > settings.max_redirects:
                 raise FetchFailed(f"more than max_redirects ({settings.max_redirects}) redirects from {start}")
             seen.add(target_fp)
@@ -133,7 +139,8 @@ def show_page(url: str, settings: Any, spider: Spider | None, spider_spec: str |
     spider does not take).
     """
     hop = lambda result, target: click.echo(f"{result.status} {result.url} -> {target}", err=True)  # noqa: E731
-    result = fetch_page(url, settings, callback, on_hop=hop)
+    domains = [*(spider.allowed_domains if spider is not None else []), *settings.allowed_domains]
+    result = fetch_page(url, settings, callback, on_hop=hop, allowed=AllowedDomains(domains))
     status_line = f"{result.status} {result.url} ({result.elapsed * 1000:,.0f} ms, {len(result.body):,} bytes)"
     if headers:
         click.echo(status_line)

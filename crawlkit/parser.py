@@ -150,7 +150,7 @@ class Router:
         self.config = config
         self.fingerprints = Fingerprinter()
         self.sent: set[int] = set()  # fingerprints of the candidates sent to the engine (see _admit)
-        self.allowed = [_domain_rule(d) for d in [*getattr(spider, "allowed_domains", []), *config.allowed_domains]]
+        self.allowed = AllowedDomains([*getattr(spider, "allowed_domains", []), *config.allowed_domains])
         self.spider_name = getattr(spider, "name", type(spider).__name__)
         self.pipelines = ItemPipelines(load_pipelines(config.pipelines), spider)
         self.hooks = ResponseHooks(load_middlewares(config.middlewares), spider)
@@ -401,7 +401,7 @@ class Router:
                 reason = "depth"
             elif config.max_repeated_segments and _repeats_segment(url, config.max_repeated_segments):
                 reason = "repeated_segments"
-            elif self.allowed and not self._allowed(url):
+            elif self.allowed and not self.allowed.allows(url):
                 reason = "offsite"
             else:
                 try:
@@ -425,12 +425,33 @@ class Router:
         self.sent.update(out)
         return unfiltered + list(out.items())
 
-    def _allowed(self, url: str) -> bool:
+
+class AllowedDomains:
+    """The offsite rule for links and redirects (used by ``crawlkit fetch``/``parse`` too); false when empty, allowing all.
+
+    An entry matches its host and subdomains: ``a.com`` on any port (as in Scrapy), ``a.com:8080``
+    and ``[::1]:8080`` on that port only (``::1`` is an IPv6 address without a port).
+    """
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.rules: list[tuple[str, int | None]] = []
+        for entry in entries:
+            entry = entry.lower().lstrip(".")
+            domain, colon, port = entry.rpartition(":")
+            if colon and port.isdigit() and (":" not in domain or domain.startswith("[")):
+                self.rules.append((domain.strip("[]"), int(port)))
+            else:
+                self.rules.append((entry.strip("[]"), None))
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def allows(self, url: str) -> bool:
         """Whether ``url``'s host is an allowed domain or a subdomain of one, on the entry's port if it names one."""
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         port: int | None = None
-        for domain, wanted in self.allowed:
+        for domain, wanted in self.rules:
             if host == domain or host.endswith("." + domain):
                 if wanted is None:
                     return True
@@ -438,16 +459,6 @@ class Router:
                 if port == wanted:
                     return True
         return False
-
-
-def _domain_rule(entry: str) -> tuple[str, int | None]:
-    """An ``allowed_domains`` entry as (domain, port): ``a.com`` matches any port (as in Scrapy),
-    ``a.com:8080`` and ``[::1]:8080`` that port only; ``::1`` is an IPv6 address without a port."""
-    entry = entry.lower().lstrip(".")
-    domain, colon, port = entry.rpartition(":")
-    if colon and port.isdigit() and (":" not in domain or domain.startswith("[")):
-        return domain.strip("[]"), int(port)
-    return entry.strip("[]"), None
 
 
 def _repeats_segment(url: str, limit: int) -> bool:

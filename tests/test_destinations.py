@@ -152,6 +152,21 @@ def test_crawlkit_fetch_refuses_a_private_address_in_one_line_and_sends_nothing(
     assert run.stderr.strip().splitlines()[-1].startswith(f"Error: destination_blocked: {url} (")
 
 
+def test_crawlkit_parse_does_not_follow_a_redirect_the_crawl_would_drop(crawlkit) -> None:
+    with HostileServer() as server:
+        other_port = server.site({"/landed": page(b"other port")})
+        site = server.site({"/": redirect(other_port.url("/landed"))})
+        run = crawlkit("parse", "--no-robots", site.url("/"), output=None, timeout=60)
+        followed = crawlkit("parse", "--no-robots", "-s", f"allowed_domains=[{server.ip}]", site.url("/"), output=None, timeout=60)
+        hits = server.paths(other_port)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"Error: {site.url('/')} redirects to {other_port.url('/landed')}, outside allowed_domains, so a crawl would not "
+        "follow it; add its domain to allowed_domains (-s allowed_domains=[...]) to follow it")
+    assert followed.returncode == 0, followed.stderr
+    assert hits == {"/landed": 1}  # only when allowed
+
+
 def test_redirects_obey_the_link_rules_and_another_port_is_another_site(crawlkit) -> None:
     with HostileServer() as server, HostileServer(free_loopback_ip(avoid=server.ip)) as offsite_server:
         offsite = offsite_server.site({"/landed": page(b"offsite")})
