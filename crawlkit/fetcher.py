@@ -15,6 +15,8 @@ thread, just before sending (see ``middlewares.py``); cookies come from the engi
 task (see ``cookies.py``), so the sessions keep none. Redirects are *not* followed
 here: a 3xx goes to the parser, which queues its target through dedup, robots and the per-host
 limiter like any other link (robots.txt requests are the exception, see ``robots.py``).
+With ``allow_private_addresses: false`` the sessions connect only to public addresses, checked
+after DNS resolution (``destinations.py``).
 """
 
 from __future__ import annotations
