@@ -114,6 +114,19 @@ def test_a_name_is_resolved_once_and_the_connection_goes_to_the_address_checked(
     assert [(h.site, h.host) for h in hits] == [(site.address, f"rebind.test:{port}")]
 
 
+def test_a_robots_txt_redirect_is_checked_at_every_hop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """robots.txt follows redirects inside requests; each hop connects through the same guard."""
+    with HostileServer() as public, HostileServer("127.0.0.1") as private:
+        inside = private.site({"/robots.txt": page(b"User-agent: *\nDisallow:\n", content_type="text/plain")})
+        site = public.site({"/robots.txt": redirect(inside.url("/robots.txt"))})
+        monkeypatch.setattr(destinations, "why_not_public", lambda address: None if str(address) == public.ip else "loopback")
+        robots = Request(site.url("/robots.txt"), meta={"follow_redirects": True})
+        result = fetch(new_session(config()), robots, config())
+        hits = public.paths(), private.seen()
+    assert result.error == "destination_blocked"
+    assert hits == ({"/robots.txt": 1}, [])
+
+
 # ------------------------------------------------------------------ through the CLI
 
 
