@@ -4,9 +4,9 @@ The page goes through the crawl's own code, in this process: robots.txt is fetch
 with ``RobotsRules``, the exchange runs in ``fetcher.fetch`` on a ``fetcher.new_session`` (same
 User-Agent, timeouts and size caps), redirects are followed hop by hop up to ``max_redirects``
 (each hop checked against the spider's allowed domains and robots.txt, and made without the
-spider's credential headers when it leaves the origin, as the crawl would), and the final response goes to the
-parser's ``Router``, which runs the callback and applies the crawl's link filters. Nothing is
-retried: a debugging tool shows what the server answered.
+request's credential headers when it leaves the origin, as the crawl would), and the final
+response goes to the parser's ``Router``, which runs the callback and applies the crawl's link
+filters. Nothing is retried: a debugging tool shows what the server answered.
 """
 
 from __future__ import annotations
