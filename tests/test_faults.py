@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import random
+import pickle
 import re
+import sqlite3
 import subprocess
 import uuid
 from collections import Counter
@@ -21,6 +23,10 @@ import pytest
 
 from hostile import Exchange, HostileServer, Site, bomb, drip, page, raw, redirect, reset, response_head, silence, stream
 from support import CRAWLKIT, Run, leftover_processes
+
+from crawlkit import safepickle
+from crawlkit.http import Request
+from crawlkit.urls import fingerprint
 
 FAST = ["read_timeout=1", "download_timeout=2", "connect_timeout=1", "retries=1", "retry_backoff=0.05", "max_body=100000",
         "robots_rechecks=0"]  # test_robots_txt_asked_again_later covers the rechecks
@@ -356,6 +362,67 @@ def test_robots_txt_asked_again_later_while_the_hosts_requests_wait(tmp_path: Pa
         assert_logged(run.stderr, "WARNING", f"robots.txt of {host} unavailable", "asking again in 0s (recheck 1 of 2)")
     counts = summary(run.stderr)
     assert counts["robots_unavailable"] == 1 and counts["robots_disallowed"] == 1
+
+
+# ------------------------------------------------------------------ a job directory others wrote
+
+
+class _RunsCode:
+    """Pickles as a call of os.system (posix.system): what a crafted journal row would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _journal_row(db: Path, request_blob: bytes, fp: int | None = None) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO requests (fp, state, request) VALUES (?, 0, ?)", (fp, request_blob))
+
+
+def test_resuming_a_jobdir_with_crafted_rows_runs_no_code_and_skips_only_those_rows(tmp_path: Path) -> None:
+    with HostileServer() as server:
+        site = server.site({"/": page(b"<a href=/a>a</a>"), "/a": page(b"a"), "/new": page(b"new")})
+        first = crawl(tmp_path, [site.url("/")], "--jobdir", "job")
+        assert first.returncode == 0, first.stderr[-3000:]
+        marker = tmp_path / "ran"
+        db = tmp_path / "job" / "crawl.sqlite"
+        _journal_row(db, pickle.dumps(_RunsCode(marker)))
+        _journal_row(db, b"\x80\x02cbuiltins\nbytearray\nJ\x00\x00\x00\x40\x85R.")  # bytearray(2**30)
+        _journal_row(db, b"not a pickle at all")
+        fp = fingerprint(site.url("/new"))
+        _journal_row(db, safepickle.dumps(Request(site.url("/new"))), fp - (1 << 64) if fp >> 63 else fp)  # signed, as stored
+        run = crawl(tmp_path, [site.url("/")], "--jobdir", "job")
+        seen = server.paths(site)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not marker.exists() and "Traceback" not in run.stderr
+    assert seen == {"/robots.txt": 1, "/": 1, "/a": 1, "/new": 1}  # the good row is crawled; nothing twice
+    assert summary(run.stderr)["error_unreadable_jobdir_data"] == 3
+    assert_logged(run.stderr, "ERROR", "skipped request row", "which crawlkit did not write", "posix.system")
+    assert [item["url"] for item in run.items()] == [site.url(p) for p in ("/", "/a", "/new")]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_jobdir_database_is_a_one_line_error(tmp_path: Path, damage: str) -> None:
+    with HostileServer() as server:
+        site = server.site({"/": page(b"".join(b"<a href=/p%d>p</a>" % i for i in range(300)))}, prefixes={"/p": page(b"p")})
+        db = tmp_path / "job" / "crawl.sqlite"
+        if damage == "garbage":
+            db.parent.mkdir()
+            db.write_bytes(b"this is not SQLite\n" * 500)
+        else:
+            assert crawl(tmp_path, [site.url("/")], "--jobdir", "job").returncode == 0
+            with db.open("r+b") as f:
+                f.truncate(db.stat().st_size // 2)
+        fetched = len(server.seen())
+        run = crawl(tmp_path, [site.url("/")], "--jobdir", "job")
+        assert len(server.seen()) == fetched  # stopped before any request
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "job" in errors[0] and "crawl.sqlite is damaged or not a crawlkit job database" in errors[0]
+    assert "new --jobdir" in errors[0]
 
 
 # ------------------------------------------------------------------ broken spiders
