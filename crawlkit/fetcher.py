@@ -26,6 +26,7 @@ import logging
 import os
 import pickle
 import re
+import socket
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -398,6 +399,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         kind = "read_timeout"
     elif found(ConnectionRefusedError):
         kind = "connection_refused"
+    elif found(socket.gaierror):  # urllib3's NameResolutionError wraps it: no address for the host name
+        kind = "unresolvable_host"
     elif found(ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
         kind = "connection_reset"
     elif found(requests.exceptions.TooManyRedirects):

@@ -44,7 +44,7 @@ from .messages import FetchResult, PageDone
 from .middlewares import DROPPED, ResponseHooks, load_middlewares
 from .pipelines import ItemPipelines, load_pipelines
 from .process import child_setup
-from .robots import ROBOTS_CALLBACK
+from .robots import NO_ANSWER, ROBOTS_CALLBACK, UNREACHABLE
 from .sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
 from .spider import Spider
 from .urls import Fingerprinter, host_of, is_http
@@ -56,7 +56,7 @@ log = logging.getLogger("crawlkit.parser")
 # full, after which links sent before are sent again and the engine's seen store drops them.
 SENT_MEMORY = 200_000
 # Failures worth another attempt; the others would fail the same way again.
-RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
+RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "unresolvable_host", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
 
 
 @dataclass(slots=True)
@@ -206,7 +206,7 @@ class Router:
                     return
                 log.warning("%s: %s (%s)", result.error, request.url, result.message)
             if robots:
-                done.robots = (0, b"")
+                done.robots = (UNREACHABLE.get(result.error, (NO_ANSWER, ""))[0], b"")
             return
         counts[f"status_{result.status}"] += 1
         self._archive(result, done, counts)
@@ -215,7 +215,7 @@ class Router:
             response = self._process_response(response, done, counts)
             if response is None:
                 if robots and done.retry is None:
-                    done.robots = (0, b"")
+                    done.robots = (NO_ANSWER, b"")
                 return
         status, headers = response.status, response.headers
         if status in self.config.retry_http_codes and self._retry(request, done, counts, headers):

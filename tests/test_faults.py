@@ -7,12 +7,14 @@ says about its URL, and what the server saw. Small timeouts (``FAST``) keep the 
 
 from __future__ import annotations
 
+import json
 import os
-import random
 import pickle
+import random
 import re
 import sqlite3
 import subprocess
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -245,7 +247,7 @@ def test_connection_refused_host_is_given_up_after_its_robots_txt(hostile: Hosti
     robots = hostile.refused.rstrip("/") + "/robots.txt"
     assert_logged(hostile.run.stderr, "WARNING", f"connection_refused: {robots}")
     host = hostile.refused.split("//")[1].rstrip("/")
-    assert_logged(hostile.run.stderr, f"robots.txt of {host} unavailable (no answer)")
+    assert_logged(hostile.run.stderr, "WARNING", f"connection refused: {host} (robots.txt); not crawling this host")
 
 
 def test_redirect_loops_and_other_schemes_are_dropped(hostile: Hostile) -> None:
@@ -337,6 +339,26 @@ def test_5xx_and_429_are_retried_with_backoff_and_retry_after_pauses_the_host(tm
     counts = summary(run.stderr)
     assert counts["status_429"] == 1 and counts["status_503"] == 3 and counts["retries"] == 3
     assert_logged(run.stderr, "retrying", site.url("/busy"), "HTTP 429")
+
+
+def test_a_refused_host_is_given_up_after_the_retries_of_its_robots_txt_not_rechecked(tmp_path: Path) -> None:
+    """With the default rechecks (30 s, then 60 s), a host that refuses connections once took 95 s to give up."""
+    with HostileServer() as server:
+        site = server.site({"/": page(b"<a href=/a>a</a>"), "/a": page(b"a")})
+        refused = server.refusing_url()
+        started = time.monotonic()
+        run = crawl(tmp_path, [site.url("/"), refused, refused + "other"], "-s", "robots_rechecks=2",
+                    "-s", "robots_recheck_after=30", "-s", "retries=2", "--stats", "stats.json")
+        took = time.monotonic() - started
+        seen = server.paths(site)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert took < 20, took  # the first recheck alone would be 30 s in
+    assert seen == {"/robots.txt": 1, "/": 1, "/a": 1}  # the other host is crawled as usual
+    stats = json.loads((tmp_path / "stats.json").read_text())["counts"]
+    assert stats["error_connection_refused"] == 3  # robots.txt: 1 + retries, then given up
+    assert "robots_rechecks" not in stats and stats["robots_unavailable"] == 2  # the host's two pages, never fetched
+    host = refused.split("//")[1].rstrip("/")
+    assert_logged(run.stderr, "WARNING", f"connection refused: {host} (robots.txt); not crawling this host")
 
 
 def test_robots_txt_asked_again_later_while_the_hosts_requests_wait(tmp_path: Path) -> None:
