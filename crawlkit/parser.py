@@ -37,7 +37,7 @@ from protego import Protego
 from requests.structures import CaseInsensitiveDict
 
 from .errors import RetryRequest
-from .http import Request, Response
+from .http import MAX_HTML_DEPTH, Request, Response
 from .loader import load_spider, one_line
 from .log import LogConfig
 from .messages import FetchResult, PageDone
@@ -237,6 +237,10 @@ class Router:
         if not 200 <= status < 300 and not getattr(self.spider, "handle_error_statuses", False):
             return
         candidates = self._run_callback(response, done, counts)
+        if response.too_deep:
+            counts["html_too_deep"] += 1
+            log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, links() all of it",
+                        response.url, MAX_HTML_DEPTH)
         for new in candidates:
             new.depth = request.depth + 1
             new.referer = response.url

@@ -117,7 +117,10 @@ PARSED = {
     "/cs-bom": "/cs-bom-ok",
     "/binary": "/binary-ok",
     "/malformed": "/malformed-ok",
+    "/cs-utf16-lie": "/cs-utf16-lie-ok",
+    "/deep": "/deep-ok",
 }
+DEEP = 3000  # nested elements: libxml2 keeps 2048 open, even with huge_tree
 
 
 def main_routes() -> dict[str, Any]:
@@ -161,6 +164,9 @@ def main_routes() -> dict[str, Any]:
             b"<table><tr><td>\x00<a href=/malformed-ok>ok</a>\x00 <a href=\"/malformed-ok#again\">"
         ),
         "/comment-only": page(b"<!-- nothing here -->"),
+        # A server's default charset, UTF-16, on an ASCII page: no NUL anywhere.
+        "/cs-utf16-lie": page(b"<title>Gr&uuml;&szlig;e</title><a href=/cs-utf16-lie-ok>ok</a>", content_type="text/html; charset=utf-16"),
+        "/deep": page(b"<html><body>" + b"<div>" * DEEP + b"<a href=/deep-ok>deep</a>" + b"</div>" * DEEP),
     }
     routes.update(dict.fromkeys(PARSED.values(), ok))
     return routes
@@ -206,7 +212,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         main.routes["/"] = page(f"<title>traps</title>{index}".encode())
         refused_host = refused.split("//")[1].split(":")[0]
         run = crawl(tmp_path_factory.mktemp("hostile"), [main.url("/")], "--per-host", str(PER_HOST),
-                    "--max-depth", str(MAX_DEPTH), "--allow-domain", refused_host, "--log-level", "DEBUG")
+                    "--max-depth", str(MAX_DEPTH), "--allow-domain", refused_host, "--log-level", "DEBUG", "--stats", "stats.json")
         yield Hostile(server, main, robots, refused, run, summary(run.stderr) if "\ncrawl " in run.stderr else {})
 
 
@@ -278,9 +284,16 @@ def test_bad_charsets_binary_and_malformed_html_are_still_parsed_and_followed(ho
         assert items[hostile.url(path)]["status"] == 200
         assert hostile.url(target) in items[hostile.url(path)]["links"], path
         assert hostile.server.count(hostile.main, target) == 1, target
-    for path in ["/cs-missing", "/cs-klingon", "/cs-conflict", "/cs-codec", "/cs-bom"]:
+    for path in ["/cs-missing", "/cs-klingon", "/cs-conflict", "/cs-codec", "/cs-bom", "/cs-utf16-lie"]:
         assert items[hostile.url(path)]["title"] == TITLE, path
     assert items[hostile.url("/comment-only")]["links"] == []
+
+
+def test_html_nested_deeper_than_libxml2_goes_is_logged_and_its_links_still_followed(hostile: Hostile) -> None:
+    assert hostile.server.count(hostile.main, "/deep-ok") == 1  # the link after the 2048th nested element
+    assert_logged(hostile.run.stderr, "WARNING", hostile.url("/deep"), "HTML nested deeper than 2048 elements")
+    assert json.loads((hostile.run.output.parent / "stats.json").read_text())["counts"]["html_too_deep"] == 1
+    assert not any("HTML nested deeper" in line for line in hostile.run.stderr.splitlines() if "/malformed" in line)
 
 
 def test_spider_traps_stop_at_max_depth_and_at_repeated_path_segments(hostile: Hostile) -> None:
