@@ -91,6 +91,7 @@ async def recursive(ex: Exchange) -> None:
 
 
 TITLE = "Grüße"
+STRAY_PERCENT = "/%41%2F%zz%"  # two valid escapes, then two "%" that start none
 LONG_PATH = "/long/" + "x" * 2100
 RNG = random.Random(1)
 JUNK = bytes(RNG.randrange(256) for _ in range(3000))
@@ -206,7 +207,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         robots["redirect"].routes["/rules.txt"] = page(b"User-agent: *\nDisallow: /private\n", content_type="text/plain")
         refused = server.refusing_url()
         links = [*FAILING, *PARSED, "/loop-a", "/to-file", "/to-ftp", "/to-javascript", "/to-broken", "/to-unicode",
-                 "/ünï/päge", LONG_PATH, "/cal/2024/01", "/a/", "/private/secret", "/comment-only",
+                 "/ünï/päge", LONG_PATH, STRAY_PERCENT, "/cal/2024/01", "/a/", "/private/secret", "/comment-only",
                  *(site.url("/") for site in robots.values()), refused]
         index = "".join(f'<a href="{link}">{i}</a>\n' for i, link in enumerate(links))
         main.routes["/"] = page(f"<title>traps</title>{index}".encode())
@@ -276,6 +277,12 @@ def test_non_ascii_urls_are_fetched_percent_encoded_and_long_ones_dropped(hostil
     assert not [p for p in seen if p.startswith("/long/")]
     assert hostile.counts["dropped_url_too_long"] == 1
     assert_logged(hostile.run.stderr, "dropped (url_too_long)", hostile.url("/long/xxx"))
+
+
+def test_a_stray_percent_is_escaped_and_the_valid_escapes_are_sent_as_written(hostile: Hostile) -> None:
+    seen = hostile.server.paths(hostile.main)
+    assert seen["/%41%2F%25zz%25"] == 1  # once: a 404, not retried
+    assert not [path for path in seen if "%25" in path and "zz" not in path] and "/%2541%252F%25zz%25" not in seen
 
 
 def test_bad_charsets_binary_and_malformed_html_are_still_parsed_and_followed(hostile: Hostile) -> None:

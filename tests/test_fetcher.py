@@ -85,3 +85,13 @@ def test_a_host_name_that_does_not_resolve_is_its_own_kind_of_failure(monkeypatc
     result = fetch(new_session(config()), Request("http://no-such-host.invalid/"), config())
     assert (result.status, result.error) == (0, "unresolvable_host")
     assert "no-such-host.invalid" in result.message
+
+
+def test_percent_escapes_are_sent_as_written_and_only_a_stray_percent_is_escaped(server: str) -> None:
+    session = new_session(config())
+    # urllib3 upper-cases the hex of an escape (%2f -> %2F): the same URL by RFC 3986.
+    for path, sent in [("/%41%2F%zz%", "/%41%2F%25zz%25"), ("/a%2fb?q=%7e%&r=%C3%A9", "/a%2Fb?q=%7E%25&r=%C3%A9"),
+                       ("/sp ace/é?x=<%>", "/sp%20ace/%C3%A9?x=%3C%25%3E"), ("/%41", "/%41")]:
+        result = fetch(session, Request(f"http://{server}{path}"), config())
+        assert (result.status, result.error) == (200, None), path
+        assert Recorder.seen[-1]["path"] == sent, path
