@@ -126,3 +126,19 @@ def test_what_is_not_a_request_or_not_plain_data_is_refused() -> None:
     for junk in (b"", b"\x80\x05garbage", "a str"):
         with pytest.raises(pickle.UnpicklingError):
             safepickle.loads(junk)
+
+
+def test_a_jobdir_journals_only_requests_it_can_read_back(tmp_path: Path) -> None:
+    from crawlkit.jobdir import JOB_KEY, JobDir
+
+    counted: list[str] = []
+    journal = JobDir(tmp_path / "job", count=counted.append)
+    plain, odd = Request("http://h.test/plain", meta={"n": 1}), Request("http://h.test/odd", meta={"obj": _RunsCode(tmp_path / "x")})
+    journal.add([(1, plain), (2, odd)])
+    assert JOB_KEY in plain.meta and JOB_KEY not in odd.meta  # so done() marks no other row
+    assert counted == ["unresumable_request"]
+    journal.commit(0, {})
+    journal.close()
+    resumed = JobDir(tmp_path / "job", count=counted.append)
+    assert [[r.url for r in batch] for batch in resumed.pending()] == [["http://h.test/plain"]]
+    resumed.close()
