@@ -177,8 +177,9 @@ class Response:
     else the one declared in the headers, else a ``<meta>`` declaration, else UTF-8 (falling
     back to cp1252 when the bytes are not UTF-8); a charset name Python cannot decode text
     with (``klingon``, ``base64``) counts as none, and so does a UTF-16 or UTF-32 in the header
-    that the bytes belie (no NULs, or errors); bytes that do not decode become U+FFFD. ``css``/``xpath`` run on an lxml tree; ``soup`` is
-    BeautifulSoup on lxml. All three are built on first use and kept.
+    that the bytes belie (no NULs, or errors); bytes that do not decode become U+FFFD.
+    ``css``/``xpath`` run on an lxml tree; ``soup`` is BeautifulSoup on lxml. All three are
+    built on first use and kept.
     """
 
     def __init__(

@@ -52,8 +52,8 @@ import uuid
 from collections import deque
 from typing import Any, Callable, Iterable, TypeVar
 
-from ..errors import ConfigError, SharedCrawlError
 from .. import safepickle
+from ..errors import ConfigError, SharedCrawlError
 from ..http import Request
 from ..limiter import Wait
 from ..robots import ROBOTS_CALLBACK
