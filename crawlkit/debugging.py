@@ -23,7 +23,7 @@ from .http import Request
 from .log import LogConfig
 from .messages import FetchResult, PageDone
 from .parser import AllowedDomains, ParserConfig, Router, redirect_request, redirect_target
-from .robots import ROBOTS_BLOCKED, RobotsRules
+from .robots import NO_ANSWER, ROBOTS_BLOCKED, UNREACHABLE, RobotsRules
 from .spider import Spider
 from .urls import Fingerprinter, host_of, is_http
 
@@ -57,7 +57,7 @@ def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Cal
                 _check_robots(robots, session, config, url)
             result = fetch(session, request, config)
             if result.error:
-                raise FetchFailed(f"{result.error}: {url} ({result.message})")
+                raise FetchFailed(_failure(result))
             location = next((v for k, v in result.headers if k.lower() == "location"), None)
             if not (300 <= result.status < 400 and location):
                 return result
@@ -90,12 +90,20 @@ def _check_robots(robots: RobotsRules, session: Any, config: FetcherConfig, url:
     request = robots.request_for(url)
     if request is not None:
         answer = fetch(session, request, config)
+        if answer.error in UNREACHABLE:  # not "robots.txt unavailable": the page would fail the same way
+            raise FetchFailed(_failure(answer))
         refused = answer.error == "destination_blocked"  # then the page itself is refused, with that reason
-        robots.learn(host, ROBOTS_BLOCKED if refused else 0 if answer.error else answer.status, answer.body)
+        robots.learn(host, ROBOTS_BLOCKED if refused else NO_ANSWER if answer.error else answer.status, answer.body)
     if robots.unavailable(host):
         raise FetchFailed(f"robots.txt of {host} is unavailable, so a crawl would not fetch {url}; add --no-robots to fetch it anyway")
     if not robots.allowed(url):
         raise FetchFailed(f"robots.txt of {host} disallows {url} for this user agent; add --no-robots to fetch it anyway")
+
+
+def _failure(result: FetchResult) -> str:
+    """One line for a failed exchange: what happened in words where there are some, the URL, the detail."""
+    what = UNREACHABLE[result.error][1] if result.error in UNREACHABLE else result.error
+    return f"{what}: {result.request.url} ({result.message})"
 
 
 def parse_page(result: FetchResult, spider: Spider, spider_spec: str | None, settings: Any) -> PageDone:

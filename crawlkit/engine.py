@@ -157,7 +157,7 @@ class Engine:
             check_warc_dir(s.warc)
         check_proxy(s.proxy)
         self.cookies = CookieJar() if s.cookies else None
-        self.journal = JobDir(s.jobdir) if s.jobdir else None
+        self.journal = JobDir(s.jobdir, count=self.stats.incr) if s.jobdir else None
         resume_at = None
         if self.journal is not None:
             started_with = self.journal.meta("output")
@@ -167,8 +167,9 @@ class Engine:
                     f"resume it with the same -o, or use a new --jobdir"
                 )
             self.journal.set_meta("output", s.output or "")
-            if self.journal.resuming:
-                resume_at = int(self.journal.meta("output_bytes", "0"))
+            if self.journal.resuming:  # read (and checked) before any process starts
+                resume_at = self.journal.output_bytes()
+                self.stats.add(self.journal.counts())
         self.output = open_output(s.output, resume_at, list(s.export_fields) or None)
 
     # ---------------------------------------------------------------- lifecycle
@@ -311,7 +312,6 @@ class Engine:
         and the backlog stays in the journal instead of being copied to the spill file.
         """
         journal = self.journal
-        self.stats.add(journal.counts())
         seen = sum(len(self.seen.add_many(batch)) for batch in journal.fingerprints())
         if self.gate.rules is not None:
             for host, status, body in journal.robots():

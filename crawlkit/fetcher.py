@@ -28,6 +28,7 @@ import logging
 import os
 import pickle
 import re
+import socket
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -49,7 +50,7 @@ from .log import LogConfig
 from .messages import FetchResult, FetchTask
 from .middlewares import RequestHooks, load_middlewares
 from .process import child_setup
-from .urls import host_of
+from .urls import host_of, keep_escapes
 
 log = logging.getLogger("crawlkit.fetcher")
 
@@ -342,7 +343,7 @@ def _send(
     top (merging environment settings, its cookie jar, hooks, redirect bookkeeping) is what
     this module turns off anyway, and skipping it saves a quarter of a fetch's CPU. The request
     sent is the same: session headers overlaid by the request's, ``user:password@`` in the URL
-    as Basic auth, the same URL quoting.
+    as Basic auth, the same URL quoting except for percent-escapes (``urls.keep_escapes``).
     """
     proxies = {"http": proxy, "https": proxy} if proxy else None
     data = request.body or None
@@ -354,6 +355,8 @@ def _send(
     prepared = requests.PreparedRequest()
     prepared.prepare_method(request.method)
     prepared.prepare_url(request.url, None)
+    if "%" in request.url:
+        prepared.url = keep_escapes(prepared.url, request.url)
     prepared.prepare_headers(merged)
     prepared.prepare_body(data, None)
     prepared.prepare_auth(None, request.url)
@@ -408,6 +411,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         kind = "read_timeout"
     elif found(ConnectionRefusedError):
         kind = "connection_refused"
+    elif found(socket.gaierror):  # urllib3's NameResolutionError wraps it: no address for the host name
+        kind = "unresolvable_host"
     elif found(ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
         kind = "connection_reset"
     elif found(requests.exceptions.TooManyRedirects):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from html.parser import HTMLParser
 from typing import Any, Callable
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
@@ -106,6 +107,36 @@ def _html_parser() -> lxml.html.HTMLParser:
     return parser
 
 
+MAX_HTML_DEPTH = 2048  # elements libxml2 keeps open, with huge_tree; it drops the rest of a deeper page
+
+
+def _too_deep(parser: lxml.html.HTMLParser) -> bool:
+    """Whether the last parse stopped at ``MAX_HTML_DEPTH``: a fatal error, which only a few limits
+    raise in recovering HTML parsing (so the usual page, with none, costs a fraction of a µs)."""
+    return any(e.type == lxml.etree.ErrorTypes.ERR_RESOURCE_LIMIT for e in parser.error_log.filter_from_fatals())
+
+
+class _LinkScanner(HTMLParser):
+    """The ``<a href>`` values of a page in order, from Python's HTML tokenizer: no tree, so no depth limit."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            href = next((value for name, value in attrs if name == "href"), None)
+            if href is not None:
+                self.hrefs.append(href)
+
+
+def _scan_hrefs(text: str) -> list[str]:
+    scanner = _LinkScanner()
+    scanner.feed(text)
+    scanner.close()
+    return scanner.hrefs
+
+
 @lru_cache(maxsize=64)
 def _decodes(encoding: str) -> bool:
     """Whether ``bytes.decode(encoding, "replace")`` takes any bytes.
@@ -121,14 +152,34 @@ def _decodes(encoding: str) -> bool:
     return True
 
 
+def _wide_claim_holds(body: bytes, encoding: str) -> bool:
+    """Whether a declared UTF-16 or UTF-32 can be the body's (any other charset: True).
+
+    Such a claim on ASCII-compatible bytes (a server's wrong default) turns the whole page into
+    CJK-looking garbage and loses every link. HTML in these encodings is mostly ASCII markup,
+    so at least one byte in eight is NUL, and the bytes decode without error.
+    """
+    if not encoding.startswith(("utf-16", "utf-32")):
+        return True
+    if body.count(b"\x00") * 8 < len(body):
+        return False
+    try:
+        body.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class Response:
     """A fetched page as a spider callback sees it.
 
     ``body`` is the raw (decompressed) bytes; ``text`` decodes it with the charset of a BOM,
     else the one declared in the headers, else a ``<meta>`` declaration, else UTF-8 (falling
     back to cp1252 when the bytes are not UTF-8); a charset name Python cannot decode text
-    with (``klingon``, ``base64``) counts as none, and bytes that do not decode become U+FFFD. ``css``/``xpath`` run on an lxml tree; ``soup`` is
-    BeautifulSoup on lxml. All three are built on first use and kept.
+    with (``klingon``, ``base64``) counts as none, and so does a UTF-16 or UTF-32 in the header
+    that the bytes belie (no NULs, or errors); bytes that do not decode become U+FFFD.
+    ``css``/``xpath`` run on an lxml tree; ``soup`` is BeautifulSoup on lxml. All three are
+    built on first use and kept.
     """
 
     def __init__(
@@ -150,6 +201,7 @@ class Response:
         self._soup: Any = None
         self._base_url: str | None = None
         self._base_directory = ""  # the base URL up to the last "/" of its path, set with _base_url
+        self.too_deep = False  # set when the tree is built
 
     meta = property(lambda self: self.request.meta, doc="The request's ``meta`` dict.")
     depth = property(lambda self: self.request.depth, doc="Link hops from a start URL (0 for seeds).")
@@ -177,7 +229,7 @@ class Response:
         if bom:
             return bom
         declared = http_content_type_encoding(self.headers.get("Content-Type"))
-        if declared and _decodes(declared):
+        if declared and _decodes(declared) and _wide_claim_holds(self.body, declared):
             return declared
         meta = html_body_declared_encoding(self.body[:4096])
         meta = meta and resolve_encoding(meta)
@@ -204,10 +256,12 @@ class Response:
             # stops at the first one its codec rejects (a stray 0x81 in a cp1252 page, binary
             # junk) and silently drops the rest of the page, links included.
             data = self.text.encode("utf-8", "replace")
+            parser = _html_parser()
             try:
-                self._tree = lxml.html.document_fromstring(data, parser=_html_parser())
+                self._tree = lxml.html.document_fromstring(data, parser=parser)
             except lxml.etree.ParserError:  # nothing but white space, comments or an XML declaration
-                self._tree = lxml.html.document_fromstring(b"<html></html>", parser=_html_parser())
+                self._tree = lxml.html.document_fromstring(b"<html></html>", parser=parser)
+            self.too_deep = _too_deep(parser)
         return self._tree
 
     @property
@@ -262,7 +316,10 @@ class Response:
         if not self.is_html:
             return []
         seen: dict[str, None] = {}
-        for href in self.tree.xpath("//a/@href"):
+        hrefs = self.tree.xpath("//a/@href")
+        if self.too_deep:  # the tree lost what comes after the cut
+            hrefs = _scan_hrefs(self.text)
+        for href in hrefs:
             try:
                 url = urldefrag(self.urljoin(href.strip()))[0]
             except ValueError:  # one malformed href (``http://[::1``) must not cost the page its links

@@ -11,6 +11,13 @@ past: on resume the output is cut back to the committed length (dropping whole r
 pages that were not committed as done), and those pages, still pending, are fetched again.
 Nothing is lost; at most the requests in flight since the last commit are fetched twice; no
 item appears twice and no record is truncated.
+
+The database is read back as untrusted: whoever can write the directory must not make a
+resume run code or exhaust memory. Requests are read with ``safepickle`` (plain data only, no
+amplification); a row it refuses, or a robots.txt row of the wrong types, is skipped, logged
+and counted (``error_unreadable_jobdir_data``). A request whose ``meta`` is not plain data is
+not journaled (``unresumable_request``): it is crawled, but a resume would not have it. A
+database SQLite cannot read (garbage, truncated) is a ConfigError naming the directory.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import os
 import pickle
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+from . import safepickle
 from .errors import ConfigError
 from .http import Request
 
@@ -51,31 +59,65 @@ def _signed(fp: int) -> int:
 class JobDir:
     """The journal of one crawl; used by the engine process only."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], count: Callable[[str], None] | None = None) -> None:
+        """Open (or create) the journal in ``path``; ConfigError if its database cannot be read.
+
+        ``count`` adds one to a stats counter (rows skipped, requests not journaled).
+        """
         self.path = Path(path)
+        self.count = count or (lambda key: None)
+        self._warned_unresumable = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"jobdir {str(path)!r}: cannot create it: {exc.strerror}") from None
         db = self.path / "crawl.sqlite"
         self.resuming = db.exists()
-        self.db = sqlite3.connect(db, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-        self.db.execute("BEGIN")
-        self._next_id = (self.db.execute("SELECT max(id) FROM requests").fetchone()[0] or 0) + 1
+        try:
+            self.db = sqlite3.connect(db, isolation_level=None)
+            if self.resuming:  # reads every page once: a cut or overwritten file fails here, not mid-crawl
+                problems = [row[0] for row in self.db.execute("PRAGMA quick_check").fetchall()]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(problems[:3]))
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("BEGIN")
+            self._next_id = (self.db.execute("SELECT max(id) FROM requests").fetchone()[0] or 0) + 1
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"jobdir {str(path)!r}: {db.name} is damaged or not a crawlkit job database ({exc}); "
+                "it cannot be resumed: move the directory away and start again with a new --jobdir"
+            ) from None
 
     # ------------------------------------------------------------ journaling (engine loop)
 
     def add(self, items: Iterable[tuple[int | None, Request]]) -> None:
-        """Journal newly admitted requests as pending; each gets its row id in ``meta``."""
+        """Journal newly admitted requests as pending; each gets its row id in ``meta``.
+
+        A request that a resume could not read back (its ``meta`` holds objects that are not
+        plain data) is left out, counted and, the first time, logged.
+        """
         rows = []
         for fp, request in items:
             request.meta[JOB_KEY] = self._next_id
-            rows.append((self._next_id, None if fp is None else _signed(fp), pickle.dumps(request, pickle.HIGHEST_PROTOCOL)))
+            try:
+                blob = safepickle.dumps(request)
+            except pickle.UnpicklingError as exc:
+                del request.meta[JOB_KEY]
+                self._unresumable(request, exc)
+                continue
+            rows.append((self._next_id, None if fp is None else _signed(fp), blob))
             self._next_id += 1
         self.db.executemany("INSERT INTO requests (id, fp, state, request) VALUES (?, ?, 0, ?)", rows)
+
+    def _unresumable(self, request: Request, exc: Exception) -> None:
+        self.count("unresumable_request")
+        if not self._warned_unresumable:
+            self._warned_unresumable = True
+            log.warning("not journaled in %s, so a resume would not fetch it: %s: %s; a job directory keeps only plain "
+                        "data in a request's meta (str, numbers, bytes, lists, dicts, sets, dates); counted as "
+                        "unresumable_request from now on", self.path, request.url, exc)
 
     def done(self, request: Request) -> None:
         """Mark a journaled request finished (robots and other unjournaled requests are ignored)."""
@@ -98,12 +140,23 @@ class JobDir:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else row[0]
 
+    def output_bytes(self) -> int:
+        """How many bytes of the output file belong to committed work; ConfigError if unreadable."""
+        value = self.meta("output_bytes", "0")
+        if not (isinstance(value, str) and value.isdigit()):
+            raise self._damaged(f"its output length {value!r:.40} is not a number")
+        return int(value)
+
+    def _damaged(self, problem: str) -> ConfigError:
+        return ConfigError(f"jobdir {str(self.path)!r} is damaged: {problem}; it cannot be resumed: "
+                           "move the directory away and start again with a new --jobdir")
+
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def fingerprints(self, batch: int = 100_000) -> Iterator[list[int]]:
         """Every fingerprint ever admitted, in batches, to refill the seen-URL store."""
-        cursor = self.db.execute("SELECT fp FROM requests WHERE fp IS NOT NULL")
+        cursor = self.db.execute("SELECT fp FROM requests WHERE typeof(fp) = 'integer'")
         while rows := cursor.fetchmany(batch):
             yield [fp & 0xFFFFFFFFFFFFFFFF for (fp,) in rows]
 
@@ -123,17 +176,42 @@ class JobDir:
             "SELECT id, request FROM requests WHERE state = 0 AND id > ? AND id <= ? ORDER BY id LIMIT ?", (last, end, batch)
         ).fetchall():
             last = rows[-1][0]
-            yield [pickle.loads(blob) for _, blob in rows]
+            requests = []
+            for row_id, blob in rows:
+                try:
+                    request = safepickle.load_request(blob)
+                except pickle.UnpicklingError as exc:
+                    # Not written by crawlkit: never run, never retried (marked done), counted.
+                    log.error("skipped request row %d of %s, which crawlkit did not write (%s)", row_id, self.path, exc)
+                    self.count("error_unreadable_jobdir_data")
+                    self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (row_id,))
+                    continue
+                request.meta[JOB_KEY] = row_id
+                requests.append(request)
+            yield requests
 
     def save_robots(self, host: str, status: int, body: bytes) -> None:
         """Keep a host's robots.txt answer, so a resumed crawl need not wait for it again."""
         self.db.execute("INSERT OR REPLACE INTO robots (host, status, body) VALUES (?, ?, ?)", (host, status, body))
 
     def robots(self) -> Iterator[tuple[str, int, bytes]]:
-        return iter(self.db.execute("SELECT host, status, body FROM robots").fetchall())
+        """The robots.txt answers kept; a row of the wrong types is skipped and counted (its host is asked again)."""
+        for host, status, body in self.db.execute("SELECT host, status, body FROM robots").fetchall():
+            if isinstance(host, str) and isinstance(status, int) and isinstance(body, bytes):
+                yield host, status, body
+            else:
+                log.error("skipped the robots.txt row of %.100r in %s, which crawlkit did not write", host, self.path)
+                self.count("error_unreadable_jobdir_data")
 
     def counts(self) -> dict[str, int]:
-        return json.loads(self.meta("stats", "{}"))
+        """The stats committed last; ConfigError if they are not counters."""
+        try:
+            stats = json.loads(self.meta("stats", "{}"))
+        except (TypeError, ValueError):
+            stats = None
+        if not (isinstance(stats, dict) and all(isinstance(k, str) and type(v) is int for k, v in stats.items())):
+            raise self._damaged("its stats are not a JSON object of counters")
+        return stats
 
     def close(self) -> None:
         self.db.execute("COMMIT")

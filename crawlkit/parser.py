@@ -37,14 +37,14 @@ from protego import Protego
 from requests.structures import CaseInsensitiveDict
 
 from .errors import RetryRequest
-from .http import Request, Response
+from .http import MAX_HTML_DEPTH, Request, Response
 from .loader import load_spider, one_line
 from .log import LogConfig
 from .messages import FetchResult, PageDone
 from .middlewares import DROPPED, ResponseHooks, load_middlewares
 from .pipelines import ItemPipelines, load_pipelines
 from .process import child_setup
-from .robots import ROBOTS_BLOCKED, ROBOTS_CALLBACK
+from .robots import NO_ANSWER, ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
 from .sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
 from .spider import Spider
 from .urls import Fingerprinter, host_of, is_http
@@ -56,7 +56,7 @@ log = logging.getLogger("crawlkit.parser")
 # full, after which links sent before are sent again and the engine's seen store drops them.
 SENT_MEMORY = 200_000
 # Failures worth another attempt; the others would fail the same way again.
-RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
+RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "unresolvable_host", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
 
 
 @dataclass(slots=True)
@@ -206,7 +206,8 @@ class Router:
                     return
                 log.warning("%s: %s (%s)", result.error, request.url, result.message)
             if robots:
-                done.robots = (ROBOTS_BLOCKED if result.error == "destination_blocked" else 0, b"")
+                blocked = result.error == "destination_blocked"
+                done.robots = (ROBOTS_BLOCKED if blocked else UNREACHABLE.get(result.error, (NO_ANSWER, ""))[0], b"")
             return
         counts[f"status_{result.status}"] += 1
         self._archive(result, done, counts)
@@ -215,7 +216,7 @@ class Router:
             response = self._process_response(response, done, counts)
             if response is None:
                 if robots and done.retry is None:
-                    done.robots = (0, b"")
+                    done.robots = (NO_ANSWER, b"")
                 return
         status, headers = response.status, response.headers
         if status in self.config.retry_http_codes and self._retry(request, done, counts, headers):
@@ -237,6 +238,10 @@ class Router:
         if not 200 <= status < 300 and not getattr(self.spider, "handle_error_statuses", False):
             return
         candidates = self._run_callback(response, done, counts)
+        if response.too_deep:
+            counts["html_too_deep"] += 1
+            log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, links() all of it",
+                        response.url, MAX_HTML_DEPTH)
         for new in candidates:
             new.depth = request.depth + 1
             new.referer = response.url

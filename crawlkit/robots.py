@@ -11,6 +11,11 @@ and robots.txt is asked for again later (``robots_rechecks`` times, the engine d
 so a host that is down for maintenance when the crawl meets it is not lost for the whole
 crawl. When the rechecks are spent too, its requests are dropped and counted as
 ``robots_unavailable``.
+
+A host that refuses the connection, or whose name does not resolve, is given up as soon as
+the usual retries of its robots.txt are spent, without rechecks: nothing listens there, and
+waiting minutes for it holds the end of the crawl. A timeout is rechecked like a 5xx: the host
+is there but slow or overloaded, which is what "for a while" is for.
 """
 
 from __future__ import annotations
@@ -31,9 +36,15 @@ ROBOTS_CALLBACK = "__robots__"
 ROBOTS_WAIT = 0.25  # seconds a shared crawl's host waits before it looks again for its robots.txt answer
 MAX_ROBOTS_BYTES = 512 * 1024  # what Google reads of a robots.txt; the rest is ignored
 
+# The "status" of a robots.txt that got no HTTP answer (an HTTP status is 100-599): it travels
+# in PageDone.robots and is kept in the job directory and in Redis like one.
+NO_ANSWER = 0  # a timeout or a broken exchange: asked again later
+#: fetch error kind -> (status, what it reads as) for a host that cannot be reached at all: given up at once
+UNREACHABLE = {"connection_refused": (-1, "connection refused"), "unresolvable_host": (-2, "could not resolve host")}
+_UNREACHABLE_TEXT = dict(UNREACHABLE.values())
 # The "status" of a robots.txt the fetcher refused to ask for (allow_private_addresses: false):
 # no rules, so the host's requests go on to the fetcher, which refuses and counts each one.
-ROBOTS_BLOCKED = -1
+ROBOTS_BLOCKED = -3
 
 _ALLOW_ALL = "allow"
 _DISALLOW_ALL = "disallow"
@@ -61,10 +72,10 @@ class RobotsRules:
         return self._request(url.split(":", 1)[0].lower(), host)
 
     def recheck(self, host: str, status: int) -> int | None:
-        """For an unavailable answer (5xx, or ``status`` 0: none) while rechecks remain: which
+        """For an unavailable answer (5xx, or ``NO_ANSWER``) while rechecks remain: which
         recheck comes next (1, 2, ...), after which the caller asks again with ``request_again``.
-        None when the answer is to be learnt as it is."""
-        if status and status < 500:
+        None when the answer is to be learnt as it is (an unreachable host's too)."""
+        if status < NO_ANSWER or NO_ANSWER < status < 500:
             return None
         failures = self._failures.get(host, 0)
         if failures >= self.rechecks:
@@ -94,6 +105,9 @@ class RobotsRules:
             return float(delay) if delay else None
         if 400 <= status < 500 or status == ROBOTS_BLOCKED:
             self._rules[host] = _ALLOW_ALL
+        elif status in _UNREACHABLE_TEXT:
+            log.warning("%s: %s (robots.txt); not crawling this host", _UNREACHABLE_TEXT[status], host)
+            self._rules[host] = _DISALLOW_ALL
         else:
             log.warning("robots.txt of %s unavailable (%s); not crawling this host", host, status or "no answer")
             self._rules[host] = _DISALLOW_ALL

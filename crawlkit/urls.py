@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from ipaddress import IPv6Address
-from urllib.parse import ParseResult, urlunparse
+from urllib.parse import ParseResult, quote, urlsplit, urlunparse, urlunsplit
 
 import idna
 from w3lib.url import canonicalize_url, parse_url
@@ -37,6 +37,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_NAME = re.compile(r"[a-z0-9._-]+")
 # Browsers strip C0 controls and spaces around a URL, but keep other white space (NBSP, U+0085).
 _C0_OR_SPACE = "".join(map(chr, range(0x21)))
+# A "%" that starts no escape; it must be sent as "%25".
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"  # what requests leaves unescaped in a URL ("%" once every one starts an escape)
 
 
 def is_http(url: str) -> bool:
@@ -66,6 +69,20 @@ def canonicalize(url: str) -> str:
         # left to w3lib: rebuilding the URL costs more than the rest of this function.)
         url = urlunparse((parts.scheme, netloc, parts.path, parts.params, parts.query, ""))
     return canonicalize_url(url, keep_fragments=False)
+
+
+def keep_escapes(prepared: str, url: str) -> str:
+    """``prepared`` (requests' form of ``url``) with the path and query of ``url`` escaped only where needed.
+
+    requests unescapes ``%41`` to ``A``, and when one ``%`` starts no escape (``%zz``) it
+    escapes every ``%`` of the URL, turning ``%2F`` into ``%252F``: another URL. Here escapes
+    stay as written, a stray ``%`` becomes ``%25``, and what may not appear in a request (space,
+    non-ASCII, ``<``...) is escaped as requests does. Scheme and host stay requests' own (IDNA).
+    For URLs holding a ``%``; without one requests changes nothing of this kind.
+    """
+    sent, own = urlsplit(prepared), urlsplit(url.strip(_C0_OR_SPACE))
+    path = quote(_STRAY_PERCENT.sub("%25", own.path), safe=_TARGET_SAFE) or sent.path
+    return urlunsplit((sent.scheme, sent.netloc, path, quote(_STRAY_PERCENT.sub("%25", own.query), safe=_TARGET_SAFE), ""))
 
 
 def host_of(url: str) -> str:

@@ -78,13 +78,23 @@ def test_fetch_failure_is_one_line_and_exit_code_1(crawlkit) -> None:
         port = site.port
     run = crawlkit("fetch", f"http://127.0.0.2:{port}/", "--no-robots", output=None)  # the site is gone
     assert run.returncode == 1
-    assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("Error: connection_refused:") and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("Error: connection refused:") and "Traceback" not in run.stderr
     run = crawlkit("fetch", "ftp://127.0.0.2/x", output=None)
     assert run.returncode == 1 and "not an http(s) URL" in run.stderr
     with Site(SiteSpec(hosts=1, pages=1)) as site:
         run = crawlkit("fetch", site.urls[0] + "/loop/a", output=None)
         assert run.returncode == 1 and f"Error: redirect loop: {site.urls[0]}/loop/b -> {site.urls[0]}/loop/a" in run.stderr
         assert sum(page_fetches(site).values()) == 2
+
+
+def test_fetch_of_a_refused_host_says_so_not_that_robots_txt_is_unavailable(crawlkit) -> None:
+    with Site(SiteSpec(hosts=1, pages=1)) as site:
+        port = site.port
+    run = crawlkit("fetch", f"http://127.0.0.2:{port}/page", output=None)  # robots.txt is asked first: refused
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0, run.stderr
+    assert run.stderr.startswith(f"Error: connection refused: http://127.0.0.2:{port}/robots.txt (")
+    assert "unavailable" not in run.stderr
 
 
 def test_fetch_with_a_spider_uses_its_settings_and_prints_what_the_callback_yields(crawlkit, spider_file: Path) -> None:

@@ -7,10 +7,14 @@ says about its URL, and what the server saw. Small timeouts (``FAST``) keep the 
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import random
 import re
+import sqlite3
 import subprocess
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +25,10 @@ import pytest
 
 from hostile import Exchange, HostileServer, Site, bomb, drip, page, raw, redirect, reset, response_head, silence, stream
 from support import CRAWLKIT, Run, leftover_processes
+
+from crawlkit import safepickle
+from crawlkit.http import Request
+from crawlkit.urls import fingerprint
 
 FAST = ["read_timeout=1", "download_timeout=2", "connect_timeout=1", "retries=1", "retry_backoff=0.05", "max_body=100000",
         "robots_rechecks=0"]  # test_robots_txt_asked_again_later covers the rechecks
@@ -83,6 +91,7 @@ async def recursive(ex: Exchange) -> None:
 
 
 TITLE = "Grüße"
+STRAY_PERCENT = "/%41%2F%zz%"  # two valid escapes, then two "%" that start none
 LONG_PATH = "/long/" + "x" * 2100
 RNG = random.Random(1)
 JUNK = bytes(RNG.randrange(256) for _ in range(3000))
@@ -109,7 +118,10 @@ PARSED = {
     "/cs-bom": "/cs-bom-ok",
     "/binary": "/binary-ok",
     "/malformed": "/malformed-ok",
+    "/cs-utf16-lie": "/cs-utf16-lie-ok",
+    "/deep": "/deep-ok",
 }
+DEEP = 3000  # nested elements: libxml2 keeps 2048 open, even with huge_tree
 
 
 def main_routes() -> dict[str, Any]:
@@ -153,6 +165,9 @@ def main_routes() -> dict[str, Any]:
             b"<table><tr><td>\x00<a href=/malformed-ok>ok</a>\x00 <a href=\"/malformed-ok#again\">"
         ),
         "/comment-only": page(b"<!-- nothing here -->"),
+        # A server's default charset, UTF-16, on an ASCII page: no NUL anywhere.
+        "/cs-utf16-lie": page(b"<title>Gr&uuml;&szlig;e</title><a href=/cs-utf16-lie-ok>ok</a>", content_type="text/html; charset=utf-16"),
+        "/deep": page(b"<html><body>" + b"<div>" * DEEP + b"<a href=/deep-ok>deep</a>" + b"</div>" * DEEP),
     }
     routes.update(dict.fromkeys(PARSED.values(), ok))
     return routes
@@ -192,14 +207,14 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         robots["redirect"].routes["/rules.txt"] = page(b"User-agent: *\nDisallow: /private\n", content_type="text/plain")
         refused = server.refusing_url()
         links = [*FAILING, *PARSED, "/loop-a", "/to-file", "/to-ftp", "/to-javascript", "/to-broken", "/to-unicode",
-                 "/ünï/päge", LONG_PATH, "/cal/2024/01", "/a/", "/private/secret", "/comment-only",
+                 "/ünï/päge", LONG_PATH, STRAY_PERCENT, "/cal/2024/01", "/a/", "/private/secret", "/comment-only",
                  *(site.url("/") for site in robots.values()), refused]
         index = "".join(f'<a href="{link}">{i}</a>\n' for i, link in enumerate(links))
         main.routes["/"] = page(f"<title>traps</title>{index}".encode())
         refused_host = refused.split("//")[1].split(":")[0]
         run = crawl(tmp_path_factory.mktemp("hostile"), [main.url("/")], "--per-host", str(PER_HOST),
                     "--max-depth", str(MAX_DEPTH), "--allow-domain", refused_host, "--allow-domain", server.ip,  # robots sites: other ports
-                    "--log-level", "DEBUG")
+                    "--log-level", "DEBUG", "--stats", "stats.json")
         yield Hostile(server, main, robots, refused, run, summary(run.stderr) if "\ncrawl " in run.stderr else {})
 
 
@@ -240,7 +255,7 @@ def test_connection_refused_host_is_given_up_after_its_robots_txt(hostile: Hosti
     robots = hostile.refused.rstrip("/") + "/robots.txt"
     assert_logged(hostile.run.stderr, "WARNING", f"connection_refused: {robots}")
     host = hostile.refused.split("//")[1].rstrip("/")
-    assert_logged(hostile.run.stderr, f"robots.txt of {host} unavailable (no answer)")
+    assert_logged(hostile.run.stderr, "WARNING", f"connection refused: {host} (robots.txt); not crawling this host")
 
 
 def test_redirect_loops_and_other_schemes_are_dropped(hostile: Hostile) -> None:
@@ -265,15 +280,28 @@ def test_non_ascii_urls_are_fetched_percent_encoded_and_long_ones_dropped(hostil
     assert_logged(hostile.run.stderr, "dropped (url_too_long)", hostile.url("/long/xxx"))
 
 
+def test_a_stray_percent_is_escaped_and_the_valid_escapes_are_sent_as_written(hostile: Hostile) -> None:
+    seen = hostile.server.paths(hostile.main)
+    assert seen["/%41%2F%25zz%25"] == 1  # once: a 404, not retried
+    assert not [path for path in seen if "%25" in path and "zz" not in path] and "/%2541%252F%25zz%25" not in seen
+
+
 def test_bad_charsets_binary_and_malformed_html_are_still_parsed_and_followed(hostile: Hostile) -> None:
     items = {item["url"]: item for item in hostile.run.items()}
     for path, target in PARSED.items():
         assert items[hostile.url(path)]["status"] == 200
         assert hostile.url(target) in items[hostile.url(path)]["links"], path
         assert hostile.server.count(hostile.main, target) == 1, target
-    for path in ["/cs-missing", "/cs-klingon", "/cs-conflict", "/cs-codec", "/cs-bom"]:
+    for path in ["/cs-missing", "/cs-klingon", "/cs-conflict", "/cs-codec", "/cs-bom", "/cs-utf16-lie"]:
         assert items[hostile.url(path)]["title"] == TITLE, path
     assert items[hostile.url("/comment-only")]["links"] == []
+
+
+def test_html_nested_deeper_than_libxml2_goes_is_logged_and_its_links_still_followed(hostile: Hostile) -> None:
+    assert hostile.server.count(hostile.main, "/deep-ok") == 1  # the link after the 2048th nested element
+    assert_logged(hostile.run.stderr, "WARNING", hostile.url("/deep"), "HTML nested deeper than 2048 elements")
+    assert json.loads((hostile.run.output.parent / "stats.json").read_text())["counts"]["html_too_deep"] == 1
+    assert not any("HTML nested deeper" in line for line in hostile.run.stderr.splitlines() if "/malformed" in line)
 
 
 def test_spider_traps_stop_at_max_depth_and_at_repeated_path_segments(hostile: Hostile) -> None:
@@ -334,6 +362,26 @@ def test_5xx_and_429_are_retried_with_backoff_and_retry_after_pauses_the_host(tm
     assert_logged(run.stderr, "retrying", site.url("/busy"), "HTTP 429")
 
 
+def test_a_refused_host_is_given_up_after_the_retries_of_its_robots_txt_not_rechecked(tmp_path: Path) -> None:
+    """With the default rechecks (30 s, then 60 s), a host that refuses connections once took 95 s to give up."""
+    with HostileServer() as server:
+        site = server.site({"/": page(b"<a href=/a>a</a>"), "/a": page(b"a")})
+        refused = server.refusing_url()
+        started = time.monotonic()
+        run = crawl(tmp_path, [site.url("/"), refused, refused + "other"], "-s", "robots_rechecks=2",
+                    "-s", "robots_recheck_after=30", "-s", "retries=2", "--stats", "stats.json")
+        took = time.monotonic() - started
+        seen = server.paths(site)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert took < 20, took  # the first recheck alone would be 30 s in
+    assert seen == {"/robots.txt": 1, "/": 1, "/a": 1}  # the other host is crawled as usual
+    stats = json.loads((tmp_path / "stats.json").read_text())["counts"]
+    assert stats["error_connection_refused"] == 3  # robots.txt: 1 + retries, then given up
+    assert "robots_rechecks" not in stats and stats["robots_unavailable"] == 2  # the host's two pages, never fetched
+    host = refused.split("//")[1].rstrip("/")
+    assert_logged(run.stderr, "WARNING", f"connection refused: {host} (robots.txt); not crawling this host")
+
+
 def test_robots_txt_asked_again_later_while_the_hosts_requests_wait(tmp_path: Path) -> None:
     """RFC 9309: an unavailable robots.txt disallows all "for a while", not for the whole crawl."""
     answers = {"flaky": 0}
@@ -357,6 +405,67 @@ def test_robots_txt_asked_again_later_while_the_hosts_requests_wait(tmp_path: Pa
         assert_logged(run.stderr, "WARNING", f"robots.txt of {host} unavailable", "asking again in 0s (recheck 1 of 2)")
     counts = summary(run.stderr)
     assert counts["robots_unavailable"] == 1 and counts["robots_disallowed"] == 1
+
+
+# ------------------------------------------------------------------ a job directory others wrote
+
+
+class _RunsCode:
+    """Pickles as a call of os.system (posix.system): what a crafted journal row would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _journal_row(db: Path, request_blob: bytes, fp: int | None = None) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO requests (fp, state, request) VALUES (?, 0, ?)", (fp, request_blob))
+
+
+def test_resuming_a_jobdir_with_crafted_rows_runs_no_code_and_skips_only_those_rows(tmp_path: Path) -> None:
+    with HostileServer() as server:
+        site = server.site({"/": page(b"<a href=/a>a</a>"), "/a": page(b"a"), "/new": page(b"new")})
+        first = crawl(tmp_path, [site.url("/")], "--jobdir", "job")
+        assert first.returncode == 0, first.stderr[-3000:]
+        marker = tmp_path / "ran"
+        db = tmp_path / "job" / "crawl.sqlite"
+        _journal_row(db, pickle.dumps(_RunsCode(marker)))
+        _journal_row(db, b"\x80\x02cbuiltins\nbytearray\nJ\x00\x00\x00\x40\x85R.")  # bytearray(2**30)
+        _journal_row(db, b"not a pickle at all")
+        fp = fingerprint(site.url("/new"))
+        _journal_row(db, safepickle.dumps(Request(site.url("/new"))), fp - (1 << 64) if fp >> 63 else fp)  # signed, as stored
+        run = crawl(tmp_path, [site.url("/")], "--jobdir", "job")
+        seen = server.paths(site)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not marker.exists() and "Traceback" not in run.stderr
+    assert seen == {"/robots.txt": 1, "/": 1, "/a": 1, "/new": 1}  # the good row is crawled; nothing twice
+    assert summary(run.stderr)["error_unreadable_jobdir_data"] == 3
+    assert_logged(run.stderr, "ERROR", "skipped request row", "which crawlkit did not write", "posix.system")
+    assert [item["url"] for item in run.items()] == [site.url(p) for p in ("/", "/a", "/new")]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_jobdir_database_is_a_one_line_error(tmp_path: Path, damage: str) -> None:
+    with HostileServer() as server:
+        site = server.site({"/": page(b"".join(b"<a href=/p%d>p</a>" % i for i in range(300)))}, prefixes={"/p": page(b"p")})
+        db = tmp_path / "job" / "crawl.sqlite"
+        if damage == "garbage":
+            db.parent.mkdir()
+            db.write_bytes(b"this is not SQLite\n" * 500)
+        else:
+            assert crawl(tmp_path, [site.url("/")], "--jobdir", "job").returncode == 0
+            with db.open("r+b") as f:
+                f.truncate(db.stat().st_size // 2)
+        fetched = len(server.seen())
+        run = crawl(tmp_path, [site.url("/")], "--jobdir", "job")
+        assert len(server.seen()) == fetched  # stopped before any request
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "job" in errors[0] and "crawl.sqlite is damaged or not a crawlkit job database" in errors[0]
+    assert "new --jobdir" in errors[0]
 
 
 # ------------------------------------------------------------------ broken spiders

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
@@ -74,3 +75,23 @@ def test_method_body_headers_cookie_and_url_credentials_are_sent_as_given(server
     assert headers["accept"].startswith("text/html")
     assert (second["method"], second["path"], second["body"]) == ("HEAD", "/h%C3%A9?q=%20", b"")
     assert second["headers"]["user-agent"] == "crawlkit-test/1.0" and "authorization" not in second["headers"]
+
+
+def test_a_host_name_that_does_not_resolve_is_its_own_kind_of_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_address(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_address)  # what the resolver says of a name that does not exist
+    result = fetch(new_session(config()), Request("http://no-such-host.invalid/"), config())
+    assert (result.status, result.error) == (0, "unresolvable_host")
+    assert "no-such-host.invalid" in result.message
+
+
+def test_percent_escapes_are_sent_as_written_and_only_a_stray_percent_is_escaped(server: str) -> None:
+    session = new_session(config())
+    # urllib3 upper-cases the hex of an escape (%2f -> %2F): the same URL by RFC 3986.
+    for path, sent in [("/%41%2F%zz%", "/%41%2F%25zz%25"), ("/a%2fb?q=%7e%&r=%C3%A9", "/a%2Fb?q=%7E%25&r=%C3%A9"),
+                       ("/sp ace/é?x=<%>", "/sp%20ace/%C3%A9?x=%3C%25%3E"), ("/%41", "/%41")]:
+        result = fetch(session, Request(f"http://{server}{path}"), config())
+        assert (result.status, result.error) == (200, None), path
+        assert Recorder.seen[-1]["path"] == sent, path

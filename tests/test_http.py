@@ -57,3 +57,31 @@ def test_redirect_target_reads_location_as_the_server_meant_it() -> None:
     assert redirect_target("http://docs.test/a/b", "c") == "http://docs.test/a/c"
     assert redirect_target("http://docs.test/a/b", "caf\u00e9") == "http://docs.test/a/caf\u00e9"  # Latin-1 proper stays
     assert redirect_target("http://docs.test/", "http://[::1") == "http://[::1"  # for the caller to reject
+
+
+def test_a_utf16_header_is_believed_only_when_the_bytes_bear_it_out() -> None:
+    html = '<title>Grüße</title><a href="next.html">n</a>'
+
+    def served(body: bytes, charset: str) -> Response:
+        url = "http://docs.test/p"
+        return Response(url, 200, {"Content-Type": f"text/html; charset={charset}"}, body, Request(url))
+
+    for charset, body in [("utf-16", html.encode("utf-16-le")), ("utf-16-be", html.encode("utf-16-be")),
+                          ("utf-32", html.encode("utf-32-le"))]:
+        real = served(body, charset)  # no BOM: the header is all there is
+        assert (real.encoding, real.links()) == (charset, ["http://docs.test/next.html"]), charset
+    for charset in ("utf-16", "utf-16-le", "utf-32"):
+        lie = served(html.encode("utf-8"), charset)  # a server's wrong default on an ASCII-compatible page
+        assert (lie.encoding, lie.links()) == ("utf-8", ["http://docs.test/next.html"]), charset
+        assert lie.css("title")[0].text == "Grüße"
+
+
+def test_links_past_libxml2s_depth_limit_are_still_found() -> None:
+    from crawlkit.http import MAX_HTML_DEPTH
+
+    for depth, too_deep in [(MAX_HTML_DEPTH - 10, False), (MAX_HTML_DEPTH + 10, True), (50_000, True)]:
+        response = page(b'<a href="first">f</a>' + b"<div>" * depth + b'<a href="deep?a=1&amp;b=2">d</a>'
+                        + b"</div>" * depth + b'<a href="last">l</a>')
+        links = response.links()
+        assert response.too_deep is too_deep, depth
+        assert links == [f"http://docs.test/guide/{p}" for p in ("first", "deep?a=1&b=2", "last")], depth

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -175,6 +176,35 @@ def test_what_is_read_from_redis_cannot_run_code_and_only_plain_data_is_queued(
     assert (request.url, request.meta) == ("http://h.test/plain", {"when": when, "tags": {"a"}, "n": 1})
     node.frontier.done([lease])
     assert node.frontier.take("h.test") is None
+    node.frontier.close()
+
+
+def test_an_entry_that_would_allocate_gigabytes_is_dropped_and_counted(redis_url: str, crawl_id: str) -> None:
+    """A 30-byte queue entry once made a node allocate gigabytes (an allowed ``bytearray`` called with a huge
+    int). 1 GiB here: an amount the old code could allocate (lazily) on any test machine, so it shows."""
+    problems: list[str] = []
+    node = connect(redis_url, crawl_id, count=problems.append)
+    node.heartbeat()
+    bombs = [b"\x80\x02cbuiltins\nbytearray\nJ\x00\x00\x00\x40\x85R.",  # bytearray(2**30)
+             b"\x80\x05\x8e" + (1 << 30).to_bytes(8, "little") + b"abc."]  # BINBYTES8 declaring 1 GiB
+    for bomb in bombs:
+        node.call("push", 0, "h.test", 1, bomb)
+    node.frontier.push([Request("http://h.test/ok")])
+    node.client.hset(node.prefix + "robots", "h.test", pickle.dumps((200, 1 << 30)))  # bytes(2**30) if converted
+    tracemalloc.start()
+    try:
+        assert node.frontier.next_host(time.monotonic()) == "h.test"
+        lease, request = node.frontier.take("h.test")
+        assert node.robots("h.test") is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert request.url == "http://h.test/ok"
+    assert peak < 10_000_000
+    assert problems == ["error_unreadable_redis_data"] * 3
+    node.frontier.done([lease])
+    assert node.frontier.take("h.test") is None
+    assert node.client.llen(node.prefix + "q:h.test") == 0 and int(node.client.get(node.prefix + "inflight") or 0) == 0
     node.frontier.close()
 
 

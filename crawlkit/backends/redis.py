@@ -26,11 +26,12 @@ of any live node puts its leases back in the queues. Its per-host slots free the
 same way. So the crawl is over exactly when ``queued`` and ``inflight`` are both zero, read
 together.
 
-Requests and robots.txt answers are pickles, read back by an unpickler that builds nothing but
-``Request`` and plain data (``_decode``): a pickle naming any other class or function (the way
-a pickle runs code) is refused, so whoever can write to the Redis cannot make the nodes run
-code. A request whose ``meta`` holds objects of other classes is therefore not queued; the node
-that made it logs and counts it (``error_unshareable_request``).
+Requests and robots.txt answers are pickles, read back by ``safepickle``, which builds nothing
+but ``Request`` and plain data and nothing bigger than a small multiple of the entry: whoever
+can write to the Redis cannot make the nodes run code or run out of memory. An entry it
+refuses is dropped and counted (``error_unreadable_redis_data``). A request whose ``meta``
+holds objects of other classes is therefore not queued; the node that made it logs and counts
+it (``error_unshareable_request``).
 
 Needs one Redis server (not a cluster: keys are made inside the scripts). The engine's
 process talks to Redis through ``RedisCrawl``; each fetcher process builds its own client for
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import io
 import itertools
 import logging
 import os
@@ -52,6 +52,7 @@ import uuid
 from collections import deque
 from typing import Any, Callable, Iterable, TypeVar
 
+from .. import safepickle
 from ..errors import ConfigError, SharedCrawlError
 from ..http import Request
 from ..limiter import Wait
@@ -94,49 +95,11 @@ def _guarded(method: F) -> F:
     return call  # type: ignore[return-value]
 
 
-# What a pickle read from Redis may build besides the built-in types that need no lookup (str,
-# bytes, numbers, lists, dicts, tuples, sets): plain data classes whose construction runs no code.
-_DATA_CLASSES = {
-    ("crawlkit.http", "Request"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"),
-    ("builtins", "complex"), ("collections", "OrderedDict"), ("datetime", "datetime"), ("datetime", "date"),
-    ("datetime", "time"), ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal"),
-}
-
-
-class _DataUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _DATA_CLASSES:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it names {module}.{name}, which is not plain data")
-
-
-def _decode(blob: bytes) -> Any:
-    """Unpickle what came from Redis, refusing (UnpicklingError) anything but ``_DATA_CLASSES``."""
-    return _DataUnpickler(io.BytesIO(blob)).load()
-
-
-def _encode(value: Any) -> bytes:
-    """Pickle ``value`` for Redis; UnpicklingError if the other nodes would refuse it (see ``_decode``)."""
-    blob = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-    _decode(blob)
-    return blob
-
-
-def _is_request(value: Any) -> bool:
-    """Whether ``value`` is a Request with fields of the types the engine relies on."""
-    return (
-        isinstance(value, Request) and all(hasattr(value, name) for name in Request.__slots__)
-        and isinstance(value.url, str) and isinstance(value.method, str) and isinstance(value.headers, dict)
-        and isinstance(value.meta, dict) and isinstance(value.body, bytes) and isinstance(value.callback, (str, type(None)))
-        and isinstance(value.depth, int) and isinstance(value.priority, int)
-    )
-
-
 def connect(url: str, crawl_id: str, lease_time: float = 30.0, count: Callable[[str], None] | None = None) -> "RedisCrawl":
     """Open the shared crawl ``crawl_id`` on the Redis at ``url``; ConfigError if that cannot work.
 
     ``lease_time`` (seconds) matters only to a node that takes requests: see ``RedisCrawl``.
-    ``count`` adds one to a stats counter of the node (requests refused, see ``_decode``).
+    ``count`` adds one to a stats counter of the node (entries refused, see ``safepickle``).
     """
     if redis is None:
         raise ConfigError("frontier: the Redis client is not installed; pip install 'crawlkit[redis]'")
@@ -204,7 +167,7 @@ class RedisCrawl:
 
     @_guarded
     def save_robots(self, host: str, status: int, body: bytes) -> None:
-        self.client.hset(self.prefix + "robots", host, _encode((status, body)))
+        self.client.hset(self.prefix + "robots", host, safepickle.dumps((status, body)))
 
     @_guarded
     def robots(self, host: str) -> tuple[int, bytes] | None:
@@ -213,9 +176,12 @@ class RedisCrawl:
         if blob is None:
             return None
         try:
-            status, body = _decode(blob)
-            return int(status), bytes(body)
-        except Exception as exc:  # whatever a blob not written by crawlkit makes the unpickler raise
+            answer = safepickle.loads(blob)
+            # Exact types, nothing converted: bytes(10**10) would be 10 GB.
+            if not (type(answer) is tuple and len(answer) == 2 and type(answer[0]) is int and type(answer[1]) is bytes):
+                raise pickle.UnpicklingError(f"it is a {type(answer).__name__}, not a status and bytes")
+            return answer
+        except pickle.UnpicklingError as exc:
             log.error("the robots.txt answer for %s in Redis is not one crawlkit wrote (%s); asking the host itself", host, exc)
             self.count("error_unreadable_redis_data")
             return None
@@ -278,7 +244,7 @@ class RedisFrontier:
                     self.park(host, not_before)
                 continue
             try:
-                blob = _encode(request)
+                blob = safepickle.dumps(request)
             except pickle.UnpicklingError as exc:
                 log.error("not queued: %s: %s; the nodes of a shared crawl accept only plain data in a request's meta "
                           "(str, numbers, bytes, lists, dicts, sets, dates)", request.url, exc)
@@ -347,14 +313,10 @@ class RedisFrontier:
                 return None
             lease, blob = got
             try:
-                request = _decode(blob)
-                if _is_request(request):
-                    return int(lease), request
-                problem = f"not a well-formed Request: {request!r:.100}"
-            except Exception as exc:  # whatever a blob not written by crawlkit makes the unpickler raise
-                problem = str(exc)
-            # Not written by a crawlkit node: dropped (its lease finished), never run.
-            log.error("dropped an entry of %s's queue in Redis that crawlkit did not write (%s)", host, problem)
+                return int(lease), safepickle.load_request(blob)
+            except pickle.UnpicklingError as exc:
+                # Not written by a crawlkit node: dropped (its lease finished), never run.
+                log.error("dropped an entry of %s's queue in Redis that crawlkit did not write (%s)", host, exc)
             self._crawl.count("error_unreadable_redis_data")
             self._crawl.call("done", self._crawl.node, int(lease))
 
