@@ -51,6 +51,10 @@ class LinkSpider(Spider):
 
     name = "crawlkit"
     handle_error_statuses = True  # an archive wants the 404s listed too
+    # Set by the parser from max_links_per_page and max_url_length (0 = no limit): ``links``
+    # then lists no link the crawl would drop as too long, and no more than it follows.
+    max_links = 0
+    max_url_length = 0
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -59,6 +63,8 @@ class LinkSpider(Spider):
 
     def parse(self, response: Response) -> Iterable[Any]:
         links = response.links()
+        if self.max_url_length:
+            links = [url for url in links if len(url) <= self.max_url_length]
         title = None
         if response.is_html:
             found = response.xpath("//title/text()")
@@ -71,7 +77,7 @@ class LinkSpider(Spider):
             "referer": response.request.referer,
             "content_type": response.content_type,
             "size": len(response.body),
-            "links": links,
+            "links": links[:self.max_links] if self.max_links else links,
         }
         for url in links:
             yield Request(url)
