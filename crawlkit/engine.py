@@ -24,6 +24,9 @@ nothing is in flight. At most ``concurrency`` requests are being fetched at once
 tells the engine (a notice Pipe) the moment an exchange is over, so the host's next request
 starts while the page is still being parsed. Fetched pages waiting for a parser are bounded
 too, by ``concurrency`` again, which bounds memory and gives the parsers back-pressure.
+Candidates (a page's links, the start requests) are admitted a batch per pass of the loop,
+so a page of 600,000 links or a seeds file of a million lines never holds up dispatch to
+other hosts or the progress display; while many wait, the parsers are not read.
 A task goes to the least loaded fetch queue, and only to one with a thread free, so none waits
 in a fetcher behind slow exchanges while another fetcher idles (at the start, before every
 fetcher is up, that could hold a request for a whole read timeout); a fetcher that claims its
@@ -290,19 +293,30 @@ class Engine:
             return
         self.starting = iter(self.spec.spider.start_requests())
         self.started = 0
-        self._seed_more()
+        if self.journal is None:
+            self._seed_more()
+            return
+        # A resume takes its requests from the journal alone, so all start requests go there first.
+        while self.starting is not None:
+            self._seed_more(room=True)
+            self._admit_candidates()
 
-    def _seed_more(self) -> None:
+    def _seed_more(self, room: bool = False) -> None:
         """Queue the next batch of start requests, deduplicated like any other request, if the
-        frontier holds fewer than ``frontier_memory`` (the rest wait in the seeds file)."""
-        limit = self.settings.frontier_memory  # 0: no bound, take a batch each time
-        if self.starting is None or (limit and len(self.frontier) >= limit) or len(self.candidates) >= PENDING_MAX:
+        frontier holds fewer than ``frontier_memory`` (the rest wait in the seeds file) or
+        ``room`` says to anyway."""
+        if self.starting is None:
+            return
+        limit = self.settings.frontier_memory if self.shared is None else 0  # a shared frontier is in Redis
+        if not room and ((limit and len(self.frontier) >= limit) or len(self.candidates) >= PENDING_MAX):
             return
         fingerprints = Fingerprinter()
         seeds: list[Request] = []
         batch: list[tuple[int | None, Request]] = []
+        taken = 0
         try:
             for request in itertools.islice(self.starting, SEED_BATCH):
+                taken += 1
                 if not isinstance(request, Request):
                     self.stats.incr("error_spider_output")
                     log.error("spider %s start_requests yielded a %s; yield Requests", self.spec.spider.name, type(request).__name__)
@@ -315,7 +329,7 @@ class Engine:
                     continue
                 batch.append((None if request.dont_filter else fp, request))
                 seeds.append(request)
-            more = len(seeds) == SEED_BATCH
+            more = taken == SEED_BATCH
         except Exception as exc:
             self.stats.incr("error_spider_exception")
             log.error("spider %s start_requests raised %s: %s", self.spec.spider.name, type(exc).__name__, exc)
@@ -329,7 +343,7 @@ class Engine:
         self.started += len(seeds)
         if not more:
             self.starting = None
-            if not self.started and self.shared is None and not self.frontier and not self.gate.waiting:
+            if not self.started and self.shared is None:
                 log.warning("no start requests: nothing to crawl")
 
     def _resume(self) -> None:

@@ -2,12 +2,11 @@
 
     engine --FetchTask--> fetch queue (one per fetcher) --> fetcher --FetchResult--> Pipe --> parser --PageDone--> engine
 
-(a page with thousands of links sends them in Links chunks ahead of its PageDone.)
-
 Each is a small slotted dataclass of str/bytes/int/float/list/dict, so pickling stays cheap. A
 task carries the id the engine gave the request: every id the engine dispatches comes back in
 exactly one PageDone, which is how the engine knows when the crawl is over and what to re-queue
-if a process dies.
+if a process dies. A page with more than ``LINKS_CHUNK`` links sends the others in ``Links``
+messages ahead of its PageDone.
 """
 
 from __future__ import annotations
