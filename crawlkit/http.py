@@ -262,7 +262,7 @@ class Response:
         if not self.is_html:
             return []
         seen: dict[str, None] = {}
-        for href in self.tree.xpath("//a/@href"):
+        for href in self.tree.xpath("//a/@href", smart_strings=False):  # plain str: a tenth of the memory
             try:
                 url = urldefrag(self.urljoin(href.strip()))[0]
             except ValueError:  # one malformed href (``http://[::1``) must not cost the page its links
