@@ -13,8 +13,11 @@ is all the built-in spider needs to know which hosts it may follow.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import re
+import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -45,6 +48,10 @@ class SeedFile:
             raise SeedsError(f"seeds file {self.path!r} does not exist; give a text file with one URL per line") from None
         except OSError as exc:
             raise SeedsError(f"seeds file {self.path!r} cannot be read: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode):
+            # A pipe (``<(grep ... urls.txt)``) can be read only once, and sites() reads it too.
+            with self._file as f:
+                self._file = io.BytesIO(f.read())
         self._urls = self._read()
         self._first = next(self._urls, None)  # raises SeedsError if there is none
 
@@ -62,7 +69,7 @@ class SeedFile:
         then allows one host more, never one less.
         """
         sites: dict[str, None] = {}
-        with open(self.path, "rb") as f:
+        with io.BytesIO(self._file.getvalue()) if isinstance(self._file, io.BytesIO) else open(self.path, "rb") as f:
             while chunk := f.read(_CHUNK):
                 chunk += f.readline()
                 for site in _SITE.findall(chunk):
