@@ -150,8 +150,8 @@ class Router:
     def __init__(self, spider: Spider, config: ParserConfig, ahead: Callable[[bytes], None] | None = None) -> None:
         self.spider = spider
         self.config = config
-        # Where a page's candidates beyond the last LINKS_CHUNK go, as Links messages ahead of
-        # its PageDone (the parser's Pipe); None keeps them all in the PageDone.
+        # Where a page's candidates but the last LINKS_CHUNK or fewer go, as Links messages
+        # ahead of its PageDone (the parser's Pipe); None keeps them all in the PageDone.
         self.ahead = ahead
         if isinstance(spider, LinkSpider):  # its items list the links it may follow, no more
             spider.max_links, spider.max_url_length = config.max_links_per_page, config.max_url_length
@@ -193,10 +193,10 @@ class Router:
         done.counts = dict(counts)
         candidates = done.candidates
         if self.ahead is not None and len(candidates) > LINKS_CHUNK:
-            last = len(candidates) - LINKS_CHUNK
-            for start in range(0, last, LINKS_CHUNK):
-                self.ahead(pickle.dumps(Links(done.req_id, candidates[start:min(start + LINKS_CHUNK, last)]), pickle.HIGHEST_PROTOCOL))
-            done.candidates = candidates[last:]
+            cut = (len(candidates) - 1) // LINKS_CHUNK * LINKS_CHUNK  # the PageDone keeps the last 1 to LINKS_CHUNK
+            for start in range(0, cut, LINKS_CHUNK):
+                self.ahead(pickle.dumps(Links(done.req_id, candidates[start:start + LINKS_CHUNK]), pickle.HIGHEST_PROTOCOL))
+            done.candidates = candidates[cut:]
         try:
             return pickle.dumps(done, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:

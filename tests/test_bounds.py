@@ -16,8 +16,18 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import psutil
+import pickle
 
+import psutil
+import pytest
+
+from crawlkit import Request
+from crawlkit.errors import SeedsError
+from crawlkit.log import LogConfig
+from crawlkit.messages import LINKS_CHUNK, FetchResult, Links, PageDone
+from crawlkit.parser import ParserConfig, Router, build_spider
+from crawlkit.seeds import SeedFile
+from crawlkit.settings import load_settings
 from hostile import HostileServer, held, page
 from support import CRAWLKIT, leftover_processes, wait_for
 from test_faults import assert_logged, crawl, summary
@@ -30,6 +40,38 @@ NO_ROBOTS = page(b"", status=404)
 
 def links_page(hrefs: list[str]) -> bytes:
     return ("<title>many</title>" + "".join(f'<a href="{h}">x</a>' for h in hrefs)).encode()
+
+
+def test_the_router_caps_a_pages_requests_and_sends_the_rest_ahead_in_chunks() -> None:
+    config = ParserConfig.from_settings(load_settings(cli={"max_links_per_page": "5000"}), None, {}, LogConfig())
+    base = "http://127.0.0.2:8000"
+    ahead: list[bytes] = []
+    router = Router(build_spider(None, {"start_urls": [base + "/"]}), config, ahead=ahead.append)
+    result = FetchResult(1, Request(base + "/"), base + "/", status=200, headers=[("Content-Type", "text/html")],
+                         body=links_page([f"/l/{n}" for n in range(7_000)]))
+    done: PageDone = pickle.loads(router.handle(result))
+    chunks: list[Links] = [pickle.loads(message) for message in ahead]
+    # 5,000 followed: two chunks ahead, the last 1,000 in the PageDone, in page order; 2,000 dropped.
+    assert [len(c.candidates) for c in chunks] == [LINKS_CHUNK, LINKS_CHUNK] and all(c.req_id == 1 for c in chunks)
+    sent = [r.url for c in chunks for _, r in c.candidates] + [r.url for _, r in done.candidates]
+    assert sent == [f"{base}/l/{n}" for n in range(5_000)]
+    assert done.counts["dropped_links_per_page"] == 2_000
+    assert len(done.items[0]["links"]) == 5_000
+
+
+def test_a_seeds_file_is_read_as_it_is_iterated(tmp_path: Path) -> None:
+    path = tmp_path / "seeds.txt"
+    path.write_text("# sites\nhttp://A.test/1\nnot a url\nhttps://b.test:8443/x?y\nhttp://a.test/1#top\n"
+                    + "".join(f"http://c.test/{n}\n" for n in range(100_000)))
+    seeds = SeedFile(path)
+    assert seeds.sites() == ["http://a.test/", "https://b.test:8443/", "http://c.test/"]
+    urls = iter(seeds)
+    assert [next(urls), next(urls)] == ["http://A.test/1", "https://b.test:8443/x?y"]
+    path.write_text("")  # cut: the lines not read yet are gone, but for what a read buffer holds
+    assert len(list(urls)) < 1_000
+    path.write_text("ftp://x.test/\n\n")
+    with pytest.raises(SeedsError, match="has no valid seed"):
+        SeedFile(path)
 
 
 def test_links_beyond_max_links_per_page_are_dropped_counted_and_left_out_of_the_item(tmp_path: Path) -> None:
