@@ -26,8 +26,8 @@ from .urls import canonicalize
 
 log = logging.getLogger("crawlkit.seeds")
 
-# The scheme and netloc of a line that is one URL and nothing else (checked properly when read).
-_SITE = re.compile(rb"^[ \t]*(https?://[^/?#\s]+)\S*[ \t\r]*$", re.M | re.I)
+# The scheme and netloc of a line that starts like an http(s) URL (checked properly when read).
+_SITE = re.compile(rb"^(?:\xef\xbb\xbf)?[^\S\n]*(https?://[^/?#\s]+)", re.M | re.I)
 _CHUNK = 1 << 22  # bytes the sites() scan reads at once
 
 
@@ -37,7 +37,8 @@ class SeedFile:
     Opening it finds the first valid seed, so a file that is missing, unreadable or has no
     http(s) URL raises ``SeedsError`` here, before the crawl starts; junk lines further on are
     logged as they are met. Repeats are found by a 64-bit hash of each seed's canonical form
-    (8 bytes a seed, not the URLs); their count is logged at the end of the file.
+    (a set of ints in the engine process, about 60 bytes a seed); their count is
+    logged at the end of the file.
     """
 
     def __init__(self, path: str | Path) -> None:
