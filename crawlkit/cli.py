@@ -110,7 +110,7 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
     spider_cls = load_spider(spider_spec)
     settings = load_settings(kw.get("config_file"), spider_cls.custom_settings, cli)
     kwargs: dict[str, Any] = {}
-    seeds = None
+    seeds: SeedFile | None = None
     if seeds_file is not None:
         seeds = SeedFile(seeds_file)
         kwargs["start_urls"] = seeds.sites()  # what the child processes' spiders get: see seeds.py

@@ -49,10 +49,12 @@ class SeedFile:
             raise SeedsError(f"seeds file {self.path!r} does not exist; give a text file with one URL per line") from None
         except OSError as exc:
             raise SeedsError(f"seeds file {self.path!r} cannot be read: {exc.strerror}") from None
+        self._data: bytes | None = None  # the whole file, if it can be read only once
         if not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode):
             # A pipe (``<(grep ... urls.txt)``) can be read only once, and sites() reads it too.
             with self._file as f:
-                self._file = io.BytesIO(f.read())
+                self._data = f.read()
+            self._file = io.BytesIO(self._data)
         self._urls = self._read()
         self._first = next(self._urls, None)  # raises SeedsError if there is none
 
@@ -70,7 +72,7 @@ class SeedFile:
         then allows one host more, never one less.
         """
         sites: dict[str, None] = {}
-        with io.BytesIO(self._file.getvalue()) if isinstance(self._file, io.BytesIO) else open(self.path, "rb") as f:
+        with open(self.path, "rb") if self._data is None else io.BytesIO(self._data) as f:
             while chunk := f.read(_CHUNK):
                 chunk += f.readline()
                 for site in _SITE.findall(chunk):
@@ -79,21 +81,20 @@ class SeedFile:
 
     def _read(self) -> Iterator[str]:
         seen: set[int] = set()
-        good = bad = repeats = first_repeat = 0
-        undecodable: int | None = None  # the offset of the first byte that is not UTF-8
+        good = bad = repeats = first_repeat = not_utf8 = 0
+        undecodable = (0, 0)  # the line and file offset of the first byte that is not UTF-8
         offset = 0
         with self._file as f:
             for number, raw in enumerate(f, 1):
+                start, offset = offset, offset + len(raw)
                 try:
                     line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
+                    if not not_utf8:
+                        undecodable = (number, start + exc.start)
                     bad += 1
-                    if undecodable is None:
-                        undecodable = offset + exc.start
-                    log.warning("%s, line %d: skipped: not UTF-8 text (byte %d)", self.path, number, offset + exc.start)
-                    offset += len(raw)
+                    not_utf8 += 1
                     continue
-                offset += len(raw)
                 url = line.strip()
                 if not url or url.startswith("#"):
                     continue
@@ -112,11 +113,13 @@ class SeedFile:
                 seen.add(key)
                 good += 1
                 yield url
-        if repeats:
-            log.warning("%s: %d line(s) repeat an earlier seed (first on line %d); skipped", self.path, repeats, first_repeat)
         if not good:
-            if undecodable is not None:
-                raise SeedsError(f"seeds file {self.path!r} is not UTF-8 text (byte {undecodable}); "
+            if not_utf8:
+                raise SeedsError(f"seeds file {self.path!r} is not UTF-8 text (byte {undecodable[1]}); "
                                  "save it as UTF-8 with one URL per line")
             detail = f"{bad} line(s) are not http(s) URLs" if bad else "it has no URL lines"
             raise SeedsError(f"seeds file {self.path!r} has no valid seed ({detail}); put one http(s) URL per line")
+        if repeats:
+            log.warning("%s: %d line(s) repeat an earlier seed (first on line %d); skipped", self.path, repeats, first_repeat)
+        if not_utf8:
+            log.warning("%s: %d line(s) are not UTF-8 text (first on line %d, byte %d); skipped", self.path, not_utf8, *undecodable)
