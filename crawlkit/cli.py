@@ -20,7 +20,7 @@ from .errors import CrawlkitError, SpiderError
 from .loader import load_spider, one_line
 from .log import LogConfig, setup_logging, summary_text
 from .progress import Monitor, wants_live_view
-from .seeds import read_seeds
+from .seeds import SeedFile
 from .settings import Settings, explain, load_settings
 from .spider import LinkSpider, Spider
 
@@ -110,8 +110,10 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
     spider_cls = load_spider(spider_spec)
     settings = load_settings(kw.get("config_file"), spider_cls.custom_settings, cli)
     kwargs: dict[str, Any] = {}
+    seeds: SeedFile | None = None
     if seeds_file is not None:
-        kwargs["start_urls"] = read_seeds(seeds_file)
+        seeds = SeedFile(seeds_file)
+        kwargs["start_urls"] = seeds.sites()  # what the child processes' spiders get: see seeds.py
     elif not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests and not settings.frontier:
         # A node of a shared crawl may join without seeds: the others, or `crawlkit seed`, have them.
         raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls or start_requests()")
@@ -119,7 +121,7 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
         # The built-in spider stays within its seeds' hosts; with none it would follow every link on the web.
         raise UserError("a node that joins a shared crawl without seeds needs --allow-domain D (repeatable): "
                         "the built-in spider follows links only within its seeds' hosts, and this node has none")
-    _execute(settings, spider_cls, spider_spec, kwargs)
+    _execute(settings, spider_cls, spider_spec, kwargs, seeds)
 
 
 def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Settings) -> Spider:
@@ -131,9 +133,16 @@ def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Sett
     return spider
 
 
-def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any]) -> None:
-    """Build the spider, run the engine, print the summary; exit 130 when interrupted."""
+def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any],
+             seeds: SeedFile | None = None) -> None:
+    """Build the spider, run the engine, print the summary; exit 130 when interrupted.
+
+    With a seeds file, the engine's spider streams it as its ``start_urls``; the spiders of
+    the child processes are built from ``kwargs`` and never see it.
+    """
     spider = _new_spider(spider_cls, kwargs, settings)
+    if seeds is not None:
+        spider.start_urls = seeds  # type: ignore[assignment]  # an iterable read once, not a list
     code = 0
     with Monitor(settings, spider.name, terminal=wants_live_view(settings.output)) as monitor:
         engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor))
@@ -198,7 +207,7 @@ def seed(seeds_file: str, frontier: str, crawl_id: str) -> None:
     """
     from .backends.redis import add_seeds
 
-    urls = read_seeds(seeds_file)
+    urls = list(SeedFile(seeds_file))
     new = add_seeds(frontier, crawl_id, urls)
     click.echo(f"{new} new seed(s) added to crawl {crawl_id!r}; {len(urls) - new} already seen", err=True)
 def page_options(f: Any) -> Any:

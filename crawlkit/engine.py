@@ -24,6 +24,9 @@ nothing is in flight. At most ``concurrency`` requests are being fetched at once
 tells the engine (a notice Pipe) the moment an exchange is over, so the host's next request
 starts while the page is still being parsed. Fetched pages waiting for a parser are bounded
 too, by ``concurrency`` again, which bounds memory and gives the parsers back-pressure.
+Candidates (a page's links, the start requests) are admitted a batch per pass of the loop,
+so a page of 600,000 links or a seeds file of a million lines never holds up dispatch to
+other hosts or the progress display; while many wait, the parsers are not read.
 A task goes to the least loaded fetch queue, and only to one with a thread free, so none waits
 in a fetcher behind slow exchanges while another fetcher idles (at the start, before every
 fetcher is up, that could hold a request for a whole read timeout); a fetcher that claims its
@@ -40,6 +43,7 @@ checks robots.txt when it takes a request, since another node may have queued it
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -57,7 +61,7 @@ from .frontier import LocalFrontier
 from .http import Request
 from .jobdir import JobDir
 from .limiter import LocalLimiter, Wait
-from .messages import FetchTask, PageDone
+from .messages import FetchTask, Links, PageDone
 from .middlewares import load_middlewares
 from .errors import ConfigError, SharedCrawlError
 from .output import open_output
@@ -78,6 +82,9 @@ log = logging.getLogger("crawlkit.engine")
 
 HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
 QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
+SEED_BATCH = 1_000  # start requests queued per pass of the loop (about 20 ms of checks and fingerprints)
+ADMIT_BATCH = 4_000  # candidates deduplicated and queued per pass of the loop (one seen-store call)
+PENDING_MAX = 4 * ADMIT_BATCH  # candidates waiting for admission above which parsers are not read
 
 
 @dataclass
@@ -132,7 +139,11 @@ class Engine:
             self.frontier = LocalFrontier(memory_limit=s.frontier_memory)
         self.inflight: dict[int, InFlight] = {}
         self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
-        self.finished: list[int] = []  # leases of pages whose candidates are not queued yet
+        # Leases of pages whose candidates are not all queued yet, each with the number of
+        # candidates received up to its PageDone: it is finished once that many are admitted.
+        self.finished: list[tuple[int, int]] = []
+        self.received = 0  # candidates received since the start
+        self.admitted = 0  # candidates admitted (deduplicated, then queued or dropped) since the start
         self.shared_counts: dict[str, int] = {}  # the stats already added to the shared crawl's totals
         self.max_inflight = 2 * s.concurrency  # being fetched, plus fetched and waiting for a parser
         self.fetching = 0  # requests in flight whose exchange is not over
@@ -150,6 +161,8 @@ class Engine:
         self.event_pipes: list[Any] = []
         self.notices: Any = None  # read end of the fetchers' notice Pipe
         self.resuming: Iterator[list[Request]] | None = None  # the journal's pending requests not queued yet
+        self.starting: Iterator[Any] | None = None  # the spider's start requests not queued yet
+        self.started = 0  # start requests queued so far
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
         check_components(load_pipelines(s.pipelines), "pipeline")
         check_components(load_middlewares(s.middlewares), "middleware")
@@ -273,14 +286,38 @@ class Engine:
         self.event_pipes[index] = reader
 
     def _seed(self) -> None:
-        """Queue the spider's start requests, deduplicated like any other request (or resume)."""
+        """Start queueing the spider's start requests (or resume), a batch now and the rest as
+        the frontier has room (``_seed_more``): a seeds file of a million lines is neither read
+        nor held whole before the first request."""
         if self.journal is not None and self.journal.resuming:
             self._resume()
             return
+        self.starting = iter(self.spec.spider.start_requests())
+        self.started = 0
+        if self.journal is None:
+            self._seed_more()
+            return
+        # A resume takes its requests from the journal alone, so all start requests go there first.
+        while self.starting is not None:
+            self._seed_more(room=True)
+            self._admit_candidates()
+
+    def _seed_more(self, room: bool = False) -> None:
+        """Queue the next batch of start requests, deduplicated like any other request, if the
+        frontier holds fewer than ``frontier_memory`` (the rest wait in the seeds file) or
+        ``room`` says to anyway."""
+        if self.starting is None:
+            return
+        limit = self.settings.frontier_memory if self.shared is None else 0  # a shared frontier is in Redis
+        if not room and ((limit and len(self.frontier) >= limit) or len(self.candidates) >= PENDING_MAX):
+            return
         fingerprints = Fingerprinter()
         seeds: list[Request] = []
+        batch: list[tuple[int | None, Request]] = []
+        taken = 0
         try:
-            for request in self.spec.spider.start_requests():
+            for request in itertools.islice(self.starting, SEED_BATCH):
+                taken += 1
                 if not isinstance(request, Request):
                     self.stats.incr("error_spider_output")
                     log.error("spider %s start_requests yielded a %s; yield Requests", self.spec.spider.name, type(request).__name__)
@@ -291,17 +328,24 @@ class Engine:
                     self.stats.incr("dropped_invalid_url")
                     log.error("start request %r dropped: %s", request.url, exc)
                     continue
-                self.candidates.append((None if request.dont_filter else fp, request))
+                batch.append((None if request.dont_filter else fp, request))
                 seeds.append(request)
+            more = taken == SEED_BATCH
         except Exception as exc:
             self.stats.incr("error_spider_exception")
             log.error("spider %s start_requests raised %s: %s", self.spec.spider.name, type(exc).__name__, exc)
+            more = False
         if self.settings.use_sitemaps:
+            # Per batch: a host's sitemap request met again is a duplicate to the seen store.
             for request in seed_sitemaps(r.url for r in seeds):
-                self.candidates.append((fingerprints.fingerprint(request.url), request))
-        self._admit_candidates()
-        if self.shared is None and not self.frontier and not self.gate.waiting:
-            log.warning("no start requests: nothing to crawl")
+                batch.append((fingerprints.fingerprint(request.url), request))
+        self.candidates.extend(batch)
+        self.received += len(batch)
+        self.started += len(seeds)
+        if not more:
+            self.starting = None
+            if not self.started and self.shared is None:
+                log.warning("no start requests: nothing to crawl")
 
     def _resume(self) -> None:
         """Refill the seen store and the frontier from the job directory instead of the seeds.
@@ -356,12 +400,17 @@ class Engine:
                 next_beat = now + self.settings.lease_time / 4
                 self._heartbeat()
             self._resume_more()
+            self._seed_more()
             if not self.stopping:
                 self._schedule(now)
             if self._finished(now):
+                while self.candidates and self.stopping < 2:  # a stop's last pages' links, for the jobdir
+                    self._admit_candidates()
                 self.stats.sample(now, len(self.frontier), self.fetching)  # the final figures
                 return
             timeout = HEALTH_EVERY if self.queue_load else 0.01  # poll fast until fetchers are up
+            if self.candidates:
+                timeout = 0.0  # admit the next batch at once
             wake = self.frontier.next_time()
             if wake is not None:
                 timeout = min(timeout, max(0.0, wake - now))
@@ -373,10 +422,12 @@ class Engine:
                 else:
                     self._drain(conn)
                     pages = True
+            admitting = bool(self.candidates)
             self._admit_candidates()
-            if pages and self.journal is not None:
+            if (pages or admitting) and self.journal is not None and not self.finished:
                 # Commit after every batch (a WAL commit costs well under a millisecond), so a
-                # SIGKILL undoes no more than the requests in flight.
+                # SIGKILL undoes no more than the requests in flight; but not while a page is
+                # marked done whose links are not all journaled yet.
                 self._commit()
             elif pages and self.output is not None:
                 self.output.flush()
@@ -387,8 +438,11 @@ class Engine:
                 self.monitor.tick(now, self.stats, len(self.frontier), [e.host for e in self.inflight.values() if e.fetching])
 
     def _drain(self, conn: Any) -> None:
-        """Handle what one parser has sent, up to a batch, so scheduling is not starved."""
+        """Handle what one parser has sent, up to a batch, so scheduling is not starved; nothing
+        while ``PENDING_MAX`` candidates wait (the parsers then wait on their Pipes)."""
         for _ in range(256):
+            if len(self.candidates) >= PENDING_MAX:
+                return
             try:
                 data = conn.recv_bytes()
             except (EOFError, OSError):  # that parser died; _check_processes restarts it
@@ -427,7 +481,8 @@ class Engine:
         if self._page_budget_spent():
             self.stats.reason = "finished (max_pages reached)"
             return True
-        if not self.gate.waiting and self.resuming is None and self.frontier.idle():
+        if (not self.gate.waiting and self.resuming is None and self.starting is None and not self.candidates
+                and self.frontier.idle()):
             self.stats.reason = "finished"
             return True
         return False
@@ -492,12 +547,15 @@ class Engine:
         self.inflight_pages -= _is_page(entry.request)
 
     def _handle(self, data: bytes) -> None:
-        done: PageDone = pickle.loads(data)
+        done: PageDone | Links = pickle.loads(data)
+        self.candidates.extend(done.candidates)
+        self.received += len(done.candidates)
+        if type(done) is Links:
+            return
         entry = self.inflight.pop(done.req_id, None)
         if entry is None:
             # Re-queued after its fetcher died; the new copy counts. Its links are queued all
             # the same: the parser will not send them again (Router._admit).
-            self.candidates.extend(done.candidates)
             return
         self._settle(entry)
         host = entry.host
@@ -517,17 +575,33 @@ class Engine:
             self.gate.answer(host, entry.request.url, *done.robots)
         if done.retry is not None:
             self.frontier.push([done.retry], not_before=done.retry_at)
-        self.candidates.extend(done.candidates)
-        self.finished.append(entry.lease)
+        self.finished.append((self.received, entry.lease))
 
     def _admit_candidates(self) -> None:
-        """Deduplicate the pending candidates in one seen-store call, queue the new ones, then
-        finish the leases of the pages they came from (in that order: see ``Frontier.done``)."""
-        batch, self.candidates = self.candidates, []
-        leases, self.finished = self.finished, []
+        """Deduplicate up to ``ADMIT_BATCH`` pending candidates in one seen-store call, queue the
+        new ones, then finish the leases of the pages whose candidates are all queued (in that
+        order: see ``Frontier.done``).
+
+        A batch a pass: a page of 600,000 links froze the loop (progress, dispatch to other
+        hosts) for 28 s when admitted at once.
+        """
+        if len(self.candidates) <= ADMIT_BATCH:
+            batch, self.candidates = self.candidates, []
+        else:
+            batch = self.candidates[:ADMIT_BATCH]
+            del self.candidates[:ADMIT_BATCH]
         if batch:
             self._admit_new(batch)
-        self.frontier.done(leases)
+            self.admitted += len(batch)
+        finished = self.finished
+        if finished and finished[-1][0] <= self.admitted:  # the usual case: every page's candidates are in
+            self.finished = []
+        else:
+            ready = 0
+            while ready < len(finished) and finished[ready][0] <= self.admitted:
+                ready += 1
+            finished, self.finished = finished[:ready], finished[ready:]
+        self.frontier.done([lease for _, lease in finished])
 
     def _admit_new(self, batch: list[tuple[int | None, Request]]) -> None:
         fresh: dict[int, Request] = {}

@@ -5,7 +5,8 @@
 Each is a small slotted dataclass of str/bytes/int/float/list/dict, so pickling stays cheap. A
 task carries the id the engine gave the request: every id the engine dispatches comes back in
 exactly one PageDone, which is how the engine knows when the crawl is over and what to re-queue
-if a process dies.
+if a process dies. A page with more than ``LINKS_CHUNK`` links sends the others in ``Links``
+messages ahead of its PageDone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .http import Request
+
+LINKS_CHUNK = 2_000  # candidates in one Links message, and in the PageDone that ends a page
 
 
 @dataclass(slots=True)
@@ -41,6 +44,18 @@ class FetchResult:
     message: str = ""  # human detail for the log
     elapsed: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)  # the fetch thread's own failures (a hook's open()), once
+
+
+@dataclass(slots=True)
+class Links:
+    """Candidates of a page with more than ``LINKS_CHUNK`` of them, sent ahead of its PageDone.
+
+    In chunks, so that neither process pickles, holds or unpickles a page's fan-out at once,
+    and the engine queues it a batch per pass of its loop while serving the other hosts.
+    """
+
+    req_id: int
+    candidates: list[tuple[int | None, Request]]
 
 
 @dataclass(slots=True)

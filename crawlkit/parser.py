@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from protego import Protego
@@ -40,13 +40,13 @@ from .errors import RetryRequest
 from .http import MAX_HTML_DEPTH, Request, Response
 from .loader import load_spider, one_line
 from .log import LogConfig
-from .messages import FetchResult, PageDone
+from .messages import LINKS_CHUNK, FetchResult, Links, PageDone
 from .middlewares import DROPPED, ResponseHooks, load_middlewares
 from .pipelines import ItemPipelines, load_pipelines
 from .process import child_setup
 from .robots import NO_ANSWER, ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
 from .sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
-from .spider import Spider
+from .spider import LinkSpider, Spider
 from .urls import Fingerprinter, host_of, is_http
 from .warc import WarcWriter
 
@@ -67,6 +67,7 @@ class ParserConfig:
     max_depth: int
     max_repeated_segments: int
     max_url_length: int
+    max_links_per_page: int
     max_redirects: int
     retries: int
     retry_http_codes: list[int]
@@ -89,7 +90,8 @@ class ParserConfig:
 
         return cls(
             spider=spider, spider_kwargs=spider_kwargs, allowed_domains=list(s.allowed_domains), max_depth=s.max_depth,
-            max_repeated_segments=s.max_repeated_segments, max_url_length=s.max_url_length, max_redirects=s.max_redirects,
+            max_repeated_segments=s.max_repeated_segments, max_url_length=s.max_url_length,
+            max_links_per_page=s.max_links_per_page, max_redirects=s.max_redirects,
             retries=s.retries, retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff,
             retry_after_max=s.retry_after_max, log=log, max_body=s.max_body, pipelines=list(s.pipelines),
             middlewares=list(s.middlewares), cookies=s.cookies, use_sitemaps=s.use_sitemaps, warc=s.warc,
@@ -112,7 +114,7 @@ def parser_main(config: ParserConfig, registration: Any, events: Any) -> None:
     """
     child_setup(config.log)
     log.debug("parser process %d started", os.getpid())
-    router = Router(build_spider(config.spider, config.spider_kwargs), config)
+    router = Router(build_spider(config.spider, config.spider_kwargs), config, ahead=events.send_bytes)
     router.open()
     try:
         _serve(router, registration, events)
@@ -145,9 +147,14 @@ def _serve(router: "Router", registration: Any, events: Any) -> None:
 class Router:
     """What one parser process does with a FetchResult; separate from the loop so tests can drive it."""
 
-    def __init__(self, spider: Spider, config: ParserConfig) -> None:
+    def __init__(self, spider: Spider, config: ParserConfig, ahead: Callable[[bytes], None] | None = None) -> None:
         self.spider = spider
         self.config = config
+        # Where a page's candidates but the last LINKS_CHUNK or fewer go, as Links messages
+        # ahead of its PageDone (the parser's Pipe); None keeps them all in the PageDone.
+        self.ahead = ahead
+        if isinstance(spider, LinkSpider):  # its items list the links it may follow, no more
+            spider.max_links, spider.max_url_length = config.max_links_per_page, config.max_url_length
         self.fingerprints = Fingerprinter()
         self.sent: set[int] = set()  # fingerprints of the candidates sent to the engine (see _admit)
         self.allowed = AllowedDomains([*getattr(spider, "allowed_domains", []), *config.allowed_domains])
@@ -184,6 +191,12 @@ class Router:
             log.exception("internal error on %s", result.request.url)
             counts["error_internal"] += 1
         done.counts = dict(counts)
+        candidates = done.candidates
+        if self.ahead is not None and len(candidates) > LINKS_CHUNK:
+            cut = (len(candidates) - 1) // LINKS_CHUNK * LINKS_CHUNK  # the PageDone keeps the last 1 to LINKS_CHUNK
+            for start in range(0, cut, LINKS_CHUNK):
+                self.ahead(pickle.dumps(Links(done.req_id, candidates[start:start + LINKS_CHUNK]), pickle.HIGHEST_PROTOCOL))
+            done.candidates = candidates[cut:]
         try:
             return pickle.dumps(done, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -342,10 +355,15 @@ class Router:
             log.error("spider %s has no callback %r (for %s)", self.spider_name, name, response.url)
             return []
         requests: list[Request] = []
+        limit = self.config.max_links_per_page or -1
+        over = 0
         try:
             for obj in _iterate(callback(response)):
                 if isinstance(obj, Request):
-                    requests.append(obj)
+                    if len(requests) != limit:
+                        requests.append(obj)
+                    else:
+                        over += 1  # dropped at once: a page of a million links holds a few thousand
                 elif isinstance(obj, dict):
                     problem = _unwritable(obj)
                     if problem is None:
@@ -368,6 +386,10 @@ class Router:
                 "spider %s callback %s raised %s on %s: %s", self.spider_name, name, type(exc).__name__, response.url, exc,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
+        if over:
+            counts["dropped_links_per_page"] += over
+            log.warning("%s yielded %d requests; the first %d are followed, %d dropped (max_links_per_page)",
+                        response.url, limit + over, limit, over)
         if done.items and self.pipelines.stages:
             done.items = [item for item in self.pipelines.process(done.items, response.url, counts) if self._writable(item, response.url, counts)]
         counts["items"] += len(done.items)

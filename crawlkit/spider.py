@@ -69,11 +69,16 @@ class LinkSpider(Spider):
     """The built-in spider: follows every link within the seeds' sites, one item per page.
 
     Each item: url, status, title, depth, referer, content_type, size (bytes), links (absolute
-    outgoing links). Offsite links are listed in ``links`` but not followed.
+    outgoing links, the first ``max_links_per_page`` of them, none over ``max_url_length``).
+    Offsite links are listed in ``links`` but not followed.
     """
 
     name = "crawlkit"
     handle_error_statuses = True  # an archive wants the 404s listed too
+    # Set by the parser from max_links_per_page and max_url_length (0 = no limit): ``links``
+    # then lists no link the crawl drops as too long, and no more links than a page may yield.
+    max_links = 0
+    max_url_length = 0
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -82,6 +87,7 @@ class LinkSpider(Spider):
 
     def parse(self, response: Response) -> Iterable[Any]:
         links = response.links()
+        listed = [url for url in links if len(url) <= self.max_url_length] if self.max_url_length else links
         title = None
         if response.is_html:
             found = response.xpath("//title/text()")
@@ -94,7 +100,7 @@ class LinkSpider(Spider):
             "referer": response.request.referer,
             "content_type": response.content_type,
             "size": len(response.body),
-            "links": links,
+            "links": listed[:self.max_links] if self.max_links else listed,
         }
         for url in links:
             yield Request(url)

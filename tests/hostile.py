@@ -329,6 +329,19 @@ def silence(head: bool = False) -> Handler:
     return handle
 
 
+def held(until: threading.Event, body: bytes = b"<title>held</title>") -> Handler:
+    """A page answered once ``until`` is set (or HOLD_MAX has passed, or the client left)."""
+
+    async def handle(ex: Exchange) -> None:
+        deadline = time.monotonic() + HOLD_MAX
+        while not until.is_set() and time.monotonic() < deadline:
+            if not await ex.pause(0.02):
+                return
+        await ex.respond(200, body)
+
+    return handle
+
+
 def drip(interval: float, size: int = 10_000) -> Handler:
     """A body of ``size`` bytes, one byte every ``interval`` seconds."""
 
