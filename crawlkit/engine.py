@@ -63,11 +63,11 @@ from .errors import ConfigError, SharedCrawlError
 from .output import open_output
 from .parser import ParserConfig, parser_main
 from .pipelines import load_pipelines
-from .process import child_setup, context
+from .process import child_setup, context, reserve_open_files
 from .progress import TICK, Monitor
 from .robots import ROBOTS_CALLBACK, RobotsGate, RobotsRules
 from .seen import SeenManager
-from .settings import Settings
+from .settings import MAX_WORKERS, Settings
 from .sitemaps import SITEMAP_CALLBACK, seed_sitemaps
 from .spider import Spider
 from .stats import Stats
@@ -113,8 +113,12 @@ class Engine:
     def __init__(self, spec: CrawlSpec) -> None:
         self.spec = spec
         s = self.settings = spec.settings
-        self.workers = s.workers or os.cpu_count() or 1
+        self.workers = s.workers or min(os.cpu_count() or 1, MAX_WORKERS)
         self.threads = math.ceil(s.concurrency / self.workers)
+        # Each process holds both ends of every fetch queue and parser channel (a fetcher gets
+        # them all), a socket per fetch thread, and some for Python, logs and SQLite.
+        reserve_open_files(2 * QUEUES_PER_WORKER * self.workers + 4 * s.parsers + self.workers + 2 * self.threads + 100,
+                           f"workers {self.workers}, parsers {s.parsers} and concurrency {s.concurrency}")
         self.stats = Stats()
         self.monitor = spec.monitor or Monitor(s)
         self.shared: Any = None  # a RedisCrawl when the crawl is shared by several nodes

@@ -8,6 +8,8 @@ page (``HTTP://A.test:80/``, ``http://a.test/#top``) are one seed: the first is 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from pathlib import Path
 
 from .errors import SeedsError
@@ -19,11 +21,16 @@ log = logging.getLogger("crawlkit.seeds")
 def read_seeds(path: str | Path) -> list[str]:
     """The seed URLs of ``path`` in file order, without repeats; raises SeedsError when there are none."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a device such as /dev/zero never ends; a FIFO may never open
+            raise SeedsError(f"seeds file {str(path)!r} is not a regular file; give a text file with one URL per line")
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise SeedsError(f"seeds file {str(path)!r} does not exist; give a text file with one URL per line") from None
     except OSError as exc:
         raise SeedsError(f"seeds file {str(path)!r} cannot be read: {exc.strerror}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:  # binary, though it may decode: each of its "lines" would be one more warning
+        raise SeedsError(f"seeds file {str(path)!r} is binary (a NUL at byte {nul}); give a text file with one URL per line")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
