@@ -2,7 +2,8 @@
 
 No crawl logic lives here. Exit codes: 0 the crawl finished (page errors are in the stats),
 1 ``fetch``/``parse`` could not fetch the page or the callback failed, 2 a usage, config, seeds
-or spider error, 130 interrupted by Ctrl-C or SIGTERM.
+or spider error, 3 the system refused to write an output or jobdir file (disk full, read-only),
+130 interrupted by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import click
 
 from . import __version__
 from .engine import CrawlSpec, Engine, Interrupted
-from .errors import CrawlkitError, SpiderError
+from .errors import CrawlkitError, SpiderError, WriteFailed
 from .loader import load_spider, one_line
 from .log import LogConfig, setup_logging, summary_text
 from .progress import Monitor, wants_live_view
@@ -38,7 +39,9 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except CrawlkitError as exc:
-            raise UserError(str(exc)) from None
+            error = UserError(str(exc))
+            error.exit_code = getattr(exc, "exit_code", UserError.exit_code)  # 3 for WriteFailed
+            raise error from None
 
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -132,17 +135,23 @@ def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Sett
 
 
 def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any]) -> None:
-    """Build the spider, run the engine, print the summary; exit 130 when interrupted."""
+    """Build the spider, run the engine, print the summary; exit 130 when interrupted, 3 (after
+    the summary) when a write was refused."""
     spider = _new_spider(spider_cls, kwargs, settings)
     code = 0
+    failed: WriteFailed | None = None
     with Monitor(settings, spider.name, terminal=wants_live_view(settings.output)) as monitor:
         engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor))
         try:
             engine.run()
         except Interrupted:
             code = 130
+        except WriteFailed as exc:
+            failed = exc
     monitor.finish(engine.stats)
     click.echo(summary_text(engine.stats.summary(), monitor.log), err=True)
+    if failed is not None:
+        raise failed
     if code:
         sys.exit(code)
 

@@ -11,19 +11,25 @@ past: on resume the output is cut back to the committed length (dropping whole r
 pages that were not committed as done), and those pages, still pending, are fetched again.
 Nothing is lost; at most the requests in flight since the last commit are fetched twice; no
 item appears twice and no record is truncated.
+
+When the system refuses a write (disk full, read-only), the output file is cut back to its
+last complete record and the journal is not committed again: the transaction in progress is
+rolled back, so ``output_bytes`` only ever names bytes that were written, and the same command
+resumes from the last commit once there is room (``WriteFailed``, raised by every writing method).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import contextlib
 import os
 import pickle
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import ConfigError
+from .errors import ConfigError, WriteFailed
 from .http import Request
 
 log = logging.getLogger("crawlkit.jobdir")
@@ -58,13 +64,30 @@ class JobDir:
         except OSError as exc:
             raise ConfigError(f"jobdir {str(path)!r}: cannot create it: {exc.strerror}") from None
         db = self.path / "crawl.sqlite"
+        self.file = str(db)
         self.resuming = db.exists()
-        self.db = sqlite3.connect(db, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-        self.db.execute("BEGIN")
+        self.broken = False  # a write was refused: nothing is committed any more
+        try:
+            self.db = sqlite3.connect(db, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise WriteFailed(self.file, str(exc)) from None
+        with self._writing():
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("BEGIN")
         self._next_id = (self.db.execute("SELECT max(id) FROM requests").fetchone()[0] or 0) + 1
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a refused write into WriteFailed naming the database; what is not committed is dropped."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            self.broken = True
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise WriteFailed(self.file, str(exc)) from None
 
     # ------------------------------------------------------------ journaling (engine loop)
 
@@ -75,22 +98,26 @@ class JobDir:
             request.meta[JOB_KEY] = self._next_id
             rows.append((self._next_id, None if fp is None else _signed(fp), pickle.dumps(request, pickle.HIGHEST_PROTOCOL)))
             self._next_id += 1
-        self.db.executemany("INSERT INTO requests (id, fp, state, request) VALUES (?, ?, 0, ?)", rows)
+        with self._writing():
+            self.db.executemany("INSERT INTO requests (id, fp, state, request) VALUES (?, ?, 0, ?)", rows)
 
     def done(self, request: Request) -> None:
         """Mark a journaled request finished (robots and other unjournaled requests are ignored)."""
         job = request.meta.get(JOB_KEY)
         if job is not None:
-            self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (job,))
+            with self._writing():
+                self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (job,))
 
     def commit(self, output_bytes: int, stats: dict[str, int]) -> None:
-        """Make everything journaled so far durable, with the output length it corresponds to."""
-        self.db.executemany(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            [("output_bytes", str(output_bytes)), ("stats", json.dumps(stats))],
-        )
-        self.db.execute("COMMIT")
-        self.db.execute("BEGIN")
+        """Make everything journaled so far durable, with the output length it corresponds to
+        (bytes written already: the engine flushes the output first)."""
+        with self._writing():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("output_bytes", str(output_bytes)), ("stats", json.dumps(stats))],
+            )
+            self.db.execute("COMMIT")
+            self.db.execute("BEGIN")
 
     # ------------------------------------------------------------ resuming
 
@@ -99,7 +126,8 @@ class JobDir:
         return default if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def fingerprints(self, batch: int = 100_000) -> Iterator[list[int]]:
         """Every fingerprint ever admitted, in batches, to refill the seen-URL store."""
@@ -127,7 +155,8 @@ class JobDir:
 
     def save_robots(self, host: str, status: int, body: bytes) -> None:
         """Keep a host's robots.txt answer, so a resumed crawl need not wait for it again."""
-        self.db.execute("INSERT OR REPLACE INTO robots (host, status, body) VALUES (?, ?, ?)", (host, status, body))
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO robots (host, status, body) VALUES (?, ?, ?)", (host, status, body))
 
     def robots(self) -> Iterator[tuple[str, int, bytes]]:
         return iter(self.db.execute("SELECT host, status, body FROM robots").fetchall())
@@ -135,6 +164,14 @@ class JobDir:
     def counts(self) -> dict[str, int]:
         return json.loads(self.meta("stats", "{}"))
 
-    def close(self) -> None:
-        self.db.execute("COMMIT")
-        self.db.close()
+    def close(self, commit: bool = True) -> None:
+        """Close the database, committing unless told not to or a write was refused (the
+        transaction in progress is then dropped). Never raises: a refused final commit leaves
+        the last one standing, which is consistent with the output."""
+        try:
+            if commit and not self.broken:
+                self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("jobdir %s: the last commit failed (%s); a resume starts from the one before", self.file, exc)
+        finally:
+            self.db.close()  # an open transaction is rolled back

@@ -132,7 +132,10 @@ def _serve(router: "Router", registration: Any, events: Any) -> None:
                 message = registration.get()
                 if message is None:
                     return
-                inboxes.append(pickle.loads(message[1]))
+                try:
+                    inboxes.append(pickle.loads(message[1]))
+                except (EOFError, OSError):  # the fetcher died handing its Pipe over (a crawl stopped at once)
+                    log.debug("a fetcher exited before its Pipe reached parser %d", os.getpid())
                 continue
             try:
                 data = ready.recv_bytes()
