@@ -20,9 +20,9 @@ resumes from the last commit once there is room (``WriteFailed``, raised by ever
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import contextlib
 import os
 import pickle
 import sqlite3
@@ -70,7 +70,7 @@ class JobDir:
         try:
             self.db = sqlite3.connect(db, isolation_level=None)
         except sqlite3.Error as exc:
-            raise WriteFailed(self.file, str(exc)) from None
+            raise self._refused(exc) from None
         with self._writing():
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -87,7 +87,12 @@ class JobDir:
             self.broken = True
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
-            raise WriteFailed(self.file, str(exc)) from None
+            raise self._refused(exc) from None
+
+    def _refused(self, exc: sqlite3.Error) -> WriteFailed:
+        error = WriteFailed(self.file, str(exc))
+        error.resumable = True  # the last commit stands: the same command resumes from it
+        return error
 
     # ------------------------------------------------------------ journaling (engine loop)
 
