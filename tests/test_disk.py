@@ -9,9 +9,12 @@ the job directory be on different disks, so each can be the one that fills; it n
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 import uuid
 from pathlib import Path
@@ -47,13 +50,14 @@ def crawl(tmp_path: Path, seeds: list[str], *args: str, file_limit: int | None =
         assert not leftovers, f"crawlkit left processes behind: {leftovers}"
 
 
-def assert_refused(proc: subprocess.CompletedProcess, path: Path, reason: str, resumable: bool) -> None:
-    """Exit code 3, the summary, and one error line naming ``path`` and ``reason``; no traceback."""
+def assert_refused(proc: subprocess.CompletedProcess, path: Path, reason: str | tuple[str, ...], resumable: bool) -> None:
+    """Exit code 3, the summary, and one error line naming ``path`` and ``reason`` (or one of them); no traceback."""
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     again = "run the same command again to resume" if resumable else "run the command again"
-    assert len(errors) == 1 and errors[0].startswith(f"Error: cannot write {path}: {reason}; "), proc.stderr[-3000:]
+    reasons = (reason,) if isinstance(reason, str) else reason
+    assert len(errors) == 1 and errors[0].startswith(tuple(f"Error: cannot write {path}: {r}; " for r in reasons)), proc.stderr[-3000:]
     assert again in errors[0]
     assert "crawl stopped (a write failed) in " in proc.stderr
     assert proc.stderr.rstrip().endswith(errors[0])  # after the summary
@@ -130,7 +134,7 @@ def test_jobdir_on_a_full_disk_then_resume_writes_each_item_once(tmp_path: Path,
     out, job = tmp_path / "out.jsonl", disk / "job"
     with Site(SPEC) as site:
         proc = crawl(tmp_path, site.seeds(), "-o", str(out), "--jobdir", str(job))
-        assert_refused(proc, job / "crawl.sqlite", "database or disk is full", resumable=True)
+        assert_refused(proc, job / "crawl.sqlite", ("database or disk is full", "disk I/O error"), resumable=True)
         whole_lines(out)
         small_disk("disk", 16 * 1024 * 1024)
         resume_and_check(tmp_path, site, out, job)
@@ -161,4 +165,29 @@ def test_a_full_log_file_is_one_line_and_the_crawl_goes_on_to_its_own_stop(tmp_p
     notes = [line for line in proc.stderr.splitlines() if line.startswith(f"crawlkit: cannot write the log file {log}: File too large")]
     assert 1 <= len(notes) <= 4, proc.stderr[-3000:]  # at most one a process that wrote to it
     assert log.stat().st_size <= 60_000 and len(whole_lines(out)) > 10
+    assert max(fetches.values()) == 1
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv", ".sqlite"])
+def test_every_format_ends_on_a_complete_record_when_the_limit_is_hit(tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"out{suffix}"
+    with Site(SPEC) as site:
+        proc = crawl(tmp_path, site.seeds(), "-o", str(out), file_limit=60_000)
+        fetches = site.stats()["fetches"]
+    # SQLite reports a file past the limit as one of two errors, depending on which write it was.
+    reason = ("database or disk is full", "disk I/O error") if suffix == ".sqlite" else "File too large"
+    assert_refused(proc, out, reason, resumable=False)
+    if suffix == ".json":
+        urls = [item["url"] for item in json.loads(out.read_text())]  # still one whole array
+    elif suffix == ".csv":
+        text = out.read_text()
+        assert text.endswith("\n")
+        rows = list(csv.reader(io.StringIO(text)))
+        assert rows[0][0] == "url" and all(len(row) == len(rows[0]) for row in rows)
+        urls = [row[0] for row in rows[1:]]
+    else:
+        with sqlite3.connect(out) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            urls = [url for (url,) in db.execute("SELECT url FROM items")]
+    assert len(urls) > 5 and len(urls) == len(set(urls))
     assert max(fetches.values()) == 1
