@@ -70,7 +70,7 @@ class JobDir:
         try:
             self.db = sqlite3.connect(db, isolation_level=None)
         except sqlite3.Error as exc:
-            raise self._refused(exc) from None
+            raise ConfigError(f"jobdir {str(path)!r}: cannot open {db.name}: {exc}") from None
         with self._writing():
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -84,12 +84,13 @@ class JobDir:
         try:
             yield
         except sqlite3.Error as exc:
-            self.broken = True
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
             raise self._refused(exc) from None
 
     def _refused(self, exc: sqlite3.Error) -> WriteFailed:
+        """Drop the transaction in progress and commit nothing more; the error to raise."""
+        self.broken = True
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("ROLLBACK")
         error = WriteFailed(self.file, str(exc))
         error.resumable = True  # the last commit stands: the same command resumes from it
         return error
@@ -110,8 +111,10 @@ class JobDir:
         """Mark a journaled request finished (robots and other unjournaled requests are ignored)."""
         job = request.meta.get(JOB_KEY)
         if job is not None:
-            with self._writing():
+            try:  # once a page: a bare try, not _writing()
                 self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (job,))
+            except sqlite3.Error as exc:
+                raise self._refused(exc) from None
 
     def commit(self, output_bytes: int, stats: dict[str, int]) -> None:
         """Make everything journaled so far durable, with the output length it corresponds to

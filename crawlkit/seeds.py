@@ -21,8 +21,10 @@ log = logging.getLogger("crawlkit.seeds")
 def read_seeds(path: str | Path) -> list[str]:
     """The seed URLs of ``path`` in file order, without repeats; raises SeedsError when there are none."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a device such as /dev/zero never ends; a FIFO may never open
-            raise SeedsError(f"seeds file {str(path)!r} is not a regular file; give a text file with one URL per line")
+        mode = os.stat(path).st_mode
+        # A device such as /dev/zero never ends. A pipe (``crawlkit crawl <(grep ... urls)``) ends with its writer.
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise SeedsError(f"seeds file {str(path)!r} is not a regular file or a pipe; give a text file with one URL per line")
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise SeedsError(f"seeds file {str(path)!r} does not exist; give a text file with one URL per line") from None

@@ -110,6 +110,6 @@ def test_seeds_that_are_a_device_or_binary_are_refused(tmp_path: Path, seeds: st
     (tmp_path / "binary.txt").write_bytes(b"http://127.0.0.1:9/\n" + b"\0" * 5000 + b"\nhttp://127.0.0.1:9/a\n")
     line = one_line_error(tmp_path, seeds=seeds)
     if seeds == "/dev/zero":
-        assert line == "Error: seeds file '/dev/zero' is not a regular file; give a text file with one URL per line"
+        assert line == "Error: seeds file '/dev/zero' is not a regular file or a pipe; give a text file with one URL per line"
     else:
         assert line == "Error: seeds file 'binary.txt' is binary (a NUL at byte 20); give a text file with one URL per line"
