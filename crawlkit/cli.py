@@ -20,7 +20,7 @@ from .engine import CrawlSpec, Engine, Interrupted
 from .errors import CrawlkitError, SpiderError, WriteFailed
 from .loader import load_spider, one_line
 from .log import LogConfig, setup_logging, summary_text
-from .progress import Monitor, wants_live_view
+from .progress import Monitor, check_writable, wants_live_view
 from .seeds import read_seeds
 from .settings import Settings, explain, load_settings
 from .spider import LinkSpider, Spider
@@ -235,6 +235,7 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
     cli = {"user_agent": kw.get("user_agent"), "robots": False if kw.get("no_robots") else None, **_parse_sets(kw.get("sets", ()))}
     spider_cls = load_spider(spider_spec) if spider_spec or spider_required else None
     settings = load_settings(kw.get("config_file"), spider_cls.custom_settings if spider_cls else None, cli)
+    check_writable("log_file", settings.log_file)
     setup_logging(LogConfig.from_settings(settings))
     spider = None
     if spider_cls is not None:

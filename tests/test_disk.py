@@ -191,3 +191,11 @@ def test_every_format_ends_on_a_complete_record_when_the_limit_is_hit(tmp_path: 
             urls = [url for (url,) in db.execute("SELECT url FROM items")]
     assert len(urls) > 5 and len(urls) == len(set(urls))
     assert max(fetches.values()) == 1
+
+
+def test_fetch_with_a_log_file_in_a_missing_directory_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([CRAWLKIT, "fetch", "http://127.0.0.1:9/", "-s", "log_file=missing/crawl.log"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"Error: log_file 'missing/crawl.log': directory '{tmp_path.resolve() / 'missing'}' does not exist; create it or choose another path"]
