@@ -350,7 +350,7 @@ class Router:
                     writable = _writable(obj)
                     if isinstance(writable, dict):
                         # Pipelines see the item as yielded; what they return is checked again after them.
-                        done.items.append(obj if self.pipelines.stages else self._count_nulled(obj, writable, response.url, counts))
+                        done.items.append(obj if self.pipelines.stages else _count_nulled(obj, writable, response.url, counts))
                     else:
                         counts["error_spider_output"] += 1
                         log.error(
@@ -380,19 +380,12 @@ class Router:
         for item in items:
             writable = _writable(item)
             if isinstance(writable, dict):
-                kept.append(self._count_nulled(item, writable, url, counts))
+                kept.append(_count_nulled(item, writable, url, counts))
             else:
                 counts["error_pipeline"] += 1
                 counts["items_dropped"] += 1
                 log.error("the pipelines made an item from %s that cannot be written as JSON (%s); item dropped", url, writable)
         return kept
-
-    def _count_nulled(self, item: dict[str, Any], writable: dict[str, Any], url: str, counts: Counter[str]) -> dict[str, Any]:
-        """``writable``, counted and logged when it is ``item`` with NaN or Infinity made null."""
-        if writable is not item:
-            counts["items_nan_to_null"] += 1
-            log.warning("an item from %s holds NaN or Infinity, which JSON cannot hold: written as null", url)
-        return writable
 
     def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[tuple[int | None, Request]]:
         """The candidates that pass the filters, fingerprinted, without repeats within this page
@@ -483,6 +476,14 @@ def _writable(item: dict[str, Any]) -> dict[str, Any] | str:
     except (TypeError, ValueError, RecursionError):
         return problem
     return nulled
+
+
+def _count_nulled(item: dict[str, Any], writable: dict[str, Any], url: str, counts: Counter[str]) -> dict[str, Any]:
+    """``writable``, counted and logged when it is ``item`` with NaN or Infinity made null."""
+    if writable is not item:
+        counts["items_nan_to_null"] += 1
+        log.warning("an item from %s holds NaN or Infinity, which JSON cannot hold: written as null", url)
+    return writable
 
 
 def _null_non_finite(value: Any) -> Any:
