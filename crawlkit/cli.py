@@ -2,7 +2,8 @@
 
 No crawl logic lives here. Exit codes: 0 the crawl finished (page errors are in the stats),
 1 ``fetch``/``parse`` could not fetch the page or the callback failed, 2 a usage, config, seeds
-or spider error, 130 interrupted by Ctrl-C or SIGTERM.
+or spider error, 3 the system refused to write an output or jobdir file (disk full, read-only),
+130 interrupted by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import click
 
 from . import __version__
 from .engine import CrawlSpec, Engine, Interrupted
-from .errors import CrawlkitError, SpiderError
+from .errors import CrawlkitError, SpiderError, WriteFailed
 from .loader import load_spider, one_line
 from .log import LogConfig, setup_logging, summary_text
-from .progress import Monitor, wants_live_view
+from .progress import Monitor, check_writable, wants_live_view
 from .seeds import SeedFile
 from .settings import Settings, explain, load_settings
 from .spider import LinkSpider, Spider
@@ -38,7 +39,9 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except CrawlkitError as exc:
-            raise UserError(str(exc)) from None
+            error = UserError(str(exc))
+            error.exit_code = getattr(exc, "exit_code", UserError.exit_code)  # 3 for WriteFailed
+            raise error from None
 
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -135,7 +138,8 @@ def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Sett
 
 def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any],
              seeds: SeedFile | None = None) -> None:
-    """Build the spider, run the engine, print the summary; exit 130 when interrupted.
+    """Build the spider, run the engine, print the summary; exit 130 when interrupted, 3 (after
+    the summary) when a write was refused.
 
     With a seeds file, the engine's spider streams it as its ``start_urls``; the spiders of
     the child processes are built from ``kwargs`` and never see it.
@@ -144,14 +148,19 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
     if seeds is not None:
         spider.start_urls = seeds  # type: ignore[assignment]  # an iterable read once, not a list
     code = 0
+    failed: WriteFailed | None = None
     with Monitor(settings, spider.name, terminal=wants_live_view(settings.output)) as monitor:
         engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor))
         try:
             engine.run()
         except Interrupted:
             code = 130
+        except WriteFailed as exc:
+            failed = exc
     monitor.finish(engine.stats)
     click.echo(summary_text(engine.stats.summary(), monitor.log), err=True)
+    if failed is not None:
+        raise failed
     if code:
         sys.exit(code)
 
@@ -235,6 +244,7 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
     cli = {"user_agent": kw.get("user_agent"), "robots": False if kw.get("no_robots") else None, **_parse_sets(kw.get("sets", ()))}
     spider_cls = load_spider(spider_spec) if spider_spec or spider_required else None
     settings = load_settings(kw.get("config_file"), spider_cls.custom_settings if spider_cls else None, cli)
+    check_writable("log_file", settings.log_file)
     setup_logging(LogConfig.from_settings(settings))
     spider = None
     if spider_cls is not None:

@@ -63,15 +63,15 @@ from .jobdir import JobDir
 from .limiter import LocalLimiter, Wait
 from .messages import FetchTask, Links, PageDone
 from .middlewares import load_middlewares
-from .errors import ConfigError, SharedCrawlError
+from .errors import ConfigError, SharedCrawlError, WriteFailed
 from .output import open_output
 from .parser import ParserConfig, parser_main
 from .pipelines import load_pipelines
-from .process import child_setup, context
+from .process import child_setup, context, reserve_open_files
 from .progress import TICK, Monitor
 from .robots import ROBOTS_CALLBACK, RobotsGate, RobotsRules
 from .seen import SeenManager
-from .settings import Settings
+from .settings import MAX_WORKERS, Settings
 from .sitemaps import SITEMAP_CALLBACK, seed_sitemaps
 from .spider import Spider
 from .stats import Stats
@@ -120,8 +120,12 @@ class Engine:
     def __init__(self, spec: CrawlSpec) -> None:
         self.spec = spec
         s = self.settings = spec.settings
-        self.workers = s.workers or os.cpu_count() or 1
+        self.workers = s.workers or min(os.cpu_count() or 1, MAX_WORKERS)
         self.threads = math.ceil(s.concurrency / self.workers)
+        # Each process holds both ends of every fetch queue and parser channel (a fetcher gets
+        # them all), a socket per fetch thread, and some for Python, logs and SQLite.
+        reserve_open_files(2 * QUEUES_PER_WORKER * self.workers + 4 * s.parsers + self.workers + 2 * self.threads + 100,
+                           f"workers {self.workers}, parsers {s.parsers} and concurrency {s.concurrency}")
         self.stats = Stats()
         self.monitor = spec.monitor or Monitor(s)
         self.shared: Any = None  # a RedisCrawl when the crawl is shared by several nodes
@@ -152,7 +156,8 @@ class Engine:
         self.parser_load = [0] * s.parsers
         self.inflight_pages = 0
         self.next_id = 0
-        self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
+        self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second (or a refused write)
+        self.failed: WriteFailed | None = None  # the first write the system refused
         # What run() starts; set here so that _shutdown can clean up after a start that failed half way.
         self.manager: Any = None
         self.pool: Any = None
@@ -188,10 +193,14 @@ class Engine:
     # ---------------------------------------------------------------- lifecycle
 
     def run(self) -> Stats:
-        """Crawl to the end; raises Interrupted after a Ctrl-C (with the stats flushed).
+        """Crawl to the end; raises Interrupted after a Ctrl-C (with the stats flushed), or
+        WriteFailed when the system refused to write the output or the journal.
 
         The Ctrl-C/SIGTERM handler stays installed until every process is stopped and every
         file closed, so a second Ctrl-C during shutdown stops at once instead of cutting it short.
+        A refused write stops the crawl at once (the pages being fetched could not be written
+        either); the writer has cut its file back to its last complete record, and the journal
+        keeps its last commit, which names only output that was written.
         """
         s = self.settings
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -228,15 +237,27 @@ class Engine:
             self.stats.crawl_started = time.monotonic()
             self._seed()
             self._loop(ctx)
+        except WriteFailed as exc:
+            self._write_failed(exc)
         finally:
             try:
                 self._shutdown()
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+        if self.failed is not None:
+            raise self.failed
         if self.stopping:
             raise Interrupted()
         return self.stats
+
+    def _write_failed(self, exc: WriteFailed) -> None:
+        """Stop now: nothing more can be written, and the journal commits nothing more."""
+        if self.failed is None:
+            exc.resumable = self.journal is not None
+            self.failed = exc
+        self.stopping = 2
+        self.stats.reason = "stopped (a write failed)"
 
     def _start_seen_store(self, ctx: Any) -> None:
         self.manager = SeenManager(ctx=ctx)
@@ -746,11 +767,20 @@ class Engine:
             except SharedCrawlError as exc:
                 log.error("the crawl's totals are not updated: %s", exc)
         self.frontier.close()
+        try:
+            if self.journal is not None and self.failed is None:
+                self._commit()
+        except WriteFailed as exc:
+            self._write_failed(exc)
         if self.journal is not None:
-            self._commit()
-            self.journal.close()
-        if self.output is not None:
-            self.output.close()
+            # After a refused write the transaction in progress is dropped: it marks done pages
+            # whose items were not written.
+            self.journal.close(commit=self.failed is None)
+        try:
+            if self.output is not None:
+                self.output.close()  # a no-op for a writer whose write was refused
+        except WriteFailed as exc:
+            self._write_failed(exc)
 
 
 def _is_page(request: Request) -> bool:

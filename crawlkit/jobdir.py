@@ -18,10 +18,16 @@ amplification); a row it refuses, or a robots.txt row of the wrong types, is ski
 and counted (``error_unreadable_jobdir_data``). A request whose ``meta`` is not plain data is
 not journaled (``unresumable_request``): it is crawled, but a resume would not have it. A
 database SQLite cannot read (garbage, truncated) is a ConfigError naming the directory.
+
+When the system refuses a write (disk full, read-only), the output file is cut back to its
+last complete record and the journal is not committed again: the transaction in progress is
+rolled back, so ``output_bytes`` only ever names bytes that were written, and the same command
+resumes from the last commit once there is room (``WriteFailed``, raised by every writing method).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from . import safepickle
-from .errors import ConfigError
+from .errors import ConfigError, WriteFailed
 from .http import Request
 
 log = logging.getLogger("crawlkit.jobdir")
@@ -72,23 +78,45 @@ class JobDir:
         except OSError as exc:
             raise ConfigError(f"jobdir {str(path)!r}: cannot create it: {exc.strerror}") from None
         db = self.path / "crawl.sqlite"
+        self.file = str(db)
         self.resuming = db.exists()
+        self.broken = False  # a write was refused: nothing is committed any more
         try:
             self.db = sqlite3.connect(db, isolation_level=None)
             if self.resuming:  # reads every page once: a cut or overwritten file fails here, not mid-crawl
                 problems = [row[0] for row in self.db.execute("PRAGMA quick_check").fetchall()]
                 if problems != ["ok"]:
                     raise sqlite3.DatabaseError("; ".join(problems[:3]))
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            self.db.execute("BEGIN")
-            self._next_id = (self.db.execute("SELECT max(id) FROM requests").fetchone()[0] or 0) + 1
+        except sqlite3.OperationalError as exc:  # cannot open or read it (permissions, I/O)
+            raise ConfigError(f"jobdir {str(path)!r}: cannot open {db.name}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"jobdir {str(path)!r}: {db.name} is damaged or not a crawlkit job database ({exc}); "
                 "it cannot be resumed: move the directory away and start again with a new --jobdir"
             ) from None
+        with self._writing():
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("BEGIN")
+        self._next_id = (self.db.execute("SELECT max(id) FROM requests").fetchone()[0] or 0) + 1
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a refused write into WriteFailed naming the database; what is not committed is dropped."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._refused(exc) from None
+
+    def _refused(self, exc: sqlite3.Error) -> WriteFailed:
+        """Drop the transaction in progress and commit nothing more; the error to raise."""
+        self.broken = True
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("ROLLBACK")
+        error = WriteFailed(self.file, str(exc))
+        error.resumable = True  # the last commit stands: the same command resumes from it
+        return error
 
     # ------------------------------------------------------------ journaling (engine loop)
 
@@ -109,7 +137,8 @@ class JobDir:
                 continue
             rows.append((self._next_id, None if fp is None else _signed(fp), blob))
             self._next_id += 1
-        self.db.executemany("INSERT INTO requests (id, fp, state, request) VALUES (?, ?, 0, ?)", rows)
+        with self._writing():
+            self.db.executemany("INSERT INTO requests (id, fp, state, request) VALUES (?, ?, 0, ?)", rows)
 
     def _unresumable(self, request: Request, exc: Exception) -> None:
         self.count("unresumable_request")
@@ -123,16 +152,21 @@ class JobDir:
         """Mark a journaled request finished (robots and other unjournaled requests are ignored)."""
         job = request.meta.get(JOB_KEY)
         if job is not None:
-            self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (job,))
+            try:  # once a page: a bare try, not _writing()
+                self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (job,))
+            except sqlite3.Error as exc:
+                raise self._refused(exc) from None
 
     def commit(self, output_bytes: int, stats: dict[str, int]) -> None:
-        """Make everything journaled so far durable, with the output length it corresponds to."""
-        self.db.executemany(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            [("output_bytes", str(output_bytes)), ("stats", json.dumps(stats))],
-        )
-        self.db.execute("COMMIT")
-        self.db.execute("BEGIN")
+        """Make everything journaled so far durable, with the output length it corresponds to
+        (bytes written already: the engine flushes the output first)."""
+        with self._writing():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("output_bytes", str(output_bytes)), ("stats", json.dumps(stats))],
+            )
+            self.db.execute("COMMIT")
+            self.db.execute("BEGIN")
 
     # ------------------------------------------------------------ resuming
 
@@ -152,7 +186,8 @@ class JobDir:
                            "move the directory away and start again with a new --jobdir")
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def fingerprints(self, batch: int = 100_000) -> Iterator[list[int]]:
         """Every fingerprint ever admitted, in batches, to refill the seen-URL store."""
@@ -192,7 +227,8 @@ class JobDir:
 
     def save_robots(self, host: str, status: int, body: bytes) -> None:
         """Keep a host's robots.txt answer, so a resumed crawl need not wait for it again."""
-        self.db.execute("INSERT OR REPLACE INTO robots (host, status, body) VALUES (?, ?, ?)", (host, status, body))
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO robots (host, status, body) VALUES (?, ?, ?)", (host, status, body))
 
     def robots(self) -> Iterator[tuple[str, int, bytes]]:
         """The robots.txt answers kept; a row of the wrong types is skipped and counted (its host is asked again)."""
@@ -213,6 +249,14 @@ class JobDir:
             raise self._damaged("its stats are not a JSON object of counters")
         return stats
 
-    def close(self) -> None:
-        self.db.execute("COMMIT")
-        self.db.close()
+    def close(self, commit: bool = True) -> None:
+        """Close the database, committing unless told not to or a write was refused (the
+        transaction in progress is then dropped). Never raises: a refused final commit leaves
+        the last one standing, which is consistent with the output."""
+        try:
+            if commit and not self.broken:
+                self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("jobdir %s: the last commit failed (%s); a resume starts from the one before", self.file, exc)
+        finally:
+            self.db.close()  # an open transaction is rolled back

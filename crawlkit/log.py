@@ -115,6 +115,27 @@ class _Forward(logging.Handler):
             self.handleError(record)
 
 
+class _LogFile(logging.FileHandler):
+    """The ``log_file``. When the system refuses a write (disk full, read-only), one line on
+    stderr says so and this process stops writing the file, instead of logging's traceback
+    for every record; the crawl goes on (its output is what matters, and is checked itself)."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        self.failed = True
+        sys.stderr.write(f"crawlkit: cannot write the log file {self.baseFilename}: {exc.strerror}; "
+                         f"this process no longer logs to it\n")
+
+
 def formatter(config: LogConfig) -> logging.Formatter:
     return JsonFormatter() if config.json else logging.Formatter(FORMAT, "%H:%M:%S")
 
@@ -134,7 +155,7 @@ def setup_logging(config: LogConfig, console: logging.Handler | None = None) -> 
     console.addFilter(ConsoleFilter(config.quiet, live=config.forward is not None))
     handlers: list[logging.Handler] = [console]
     if config.file:
-        handlers.append(logging.FileHandler(os.fspath(config.file), mode="a", encoding="utf-8"))
+        handlers.append(_LogFile(os.fspath(config.file), mode="a", encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter(config))
         root.addHandler(handler)

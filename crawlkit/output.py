@@ -12,6 +12,8 @@
 Written only by the engine process, so records never interleave. ``write`` buffers a page's
 items, ``flush`` makes every buffered item durable (the engine calls it after each batch of
 pages, before the job directory commits), so a crawl that dies leaves whole records behind.
+A write the system refuses (disk full, read-only) cuts the file back to its last complete
+record and raises ``WriteFailed`` naming the file; the writer is closed.
 Writers count ``size``, how much of the file belongs to flushed work (bytes, or rows for
 SQLite): with a job directory the engine commits it beside the crawl state, and a resumed
 crawl cuts the file back to it (``open_output(..., resume_at=N)``), so no item is written twice.
@@ -31,9 +33,9 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO, Iterable, NoReturn
 
-from .errors import ConfigError
+from .errors import ConfigError, WriteFailed
 
 log = logging.getLogger("crawlkit.output")
 
@@ -55,20 +57,61 @@ def _dumps(value: Any) -> str:
 
 
 class _Writer:
-    def __init__(self, stream: BinaryIO, size: int) -> None:
-        self.stream = stream
-        self.size = size  # bytes in the file that belong to this crawl
+    """A feed in a file or on stdout. Records are buffered here and written at ``flush``, one
+    write a batch, so a failed write is known to the byte: the file is cut back to ``durable``,
+    its last complete record, and ``WriteFailed`` names it."""
+
+    TRAILER = b""  # written after the records at each flush, and over by the next batch
+
+    def __init__(self, stream: BinaryIO, size: int, name: str) -> None:
+        self.stream = stream  # unbuffered (FileIO) for a file; a failed write leaves nothing behind here
+        self.name = name
+        self.size = size  # bytes in the file that belong to this crawl, buffered ones included
+        self.durable = size  # bytes written: where the next batch goes, and a failed one is cut back to
+        self.pending: list[bytes] = []
+        self.closed = False
 
     def _emit(self, text: str) -> None:
         data = text.encode("utf-8")
-        self.stream.write(data)
+        self.pending.append(data)
         self.size += len(data)
 
     def flush(self) -> None:
-        self.stream.flush()
+        """Write the buffered records; WriteFailed (the file cut back to its last complete record) if the system refuses."""
+        if not self.pending:
+            return
+        data = memoryview(b"".join(self.pending) + self.TRAILER)
+        self.pending.clear()
+        written = 0
+        try:
+            if self.stream is not sys.stdout.buffer:
+                self.stream.seek(self.durable)
+            while written < len(data):
+                written += self.stream.write(data[written:])
+            self.stream.flush()
+        except OSError as exc:
+            self._fail(exc, cut=written > 0)
+        self.durable = self.size
+
+    def _fail(self, exc: OSError, cut: bool) -> NoReturn:
+        self.closed = True
+        if self.stream is not sys.stdout.buffer:
+            try:
+                if cut:  # part of the batch is in the file: back to the last complete record
+                    self.stream.truncate(self.durable)
+                    self.stream.seek(self.durable)
+                    self.stream.write(self.TRAILER)
+            except OSError as again:
+                log.error("%s could not be cut back to its last complete record at byte %d: %s", self.name, self.durable, again.strerror)
+            finally:
+                self.stream.close()
+        raise WriteFailed(self.name, exc.strerror or str(exc)) from None
 
     def close(self) -> None:
+        if self.closed:
+            return
         self.flush()
+        self.closed = True
         if self.stream is not sys.stdout.buffer:
             self.stream.close()
 
@@ -87,30 +130,25 @@ class JsonArrayWriter(_Writer):
 
     TRAILER = b"\n]\n"
 
-    def __init__(self, stream: BinaryIO, size: int) -> None:
-        super().__init__(stream, size)
+    def __init__(self, stream: BinaryIO, size: int, name: str) -> None:
+        super().__init__(stream, size, name)
         if size == 0:
             self._emit("[")
+        else:
+            self.pending.append(b"")  # a resumed file was cut before its trailer: write it back now
         self.flush()
 
     def write(self, items: Iterable[dict[str, Any]]) -> int:
-        self.stream.seek(self.size)
         for item in items:
             self._emit(("\n" if self.size == 1 else ",\n") + _dumps(item))
         return 0
-
-    def flush(self) -> None:
-        self.stream.seek(self.size)
-        self.stream.write(self.TRAILER)
-        self.stream.truncate()
-        self.stream.flush()
 
 
 class CsvWriter(_Writer):
     """CSV with columns from ``export_fields`` or the first item's keys; later new keys are dropped with one warning."""
 
-    def __init__(self, stream: BinaryIO, size: int, fieldnames: list[str] | None) -> None:
-        super().__init__(stream, size)
+    def __init__(self, stream: BinaryIO, size: int, name: str, fieldnames: list[str] | None) -> None:
+        super().__init__(stream, size, name)
         self.fieldnames = fieldnames
         self.warned: set[str] = set()
 
@@ -146,6 +184,15 @@ def _sql_value(value: Any) -> Any:
     return str(value)
 
 
+def _refused_by_system(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed for want of space or permission (SQLITE_FULL, _IOERR, _READONLY,
+    _CANTOPEN), not because of one item."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (8, 10, 13, 14)
+    return any(words in str(exc) for words in ("disk is full", "readonly", "disk I/O", "unable to open"))
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -176,6 +223,7 @@ class SqliteWriter:
             self.db.execute("DELETE FROM items WHERE _rowid_ > ?", (resume_at,))
         self.size = self.db.execute("SELECT coalesce(max(_rowid_), 0) FROM items").fetchone()[0] if self.columns else 0
         self.warned: set[str] = set()
+        self.closed = False
         self.db.execute("BEGIN")
 
     def _create(self, names: list[str]) -> None:
@@ -186,8 +234,10 @@ class SqliteWriter:
         for item in items:
             try:
                 self._insert(item)
-            except sqlite3.Error as exc:  # e.g. past SQLite's 2000 columns; the item is lost, the crawl is not
-                failed += 1
+            except sqlite3.Error as exc:
+                if _refused_by_system(exc):
+                    self._fail(exc)
+                failed += 1  # e.g. past SQLite's 2000 columns; the item is lost, the crawl is not
                 log.error("an item cannot be written to the SQLite output (%s); keys: %s", exc, sorted(item)[:20])
         return failed
 
@@ -214,11 +264,29 @@ class SqliteWriter:
         self.size = cursor.lastrowid
 
     def flush(self) -> None:
-        self.db.execute("COMMIT")
+        """Commit the rows; WriteFailed (the table as the last commit left it) if the system refuses."""
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._fail(exc)
         self.db.execute("BEGIN")
 
+    def _fail(self, exc: sqlite3.Error) -> NoReturn:
+        self.closed = True
+        try:
+            self.db.close()  # what is not committed is rolled back: the table ends on a committed row
+        except sqlite3.Error:
+            pass
+        raise WriteFailed(self.path, str(exc)) from None
+
     def close(self) -> None:
-        self.db.execute("COMMIT")
+        if self.closed:
+            return
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        self.closed = True
         try:
             self.db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file for whoever reads it next
         except sqlite3.OperationalError as exc:  # someone is reading it now: it stays in WAL mode, data intact
@@ -239,7 +307,7 @@ def open_output(path: str | None, resume_at: int | None = None, fields: list[str
     if path is None:
         return None
     if path == "-":
-        return JsonLinesWriter(sys.stdout.buffer, 0)
+        return JsonLinesWriter(sys.stdout.buffer, 0, "stdout")
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise ConfigError(
@@ -251,18 +319,17 @@ def open_output(path: str | None, resume_at: int | None = None, fields: list[str
             return SqliteWriter(path, resume_at if resuming else None, fields)
         if resuming:
             os.truncate(path, resume_at)
-            stream = open(path, "r+b")
-            stream.seek(resume_at)
+            stream = open(path, "r+b", buffering=0)
         else:
             resume_at = 0
-            stream = open(path, "w+b")
+            stream = open(path, "w+b", buffering=0)
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError(f"output {path!r}: cannot open for writing: {getattr(exc, 'strerror', None) or exc}") from None
     if suffix == ".json":
-        return JsonArrayWriter(stream, resume_at)
+        return JsonArrayWriter(stream, resume_at, path)
     if suffix != ".csv":
-        return JsonLinesWriter(stream, resume_at)
+        return JsonLinesWriter(stream, resume_at, path)
     if fields is None and resume_at:
         with open(path, encoding="utf-8", newline="") as existing:
             fields = next(csv.reader(existing), None)
-    return CsvWriter(stream, resume_at, fields)
+    return CsvWriter(stream, resume_at, path, fields)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import os
 import pickle
 import time
@@ -133,7 +134,10 @@ def _serve(router: "Router", registration: Any, events: Any) -> None:
                 message = registration.get()
                 if message is None:
                     return
-                inboxes.append(pickle.loads(message[1]))
+                try:
+                    inboxes.append(pickle.loads(message[1]))
+                except (EOFError, OSError):  # the fetcher died handing its Pipe over (a crawl stopped at once)
+                    log.debug("a fetcher exited before its Pipe reached parser %d", os.getpid())
                 continue
             try:
                 data = ready.recv_bytes()
@@ -365,14 +369,15 @@ class Router:
                     else:
                         over += 1  # dropped at once: a page of a million links holds a few thousand
                 elif isinstance(obj, dict):
-                    problem = _unwritable(obj)
-                    if problem is None:
-                        done.items.append(obj)
+                    writable = _writable(obj)
+                    if isinstance(writable, dict):
+                        # Pipelines see the item as yielded; what they return is checked again after them.
+                        done.items.append(obj if self.pipelines.stages else _count_nulled(obj, writable, response.url, counts))
                     else:
                         counts["error_spider_output"] += 1
                         log.error(
                             "spider %s callback %s yielded an item that cannot be written as JSON (%s) on %s",
-                            self.spider_name, name, problem, response.url,
+                            self.spider_name, name, writable, response.url,
                         )
                 else:
                     counts["error_spider_output"] += 1
@@ -391,17 +396,22 @@ class Router:
             log.warning("%s yielded %d requests; the first %d are followed, %d dropped (max_links_per_page)",
                         response.url, limit + over, limit, over)
         if done.items and self.pipelines.stages:
-            done.items = [item for item in self.pipelines.process(done.items, response.url, counts) if self._writable(item, response.url, counts)]
+            done.items = self._pipeline_output(self.pipelines.process(done.items, response.url, counts), response.url, counts)
         counts["items"] += len(done.items)
         return requests
 
-    def _writable(self, item: dict[str, Any], url: str, counts: Counter[str]) -> bool:
-        problem = _unwritable(item)
-        if problem is not None:
-            counts["error_pipeline"] += 1
-            counts["items_dropped"] += 1
-            log.error("the pipelines made an item from %s that cannot be written as JSON (%s); item dropped", url, problem)
-        return problem is None
+    def _pipeline_output(self, items: Iterable[dict[str, Any]], url: str, counts: Counter[str]) -> list[dict[str, Any]]:
+        """The pipelines' items as they can be written; one that cannot is dropped and counted."""
+        kept = []
+        for item in items:
+            writable = _writable(item)
+            if isinstance(writable, dict):
+                kept.append(_count_nulled(item, writable, url, counts))
+            else:
+                counts["error_pipeline"] += 1
+                counts["items_dropped"] += 1
+                log.error("the pipelines made an item from %s that cannot be written as JSON (%s); item dropped", url, writable)
+        return kept
 
     def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[tuple[int | None, Request]]:
         """The candidates that pass the filters, fingerprinted, without repeats within this page
@@ -502,18 +512,46 @@ def _repeats_segment(url: str, limit: int) -> bool:
     return bool(counts) and max(counts.values()) > limit
 
 
-def _unwritable(item: dict[str, Any]) -> str | None:
-    """Why the feed writers would fail on ``item``, or None.
+def _writable(item: dict[str, Any]) -> dict[str, Any] | str:
+    """``item`` as the feed writers can write it, or why they cannot.
 
     They write any value (as ``str`` at worst), but not a key such as a tuple nor a circular
     item; found here, in the parser, such an item is one counted error instead of a crash of
-    the engine's writer.
+    the engine's writer. NaN and Infinity are not JSON (strict readers reject the bare ``NaN``
+    Python would write): an item holding them comes back as a copy with null in their place,
+    the same in every format. One ``json.dumps`` checks an item; only one with such a float
+    is walked.
     """
     try:
-        json.dumps(item, default=str)
+        json.dumps(item, default=str, allow_nan=False)
+        return item
     except (TypeError, ValueError, RecursionError) as exc:
-        return str(exc)
-    return None
+        problem = str(exc)
+    try:
+        nulled = _null_non_finite(item)
+        json.dumps(nulled, default=str, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return problem
+    return nulled
+
+
+def _count_nulled(item: dict[str, Any], writable: dict[str, Any], url: str, counts: Counter[str]) -> dict[str, Any]:
+    """``writable``, counted and logged when it is ``item`` with NaN or Infinity made null."""
+    if writable is not item:
+        counts["items_nan_to_null"] += 1
+        log.warning("an item from %s holds NaN or Infinity, which JSON cannot hold: written as null", url)
+    return writable
+
+
+def _null_non_finite(value: Any) -> Any:
+    """A copy of ``value`` with every NaN and infinite float, in dicts, lists, tuples and sets, as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _null_non_finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_null_non_finite(item) for item in value]
+    return value
 
 
 def _combined(headers: list[tuple[str, str]]) -> CaseInsensitiveDict:

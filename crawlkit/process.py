@@ -10,10 +10,12 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing import forkserver
 import os
+import resource
 import signal
 import threading
 from multiprocessing.context import BaseContext
 
+from .errors import ConfigError
 from .log import LogConfig, setup_logging
 
 _PRELOAD = ["crawlkit.fetcher", "crawlkit.parser", "crawlkit.seen"]
@@ -36,6 +38,21 @@ def context() -> BaseContext:
         finally:
             signal.signal(signal.SIGTERM, previous)
     return ctx
+
+
+def reserve_open_files(needed: int, what: str) -> None:
+    """Make room for ``needed`` open files per process, before any child starts; ConfigError if the system cannot.
+
+    The soft limit (often 1024) is raised up to the hard one; children, the fork server
+    included, inherit it. Without this a large crawl dies mid-start with "Too many open
+    files"; ``what`` names the settings that need them, for the message.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise ConfigError(f"{what} need about {needed} open files, over this system's limit of {hard} (ulimit -Hn); lower them")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def child_setup(log: LogConfig) -> None:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -59,14 +60,27 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def check_writable(key: str, path: str | None) -> None:
-    """A ConfigError now, before the crawl, if ``path``'s directory does not exist."""
+    """A ConfigError now, before any process starts, if ``path`` cannot be written.
+
+    The directory must exist and take a new file (a file is made and removed there, as
+    ``write_atomic`` will: a read-only or special directory fails here, not at the crawl's
+    end); an existing file must be writable, as the log file is appended to.
+    """
     if path is None:
         return
-    parent = Path(path).resolve().parent
+    target = Path(path)
+    parent = target.resolve().parent
     if not parent.is_dir():
         raise ConfigError(f"{key} {path!r}: directory {str(parent)!r} does not exist; create it or choose another path")
-    if Path(path).is_dir():
+    if target.is_dir():
         raise ConfigError(f"{key} {path!r} is a directory; give a file name")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{target.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{key} {path!r} cannot be written: {exc.strerror}; choose another path") from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(f"{key} {path!r} cannot be written: permission denied; choose another path")
 
 
 class Monitor:
@@ -80,6 +94,7 @@ class Monitor:
     def __init__(self, settings: Any, title: str = "crawlkit", terminal: bool = False) -> None:
         check_writable("stats_file", settings.stats_file)
         check_writable("report", settings.report)
+        check_writable("log_file", settings.log_file)
         self.settings = settings
         self.title = title
         self.interval = settings.progress_interval

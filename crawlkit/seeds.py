@@ -29,6 +29,7 @@ log = logging.getLogger("crawlkit.seeds")
 # The scheme and netloc of a line that starts like an http(s) URL (checked properly when read).
 _SITE = re.compile(rb"^(?:\xef\xbb\xbf)?[^\S\n]*(https?://[^/?#\s]+)", re.M | re.I)
 _CHUNK = 1 << 22  # bytes the sites() scan reads at once
+_BINARY_CHECK = 1 << 16  # bytes at the start of the file looked at for a NUL
 
 
 class SeedFile:
@@ -50,13 +51,26 @@ class SeedFile:
         except OSError as exc:
             raise SeedsError(f"seeds file {self.path!r} cannot be read: {exc.strerror}") from None
         self._data: bytes | None = None  # the whole file, if it can be read only once
-        if not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode):
+        mode = os.fstat(self._file.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            if not stat.S_ISFIFO(mode):  # a device such as /dev/zero never ends
+                self._file.close()
+                raise SeedsError(f"seeds file {self.path!r} is not a regular file or a pipe; give a text file with one URL per line")
             # A pipe (``<(grep ... urls.txt)``) can be read only once, and sites() reads it too.
             with self._file as f:
                 self._data = f.read()
             self._file = io.BytesIO(self._data)
+        self._refuse_binary()
         self._urls = self._read()
         self._first = next(self._urls, None)  # raises SeedsError if there is none
+
+    def _refuse_binary(self) -> None:
+        """A NUL in the first block means a binary file: each of its "lines" would be one more warning."""
+        head = self._data[:_BINARY_CHECK] if self._data is not None else os.pread(self._file.fileno(), _BINARY_CHECK, 0)
+        nul = head.find(b"\0")
+        if nul >= 0:
+            self._file.close()
+            raise SeedsError(f"seeds file {self.path!r} is binary (a NUL at byte {nul}); give a text file with one URL per line")
 
     def __iter__(self) -> Iterator[str]:
         if self._first is not None:

@@ -7,7 +7,9 @@ Layers, lowest first (a later one wins, key by key)::
 ``default.yaml`` is the only place a setting is declared: its default, its type (the default's
 type, or a ``(int or null)``-style prefix on the comment where the default cannot show it) and
 its documentation (the comment line directly above it). This module adds only what YAML cannot
-say: minimum values and the choice of log levels.
+say: bounds of numeric values, the choice of log levels, and what a config file may be (a
+regular file of at most ``MAX_CONFIG_BYTES``, without YAML aliases, so no file can make the
+loader hang or expand a few hundred bytes into gigabytes).
 
 Every mistake becomes a ``ConfigError`` with a one-line message that names where the value came
 from (file and line, the spider, or the ``-s`` argument), the key, the bad value and the fix.
@@ -20,7 +22,10 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import math
+import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +44,21 @@ _SEE_ALL = "(see configs/default.yaml for every setting)"
 _AT_LEAST_ONE = frozenset(
     {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body", "lease_time"}
 )
+# Timeouts of 0 would fail every fetch: these must be more than 0.
+_MORE_THAN_ZERO = frozenset({"connect_timeout", "read_timeout", "download_timeout"})
+# Upper bounds where a larger value fails the crawl at start: every fetcher receives both ends
+# of every fetch queue (4 per fetcher) and parser channel, and a process can be handed at most
+# 256 descriptors at its start (multiprocessing's forkserver); a unit of concurrency is a
+# thread, a semaphore and a socket. The comments in default.yaml say so.
+MAX_WORKERS = 24
+_AT_MOST = {"workers": MAX_WORKERS, "parsers": 16, "concurrency": 1024}
 _CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
 
 _TYPE_PREFIX = re.compile(r"^\((?:(int|str) or null|list of (int|str))\)")
 _TYPE_NAMES = {"int": int, "str": str}
+
+#: A settings file is a page of YAML; more than this is not one (and is not read further).
+MAX_CONFIG_BYTES = 1_000_000
 
 
 class _Loader(yaml.SafeLoader):
@@ -50,7 +66,18 @@ class _Loader(yaml.SafeLoader):
 
     PyYAML follows YAML 1.1, where ``yes``, ``no``, ``on`` and ``off`` are booleans (so ``robots: yes``
     would pass as true by accident), ``1e-3`` is a string, and ``2024-01-01`` is a date.
+
+    Aliases (``*name``) are refused: no setting needs one, and nested aliases of aliases (a
+    "billion laughs" file) expand a few hundred bytes into gigabytes.
     """
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases (*{event.anchor}) are not allowed; write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -91,8 +118,13 @@ class _Spec:
 
     @property
     def minimum(self) -> int:
-        """The least value of a numeric setting."""
+        """The least value of a numeric setting (for a timeout: the bound it must exceed)."""
         return 1 if self.key in _AT_LEAST_ONE else 0
+
+    @property
+    def maximum(self) -> float:
+        """The greatest value of a numeric setting."""
+        return _AT_MOST.get(self.key, math.inf)
 
     def expected(self) -> str:
         """What a valid value looks like, for error messages."""
@@ -101,8 +133,13 @@ class _Spec:
         elif self.kind is bool:
             text = "true or false"
         elif self.kind in (int, float):
-            noun = "an integer" if self.kind is int else "a number"
-            text = f"{noun} ≥ {self.minimum}"
+            noun = "an integer" if self.kind is int else "a finite number"
+            if self.key in _MORE_THAN_ZERO:
+                text = f"{noun} > {self.minimum}"
+            elif self.key in _AT_MOST:
+                text = f"{noun} from {self.minimum} to {self.maximum}"
+            else:
+                text = f"{noun} ≥ {self.minimum}"
         elif self.kind is list:
             text = "a list of " + ("integers" if self.item is int else "strings")
         else:
@@ -131,7 +168,11 @@ class _Spec:
             return isinstance(value, bool) and self.kind is bool
         if self.kind in (int, float):
             wanted = int if self.kind is int else (int, float)
-            return isinstance(value, wanted) and value >= self.minimum
+            if not isinstance(value, wanted) or not math.isfinite(value):  # NaN and .inf are no bound
+                return False
+            if self.key in _MORE_THAN_ZERO:
+                return value > self.minimum
+            return self.minimum <= value <= self.maximum
         if self.kind is list:
             return isinstance(value, (list, tuple)) and all(
                 isinstance(item, self.item) and not isinstance(item, bool) for item in value
@@ -290,7 +331,15 @@ def _specs() -> dict[str, _Spec]:
 def _read_file(path: str | Path) -> list[tuple[str, Any, int]]:
     """The (key, value, line of the key) entries of a YAML settings file; an empty file has none."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # Checked before opening: opening a FIFO would wait for a writer, and a device such as
+        # /dev/zero never ends.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(f"{path}: not a regular file; give a YAML settings file")
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes, too large for a settings file")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except (OSError, UnicodeDecodeError) as exc:

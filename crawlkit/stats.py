@@ -154,6 +154,8 @@ class Stats:
         ]
         if c["items_dropped"]:
             lines.append(f"  items dropped by pipelines: {c['items_dropped']}")
+        if c["items_nan_to_null"]:
+            lines.append(f"  items with NaN or Infinity, written as null: {c['items_nan_to_null']}")
         if self.crawl_totals is not None:
             crawl_id, t = self.crawl_totals
             errors = sum(v for k, v in t.items() if k.startswith("error_"))

@@ -204,3 +204,53 @@ def test_warc_holds_one_request_and_response_record_per_fetch_with_the_decoded_b
                         assert record.http_headers.get_header("X-Crawlkit-Orig-Content-Encoding") == "gzip"
     assert responses == Counter(list(expected)) == requests  # every fetch the server saw, exactly once
     assert any(uri.endswith("/redirect/7") for uri in responses) and any("/missing/" in uri for uri in responses)
+
+
+NON_FINITE = '''
+from crawlkit import Spider
+
+class NonFinite(Spider):
+    name = "nonfinite"
+    start_urls = [{seed!r}]
+    custom_settings = {{"pipelines": ["nonfinite.py:Ratio"]}}
+
+    def parse(self, response):
+        yield {{"url": response.url, "score": float("nan"), "more": [float("inf"), 1.5], "deep": {{"low": float("-inf")}}}}
+        yield {{"url": response.url + "#fine", "score": 2.5}}
+
+
+class Ratio:
+    def process_item(self, item, spider):
+        if "more" in item:
+            item["ratio"] = float("nan")  # a pipeline's NaN is made null too
+        return item
+'''
+
+
+def strict_json(text: str) -> object:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_infinity_are_written_as_null_in_every_format(crawlkit, tmp_path: Path) -> None:
+    nulled = {"score": None, "more": [None, 1.5], "deep": {"low": None}, "ratio": None}
+    with Site(SiteSpec(hosts=1, pages=1, links=0, extras=False)) as site:
+        seed = site.seeds()[0]
+        (tmp_path / "nonfinite.py").write_text(NON_FINITE.format(seed=seed))
+        runs = {suffix: crawlkit("runspider", "nonfinite.py", output=f"out{suffix}") for suffix in (".jsonl", ".json", ".csv", ".sqlite")}
+        fetches = site.stats()["fetches"]
+    assert all(n == len(runs) for n in fetches.values()), fetches  # each page once per crawl
+    for run in runs.values():
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "items with NaN or Infinity, written as null: 1" in run.stderr
+        assert f"an item from {seed} holds NaN or Infinity, which JSON cannot hold: written as null" in run.stderr
+    lines = runs[".jsonl"].output.read_text().splitlines()
+    assert [strict_json(line) for line in lines] == [{"url": seed, **nulled}, {"url": seed + "#fine", "score": 2.5}]
+    assert strict_json(runs[".json"].output.read_text()) == [{"url": seed, **nulled}, {"url": seed + "#fine", "score": 2.5}]
+    assert runs[".csv"].output.read_text().splitlines() == [
+        "url,score,more,deep,ratio", f"{seed},,\"[null, 1.5]\",\"{{\"\"low\"\": null}}\",", f"{seed}#fine,2.5,,,"]
+    with sqlite3.connect(runs[".sqlite"].output) as db:
+        assert list(db.execute("SELECT url, score, more, deep, ratio FROM items")) == [
+            (seed, None, "[null, 1.5]", '{"low": null}', None), (seed + "#fine", 2.5, None, None, None)]

@@ -10,7 +10,7 @@ from crawlkit import Request
 from crawlkit import parser as parser_module
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
-from crawlkit.parser import ParserConfig, Router, build_spider
+from crawlkit.parser import ParserConfig, Router, _writable, build_spider
 from crawlkit.settings import load_settings
 
 SITE = "http://127.0.0.2:8000"
@@ -55,3 +55,12 @@ def test_the_memory_of_sent_links_is_bounded(monkeypatch: pytest.MonkeyPatch) ->
     assert sent(r, page(2, "/2.html", ["/x1", "/x4"]))[0] == [SITE + "/x4"]
     assert len(r.sent) == 1
     assert sent(r, page(3, "/3.html", ["/x1", "/x4"]))[0] == [SITE + "/x1"]
+
+
+def test_writable_nulls_nan_and_infinity_and_keeps_other_items_as_they_are() -> None:
+    fine = {"a": 1.5, "b": [1, "x"], "c": {"d": None}}
+    assert _writable(fine) is fine  # no copy when nothing needs changing
+    nan = {"a": float("nan"), "b": [float("inf"), 2.0, (float("-inf"),)], "c": {"d": float("nan")}, "e": "NaN"}
+    assert _writable(nan) == {"a": None, "b": [None, 2.0, [None]], "c": {"d": None}, "e": "NaN"}
+    assert nan["a"] != nan["a"]  # the spider's own item is left alone
+    assert _writable({(1, 2): float("nan")}) == "keys must be str, int, float, bool or None, not tuple"

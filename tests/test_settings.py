@@ -209,14 +209,14 @@ def test_relative_path_is_shown_as_given(config, monkeypatch):
     ("key", "value", "expected"),
     [
         ("per_host", 0, "an integer ≥ 1, got 0"),
-        ("workers", 0, "an integer ≥ 1 or null, got 0"),
-        ("concurrency", 1.5, "an integer ≥ 1, got 1.5"),
-        ("parsers", True, "an integer ≥ 1, got true"),
+        ("workers", 0, "an integer from 1 to 24 or null, got 0"),
+        ("concurrency", 1.5, "an integer from 1 to 1024, got 1.5"),
+        ("parsers", True, "an integer from 1 to 16, got true"),
         ("retries", -1, "an integer ≥ 0, got -1"),
         ("max_depth", -2, "an integer ≥ 0, got -2"),
         ("max_pages", "10", "an integer ≥ 0, got '10'"),
-        ("delay", -0.5, "a number ≥ 0, got -0.5"),
-        ("read_timeout", float("nan"), "a number ≥ 0, got nan"),
+        ("delay", -0.5, "a finite number ≥ 0, got -0.5"),
+        ("read_timeout", float("nan"), "a finite number > 0, got nan"),
         ("robots", "yes", "true or false, got 'yes'"),
         ("robots", 1, "true or false, got 1"),
         ("robots", None, "true or false, got null"),
@@ -252,7 +252,7 @@ def test_dash_s_errors_show_the_argument():
 
 
 def test_typed_flag_errors_say_command_line():
-    assert config_error(cli={"workers": 0}) == "command line: 'workers' must be an integer ≥ 1 or null, got 0"
+    assert config_error(cli={"workers": 0}) == "command line: 'workers' must be an integer from 1 to 24 or null, got 0"
 
 
 def test_unknown_spider_setting():
