@@ -5,6 +5,7 @@
      +-- SeedsError               a seeds file that is missing, unreadable or has no valid URL
      +-- SpiderError              a spider that cannot be loaded or constructed
      +-- SharedCrawlError         the Redis of a shared crawl stopped answering during the crawl
+ +-- CrashLoopError           crawlkit's own processes keep dying as they start: replacing them is futile
      +-- DropItem                 raised by an item pipeline to drop an item (not a failure)
      +-- RetryRequest             raised by a response hook to fetch the request again (not a failure)
 
@@ -34,6 +35,10 @@ class SpiderError(CrawlkitError):
 
 class SharedCrawlError(CrawlkitError):
     """The Redis server of a shared crawl failed mid-crawl; its state is kept there for a rejoin."""
+
+
+class CrashLoopError(CrawlkitError):
+    """Fetcher, parser or seen-store processes died again and again with no page done in between."""
 
 
 class DropItem(CrawlkitError):

@@ -37,7 +37,7 @@ _SEE_ALL = "(see configs/default.yaml for every setting)"
 
 # Numeric settings must be >= 0; these must be >= 1 (a zero here would crawl nothing).
 _AT_LEAST_ONE = frozenset(
-    {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body", "lease_time"}
+    {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body", "lease_time", "max_process_deaths"}
 )
 _CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
 
