@@ -150,6 +150,15 @@ class DiesInFetchers:
 
     def process_request(self, request, spider):
         return request
+
+
+class HangsOnOne:
+    """A middleware whose hook never returns (for a minute) on one URL, as a hung DNS lookup would."""
+
+    def process_request(self, request, spider):
+        if request.url.endswith("/hang"):
+            threading.Event().wait(60)
+        return request
 '''
 
 
@@ -217,6 +226,27 @@ def test_headers_dripped_a_byte_at_a_time_are_cut_at_download_timeout(tmp_path: 
     assert summary(run.stderr)["error_download_timeout"] == 2
     assert {item["url"] for item in run.items()} == {site.url("/"), site.url("/fine")}
     assert_logged(run.stderr, "download_timeout", site.url("/slow-head"))
+
+
+def test_a_fetch_thread_stuck_past_its_deadline_is_replaced_and_its_request_dropped_as_poison(tmp_path: Path) -> None:
+    (tmp_path / "spiders.py").write_text(SPIDERS)
+    (tmp_path / "config.yaml").write_text("middlewares:\n  - spiders.py:HangsOnOne\n")
+    pages = [f"/p{i}" for i in range(6)]
+    ok = page(b"<title>ok</title>")
+    with HostileServer() as server:
+        site = server.site({"/": page(links("/hang", *pages)), "/robots.txt": NO_ROBOTS, **{p: ok for p in pages}})
+        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
+        started = time.monotonic()
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--config", "config.yaml", "--workers", "2",
+                      "-s", "connect_timeout=1", "-s", "download_timeout=2")
+        took = time.monotonic() - started
+        seen = server.paths(site)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "/hang" not in seen and all(seen[p] == 1 for p in pages)
+    c = summary(run.stderr)
+    assert c["error_fetcher_stalled"] == 2 and c["dropped_poison"] == 1
+    assert_logged(run.stderr, "past the deadline of", site.url("/hang"))
+    assert took < 55  # two kills at 3 s + the 10 s grace each, well before the hook's 60 s
 
 
 def test_a_stopped_fetcher_is_replaced_and_its_requests_sent_again(tmp_path: Path) -> None:
