@@ -156,7 +156,7 @@ class Engine:
         self.next_id = 0
         self.deaths: dict[tuple[str, str], int] = {}  # (method, url) -> process deaths while it was on hand
         self.respawns: dict[str, list[float]] = {}  # process kind -> times of its last deaths since a page was done
-        self.killed: set[int] = set()  # fetcher pids killed for stalling, until seen dead
+        self.killed: dict[int, set[int]] = {}  # fetcher pid killed for stalling -> the requests to blame, until seen dead
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
         # What run() starts; set here so that _shutdown can clean up after a start that failed half way.
         self.manager: Any = None
@@ -601,10 +601,11 @@ class Engine:
             owners[index] = RETIRED
             claimed[index] = RETIRED
             self.queue_load.pop(index, None)
-            self.killed.discard(pid)
-            released, deadlines = channels.released, channels.deadlines
             lost = [i for i, e in self.inflight.items() if e.queue == index]
-            working = {i for i in lost if deadlines[self.inflight[i].ticket] and not released[self.inflight[i].ticket]}
+            working = self.killed.pop(pid, None)
+            if working is None:  # it died by itself: blame every request a thread of it had taken
+                released, deadlines = channels.released, channels.deadlines
+                working = {i for i in lost if deadlines[self.inflight[i].ticket] and not released[self.inflight[i].ticket]}
             self._reclaim(lost, f"fetcher process {pid} died", working)
             self._respawning("fetcher")
         if all(pid == RETIRED for pid in claimed):
@@ -630,26 +631,31 @@ class Engine:
 
     def _kill_stalled(self, claimed: list[int], now: float) -> None:
         """SIGKILL every fetcher that missed its heartbeat, or has a fetch thread past its task's
-        deadline, by ``STALL_GRACE``: the Pool replaces it, and ``_check_processes`` takes back its work."""
+        deadline, by ``STALL_GRACE``: the Pool replaces it, and ``_check_processes`` takes back its work.
+
+        Only the overdue requests are blamed for the death (a frozen process blames none): the
+        others its threads had taken were merely there.
+        """
         channels = self.channels
-        stalled: dict[int, str] = {}
+        stalled: dict[int, tuple[str, set[int]]] = {}
         for index, pid in enumerate(claimed):
             beat = channels.heartbeats[index]
             if pid > 0 and beat and now - beat > STALL_GRACE:
-                stalled[pid] = f"has not answered for {now - beat:.0f}s"
+                stalled[pid] = (f"has not answered for {now - beat:.0f}s", set())
         deadlines, released = channels.deadlines, channels.released
-        for entry in self.inflight.values():
+        for req_id, entry in self.inflight.items():
             deadline = deadlines[entry.ticket]
             if entry.fetching and deadline and now - deadline > STALL_GRACE and not released[entry.ticket]:
                 pid = claimed[entry.queue]
                 if pid > 0:
-                    stalled.setdefault(pid, f"is {now - deadline:.0f}s past the deadline of {entry.request.url}")
-        for pid, why in stalled.items():
+                    late = f"is {now - deadline:.0f}s past the deadline of {entry.request.url}"
+                    stalled.setdefault(pid, (late, set()))[1].add(req_id)
+        for pid, (why, overdue) in stalled.items():
             if pid in self.killed:
                 continue
             log.error("fetcher process %d %s; killing it (another takes its place)", pid, why)
             self.stats.incr("error_fetcher_stalled")
-            self.killed.add(pid)
+            self.killed[pid] = overdue
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
