@@ -152,6 +152,16 @@ class DiesInFetchers:
         return request
 
 
+class DiesInParsers:
+    """An item pipeline whose open() kills the parser process it runs in."""
+
+    def open(self, spider):
+        os._exit(5)
+
+    def process_item(self, item, spider):
+        return item
+
+
 class HangsOnOne:
     """A middleware whose hook never returns (for a minute) on one URL, as a hung DNS lookup would."""
 
@@ -206,6 +216,19 @@ def test_fetchers_that_die_as_they_start_stop_the_crawl_with_one_line(tmp_path: 
         assert server.seen() == []
     assert run.returncode == 2, run.stderr[-3000:]
     assert re.fullmatch(r"Error: fetcher processes died \d+ times .*\(see the log for why they died\)", run.stderr.splitlines()[-1])
+    assert "Traceback" not in run.stderr, run.stderr
+
+
+def test_parsers_that_die_as_they_start_stop_the_crawl_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "spiders.py").write_text(SPIDERS)
+    (tmp_path / "config.yaml").write_text("pipelines:\n  - spiders.py:DiesInParsers\n")
+    with HostileServer() as server:
+        site = server.site({"/": page(links(*[f"/p{i}" for i in range(5)])), "/robots.txt": NO_ROBOTS})
+        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--config", "config.yaml")
+        assert server.count(site, "/") <= 5  # each parser death re-queues it: no more than the deaths allowed
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert re.fullmatch(r"Error: parser processes died 5 times .*\(see the log for why they died\)", run.stderr.splitlines()[-1])
     assert "Traceback" not in run.stderr, run.stderr
 
 
