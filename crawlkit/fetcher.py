@@ -56,6 +56,7 @@ from urllib3.poolmanager import ProxyManager
 
 from .errors import ConfigError
 from .http import Request
+from .loader import one_line
 from .log import LogConfig
 from .messages import FetchResult, FetchTask
 from .middlewares import RequestHooks, load_middlewares
@@ -171,7 +172,12 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     if config.middlewares:
         from .parser import build_spider
 
-        hooks = (load_middlewares(config.middlewares), build_spider(config.spider, config.spider_kwargs))
+        try:
+            hooks = (load_middlewares(config.middlewares), build_spider(config.spider, config.spider_kwargs))
+        except Exception as exc:  # one line, not a traceback per replacement; the engine stops a crash loop
+            log.error("fetcher %d: spider %s could not be created for the middlewares: %s", pid,
+                      config.spider or "crawlkit (built-in)", one_line(exc))
+            raise SystemExit(1) from None
     threads = [
         threading.Thread(target=_fetch_loop, args=(config, fetch_queue, outboxes, channels, i, hooks), name=f"fetch-{i}")
         for i in range(config.threads)
