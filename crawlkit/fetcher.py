@@ -136,7 +136,7 @@ class FetchChannels:
     queues: list[Any]  # one fetch queue per fetcher process, and spares for replacements
     owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, RETIRED, CLOSED
     registrations: list[Any]  # one per parser process
-    permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout)
+    permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout, ticket)
     released: Any  # multiprocessing.RawArray('b'): set to 1 once a ticket's permit is released
     notices: Any  # write end of a Pipe to the engine: a request id (8 bytes) once its exchange is over
     deadlines: Any  # RawArray('d') by ticket: monotonic time a fetch thread that took the task must be done by; 0 untaken
