@@ -3,7 +3,7 @@
 A crawl of URLs that other people submit must not become a way into the machine's own network
 (server-side request forgery): to the loopback services, the cloud metadata address
 (169.254.169.254), the office LAN. So with the setting off, each fetch thread's session uses
-``GuardedAdapter``, whose connections resolve the host name once, refuse it unless *every*
+connections built with ``PublicOnly`` (see ``fetcher.py``), which resolve the host name once, refuse it unless *every*
 address it resolves to is public, and then connect to those checked addresses themselves: a
 second lookup that could answer differently (DNS rebinding) never happens. Whatever spelling
 the URL uses (``0x7f.0.0.1``, ``2130706433``, ``127.1``, ``0177.0.0.1``, ``[::ffff:7f00:1]``),
@@ -24,9 +24,6 @@ import ipaddress
 import socket
 from typing import Any
 
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, NameResolutionError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -109,8 +106,8 @@ def public_addresses(host: str, port: int) -> list[str]:
     return found
 
 
-class _Guarded:
-    """Mixed into urllib3's connections: connect only to the checked addresses of one lookup."""
+class PublicOnly:
+    """Mixed into urllib3's connection classes: connect only to the checked addresses of one lookup."""
 
     _dns_host: str
     host: str
@@ -135,27 +132,3 @@ class _Guarded:
                 self._dns_host = name
         assert failure is not None  # getaddrinfo returns at least one address or raises
         raise failure
-
-
-class _GuardedHTTPConnection(_Guarded, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_Guarded, HTTPSConnection):
-    pass
-
-
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class GuardedAdapter(HTTPAdapter):
-    """A transport adapter whose direct connections go to public addresses only (proxies are not checked)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}

@@ -31,7 +31,14 @@ A task goes to the least loaded fetch queue, and only to one with a thread free,
 in a fetcher behind slow exchanges while another fetcher idles (at the start, before every
 fetcher is up, that could hold a request for a whole read timeout); a fetcher that claims its
 queue says so with a notice too.
-A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``).
+A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``),
+with what it held: per-host permits and send turns. A fetcher that stops beating (its
+watchdog writes a heartbeat into shared memory) or overruns a task's deadline by
+``STALL_GRACE`` is killed to be replaced the same way. Each fetch thread and each parser marks
+in shared memory the request it is working on, so a death is blamed on that request alone: one
+that has been on hand at ``max_process_deaths`` deaths is dropped as poison. Processes of one
+kind that keep dying with no page done in between stop the crawl (``CrashLoopError``), as does
+a parser that cannot even build the spider.
 The cookie jar lives here because every response passes through one engine but not through one
 fetcher: each FetchTask carries the Cookie header its request should send (``cookies.py``).
 
@@ -56,14 +63,14 @@ from typing import Any, Iterator
 
 from .components import check_components
 from .cookies import CookieJar
-from .fetcher import CLOSED, JOINED, FetchChannels, FetcherConfig, check_proxy, worker_init
+from .fetcher import CLOSED, JOINED, RETIRED, FetchChannels, FetcherConfig, check_proxy, worker_init
 from .frontier import LocalFrontier
 from .http import Request
 from .jobdir import JobDir
 from .limiter import LocalLimiter, Wait
-from .messages import FetchTask, Links, PageDone
+from .messages import FetchTask, Links, PageDone, StartFailed
 from .middlewares import load_middlewares
-from .errors import ConfigError, SharedCrawlError, WriteFailed
+from .errors import ConfigError, CrashLoopError, SharedCrawlError, SpiderError, WriteFailed
 from .output import open_output
 from .parser import ParserConfig, parser_main
 from .pipelines import load_pipelines
@@ -85,6 +92,12 @@ QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve
 SEED_BATCH = 1_000  # start requests queued per pass of the loop (about 20 ms of checks and fingerprints)
 ADMIT_BATCH = 4_000  # candidates deduplicated and queued per pass of the loop (one seen-store call)
 PENDING_MAX = 4 * ADMIT_BATCH  # candidates waiting for admission above which parsers are not read
+STALL_GRACE = 10.0  # seconds a fetcher may miss its heartbeat, or a fetch thread overrun its task's deadline
+# Deaths of one process kind (fetchers, parsers, the seen store) with no page done in between
+# that stop the crawl, if they come within RESPAWN_WINDOW seconds: a process that dies as soon
+# as it starts would otherwise be replaced for ever.
+RESPAWN_LIMIT = 5
+RESPAWN_WINDOW = 60.0
 
 
 @dataclass
@@ -156,6 +169,9 @@ class Engine:
         self.parser_load = [0] * s.parsers
         self.inflight_pages = 0
         self.next_id = 0
+        self.deaths: dict[tuple[str, str], int] = {}  # (method, url) -> process deaths while it was on hand
+        self.respawns: dict[str, list[float]] = {}  # process kind -> times of its last deaths since a page was done
+        self.killed: dict[int, set[int]] = {}  # fetcher pid killed for stalling -> the requests to blame, until seen dead
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second (or a refused write)
         self.failed: WriteFailed | None = None  # the first write the system refused
         # What run() starts; set here so that _shutdown can clean up after a start that failed half way.
@@ -165,6 +181,7 @@ class Engine:
         self.parsers: list[Any] = []
         self.event_pipes: list[Any] = []
         self.notices: Any = None  # read end of the fetchers' notice Pipe
+        self.working: Any = None  # RawArray('q') by parser: the request id it is handling, 0 none
         self.resuming: Iterator[list[Request]] | None = None  # the journal's pending requests not queued yet
         self.starting: Iterator[Any] | None = None  # the spider's start requests not queued yet
         self.started = 0  # start requests queued so far
@@ -212,7 +229,8 @@ class Engine:
                 self.shared.heartbeat()  # before taking any lease: only a known node's leases are reclaimed
                 log.info("node %s joined crawl %r at %s", self.shared.node, self.shared.crawl_id, s.frontier)
             else:
-                self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay)
+                self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay,
+                                            tickets=self.max_inflight)
                 self._start_seen_store(ctx)
             # A shared crawl does not recheck: every node would run its own rechecks, and the
             # answer must be one for all nodes (the first one is kept in Redis).
@@ -228,7 +246,10 @@ class Engine:
                 permits=self.limiter.permits,
                 released=ctx.RawArray("b", self.max_inflight),
                 notices=notices_writer,
+                deadlines=ctx.RawArray("d", self.max_inflight),
+                heartbeats=ctx.RawArray("d", len(queues)),
             )
+            self.working = ctx.RawArray("q", s.parsers)
             self.parsers = [None] * s.parsers
             self.event_pipes = [None] * s.parsers
             for index in range(s.parsers):
@@ -279,6 +300,7 @@ class Engine:
                 raise
             log.error("seen-URL store process died (%s); starting another", type(exc).__name__)
             self.stats.incr("error_seen_store_died")
+            self._respawning("seen-URL store")
             self.manager.shutdown()
             self._start_seen_store(context())
             if self.journal is not None:
@@ -298,7 +320,7 @@ class Engine:
         reader, writer = ctx.Pipe(duplex=False)
         process = ctx.Process(
             target=parser_main,
-            args=(self._parser_config(), self.channels.registrations[index], writer),
+            args=(self._parser_config(), self.channels.registrations[index], writer, self.working, index),
             name=f"crawlkit-parser-{index}",
         )
         process.start()
@@ -539,6 +561,7 @@ class Engine:
             parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
             ticket = self.tickets.pop()
             self.channels.released[ticket] = 0
+            self.channels.deadlines[ticket] = 0.0
             self.next_id += 1
             self.inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser)
             self.fetching += 1
@@ -568,11 +591,15 @@ class Engine:
         self.inflight_pages -= _is_page(entry.request)
 
     def _handle(self, data: bytes) -> None:
-        done: PageDone | Links = pickle.loads(data)
+        done: PageDone | Links | StartFailed = pickle.loads(data)
+        if type(done) is StartFailed:
+            raise SpiderError(done.message)
         self.candidates.extend(done.candidates)
         self.received += len(done.candidates)
         if type(done) is Links:
             return
+        if self.respawns:
+            self.respawns.clear()  # a page done: the processes that died so far were not dying at start
         entry = self.inflight.pop(done.req_id, None)
         if entry is None:
             # Re-queued after its fetcher died; the new copy counts. Its links are queued all
@@ -645,51 +672,139 @@ class Engine:
     # ---------------------------------------------------------------- health and reporting
 
     def _check_processes(self, ctx: Any) -> None:
-        """Take in newly started fetchers; re-queue the work of dead fetchers and parsers.
+        """Take in newly started fetchers; replace stalled ones; re-queue the work of dead fetchers and parsers.
 
         A dead fetcher's queue is retired (it may have died holding the queue's lock) and the
         Pool's replacement claims a spare. Its requests go back to the frontier, and the
-        per-host permits it never released are released here. A dead parser is restarted on
-        the same registration queue; requests whose results it had (fetch finished) are
-        re-queued, those still being fetched go to its successor.
+        per-host permits and send turns it never gave back are released here. A dead parser is
+        restarted on the same registration queue, after what it sent before dying is read;
+        requests whose results it had (fetch finished) are re-queued, those still being
+        fetched go to its successor. Only the request a process was working on is blamed.
         """
-        owners = self.channels.owners
+        channels = self.channels
+        owners = channels.owners
         with owners.get_lock():
             claimed = list(owners.get_obj())
+        now = time.monotonic()
+        self._kill_stalled(claimed, now)
         for index, pid in enumerate(claimed):
             if pid <= 0:
                 continue
             if _alive(pid):
                 self.queue_load.setdefault(index, 0)
                 continue
-            owners[index] = -1
+            owners[index] = RETIRED
+            claimed[index] = RETIRED
             self.queue_load.pop(index, None)
-            self._reclaim([i for i, e in self.inflight.items() if e.queue == index], f"fetcher process {pid} died")
+            lost = [i for i, e in self.inflight.items() if e.queue == index]
+            working = self.killed.pop(pid, None)
+            if working is None:  # it died by itself: blame every request a thread of it had taken
+                released, deadlines = channels.released, channels.deadlines
+                working = {i for i in lost if deadlines[self.inflight[i].ticket] and not released[self.inflight[i].ticket]}
+            self._reclaim(lost, f"fetcher process {pid} died", working)
+            self._respawning("fetcher")
+        if all(pid == RETIRED for pid in claimed):
+            raise CrashLoopError(
+                f"fetcher processes died {len(claimed)} times and no fetch queue is left; see the log for why they died"
+            )
         for index, process in enumerate(self.parsers):
             if process.is_alive():
                 continue
             log.error("parser process %s died (exit code %s); starting another", process.pid, process.exitcode)
             self.stats.incr("error_parser_died")
-            released = self.channels.released
-            lost = [i for i, e in self.inflight.items() if e.parser == index and released[e.ticket]]
-            self._reclaim(lost, f"parser process {process.pid} died")
+            culprit, self.working[index] = self.working[index], 0
+            pipe = self.event_pipes[index]
+            if pipe is not None and pipe.poll():
+                self._drain(pipe)  # what it finished before dying counts (and why it could not start, if so)
             if self.event_pipes[index] is not None:
                 self.event_pipes[index].close()
+            released = channels.released
+            lost = [i for i, e in self.inflight.items() if e.parser == index and released[e.ticket]]
+            self._reclaim(lost, f"parser process {process.pid} died", {culprit})
+            self._respawning("parser")
             self._start_parser(ctx, index)
 
-    def _reclaim(self, ids: list[int], why: str) -> None:
+    def _kill_stalled(self, claimed: list[int], now: float) -> None:
+        """SIGKILL every fetcher that missed its heartbeat, or has a fetch thread past its task's
+        deadline, by ``STALL_GRACE``: the Pool replaces it, and ``_check_processes`` takes back its work.
+
+        Only the overdue requests are blamed for the death (a frozen process blames none): the
+        others its threads had taken were merely there.
+        """
+        channels = self.channels
+        stalled: dict[int, tuple[str, set[int]]] = {}
+        for index, pid in enumerate(claimed):
+            beat = channels.heartbeats[index]
+            if pid > 0 and beat and now - beat > STALL_GRACE:
+                stalled[pid] = (f"has not answered for {now - beat:.0f}s", set())
+        deadlines, released = channels.deadlines, channels.released
+        for req_id, entry in self.inflight.items():
+            deadline = deadlines[entry.ticket]
+            if entry.fetching and deadline and now - deadline > STALL_GRACE and not released[entry.ticket]:
+                pid = claimed[entry.queue]
+                if pid > 0:
+                    late = f"is {now - deadline:.0f}s past the deadline of {entry.request.url}"
+                    stalled.setdefault(pid, (late, set()))[1].add(req_id)
+        for pid, (why, overdue) in stalled.items():
+            if pid in self.killed:
+                continue
+            log.error("fetcher process %d %s; killing it (another takes its place)", pid, why)
+            self.stats.incr("error_fetcher_stalled")
+            self.killed[pid] = overdue
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _respawning(self, kind: str) -> None:
+        """Count a death of ``kind``; stop the crawl if they come too fast with no page done in between."""
+        now = time.monotonic()
+        times = self.respawns.setdefault(kind, [])
+        times.append(now)
+        del times[:-RESPAWN_LIMIT]
+        if len(times) == RESPAWN_LIMIT and now - times[0] <= RESPAWN_WINDOW:
+            raise CrashLoopError(
+                f"{kind} processes died {RESPAWN_LIMIT} times in {now - times[0]:.0f}s with no page done in between; "
+                "stopping (see the log for why they died)"
+            )
+
+    def _reclaim(self, ids: list[int], why: str, working: set[int]) -> None:
+        """Take back the requests of a dead process: re-queue them, except those it was working
+        on that have now been on hand at ``max_process_deaths`` deaths (poison: dropped)."""
         released = self.channels.released
+        requeued = 0
         for req_id in ids:
             entry = self.inflight.pop(req_id)
             if not released[entry.ticket]:
                 self.limiter.release(entry.host, entry.slot)
+                self.limiter.recover_turn(entry.host, entry.slot, entry.ticket)
             self._settle(entry)
-            self.frontier.reclaim(entry.lease, entry.request)
+            if req_id in working and self._poisonous(entry.request):
+                if self.journal is not None:
+                    self.journal.done(entry.request)
+                self.finished.append(entry.lease)
+                self.respawns.clear()  # the crawl moves on past it
+            else:
+                self.frontier.reclaim(entry.lease, entry.request)
+                requeued += 1
         if ids or why.startswith("fetcher"):
-            log.warning("%s; re-queued its %d requests in flight", why, len(ids))
-        self.stats.incr("requeued", len(ids))
+            log.warning("%s; re-queued its %d requests in flight", why, requeued)
+        self.stats.incr("requeued", requeued)
         if why.startswith("fetcher"):
             self.stats.incr("error_fetcher_died")
+
+    def _poisonous(self, request: Request) -> bool:
+        """Count a process death on ``request``; True (logged and counted) when it reaches ``max_process_deaths``."""
+        key = (request.method, request.url)
+        deaths = self.deaths.get(key, 0) + 1
+        if deaths < self.settings.max_process_deaths:
+            self.deaths[key] = deaths
+            return False
+        self.deaths.pop(key, None)
+        self.stats.incr("dropped_poison")
+        log.error("%s %s dropped: a crawlkit process died while on it %d times (max_process_deaths)",
+                  request.method, request.url, deaths)
+        return True
 
     def _heartbeat(self) -> None:
         reclaimed = self.shared.heartbeat()

@@ -6,6 +6,7 @@
      +-- SpiderError              a spider that cannot be loaded or constructed
      +-- SharedCrawlError         the Redis of a shared crawl stopped answering during the crawl
      +-- WriteFailed              the system refused to write an output or jobdir file (exit code 3)
+     +-- CrashLoopError           crawlkit's own processes keep dying as they start: replacing them is futile
      +-- DropItem                 raised by an item pipeline to drop an item (not a failure)
      +-- RetryRequest             raised by a response hook to fetch the request again (not a failure)
 
@@ -57,6 +58,10 @@ class WriteFailed(CrawlkitError):
     def __str__(self) -> str:
         again = "run the same command again to resume" if self.resumable else "run the command again (with --jobdir a crawl resumes where it stopped)"
         return f"cannot write {self.path}: {self.reason}; free space or make it writable, then {again}"
+
+
+class CrashLoopError(CrawlkitError):
+    """Fetcher, parser or seen-store processes died again and again with no page done in between."""
 
 
 class DropItem(CrawlkitError):

@@ -9,6 +9,15 @@ sends a ``FetchResult`` down a Pipe to the parser the engine chose. The Pool's j
 lifetime: a worker that dies is replaced, and the replacement claims a fresh queue and starts
 its threads the same way.
 
+``download_timeout`` is a deadline for the whole exchange, from connect to the last body byte.
+The socket options of ``requests`` only bound each wait for a packet, so a server dripping its
+headers a byte a second could hold a thread for ever; a watchdog thread in each fetcher
+process shuts down the socket of an exchange past its deadline (``_Watchdog``). It also
+writes the process's heartbeat, and each fetch thread writes its task's deadline, both into
+shared memory: the engine replaces a fetcher that stops beating (SIGSTOP, a frozen process)
+or one whose thread overruns its deadline by a grace period (a hook that hangs, a DNS lookup
+that never ends), and re-queues its requests.
+
 Each worker makes its own Pipe to every parser and hands the parser the read end through that
 parser's registration queue. Middlewares' ``process_request`` hooks run here, in the fetch
 thread, just before sending (see ``middlewares.py``); cookies come from the engine with each
@@ -25,6 +34,7 @@ import functools
 import http.client
 import http.cookiejar
 import logging
+import math
 import os
 import pickle
 import re
@@ -42,10 +52,14 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import ProxyManager
 
-from .destinations import DestinationBlocked, GuardedAdapter, check_host
+from .destinations import DestinationBlocked, PublicOnly, check_host
 from .errors import ConfigError
 from .http import Request
+from .loader import one_line
 from .log import LogConfig
 from .messages import FetchResult, FetchTask
 from .middlewares import RequestHooks, load_middlewares
@@ -56,7 +70,9 @@ log = logging.getLogger("crawlkit.fetcher")
 
 CHUNK = 64 * 1024
 JOINED = 0  # the notice of a fetcher that has claimed its queue (request ids start at 1)
-CLOSED = -2  # an owners entry the engine closed at shutdown (-1: retired after its reader died)
+RETIRED = -1  # an owners entry whose reader died (its queue's lock may be held for ever)
+CLOSED = -2  # an owners entry the engine closed at shutdown
+WATCH_EVERY = 0.5  # seconds between the watchdog's rounds (heartbeat, cutting exchanges past their deadline)
 
 
 @dataclass(slots=True)
@@ -123,11 +139,13 @@ class FetchChannels:
     """What every fetcher process inherits (semaphores and queues can only travel this way)."""
 
     queues: list[Any]  # one fetch queue per fetcher process, and spares for replacements
-    owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, -1 retired, CLOSED
+    owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, RETIRED, CLOSED
     registrations: list[Any]  # one per parser process
-    permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout)
+    permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout, ticket)
     released: Any  # multiprocessing.RawArray('b'): set to 1 once a ticket's permit is released
     notices: Any  # write end of a Pipe to the engine: a request id (8 bytes) once its exchange is over
+    deadlines: Any  # RawArray('d') by ticket: monotonic time a fetch thread that took the task must be done by; 0 untaken
+    heartbeats: Any  # RawArray('d') by fetch queue: monotonic time its process's watchdog last ran
 
 
 def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
@@ -150,6 +168,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
         log.error("fetcher %d: no fetch queue left to claim (too many fetcher processes died); idle", pid)
         return
     fetch_queue = channels.queues[free[0]]
+    _WATCHDOG.start((channels.heartbeats, free[0]))
     os.set_blocking(channels.notices.fileno(), False)
     log.debug("fetcher process %d reads fetch queue %d", pid, free[0])
     _notify(channels.notices.fileno(), JOINED)  # the engine may use the queue now, not at its next check
@@ -158,7 +177,12 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     if config.middlewares:
         from .parser import build_spider
 
-        hooks = (load_middlewares(config.middlewares), build_spider(config.spider, config.spider_kwargs))
+        try:
+            hooks = (load_middlewares(config.middlewares), build_spider(config.spider, config.spider_kwargs))
+        except Exception as exc:  # one line, not a traceback per replacement; the engine stops a crash loop
+            log.error("fetcher %d: spider %s could not be created for the middlewares: %s", pid,
+                      config.spider or "crawlkit (built-in)", one_line(exc))
+            raise SystemExit(1) from None
     threads = [
         threading.Thread(target=_fetch_loop, args=(config, fetch_queue, outboxes, channels, i, hooks), name=f"fetch-{i}")
         for i in range(config.threads)
@@ -188,9 +212,13 @@ def _fetch_loop(
             break
         host = host_of(task.request.url)
         turn: Any = nullcontext()
+        budget = config.connect_timeout + config.download_timeout
         if task.delay:
             limit = config.connect_timeout + config.read_timeout + task.delay
-            turn = channels.permits.turn(task.slot, host, task.delay, limit)
+            turn = channels.permits.turn(task.slot, host, task.delay, limit, task.ticket)
+            budget += limit + task.delay
+        # Before anything that may block: from now on, a death of this process blames this request.
+        channels.deadlines[task.ticket] = time.monotonic() + budget
         try:
             # Hooks get a copy: what they change is for this send only, never for the retries
             # and redirects made from the request later (an Authorization header must not
@@ -234,6 +262,130 @@ def _notify(fd: int, req_id: int) -> None:
         pass
 
 
+class _Exchange:
+    """One exchange the watchdog keeps an eye on: its deadline, and its socket once the request is sent."""
+
+    __slots__ = ("deadline", "sock", "cut")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.sock: socket.socket | None = None
+        self.cut = False  # the watchdog shut the socket down: the deadline passed
+
+
+class _Watchdog:
+    """A thread per process that cuts exchanges past their ``download_timeout`` (and beats, in a fetcher).
+
+    Each fetch thread registers its exchange under its thread id (``watch``/``done``: a dict
+    store each, nothing more on the hot path); the watched connection classes below add the
+    socket when the request has been sent, before the response head is read. Shutting a
+    socket down from another thread wakes the ``recv`` blocked on it, which then fails; the
+    fetch thread sees ``cut`` and reports a ``download_timeout``. The base class's
+    ``shutdown`` is called even on a TLS socket: ``SSLSocket.shutdown`` would also drop its
+    TLS state under the thread still reading it.
+    """
+
+    def __init__(self) -> None:
+        self.exchanges: dict[int, _Exchange] = {}
+        self.beat: tuple[Any, int] | None = None  # (heartbeats array, index) in a fetcher process
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, beat: tuple[Any, int] | None = None) -> None:
+        """Start the thread in this process, once (a fetcher starts it beating; ``crawlkit fetch`` on first use)."""
+        with self._lock:
+            if beat is not None:
+                self.beat = beat
+                beat[0][beat[1]] = time.monotonic()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
+                self._thread.start()
+
+    def watch(self, deadline: float) -> _Exchange:
+        if self._thread is None:
+            self.start()
+        exchange = self.exchanges[threading.get_ident()] = _Exchange(deadline)
+        return exchange
+
+    def done(self) -> None:
+        self.exchanges.pop(threading.get_ident(), None)
+
+    def _run(self) -> None:
+        while True:
+            now = time.monotonic()
+            if self.beat is not None:
+                self.beat[0][self.beat[1]] = now
+            for exchange in list(self.exchanges.values()):
+                if now > exchange.deadline and exchange.sock is not None and not exchange.cut:
+                    exchange.cut = True
+                    try:
+                        socket.socket.shutdown(exchange.sock, socket.SHUT_RDWR)
+                    except OSError:
+                        pass  # closed meanwhile
+            time.sleep(WATCH_EVERY)
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _watch_socket(sock: socket.socket | None) -> None:
+    exchange = _WATCHDOG.exchanges.get(threading.get_ident())
+    if exchange is not None:
+        exchange.sock = sock
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self) -> Any:  # type: ignore[override]
+        _watch_socket(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> Any:  # type: ignore[override]
+        _watch_socket(self.sock)
+        return super().getresponse()
+
+
+class _GuardedHTTPConnection(PublicOnly, _WatchedHTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(PublicOnly, _WatchedHTTPSConnection):
+    pass
+
+
+def _pools(http: type, https: type) -> dict[str, type]:
+    """urllib3's pool classes by scheme, making connections of the classes given."""
+    return {
+        "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": http}),
+        "https": type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
+    }
+
+
+_WATCHED_POOLS = _pools(_WatchedHTTPConnection, _WatchedHTTPSConnection)
+# allow_private_addresses: false; through a proxy the proxy connects, so its pools stay watched only
+_GUARDED_POOLS = _pools(_GuardedHTTPConnection, _GuardedHTTPSConnection)
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter, with connections whose socket the watchdog can cut (direct and through
+    an HTTP proxy), and that connect only to public addresses when given the guarded pools."""
+
+    def __init__(self, pools: dict[str, type], **kwargs: Any) -> None:
+        self.pools = pools  # before HTTPAdapter.__init__, which calls init_poolmanager
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self.pools
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if type(manager) is ProxyManager:  # a SOCKS manager keeps its own pool classes
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
 def check_proxy(url: str | None) -> None:
     """Raise a ConfigError unless ``url`` (the ``proxy`` setting) is a usable http(s) proxy URL; main process."""
     if url is None:
@@ -249,8 +401,8 @@ def check_proxy(url: str | None) -> None:
 
 def new_session(config: FetcherConfig) -> requests.Session:
     session = requests.Session()
-    adapter_class = HTTPAdapter if config.allow_private_addresses else GuardedAdapter
-    adapter = adapter_class(pool_connections=16, pool_maxsize=4, max_retries=0)
+    pools = _WATCHED_POOLS if config.allow_private_addresses else _GUARDED_POOLS
+    adapter = _WatchedAdapter(pools, pool_connections=16, pool_maxsize=4, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = config.user_agent
@@ -291,6 +443,7 @@ def fetch(
     """Run one HTTP exchange; never raises: failures come back as ``FetchResult.error``.
 
     ``turn`` is entered around sending the request and receiving the headers (per-host delay).
+    ``download_timeout`` runs from the moment the turn is had to the last body byte.
     ``cookie`` is sent as the Cookie header unless the request sets one itself. The request
     goes through ``meta["proxy"]``, else ``config.proxy``, else the environment's proxy.
     """
@@ -302,14 +455,17 @@ def fetch(
     if cookie and not any(name.lower() == "cookie" for name in headers):
         headers = {**headers, "Cookie": cookie}
     proxy = meta.get("proxy") or config.proxy or _environment_proxy(_origin(request.url))
+    exchange = _WATCHDOG.watch(math.inf)  # not while waiting for the turn: the clock starts with the exchange
     try:
         if proxy and not config.allow_private_addresses:  # the proxy connects; only the URL's own address can be checked
             check_host(urlsplit(request.url).hostname or "")
         with turn or nullcontext():
+            exchange.deadline = time.monotonic() + config.download_timeout
             response = _send(session, request, headers, (config.connect_timeout, config.read_timeout), proxy)
     except Exception as exc:  # every failure is data for the stats, never a crash
-        result.error, result.message = classify(exc)
+        result.error, result.message = _failure(exc, exchange, config)
         result.elapsed = time.monotonic() - started
+        _WATCHDOG.done()
         return result
     try:
         result.url = response.url
@@ -323,14 +479,27 @@ def fetch(
             result.error, result.message = "body_too_large", f"Content-Length {length} > max_body {max_body}"
         else:
             result.body, result.error, result.message = _read_body(
-                response.raw, max_body, started + config.download_timeout, bool(meta.get("truncate"))
+                response.raw, max_body, exchange.deadline, bool(meta.get("truncate"))
             )
     except Exception as exc:
-        result.error, result.message = classify(exc)
+        result.error, result.message = _failure(exc, exchange, config)
     finally:
+        _WATCHDOG.done()
         response.close()
+    if exchange.cut and result.error is None:
+        # A socket shut down reads as the end of the headers, or of a body without a length:
+        # what arrived is a fragment, not the answer.
+        result.body = b""
+        result.error, result.message = _failure(TimeoutError(), exchange, config)
     result.elapsed = time.monotonic() - started
     return result
+
+
+def _failure(exc: BaseException, exchange: _Exchange, config: FetcherConfig) -> tuple[str, str]:
+    """``classify``, except that an exchange the watchdog cut is a ``download_timeout`` whatever it raised."""
+    if exchange.cut:
+        return "download_timeout", f"no complete response within download_timeout ({config.download_timeout:g}s)"
+    return classify(exc)
 
 
 def _send(

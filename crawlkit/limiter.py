@@ -18,6 +18,14 @@ when one request spent longer in a queue, or in connecting, than the next.
 Fetchers see only ``permits`` (``SemaphorePermits`` here, ``RedisPermits`` for a shared crawl):
 ``release`` when the exchange is over, ``turn`` around sending to a host with a delay.
 
+A fetcher process can die holding either. Its permits are found by ticket (the engine knows
+which were never released). Its turn is found the same way: a ``Turn`` marks its request's
+ticket in shared memory (``holders``) while it holds the slot's lock, so the engine's
+dead-fetcher path gives back exactly the turns that process held (``recover_turn``). The
+marker is written just after the lock is taken and cleared just before it is given up; a
+death between those few instructions and the lock call leaves a lock no marker names, and
+only then does the next sender wait out the ``timeout`` its ``Turn`` was given.
+
 A host that cannot start now is told when to ask again: at a time (delay, Retry-After) or after
 one of its requests completes (``None``). That lets the engine park it instead of polling, so a
 busy host never holds up requests for other hosts.
@@ -39,7 +47,7 @@ class Wait:
 class Limiter(Protocol):
     """The engine's view of a per-host limiter (local Semaphores, or Redis leases)."""
 
-    permits: Any  # inherited by every fetcher process: release(slot, host), turn(slot, host, delay, timeout)
+    permits: Any  # inherited by every fetcher process: release(slot, host), turn(slot, host, delay, timeout, ticket)
 
     def try_acquire(self, host: str, now: float) -> int | Wait:
         """A slot number to send with the request, or when to try again. Never blocks."""
@@ -65,15 +73,20 @@ class Limiter(Protocol):
         """Seconds between request starts to ``host`` (the fetcher enforces it at send time)."""
         ...
 
+    def recover_turn(self, host: str, grant: int, ticket: int) -> None:
+        """Give back the send turn of ``host`` if the dead fetcher sending request ``ticket`` held it."""
+        ...
+
 
 class LocalLimiter:
     """Semaphore-backed limiter for one machine; lives in the engine, its semaphores in every fetcher."""
 
-    def __init__(self, ctx: BaseContext, slots: int, per_host: int, delay: float) -> None:
+    def __init__(self, ctx: BaseContext, slots: int, per_host: int, delay: float, tickets: int) -> None:
         self.semaphores: list[Any] = [ctx.Semaphore(per_host) for _ in range(slots)]
         self.starts = ctx.RawArray("d", slots)  # monotonic time the slot's last request got its headers
         self.turn_locks = [ctx.Lock() for _ in range(slots)]
-        self.permits = SemaphorePermits(self.semaphores, self.starts, self.turn_locks)
+        self.holders = ctx.RawArray("b", tickets)  # 1 while the request with that ticket holds its slot's turn
+        self.permits = SemaphorePermits(self.semaphores, self.starts, self.turn_locks, self.holders)
         self._last_start: dict[str, float] = {}  # kept for hosts with a delay while they hold no slot
         self._per_host = per_host
         self._delay = delay
@@ -125,6 +138,11 @@ class LocalLimiter:
     def pause(self, host: str, until: float) -> None:
         self._next_start[host] = max(self._next_start.get(host, 0.0), until)
 
+    def recover_turn(self, host: str, grant: int, ticket: int) -> None:
+        if self.holders[ticket]:
+            self.holders[ticket] = 0
+            self.turn_locks[grant].release()
+
     def inflight(self, host: str) -> int:
         return self._inflight.get(host, 0)
 
@@ -132,31 +150,36 @@ class LocalLimiter:
 class SemaphorePermits:
     """The fetcher's side of ``LocalLimiter``: inherited by every fetcher process at its start."""
 
-    def __init__(self, semaphores: list[Any], starts: Any, turn_locks: list[Any]) -> None:
-        self.semaphores, self.starts, self.turn_locks = semaphores, starts, turn_locks
+    def __init__(self, semaphores: list[Any], starts: Any, turn_locks: list[Any], holders: Any) -> None:
+        self.semaphores, self.starts, self.turn_locks, self.holders = semaphores, starts, turn_locks, holders
 
     def release(self, slot: int, host: str) -> None:
         """The exchange is over: free the host's permit (called by the fetch thread, never blocks)."""
         self.semaphores[slot].release()
 
-    def turn(self, slot: int, host: str, delay: float, timeout: float) -> "Turn":
-        """The context to send a request to a host with a delay in (see ``Turn``)."""
-        return Turn(self.starts, self.turn_locks, slot, delay, timeout)
+    def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> "Turn":
+        """The context to send request ``ticket`` to a host with a delay in (see ``Turn``)."""
+        return Turn(self, slot, delay, timeout, ticket)
 
 
 class Turn:
     """In a fetcher, around sending a request to a host with a delay (see the module docstring).
 
-    If a fetcher died inside its turn, the lock is never released: waiting for it is bounded
-    by ``timeout`` (longer than any exchange can take), after which the turn is taken anyway.
+    While it holds the slot's lock, ``holders[ticket]`` says so, for the engine to give the
+    lock back if this process dies. Waiting for the lock is bounded by ``timeout`` (longer
+    than any exchange can take), after which the turn is taken anyway: the last resort for
+    a lock no marker names.
     """
 
-    def __init__(self, starts: Any, locks: list[Any], slot: int, delay: float, timeout: float) -> None:
-        self.starts, self.lock, self.slot, self.delay, self.timeout = starts, locks[slot], slot, delay, timeout
+    def __init__(self, permits: SemaphorePermits, slot: int, delay: float, timeout: float, ticket: int) -> None:
+        self.starts, self.holders, self.lock = permits.starts, permits.holders, permits.turn_locks[slot]
+        self.slot, self.delay, self.timeout, self.ticket = slot, delay, timeout, ticket
         self.locked = False
 
     def __enter__(self) -> None:
         self.locked = self.lock.acquire(timeout=self.timeout)
+        if self.locked:
+            self.holders[self.ticket] = 1
         wait = self.starts[self.slot] + self.delay - time.monotonic()
         if wait > 0:
             time.sleep(wait)
@@ -164,4 +187,5 @@ class Turn:
     def __exit__(self, *exc: object) -> None:
         self.starts[self.slot] = time.monotonic()
         if self.locked:
+            self.holders[self.ticket] = 0
             self.lock.release()

@@ -76,3 +76,10 @@ class PageDone:
     counts: dict[str, int] = field(default_factory=dict)  # stats deltas: "status_200", "error_read_timeout", ...
     status: int = 0  # the HTTP status of the exchange; 0 when no response came back
     elapsed: float = 0.0  # seconds the exchange took (for the per-host response times)
+
+
+@dataclass(slots=True)
+class StartFailed:
+    """Sent instead of any PageDone by a parser that cannot build the spider: the crawl stops with ``message``."""
+
+    message: str

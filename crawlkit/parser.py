@@ -41,7 +41,7 @@ from .errors import RetryRequest
 from .http import MAX_HTML_DEPTH, Request, Response
 from .loader import load_spider, one_line
 from .log import LogConfig
-from .messages import LINKS_CHUNK, FetchResult, Links, PageDone
+from .messages import LINKS_CHUNK, FetchResult, Links, PageDone, StartFailed
 from .middlewares import DROPPED, ResponseHooks, load_middlewares
 from .pipelines import ItemPipelines, load_pipelines
 from .process import child_setup
@@ -107,23 +107,35 @@ def build_spider(spec: str | None, kwargs: dict[str, Any]) -> Spider:
     return load_spider(spec)(**kwargs)
 
 
-def parser_main(config: ParserConfig, registration: Any, events: Any) -> None:
+def parser_main(config: ParserConfig, registration: Any, events: Any, working: Any, index: int) -> None:
     """Entry point of a parser process; returns when the engine puts None on ``registration``.
 
     ``events`` is this parser's own Pipe to the engine: one writer, so a parser that dies
     mid-message garbles nothing but its own Pipe, which the engine then drops.
+    ``working[index]`` holds the id of the request being handled (0 between pages), so if
+    this process dies (a callback calls ``os._exit``, the kernel's OOM killer), the engine
+    blames that request and no other. A spider that cannot be built here (its ``__init__``
+    fails only outside the engine's process) is reported with ``StartFailed``: replacing
+    this process would fail the same way.
     """
     child_setup(config.log)
     log.debug("parser process %d started", os.getpid())
-    router = Router(build_spider(config.spider, config.spider_kwargs), config, ahead=events.send_bytes)
+    try:
+        router = Router(build_spider(config.spider, config.spider_kwargs), config, ahead=events.send_bytes)
+    except Exception as exc:
+        events.send_bytes(pickle.dumps(StartFailed(
+            f"spider {config.spider or 'crawlkit (built-in)'} could not be created in a parser process: {one_line(exc)}; "
+            "its __init__ must also work in crawlkit's child processes"
+        )))
+        return
     router.open()
     try:
-        _serve(router, registration, events)
+        _serve(router, registration, events, working, index)
     finally:
         router.close()
 
 
-def _serve(router: "Router", registration: Any, events: Any) -> None:
+def _serve(router: "Router", registration: Any, events: Any, working: Any, index: int) -> None:
     inboxes: list[Any] = []
     # The registration queue's reader is waited on beside the Pipes, so a new fetcher is
     # picked up at once and an idle parser sleeps in one wait() instead of polling.
@@ -136,8 +148,8 @@ def _serve(router: "Router", registration: Any, events: Any) -> None:
                     return
                 try:
                     inboxes.append(pickle.loads(message[1]))
-                except (EOFError, OSError):  # the fetcher died handing its Pipe over (a crawl stopped at once)
-                    log.debug("a fetcher exited before its Pipe reached parser %d", os.getpid())
+                except (OSError, EOFError):  # the fetcher died before its Pipe could be handed over
+                    log.debug("fetcher process %s exited before its Pipe reached this parser", message[0])
                 continue
             try:
                 data = ready.recv_bytes()
@@ -145,7 +157,10 @@ def _serve(router: "Router", registration: Any, events: Any) -> None:
                 inboxes.remove(ready)
                 ready.close()
                 continue
-            events.send_bytes(router.handle(pickle.loads(data)))
+            result: FetchResult = pickle.loads(data)
+            working[index] = result.req_id
+            events.send_bytes(router.handle(result))
+            working[index] = 0
 
 
 class Router:

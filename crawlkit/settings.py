@@ -42,7 +42,7 @@ _SEE_ALL = "(see configs/default.yaml for every setting)"
 
 # Numeric settings must be >= 0; these must be >= 1 (a zero here would crawl nothing).
 _AT_LEAST_ONE = frozenset(
-    {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body", "lease_time"}
+    {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body", "lease_time", "max_process_deaths"}
 )
 # Timeouts of 0 would fail every fetch: these must be more than 0.
 _MORE_THAN_ZERO = frozenset({"connect_timeout", "read_timeout", "download_timeout"})

@@ -355,6 +355,32 @@ def drip(interval: float, size: int = 10_000) -> Handler:
     return handle
 
 
+def drip_head(interval: float, padding: int = 2000) -> Handler:
+    """The status line and headers one byte every ``interval`` seconds (a long header makes it last), then a page."""
+
+    async def handle(ex: Exchange) -> None:
+        head = response_head(200, {"Content-Type": "text/html", "X-Padding": "p" * padding, "Content-Length": "2",
+                                   "Connection": "close"})
+        for i in range(len(head)):
+            if not await ex.write(head[i:i + 1]) or not await ex.pause(interval):
+                return
+        await ex.write(b"ok")
+
+    return handle
+
+
+def first_then(first: Handler, then: Handler) -> Handler:
+    """``first`` for the first request to the path, ``then`` for every later one."""
+    calls = 0
+
+    async def handle(ex: Exchange) -> None:
+        nonlocal calls
+        calls += 1
+        await (first if calls == 1 else then)(ex)
+
+    return handle
+
+
 def stream(total: int, chunk: int = 16 * 1024, length: bool = True) -> Handler:
     """``total`` bytes of HTML-ish filler, written as fast as the client takes them."""
 

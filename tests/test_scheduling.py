@@ -49,7 +49,7 @@ def test_frontier_delayed_push() -> None:
 
 def test_limiter_caps_per_host_and_frees_slots() -> None:
     ctx = multiprocessing.get_context("spawn")
-    limiter = LocalLimiter(ctx, slots=3, per_host=2, delay=0.0)
+    limiter = LocalLimiter(ctx, slots=3, per_host=2, delay=0.0, tickets=8)
     a1 = limiter.try_acquire("a", 0.0)
     a2 = limiter.try_acquire("a", 0.0)
     assert isinstance(a1, int) and a1 == a2
@@ -63,7 +63,7 @@ def test_limiter_caps_per_host_and_frees_slots() -> None:
 
 def test_limiter_delay_between_starts() -> None:
     ctx = multiprocessing.get_context("spawn")
-    limiter = LocalLimiter(ctx, slots=2, per_host=4, delay=0.5)
+    limiter = LocalLimiter(ctx, slots=2, per_host=4, delay=0.5, tickets=8)
     assert isinstance(limiter.try_acquire("a", 100.0), int)
     assert limiter.try_acquire("a", 100.2) == Wait(100.5)
     assert isinstance(limiter.try_acquire("a", 100.5), int)

@@ -439,6 +439,9 @@ class RedisLimiter:
     def pause(self, host: str, until: float) -> None:
         self._crawl.call("pause", host, max(0, int((until - time.monotonic()) * 1000)))
 
+    def recover_turn(self, host: str, grant: int, ticket: int) -> None:
+        self.permits.end_turn(host, grant)
+
     def renew(self) -> None:
         if self._inflight:
             self._crawl.call("renew", self._crawl.node + ":", self._crawl.lease_ms, *self._inflight)
@@ -473,22 +476,34 @@ class RedisPermits:
         except redis.RedisError as exc:
             log.warning("could not free the slot of %s in Redis (%s); it frees itself after lease_time", host, exc)
 
-    def turn(self, slot: int, host: str, delay: float, timeout: float) -> "_RedisTurn":
-        return _RedisTurn(self, host, delay, timeout)
+    def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> "_RedisTurn":
+        return _RedisTurn(self, host, delay, timeout, f"{self.node}:{slot}")
+
+    def end_turn(self, host: str, slot: int) -> None:
+        """Give up the host's turn if the request with grant ``slot`` holds it (a no-op otherwise).
+
+        The turn's token names the node and grant, so the engine can end the turn of a fetch
+        thread that died in it at once, instead of after its expiry.
+        """
+        try:
+            self._exit(args=[self.prefix, host, f"{self.node}:{slot}"])
+        except redis.RedisError as exc:
+            log.warning("could not end the turn of %s in Redis (%s); it ends by itself", host, exc)
 
 
 class _RedisTurn:
     """Around one send to a host with a delay, on every node at once: ``limiter.Turn`` in Redis.
 
-    Takes the host's turn (a lock with an expiry of ``timeout``, so a fetcher that dies holding
-    it delays the others by that much at most), waits until ``delay`` after the previous
-    response's headers arrived, and gives the turn up when its own headers arrive. So two
-    requests reach the server at least ``delay`` apart, whichever nodes send them.
+    Takes the host's turn (a lock with an expiry of ``timeout``, so a node that dies holding
+    it delays the others by that much at most; a fetcher process that dies is seen by its
+    engine, which ends the turn at once by its token, ``RedisPermits.end_turn``), waits until
+    ``delay`` after the previous response's headers arrived, and gives the turn up when its
+    own headers arrive. So two requests reach the server at least ``delay`` apart, whichever
+    nodes send them.
     """
 
-    def __init__(self, permits: RedisPermits, host: str, delay: float, timeout: float) -> None:
-        self.permits, self.host, self.delay, self.timeout = permits, host, delay, timeout
-        self.token = uuid.uuid4().hex
+    def __init__(self, permits: RedisPermits, host: str, delay: float, timeout: float, token: str) -> None:
+        self.permits, self.host, self.delay, self.timeout, self.token = permits, host, delay, timeout, token
 
     def __enter__(self) -> None:
         p = self.permits

@@ -1,0 +1,296 @@
+"""Process faults must never stall or loop a crawl: what a dead or frozen process held comes back,
+a page that kills its process is dropped, processes that keep dying stop the crawl, and no
+exchange outlives ``download_timeout``. Through the real CLI, asserting on what the server saw.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import signal
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hostile import Exchange, HostileServer, drip_head, first_then, page, silence
+from support import leftover_processes, redis_server, wait_for
+from test_durability import lines, pids, start
+from test_faults import assert_logged, run_cli, summary
+
+from crawlkit.limiter import LocalLimiter
+from crawlkit.site import Site, SiteSpec
+
+NO_ROBOTS = page(b"", status=404)
+
+
+def links(*paths: str) -> bytes:
+    return "".join(f'<a href="{p}">{p}</a>' for p in paths).encode()
+
+
+# ------------------------------------------------------------------ locks and permits of a dead fetcher
+
+
+def _hold_turn(permits: object, ticket: int, entered: object, forever: object) -> None:
+    with permits.turn(0, "a.test", 0.0, 60.0, ticket):  # type: ignore[attr-defined]
+        entered.set()  # type: ignore[attr-defined]
+        forever.wait()  # type: ignore[attr-defined]
+
+
+def test_the_turn_lock_of_a_killed_process_is_given_back() -> None:
+    ctx = multiprocessing.get_context("forkserver")
+    limiter = LocalLimiter(ctx, slots=2, per_host=2, delay=1.0, tickets=4)
+    entered, forever = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_turn, args=(limiter.permits, 3, entered, forever))
+    holder.start()
+    try:
+        assert entered.wait(30), "the child never took its turn"
+        holder.kill()
+        holder.join(30)
+        assert not limiter.turn_locks[0].acquire(False)  # still held by the dead process
+        limiter.recover_turn("a.test", 0, 2)  # another ticket: not the holder, nothing happens
+        assert not limiter.turn_locks[0].acquire(False)
+        limiter.recover_turn("a.test", 0, 3)
+        assert limiter.turn_locks[0].acquire(False)
+    finally:
+        holder.kill()
+        holder.join(30)
+
+
+def test_a_dead_fetchers_send_turn_is_given_back_and_the_delay_crawl_goes_on(tmp_path: Path) -> None:
+    """The only fetcher is killed while it holds the host's send turn (its request's headers are
+    held by the server): the pages after it keep coming at the delay's pace, not after the
+    turn's 40 s timeout."""
+    pages = [f"/p{i}" for i in range(20)]
+    ok = page(b"<title>ok</title>")
+    with HostileServer() as server:
+        routes = {"/": page(links("/slow", *pages)), "/slow": first_then(silence(), ok), "/robots.txt": NO_ROBOTS}
+        site = server.site({**routes, **{p: ok for p in pages}})
+        with start(tmp_path, SimpleNamespace(seeds=lambda: [site.url("/")]), "--workers", "1", "-s", "delay=0.2") as (
+            proc, out, log, marker
+        ):
+            wait_for(lambda: server.count(site, "/slow") == 1 and pids(log, r"fetcher process (\d+) reads"), 60,
+                     "/slow held")
+            victim = pids(log, r"fetcher process (\d+) reads")[0]
+            os.kill(victim, signal.SIGKILL)
+            killed_at = time.monotonic()
+            _, stderr = proc.communicate(timeout=120)
+        hits = [h for h in server.seen() if h.path in pages]
+    assert proc.returncode == 0, stderr
+    assert "fetcher_died 1" in stderr
+    assert sorted(h.path for h in hits) == sorted(pages)  # each once
+    assert server.count(site, "/slow") == 2
+    # 20 pages at 0.2 s apart take 4 s; a lock left held would add the turn's 40 s timeout.
+    assert max(h.time for h in hits) - killed_at < 25
+    times = sorted(h.time for h in hits)
+    assert min(b - a for a, b in zip(times, times[1:])) >= 0.15  # and the delay still holds
+
+
+@pytest.fixture()
+def redis_url(tmp_path: Path) -> object:
+    with redis_server("redis-server", tmp_path) as url:
+        yield url
+
+
+def test_a_dead_fetchers_turn_in_redis_is_ended_by_its_engine(redis_url: str) -> None:
+    from crawlkit.backends.redis import connect
+
+    limiter = connect(redis_url, "t" + uuid.uuid4().hex[:10], lease_time=30.0).limiter(per_host=2, delay=0.0)
+    permits = limiter.permits
+    dead = permits.turn(7, "a.test", 0.0, 60.0, 0)
+    dead.__enter__()  # and its process dies: __exit__ never runs
+    try_turn = lambda token: permits._enter(args=[permits.prefix, "a.test", token, 60_000, 0])  # noqa: E731
+    assert try_turn("another") == -1  # held, for up to its 60 s expiry
+    limiter.recover_turn("a.test", 8, 1)  # not its grant: nothing happens
+    assert try_turn("another") == -1
+    limiter.recover_turn("a.test", 7, 0)
+    assert try_turn("another") >= 0
+
+
+# ------------------------------------------------------------------ poison pages and crash loops
+
+SPIDERS = '''
+import os
+import threading
+
+from crawlkit import Request, Spider
+
+
+class Poison(Spider):
+    name = "poison"
+
+    def parse(self, response):
+        if response.url.endswith("/poison"):
+            os._exit(3)
+        yield {"url": response.url}
+        for url in response.links():
+            yield Request(url)
+
+
+class ChildOnly(Poison):
+    name = "child_only"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if os.getpid() != int(os.environ["ENGINE_PID"]):
+            raise RuntimeError("the secrets file is readable by the engine alone")
+
+
+PARENT = os.environ.setdefault("ENGINE_PID", str(os.getpid()))
+
+
+class DiesInFetchers:
+    """A middleware whose open() kills the fetcher process it runs in (and only that kind)."""
+
+    def open(self, spider):
+        if threading.current_thread().name.startswith("fetch-"):
+            os._exit(4)
+
+    def process_request(self, request, spider):
+        return request
+
+
+class DiesInParsers:
+    """An item pipeline whose open() kills the parser process it runs in."""
+
+    def open(self, spider):
+        os._exit(5)
+
+    def process_item(self, item, spider):
+        return item
+
+
+class HangsOnOne:
+    """A middleware whose hook never returns (for a minute) on one URL, as a hung DNS lookup would."""
+
+    def process_request(self, request, spider):
+        if request.url.endswith("/hang"):
+            threading.Event().wait(60)
+        return request
+'''
+
+
+def test_a_page_that_kills_its_parser_is_dropped_after_max_process_deaths(tmp_path: Path) -> None:
+    (tmp_path / "spiders.py").write_text(SPIDERS)
+    pages = [f"/p{i}" for i in range(10)]
+    ok = page(b"<title>ok</title>")
+    with HostileServer() as server:
+        site = server.site({"/": page(links(*pages[:5], "/poison", *pages[5:])), "/poison": ok, "/robots.txt": NO_ROBOTS,
+                            **{p: ok for p in pages}})
+        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--spider", "spiders.py:Poison")
+        seen = server.paths(site)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert seen["/poison"] == 2  # max_process_deaths, then dropped
+    assert {item["url"] for item in run.items()} == {site.url(p) for p in ["/", *pages]}
+    assert all(seen[p] <= 3 for p in pages)  # bystanders re-queued at each of the 2 deaths, never dropped
+    c = summary(run.stderr)
+    assert c["dropped_poison"] == 1 and c["error_parser_died"] == 2
+    assert_logged(run.stderr, site.url("/poison"), "dropped", "max_process_deaths")
+
+
+def test_a_spider_that_cannot_start_in_a_parser_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "spiders.py").write_text(SPIDERS)
+    with HostileServer() as server:
+        site = server.site({"/": page(b"<title>ok</title>"), "/robots.txt": NO_ROBOTS})
+        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--spider", "spiders.py:ChildOnly")
+        assert server.count(site, "/") <= 1
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.splitlines()[-1] == (
+        "Error: spider spiders.py:ChildOnly could not be created in a parser process: RuntimeError: the secrets file "
+        "is readable by the engine alone; its __init__ must also work in crawlkit's child processes"
+    )
+
+
+def test_fetchers_that_die_as_they_start_stop_the_crawl_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "spiders.py").write_text(SPIDERS)
+    (tmp_path / "config.yaml").write_text("middlewares:\n  - spiders.py:DiesInFetchers\n")
+    with HostileServer() as server:
+        site = server.site({"/": page(b"<title>ok</title>"), "/robots.txt": NO_ROBOTS})
+        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--config", "config.yaml", "--workers", "2")
+        assert server.seen() == []
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert re.fullmatch(r"Error: fetcher processes died \d+ times .*\(see the log for why they died\)", run.stderr.splitlines()[-1])
+    assert "Traceback" not in run.stderr, run.stderr
+
+
+def test_parsers_that_die_as_they_start_stop_the_crawl_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "spiders.py").write_text(SPIDERS)
+    (tmp_path / "config.yaml").write_text("pipelines:\n  - spiders.py:DiesInParsers\n")
+    with HostileServer() as server:
+        site = server.site({"/": page(links(*[f"/p{i}" for i in range(5)])), "/robots.txt": NO_ROBOTS})
+        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--config", "config.yaml")
+        assert server.count(site, "/") <= 5  # each parser death re-queues it: no more than the deaths allowed
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert re.fullmatch(r"Error: parser processes died 5 times .*\(see the log for why they died\)", run.stderr.splitlines()[-1])
+    assert "Traceback" not in run.stderr, run.stderr
+
+
+# ------------------------------------------------------------------ slow headers and frozen fetchers
+
+
+def test_headers_dripped_a_byte_at_a_time_are_cut_at_download_timeout(tmp_path: Path) -> None:
+    with HostileServer() as server:
+        site = server.site({"/": page(links("/slow-head", "/fine")), "/slow-head": drip_head(0.1),
+                            "/fine": page(b"<title>ok</title>"), "/robots.txt": NO_ROBOTS})
+        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "-s", "download_timeout=3", "-s", "retries=1",
+                      "-s", "retry_backoff=0.05", "-s", "read_timeout=5")
+        hits = [h.time for h in server.seen() if h.path == "/slow-head"]
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(hits) == 2, run.stderr  # the attempt and its one retry; each would take 200 s to the last header byte
+    assert 2.5 < hits[1] - hits[0] < 15  # cut near download_timeout, then retried
+    assert summary(run.stderr)["error_download_timeout"] == 2
+    assert {item["url"] for item in run.items()} == {site.url("/"), site.url("/fine")}
+    assert_logged(run.stderr, "download_timeout", site.url("/slow-head"))
+
+
+def test_a_fetch_thread_stuck_past_its_deadline_is_replaced_and_its_request_dropped_as_poison(tmp_path: Path) -> None:
+    (tmp_path / "spiders.py").write_text(SPIDERS)
+    (tmp_path / "config.yaml").write_text("middlewares:\n  - spiders.py:HangsOnOne\n")
+    pages = [f"/p{i}" for i in range(6)]
+    ok = page(b"<title>ok</title>")
+    with HostileServer() as server:
+        site = server.site({"/": page(links("/hang", *pages)), "/robots.txt": NO_ROBOTS, **{p: ok for p in pages}})
+        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
+        started = time.monotonic()
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--config", "config.yaml", "--workers", "2",
+                      "-s", "connect_timeout=1", "-s", "download_timeout=2")
+        took = time.monotonic() - started
+        seen = server.paths(site)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "/hang" not in seen and all(seen[p] == 1 for p in pages)
+    c = summary(run.stderr)
+    assert c["error_fetcher_stalled"] == 2 and c["dropped_poison"] == 1
+    assert_logged(run.stderr, "past the deadline of", site.url("/hang"))
+    assert took < 55  # two kills at 3 s + the 10 s grace each, well before the hook's 60 s
+
+
+def test_a_stopped_fetcher_is_replaced_and_its_requests_sent_again(tmp_path: Path) -> None:
+    """Every answer is held; one fetcher is SIGSTOPped, then the site answers. The stopped
+    fetcher's requests can only come back if the engine sees it has stopped answering."""
+    spec = SiteSpec(hosts=2, pages=30, extras=False)
+    with Site(spec) as site:
+        site.hold(after=8)  # robots.txt, the index and the two pages it links to, per host
+        args = ("--workers", "2", "--concurrency", "4", "--per-host", "2")
+        with start(tmp_path, site, *args) as (proc, out, log, marker):
+            try:
+                wait_for(lambda: site.stats()["total"] == 12, 60, "4 requests held, 2 per fetcher")
+                wait_for(lambda: pids(log, r"fetcher process (\d+) reads fetch queue 0"), 30, "fetcher pid")
+                os.kill(pids(log, r"fetcher process (\d+) reads fetch queue 0")[0], signal.SIGSTOP)
+            finally:
+                site.release()
+            _, stderr = proc.communicate(timeout=120)
+        fetches = site.stats()["fetches"]
+    assert proc.returncode == 0, stderr
+    assert "fetcher_stalled 1" in stderr and "fetcher_died 1" in stderr
+    got = {re.search(r'"url": "([^"]+)"', line).group(1) for line in out.read_text().splitlines()}
+    assert got == site.expected_urls() and lines(out) == len(got)
+    assert sum(n - 1 for n in fetches.values() if n > 1) == 2  # only the stopped fetcher's two
+    assert not leftover_processes(marker)
