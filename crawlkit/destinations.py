@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
 
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, NameResolutionError
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from hostile import Exchange, HostileServer, drip_head, first_then, page, silence
+from hostile import HostileServer, drip_head, first_then, page, silence
 from support import leftover_processes, redis_server, wait_for
 from test_durability import lines, pids, start
 from test_faults import assert_logged, run_cli, summary
