@@ -782,7 +782,7 @@ class Engine:
             if req_id in working and self._poisonous(entry.request):
                 if self.journal is not None:
                     self.journal.done(entry.request)
-                self.finished.append(entry.lease)
+                self.finished.append((self.received, entry.lease))
                 self.respawns.clear()  # the crawl moves on past it
             else:
                 self.frontier.reclaim(entry.lease, entry.request)
