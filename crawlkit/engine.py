@@ -592,11 +592,11 @@ class Engine:
 
     def _handle(self, data: bytes) -> None:
         done: PageDone | Links | StartFailed = pickle.loads(data)
-        if type(done) is StartFailed:
+        if isinstance(done, StartFailed):
             raise SpiderError(done.message)
         self.candidates.extend(done.candidates)
         self.received += len(done.candidates)
-        if type(done) is Links:
+        if isinstance(done, Links):
             return
         if self.respawns:
             self.respawns.clear()  # a page done: the processes that died so far were not dying at start
