@@ -51,7 +51,15 @@ _MORE_THAN_ZERO = frozenset({"connect_timeout", "read_timeout", "download_timeou
 # 256 descriptors at its start (multiprocessing's forkserver); a unit of concurrency is a
 # thread, a semaphore and a socket. The comments in default.yaml say so.
 MAX_WORKERS = 24
-_AT_MOST = {"workers": MAX_WORKERS, "parsers": 16, "concurrency": 1024}
+_AT_MOST: dict[str, float] = {"workers": MAX_WORKERS, "parsers": 16, "concurrency": 1024}
+# Absurd values that would not fail at start but stall or sink the crawl later: a delay or a
+# timeout of 1e300 s waits for ever, a million retries hammer a server, a body of a terabyte is
+# held in a fetcher's memory. A day, a hundred tries and a gibibyte are past any real need.
+_AT_MOST.update(dict.fromkeys(
+    ("delay", "robots_recheck_after", "retry_backoff", "retry_after_max", "connect_timeout", "read_timeout",
+     "download_timeout", "progress_interval", "shutdown_timeout", "lease_time"), 86_400))
+_AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "max_process_deaths"), 100))
+_AT_MOST.update(max_body=1 << 30, max_url_length=65_536)
 _CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
 
 _TYPE_PREFIX = re.compile(r"^\((?:(int|str) or null|list of (int|str))\)")
@@ -134,10 +142,11 @@ class _Spec:
             text = "true or false"
         elif self.kind in (int, float):
             noun = "an integer" if self.kind is int else "a finite number"
+            most = f"{self.maximum:,}" if self.key in _AT_MOST else None
             if self.key in _MORE_THAN_ZERO:
-                text = f"{noun} > {self.minimum}"
-            elif self.key in _AT_MOST:
-                text = f"{noun} from {self.minimum} to {self.maximum}"
+                text = f"{noun} > {self.minimum}" + (f" and ≤ {most}" if most else "")
+            elif most:
+                text = f"{noun} from {self.minimum} to {most}"
             else:
                 text = f"{noun} ≥ {self.minimum}"
         elif self.kind is list:
@@ -171,7 +180,7 @@ class _Spec:
             if not isinstance(value, wanted) or not math.isfinite(value):  # NaN and .inf are no bound
                 return False
             if self.key in _MORE_THAN_ZERO:
-                return value > self.minimum
+                return self.minimum < value <= self.maximum
             return self.minimum <= value <= self.maximum
         if self.kind is list:
             return isinstance(value, (list, tuple)) and all(

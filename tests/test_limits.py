@@ -82,16 +82,27 @@ def test_a_config_that_is_not_a_small_regular_file_is_refused(tmp_path: Path, na
 @pytest.mark.parametrize("value", ["0", ".inf", ".nan", "-1"])
 def test_timeouts_must_be_finite_and_more_than_zero(tmp_path: Path, key: str, value: str) -> None:
     line = one_line_error(tmp_path, "-s", f"{key}={value}")
-    assert line.startswith(f"Error: -s {key}={value}: '{key}' must be a finite number > 0, got ")
+    assert line.startswith(f"Error: -s {key}={value}: '{key}' must be a finite number > 0 and ≤ 86,400, got ")
 
 
 def test_an_endless_delay_is_refused(tmp_path: Path) -> None:
     line = one_line_error(tmp_path, "--delay", "inf")
-    assert line == "Error: command line: 'delay' must be a finite number ≥ 0, got inf"
+    assert line == "Error: command line: 'delay' must be a finite number from 0 to 86,400, got inf"
 
 
-@pytest.mark.parametrize("flag, most", [("--workers", 24), ("--parsers", 16), ("--concurrency", 1024)])
-def test_process_and_request_counts_are_bounded(tmp_path: Path, flag: str, most: int) -> None:
+@pytest.mark.parametrize("key, value, expected", [
+    ("delay", "1e300", "'delay' must be a finite number from 0 to 86,400, got 1e+300"),
+    ("download_timeout", "1e9", "'download_timeout' must be a finite number > 0 and ≤ 86,400, got 1000000000.0"),
+    ("retries", "1000000000", "'retries' must be an integer from 0 to 100, got 1000000000"),
+    ("max_body", "99999999999999999999999", "'max_body' must be an integer from 1 to 1,073,741,824, got 99999999999999999999999"),
+])
+def test_absurd_durations_counts_and_sizes_are_refused(tmp_path: Path, key: str, value: str, expected: str) -> None:
+    # Finite and accepted before, these stalled the crawl (a delay of 1e300 s) or let it hammer a server.
+    assert one_line_error(tmp_path, "-s", f"{key}={value}") == f"Error: -s {key}={value}: {expected}"
+
+
+@pytest.mark.parametrize("flag, most", [("--workers", 24), ("--parsers", 16), ("--concurrency", "1,024")])
+def test_process_and_request_counts_are_bounded(tmp_path: Path, flag: str, most: int | str) -> None:
     line = one_line_error(tmp_path, flag, "100000")
     key = flag[2:]
     assert line.startswith(f"Error: command line: '{key}' must be an integer from 1 to {most}")
