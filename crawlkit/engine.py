@@ -182,6 +182,7 @@ class Engine:
         self.event_pipes: list[Any] = []
         self.notices: Any = None  # read end of the fetchers' notice Pipe
         self.working: Any = None  # RawArray('q') by parser: the request id it is handling, 0 none
+        self.watched: list[tuple[int, float]] = [(0, 0.0)] * s.parsers  # by parser: (request id, first seen on it)
         self.resuming: Iterator[list[Request]] | None = None  # the journal's pending requests not queued yet
         self.starting: Iterator[Any] | None = None  # the spider's start requests not queued yet
         self.started = 0  # start requests queued so far
@@ -707,6 +708,7 @@ class Engine:
             raise CrashLoopError(
                 f"fetcher processes died {len(claimed)} times and no fetch queue is left; see the log for why they died"
             )
+        self._kill_slow_parsers(now)
         for index, process in enumerate(self.parsers):
             if process.is_alive():
                 continue
@@ -755,6 +757,35 @@ class Engine:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def _kill_slow_parsers(self, now: float) -> None:
+        """SIGKILL a parser seen on one page for more than ``callback_timeout`` seconds.
+
+        A callback, hook or pipeline that never returns would otherwise hold its page, and so
+        the end of the crawl, for ever. The death is then handled like any other: the page
+        counts a process death (dropped as poison at ``max_process_deaths``), the parser's
+        other pages are re-queued, and a new parser starts. Read from the ``working`` marks
+        at each health check, so it costs nothing per page.
+        """
+        limit = self.settings.callback_timeout
+        if not limit:
+            return
+        for index, process in enumerate(self.parsers):
+            req_id = self.working[index]
+            seen, since = self.watched[index]
+            if not req_id or req_id != seen:
+                self.watched[index] = (req_id, now)
+                continue
+            if now - since <= limit:
+                continue
+            entry = self.inflight.get(req_id)
+            url = entry.request.url if entry is not None else f"request {req_id}"
+            log.error("parser process %s has spent %.0fs on %s (callback_timeout %gs); killing it",
+                      process.pid, now - since, url, limit)
+            self.stats.incr("error_callback_timeout")
+            self.watched[index] = (0, now)
+            process.kill()
+            process.join(5)  # dead before the caller looks, so it is replaced on this pass
 
     def _respawning(self, kind: str) -> None:
         """Count a death of ``kind``; stop the crawl if they come too fast with no page done in between."""

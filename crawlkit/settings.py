@@ -57,7 +57,7 @@ _AT_MOST: dict[str, float] = {"workers": MAX_WORKERS, "parsers": 16, "concurrenc
 # held in a fetcher's memory. A day, a hundred tries and a gibibyte are past any real need.
 _AT_MOST.update(dict.fromkeys(
     ("delay", "robots_recheck_after", "retry_backoff", "retry_after_max", "connect_timeout", "read_timeout",
-     "download_timeout", "progress_interval", "shutdown_timeout", "lease_time"), 86_400))
+     "download_timeout", "progress_interval", "shutdown_timeout", "lease_time", "callback_timeout"), 86_400))
 _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "max_process_deaths"), 100))
 _AT_MOST.update(max_body=1 << 30, max_url_length=65_536)
 _CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}

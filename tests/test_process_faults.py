@@ -129,6 +129,16 @@ class Poison(Spider):
             yield Request(url)
 
 
+class Endless(Poison):
+    name = "endless"
+
+    def parse(self, response):
+        if response.url.endswith("/poison"):
+            while True:  # a callback that never returns
+                pass
+        yield from super().parse(response)
+
+
 class ChildOnly(Poison):
     name = "child_only"
 
@@ -189,6 +199,29 @@ def test_a_page_that_kills_its_parser_is_dropped_after_max_process_deaths(tmp_pa
     c = summary(run.stderr)
     assert c["dropped_poison"] == 1 and c["error_parser_died"] == 2
     assert_logged(run.stderr, site.url("/poison"), "dropped", "max_process_deaths")
+
+
+def test_a_callback_that_never_returns_is_stopped_at_callback_timeout_and_dropped_as_poison(tmp_path: Path) -> None:
+    (tmp_path / "spiders.py").write_text(SPIDERS)
+    pages = [f"/p{i}" for i in range(10)]
+    ok = page(b"<title>ok</title>")
+    with HostileServer() as server:
+        site = server.site({"/": page(links(*pages[:5], "/poison", *pages[5:])), "/poison": ok, "/robots.txt": NO_ROBOTS,
+                            **{p: ok for p in pages}})
+        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
+        started = time.monotonic()
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--spider", "spiders.py:Endless",
+                      "-s", "callback_timeout=2")
+        elapsed = time.monotonic() - started
+        seen = server.paths(site)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert elapsed < 60  # two timeouts of 2 s and the restarts; without the timeout it never ends
+    assert seen["/poison"] == 2  # max_process_deaths, then dropped
+    assert {item["url"] for item in run.items()} == {site.url(p) for p in ["/", *pages]}
+    assert all(seen[p] <= 3 for p in pages)
+    c = summary(run.stderr)
+    assert c["error_callback_timeout"] == 2 and c["dropped_poison"] == 1
+    assert_logged(run.stderr, site.url("/poison"), "callback_timeout")
 
 
 def test_a_spider_that_cannot_start_in_a_parser_is_a_one_line_error(tmp_path: Path) -> None:
