@@ -40,7 +40,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except CrawlkitError as exc:
             error = UserError(str(exc))
-            error.exit_code = getattr(exc, "exit_code", UserError.exit_code)  # 3 for WriteFailed
+            # 3 for WriteFailed. click types exit_code as a ClassVar, yet reads it from the instance.
+            error.exit_code = getattr(exc, "exit_code", UserError.exit_code)  # type: ignore[misc]
             raise error from None
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import SpiderError
 from .loader import load_object, one_line

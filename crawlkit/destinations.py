@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, NameResolutionError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -96,12 +96,15 @@ def public_addresses(host: str, port: int) -> list[str]:
     """
     found: list[str] = []
     for _, _, _, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        ip = str(sockaddr[0])  # always a str for the IPv4 and IPv6 answers getaddrinfo gives here
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
         reason = why_not_public(address)
         if reason:
-            raise DestinationBlocked(f"{host} resolves to {address}, a {reason} address, and allow_private_addresses is false")
-        if sockaddr[0] not in found:
-            found.append(sockaddr[0])
+            raise DestinationBlocked(
+                f"{host} resolves to {address}, a {reason} address, and allow_private_addresses is false"
+            )
+        if ip not in found:
+            found.append(ip)
     return found
 
 

@@ -33,8 +33,9 @@ import logging
 import os
 import pickle
 import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from . import safepickle
 from .errors import ConfigError, WriteFailed

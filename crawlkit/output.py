@@ -32,8 +32,9 @@ import logging
 import os
 import sqlite3
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from .errors import ConfigError, WriteFailed
 
@@ -313,23 +314,23 @@ def open_output(path: str | None, resume_at: int | None = None, fields: list[str
         raise ConfigError(
             f"output {path!r}: unknown format {suffix or '(no extension)'!r}; use .jsonl, .json, .csv, .sqlite, .db or - for stdout"
         )
-    resuming = resume_at is not None and os.path.exists(path)
+    kept = resume_at if resume_at is not None and os.path.exists(path) else None
     try:
         if suffix in SQLITE:
-            return SqliteWriter(path, resume_at if resuming else None, fields)
-        if resuming:
-            os.truncate(path, resume_at)
+            return SqliteWriter(path, kept, fields)
+        if kept is not None:
+            os.truncate(path, kept)
             stream = open(path, "r+b", buffering=0)
         else:
-            resume_at = 0
+            kept = 0
             stream = open(path, "w+b", buffering=0)
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError(f"output {path!r}: cannot open for writing: {getattr(exc, 'strerror', None) or exc}") from None
     if suffix == ".json":
-        return JsonArrayWriter(stream, resume_at, path)
+        return JsonArrayWriter(stream, kept, path)
     if suffix != ".csv":
-        return JsonLinesWriter(stream, resume_at, path)
-    if fields is None and resume_at:
+        return JsonLinesWriter(stream, kept, path)
+    if fields is None and kept:
         with open(path, encoding="utf-8", newline="") as existing:
             fields = next(csv.reader(existing), None)
-    return CsvWriter(stream, resume_at, path, fields)
+    return CsvWriter(stream, kept, path, fields)

@@ -29,9 +29,10 @@ import os
 import pickle
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from protego import Protego
@@ -85,7 +86,7 @@ class ParserConfig:
     warc_info: dict[str, str]
 
     @classmethod
-    def from_settings(cls, s: Any, spider: str | None, spider_kwargs: dict[str, Any], log: LogConfig) -> "ParserConfig":
+    def from_settings(cls, s: Any, spider: str | None, spider_kwargs: dict[str, Any], log: LogConfig) -> ParserConfig:
         """The parser's part of the settings (the engine's parsers and ``crawlkit parse`` alike)."""
         from . import __version__
 
@@ -135,7 +136,7 @@ def parser_main(config: ParserConfig, registration: Any, events: Any, working: A
         router.close()
 
 
-def _serve(router: "Router", registration: Any, events: Any, working: Any, index: int) -> None:
+def _serve(router: Router, registration: Any, events: Any, working: Any, index: int) -> None:
     inboxes: list[Any] = []
     # The registration queue's reader is waited on beside the Pipes, so a new fetcher is
     # picked up at once and an idle parser sleeps in one wait() instead of polling.
@@ -151,11 +152,12 @@ def _serve(router: "Router", registration: Any, events: Any, working: Any, index
                 except (OSError, EOFError):  # the fetcher died before its Pipe could be handed over
                     log.debug("fetcher process %s exited before its Pipe reached this parser", message[0])
                 continue
+            # wait() gives back what it was given, here only Connections; typeshed says any waitable.
             try:
-                data = ready.recv_bytes()
+                data = ready.recv_bytes()  # type: ignore[union-attr]
             except (EOFError, OSError):  # that fetcher has exited; its replacement registers anew
                 inboxes.remove(ready)
-                ready.close()
+                ready.close()  # type: ignore[union-attr]
                 continue
             result: FetchResult = pickle.loads(data)
             working[index] = result.req_id
@@ -243,13 +245,14 @@ class Router:
             return
         counts[f"status_{result.status}"] += 1
         self._archive(result, done, counts)
-        response: Response | None = Response(result.url, result.status, _combined(result.headers), result.body, request)
+        response = Response(result.url, result.status, _combined(result.headers), result.body, request)
         if self.hooks.stages:
-            response = self._process_response(response, done, counts)
-            if response is None:
+            processed = self._process_response(response, done, counts)
+            if processed is None:
                 if robots and done.retry is None:
                     done.robots = (NO_ANSWER, b"")
                 return
+            response = processed
         status, headers = response.status, response.headers
         if status in self.config.retry_http_codes and self._retry(request, done, counts, headers):
             log.info("retrying %s after HTTP %s", request.url, status)

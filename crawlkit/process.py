@@ -8,11 +8,11 @@ child (the engine runs threads, which ``fork`` would copy half-held) at a fracti
 from __future__ import annotations
 
 import multiprocessing
-from multiprocessing import forkserver
 import os
 import resource
 import signal
 import threading
+from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 
 from .errors import ConfigError

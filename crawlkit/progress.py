@@ -23,8 +23,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -105,7 +106,7 @@ class Monitor:
         self.next_progress = time.monotonic() + self.interval
         self.last_pages = (time.monotonic(), 0)
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Monitor:
         if self.view is not None:
             self.view.start(self.log)
         else:

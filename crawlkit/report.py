@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
 TOP_HOSTS = 20  # hosts in the "pages and errors per host" chart
@@ -180,7 +181,9 @@ def _rate_chart(series: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _bars(chart_id: str, rows: list[tuple[str, list[tuple[float, str]], str, str]], label_width: int = 220) -> str:
+def _bars(
+    chart_id: str, rows: Sequence[tuple[str, Sequence[tuple[float, str]], str, str]], label_width: int = 220
+) -> str:
     """Horizontal bars: per row a label, stacked (value, colour) segments, a text at the end and data attributes."""
     if not rows:
         return f'<p class="none" id="{chart_id}">None.</p>'

@@ -27,7 +27,8 @@ import decimal
 import io
 import pickle
 import pickletools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .http import Request
 

@@ -18,8 +18,9 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .errors import SeedsError
 from .urls import canonicalize

@@ -23,8 +23,9 @@ import threading
 import time
 import urllib.request
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 __all__ = ["Site", "SiteProcess", "SiteRequest", "SiteSpec", "respond"]
 
@@ -253,7 +254,7 @@ class Site:
 
     # -------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> "Site":
+    def __enter__(self) -> Site:
         self.start()
         return self
 
@@ -396,7 +397,7 @@ class SiteProcess:
     def reset_stats(self) -> None:
         urllib.request.urlopen(self.urls[0] + CONTROL + "reset", timeout=30).close()
 
-    def __enter__(self) -> "SiteProcess":
+    def __enter__(self) -> SiteProcess:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         self._process = ctx.Process(target=_serve_child, args=(self.spec, child), name="crawlkit-site", daemon=True)

@@ -16,7 +16,7 @@ body (gzip-compressed files included) is capped at ``max_body`` bytes after deco
 from __future__ import annotations
 
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from lxml import etree
 

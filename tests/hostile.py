@@ -27,8 +27,8 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024  # bytes of request line and headers a client may send
@@ -49,7 +49,7 @@ class Hit:
 class Exchange:
     """One request on one connection, and the means to answer it (or not)."""
 
-    def __init__(self, writer: asyncio.StreamWriter, server: "HostileServer", path: str) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, server: HostileServer, path: str) -> None:
         self.writer = writer
         self.server = server
         self.path = path
@@ -139,7 +139,7 @@ class HostileServer:
 
     # ------------------------------------------------------------- life cycle
 
-    def __enter__(self) -> "HostileServer":
+    def __enter__(self) -> HostileServer:
         self._thread.start()
         self._stopping = self._call(_make_event())
         return self
@@ -183,7 +183,8 @@ class HostileServer:
 
         server = self._call(listen())
         self._servers.append(server)
-        site.address = "%s:%d" % server.sockets[0].getsockname()[:2]
+        host, port = server.sockets[0].getsockname()[:2]
+        site.address = f"{host}:{port}"
         self.sites.append(site)
         return site
 

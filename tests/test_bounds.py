@@ -8,6 +8,7 @@ the memory of the child processes measured from outside (psutil).
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import subprocess
 import threading
@@ -16,10 +17,11 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import pickle
-
 import psutil
 import pytest
+from hostile import HostileServer, held, page
+from support import CRAWLKIT, leftover_processes, wait_for
+from test_faults import assert_logged, crawl, summary
 
 from crawlkit import Request
 from crawlkit.errors import SeedsError
@@ -28,9 +30,6 @@ from crawlkit.messages import LINKS_CHUNK, FetchResult, Links, PageDone
 from crawlkit.parser import ParserConfig, Router, build_spider
 from crawlkit.seeds import SeedFile
 from crawlkit.settings import load_settings
-from hostile import HostileServer, held, page
-from support import CRAWLKIT, leftover_processes, wait_for
-from test_faults import assert_logged, crawl, summary
 
 NO_ROBOTS = page(b"", status=404)
 

@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from crawlkit.site import Site, SiteRequest, SiteSpec, respond
-
 from support import CRAWLKIT, held_until, leftover_processes, wait_for
+
+from crawlkit.site import Site, SiteRequest, SiteSpec, respond
 
 
 def fetched_paths(site: Site) -> Counter:

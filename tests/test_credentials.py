@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hostile import Exchange, Handler, Hit, HostileServer, free_loopback_ip, page
 
 from crawlkit.http import Request
 from crawlkit.parser import redirect_request
-from hostile import Exchange, Handler, HostileServer, Hit, free_loopback_ip, page
 
 SECRET = "s3cret"
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")

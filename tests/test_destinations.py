@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hostile import HostileServer, free_loopback_ip, page, redirect
+from test_faults import assert_logged, summary
 
 from crawlkit import Request, destinations
 from crawlkit.destinations import DestinationBlocked, literal_address, public_addresses, why_not_public
@@ -23,8 +25,6 @@ from crawlkit.messages import FetchResult, PageDone
 from crawlkit.parser import ParserConfig, Router
 from crawlkit.settings import load_settings
 from crawlkit.spider import LinkSpider
-from hostile import HostileServer, free_loopback_ip, page, redirect
-from test_faults import assert_logged, summary
 
 # How a resolver may spell 127.0.0.1 besides the dotted quad.
 ODD_LOOPBACK = ["0x7f.0.0.1", "2130706433", "127.1", "0177.0.0.1", "[::ffff:7f00:1]"]

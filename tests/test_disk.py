@@ -18,11 +18,10 @@ import shutil
 import sqlite3
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-
 from support import CRAWLKIT, leftover_processes
 
 from crawlkit.site import Site, SiteSpec

@@ -8,8 +8,8 @@ import re
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
@@ -103,7 +103,7 @@ def test_sigkill_of_whole_crawl_then_resume_loses_nothing(tmp_path: Path) -> Non
         kills = 0
         for threshold in (20, 150, 330):
             with start(tmp_path, site, "--jobdir", str(jobdir)) as (proc, out, log, marker):
-                wait_for(lambda: lines(out) > threshold or proc.poll() is not None, 120, f"{threshold} items")
+                wait_for(lambda n=threshold: lines(out) > n or proc.poll() is not None, 120, f"{threshold} items")
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     kills += 1

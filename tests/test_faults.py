@@ -17,13 +17,26 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-from hostile import Exchange, HostileServer, Site, bomb, drip, page, raw, redirect, reset, response_head, silence, stream
+from hostile import (
+    Exchange,
+    HostileServer,
+    Site,
+    bomb,
+    drip,
+    page,
+    raw,
+    redirect,
+    reset,
+    response_head,
+    silence,
+    stream,
+)
 from support import CRAWLKIT, Run, leftover_processes
 
 from crawlkit import safepickle

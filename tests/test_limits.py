@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from support import CRAWLKIT, leftover_processes
 
 WALL = 10.0

@@ -19,16 +19,15 @@ import termios
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from support import CRAWLKIT, leftover_processes, wait_for
 
 from crawlkit.progress import write_atomic
 from crawlkit.site import Site, SiteSpec
 from crawlkit.stats import SERIES_POINTS, Stats
-
-from support import CRAWLKIT, leftover_processes, wait_for
 
 
 class PtyRun:

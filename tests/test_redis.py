@@ -19,18 +19,18 @@ import subprocess
 import time
 import tracemalloc
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from support import CRAWLKIT, leftover_processes, redis_server, wait_for
 
+from crawlkit.backends import redis as backend
+from crawlkit.backends.redis import connect
 from crawlkit.http import Request
 from crawlkit.limiter import Wait
 from crawlkit.site import Site, SiteSpec
-
-from crawlkit.backends import redis as backend
-from crawlkit.backends.redis import connect
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ import pickle
 import pickletools
 import struct
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -50,7 +50,8 @@ import socket
 import time
 import uuid
 from collections import deque
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from .. import safepickle
 from ..errors import ConfigError, SharedCrawlError
@@ -95,7 +96,7 @@ def _guarded(method: F) -> F:
     return call  # type: ignore[return-value]
 
 
-def connect(url: str, crawl_id: str, lease_time: float = 30.0, count: Callable[[str], None] | None = None) -> "RedisCrawl":
+def connect(url: str, crawl_id: str, lease_time: float = 30.0, count: Callable[[str], None] | None = None) -> RedisCrawl:
     """Open the shared crawl ``crawl_id`` on the Redis at ``url``; ConfigError if that cannot work.
 
     ``lease_time`` (seconds) matters only to a node that takes requests: see ``RedisCrawl``.
@@ -155,7 +156,7 @@ class RedisCrawl:
     def call(self, script: str, *args: Any) -> Any:
         return self.scripts[script](args=[self.prefix, *args])
 
-    def limiter(self, per_host: int, delay: float) -> "RedisLimiter":
+    def limiter(self, per_host: int, delay: float) -> RedisLimiter:
         self._limiter = RedisLimiter(self, per_host, delay)
         return self._limiter
 
@@ -476,7 +477,7 @@ class RedisPermits:
         except redis.RedisError as exc:
             log.warning("could not free the slot of %s in Redis (%s); it frees itself after lease_time", host, exc)
 
-    def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> "_RedisTurn":
+    def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> _RedisTurn:
         return _RedisTurn(self, host, delay, timeout, f"{self.node}:{slot}")
 
     def end_turn(self, host: str, slot: int) -> None:
