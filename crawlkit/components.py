@@ -29,7 +29,8 @@ def load_components(specs: Iterable[str], what: str, methods: tuple[str, ...]) -
         obj = load_object(spec, what)
         if not inspect.isclass(obj) or not any(callable(getattr(obj, name, None)) for name in methods):
             raise SpiderError(
-                f"{what} {spec!r} must name a class (path.py:Class or module:Class) with a {' or '.join(m + '()' for m in methods)} method"
+                f"{what} {spec!r} must name a class (path.py:Class or module:Class) "
+                f"with a {' or '.join(m + '()' for m in methods)} method"
             )
         loaded.append((spec, obj))
     return loaded

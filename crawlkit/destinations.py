@@ -45,7 +45,8 @@ def why_not_public(address: IPAddress) -> str | None:
     if isinstance(address, ipaddress.IPv6Address):
         # IPv4-mapped: the socket connects to that IPv4 address; NAT64: the gateway does (and
         # a DNS64 resolver gives every IPv4-only site such an address).
-        mapped = address.ipv4_mapped or (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
+        nat64 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None
+        mapped = address.ipv4_mapped or nat64
         if mapped is not None:
             reason = why_not_public(mapped)
             return reason and f"{reason} (as {mapped})"
@@ -79,7 +80,8 @@ def literal_address(host: str) -> IPAddress | None:
 
 
 def check_host(host: str) -> None:
-    """Raise DestinationBlocked when ``host`` spells a non-public IP address (names pass: they are not resolved here)."""
+    """Raise DestinationBlocked when ``host`` spells a non-public IP address (names pass: they are not
+    resolved here)."""
     address = literal_address(host)
     if address is not None:
         reason = why_not_public(address)

@@ -81,7 +81,8 @@ class _Spill:
 
     def put(self, requests: list[Request]) -> None:
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT INTO spill (request) VALUES (?)", ((pickle.dumps(r, pickle.HIGHEST_PROTOCOL),) for r in requests))
+        rows = ((pickle.dumps(r, pickle.HIGHEST_PROTOCOL),) for r in requests)
+        self._db.executemany("INSERT INTO spill (request) VALUES (?)", rows)
         self._db.execute("COMMIT")
         self.size += len(requests)
 

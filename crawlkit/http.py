@@ -297,7 +297,8 @@ class Response:
                 except ValueError:  # a malformed <base> (``http://[x``) is ignored, as browsers do
                     pass
             parts = urlsplit(url)
-            self._base_directory = urlunsplit((parts.scheme, parts.netloc, parts.path[: parts.path.rfind("/") + 1], "", ""))
+            directory = parts.path[: parts.path.rfind("/") + 1]
+            self._base_directory = urlunsplit((parts.scheme, parts.netloc, directory, "", ""))
             self._base_url = url
         return self._base_url
 

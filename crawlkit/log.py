@@ -169,5 +169,7 @@ def summary_text(summary: str, config: LogConfig) -> str:
     """The closing summary as printed on stderr: as is, or as one JSON log line with ``log_json``."""
     if not config.json:
         return summary
-    record = logging.makeLogRecord({"name": "crawlkit.stats", "levelno": logging.INFO, "levelname": "INFO", "msg": summary, "process": os.getpid()})
+    record = logging.makeLogRecord({
+        "name": "crawlkit.stats", "levelno": logging.INFO, "levelname": "INFO", "msg": summary, "process": os.getpid(),
+    })
     return JsonFormatter().format(record)

@@ -58,7 +58,10 @@ log = logging.getLogger("crawlkit.parser")
 # full, after which links sent before are sent again and the engine's seen store drops them.
 SENT_MEMORY = 200_000
 # Failures worth another attempt; the others would fail the same way again.
-RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "unresolvable_host", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
+RETRYABLE_ERRORS = {
+    "connect_timeout", "read_timeout", "connection_refused", "unresolvable_host", "connection_reset",
+    "connection_error", "download_timeout", "fetch_error",
+}
 
 
 @dataclass(slots=True)
@@ -125,8 +128,8 @@ def parser_main(config: ParserConfig, registration: Any, events: Any, working: A
         router = Router(build_spider(config.spider, config.spider_kwargs), config, ahead=events.send_bytes)
     except Exception as exc:
         events.send_bytes(pickle.dumps(StartFailed(
-            f"spider {config.spider or 'crawlkit (built-in)'} could not be created in a parser process: {one_line(exc)}; "
-            "its __init__ must also work in crawlkit's child processes"
+            f"spider {config.spider or 'crawlkit (built-in)'} could not be created in a parser process: "
+            f"{one_line(exc)}; its __init__ must also work in crawlkit's child processes"
         )))
         return
     router.open()
@@ -201,7 +204,9 @@ class Router:
 
     def handle(self, result: FetchResult) -> bytes:
         """The pickled PageDone for ``result`` (pickled here, so a bad item cannot break the queue)."""
-        done = PageDone(req_id=result.req_id, host=host_of(result.request.url), status=result.status, elapsed=result.elapsed)
+        done = PageDone(
+            req_id=result.req_id, host=host_of(result.request.url), status=result.status, elapsed=result.elapsed
+        )
         counts: Counter[str] = Counter(result.counts)
         for startup in (self.pipelines.errors, self.hooks.errors):  # open() failures, reported with the first page
             counts.update(startup)
@@ -216,12 +221,14 @@ class Router:
         if self.ahead is not None and len(candidates) > LINKS_CHUNK:
             cut = (len(candidates) - 1) // LINKS_CHUNK * LINKS_CHUNK  # the PageDone keeps the last 1 to LINKS_CHUNK
             for start in range(0, cut, LINKS_CHUNK):
-                self.ahead(pickle.dumps(Links(done.req_id, candidates[start:start + LINKS_CHUNK]), pickle.HIGHEST_PROTOCOL))
+                chunk = Links(done.req_id, candidates[start:start + LINKS_CHUNK])
+                self.ahead(pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL))
             done.candidates = candidates[cut:]
         try:
             return pickle.dumps(done, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            log.error("spider %s: items from %s cannot be sent (%s); dropped", self.spider_name, result.request.url, exc)
+            log.error("spider %s: items from %s cannot be sent (%s); dropped",
+                      self.spider_name, result.request.url, exc)
             done.counts["items_unpicklable"] = len(done.items)
             done.items = []
             return pickle.dumps(done, pickle.HIGHEST_PROTOCOL)
@@ -275,8 +282,8 @@ class Router:
         candidates = self._run_callback(response, done, counts)
         if response.too_deep:
             counts["html_too_deep"] += 1
-            log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, links() all of it",
-                        response.url, MAX_HTML_DEPTH)
+            log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, "
+                        "links() all of it", response.url, MAX_HTML_DEPTH)
         for new in candidates:
             new.depth = request.depth + 1
             new.referer = response.url
@@ -304,7 +311,8 @@ class Router:
         if self._retry(response.request, done, counts, None):
             log.info("retrying %s: %s", response.url, reason)
         else:
-            log.warning("gave up on %s after %d retries: %s; response dropped", response.url, self.config.retries, reason)
+            log.warning("gave up on %s after %d retries: %s; response dropped",
+                        response.url, self.config.retries, reason)
         return None
 
     def _sitemap(self, response: Response, done: PageDone, counts: Counter[str]) -> None:
@@ -390,7 +398,9 @@ class Router:
                     writable = _writable(obj)
                     if isinstance(writable, dict):
                         # Pipelines see the item as yielded; what they return is checked again after them.
-                        done.items.append(obj if self.pipelines.stages else _count_nulled(obj, writable, response.url, counts))
+                        done.items.append(
+                            obj if self.pipelines.stages else _count_nulled(obj, writable, response.url, counts)
+                        )
                     else:
                         counts["error_spider_output"] += 1
                         log.error(
@@ -406,7 +416,8 @@ class Router:
         except Exception as exc:
             counts["error_spider_exception"] += 1
             log.error(
-                "spider %s callback %s raised %s on %s: %s", self.spider_name, name, type(exc).__name__, response.url, exc,
+                "spider %s callback %s raised %s on %s: %s",
+                self.spider_name, name, type(exc).__name__, response.url, exc,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
         if over:
@@ -414,7 +425,8 @@ class Router:
             log.warning("%s yielded %d requests; the first %d are followed, %d dropped (max_links_per_page)",
                         response.url, limit + over, limit, over)
         if done.items and self.pipelines.stages:
-            done.items = self._pipeline_output(self.pipelines.process(done.items, response.url, counts), response.url, counts)
+            processed = self.pipelines.process(done.items, response.url, counts)
+            done.items = self._pipeline_output(processed, response.url, counts)
         counts["items"] += len(done.items)
         return requests
 
@@ -428,7 +440,8 @@ class Router:
             else:
                 counts["error_pipeline"] += 1
                 counts["items_dropped"] += 1
-                log.error("the pipelines made an item from %s that cannot be written as JSON (%s); item dropped", url, writable)
+                log.error("the pipelines made an item from %s that cannot be written as JSON (%s); item dropped",
+                          url, writable)
         return kept
 
     def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[tuple[int | None, Request]]:
@@ -482,7 +495,8 @@ class Router:
 
 
 class AllowedDomains:
-    """The offsite rule for links and redirects (used by ``crawlkit fetch``/``parse`` too); false when empty, allowing all.
+    """The offsite rule for links and redirects (used by ``crawlkit fetch``/``parse`` too);
+    false when empty, allowing all.
 
     An entry matches its host and subdomains: ``a.com`` on any port (as in Scrapy), ``a.com:8080``
     and ``[::1]:8080`` on that port only (``::1`` is an IPv6 address without a port).

@@ -188,7 +188,8 @@ class RobotsGate:
         """Take ``host``'s answer as final (also from a job directory or another node) and queue what it allows."""
         rules = self.rules
         assert rules is not None  # answers are learnt only in a crawl that obeys robots.txt
-        answered = status != ROBOTS_BLOCKED  # a refusal is kept for this run only: a crawl resumed with the setting on asks
+        # A refusal is kept for this run only: a crawl resumed with the setting on asks.
+        answered = status != ROBOTS_BLOCKED
         if self.journal is not None and answered:
             self.journal.save_robots(host, status, body)
         if self.shared is not None and answered:

@@ -59,7 +59,8 @@ def read_sitemap(body: bytes, max_body: int) -> tuple[list[str], list[str]]:
     if root is None:
         raise SitemapError("not XML")
     kind = etree.QName(root).localname.lower()
-    locs = [text.strip() for text in root.xpath("./*[local-name()='sitemap' or local-name()='url']/*[local-name()='loc']/text()")]
+    entries = root.xpath("./*[local-name()='sitemap' or local-name()='url']/*[local-name()='loc']/text()")
+    locs = [text.strip() for text in entries]
     locs = [loc for loc in locs if loc]
     if kind == "sitemapindex":
         return locs, []

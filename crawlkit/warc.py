@@ -106,7 +106,9 @@ def _request_headers(result: FetchResult) -> StatusAndHeaders:
     headers = list(result.request_headers)
     if not any(name.lower() == "host" for name, _ in headers):
         headers.insert(0, ("Host", parts.netloc))
-    return StatusAndHeaders(f"{result.request.method} {target}", headers, protocol=_protocol(result), is_http_request=True)
+    return StatusAndHeaders(
+        f"{result.request.method} {target}", headers, protocol=_protocol(result), is_http_request=True
+    )
 
 
 def _response_headers(result: FetchResult) -> StatusAndHeaders:
