@@ -83,7 +83,8 @@ class Exchange:
         done = asyncio.ensure_future(self.gone.wait())
         stop = asyncio.ensure_future(self.server._stopping.wait())
         try:
-            finished, _ = await asyncio.wait({done, stop}, timeout=min(seconds, HOLD_MAX), return_when=asyncio.FIRST_COMPLETED)
+            finished, _ = await asyncio.wait({done, stop}, timeout=min(seconds, HOLD_MAX),
+                                             return_when=asyncio.FIRST_COMPLETED)
         finally:
             done.cancel()
             stop.cancel()
@@ -287,8 +288,8 @@ def free_loopback_ip(avoid: str = "") -> str:
 # ----------------------------------------------------------------- handlers
 
 
-def page(body: bytes, status: int = 200, content_type: str | None = "text/html; charset=utf-8", headers: dict[str, str] | None = None,
-         length: bool = True) -> Handler:
+def page(body: bytes, status: int = 200, content_type: str | None = "text/html; charset=utf-8",
+         headers: dict[str, str] | None = None, length: bool = True) -> Handler:
     """A well-formed response (whatever its body)."""
 
     async def handle(ex: Exchange) -> None:
@@ -347,7 +348,8 @@ def drip(interval: float, size: int = 10_000) -> Handler:
     """A body of ``size`` bytes, one byte every ``interval`` seconds."""
 
     async def handle(ex: Exchange) -> None:
-        if not await ex.write(response_head(200, {"Content-Type": "text/html", "Content-Length": str(size), "Connection": "close"})):
+        head = response_head(200, {"Content-Type": "text/html", "Content-Length": str(size), "Connection": "close"})
+        if not await ex.write(head):
             return
         for _ in range(size):
             if not await ex.write(b"x") or not await ex.pause(interval):

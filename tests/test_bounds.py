@@ -183,4 +183,6 @@ def test_a_long_seeds_file_is_streamed_and_never_copied_into_the_children(tmp_pa
     # The 200,000 seeds cost no start-up time to speak of, and no child memory (they took
     # about 20 MB in each child when the spider's arguments carried them).
     assert many_first < one_first + 3, f"first request {many_first:.1f}s after launch (one seed: {one_first:.1f}s)"
-    assert many_uss < one_uss + 8 * 2**20, f"a child's USS {many_uss / 2**20:.0f} MB, with one seed {one_uss / 2**20:.0f} MB"
+    assert many_uss < one_uss + 8 * 2**20, (
+        f"a child's USS {many_uss / 2**20:.0f} MB, with one seed {one_uss / 2**20:.0f} MB"
+    )

@@ -20,7 +20,8 @@ from crawlkit.site import Site, SiteSpec
 
 @contextlib.contextmanager
 def start(tmp_path: Path, site: Site, *extra: str) -> Iterator[tuple[subprocess.Popen, Path, Path, str]]:
-    """``crawlkit crawl`` of ``site`` in a process group of its own; killed, group and all, if still running at the end."""
+    """``crawlkit crawl`` of ``site`` in a process group of its own; killed, group and all, if still
+    running at the end."""
     seeds = tmp_path / "seeds.txt"
     seeds.write_text("\n".join(site.seeds()))
     out, log = tmp_path / "out.jsonl", tmp_path / "crawl.log"
