@@ -154,7 +154,8 @@ class TreeMonitor:
         for key, cpu in self.cpu.items():
             role = self.roles.get(key, "other")
             by_role[role] = by_role.get(role, 0.0) + cpu
-        return Usage(sum(self.cpu.values()), self.peak_rss, self.peak_pss, dict(sorted(by_role.items(), key=lambda kv: -kv[1])))
+        by_cpu = dict(sorted(by_role.items(), key=lambda kv: -kv[1]))
+        return Usage(sum(self.cpu.values()), self.peak_rss, self.peak_pss, by_cpu)
 
 
 def build_engine(seeds: list[str], spider: str, workers: int | None = None, concurrency: int | None = None,
@@ -170,8 +171,11 @@ def build_engine(seeds: list[str], spider: str, workers: int | None = None, conc
 
     spider_spec = SPIDERS.get(spider, spider)
     spider_cls = load_spider(spider_spec)
-    flags = {"workers": workers, "concurrency": concurrency, "per_host": per_host, "parsers": parsers, "max_pages": max_pages}
-    settings = load_settings(None, spider_cls.custom_settings, {**flags, "robots": True, "output": None, "log_level": "WARNING"})
+    flags = {
+        "workers": workers, "concurrency": concurrency, "per_host": per_host, "parsers": parsers,
+        "max_pages": max_pages, "robots": True, "output": None, "log_level": "WARNING",
+    }
+    settings = load_settings(None, spider_cls.custom_settings, flags)
     setup_logging(LogConfig.from_settings(settings))
     kwargs = {"start_urls": seeds}
     instance = spider_cls(**kwargs)
@@ -242,7 +246,10 @@ def run_bench(hosts: int = 2, pages: int = 1000, page_size: int = 20_000, latenc
     s = engine.settings
     return {
         "site": {"hosts": hosts, "pages": pages, "page_size": page_size, "latency": latency},
-        "settings": {"spider": spider, "workers": engine.workers, "concurrency": s.concurrency, "per_host": s.per_host, "parsers": s.parsers},
+        "settings": {
+            "spider": spider, "workers": engine.workers, "concurrency": s.concurrency, "per_host": s.per_host,
+            "parsers": s.parsers,
+        },
         "reason": stats.reason,
         "pages": done,
         "items": counts["items"],
@@ -264,13 +271,17 @@ def format_report(r: dict[str, Any]) -> str:
     site, s, server = r["site"], r["settings"], r["server"]
     roles = ", ".join(f"{role} {cpu:.2f}" for role, cpu in r["cpu_s_by_role"].items())
     return "\n".join([
-        f"site: {site['hosts']} hosts x {site['pages']} pages of ~{site['page_size']:,} bytes, latency {site['latency']}s",
-        f"crawl: spider {s['spider']}, {s['workers']} fetcher processes, {s['parsers']} parsers, concurrency {s['concurrency']}, per host {s['per_host']}",
-        f"pages: {r['pages']} ({r['items']} items, {r['expected_pages']} pages expected) in {r['elapsed_s']:.2f}s: {r['pages_per_s']} pages/s ({r['reason']})",
+        f"site: {site['hosts']} hosts x {site['pages']} pages of ~{site['page_size']:,} bytes, "
+        f"latency {site['latency']}s",
+        f"crawl: spider {s['spider']}, {s['workers']} fetcher processes, {s['parsers']} parsers, "
+        f"concurrency {s['concurrency']}, per host {s['per_host']}",
+        f"pages: {r['pages']} ({r['items']} items, {r['expected_pages']} pages expected) in {r['elapsed_s']:.2f}s: "
+        f"{r['pages_per_s']} pages/s ({r['reason']})",
         f"CPU: {r['cpu_ms_per_page']:.2f} ms per page, {r['cpu_s']:.2f}s in all ({roles})",
         f"peak memory of all crawlkit processes: {r['peak_rss_mb']:.0f} MB RSS, {r['peak_pss_mb']:.0f} MB PSS",
         (
-            f"server saw: {server['requests']} requests for {server['distinct_urls']} URLs ({server['fetches_per_page']} fetches per page, "
+            f"server saw: {server['requests']} requests for {server['distinct_urls']} URLs "
+            f"({server['fetches_per_page']} fetches per page, "
             f"{server['refetched_urls']} refetched, {server['expected_missed']} expected never fetched), "
             f"peak {server['peak_inflight_per_host']} in flight per host"
         ),

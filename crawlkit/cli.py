@@ -40,7 +40,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except CrawlkitError as exc:
             error = UserError(str(exc))
-            error.exit_code = getattr(exc, "exit_code", UserError.exit_code)  # 3 for WriteFailed
+            # 3 for WriteFailed. click types exit_code as a ClassVar, yet reads it from the instance.
+            error.exit_code = getattr(exc, "exit_code", UserError.exit_code)  # type: ignore[misc]
             raise error from None
 
 
@@ -62,8 +63,11 @@ def crawl_options(f: Any) -> Any:
         click.option("--per-host", "per_host", type=int, help="Requests in flight to one host at once (default 2)."),
         click.option("--delay", type=float, help="Seconds between request starts to one host (default 0)."),
         click.option("--parsers", type=int, help="Parser processes running spider callbacks (default 1)."),
-        click.option("-o", "--output", help="Items file; the extension picks the format: .jsonl, .json, .csv, .sqlite/.db; - for stdout."),
-        click.option("--warc", type=click.Path(file_okay=False), help="Also write every response to WARC files in this directory."),
+        click.option("-o", "--output", help=(
+            "Items file; the extension picks the format: .jsonl, .json, .csv, .sqlite/.db; - for stdout."
+        )),
+        click.option("--warc", type=click.Path(file_okay=False),
+                     help="Also write every response to WARC files in this directory."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
         click.option("--max-pages", type=int, help="Stop after this many pages (0 = no limit)."),
         click.option("--max-depth", type=int, help="Do not follow links deeper than this (0 = no limit)."),
@@ -71,15 +75,21 @@ def crawl_options(f: Any) -> Any:
         click.option("--user-agent", help="User-Agent header sent with every request."),
         click.option("--no-robots", is_flag=True, help="Do not fetch or obey robots.txt."),
         click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. -s retries=5."),
-        click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)),
+        click.option("--log-level",
+                     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)),
         click.option("--log-file", type=click.Path(dir_okay=False), help="Also append the log to this file."),
-        click.option("--jobdir", type=click.Path(file_okay=False), help="Keep the crawl's state here; run again to resume."),
+        click.option("--jobdir", type=click.Path(file_okay=False),
+                     help="Keep the crawl's state here; run again to resume."),
         click.option("--frontier", help="Share the crawl with other nodes through Redis: redis://host:port/db."),
         click.option("--crawl-id", "crawl_id", help="Name of the shared crawl (default: the spider's name)."),
-        click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary: no live view or progress lines."),
-        click.option("--stats", "stats_file", type=click.Path(dir_okay=False), help="Write every counter, per-host figures and pages over time to this JSON file."),
-        click.option("--report", type=click.Path(dir_okay=False), help="Write a self-contained HTML report with charts to this file."),
-        click.option("--log-json", is_flag=True, help="Log one JSON object per line (time, level, logger, process, message, url)."),
+        click.option("-q", "--quiet", is_flag=True,
+                     help="Only warnings, errors and the summary: no live view or progress lines."),
+        click.option("--stats", "stats_file", type=click.Path(dir_okay=False),
+                     help="Write every counter, per-host figures and pages over time to this JSON file."),
+        click.option("--report", type=click.Path(dir_okay=False),
+                     help="Write a self-contained HTML report with charts to this file."),
+        click.option("--log-json", is_flag=True,
+                     help="Log one JSON object per line (time, level, logger, process, message, url)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -89,7 +99,10 @@ def crawl_options(f: Any) -> Any:
 def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
     flags = {
         key: kw[key]
-        for key in ("workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth", "user_agent", "log_level", "log_file", "jobdir", "warc", "frontier", "crawl_id")
+        for key in (
+            "workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth",
+            "user_agent", "log_level", "log_file", "jobdir", "warc", "frontier", "crawl_id",
+        )
         if kw.get(key) is not None
     }
     flags.update({key: kw[key] for key in ("stats_file", "report") if kw.get(key) is not None})
@@ -120,7 +133,9 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
     elif not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests and not settings.frontier:
         # A node of a shared crawl may join without seeds: the others, or `crawlkit seed`, have them.
         raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls or start_requests()")
-    elif issubclass(spider_cls, LinkSpider) and not (spider_cls.start_urls or spider_cls.allowed_domains or settings.allowed_domains):
+    elif issubclass(spider_cls, LinkSpider) and not (
+        spider_cls.start_urls or spider_cls.allowed_domains or settings.allowed_domains
+    ):
         # The built-in spider stays within its seeds' hosts; with none it would follow every link on the web.
         raise UserError("a node that joins a shared crawl without seeds needs --allow-domain D (repeatable): "
                         "the built-in spider follows links only within its seeds' hosts, and this node has none")
@@ -150,7 +165,9 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
     code = 0
     failed: WriteFailed | None = None
     with Monitor(settings, spider.name, terminal=wants_live_view(settings.output)) as monitor:
-        engine = Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor))
+        engine = Engine(
+            CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor)
+        )
         try:
             engine.run()
         except Interrupted:
@@ -203,7 +220,8 @@ def runspider(spider_file: str, **kw: Any) -> None:
 @cli.command()
 @click.argument("seeds_file", type=click.Path(dir_okay=False))
 @click.option("--frontier", required=True, help="The shared crawl's Redis: redis://host:port/db.")
-@click.option("--crawl-id", "crawl_id", default=LinkSpider.name, show_default=True, help="Name of the shared crawl (its spider's name unless set).")
+@click.option("--crawl-id", "crawl_id", default=LinkSpider.name, show_default=True,
+              help="Name of the shared crawl (its spider's name unless set).")
 def seed(seeds_file: str, frontier: str, crawl_id: str) -> None:
     """Add the URLs in SEEDS_FILE to a shared crawl, running or not started yet.
 
@@ -227,7 +245,8 @@ def page_options(f: Any) -> Any:
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
         click.option("--user-agent", help="User-Agent header sent with the request."),
         click.option("--no-robots", is_flag=True, help="Do not fetch or obey robots.txt."),
-        click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. -s read_timeout=5."),
+        click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Any setting, e.g. -s read_timeout=5."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -241,7 +260,11 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
     spider_spec = kw.get("spider")
     if kw.get("callback") and not spider_spec:
         raise UserError("--callback needs --spider: the callback is a method of that spider")
-    cli = {"user_agent": kw.get("user_agent"), "robots": False if kw.get("no_robots") else None, **_parse_sets(kw.get("sets", ()))}
+    cli = {
+        "user_agent": kw.get("user_agent"),
+        "robots": False if kw.get("no_robots") else None,
+        **_parse_sets(kw.get("sets", ())),
+    }
     spider_cls = load_spider(spider_spec) if spider_spec or spider_required else None
     settings = load_settings(kw.get("config_file"), spider_cls.custom_settings if spider_cls else None, cli)
     check_writable("log_file", settings.log_file)
@@ -307,7 +330,8 @@ def new(name: str) -> None:
 
     spider, config = new_project(name, Path.cwd())
     click.echo(f"wrote {spider} (class {class_name(name)}) and {config}")
-    click.echo(f"next: set start_urls in {spider.name}, try `crawlkit parse URL --spider {spider.name}`, then `crawlkit runspider {spider.name} --config {config.name}`")
+    click.echo(f"next: set start_urls in {spider.name}, try `crawlkit parse URL --spider {spider.name}`, "
+               f"then `crawlkit runspider {spider.name} --config {config.name}`")
 
 
 @cli.group()
@@ -353,7 +377,8 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
 
     with SiteProcess(SiteSpec(hosts=hosts, pages=pages)) as site:
         seeds = site.seeds()
-        click.echo(f"demo site: {', '.join(seeds)} (with 404s, redirects, a redirect loop and robots.txt rules, on purpose)", err=True)
+        click.echo(f"demo site: {', '.join(seeds)} "
+                   "(with 404s, redirects, a redirect loop and robots.txt rules, on purpose)", err=True)
         settings = load_settings(None, None, {"output": output, "workers": workers})
         _execute(settings, load_spider(None), None, {"start_urls": seeds})
         expected = len(site.expected_urls())
@@ -369,7 +394,8 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
 @click.option("--concurrency", type=int, help="Requests in flight in total (default 16).")
 @click.option("--per-host", "per_host", type=int, help="Requests in flight to one host at once (default 2).")
 @click.option("--parsers", type=int, help="Parser processes running spider callbacks (default 1).")
-@click.option("--spider", default="light", show_default=True, help="light (CSS), soup (BeautifulSoup html.parser), or path.py:Class.")
+@click.option("--spider", default="light", show_default=True,
+              help="light (CSS), soup (BeautifulSoup html.parser), or path.py:Class.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 def bench(as_json: bool, **kw: Any) -> None:
     """Crawl a generated local site; print pages/s, CPU per page, peak memory and what the server saw.

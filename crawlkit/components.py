@@ -13,7 +13,8 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import SpiderError
 from .loader import load_object, one_line
@@ -28,7 +29,8 @@ def load_components(specs: Iterable[str], what: str, methods: tuple[str, ...]) -
         obj = load_object(spec, what)
         if not inspect.isclass(obj) or not any(callable(getattr(obj, name, None)) for name in methods):
             raise SpiderError(
-                f"{what} {spec!r} must name a class (path.py:Class or module:Class) with a {' or '.join(m + '()' for m in methods)} method"
+                f"{what} {spec!r} must name a class (path.py:Class or module:Class) "
+                f"with a {' or '.join(m + '()' for m in methods)} method"
             )
         loaded.append((spec, obj))
     return loaded

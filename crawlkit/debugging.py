@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import pickle
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -32,7 +33,8 @@ class FetchFailed(Exception):
     """The page could not be fetched (connection error, timeout, robots.txt, redirects); one line."""
 
 
-def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Callable[[FetchResult, str], None] | None = None,
+def fetch_page(url: str, settings: Any, callback: str | None = None,
+               on_hop: Callable[[FetchResult, str], None] | None = None,
                allowed: AllowedDomains | None = None) -> FetchResult:
     """The final answer for ``url``, fetched as a crawl with ``settings`` would; FetchFailed with a one-line reason.
 
@@ -74,7 +76,8 @@ def fetch_page(url: str, settings: Any, callback: str | None = None, on_hop: Cal
             if target_fp in seen:  # the same page by its canonical form, as the crawl judges loops
                 raise FetchFailed(f"redirect loop: {url} -> {target}")
             if allowed and not allowed.allows(target):
-                raise FetchFailed(f"{url} redirects to {target}, outside allowed_domains, so a crawl would not follow it; "
+                raise FetchFailed(f"{url} redirects to {target}, outside allowed_domains, "
+                                  "so a crawl would not follow it; "
                                   "add its domain to allowed_domains (-s allowed_domains=[...]) to follow it")
             if hops > settings.max_redirects:
                 raise FetchFailed(f"more than max_redirects ({settings.max_redirects}) redirects from {start}")
@@ -95,9 +98,11 @@ def _check_robots(robots: RobotsRules, session: Any, config: FetcherConfig, url:
         refused = answer.error == "destination_blocked"  # then the page itself is refused, with that reason
         robots.learn(host, ROBOTS_BLOCKED if refused else NO_ANSWER if answer.error else answer.status, answer.body)
     if robots.unavailable(host):
-        raise FetchFailed(f"robots.txt of {host} is unavailable, so a crawl would not fetch {url}; add --no-robots to fetch it anyway")
+        raise FetchFailed(f"robots.txt of {host} is unavailable, so a crawl would not fetch {url}; "
+                          "add --no-robots to fetch it anyway")
     if not robots.allowed(url):
-        raise FetchFailed(f"robots.txt of {host} disallows {url} for this user agent; add --no-robots to fetch it anyway")
+        raise FetchFailed(f"robots.txt of {host} disallows {url} for this user agent; "
+                          "add --no-robots to fetch it anyway")
 
 
 def _failure(result: FetchResult) -> str:
@@ -138,7 +143,8 @@ def callback_failed(done: PageDone) -> bool:
     return any(key.startswith("error_spider") or key == "error_internal" for key in done.counts)
 
 
-def show_page(url: str, settings: Any, spider: Spider | None, spider_spec: str | None, callback: str | None, headers: bool) -> int:
+def show_page(url: str, settings: Any, spider: Spider | None, spider_spec: str | None, callback: str | None,
+              headers: bool) -> int:
     """What ``crawlkit fetch`` and ``parse`` print; returns the exit code (FetchFailed when not fetched).
 
     Redirect hops and the status line go to stderr, except that with ``headers`` the status
@@ -162,7 +168,8 @@ def show_page(url: str, settings: Any, spider: Spider | None, spider_spec: str |
         sys.stdout.buffer.write(result.body)
         return 0
     if not 200 <= result.status < 300 and not spider.handle_error_statuses:
-        click.echo(f"the callback was not run: HTTP {result.status} (a spider sees non-2xx pages with handle_error_statuses = True)", err=True)
+        click.echo(f"the callback was not run: HTTP {result.status} "
+                   "(a spider sees non-2xx pages with handle_error_statuses = True)", err=True)
         return 1
     done = parse_page(result, spider, spider_spec, settings)
     click.echo(describe_page(done))

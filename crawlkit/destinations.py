@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, NameResolutionError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -45,7 +45,8 @@ def why_not_public(address: IPAddress) -> str | None:
     if isinstance(address, ipaddress.IPv6Address):
         # IPv4-mapped: the socket connects to that IPv4 address; NAT64: the gateway does (and
         # a DNS64 resolver gives every IPv4-only site such an address).
-        mapped = address.ipv4_mapped or (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
+        nat64 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None
+        mapped = address.ipv4_mapped or nat64
         if mapped is not None:
             reason = why_not_public(mapped)
             return reason and f"{reason} (as {mapped})"
@@ -79,7 +80,8 @@ def literal_address(host: str) -> IPAddress | None:
 
 
 def check_host(host: str) -> None:
-    """Raise DestinationBlocked when ``host`` spells a non-public IP address (names pass: they are not resolved here)."""
+    """Raise DestinationBlocked when ``host`` spells a non-public IP address (names pass: they are not
+    resolved here)."""
     address = literal_address(host)
     if address is not None:
         reason = why_not_public(address)
@@ -96,12 +98,15 @@ def public_addresses(host: str, port: int) -> list[str]:
     """
     found: list[str] = []
     for _, _, _, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        ip = str(sockaddr[0])  # always a str for the IPv4 and IPv6 answers getaddrinfo gives here
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
         reason = why_not_public(address)
         if reason:
-            raise DestinationBlocked(f"{host} resolves to {address}, a {reason} address, and allow_private_addresses is false")
-        if sockaddr[0] not in found:
-            found.append(sockaddr[0])
+            raise DestinationBlocked(
+                f"{host} resolves to {address}, a {reason} address, and allow_private_addresses is false"
+            )
+        if ip not in found:
+            found.append(ip)
     return found
 
 

@@ -57,12 +57,14 @@ import os
 import pickle
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, Iterator
+from typing import Any
 
 from .components import check_components
 from .cookies import CookieJar
+from .errors import ConfigError, CrashLoopError, SharedCrawlError, SpiderError, WriteFailed
 from .fetcher import CLOSED, JOINED, RETIRED, FetchChannels, FetcherConfig, check_proxy, worker_init
 from .frontier import LocalFrontier
 from .http import Request
@@ -70,7 +72,6 @@ from .jobdir import JobDir
 from .limiter import LocalLimiter, Wait
 from .messages import FetchTask, Links, PageDone, StartFailed
 from .middlewares import load_middlewares
-from .errors import ConfigError, CrashLoopError, SharedCrawlError, SpiderError, WriteFailed
 from .output import open_output
 from .parser import ParserConfig, parser_main
 from .pipelines import load_pipelines
@@ -318,6 +319,7 @@ class Engine:
         return ParserConfig.from_settings(self.settings, self.spec.spider_spec, self.spec.spider_kwargs, self.monitor.log)
 
     def _start_parser(self, ctx: Any, index: int) -> None:
+        assert self.channels is not None  # run() makes them before any process starts
         reader, writer = ctx.Pipe(duplex=False)
         process = ctx.Process(
             target=parser_main,
@@ -400,6 +402,7 @@ class Engine:
         and the backlog stays in the journal instead of being copied to the spill file.
         """
         journal = self.journal
+        assert journal is not None  # only a job directory resumes
         seen = sum(len(self.seen.add_many(batch)) for batch in journal.fingerprints())
         if self.gate.rules is not None:
             for host, status, body in journal.robots():
@@ -538,6 +541,7 @@ class Engine:
     def _schedule(self, now: float) -> None:
         """Dispatch requests while there is room in flight and a host that may start now."""
         limiter, frontier = self.limiter, self.frontier
+        assert self.channels is not None  # made before the loop that schedules
         concurrency = self.settings.concurrency
         while (self.fetching < concurrency and len(self.inflight) < self.max_inflight and self.queue_load
                and not self._page_budget_spent()):
@@ -553,7 +557,7 @@ class Engine:
             if isinstance(grant, Wait):
                 frontier.park(host, grant.until)
                 continue
-            taken = frontier.take(host)
+            taken: tuple[int, Request] | None = frontier.take(host)
             if taken is None or not self.gate.may_start(host, *taken, now):
                 limiter.release(host, grant)
                 limiter.completed(host)
@@ -683,6 +687,7 @@ class Engine:
         fetched go to its successor. Only the request a process was working on is blamed.
         """
         channels = self.channels
+        assert channels is not None  # made before the loop that watches the processes
         owners = channels.owners
         with owners.get_lock():
             claimed = list(owners.get_obj())
@@ -734,6 +739,7 @@ class Engine:
         others its threads had taken were merely there.
         """
         channels = self.channels
+        assert channels is not None  # made before the loop that watches the processes
         stalled: dict[int, tuple[str, set[int]]] = {}
         for index, pid in enumerate(claimed):
             beat = channels.heartbeats[index]
@@ -802,6 +808,7 @@ class Engine:
     def _reclaim(self, ids: list[int], why: str, working: set[int]) -> None:
         """Take back the requests of a dead process: re-queue them, except those it was working
         on that have now been on hand at ``max_process_deaths`` deaths (poison: dropped)."""
+        assert self.channels is not None  # only processes started on them die
         released = self.channels.released
         requeued = 0
         for req_id in ids:
@@ -853,6 +860,7 @@ class Engine:
 
     def _commit(self) -> None:
         """Output first, then the state that says which pages it holds."""
+        assert self.journal is not None  # called only with a job directory
         if self.output is not None:
             self.output.flush()
         self.journal.commit(self.output.size if self.output is not None else 0, dict(self.stats.counts))
@@ -865,6 +873,7 @@ class Engine:
         """
         workers = list(pool._pool)  # the Pool's own worker list; it has no public accessor
         pool.close()  # first, so that workers leaving on their STOPs are not replaced
+        assert self.channels is not None  # the Pool is started on them
         owners = self.channels.owners
         with owners.get_lock():  # close the unclaimed queues, so a worker still starting up just leaves
             claimed = [i for i, pid in enumerate(owners) if pid > 0]

@@ -56,7 +56,10 @@ class WriteFailed(CrawlkitError):
         self.resumable = False  # set by the engine when a job directory keeps the crawl's state
 
     def __str__(self) -> str:
-        again = "run the same command again to resume" if self.resumable else "run the command again (with --jobdir a crawl resumes where it stopped)"
+        again = (
+            "run the same command again to resume" if self.resumable
+            else "run the command again (with --jobdir a crawl resumes where it stopped)"
+        )
         return f"cannot write {self.path}: {self.reason}; free space or make it writable, then {again}"
 
 

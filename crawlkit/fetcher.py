@@ -93,7 +93,7 @@ class FetcherConfig:
 
     @classmethod
     def from_settings(cls, s: Any, threads: int, log: LogConfig, spider: str | None = None,
-                      spider_kwargs: dict[str, Any] | None = None) -> "FetcherConfig":
+                      spider_kwargs: dict[str, Any] | None = None) -> FetcherConfig:
         """The fetcher's part of the settings (the engine's pool and ``crawlkit fetch`` alike)."""
         return cls(
             threads=threads, user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
@@ -335,13 +335,13 @@ def _watch_socket(sock: socket.socket | None) -> None:
 
 
 class _WatchedHTTPConnection(HTTPConnection):
-    def getresponse(self) -> Any:  # type: ignore[override]
+    def getresponse(self) -> Any:
         _watch_socket(self.sock)
         return super().getresponse()
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
-    def getresponse(self) -> Any:  # type: ignore[override]
+    def getresponse(self) -> Any:
         _watch_socket(self.sock)
         return super().getresponse()
 
@@ -392,7 +392,7 @@ def check_proxy(url: str | None) -> None:
         return
     parts = urlsplit(url)
     try:
-        parts.port
+        parts.port  # noqa: B018 - reading it raises ValueError for a port that is not a number in range
     except ValueError:
         parts = parts._replace(netloc="")
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -524,13 +524,16 @@ def _send(
     prepared = requests.PreparedRequest()
     prepared.prepare_method(request.method)
     prepared.prepare_url(request.url, None)
+    # The stubs allow None where requests has set a value: prepared.url after prepare_url(),
+    # session.verify from new_session() (a CA bundle path or True).
     if "%" in request.url:
-        prepared.url = keep_escapes(prepared.url, request.url)
+        prepared.url = keep_escapes(prepared.url, request.url)  # type: ignore[arg-type]
     prepared.prepare_headers(merged)
     prepared.prepare_body(data, None)
     prepared.prepare_auth(None, request.url)
-    adapter = session.get_adapter(prepared.url)
-    return adapter.send(prepared, stream=True, timeout=timeout, verify=session.verify, cert=session.cert, proxies=proxies)
+    adapter = session.get_adapter(prepared.url)  # type: ignore[arg-type]
+    return adapter.send(prepared, stream=True, timeout=timeout, verify=session.verify,  # type: ignore[arg-type]
+                        cert=session.cert, proxies=proxies)
 
 
 def _read_body(raw: Any, max_body: int, deadline: float, truncate: bool) -> tuple[bytes, str | None, str]:

@@ -23,12 +23,12 @@ import pickle
 import sqlite3
 import tempfile
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from .http import Request
 from .urls import host_of
-
 
 _NOT_PARKED = object()
 
@@ -81,7 +81,8 @@ class _Spill:
 
     def put(self, requests: list[Request]) -> None:
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT INTO spill (request) VALUES (?)", ((pickle.dumps(r, pickle.HIGHEST_PROTOCOL),) for r in requests))
+        rows = ((pickle.dumps(r, pickle.HIGHEST_PROTOCOL),) for r in requests)
+        self._db.executemany("INSERT INTO spill (request) VALUES (?)", rows)
         self._db.execute("COMMIT")
         self.size += len(requests)
 
@@ -137,8 +138,9 @@ class LocalFrontier:
             self._spill.put(overflow)
 
     def _refill(self) -> None:
-        if self.spilled and self._in_memory <= self._limit // 2:
-            batch = self._spill.take(self._limit - self._in_memory)
+        spill = self._spill
+        if spill is not None and spill.size and self._in_memory <= self._limit // 2:
+            batch = spill.take(self._limit - self._in_memory)
             self._in_memory += len(batch)
             for request in batch:
                 self._enqueue(request)

@@ -10,9 +10,10 @@ never pays for it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from html.parser import HTMLParser
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import lxml.html
@@ -66,7 +67,7 @@ class Request:
         for name, value in zip(self.__slots__, state):
             setattr(self, name, value)
 
-    def replace(self, **changes: Any) -> "Request":
+    def replace(self, **changes: Any) -> Request:
         """A copy with some fields changed (used for retries and redirects)."""
         state = {name: getattr(self, name) for name in self.__slots__}
         state.update(changes)
@@ -103,7 +104,8 @@ def _html_parser() -> lxml.html.HTMLParser:
     # huge_tree lifts libxml2's depth limit from 256 to 2048 elements (as parsel does): deeper
     # than 256 unclosed tags, a page would lose everything after them.
     parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, huge_tree=True)
-    parser.set_element_class_lookup(lxml.html.HtmlElementClassLookup(mixins=[("*", _Selectable)]))
+    # lxml mixes _Selectable into its element classes; types-lxml wants an HtmlElement subclass here.
+    parser.set_element_class_lookup(lxml.html.HtmlElementClassLookup(mixins=[("*", _Selectable)]))  # type: ignore[list-item]
     return parser
 
 
@@ -295,7 +297,8 @@ class Response:
                 except ValueError:  # a malformed <base> (``http://[x``) is ignored, as browsers do
                     pass
             parts = urlsplit(url)
-            self._base_directory = urlunsplit((parts.scheme, parts.netloc, parts.path[: parts.path.rfind("/") + 1], "", ""))
+            directory = parts.path[: parts.path.rfind("/") + 1]
+            self._base_directory = urlunsplit((parts.scheme, parts.netloc, directory, "", ""))
             self._base_url = url
         return self._base_url
 

@@ -33,8 +33,9 @@ import logging
 import os
 import pickle
 import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from . import safepickle
 from .errors import ConfigError, WriteFailed
@@ -208,7 +209,8 @@ class JobDir:
         """
         last, end = 0, self._next_id - 1
         while rows := self.db.execute(
-            "SELECT id, request FROM requests WHERE state = 0 AND id > ? AND id <= ? ORDER BY id LIMIT ?", (last, end, batch)
+            "SELECT id, request FROM requests WHERE state = 0 AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (last, end, batch),
         ).fetchall():
             last = rows[-1][0]
             requests = []

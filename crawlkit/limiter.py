@@ -157,7 +157,7 @@ class SemaphorePermits:
         """The exchange is over: free the host's permit (called by the fetch thread, never blocks)."""
         self.semaphores[slot].release()
 
-    def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> "Turn":
+    def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> Turn:
         """The context to send request ``ticket`` to a host with a delay in (see ``Turn``)."""
         return Turn(self, slot, delay, timeout, ticket)
 

@@ -93,10 +93,15 @@ def load_spider(spec: str | None) -> type[Spider]:
         return LinkSpider
     obj = load_object(spec, "spider")
     if inspect.ismodule(obj):
-        found = [v for v in vars(obj).values() if inspect.isclass(v) and issubclass(v, Spider) and v.__module__ == obj.__name__]
+        found = [
+            v for v in vars(obj).values()
+            if inspect.isclass(v) and issubclass(v, Spider) and v.__module__ == obj.__name__
+        ]
         if len(found) != 1:
             names = ", ".join(c.__name__ for c in found) or "none"
-            raise SpiderError(f"{spec}: expected exactly one Spider subclass, found {names}; name one as {spec}:ClassName")
+            raise SpiderError(
+                f"{spec}: expected exactly one Spider subclass, found {names}; name one as {spec}:ClassName"
+            )
         obj = found[0]
     if not (inspect.isclass(obj) and issubclass(obj, Spider)):
         raise SpiderError(f"{spec} is not a subclass of crawlkit.Spider")

@@ -42,7 +42,7 @@ class LogConfig:
     forward: Any = None  # write end of a multiprocessing Pipe: children send console lines here (live view)
 
     @classmethod
-    def from_settings(cls, settings: Any, forward: Any = None) -> "LogConfig":
+    def from_settings(cls, settings: Any, forward: Any = None) -> LogConfig:
         return cls(settings.log_level, settings.log_file, settings.log_json, settings.quiet, forward)
 
 
@@ -55,20 +55,21 @@ class JsonFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        elif record.exc_text:
+            message += "\n" + record.exc_text
         out = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "process": record.process,
-            "message": record.getMessage(),
+            "message": message,
         }
         url = url_of(record)
         if url:
             out["url"] = url
-        if record.exc_info:
-            out["message"] += "\n" + self.formatException(record.exc_info)
-        elif record.exc_text:
-            out["message"] += "\n" + record.exc_text
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -168,5 +169,7 @@ def summary_text(summary: str, config: LogConfig) -> str:
     """The closing summary as printed on stderr: as is, or as one JSON log line with ``log_json``."""
     if not config.json:
         return summary
-    record = logging.makeLogRecord({"name": "crawlkit.stats", "levelno": logging.INFO, "levelname": "INFO", "msg": summary, "process": os.getpid()})
+    record = logging.makeLogRecord({
+        "name": "crawlkit.stats", "levelno": logging.INFO, "levelname": "INFO", "msg": summary, "process": os.getpid(),
+    })
     return JsonFormatter().format(record)

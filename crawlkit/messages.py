@@ -1,6 +1,7 @@
 """The plain-data messages that cross process boundaries, in the order a page travels.
 
-    engine --FetchTask--> fetch queue (one per fetcher) --> fetcher --FetchResult--> Pipe --> parser --PageDone--> engine
+    engine --FetchTask--> fetch queue (one per fetcher) --> fetcher --FetchResult--> Pipe --> parser
+    parser --PageDone--> engine
 
 Each is a small slotted dataclass of str/bytes/int/float/list/dict, so pickling stays cheap. A
 task carries the id the engine gave the request: every id the engine dispatches comes back in

@@ -69,7 +69,8 @@ class RequestHooks(Components):
             if changed is None:
                 return _unsent(request, DROPPED, f"dropped by middleware {spec}")
             if not isinstance(changed, Request):
-                return _unsent(request, "middleware", f"middleware {spec} process_request returned a {type(changed).__name__}, not a Request or None")
+                return _unsent(request, "middleware", f"middleware {spec} process_request returned a "
+                               f"{type(changed).__name__}, not a Request or None")
             request = changed
         return request
 
@@ -94,8 +95,8 @@ class ResponseHooks(Components):
                 return retry
             except Exception as exc:
                 counts["error_middleware"] += 1
-                log.error("middleware %s process_response raised %s on %s; response dropped", spec, one_line(exc), response.url,
-                          exc_info=log.isEnabledFor(logging.DEBUG))
+                log.error("middleware %s process_response raised %s on %s; response dropped",
+                          spec, one_line(exc), response.url, exc_info=log.isEnabledFor(logging.DEBUG))
                 return None
             if changed is None:
                 counts[DROPPED] += 1
@@ -103,8 +104,8 @@ class ResponseHooks(Components):
                 return None
             if not isinstance(changed, Response):
                 counts["error_middleware"] += 1
-                log.error("middleware %s process_response returned a %s on %s, not a Response or None; response dropped",
-                          spec, type(changed).__name__, response.url)
+                log.error("middleware %s process_response returned a %s on %s, "
+                          "not a Response or None; response dropped", spec, type(changed).__name__, response.url)
                 return None
             response = changed
         return response

@@ -32,8 +32,9 @@ import logging
 import os
 import sqlite3
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from .errors import ConfigError, WriteFailed
 
@@ -77,7 +78,8 @@ class _Writer:
         self.size += len(data)
 
     def flush(self) -> None:
-        """Write the buffered records; WriteFailed (the file cut back to its last complete record) if the system refuses."""
+        """Write the buffered records; WriteFailed (the file cut back to its last complete record) if the
+        system refuses."""
         if not self.pending:
             return
         data = memoryview(b"".join(self.pending) + self.TRAILER)
@@ -102,7 +104,8 @@ class _Writer:
                     self.stream.seek(self.durable)
                     self.stream.write(self.TRAILER)
             except OSError as again:
-                log.error("%s could not be cut back to its last complete record at byte %d: %s", self.name, self.durable, again.strerror)
+                log.error("%s could not be cut back to its last complete record at byte %d: %s",
+                          self.name, self.durable, again.strerror)
             finally:
                 self.stream.close()
         raise WriteFailed(self.name, exc.strerror or str(exc)) from None
@@ -118,7 +121,8 @@ class _Writer:
 
 class JsonLinesWriter(_Writer):
     def write(self, items: Iterable[dict[str, Any]]) -> int:
-        """Buffer the items; returns how many could not be written (always 0 here: any value is written, as str at worst)."""
+        """Buffer the items; returns how many could not be written (always 0 here: any value is
+        written, as str at worst)."""
         self._emit("".join(_dumps(item) + "\n" for item in items))
         return 0
 
@@ -162,7 +166,8 @@ class CsvWriter(_Writer):
             extra = set(item) - set(self.fieldnames) - self.warned
             if extra:
                 self.warned |= extra
-                log.warning("CSV output has no column for %s (columns are fixed by the header); list them in export_fields, or use .jsonl", sorted(extra))
+                log.warning("CSV output has no column for %s (columns are fixed by the header); "
+                            "list them in export_fields, or use .jsonl", sorted(extra))
             csv.writer(buffer).writerow([_cell(item.get(name, "")) for name in self.fieldnames])
         self._emit(buffer.getvalue())
         return 0
@@ -255,7 +260,8 @@ class SqliteWriter:
             for key in new:
                 self.db.execute(f"ALTER TABLE items ADD COLUMN {_quote(key)}")
                 self.columns[key.lower()] = key
-        row = {self.columns[key.lower()]: _sql_value(value) for key, value in item.items() if key.lower() in self.columns}
+        columns = self.columns
+        row = {columns[key.lower()]: _sql_value(value) for key, value in item.items() if key.lower() in columns}
         if row:
             sql = f"INSERT INTO items ({', '.join(map(_quote, row))}) VALUES ({', '.join('?' * len(row))})"
             cursor = self.db.execute(sql, list(row.values()))
@@ -311,25 +317,27 @@ def open_output(path: str | None, resume_at: int | None = None, fields: list[str
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise ConfigError(
-            f"output {path!r}: unknown format {suffix or '(no extension)'!r}; use .jsonl, .json, .csv, .sqlite, .db or - for stdout"
+            f"output {path!r}: unknown format {suffix or '(no extension)'!r}; "
+            "use .jsonl, .json, .csv, .sqlite, .db or - for stdout"
         )
-    resuming = resume_at is not None and os.path.exists(path)
+    kept = resume_at if resume_at is not None and os.path.exists(path) else None
     try:
         if suffix in SQLITE:
-            return SqliteWriter(path, resume_at if resuming else None, fields)
-        if resuming:
-            os.truncate(path, resume_at)
+            return SqliteWriter(path, kept, fields)
+        if kept is not None:
+            os.truncate(path, kept)
             stream = open(path, "r+b", buffering=0)
         else:
-            resume_at = 0
+            kept = 0
             stream = open(path, "w+b", buffering=0)
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(f"output {path!r}: cannot open for writing: {getattr(exc, 'strerror', None) or exc}") from None
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"output {path!r}: cannot open for writing: {why}") from None
     if suffix == ".json":
-        return JsonArrayWriter(stream, resume_at, path)
+        return JsonArrayWriter(stream, kept, path)
     if suffix != ".csv":
-        return JsonLinesWriter(stream, resume_at, path)
-    if fields is None and resume_at:
+        return JsonLinesWriter(stream, kept, path)
+    if fields is None and kept:
         with open(path, encoding="utf-8", newline="") as existing:
             fields = next(csv.reader(existing), None)
-    return CsvWriter(stream, resume_at, path, fields)
+    return CsvWriter(stream, kept, path, fields)

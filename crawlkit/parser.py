@@ -29,9 +29,10 @@ import os
 import pickle
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from protego import Protego
@@ -57,7 +58,10 @@ log = logging.getLogger("crawlkit.parser")
 # full, after which links sent before are sent again and the engine's seen store drops them.
 SENT_MEMORY = 200_000
 # Failures worth another attempt; the others would fail the same way again.
-RETRYABLE_ERRORS = {"connect_timeout", "read_timeout", "connection_refused", "unresolvable_host", "connection_reset", "connection_error", "download_timeout", "fetch_error"}
+RETRYABLE_ERRORS = {
+    "connect_timeout", "read_timeout", "connection_refused", "unresolvable_host", "connection_reset",
+    "connection_error", "download_timeout", "fetch_error",
+}
 
 
 @dataclass(slots=True)
@@ -85,7 +89,7 @@ class ParserConfig:
     warc_info: dict[str, str]
 
     @classmethod
-    def from_settings(cls, s: Any, spider: str | None, spider_kwargs: dict[str, Any], log: LogConfig) -> "ParserConfig":
+    def from_settings(cls, s: Any, spider: str | None, spider_kwargs: dict[str, Any], log: LogConfig) -> ParserConfig:
         """The parser's part of the settings (the engine's parsers and ``crawlkit parse`` alike)."""
         from . import __version__
 
@@ -124,8 +128,8 @@ def parser_main(config: ParserConfig, registration: Any, events: Any, working: A
         router = Router(build_spider(config.spider, config.spider_kwargs), config, ahead=events.send_bytes)
     except Exception as exc:
         events.send_bytes(pickle.dumps(StartFailed(
-            f"spider {config.spider or 'crawlkit (built-in)'} could not be created in a parser process: {one_line(exc)}; "
-            "its __init__ must also work in crawlkit's child processes"
+            f"spider {config.spider or 'crawlkit (built-in)'} could not be created in a parser process: "
+            f"{one_line(exc)}; its __init__ must also work in crawlkit's child processes"
         )))
         return
     router.open()
@@ -135,7 +139,7 @@ def parser_main(config: ParserConfig, registration: Any, events: Any, working: A
         router.close()
 
 
-def _serve(router: "Router", registration: Any, events: Any, working: Any, index: int) -> None:
+def _serve(router: Router, registration: Any, events: Any, working: Any, index: int) -> None:
     inboxes: list[Any] = []
     # The registration queue's reader is waited on beside the Pipes, so a new fetcher is
     # picked up at once and an idle parser sleeps in one wait() instead of polling.
@@ -151,11 +155,12 @@ def _serve(router: "Router", registration: Any, events: Any, working: Any, index
                 except (OSError, EOFError):  # the fetcher died before its Pipe could be handed over
                     log.debug("fetcher process %s exited before its Pipe reached this parser", message[0])
                 continue
+            # wait() gives back what it was given, here only Connections; typeshed says any waitable.
             try:
-                data = ready.recv_bytes()
+                data = ready.recv_bytes()  # type: ignore[union-attr]
             except (EOFError, OSError):  # that fetcher has exited; its replacement registers anew
                 inboxes.remove(ready)
-                ready.close()
+                ready.close()  # type: ignore[union-attr]
                 continue
             result: FetchResult = pickle.loads(data)
             working[index] = result.req_id
@@ -199,7 +204,9 @@ class Router:
 
     def handle(self, result: FetchResult) -> bytes:
         """The pickled PageDone for ``result`` (pickled here, so a bad item cannot break the queue)."""
-        done = PageDone(req_id=result.req_id, host=host_of(result.request.url), status=result.status, elapsed=result.elapsed)
+        done = PageDone(
+            req_id=result.req_id, host=host_of(result.request.url), status=result.status, elapsed=result.elapsed
+        )
         counts: Counter[str] = Counter(result.counts)
         for startup in (self.pipelines.errors, self.hooks.errors):  # open() failures, reported with the first page
             counts.update(startup)
@@ -214,12 +221,14 @@ class Router:
         if self.ahead is not None and len(candidates) > LINKS_CHUNK:
             cut = (len(candidates) - 1) // LINKS_CHUNK * LINKS_CHUNK  # the PageDone keeps the last 1 to LINKS_CHUNK
             for start in range(0, cut, LINKS_CHUNK):
-                self.ahead(pickle.dumps(Links(done.req_id, candidates[start:start + LINKS_CHUNK]), pickle.HIGHEST_PROTOCOL))
+                chunk = Links(done.req_id, candidates[start:start + LINKS_CHUNK])
+                self.ahead(pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL))
             done.candidates = candidates[cut:]
         try:
             return pickle.dumps(done, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            log.error("spider %s: items from %s cannot be sent (%s); dropped", self.spider_name, result.request.url, exc)
+            log.error("spider %s: items from %s cannot be sent (%s); dropped",
+                      self.spider_name, result.request.url, exc)
             done.counts["items_unpicklable"] = len(done.items)
             done.items = []
             return pickle.dumps(done, pickle.HIGHEST_PROTOCOL)
@@ -243,13 +252,14 @@ class Router:
             return
         counts[f"status_{result.status}"] += 1
         self._archive(result, done, counts)
-        response: Response | None = Response(result.url, result.status, _combined(result.headers), result.body, request)
+        response = Response(result.url, result.status, _combined(result.headers), result.body, request)
         if self.hooks.stages:
-            response = self._process_response(response, done, counts)
-            if response is None:
+            processed = self._process_response(response, done, counts)
+            if processed is None:
                 if robots and done.retry is None:
                     done.robots = (NO_ANSWER, b"")
                 return
+            response = processed
         status, headers = response.status, response.headers
         if status in self.config.retry_http_codes and self._retry(request, done, counts, headers):
             log.info("retrying %s after HTTP %s", request.url, status)
@@ -272,8 +282,8 @@ class Router:
         candidates = self._run_callback(response, done, counts)
         if response.too_deep:
             counts["html_too_deep"] += 1
-            log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, links() all of it",
-                        response.url, MAX_HTML_DEPTH)
+            log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, "
+                        "links() all of it", response.url, MAX_HTML_DEPTH)
         for new in candidates:
             new.depth = request.depth + 1
             new.referer = response.url
@@ -301,7 +311,8 @@ class Router:
         if self._retry(response.request, done, counts, None):
             log.info("retrying %s: %s", response.url, reason)
         else:
-            log.warning("gave up on %s after %d retries: %s; response dropped", response.url, self.config.retries, reason)
+            log.warning("gave up on %s after %d retries: %s; response dropped",
+                        response.url, self.config.retries, reason)
         return None
 
     def _sitemap(self, response: Response, done: PageDone, counts: Counter[str]) -> None:
@@ -387,7 +398,9 @@ class Router:
                     writable = _writable(obj)
                     if isinstance(writable, dict):
                         # Pipelines see the item as yielded; what they return is checked again after them.
-                        done.items.append(obj if self.pipelines.stages else _count_nulled(obj, writable, response.url, counts))
+                        done.items.append(
+                            obj if self.pipelines.stages else _count_nulled(obj, writable, response.url, counts)
+                        )
                     else:
                         counts["error_spider_output"] += 1
                         log.error(
@@ -403,7 +416,8 @@ class Router:
         except Exception as exc:
             counts["error_spider_exception"] += 1
             log.error(
-                "spider %s callback %s raised %s on %s: %s", self.spider_name, name, type(exc).__name__, response.url, exc,
+                "spider %s callback %s raised %s on %s: %s",
+                self.spider_name, name, type(exc).__name__, response.url, exc,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
         if over:
@@ -411,7 +425,8 @@ class Router:
             log.warning("%s yielded %d requests; the first %d are followed, %d dropped (max_links_per_page)",
                         response.url, limit + over, limit, over)
         if done.items and self.pipelines.stages:
-            done.items = self._pipeline_output(self.pipelines.process(done.items, response.url, counts), response.url, counts)
+            processed = self.pipelines.process(done.items, response.url, counts)
+            done.items = self._pipeline_output(processed, response.url, counts)
         counts["items"] += len(done.items)
         return requests
 
@@ -425,7 +440,8 @@ class Router:
             else:
                 counts["error_pipeline"] += 1
                 counts["items_dropped"] += 1
-                log.error("the pipelines made an item from %s that cannot be written as JSON (%s); item dropped", url, writable)
+                log.error("the pipelines made an item from %s that cannot be written as JSON (%s); item dropped",
+                          url, writable)
         return kept
 
     def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[tuple[int | None, Request]]:
@@ -479,7 +495,8 @@ class Router:
 
 
 class AllowedDomains:
-    """The offsite rule for links and redirects (used by ``crawlkit fetch``/``parse`` too); false when empty, allowing all.
+    """The offsite rule for links and redirects (used by ``crawlkit fetch``/``parse`` too);
+    false when empty, allowing all.
 
     An entry matches its host and subdomains: ``a.com`` on any port (as in Scrapy), ``a.com:8080``
     and ``[::1]:8080`` on that port only (``::1`` is an IPv6 address without a port).

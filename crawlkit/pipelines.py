@@ -66,7 +66,10 @@ class ItemPipelines(Components):
                     self._item_failed(counts, spec, url, one_line(exc), exc_info=log.isEnabledFor(logging.DEBUG))
                     break
                 if not isinstance(item, dict):
-                    problem = "returned None; return the item or raise DropItem" if item is None else f"returned a {type(item).__name__}, not a dict"
+                    problem = (
+                        "returned None; return the item or raise DropItem" if item is None
+                        else f"returned a {type(item).__name__}, not a dict"
+                    )
                     self._item_failed(counts, spec, url, problem)
                     break
             else:

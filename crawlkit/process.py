@@ -8,11 +8,11 @@ child (the engine runs threads, which ``fork`` would copy half-held) at a fracti
 from __future__ import annotations
 
 import multiprocessing
-from multiprocessing import forkserver
 import os
 import resource
 import signal
 import threading
+from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 
 from .errors import ConfigError
@@ -51,7 +51,9 @@ def reserve_open_files(needed: int, what: str) -> None:
     if needed <= soft:
         return
     if hard != resource.RLIM_INFINITY and needed > hard:
-        raise ConfigError(f"{what} need about {needed} open files, over this system's limit of {hard} (ulimit -Hn); lower them")
+        raise ConfigError(
+            f"{what} need about {needed} open files, over this system's limit of {hard} (ulimit -Hn); lower them"
+        )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 

@@ -23,8 +23,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -105,7 +106,7 @@ class Monitor:
         self.next_progress = time.monotonic() + self.interval
         self.last_pages = (time.monotonic(), 0)
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Monitor:
         if self.view is not None:
             self.view.start(self.log)
         else:
@@ -198,7 +199,9 @@ class LiveView:
                 pass
         self.console = Console(stderr=True)
         self.handler = _LiveHandler(self.console)
-        self.live = Live(console=self.console, auto_refresh=False, transient=True, redirect_stdout=False, redirect_stderr=False)
+        self.live = Live(
+            console=self.console, auto_refresh=False, transient=True, redirect_stdout=False, redirect_stderr=False
+        )
         self.active: dict[str, float] = {}  # host -> last tick it had a request in flight
         self.rates: deque[tuple[float, int]] = deque()  # (time, pages) over the last few seconds
 
@@ -244,7 +247,11 @@ class LiveView:
         hosts = self._busiest(now, stats, in_flight)
         if hosts:
             table = Table(box=None, pad_edge=False, header_style="dim")
-            for name, justify in (("busiest hosts", "left"), ("in flight", "right"), ("pages", "right"), ("errors", "right"), ("avg time", "right")):
+            columns = (
+                ("busiest hosts", "left"), ("in flight", "right"), ("pages", "right"), ("errors", "right"),
+                ("avg time", "right"),
+            )
+            for name, justify in columns:
                 table.add_column(name, justify=justify)  # type: ignore[arg-type]
             for host, flying in hosts:
                 figures = stats.hosts.get(host)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
 TOP_HOSTS = 20  # hosts in the "pages and errors per host" chart
@@ -60,7 +61,10 @@ def render_report(data: dict[str, Any], title: str = "crawlkit") -> str:
         ("duplicates", "Duplicates dropped", data["duplicates"], f"{data['duplicates']:,}"),
         ("redirects", "Redirects", counts.get("redirects", 0), f"{counts.get('redirects', 0):,}"),
         ("retries", "Retries", counts.get("retries", 0), f"{counts.get('retries', 0):,}"),
-        ("robots_disallowed", "Robots disallowed", counts.get("robots_disallowed", 0), f"{counts.get('robots_disallowed', 0):,}"),
+        (
+            "robots_disallowed", "Robots disallowed",
+            counts.get("robots_disallowed", 0), f"{counts.get('robots_disallowed', 0):,}",
+        ),
         ("offsite", "Offsite links", counts.get("dropped_offsite", 0), f"{counts.get('dropped_offsite', 0):,}"),
     ]
     card_html = "".join(
@@ -71,10 +75,12 @@ def render_report(data: dict[str, Any], title: str = "crawlkit") -> str:
     title_text = html.escape(f"{title}: crawl report")
     parts = [
         "<!DOCTYPE html>",
-        f'<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title_text}</title>',
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title_text}</title>',
         f"<style>{_CSS}</style></head><body><main>",
         f"<h1>{title_text}</h1>",
-        f'<p class="meta" id="reason" data-reason="{html.escape(data["reason"])}">Crawl {html.escape(data["reason"])}; started '
+        f'<p class="meta" id="reason" data-reason="{html.escape(data["reason"])}">'
+        f'Crawl {html.escape(data["reason"])}; started '
         f'{html.escape(data.get("started_at", "?"))}, {_duration(data["elapsed_s"])}.</p>',
         f'<div class="cards">{card_html}</div>',
         "<h2>Pages per second</h2>",
@@ -82,7 +88,8 @@ def render_report(data: dict[str, Any], title: str = "crawlkit") -> str:
         "<h2>Status codes of every response (robots.txt, redirects and retried answers too)</h2>",
         f'<section class="chart">{_status_chart(data["statuses"])}</section>',
         f"<h2>Pages and errors per host{_top_note(len(hosts), TOP_HOSTS)}</h2>",
-        f'<section class="chart">{_host_chart(hosts)}<p class="meta">Blue: pages; red: errors (failed exchanges, callback errors).</p></section>',
+        f'<section class="chart">{_host_chart(hosts)}'
+        '<p class="meta">Blue: pages; red: errors (failed exchanges, callback errors).</p></section>',
         f"<h2>Slowest hosts (mean response time){_top_note(len(hosts), SLOW_HOSTS)}</h2>",
         f'<section class="chart">{_slow_chart(hosts)}</section>',
         "<h2>Errors by kind</h2>",
@@ -119,7 +126,8 @@ def _table(header: list[str], rows: list[tuple[str, Any]], table_id: str) -> str
         return f'<p class="none" id="{table_id}">None.</p>'
     head = f"<tr><th>{html.escape(header[0])}</th><th class=\"n\">{html.escape(header[1])}</th></tr>"
     body = "".join(
-        f'<tr data-key="{html.escape(str(key))}" data-value="{value}"><td>{html.escape(str(key))}</td><td class="n">{value:,}</td></tr>'
+        f'<tr data-key="{html.escape(str(key))}" data-value="{value}">'
+        f'<td>{html.escape(str(key))}</td><td class="n">{value:,}</td></tr>'
         for key, value in rows
     )
     return f'<table id="{table_id}">{head}{body}</table>'
@@ -164,13 +172,17 @@ def _rate_chart(series: dict[str, Any]) -> str:
     def y(v: float) -> float:
         return top + plot_h - v / y_max * plot_h
 
-    out = [f'<svg id="rate-chart" data-points="{len(points)}" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="pages per second over time">']
+    out = [
+        f'<svg id="rate-chart" data-points="{len(points)}" viewBox="0 0 {WIDTH} {height}" role="img" '
+        'aria-label="pages per second over time">'
+    ]
     for tick in ticks:
         out.append(f'<line class="grid" x1="{left}" x2="{WIDTH - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"/>')
         out.append(f'<text class="muted" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{_number(tick)}</text>')
     for t in _ticks(t_end - t_start, 6):
         if t_start + t <= t_end + 1e-9:
-            out.append(f'<text class="muted" x="{x(t_start + t):.1f}" y="{height - 14}" text-anchor="middle">{_number(t)} s</text>')
+            out.append(f'<text class="muted" x="{x(t_start + t):.1f}" y="{height - 14}" text-anchor="middle">'
+                       f'{_number(t)} s</text>')
     line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in [(t_start, points[0][1]), *points])
     area = f"{x(t_start):.1f},{y(0):.1f} {line} {x(points[-1][0]):.1f},{y(0):.1f}"
     out.append(f'<polygon points="{area}" fill="#2e8b57" fill-opacity="0.15"/>')
@@ -180,7 +192,9 @@ def _rate_chart(series: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _bars(chart_id: str, rows: list[tuple[str, list[tuple[float, str]], str, str]], label_width: int = 220) -> str:
+def _bars(
+    chart_id: str, rows: Sequence[tuple[str, Sequence[tuple[float, str]], str, str]], label_width: int = 220
+) -> str:
     """Horizontal bars: per row a label, stacked (value, colour) segments, a text at the end and data attributes."""
     if not rows:
         return f'<p class="none" id="{chart_id}">None.</p>'
@@ -197,7 +211,9 @@ def _bars(chart_id: str, rows: list[tuple[str, list[tuple[float, str]], str, str
         for value, colour in segments:
             w = value / longest * plot_w
             if w > 0:
-                out.append(f'<rect x="{x:.1f}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" rx="2" fill="{colour}"/>')
+                out.append(
+                    f'<rect x="{x:.1f}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" rx="2" fill="{colour}"/>'
+                )
             x += w
         out.append(f'<text x="{x + 6:.1f}" y="{y + 13}">{html.escape(text)}</text></g>')
     out.append("</svg>")
@@ -210,7 +226,12 @@ def _clip(text: str, n: int) -> str:
 
 def _status_chart(statuses: dict[str, int]) -> str:
     rows = [
-        (code, [(n, _STATUS_COLOURS.get(code[:1], "#7f8c8d"))], f"{n:,}", f'class="status" data-status="{html.escape(code)}" data-count="{n}"')
+        (
+            code,
+            [(n, _STATUS_COLOURS.get(code[:1], "#7f8c8d"))],
+            f"{n:,}",
+            f'class="status" data-status="{html.escape(code)}" data-count="{n}"',
+        )
         for code, n in sorted(statuses.items())
     ]
     return _bars("status-chart", rows, label_width=80)
@@ -223,7 +244,8 @@ def _host_chart(hosts: dict[str, dict[str, Any]]) -> str:
             host,
             [(f["pages"], "#4682b4"), (f["errors"], "#c0392b")],
             f"{f['pages']:,} pages, {f['errors']:,} error{'' if f['errors'] == 1 else 's'}",
-            f'class="host" data-host="{html.escape(host)}" data-pages="{f["pages"]}" data-errors="{f["errors"]}" data-requests="{f["requests"]}"',
+            f'class="host" data-host="{html.escape(host)}" data-pages="{f["pages"]}" data-errors="{f["errors"]}" '
+            f'data-requests="{f["requests"]}"',
         )
         for host, f in top
     ]
@@ -231,7 +253,8 @@ def _host_chart(hosts: dict[str, dict[str, Any]]) -> str:
 
 
 def _slow_chart(hosts: dict[str, dict[str, Any]]) -> str:
-    slow = sorted(((h, f) for h, f in hosts.items() if f["requests"]), key=lambda kv: (-kv[1]["mean_s"], kv[0]))[:SLOW_HOSTS]
+    answered = ((h, f) for h, f in hosts.items() if f["requests"])
+    slow = sorted(answered, key=lambda kv: (-kv[1]["mean_s"], kv[0]))[:SLOW_HOSTS]
     rows = [
         (
             host,

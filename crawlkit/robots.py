@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from protego import Protego
 
@@ -169,26 +170,31 @@ class RobotsGate:
 
     def answer(self, host: str, url: str, status: int, body: bytes) -> None:
         """A robots.txt answer arrived: learn it, or (unavailable) ask again later while the host's requests wait."""
-        recheck = self.rules.recheck(host, status)
+        rules = self.rules
+        assert rules is not None  # only the robots.txt requests that rules made are answered
+        recheck = rules.recheck(host, status)
         if recheck is None:
             self.learn(host, status, body)
             return
         wait = self.recheck_after * 2 ** (recheck - 1)
         log.warning(
             "robots.txt of %s unavailable (%s); asking again in %.0fs (recheck %d of %d), its %d requests waiting",
-            host, status or "no answer", wait, recheck, self.rules.rechecks, len(self.waiting.get(host, ())),
+            host, status or "no answer", wait, recheck, rules.rechecks, len(self.waiting.get(host, ())),
         )
         self.stats.incr("robots_rechecks")
-        self.frontier.push([self.rules.request_again(url)], not_before=time.monotonic() + wait)
+        self.frontier.push([rules.request_again(url)], not_before=time.monotonic() + wait)
 
     def learn(self, host: str, status: int, body: bytes) -> None:
         """Take ``host``'s answer as final (also from a job directory or another node) and queue what it allows."""
-        answered = status != ROBOTS_BLOCKED  # a refusal is kept for this run only: a crawl resumed with the setting on asks
+        rules = self.rules
+        assert rules is not None  # answers are learnt only in a crawl that obeys robots.txt
+        # A refusal is kept for this run only: a crawl resumed with the setting on asks.
+        answered = status != ROBOTS_BLOCKED
         if self.journal is not None and answered:
             self.journal.save_robots(host, status, body)
         if self.shared is not None and answered:
             self.shared.save_robots(host, status, body)
-        delay = self.rules.learn(host, status, body)
+        delay = rules.learn(host, status, body)
         if delay:
             log.info("robots.txt of %s asks for Crawl-delay %.2fs", host, delay)
             self.limiter.set_delay(host, delay)
@@ -229,6 +235,7 @@ class RobotsGate:
     def _drop_disallowed(self, host: str, request: Request) -> None:
         if self.journal is not None:
             self.journal.done(request)
+        assert self.rules is not None  # only rules disallow
         if self.rules.unavailable(host):
             self.stats.incr("robots_unavailable")
         else:

@@ -27,7 +27,8 @@ import decimal
 import io
 import pickle
 import pickletools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .http import Request
 
@@ -52,7 +53,9 @@ def _complex(real: Any = 0.0, imag: Any = 0.0) -> complex:
 
 def _decimal(value: Any = "0") -> decimal.Decimal:
     if not isinstance(value, str) or len(value) > MAX_DECIMAL_CHARS:
-        raise pickle.UnpicklingError(f"it builds a Decimal from something other than a string of up to {MAX_DECIMAL_CHARS} characters")
+        raise pickle.UnpicklingError(
+            f"it builds a Decimal from something other than a string of up to {MAX_DECIMAL_CHARS} characters"
+        )
     return decimal.Decimal(value)
 
 
@@ -106,7 +109,8 @@ def load_request(blob: Any) -> Request:
     if not (
         isinstance(request, Request) and all(hasattr(request, name) for name in Request.__slots__)
         and isinstance(request.url, str) and isinstance(request.method, str) and isinstance(request.headers, dict)
-        and isinstance(request.meta, dict) and isinstance(request.body, bytes) and isinstance(request.callback, (str, type(None)))
+        and isinstance(request.meta, dict) and isinstance(request.body, bytes)
+        and isinstance(request.callback, (str, type(None)))
         and isinstance(request.depth, int) and isinstance(request.priority, int)
         and isinstance(request.dont_filter, bool) and isinstance(request.referer, (str, type(None)))
     ):

@@ -16,7 +16,9 @@ from .settings import settings_doc
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 #: The settings a new project is most likely to tune, in the order the YAML lists them.
-STARTER_SETTINGS = ["concurrency", "per_host", "delay", "max_pages", "max_depth", "user_agent", "robots", "retries", "output", "jobdir"]
+STARTER_SETTINGS = [
+    "concurrency", "per_host", "delay", "max_pages", "max_depth", "user_agent", "robots", "retries", "output", "jobdir",
+]
 
 SPIDER_TEMPLATE = '''"""The {name} spider.
 
@@ -84,7 +86,9 @@ def new_project(name: str, directory: Path) -> tuple[Path, Path]:
     spider, config = directory / f"{name}.py", directory / f"{name}.yaml"
     for path in (spider, config):
         if path.exists():
-            raise ConfigError(f"{path} already exists; choose another NAME or move the file away (crawlkit new never overwrites)")
+            raise ConfigError(
+                f"{path} already exists; choose another NAME or move the file away (crawlkit new never overwrites)"
+            )
     spider.write_text(SPIDER_TEMPLATE.format(name=name, cls=class_name(name)), encoding="utf-8")
     config.write_text(config_text(name), encoding="utf-8")
     return spider, config

@@ -18,8 +18,9 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .errors import SeedsError
 from .urls import canonicalize
@@ -47,7 +48,9 @@ class SeedFile:
         try:
             self._file: BinaryIO = open(path, "rb")
         except FileNotFoundError:
-            raise SeedsError(f"seeds file {self.path!r} does not exist; give a text file with one URL per line") from None
+            raise SeedsError(
+                f"seeds file {self.path!r} does not exist; give a text file with one URL per line"
+            ) from None
         except OSError as exc:
             raise SeedsError(f"seeds file {self.path!r} cannot be read: {exc.strerror}") from None
         self._data: bytes | None = None  # the whole file, if it can be read only once
@@ -55,7 +58,9 @@ class SeedFile:
         if not stat.S_ISREG(mode):
             if not stat.S_ISFIFO(mode):  # a device such as /dev/zero never ends
                 self._file.close()
-                raise SeedsError(f"seeds file {self.path!r} is not a regular file or a pipe; give a text file with one URL per line")
+                raise SeedsError(
+                    f"seeds file {self.path!r} is not a regular file or a pipe; give a text file with one URL per line"
+                )
             # A pipe (``<(grep ... urls.txt)``) can be read only once, and sites() reads it too.
             with self._file as f:
                 self._data = f.read()
@@ -70,7 +75,9 @@ class SeedFile:
         nul = head.find(b"\0")
         if nul >= 0:
             self._file.close()
-            raise SeedsError(f"seeds file {self.path!r} is binary (a NUL at byte {nul}); give a text file with one URL per line")
+            raise SeedsError(
+                f"seeds file {self.path!r} is binary (a NUL at byte {nul}); give a text file with one URL per line"
+            )
 
     def __iter__(self) -> Iterator[str]:
         if self._first is not None:
@@ -134,6 +141,8 @@ class SeedFile:
             detail = f"{bad} line(s) are not http(s) URLs" if bad else "it has no URL lines"
             raise SeedsError(f"seeds file {self.path!r} has no valid seed ({detail}); put one http(s) URL per line")
         if repeats:
-            log.warning("%s: %d line(s) repeat an earlier seed (first on line %d); skipped", self.path, repeats, first_repeat)
+            log.warning("%s: %d line(s) repeat an earlier seed (first on line %d); skipped",
+                        self.path, repeats, first_repeat)
         if not_utf8:
-            log.warning("%s: %d line(s) are not UTF-8 text (first on line %d, byte %d); skipped", self.path, not_utf8, *undecodable)
+            log.warning("%s: %d line(s) are not UTF-8 text (first on line %d, byte %d); skipped",
+                        self.path, not_utf8, *undecodable)

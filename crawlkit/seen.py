@@ -13,8 +13,9 @@ a set of hex strings.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 from multiprocessing.managers import BaseManager
-from typing import Iterable, Protocol
+from typing import Protocol
 
 
 class SeenStore(Protocol):

@@ -183,6 +183,7 @@ class _Spec:
                 return self.minimum < value <= self.maximum
             return self.minimum <= value <= self.maximum
         if self.kind is list:
+            assert self.item is not None  # _specs() gives every list setting its item type
             return isinstance(value, (list, tuple)) and all(
                 isinstance(item, self.item) and not isinstance(item, bool) for item in value
             )
@@ -307,15 +308,15 @@ def _specs() -> dict[str, _Spec]:
         if line.startswith("#"):
             block.append(line.lstrip("#").strip())
             continue
-        key = re.match(r"([A-Za-z_]\w*):", line)
-        if key:
-            comments[key.group(1)] = " ".join(block)
+        named = re.match(r"([A-Za-z_]\w*):", line)
+        if named:
+            comments[named.group(1)] = " ".join(block)
         block = []
 
     specs = {}
-    for key, default, line in _read_file(DEFAULTS_FILE):
+    for key, default, number in _read_file(DEFAULTS_FILE):
         comment = comments.get(key, "")
-        where = f"{DEFAULTS_FILE}, line {line}"
+        where = f"{DEFAULTS_FILE}, line {number}"
         prefix = _TYPE_PREFIX.match(comment)
         if prefix and prefix.group(1):
             spec = _Spec(key, default, _TYPE_NAMES[prefix.group(1)], None, True, comment)

@@ -23,8 +23,9 @@ import threading
 import time
 import urllib.request
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 __all__ = ["Site", "SiteProcess", "SiteRequest", "SiteSpec", "respond"]
 
@@ -70,7 +71,10 @@ def respond(status: int, body: bytes = b"", headers: dict[str, str] | None = Non
     return handler
 
 
-_REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK", 301: "Moved Permanently", 302: "Found", 404: "Not Found", 429: "Too Many Requests",
+    500: "Internal Server Error", 503: "Service Unavailable",
+}
 
 
 def _response(status: int, body: bytes, headers: dict[str, str]) -> bytes:
@@ -139,7 +143,8 @@ class _Graph:
             table[f"/page/{page}.html"] = _response(200, self.render(host, page), {})
         if spec.robots:
             table["/robots.txt"] = _response(
-                200, b"User-agent: *\nAllow: /private/public.html\nDisallow: /private/\n", {"Content-Type": "text/plain"}
+                200, b"User-agent: *\nAllow: /private/public.html\nDisallow: /private/\n",
+                {"Content-Type": "text/plain"},
             )
         if spec.extras:
             for page in range(spec.pages):
@@ -253,7 +258,7 @@ class Site:
 
     # -------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> "Site":
+    def __enter__(self) -> Site:
         self.start()
         return self
 
@@ -269,7 +274,9 @@ class Site:
             asyncio.set_event_loop(loop)
             try:
                 servers = [
-                    loop.run_until_complete(asyncio.start_server(self._make_handler(h), ip, self.port, reuse_address=True))
+                    loop.run_until_complete(
+                        asyncio.start_server(self._make_handler(h), ip, self.port, reuse_address=True)
+                    )
                     for h, ip in enumerate(self.ips)
                 ]
             except BaseException as exc:  # handed to start(), which raises it
@@ -334,7 +341,8 @@ class Site:
                         if self._inflight[netloc] > self._peak[netloc]:
                             self._peak[netloc] = self._inflight[netloc]
                         self._peak_total = max(self._peak_total, self._inflight.total())
-                        held = self._released if self._hold_from is not None and self._arrived >= self._hold_from else None
+                        holding = self._hold_from is not None and self._arrived >= self._hold_from
+                        held = self._released if holding else None
                         self._arrived += 1
                     try:
                         if held is not None:
@@ -396,7 +404,7 @@ class SiteProcess:
     def reset_stats(self) -> None:
         urllib.request.urlopen(self.urls[0] + CONTROL + "reset", timeout=30).close()
 
-    def __enter__(self) -> "SiteProcess":
+    def __enter__(self) -> SiteProcess:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         self._process = ctx.Process(target=_serve_child, args=(self.spec, child), name="crawlkit-site", daemon=True)

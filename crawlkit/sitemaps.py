@@ -16,7 +16,7 @@ body (gzip-compressed files included) is capped at ``max_body`` bytes after deco
 from __future__ import annotations
 
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from lxml import etree
 
@@ -59,7 +59,8 @@ def read_sitemap(body: bytes, max_body: int) -> tuple[list[str], list[str]]:
     if root is None:
         raise SitemapError("not XML")
     kind = etree.QName(root).localname.lower()
-    locs = [text.strip() for text in root.xpath("./*[local-name()='sitemap' or local-name()='url']/*[local-name()='loc']/text()")]
+    entries = root.xpath("./*[local-name()='sitemap' or local-name()='url']/*[local-name()='loc']/text()")
+    locs = [text.strip() for text in entries]
     locs = [loc for loc in locs if loc]
     if kind == "sitemapindex":
         return locs, []

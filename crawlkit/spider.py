@@ -7,10 +7,14 @@ attributes: with ``parsers > 1`` each parser process has its own instance.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .http import Request, Response
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def seed_sites(urls: Iterable[str]) -> list[str]:
@@ -50,6 +54,8 @@ class Spider:
     custom_settings: dict[str, Any] = {}
     #: Call callbacks for non-2xx final responses too (by default they are only counted).
     handle_error_statuses: bool = False
+    #: The crawl's settings: set on the engine's spider before ``start_requests``, not in parser processes.
+    settings: Settings
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():

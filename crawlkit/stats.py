@@ -146,11 +146,13 @@ class Stats:
         dropped = {k[len("dropped_"):]: v for k, v in sorted(c.items()) if k.startswith("dropped_") and v}
         fmt = lambda m: ", ".join(f"{k} {v}" for k, v in m.items()) or "none"  # noqa: E731
         lines = [
-            f"crawl {d['reason']} in {d['elapsed_s']:.1f}s: {d['pages']} pages ({d['pages_per_s']}/s), {d['items']} items, {c['bytes']:,} bytes",
+            f"crawl {d['reason']} in {d['elapsed_s']:.1f}s: {d['pages']} pages ({d['pages_per_s']}/s), "
+            f"{d['items']} items, {c['bytes']:,} bytes",
             f"  statuses: {fmt(d['statuses'])}",
             f"  errors: {fmt(d['errors'])}",
             f"  duplicates dropped: {d['duplicates']}; redirects: {c['redirects']}; retries: {c['retries']}",
-            f"  robots: {c['robots_disallowed']} disallowed, {c['robots_unavailable']} on unreachable hosts; filtered: {fmt(dropped)}",
+            f"  robots: {c['robots_disallowed']} disallowed, {c['robots_unavailable']} on unreachable hosts; "
+            f"filtered: {fmt(dropped)}",
         ]
         if c["items_dropped"]:
             lines.append(f"  items dropped by pipelines: {c['items_dropped']}")

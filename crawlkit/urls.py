@@ -82,7 +82,8 @@ def keep_escapes(prepared: str, url: str) -> str:
     """
     sent, own = urlsplit(prepared), urlsplit(url.strip(_C0_OR_SPACE))
     path = quote(_STRAY_PERCENT.sub("%25", own.path), safe=_TARGET_SAFE) or sent.path
-    return urlunsplit((sent.scheme, sent.netloc, path, quote(_STRAY_PERCENT.sub("%25", own.query), safe=_TARGET_SAFE), ""))
+    query = quote(_STRAY_PERCENT.sub("%25", own.query), safe=_TARGET_SAFE)
+    return urlunsplit((sent.scheme, sent.netloc, path, query, ""))
 
 
 def host_of(url: str) -> str:

@@ -62,8 +62,7 @@ class WarcWriter:
 
     def write(self, result: FetchResult) -> None:
         """Append the request and response records of one fetch (one that got an HTTP answer)."""
-        if self.stream is None:
-            self._open()
+        stream = self.stream if self.stream is not None else self._open()
         writer = self.writer
         request = writer.create_warc_record(
             result.url, "request", payload=io.BytesIO(result.request.body),
@@ -74,13 +73,13 @@ class WarcWriter:
             http_headers=_response_headers(result), length=len(result.body),
         )
         writer.write_request_response_pair(request, response)
-        self.stream.flush()
-        if self.stream.tell() >= self.max_size:
+        stream.flush()
+        if stream.tell() >= self.max_size:
             self.close()
 
     def close(self) -> None:
         """Close the current file and drop its ``.open`` suffix; the next write begins a new one."""
-        if self.stream is None:
+        if self.stream is None or self.path is None:
             return
         self.stream.close()
         self.stream = None
@@ -88,7 +87,8 @@ class WarcWriter:
         os.replace(self.path, final)
         log.info("WARC file %s written", final)
 
-    def _open(self) -> None:
+    def _open(self) -> BinaryIO:
+        """Begin the next ``.open`` file with its warcinfo record; returns its stream."""
         self.serial += 1
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         name = f"crawlkit-{stamp}-{os.getpid()}-{self.serial:05d}.warc.gz"
@@ -97,6 +97,7 @@ class WarcWriter:
         self.writer = WARCWriter(self.stream, gzip=True, warc_version="1.1")
         info = {"hostname": socket.gethostname(), "format": "WARC File Format 1.1", **self.info}
         self.writer.write_record(self.writer.create_warcinfo_record(name, info))
+        return self.stream
 
 
 def _request_headers(result: FetchResult) -> StatusAndHeaders:
@@ -105,7 +106,9 @@ def _request_headers(result: FetchResult) -> StatusAndHeaders:
     headers = list(result.request_headers)
     if not any(name.lower() == "host" for name, _ in headers):
         headers.insert(0, ("Host", parts.netloc))
-    return StatusAndHeaders(f"{result.request.method} {target}", headers, protocol=_protocol(result), is_http_request=True)
+    return StatusAndHeaders(
+        f"{result.request.method} {target}", headers, protocol=_protocol(result), is_http_request=True
+    )
 
 
 def _response_headers(result: FetchResult) -> StatusAndHeaders:

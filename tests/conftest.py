@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from support import CRAWLKIT, Run, leftover_processes
+
 
 @pytest.fixture()
 def crawlkit(tmp_path: Path) -> Callable[..., Run]:

@@ -53,7 +53,7 @@ class ForwardProxy:
         self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="forward-proxy", daemon=True)
 
-    def __enter__(self) -> "ForwardProxy":
+    def __enter__(self) -> ForwardProxy:
         self.thread.start()
         return self
 

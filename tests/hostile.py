@@ -27,8 +27,8 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024  # bytes of request line and headers a client may send
@@ -49,7 +49,7 @@ class Hit:
 class Exchange:
     """One request on one connection, and the means to answer it (or not)."""
 
-    def __init__(self, writer: asyncio.StreamWriter, server: "HostileServer", path: str) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, server: HostileServer, path: str) -> None:
         self.writer = writer
         self.server = server
         self.path = path
@@ -83,7 +83,8 @@ class Exchange:
         done = asyncio.ensure_future(self.gone.wait())
         stop = asyncio.ensure_future(self.server._stopping.wait())
         try:
-            finished, _ = await asyncio.wait({done, stop}, timeout=min(seconds, HOLD_MAX), return_when=asyncio.FIRST_COMPLETED)
+            finished, _ = await asyncio.wait({done, stop}, timeout=min(seconds, HOLD_MAX),
+                                             return_when=asyncio.FIRST_COMPLETED)
         finally:
             done.cancel()
             stop.cancel()
@@ -139,7 +140,7 @@ class HostileServer:
 
     # ------------------------------------------------------------- life cycle
 
-    def __enter__(self) -> "HostileServer":
+    def __enter__(self) -> HostileServer:
         self._thread.start()
         self._stopping = self._call(_make_event())
         return self
@@ -183,7 +184,8 @@ class HostileServer:
 
         server = self._call(listen())
         self._servers.append(server)
-        site.address = "%s:%d" % server.sockets[0].getsockname()[:2]
+        host, port = server.sockets[0].getsockname()[:2]
+        site.address = f"{host}:{port}"
         self.sites.append(site)
         return site
 
@@ -286,8 +288,8 @@ def free_loopback_ip(avoid: str = "") -> str:
 # ----------------------------------------------------------------- handlers
 
 
-def page(body: bytes, status: int = 200, content_type: str | None = "text/html; charset=utf-8", headers: dict[str, str] | None = None,
-         length: bool = True) -> Handler:
+def page(body: bytes, status: int = 200, content_type: str | None = "text/html; charset=utf-8",
+         headers: dict[str, str] | None = None, length: bool = True) -> Handler:
     """A well-formed response (whatever its body)."""
 
     async def handle(ex: Exchange) -> None:
@@ -346,7 +348,8 @@ def drip(interval: float, size: int = 10_000) -> Handler:
     """A body of ``size`` bytes, one byte every ``interval`` seconds."""
 
     async def handle(ex: Exchange) -> None:
-        if not await ex.write(response_head(200, {"Content-Type": "text/html", "Content-Length": str(size), "Connection": "close"})):
+        head = response_head(200, {"Content-Type": "text/html", "Content-Length": str(size), "Connection": "close"})
+        if not await ex.write(head):
             return
         for _ in range(size):
             if not await ex.write(b"x") or not await ex.pause(interval):

@@ -7,7 +7,8 @@ import json
 
 def test_bench_json_describes_a_correct_polite_crawl(crawlkit) -> None:
     # A little latency, so requests overlap at the server and the per-host peak means something.
-    run = crawlkit("bench", "--hosts", "2", "--pages", "30", "--per-host", "2", "--latency", "0.02", "--json", output=None, timeout=120)
+    run = crawlkit("bench", "--hosts", "2", "--pages", "30", "--per-host", "2", "--latency", "0.02", "--json",
+                   output=None, timeout=120)
     assert run.returncode == 0, run.stderr
     r = json.loads(run.stdout)
     server = r["server"]

@@ -8,6 +8,7 @@ the memory of the child processes measured from outside (psutil).
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import subprocess
 import threading
@@ -16,10 +17,11 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import pickle
-
 import psutil
 import pytest
+from hostile import HostileServer, held, page
+from support import CRAWLKIT, leftover_processes, wait_for
+from test_faults import assert_logged, crawl, summary
 
 from crawlkit import Request
 from crawlkit.errors import SeedsError
@@ -28,9 +30,6 @@ from crawlkit.messages import LINKS_CHUNK, FetchResult, Links, PageDone
 from crawlkit.parser import ParserConfig, Router, build_spider
 from crawlkit.seeds import SeedFile
 from crawlkit.settings import load_settings
-from hostile import HostileServer, held, page
-from support import CRAWLKIT, leftover_processes, wait_for
-from test_faults import assert_logged, crawl, summary
 
 NO_ROBOTS = page(b"", status=404)
 
@@ -184,4 +183,6 @@ def test_a_long_seeds_file_is_streamed_and_never_copied_into_the_children(tmp_pa
     # The 200,000 seeds cost no start-up time to speak of, and no child memory (they took
     # about 20 MB in each child when the spider's arguments carried them).
     assert many_first < one_first + 3, f"first request {many_first:.1f}s after launch (one seed: {one_first:.1f}s)"
-    assert many_uss < one_uss + 8 * 2**20, f"a child's USS {many_uss / 2**20:.0f} MB, with one seed {one_uss / 2**20:.0f} MB"
+    assert many_uss < one_uss + 8 * 2**20, (
+        f"a child's USS {many_uss / 2**20:.0f} MB, with one seed {one_uss / 2**20:.0f} MB"
+    )

@@ -78,12 +78,14 @@ def test_fetch_failure_is_one_line_and_exit_code_1(crawlkit) -> None:
         port = site.port
     run = crawlkit("fetch", f"http://127.0.0.2:{port}/", "--no-robots", output=None)  # the site is gone
     assert run.returncode == 1
-    assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("Error: connection refused:") and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("Error: connection refused:")
+    assert "Traceback" not in run.stderr
     run = crawlkit("fetch", "ftp://127.0.0.2/x", output=None)
     assert run.returncode == 1 and "not an http(s) URL" in run.stderr
     with Site(SiteSpec(hosts=1, pages=1)) as site:
         run = crawlkit("fetch", site.urls[0] + "/loop/a", output=None)
-        assert run.returncode == 1 and f"Error: redirect loop: {site.urls[0]}/loop/b -> {site.urls[0]}/loop/a" in run.stderr
+        assert run.returncode == 1
+        assert f"Error: redirect loop: {site.urls[0]}/loop/b -> {site.urls[0]}/loop/a" in run.stderr
         assert sum(page_fetches(site).values()) == 2
 
 
@@ -113,7 +115,8 @@ def test_parse_shows_items_requests_with_callbacks_and_what_is_not_followed(craw
         run = crawlkit("parse", f"{base}/page/0.html", "--spider", str(spider_file), output=None)
     assert run.returncode == 0, run.stderr
     out = run.stdout
-    assert out.startswith("Items (1):\n") and json.loads(out.split("\n", 1)[1].split("Requests")[0]) == {"title": "Host 0 page 0"}
+    assert out.startswith("Items (1):\n")
+    assert json.loads(out.split("\n", 1)[1].split("Requests")[0]) == {"title": "Host 0 page 0"}
     requests = re.findall(r"^  GET (\S+) -> (\w+)$", out, re.M)
     assert [cb for _, cb in requests] == ["parse_page"] * 3 and all(url.startswith(base) for url, _ in requests)
     assert re.search(rf"200 {re.escape(base)}/page/0.html", run.stderr)
@@ -126,7 +129,8 @@ def test_parse_shows_a_callback_error_with_its_traceback_and_exits_1(crawlkit, s
     assert run.returncode == 1
     assert f'"page": "{url}"' in run.stdout  # what it yielded before raising
     assert "Traceback (most recent call last):" in run.stderr
-    assert 'raise ValueError("price missing on " + response.url)' in run.stderr and f"ValueError: price missing on {url}" in run.stderr
+    assert 'raise ValueError("price missing on " + response.url)' in run.stderr
+    assert f"ValueError: price missing on {url}" in run.stderr
 
 
 def test_parse_of_a_page_the_callback_would_not_see(crawlkit, spider_file: Path) -> None:
@@ -164,7 +168,9 @@ def test_new_writes_a_spider_and_config_that_crawl_a_site(crawlkit, tmp_path: Pa
     settings = load_settings(config)  # valid, and every value is the documented default but the output
     assert settings.output == "my-books.jsonl" and settings.origin("per_host") == f"config file {config}"
     with Site(SiteSpec(hosts=2, pages=25)) as site:
-        spider.write_text(spider.read_text().replace('start_urls = ["https://example.com/"]', f'start_urls = ["{site.seeds()[0]}"]'))
+        spider.write_text(
+            spider.read_text().replace('start_urls = ["https://example.com/"]', f'start_urls = ["{site.seeds()[0]}"]')
+        )
         run = crawlkit("runspider", "my-books.py", "--config", "my-books.yaml", output=None)
         fetched = site.stats()["fetches"]
     assert run.returncode == 0, run.stderr

@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from crawlkit.site import Site, SiteRequest, SiteSpec, respond
-
 from support import CRAWLKIT, held_until, leftover_processes, wait_for
+
+from crawlkit.site import Site, SiteRequest, SiteSpec, respond
 
 
 def fetched_paths(site: Site) -> Counter:
@@ -73,7 +73,8 @@ def test_per_host_cap_is_reached_and_never_exceeded_without_head_of_line_blockin
         # until 3 are in flight at each.
         reached = lambda: sorted(fast.stats()["peak_inflight"].values()) == [3, 3]  # noqa: E731
         with held_until(fast, 8, reached) as capped:
-            run = crawlkit("crawl", "--workers", "2", "--concurrency", "16", "--per-host", "3", seeds=[*fast.seeds(), *slow.seeds()])
+            run = crawlkit("crawl", "--workers", "2", "--concurrency", "16", "--per-host", "3",
+                           seeds=[*fast.seeds(), *slow.seeds()])
         assert capped.is_set(), fast.stats()["peak_inflight"]  # 3 at once at each fast host, while held
         assert run.returncode == 0, run.stderr
         fast_stats, slow_stats = fast.stats(), slow.stats()
@@ -113,7 +114,8 @@ class Overlap(Spider):
         deadline = time.monotonic() + 15
         while not all(os.path.exists(os.path.join({flags!r}, p)) for p in ("a", "b")) and time.monotonic() < deadline:
             time.sleep(0.01)
-        yield {{"url": response.url, "both_requested": all(os.path.exists(os.path.join({flags!r}, p)) for p in ("a", "b"))}}
+        both = all(os.path.exists(os.path.join({flags!r}, p)) for p in ("a", "b"))
+        yield {{"url": response.url, "both_requested": both}}
 """
 
 
@@ -128,7 +130,8 @@ def test_a_hosts_next_request_starts_while_its_last_page_is_parsed(crawlkit, tmp
                 (flags / name).touch()
                 return respond(200, b"<html><title>t</title></html>")(request, writer)
             site.route(f"/{name}", mark)
-        (tmp_path / "overlap.py").write_text(OVERLAP_SPIDER.format(a=site.urls[0] + "/a", b=site.urls[0] + "/b", flags=str(flags)))
+        spider = OVERLAP_SPIDER.format(a=site.urls[0] + "/a", b=site.urls[0] + "/b", flags=str(flags))
+        (tmp_path / "overlap.py").write_text(spider)
         run = crawlkit("runspider", "overlap.py", "--workers", "1", "--concurrency", "1", "--per-host", "1")
         peak = site.stats()["peak_inflight_total"]
     assert run.returncode == 0, run.stderr
@@ -158,7 +161,8 @@ def test_max_pages_max_depth_and_offsite(crawlkit) -> None:
         items = run.items()
         assert items and max(item["depth"] for item in items) == 2
         other_host = site.urls[1].split("//", 1)[1]
-        assert all(other_host not in key for key in fetched_paths(site))  # the built-in spider stays on its seeds' hosts
+        # The built-in spider stays on its seeds' hosts.
+        assert all(other_host not in key for key in fetched_paths(site))
         assert "offsite" in run.stderr
         site.reset_stats()
         run = crawlkit("crawl", "--max-depth", "2", "--allow-domain", other_host.split(":")[0], seeds=site.seeds()[:1])
@@ -259,7 +263,8 @@ def test_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
         log = tmp_path / "crawl.log"
         marker = uuid.uuid4().hex
         proc = subprocess.Popen(
-            [CRAWLKIT, "crawl", str(seeds), "-o", str(tmp_path / "out.jsonl"), "--log-file", str(log), "-s", "shutdown_timeout=60"],
+            [CRAWLKIT, "crawl", str(seeds), "-o", str(tmp_path / "out.jsonl"), "--log-file", str(log),
+             "-s", "shutdown_timeout=60"],
             stderr=subprocess.PIPE, text=True, env={**os.environ, "CRAWLKIT_TEST_RUN": marker}, start_new_session=True,
         )
         try:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hostile import Exchange, Handler, Hit, HostileServer, free_loopback_ip, page
 
 from crawlkit.http import Request
 from crawlkit.parser import redirect_request
-from hostile import Exchange, Handler, HostileServer, Hit, free_loopback_ip, page
 
 SECRET = "s3cret"
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
@@ -73,9 +73,13 @@ def test_credentials_are_dropped_when_a_redirect_leaves_the_origin_and_kept_with
     assert len(landed) == 6 and len(hits) == 12  # each page fetched once: no retries, nothing else
     for target in (elsewhere, other_port):
         for by in ("headers", "url"):
-            assert credentials(landed[target.address, f"/landed?by={by}"]) == {}, f"{by} credentials followed to {target.address}"
+            assert credentials(landed[target.address, f"/landed?by={by}"]) == {}, (
+                f"{by} credentials followed to {target.address}"
+            )
     kept = credentials(landed[start.address, "/landed?by=headers"])
-    assert kept == {"authorization": f"Bearer {SECRET}", "cookie": f"sid={SECRET}", "proxy-authorization": f"Basic {SECRET}"}
+    assert kept == {
+        "authorization": f"Bearer {SECRET}", "cookie": f"sid={SECRET}", "proxy-authorization": f"Basic {SECRET}"
+    }
     assert credentials(landed[start.address, "/landed?by=url"])["authorization"].startswith("Basic ")
 
 

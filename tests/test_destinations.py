@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hostile import HostileServer, free_loopback_ip, page, redirect
+from test_faults import assert_logged, summary
 
 from crawlkit import Request, destinations
 from crawlkit.destinations import DestinationBlocked, literal_address, public_addresses, why_not_public
@@ -23,8 +25,6 @@ from crawlkit.messages import FetchResult, PageDone
 from crawlkit.parser import ParserConfig, Router
 from crawlkit.settings import load_settings
 from crawlkit.spider import LinkSpider
-from hostile import HostileServer, free_loopback_ip, page, redirect
-from test_faults import assert_logged, summary
 
 # How a resolver may spell 127.0.0.1 besides the dotted quad.
 ODD_LOOPBACK = ["0x7f.0.0.1", "2130706433", "127.1", "0177.0.0.1", "[::ffff:7f00:1]"]
@@ -50,7 +50,9 @@ def test_non_public_addresses_are_named_by_kind(address: str, kind: str) -> None
     assert why_not_public(ipaddress.ip_address(address)) == kind
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"])
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"]
+)
 def test_public_addresses_pass(address: str) -> None:
     assert why_not_public(ipaddress.ip_address(address)) is None
 
@@ -72,16 +74,19 @@ def test_names_are_judged_by_what_they_resolve_to() -> None:
 
 
 def config(proxy: str | None = None) -> FetcherConfig:
-    return FetcherConfig(threads=1, user_agent="crawlkit-test/1.0", connect_timeout=5, read_timeout=5, download_timeout=10,
-                         max_body=1_000_000, max_redirects=5, log=LogConfig(), proxy=proxy, middlewares=[], spider=None,
-                         spider_kwargs={}, allow_private_addresses=False)
+    return FetcherConfig(threads=1, user_agent="crawlkit-test/1.0", connect_timeout=5, read_timeout=5,
+                         download_timeout=10, max_body=1_000_000, max_redirects=5, log=LogConfig(), proxy=proxy,
+                         middlewares=[], spider=None, spider_kwargs={}, allow_private_addresses=False)
 
 
 def test_through_a_proxy_non_public_ip_hosts_are_refused_and_names_left_to_the_proxy() -> None:
     with HostileServer() as proxy:
         site = proxy.site({"/": page(b"ok")})
         session = new_session(config(site.url("")))
-        refused = [fetch(session, Request(f"http://{host}:8080/"), config(site.url(""))) for host in ["10.0.0.1", *ODD_LOOPBACK]]
+        refused = [
+            fetch(session, Request(f"http://{host}:8080/"), config(site.url("")))
+            for host in ["10.0.0.1", *ODD_LOOPBACK]
+        ]
         named = fetch(session, Request("http://crawl.test/"), config(site.url("")))
         hits = proxy.seen()
     assert {r.error for r in refused} == {"destination_blocked"}
@@ -89,7 +94,9 @@ def test_through_a_proxy_non_public_ip_hosts_are_refused_and_names_left_to_the_p
     assert named.status == 200 and [(h.host, h.path) for h in hits] == [("crawl.test", "/")]
 
 
-def test_a_name_is_resolved_once_and_the_connection_goes_to_the_address_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_name_is_resolved_once_and_the_connection_goes_to_the_address_checked(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
     """DNS rebinding: a name that resolves to a public address when checked, and to a private one
     a moment later, must not get a second lookup. The local server stands in for a public host."""
     with HostileServer() as server:
@@ -106,7 +113,8 @@ def test_a_name_is_resolved_once_and_the_connection_goes_to_the_address_checked(
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
 
         monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-        monkeypatch.setattr(destinations, "why_not_public", lambda address: None if str(address) == server.ip else "loopback")
+        monkeypatch.setattr(destinations, "why_not_public",
+                            lambda address: None if str(address) == server.ip else "loopback")
         result = fetch(new_session(config()), Request(f"http://rebind.test:{port}/"), config())
         hits = server.seen()
     assert (result.status, result.error) == (200, None)
@@ -119,7 +127,8 @@ def test_a_robots_txt_redirect_is_checked_at_every_hop(monkeypatch: pytest.Monke
     with HostileServer() as public, HostileServer("127.0.0.1") as private:
         inside = private.site({"/robots.txt": page(b"User-agent: *\nDisallow:\n", content_type="text/plain")})
         site = public.site({"/robots.txt": redirect(inside.url("/robots.txt"))})
-        monkeypatch.setattr(destinations, "why_not_public", lambda address: None if str(address) == public.ip else "loopback")
+        monkeypatch.setattr(destinations, "why_not_public",
+                            lambda address: None if str(address) == public.ip else "loopback")
         robots = Request(site.url("/robots.txt"), meta={"follow_redirects": True})
         result = fetch(new_session(config()), robots, config())
         hits = public.paths(), private.seen()
@@ -130,7 +139,9 @@ def test_a_robots_txt_redirect_is_checked_at_every_hop(monkeypatch: pytest.Monke
 # ------------------------------------------------------------------ through the CLI
 
 
-def test_private_addresses_refused_reach_no_server_and_are_counted_while_the_default_crawls_them(crawlkit, tmp_path: Path) -> None:
+def test_private_addresses_refused_reach_no_server_and_are_counted_while_the_default_crawls_them(
+    crawlkit, tmp_path: Path
+) -> None:
     with HostileServer(ip="127.0.0.1") as local, HostileServer() as other:
         site = local.site({"/": page(b'<a href="/next">next</a>'), "/next": page(b"next")})
         elsewhere = other.site({"/": page(b"elsewhere")})
@@ -170,12 +181,13 @@ def test_crawlkit_parse_does_not_follow_a_redirect_the_crawl_would_drop(crawlkit
         other_port = server.site({"/landed": page(b"other port")})
         site = server.site({"/": redirect(other_port.url("/landed"))})
         run = crawlkit("parse", "--no-robots", site.url("/"), output=None, timeout=60)
-        followed = crawlkit("parse", "--no-robots", "-s", f"allowed_domains=[{server.ip}]", site.url("/"), output=None, timeout=60)
+        followed = crawlkit("parse", "--no-robots", "-s", f"allowed_domains=[{server.ip}]", site.url("/"),
+                            output=None, timeout=60)
         hits = server.paths(other_port)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1] == (
-        f"Error: {site.url('/')} redirects to {other_port.url('/landed')}, outside allowed_domains, so a crawl would not "
-        "follow it; add its domain to allowed_domains (-s allowed_domains=[...]) to follow it")
+        f"Error: {site.url('/')} redirects to {other_port.url('/landed')}, outside allowed_domains, "
+        "so a crawl would not follow it; add its domain to allowed_domains (-s allowed_domains=[...]) to follow it")
     assert followed.returncode == 0, followed.stderr
     assert hits == {"/landed": 1}  # only when allowed
 
@@ -185,7 +197,10 @@ def test_redirects_obey_the_link_rules_and_another_port_is_another_site(crawlkit
         offsite = offsite_server.site({"/landed": page(b"offsite")})
         other_port = server.site({"/landed": page(b"other port"), "/linked": page(b"other port")})
         main = server.site({
-            "/": page(f'<a href="/to-offsite">a</a><a href="/to-other-port">b</a><a href="{other_port.url("/linked")}">c</a>'.encode()),
+            "/": page(
+                f'<a href="/to-offsite">a</a><a href="/to-other-port">b</a><a href="{other_port.url("/linked")}">c</a>'
+                .encode()
+            ),
             "/to-offsite": redirect(offsite.url("/landed")),
             "/to-other-port": redirect(other_port.url("/landed")),
         })

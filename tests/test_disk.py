@@ -18,11 +18,10 @@ import shutil
 import sqlite3
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-
 from support import CRAWLKIT, leftover_processes
 
 from crawlkit.site import Site, SiteSpec
@@ -31,7 +30,8 @@ SPEC = SiteSpec(hosts=2, pages=100, extras=False)  # 202 pages, ~600 bytes of JS
 
 
 def crawl(tmp_path: Path, seeds: list[str], *args: str, file_limit: int | None = None) -> subprocess.CompletedProcess:
-    """Run ``crawlkit crawl`` to its end (bounded), optionally with every file it writes capped at ``file_limit`` bytes."""
+    """Run ``crawlkit crawl`` to its end (bounded), optionally with every file it writes capped at
+    ``file_limit`` bytes."""
     (tmp_path / "seeds.txt").write_text("\n".join(seeds) + "\n")
     marker = uuid.uuid4().hex
 
@@ -51,14 +51,17 @@ def crawl(tmp_path: Path, seeds: list[str], *args: str, file_limit: int | None =
         assert not leftovers, f"crawlkit left processes behind: {leftovers}"
 
 
-def assert_refused(proc: subprocess.CompletedProcess, path: Path, reason: str | tuple[str, ...], resumable: bool) -> None:
+def assert_refused(
+    proc: subprocess.CompletedProcess, path: Path, reason: str | tuple[str, ...], resumable: bool
+) -> None:
     """Exit code 3, the summary, and one error line naming ``path`` and ``reason`` (or one of them); no traceback."""
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     again = "run the same command again to resume" if resumable else "run the command again"
     reasons = (reason,) if isinstance(reason, str) else reason
-    assert len(errors) == 1 and errors[0].startswith(tuple(f"Error: cannot write {path}: {r}; " for r in reasons)), proc.stderr[-3000:]
+    starts = tuple(f"Error: cannot write {path}: {r}; " for r in reasons)
+    assert len(errors) == 1 and errors[0].startswith(starts), proc.stderr[-3000:]
     assert again in errors[0]
     assert "crawl stopped (a write failed) in " in proc.stderr
     assert proc.stderr.rstrip().endswith(errors[0])  # after the summary
@@ -94,7 +97,8 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[str, int], Path]]:
         options = f"remount,size={size}" if path in mounted else f"size={size}"
         if shutil.which("mount") is None:
             pytest.skip("no mount command here")
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                                capture_output=True, text=True)
         if result.returncode:
             pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
         if path not in mounted:
@@ -120,7 +124,9 @@ def resume_and_check(tmp_path: Path, site: Site, out: Path, job: Path) -> None:
     assert max(fetches.values()) <= 2 and sum(n - 1 for n in fetches.values()) <= 64, fetches
 
 
-def test_output_on_a_full_disk_then_resume_writes_each_item_once(tmp_path: Path, small_disk: Callable[[str, int], Path]) -> None:
+def test_output_on_a_full_disk_then_resume_writes_each_item_once(
+    tmp_path: Path, small_disk: Callable[[str, int], Path]
+) -> None:
     disk = small_disk("disk", 48 * 1024)
     out, job = disk / "out.jsonl", tmp_path / "job"
     with Site(SPEC) as site:
@@ -132,7 +138,9 @@ def test_output_on_a_full_disk_then_resume_writes_each_item_once(tmp_path: Path,
         resume_and_check(tmp_path, site, out, job)
 
 
-def test_jobdir_on_a_full_disk_then_resume_writes_each_item_once(tmp_path: Path, small_disk: Callable[[str, int], Path]) -> None:
+def test_jobdir_on_a_full_disk_then_resume_writes_each_item_once(
+    tmp_path: Path, small_disk: Callable[[str, int], Path]
+) -> None:
     disk = small_disk("disk", 160 * 1024)
     out, job = tmp_path / "out.jsonl", disk / "job"
     with Site(SPEC) as site:
@@ -146,9 +154,14 @@ def test_jobdir_on_a_full_disk_then_resume_writes_each_item_once(tmp_path: Path,
 OUTPUTS = [("--log-file", "crawl.log"), ("--stats", "stats.json"), ("--report", "report.html"), ("-o", "out.jsonl")]
 
 
-@pytest.mark.parametrize("option, path", [(option, f"missing/{name}") for option, name in OUTPUTS] +
-                         [(option, f"/proc/{name}") for option, name in [*OUTPUTS, ("--jobdir", "job"), ("--warc", "warc")]])
-def test_output_paths_that_cannot_be_written_are_refused_before_the_crawl(tmp_path: Path, option: str, path: str) -> None:
+@pytest.mark.parametrize(
+    "option, path",
+    [(option, f"missing/{name}") for option, name in OUTPUTS]
+    + [(option, f"/proc/{name}") for option, name in [*OUTPUTS, ("--jobdir", "job"), ("--warc", "warc")]],
+)
+def test_output_paths_that_cannot_be_written_are_refused_before_the_crawl(
+    tmp_path: Path, option: str, path: str
+) -> None:
     # /proc takes no new files, for root too; "missing" is a directory that does not exist (a
     # missing jobdir or WARC directory is created).
     with Site(SiteSpec(hosts=1, pages=1, extras=False)) as site:
@@ -162,11 +175,12 @@ def test_a_full_log_file_is_one_line_and_the_crawl_goes_on_to_its_own_stop(tmp_p
     out, log = tmp_path / "out.jsonl", tmp_path / "crawl.log"
     log.write_text("an earlier crawl's log\n" * 2_600)  # 59,800 bytes: the log reaches the limit long before the output
     with Site(SPEC) as site:
-        proc = crawl(tmp_path, site.seeds(), "-o", str(out), "--log-file", str(log), "--log-level", "DEBUG", "--workers", "2",
-                     file_limit=60_000)
+        proc = crawl(tmp_path, site.seeds(), "-o", str(out), "--log-file", str(log), "--log-level", "DEBUG",
+                     "--workers", "2", file_limit=60_000)
         fetches = site.stats()["fetches"]
     assert_refused(proc, out, "File too large", resumable=False)
-    notes = [line for line in proc.stderr.splitlines() if line.startswith(f"crawlkit: cannot write the log file {log}: File too large")]
+    note = f"crawlkit: cannot write the log file {log}: File too large"
+    notes = [line for line in proc.stderr.splitlines() if line.startswith(note)]
     assert 1 <= len(notes) <= 5, proc.stderr[-3000:]  # at most one a process: engine, seen store, parser, 2 fetchers
     assert log.stat().st_size <= 60_000 and len(whole_lines(out)) > 10
     assert max(fetches.values()) == 1
@@ -202,4 +216,5 @@ def test_fetch_with_a_log_file_in_a_missing_directory_is_one_line(tmp_path: Path
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        f"Error: log_file 'missing/crawl.log': directory '{tmp_path.resolve() / 'missing'}' does not exist; create it or choose another path"]
+        f"Error: log_file 'missing/crawl.log': directory '{tmp_path.resolve() / 'missing'}' does not exist; "
+        "create it or choose another path"]

@@ -8,8 +8,8 @@ import re
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
@@ -20,7 +20,8 @@ from crawlkit.site import Site, SiteSpec
 
 @contextlib.contextmanager
 def start(tmp_path: Path, site: Site, *extra: str) -> Iterator[tuple[subprocess.Popen, Path, Path, str]]:
-    """``crawlkit crawl`` of ``site`` in a process group of its own; killed, group and all, if still running at the end."""
+    """``crawlkit crawl`` of ``site`` in a process group of its own; killed, group and all, if still
+    running at the end."""
     seeds = tmp_path / "seeds.txt"
     seeds.write_text("\n".join(site.seeds()))
     out, log = tmp_path / "out.jsonl", tmp_path / "crawl.log"
@@ -103,7 +104,7 @@ def test_sigkill_of_whole_crawl_then_resume_loses_nothing(tmp_path: Path) -> Non
         kills = 0
         for threshold in (20, 150, 330):
             with start(tmp_path, site, "--jobdir", str(jobdir)) as (proc, out, log, marker):
-                wait_for(lambda: lines(out) > threshold or proc.poll() is not None, 120, f"{threshold} items")
+                wait_for(lambda n=threshold: lines(out) > n or proc.poll() is not None, 120, f"{threshold} items")
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     kills += 1

@@ -72,10 +72,13 @@ def test_sqlite_table_survives_a_kill_and_resumes_without_duplicates(tmp_path: P
     with sqlite3.connect(out) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(items)")]
         urls = [url for (url,) in db.execute("SELECT url FROM items")]
-        links, status, depth = db.execute("SELECT links, status, depth FROM items WHERE url LIKE '%/page/0.html'").fetchone()
+        links, status, depth = db.execute(
+            "SELECT links, status, depth FROM items WHERE url LIKE '%/page/0.html'"
+        ).fetchone()
     assert columns == ["url", "status", "title", "depth", "referer", "content_type", "size", "links"]
     assert len(urls) == len(set(urls)) and set(urls) == site.expected_urls()
-    assert isinstance(json.loads(links), list) and status == 200 and isinstance(depth, int)  # nested as JSON, numbers as numbers
+    # Nested values as JSON, numbers as numbers.
+    assert isinstance(json.loads(links), list) and status == 200 and isinstance(depth, int)
 
 
 VARYING = '''
@@ -148,7 +151,8 @@ def test_sqlite_resume_deletes_rows_past_the_committed_count(tmp_path: Path) -> 
     writer.write([{"n": 4, "N": 5}])  # SQLite names ignore case: N is written to column n
     writer.close()
     with sqlite3.connect(path) as db:
-        assert list(db.execute("SELECT n, tags, \"when\" FROM items ORDER BY _rowid_")) == [(1, '["a"]', None), (2, None, "bytes"), (5, None, None)]
+        kept = list(db.execute("SELECT n, tags, \"when\" FROM items ORDER BY _rowid_"))
+        assert kept == [(1, '["a"]', None), (2, None, "bytes"), (5, None, None)]
 
 
 # ---------------------------------------------------------------- WARC
@@ -215,7 +219,9 @@ class NonFinite(Spider):
     custom_settings = {{"pipelines": ["nonfinite.py:Ratio"]}}
 
     def parse(self, response):
-        yield {{"url": response.url, "score": float("nan"), "more": [float("inf"), 1.5], "deep": {{"low": float("-inf")}}}}
+        yield {{
+            "url": response.url, "score": float("nan"), "more": [float("inf"), 1.5], "deep": {{"low": float("-inf")}}
+        }}
         yield {{"url": response.url + "#fine", "score": 2.5}}
 
 
@@ -239,7 +245,10 @@ def test_nan_and_infinity_are_written_as_null_in_every_format(crawlkit, tmp_path
     with Site(SiteSpec(hosts=1, pages=1, links=0, extras=False)) as site:
         seed = site.seeds()[0]
         (tmp_path / "nonfinite.py").write_text(NON_FINITE.format(seed=seed))
-        runs = {suffix: crawlkit("runspider", "nonfinite.py", output=f"out{suffix}") for suffix in (".jsonl", ".json", ".csv", ".sqlite")}
+        runs = {
+            suffix: crawlkit("runspider", "nonfinite.py", output=f"out{suffix}")
+            for suffix in (".jsonl", ".json", ".csv", ".sqlite")
+        }
         fetches = site.stats()["fetches"]
     assert all(n == len(runs) for n in fetches.values()), fetches  # each page once per crawl
     for run in runs.values():
@@ -248,7 +257,9 @@ def test_nan_and_infinity_are_written_as_null_in_every_format(crawlkit, tmp_path
         assert f"an item from {seed} holds NaN or Infinity, which JSON cannot hold: written as null" in run.stderr
     lines = runs[".jsonl"].output.read_text().splitlines()
     assert [strict_json(line) for line in lines] == [{"url": seed, **nulled}, {"url": seed + "#fine", "score": 2.5}]
-    assert strict_json(runs[".json"].output.read_text()) == [{"url": seed, **nulled}, {"url": seed + "#fine", "score": 2.5}]
+    assert strict_json(runs[".json"].output.read_text()) == [
+        {"url": seed, **nulled}, {"url": seed + "#fine", "score": 2.5}
+    ]
     assert runs[".csv"].output.read_text().splitlines() == [
         "url,score,more,deep,ratio", f"{seed},,\"[null, 1.5]\",\"{{\"\"low\"\": null}}\",", f"{seed}#fine,2.5,,,"]
     with sqlite3.connect(runs[".sqlite"].output) as db:

@@ -17,21 +17,34 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-from hostile import Exchange, HostileServer, Site, bomb, drip, page, raw, redirect, reset, response_head, silence, stream
+from hostile import (
+    Exchange,
+    HostileServer,
+    Site,
+    bomb,
+    drip,
+    page,
+    raw,
+    redirect,
+    reset,
+    response_head,
+    silence,
+    stream,
+)
 from support import CRAWLKIT, Run, leftover_processes
 
 from crawlkit import safepickle
 from crawlkit.http import Request
 from crawlkit.urls import fingerprint
 
-FAST = ["read_timeout=1", "download_timeout=2", "connect_timeout=1", "retries=1", "retry_backoff=0.05", "max_body=100000",
-        "robots_rechecks=0"]  # test_robots_txt_asked_again_later covers the rechecks
+FAST = ["read_timeout=1", "download_timeout=2", "connect_timeout=1", "retries=1", "retry_backoff=0.05",
+        "max_body=100000", "robots_rechecks=0"]  # test_robots_txt_asked_again_later covers the rechecks
 PER_HOST = 2
 MAX_DEPTH = 4
 
@@ -43,7 +56,8 @@ def crawl(tmp: Path, seeds: list[str], *args: str, env: dict[str, str] | None = 
 
 
 def run_cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Run:
-    """Run ``crawlkit ARGS`` in ``tmp`` (conftest's ``crawlkit`` fixture is per test; the hostile crawl is per module)."""
+    """Run ``crawlkit ARGS`` in ``tmp`` (conftest's ``crawlkit`` fixture is per test; the hostile crawl
+    is per module)."""
     marker = uuid.uuid4().hex
     proc = subprocess.run(
         [CRAWLKIT, *args], capture_output=True, text=True, timeout=120, cwd=tmp,
@@ -151,14 +165,17 @@ def main_routes() -> dict[str, Any]:
         # UTF-8 bytes, no charset anywhere.
         "/cs-missing": page(f"<title>{TITLE}</title><a href=/cs-missing-ok>ok</a>".encode(), content_type="text/html"),
         # A charset nobody knows; Latin-1 bytes.
-        "/cs-klingon": page(b"<title>" + latin + b"</title><a href=/cs-klingon-ok>", content_type="text/html; charset=klingon"),
+        "/cs-klingon": page(b"<title>" + latin + b"</title><a href=/cs-klingon-ok>",
+                            content_type="text/html; charset=klingon"),
         # The header (Latin-1) wins over <meta> (UTF-8); 0x81 has no cp1252 character.
         "/cs-conflict": page(b'<meta charset="utf-8"><title>' + latin + b"</title>\x81<a href=/cs-conflict-ok>",
                              content_type="text/html; charset=iso-8859-1"),
         # A Python codec that is no text encoding.
-        "/cs-codec": page(f"<title>{TITLE}</title><a href=/cs-codec-ok>".encode(), content_type="text/html; charset=base64"),
+        "/cs-codec": page(f"<title>{TITLE}</title><a href=/cs-codec-ok>".encode(),
+                          content_type="text/html; charset=base64"),
         # A UTF-16 byte order mark wins over the header's UTF-8.
-        "/cs-bom": page(f"<title>{TITLE}</title><a href=/cs-bom-ok>".encode("utf-16"), content_type="text/html; charset=utf-8"),
+        "/cs-bom": page(f"<title>{TITLE}</title><a href=/cs-bom-ok>".encode("utf-16"),
+                        content_type="text/html; charset=utf-8"),
         "/binary": page(BINARY + b"<a href=/binary-ok>" + BINARY, content_type="text/html"),
         "/malformed": page(
             b"<html><body>" + b"<div><font>" * 600 + b"<p>unclosed <b>bold\x00<a href='http://[::1'>broken</a>"
@@ -166,7 +183,8 @@ def main_routes() -> dict[str, Any]:
         ),
         "/comment-only": page(b"<!-- nothing here -->"),
         # A server's default charset, UTF-16, on an ASCII page: no NUL anywhere.
-        "/cs-utf16-lie": page(b"<title>Gr&uuml;&szlig;e</title><a href=/cs-utf16-lie-ok>ok</a>", content_type="text/html; charset=utf-16"),
+        "/cs-utf16-lie": page(b"<title>Gr&uuml;&szlig;e</title><a href=/cs-utf16-lie-ok>ok</a>",
+                              content_type="text/html; charset=utf-16"),
         "/deep": page(b"<html><body>" + b"<div>" * DEEP + b"<a href=/deep-ok>deep</a>" + b"</div>" * DEEP),
     }
     routes.update(dict.fromkeys(PARSED.values(), ok))
@@ -204,7 +222,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
             "redirect": robots_site(server, redirect("/rules.txt", 301)),
             "5xx": robots_site(server, page(b"down for maintenance", status=503)),
         }
-        robots["redirect"].routes["/rules.txt"] = page(b"User-agent: *\nDisallow: /private\n", content_type="text/plain")
+        robots["redirect"].routes["/rules.txt"] = page(b"User-agent: *\nDisallow: /private\n",
+                                                       content_type="text/plain")
         refused = server.refusing_url()
         links = [*FAILING, *PARSED, "/loop-a", "/to-file", "/to-ftp", "/to-javascript", "/to-broken", "/to-unicode",
                  "/ünï/päge", LONG_PATH, STRAY_PERCENT, "/cal/2024/01", "/a/", "/private/secret", "/comment-only",
@@ -213,7 +232,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         main.routes["/"] = page(f"<title>traps</title>{index}".encode())
         refused_host = refused.split("//")[1].split(":")[0]
         run = crawl(tmp_path_factory.mktemp("hostile"), [main.url("/")], "--per-host", str(PER_HOST),
-                    "--max-depth", str(MAX_DEPTH), "--allow-domain", refused_host, "--allow-domain", server.ip,  # robots sites: other ports
+                    "--max-depth", str(MAX_DEPTH), "--allow-domain", refused_host,
+                    "--allow-domain", server.ip,  # robots sites: other ports
                     "--log-level", "DEBUG", "--stats", "stats.json")
         yield Hostile(server, main, robots, refused, run, summary(run.stderr) if "\ncrawl " in run.stderr else {})
 
@@ -261,7 +281,8 @@ def test_connection_refused_host_is_given_up_after_its_robots_txt(hostile: Hosti
 def test_redirect_loops_and_other_schemes_are_dropped(hostile: Hostile) -> None:
     stderr, url = hostile.run.stderr, hostile.url
     assert_logged(stderr, "redirect loop", f"{url('/loop-b')} -> {url('/loop-a')}")
-    for path, target in [("/to-file", "file:///etc/passwd"), ("/to-ftp", "ftp://files.example/x"), ("/to-javascript", "javascript:alert(1)")]:
+    for path, target in [("/to-file", "file:///etc/passwd"), ("/to-ftp", "ftp://files.example/x"),
+                         ("/to-javascript", "javascript:alert(1)")]:
         assert_logged(stderr, "redirect to a non-http(s) URL dropped", f"{url(path)} -> {target}")
     assert_logged(stderr, "redirect to an invalid URL dropped", url("/to-broken"))
     assert hostile.counts["dropped_redirect_scheme"] == 3
@@ -326,7 +347,8 @@ def test_robots_txt_huge_binary_slow_redirected_and_5xx(hostile: Hostile) -> Non
     assert seen["slow"] == {"/robots.txt": 2}
     assert seen["5xx"] == {"/robots.txt": 2}
     for name, why in [("slow", "no answer"), ("5xx", "503")]:
-        assert_logged(hostile.run.stderr, "WARNING", f"robots.txt of {hostile.robots[name].address} unavailable ({why})")
+        assert_logged(hostile.run.stderr, "WARNING",
+                      f"robots.txt of {hostile.robots[name].address} unavailable ({why})")
     assert hostile.server.count(hostile.main, "/private/secret") == 0
     assert_logged(hostile.run.stderr, "robots.txt disallows", hostile.url("/private/secret"))
     assert hostile.counts["robots_disallowed"] == 3  # main, huge and redirect hosts' /private pages
@@ -347,7 +369,8 @@ def test_5xx_and_429_are_retried_with_backoff_and_retry_after_pauses_the_host(tm
     with HostileServer() as server:
         site = server.site({"/": page(b"<a href=/busy>b</a> <a href=/down>d</a>"), "/busy": busy,
                             "/down": page(b"down", status=503), "/after": ok, "/robots.txt": page(b"", status=404)})
-        run = crawl(tmp_path, [site.url("/")], "--per-host", str(PER_HOST), "-s", "retries=2", "-s", "retry_backoff=0.1")
+        run = crawl(tmp_path, [site.url("/")], "--per-host", str(PER_HOST),
+                    "-s", "retries=2", "-s", "retry_backoff=0.1")
         hits = [h for h in server.seen() if h.site == site.address]
     assert run.returncode == 0, run.stderr[-3000:]
     assert Counter(h.path for h in hits) == {"/robots.txt": 1, "/": 1, "/busy": 2, "/down": 3, "/after": 1}
@@ -396,7 +419,8 @@ def test_robots_txt_asked_again_later_while_the_hosts_requests_wait(tmp_path: Pa
     with HostileServer() as server:
         back = robots_site(server, flaky)
         down = robots_site(server, page(b"still down", status=500))
-        run = crawl(tmp_path, [back.url("/"), down.url("/")], "-s", "retries=0", "-s", "robots_rechecks=2", "-s", "robots_recheck_after=0.1")
+        run = crawl(tmp_path, [back.url("/"), down.url("/")],
+                    "-s", "retries=0", "-s", "robots_rechecks=2", "-s", "robots_recheck_after=0.1")
         seen_back, seen_down = server.paths(back), server.paths(down)
     assert run.returncode == 0, run.stderr[-3000:]
     assert seen_back == {"/robots.txt": 3, "/": 1, "/public": 1}  # crawled once its rules came, and obeyed
@@ -436,7 +460,8 @@ def test_resuming_a_jobdir_with_crafted_rows_runs_no_code_and_skips_only_those_r
         _journal_row(db, b"\x80\x02cbuiltins\nbytearray\nJ\x00\x00\x00\x40\x85R.")  # bytearray(2**30)
         _journal_row(db, b"not a pickle at all")
         fp = fingerprint(site.url("/new"))
-        _journal_row(db, safepickle.dumps(Request(site.url("/new"))), fp - (1 << 64) if fp >> 63 else fp)  # signed, as stored
+        signed = fp - (1 << 64) if fp >> 63 else fp  # as stored
+        _journal_row(db, safepickle.dumps(Request(site.url("/new"))), signed)
         run = crawl(tmp_path, [site.url("/")], "--jobdir", "job")
         seen = server.paths(site)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -450,7 +475,8 @@ def test_resuming_a_jobdir_with_crafted_rows_runs_no_code_and_skips_only_those_r
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_jobdir_database_is_a_one_line_error(tmp_path: Path, damage: str) -> None:
     with HostileServer() as server:
-        site = server.site({"/": page(b"".join(b"<a href=/p%d>p</a>" % i for i in range(300)))}, prefixes={"/p": page(b"p")})
+        site = server.site({"/": page(b"".join(b"<a href=/p%d>p</a>" % i for i in range(300)))},
+                           prefixes={"/p": page(b"p")})
         db = tmp_path / "job" / "crawl.sqlite"
         if damage == "garbage":
             db.parent.mkdir()
@@ -464,7 +490,8 @@ def test_a_damaged_jobdir_database_is_a_one_line_error(tmp_path: Path, damage: s
         assert len(server.seen()) == fetched  # stopped before any request
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
     errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "job" in errors[0] and "crawl.sqlite is damaged or not a crawlkit job database" in errors[0]
+    assert len(errors) == 1 and "job" in errors[0]
+    assert "crawl.sqlite is damaged or not a crawlkit job database" in errors[0]
     assert "new --jobdir" in errors[0]
 
 
@@ -511,19 +538,22 @@ def test_spider_that_raises_or_yields_junk_is_logged_counted_and_the_crawl_goes_
     ok = page(b"<title>ok</title>")
     with HostileServer() as server:
         site = server.site({"/": page(b"<a href=/boom>b</a><a href=/junk>j</a><a href=/fine>f</a>"),
-                            "/boom": ok, "/junk": ok, "/fine": ok, "/after-junk": ok, "/robots.txt": page(b"", status=404)})
+                            "/boom": ok, "/junk": ok, "/fine": ok, "/after-junk": ok,
+                            "/robots.txt": page(b"", status=404)})
         run = crawl(tmp_path, [site.url("/")], "--spider", "faulty.py:Faulty")
         seen = server.paths(site)
     assert run.returncode == 0, run.stderr[-3000:]
     assert seen == {"/robots.txt": 1, "/": 1, "/boom": 1, "/junk": 1, "/fine": 1, "/after-junk": 1}
-    assert {item["url"] for item in run.items()} == {site.url(p) for p in ["/", "/boom", "/junk", "/fine", "/after-junk"]}
+    expected = {site.url(p) for p in ["/", "/boom", "/junk", "/fine", "/after-junk"]}
+    assert {item["url"] for item in run.items()} == expected
     c = summary(run.stderr)
     assert c["error_spider_exception"] == 2 and c["error_spider_output"] == 3
     assert_logged(run.stderr, "spider faulty start_requests raised RuntimeError: start_requests gave up half way")
     assert_logged(run.stderr, "spider faulty callback parse_boom raised ValueError on", site.url("/boom"))
     assert_logged(run.stderr, "spider faulty callback parse_junk yielded a int on", site.url("/junk"))
     assert_logged(run.stderr, "spider faulty callback parse_junk yielded a set on", site.url("/junk"))
-    assert_logged(run.stderr, "spider faulty callback parse_junk yielded an item that cannot be written as JSON", site.url("/junk"))
+    assert_logged(run.stderr, "spider faulty callback parse_junk yielded an item that cannot be written as JSON",
+                  site.url("/junk"))
     assert "Traceback" not in run.stderr
 
 
@@ -557,7 +587,8 @@ http://plain.test/a?a=1&b=2
 def test_seeds_with_junk_duplicates_and_idn_hosts(tmp_path: Path) -> None:
     with HostileServer() as server:
         # The site is every host's proxy, so names no resolver knows can be crawled.
-        proxy = server.site({"/": page(b"<title>home</title>"), "/a": page(b"<title>a</title>"), "/robots.txt": page(b"", status=404)})
+        proxy = server.site({"/": page(b"<title>home</title>"), "/a": page(b"<title>a</title>"),
+                             "/robots.txt": page(b"", status=404)})
         env = {"http_proxy": proxy.url(""), "HTTP_PROXY": proxy.url(""), "no_proxy": "", "NO_PROXY": ""}
         (tmp_path / "seeds.txt").write_text(SEEDS, encoding="utf-8")
         run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", *[a for s in FAST for a in ("-s", s)], env=env)
@@ -575,7 +606,9 @@ def test_seeds_with_junk_duplicates_and_idn_hosts(tmp_path: Path) -> None:
 
 
 BAD_SPIDER_FILES = {
-    "raises.py": "import crawlkit\n\n\ndef setup():\n    raise RuntimeError('no config\\nfor this host')\n\n\nsetup()\n",
+    "raises.py": (
+        "import crawlkit\n\n\ndef setup():\n    raise RuntimeError('no config\\nfor this host')\n\n\nsetup()\n"
+    ),
     "syntax.py": "from crawlkit import Spider\n\nclass S(Spider):\n    def parse(self, response)\n        pass\n",
     "plain.py": "class NotASpider:\n    pass\n",
 }
@@ -586,13 +619,16 @@ BAD_SPIDER_FILES = {
     (["--config", "unknown.yaml"], "Error: unknown.yaml, line 2: unknown setting 'per_hots'; did you mean 'per_host'?"),
     (["--config", "badvalue.yaml"], "Error: badvalue.yaml, line 1: 'per_host' must be an integer ≥ 1, got 'two'"),
     (["--spider", "missing.py:Spider"], "Error: spider file 'missing.py' does not exist"),
-    (["--spider", "raises.py:Spider"], "Error: raises.py, line 5: importing it raised RuntimeError: no config for this host"),
+    (["--spider", "raises.py:Spider"],
+     "Error: raises.py, line 5: importing it raised RuntimeError: no config for this host"),
     (["--spider", "syntax.py:S"], "Error: syntax.py, line 4: importing it raised SyntaxError: expected ':'"),
     (["--spider", "no_such_module_xyz:Spider"], "Error: cannot import module 'no_such_module_xyz' for spider"),
     (["--spider", "plain.py:NotASpider"], "Error: plain.py:NotASpider is not a subclass of crawlkit.Spider"),
 ], ids=["yaml-syntax", "yaml-unknown-key", "yaml-bad-value", "spider-missing", "spider-import-raises",
         "spider-syntax-error", "spider-no-module", "spider-not-a-spider"])
-def test_bad_config_or_spider_is_a_one_line_error_with_exit_code_2(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_config_or_spider_is_a_one_line_error_with_exit_code_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     (tmp_path / "seeds.txt").write_text("http://127.0.0.1:9/\n")
     (tmp_path / "syntax.yaml").write_text("workers: 2\nper_host: 2\n  delay: 1\n")
     (tmp_path / "unknown.yaml").write_text("workers: 2\nper_hots: 2\n")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import socket
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -52,15 +53,16 @@ def server() -> Iterator[str]:
 
 
 def config() -> FetcherConfig:
-    return FetcherConfig(threads=1, user_agent="crawlkit-test/1.0", connect_timeout=5, read_timeout=5, download_timeout=10,
-                         max_body=1_000_000, max_redirects=5, log=LogConfig(), proxy=None, middlewares=[], spider=None,
-                         spider_kwargs={})
+    return FetcherConfig(threads=1, user_agent="crawlkit-test/1.0", connect_timeout=5, read_timeout=5,
+                         download_timeout=10, max_body=1_000_000, max_redirects=5, log=LogConfig(), proxy=None,
+                         middlewares=[], spider=None, spider_kwargs={})
 
 
 def test_method_body_headers_cookie_and_url_credentials_are_sent_as_given(server: str) -> None:
     session = new_session(config())
     post = Request(f"http://user:s%40cret@{server}/form?x=1", method="POST", body=b"a=1&b=2",
-                   headers={"Content-Type": "application/x-www-form-urlencoded", "user-agent": "mine/2", "X-Extra": "yes"})
+                   headers={"Content-Type": "application/x-www-form-urlencoded", "user-agent": "mine/2",
+                            "X-Extra": "yes"})
     result = fetch(session, post, config(), cookie="session=abc")
     assert (result.status, result.error, result.body) == (200, None, b"<html>ok</html>")
     head = fetch(session, Request(f"http://{server}/h%C3%A9?q=%20", method="HEAD"), config())

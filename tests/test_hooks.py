@@ -66,7 +66,10 @@ def test_pipelines_from_yaml_run_in_order_change_drop_and_survive_a_failing_one(
     assert sorted(item["url"].rsplit("/", 1)[1] for item in items) == ["", "0.html", "2.html", "5.html"]
     assert all(item["tags"] == ["tag", "kept"] for item in items)
     assert "items dropped by pipelines: 3" in run.stderr and "pipeline 1" in run.stderr
-    assert re.search(r"pipeline pipes\.py:Boom failed on an item from http://\S+/page/4\.html: ValueError: boom on purpose", run.stderr)
+    assert re.search(
+        r"pipeline pipes\.py:Boom failed on an item from http://\S+/page/4\.html: ValueError: boom on purpose",
+        run.stderr,
+    )
     # Each parser process had its own instances, opened and closed once; together they saw every item.
     assert len(list(tmp_path.glob("open-*"))) == 2
     assert len(closes(tmp_path)) == 2 and sum(closes(tmp_path).values()) == 7
@@ -78,7 +81,8 @@ def test_pipelines_from_yaml_run_in_order_change_drop_and_survive_a_failing_one(
         ("[nowhere.py:Pipe]", "Error: pipeline file 'nowhere.py' does not exist"),
         ("[json:NoSuchClass]", "Error: json has no 'NoSuchClass' for pipeline 'json:NoSuchClass'"),
         ("[no_such_module_xyz:Pipe]", "Error: cannot import module 'no_such_module_xyz' for pipeline"),
-        ("[json:JSONDecoder]", "Error: pipeline 'json:JSONDecoder' must name a class (path.py:Class or module:Class) with a process_item() method"),
+        ("[json:JSONDecoder]", "Error: pipeline 'json:JSONDecoder' must name a class (path.py:Class or module:Class) "
+                               "with a process_item() method"),
     ],
 )
 def test_a_pipeline_that_cannot_be_loaded_stops_the_crawl_before_it_starts(crawlkit, value: str, message: str) -> None:
@@ -90,10 +94,14 @@ def test_a_pipeline_that_cannot_be_loaded_stops_the_crawl_before_it_starts(crawl
 
 
 def test_a_middleware_that_cannot_be_loaded_is_a_one_line_error(crawlkit, tmp_path: Path) -> None:
-    (tmp_path / "hooks.py").write_text("class NeedsArgs:\n    def __init__(self, x):\n        pass\n    def process_request(self, request, spider):\n        return request\n")
+    (tmp_path / "hooks.py").write_text(
+        "class NeedsArgs:\n    def __init__(self, x):\n        pass\n"
+        "    def process_request(self, request, spider):\n        return request\n"
+    )
     run = crawlkit("crawl", "-s", "middlewares=[hooks.py:NeedsArgs]", seeds=["http://127.0.0.2:9/"])
     assert run.returncode == 2
-    assert run.stderr.startswith("Error: middleware 'hooks.py:NeedsArgs' could not be created: TypeError") and len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith("Error: middleware 'hooks.py:NeedsArgs' could not be created: TypeError")
+    assert len(run.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("proxy", ["127.0.0.1:3128", "ftp://127.0.0.1:21", "http://:8080", "http://127.0.0.1:99999"])
@@ -106,7 +114,8 @@ def test_a_proxy_setting_that_is_no_proxy_url_is_a_one_line_error(crawlkit, prox
 def test_pipelines_from_custom_settings_are_closed_after_ctrl_c(tmp_path: Path) -> None:
     (tmp_path / "pipes.py").write_text(PIPES.format(out=str(tmp_path)))
     (tmp_path / "slow.py").write_text(
-        "from crawlkit import LinkSpider\n\nclass Slow(LinkSpider):\n    custom_settings = {'pipelines': ['pipes.py:Tag']}\n"
+        "from crawlkit import LinkSpider\n\n"
+        "class Slow(LinkSpider):\n    custom_settings = {'pipelines': ['pipes.py:Tag']}\n"
     )
     out = tmp_path / "out.jsonl"
     with Site(SiteSpec(hosts=2, pages=300, latency=0.05, extras=False)) as site:
@@ -168,7 +177,8 @@ class Recorder:
         self.seen: list[tuple[int, str, dict[str, str]]] = []
         self.captchas = Counter()
         site.route("/robots.txt", self.recording(respond(404)))
-        site.route("/login", self.recording(respond(200, b"<html>welcome</html>", {"Set-Cookie": "session=abc123; Path=/"})))
+        site.route("/login",
+                   self.recording(respond(200, b"<html>welcome</html>", {"Set-Cookie": "session=abc123; Path=/"})))
         site.route("/echo", self.recording(self.echo))
         site.route("/captcha", self.recording(self.captcha))
         site.route("/drop", self.recording(respond(200, b"dropped?")))
@@ -192,7 +202,8 @@ class Recorder:
 
     async def captcha(self, request: SiteRequest, writer: Any) -> None:
         self.captchas[request.host] += 1
-        body = b"<html>please solve this captcha</html>" if self.captchas[request.host] == 1 else b"<html>the real page</html>"
+        first = self.captchas[request.host] == 1
+        body = b"<html>please solve this captcha</html>" if first else b"<html>the real page</html>"
         await respond(200, body)(request, writer)
 
     def requests(self, host: int, path: str) -> list[dict[str, str]]:
@@ -223,11 +234,14 @@ def test_middlewares_set_headers_drop_requests_and_retry_by_a_custom_rule(crawlk
     assert re.search(r"retrying http://\S+/captcha: captcha page", run.stderr)
 
 
-def test_a_middleware_whose_open_fails_is_counted_in_every_process_and_the_crawl_goes_on(crawlkit, tmp_path: Path) -> None:
+def test_a_middleware_whose_open_fails_is_counted_in_every_process_and_the_crawl_goes_on(
+    crawlkit, tmp_path: Path
+) -> None:
     (tmp_path / "broken.py").write_text(
         "class Broken:\n"
         "    def open(self, spider):\n        raise RuntimeError('no licence key')\n"
-        "    def process_request(self, request, spider):\n        request.headers['X-Seen'] = '1'\n        return request\n"
+        "    def process_request(self, request, spider):\n"
+        "        request.headers['X-Seen'] = '1'\n        return request\n"
         "    def process_response(self, response, spider):\n        return response\n"
     )
     with Site(SiteSpec(hosts=1, pages=5, extras=False)) as site:
@@ -287,7 +301,8 @@ def test_requests_go_through_the_proxy_of_the_setting_or_of_request_meta(crawlki
         assert run.returncode == 0, run.stderr
         served = site.stats()["fetches"]
     assert len(served) == 2 * 7
-    assert sorted(proxy.urls()) == sorted(f"http://{key}" for key in served if key.startswith(site.urls[1].split("//")[1]))
+    proxied = sorted(f"http://{key}" for key in served if key.startswith(site.urls[1].split("//")[1]))
+    assert sorted(proxy.urls()) == proxied
 
 
 def test_proxy_environment_variables_are_honoured_per_host(crawlkit, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,8 +344,8 @@ def test_what_a_hook_changes_is_for_that_send_only_and_never_follows_a_redirect(
         site.route("/target", recording(respond(200, b"<title>target</title>")))
         host0 = site.urls[0].split("//")[1]
         (tmp_path / "auth.py").write_text(AUTH_HOOK.format(host0=host0))
-        run = crawlkit("crawl", "-s", "middlewares=[auth.py:Auth]", "--allow-domain", site.urls[1].split("//")[1].split(":")[0],
-                       seeds=[site.urls[0] + "/"])
+        run = crawlkit("crawl", "-s", "middlewares=[auth.py:Auth]",
+                       "--allow-domain", site.urls[1].split("//")[1].split(":")[0], seeds=[site.urls[0] + "/"])
     assert run.returncode == 0, run.stderr
     by_path = {(host, target): headers for host, target, headers in seen}
     assert by_path[(0, "/moved")].get("authorization") == "Bearer s3cret"

@@ -10,7 +10,9 @@ def page(html: bytes, url: str = "http://docs.test/guide/intro.html") -> Respons
 
 
 def test_links_and_follow_resolve_against_base_href() -> None:
-    response = page(b'<html><head><base href="/v2/"></head><body><a href="api.html#x">a</a> <a href="../faq">f</a></body></html>')
+    response = page(
+        b'<html><head><base href="/v2/"></head><body><a href="api.html#x">a</a> <a href="../faq">f</a></body></html>'
+    )
     assert response.base_url == "http://docs.test/v2/"
     assert response.links() == ["http://docs.test/v2/api.html", "http://docs.test/faq"]
     assert response.follow("api.html").url == "http://docs.test/v2/api.html"
@@ -55,7 +57,8 @@ def test_redirect_target_reads_location_as_the_server_meant_it() -> None:
     # UTF-8 bytes arrive decoded as Latin-1; the crawl and `crawlkit fetch` both read them as UTF-8.
     assert redirect_target("http://docs.test/a/b", " /p\u00c3\u00a4ge ") == "http://docs.test/p\u00e4ge"
     assert redirect_target("http://docs.test/a/b", "c") == "http://docs.test/a/c"
-    assert redirect_target("http://docs.test/a/b", "caf\u00e9") == "http://docs.test/a/caf\u00e9"  # Latin-1 proper stays
+    # Latin-1 proper stays.
+    assert redirect_target("http://docs.test/a/b", "caf\u00e9") == "http://docs.test/a/caf\u00e9"
     assert redirect_target("http://docs.test/", "http://[::1") == "http://[::1"  # for the caller to reject
 
 

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from support import CRAWLKIT, leftover_processes
 
 WALL = 10.0
@@ -29,7 +28,8 @@ def billion_laughs() -> str:
 
 
 def one_line_error(tmp_path: Path, *args: str, seeds: str = "seeds.txt", limit_files: int | None = None) -> str:
-    """Run ``crawlkit crawl SEEDS ARGS``; assert exit 2, one ``Error:`` line, no traceback, within WALL; return the line."""
+    """Run ``crawlkit crawl SEEDS ARGS``; assert exit 2, one ``Error:`` line, no traceback, within WALL;
+    return the line."""
     if not (tmp_path / "seeds.txt").exists():
         (tmp_path / "seeds.txt").write_text("http://127.0.0.1:9/\n")
     marker = uuid.uuid4().hex
@@ -121,6 +121,10 @@ def test_seeds_that_are_a_device_or_binary_are_refused(tmp_path: Path, seeds: st
     (tmp_path / "binary.txt").write_bytes(b"http://127.0.0.1:9/\n" + b"\0" * 5000 + b"\nhttp://127.0.0.1:9/a\n")
     line = one_line_error(tmp_path, seeds=seeds)
     if seeds == "/dev/zero":
-        assert line == "Error: seeds file '/dev/zero' is not a regular file or a pipe; give a text file with one URL per line"
+        assert line == (
+            "Error: seeds file '/dev/zero' is not a regular file or a pipe; give a text file with one URL per line"
+        )
     else:
-        assert line == "Error: seeds file 'binary.txt' is binary (a NUL at byte 20); give a text file with one URL per line"
+        assert line == (
+            "Error: seeds file 'binary.txt' is binary (a NUL at byte 20); give a text file with one URL per line"
+        )

@@ -22,7 +22,8 @@ def router() -> Router:
 
 
 def page(req_id: int, path: str, links: list[str]) -> FetchResult:
-    html = "<html><head><title>t</title></head><body>" + "".join(f'<a href="{href}">x</a>' for href in links) + "</body></html>"
+    anchors = "".join(f'<a href="{href}">x</a>' for href in links)
+    html = "<html><head><title>t</title></head><body>" + anchors + "</body></html>"
     url = SITE + path
     return FetchResult(req_id, Request(url, callback="parse"), url, status=200, body=html.encode(),
                        headers=[("Content-Type", "text/html; charset=utf-8")])

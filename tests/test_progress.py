@@ -19,16 +19,15 @@ import termios
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from support import CRAWLKIT, leftover_processes, wait_for
 
 from crawlkit.progress import write_atomic
 from crawlkit.site import Site, SiteSpec
 from crawlkit.stats import SERIES_POINTS, Stats
-
-from support import CRAWLKIT, leftover_processes, wait_for
 
 
 class PtyRun:
@@ -90,7 +89,8 @@ class PtyRun:
 def test_live_view_on_a_terminal_with_log_lines_above_it_and_progress_only_in_the_log_file(tmp_path: Path) -> None:
     with Site(SiteSpec(hosts=3, pages=100, latency=0.02)) as site:
         (tmp_path / "seeds.txt").write_text("\n".join(site.seeds()) + "\n")
-        run = PtyRun(["crawl", "seeds.txt", "-o", "out.jsonl", "--log-file", "crawl.log", "-s", "progress_interval=0.2"], tmp_path)
+        argv = ["crawl", "seeds.txt", "-o", "out.jsonl", "--log-file", "crawl.log", "-s", "progress_interval=0.2"]
+        run = PtyRun(argv, tmp_path)
         run.read(until="busiest hosts")  # the view is up while the crawl runs
         code = run.finish()
         fetched = site.stats()["fetches"]
@@ -103,7 +103,8 @@ def test_live_view_on_a_terminal_with_log_lines_above_it_and_progress_only_in_th
     # view: each right after the escape codes that clear the view, not torn into it.
     loops = [line for line in screen.splitlines() if "WARNING crawlkit.parser[" in line]
     assert len(loops) == 3 and all("redirect loop:" in line for line in loops)
-    assert len(re.findall(r"\x1b\[2K\d\d:\d\d:\d\d\.\d{3} WARNING crawlkit\.parser\[\d+\]: redirect loop:", screen)) == 3
+    warnings = re.findall(r"\x1b\[2K\d\d:\d\d:\d\d\.\d{3} WARNING crawlkit\.parser\[\d+\]: redirect loop:", screen)
+    assert len(warnings) == 3
     assert "crawlkit.progress" not in screen  # the view replaces progress lines on the terminal...
     assert "crawlkit.progress" in (tmp_path / "crawl.log").read_text()  # ...but the log file keeps them
     assert "crawl finished" in screen.rsplit("busiest hosts", 1)[1]  # the summary comes after the view
@@ -116,8 +117,10 @@ def test_ctrl_c_under_the_live_view_stops_cleanly(tmp_path: Path) -> None:
     with Site(SiteSpec(hosts=2, pages=400, latency=0.05)) as site:
         (tmp_path / "seeds.txt").write_text("\n".join(site.seeds()) + "\n")
         stats_file = tmp_path / "stats.json"
-        run = PtyRun(["crawl", "seeds.txt", "-o", "out.jsonl", "--stats", str(stats_file), "-s", "progress_interval=0.1"], tmp_path)
-        run.read(until=lambda: "busiest hosts" in run.text and stats_file.exists() and json.loads(stats_file.read_text())["pages"] > 0)
+        argv = ["crawl", "seeds.txt", "-o", "out.jsonl", "--stats", str(stats_file), "-s", "progress_interval=0.1"]
+        run = PtyRun(argv, tmp_path)
+        run.read(until=lambda: "busiest hosts" in run.text and stats_file.exists()
+                 and json.loads(stats_file.read_text())["pages"] > 0)
         run.proc.send_signal(signal.SIGINT)  # what Ctrl-C does to the engine (its children ignore it)
         code = run.finish()
     assert code == 130, run.text[-3000:]
@@ -151,7 +154,8 @@ def test_quiet_shows_only_warnings_errors_and_the_summary(crawlkit) -> None:
 def test_log_json_is_one_object_per_line_from_every_process(crawlkit, tmp_path: Path) -> None:
     log_file = tmp_path / "crawl.log"
     with Site(SiteSpec(hosts=2, pages=40, latency=0.01)) as site:
-        run = crawlkit("crawl", "--log-json", "--log-file", str(log_file), "-s", "progress_interval=0.05", seeds=site.seeds())
+        run = crawlkit("crawl", "--log-json", "--log-file", str(log_file), "-s", "progress_interval=0.05",
+                       seeds=site.seeds())
     assert run.returncode == 0, run.stderr
     records = [json.loads(line) for line in run.stderr.splitlines()]  # every line, the summary too
     assert all({"time", "level", "logger", "process", "message"} <= set(r) for r in records)
@@ -173,7 +177,10 @@ def _expected_by_host(fetches: dict[str, int]) -> dict[str, Counter]:
     for key, n in fetches.items():
         host, path = key.split("/", 1)
         path = "/" + path
-        status = "301" if path.startswith("/redirect/") else "302" if path.startswith("/loop/") else "404" if path.startswith("/missing/") else "200"
+        status = (
+            "301" if path.startswith("/redirect/") else "302" if path.startswith("/loop/")
+            else "404" if path.startswith("/missing/") else "200"
+        )
         out.setdefault(host, Counter())[status] += n
     return out
 
@@ -183,8 +190,10 @@ def test_stats_file_is_rewritten_during_the_crawl_and_matches_the_server_at_the_
     marker = uuid.uuid4().hex
     with Site(SiteSpec(hosts=2, pages=150, latency=0.02)) as site:
         (tmp_path / "seeds.txt").write_text("\n".join(site.seeds()) + "\n")
-        argv = [CRAWLKIT, "crawl", "seeds.txt", "-o", "out.jsonl", "--stats", str(stats_file), "-s", "progress_interval=0.1"]
-        proc = subprocess.Popen(argv, cwd=tmp_path, stderr=subprocess.PIPE, text=True, env={**os.environ, "CRAWLKIT_TEST_RUN": marker})
+        argv = [CRAWLKIT, "crawl", "seeds.txt", "-o", "out.jsonl", "--stats", str(stats_file),
+                "-s", "progress_interval=0.1"]
+        proc = subprocess.Popen(argv, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "CRAWLKIT_TEST_RUN": marker})
         seen: list[dict] = []
 
         def running_snapshot() -> bool:
@@ -208,7 +217,8 @@ def test_stats_file_is_rewritten_during_the_crawl_and_matches_the_server_at_the_
     for host, figures in final["hosts"].items():
         assert figures["statuses"] == dict(sorted(expected[host].items()))
         assert figures["requests"] == sum(expected[host].values())
-        assert figures["pages"] == figures["requests"] - expected[host]["301"] - expected[host]["302"] - 1  # minus robots.txt
+        # Less the redirects and robots.txt.
+        assert figures["pages"] == figures["requests"] - expected[host]["301"] - expected[host]["302"] - 1
         assert figures["errors"] == 1  # its redirect loop
         assert 0.02 <= figures["mean_s"] <= figures["max_s"]  # the site's latency is a floor
         assert figures["bytes"] > 0
@@ -225,7 +235,9 @@ def test_page_done_counts_per_host() -> None:
     stats.page_done("a:80", {"error_read_timeout": 1, "retries": 1}, 0, 2.0)
     stats.page_done("b:80", {"status_404": 1, "pages": 1, "bytes": 7, "error_spider_exception": 1}, 404, 0.1)
     a, b = stats.full_dict()["hosts"]["a:80"], stats.full_dict()["hosts"]["b:80"]
-    assert a == {"requests": 2, "pages": 1, "errors": 1, "bytes": 100, "mean_s": 1.25, "max_s": 2.0, "statuses": {"200": 1}}
+    assert a == {
+        "requests": 2, "pages": 1, "errors": 1, "bytes": 100, "mean_s": 1.25, "max_s": 2.0, "statuses": {"200": 1}
+    }
     assert (b["errors"], b["statuses"], stats.counts["items"], stats.error_count()) == (1, {"404": 1}, 2, 2)
 
 

@@ -19,18 +19,18 @@ import subprocess
 import time
 import tracemalloc
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from support import CRAWLKIT, leftover_processes, redis_server, wait_for
 
+from crawlkit.backends import redis as backend
+from crawlkit.backends.redis import connect
 from crawlkit.http import Request
 from crawlkit.limiter import Wait
 from crawlkit.site import Site, SiteSpec
-
-from crawlkit.backends import redis as backend
-from crawlkit.backends.redis import connect
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,9 @@ def test_seen_store_answers_exactly_in_one_round_trip_and_stays_compact(redis_ur
     assert keys and all(crawl.client.object("encoding", k) == b"intset" for k in keys)
 
 
-def test_limiter_cap_and_delay_hold_across_nodes_and_a_dead_nodes_slot_frees_itself(redis_url: str, crawl_id: str) -> None:
+def test_limiter_cap_and_delay_hold_across_nodes_and_a_dead_nodes_slot_frees_itself(
+    redis_url: str, crawl_id: str
+) -> None:
     a = connect(redis_url, crawl_id, lease_time=1.0).limiter(per_host=2, delay=0.0)
     b = connect(redis_url, crawl_id, lease_time=1.0).limiter(per_host=2, delay=0.0)
     g1, g2 = a.try_acquire("h", 0.0), b.try_acquire("h", 0.0)
@@ -245,7 +247,8 @@ class Node:
 
 
 def _nodes(tmp_path: Path, count: int, seeds: Path | None, redis_url: str, crawl_id: str, *extra: str) -> list[Node]:
-    args = ["crawl", *([str(seeds)] if seeds else []), "--frontier", redis_url, "--crawl-id", crawl_id, "--workers", "1", *extra]
+    args = ["crawl", *([str(seeds)] if seeds else []), "--frontier", redis_url, "--crawl-id", crawl_id,
+            "--workers", "1", *extra]
     return [Node(tmp_path, f"node{i}", args) for i in range(count)]
 
 
@@ -259,10 +262,13 @@ def _pages(items: list[dict[str, Any]]) -> list[str]:
     return [item["url"] for item in items if item["status"] == 200]
 
 
-def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(
+    tmp_path: Path, redis_url: str, crawl_id: str
+) -> None:
     spec = SiteSpec(hosts=4, pages=150, latency=0.05)
     with Site(spec) as site:
-        nodes = _nodes(tmp_path, 3, _seeds(tmp_path, site.seeds()), redis_url, crawl_id, "--per-host", "2", "--concurrency", "8")
+        nodes = _nodes(tmp_path, 3, _seeds(tmp_path, site.seeds()), redis_url, crawl_id,
+                       "--per-host", "2", "--concurrency", "8")
         try:
             codes = [node.wait() for node in nodes]
         finally:
@@ -282,7 +288,9 @@ def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(tmp_path: Pat
     assert max(int(n.stderr.split("all nodes: ")[1].split(" pages")[0]) for n in nodes) == len(urls)
 
 
-def test_a_node_killed_mid_crawl_loses_nothing_and_the_others_finish(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+def test_a_node_killed_mid_crawl_loses_nothing_and_the_others_finish(
+    tmp_path: Path, redis_url: str, crawl_id: str
+) -> None:
     """SIGKILL a node while it holds requests the server has received but not answered.
 
     The site answers 60 requests, then holds the rest, so the crawl stops mid-way in a known
@@ -291,13 +299,16 @@ def test_a_node_killed_mid_crawl_loses_nothing_and_the_others_finish(tmp_path: P
     spec = SiteSpec(hosts=3, pages=120, latency=0.05, extras=False)
     with Site(spec) as site:
         site.hold(after=60)
-        nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id, "--per-host", "2", "-s", "lease_time=2")
+        nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id,
+                       "--per-host", "2", "-s", "lease_time=2")
         try:
-            wait_for(lambda: all(n.log.exists() and "joined crawl" in n.log.read_text() for n in nodes), 60, "both nodes to join")
+            wait_for(lambda: all(n.log.exists() and "joined crawl" in n.log.read_text() for n in nodes), 60,
+                     "both nodes to join")
             ids = [re.search(r"node (\S+) joined crawl", n.log.read_text()).group(1) for n in nodes]
             client = backend.redis.Redis.from_url(redis_url)
             leases = [f"crawlkit:{crawl_id}:lease:{node_id}" for node_id in ids]
-            wait_for(lambda: site.stats()["total"] > 60 and any(client.hlen(key) for key in leases), 60, "requests held mid-crawl")
+            wait_for(lambda: site.stats()["total"] > 60 and any(client.hlen(key) for key in leases), 60,
+                     "requests held mid-crawl")
             victim = next(i for i, key in enumerate(leases) if client.hlen(key))
             survivor = nodes[1 - victim]
             nodes[victim].kill()
@@ -315,7 +326,9 @@ def test_a_node_killed_mid_crawl_loses_nothing_and_the_others_finish(tmp_path: P
     assert "crawl finished" in survivor.stderr
 
 
-def test_crawlkit_seed_adds_seeds_to_a_future_and_a_running_crawl(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+def test_crawlkit_seed_adds_seeds_to_a_future_and_a_running_crawl(
+    tmp_path: Path, redis_url: str, crawl_id: str
+) -> None:
     spec = SiteSpec(hosts=2, pages=200, latency=0.04, extras=False)
     with Site(spec) as site:
         first, second = site.seeds()
@@ -332,7 +345,8 @@ def test_crawlkit_seed_adds_seeds_to_a_future_and_a_running_crawl(tmp_path: Path
         assert added.returncode == 0 and "1 new seed(s)" in added.stderr, added.stderr
         domains = ["--allow-domain", "127.0.0.2", "--allow-domain", "127.0.0.3"]
         site.hold(after=5)  # the node cannot finish the first host before the second is seeded
-        [node] = _nodes(tmp_path, 1, None, redis_url, crawl_id, "--per-host", "2", *domains)  # joins with no seeds of its own
+        # It joins with no seeds of its own.
+        [node] = _nodes(tmp_path, 1, None, redis_url, crawl_id, "--per-host", "2", *domains)
         try:
             wait_for(lambda: site.stats()["total"] > 5, 60, "the crawl to start")
             added = seed(first, second)  # while it runs: the first is known already
@@ -369,8 +383,11 @@ def _calls(client: Any, command: str) -> int:
     return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
-def test_redis_going_away_mid_crawl_stops_the_node_with_one_line(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
-    server = shutil.which("redis-server")  # redis_url: skips (or fails in CI) like the others; this test needs its own server
+def test_redis_going_away_mid_crawl_stops_the_node_with_one_line(
+    tmp_path: Path, redis_url: str, crawl_id: str
+) -> None:
+    # redis_url: skips (or fails in CI) like the others; this test needs its own server.
+    server = shutil.which("redis-server")
     spec = SiteSpec(hosts=2, pages=200, latency=0.05, extras=False)
     with Site(spec) as site, redis_server(server, tmp_path) as own_url:
         site.hold(after=20)  # the crawl cannot end before Redis goes

@@ -18,7 +18,8 @@ from crawlkit.site import Site, SiteSpec
 from crawlkit.stats import Stats
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
 
@@ -74,12 +75,17 @@ def test_report_renders_in_chromium_with_the_figures_of_the_stats_file_and_the_s
     assert cards["pages"].xpath("string(.//div[@class='value'])") == f"{stats['pages']:,}"
     assert dom.xpath("string(//p[@id='reason']/@data-reason)") == "finished"
 
-    statuses = {g.get("data-status"): int(g.get("data-count")) for g in dom.xpath("//*[@id='status-chart']//*[@class='status']")}
+    bars = dom.xpath("//*[@id='status-chart']//*[@class='status']")
+    statuses = {g.get("data-status"): int(g.get("data-count")) for g in bars}
     assert statuses == stats["statuses"]
     served = Counter()  # what the site answered, by status, from the paths it served
     for key, n in fetches.items():
         path = key.split("/", 1)[1]
-        served["301" if path.startswith("redirect/") else "302" if path.startswith("loop/") else "404" if path.startswith("missing/") else "200"] += n
+        status = (
+            "301" if path.startswith("redirect/") else "302" if path.startswith("loop/")
+            else "404" if path.startswith("missing/") else "200"
+        )
+        served[status] += n
     assert statuses == dict(served)
 
     hosts = {g.get("data-host"): g for g in dom.xpath("//*[@id='host-chart']//*[@class='host']")}
@@ -91,7 +97,8 @@ def test_report_renders_in_chromium_with_the_figures_of_the_stats_file_and_the_s
         assert f"{stats['hosts'][host]['pages']:,} pages" in g.xpath("string(.)")
     slow = dom.xpath("//*[@id='slow-chart']//*[@class='slow-host']")
     means = [float(g.get("data-mean-s")) for g in slow]
-    assert len(slow) == 3 and means == sorted(means, reverse=True) and means[0] == max(h["mean_s"] for h in stats["hosts"].values())
+    assert len(slow) == 3 and means == sorted(means, reverse=True)
+    assert means[0] == max(h["mean_s"] for h in stats["hosts"].values())
     assert int(dom.xpath("string(//*[@id='rate-chart']/@data-points)")) >= 1
     errors = {tr.get("data-key"): int(tr.get("data-value")) for tr in dom.xpath("//table[@id='errors']//tr[@data-key]")}
     assert errors == stats["errors"]

@@ -14,8 +14,9 @@ import pickle
 import pickletools
 import struct
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -51,13 +52,17 @@ PAIRS = pickletools.optimize(pickle.dumps([(i, i) for i in range(10_000)], 2))[2
 BOMBS: dict[str, bytes] = {
     "bytearray(10**10)": _call("builtins", "bytearray", _long(10**10) + b"\x85"),
     "bytes(10**10)": _call("builtins", "bytes", _long(10**10) + b"\x85"),
-    "range(10**12) into a set": _call("builtins", "set", _call("builtins", "range", _long(10**12) + b"\x85")[2:-1] + b"\x85"),
+    "range(10**12) into a set": _call(
+        "builtins", "set", _call("builtins", "range", _long(10**12) + b"\x85")[2:-1] + b"\x85"
+    ),
     "BINBYTES8 declaring 10 GB": b"\x80\x05\x8e" + struct.pack("<Q", 10 * GIB) + b"abc.",
     "BYTEARRAY8 declaring 10 GB": b"\x80\x05\x96" + struct.pack("<Q", 10 * GIB) + b"abc.",
     "BINBYTES declaring 4 GB": b"\x80\x03B" + struct.pack("<I", 4 * GIB - 1) + b"abc.",
     "Request('u', None, method) upper-casing one 100 kB string 1000 times": _memo_repeat(
         BIG_STR, b"ccrawlkit.http\nRequest\n", 1000, b"X\x01\x00\x00\x00uNh\x01"),
-    "Decimal of a 100 kB string 1000 times": _memo_repeat(b"X\xa0\x86\x01\x00" + b"9" * 100_000, b"cdecimal\nDecimal\n", 1000),
+    "Decimal of a 100 kB string 1000 times": _memo_repeat(
+        b"X\xa0\x86\x01\x00" + b"9" * 100_000, b"cdecimal\nDecimal\n", 1000
+    ),
     "complex of a 100 kB string 1000 times": _memo_repeat(BIG_STR, b"cbuiltins\ncomplex\n", 1000),
     "frozenset of a 10,000-int list 200 times": _memo_repeat(INTS, b"cbuiltins\nfrozenset\n", 200),
     "OrderedDict of a 10,000-pair list 200 times": _memo_repeat(PAIRS, b"ccollections\nOrderedDict\n", 200),
@@ -133,7 +138,8 @@ def test_a_jobdir_journals_only_requests_it_can_read_back(tmp_path: Path) -> Non
 
     counted: list[str] = []
     journal = JobDir(tmp_path / "job", count=counted.append)
-    plain, odd = Request("http://h.test/plain", meta={"n": 1}), Request("http://h.test/odd", meta={"obj": _RunsCode(tmp_path / "x")})
+    plain = Request("http://h.test/plain", meta={"n": 1})
+    odd = Request("http://h.test/odd", meta={"obj": _RunsCode(tmp_path / "x")})
     journal.add([(1, plain), (2, odd)])
     assert JOB_KEY in plain.meta and JOB_KEY not in odd.meta  # so done() marks no other row
     assert counted == ["unresumable_request"]

@@ -9,10 +9,9 @@ import urllib.request
 from urllib.parse import urldefrag, urljoin
 
 from lxml import html
+from support import wait_for
 
 from crawlkit.site import Site, SiteProcess, SiteSpec, respond
-
-from support import wait_for
 
 
 def get(url: str) -> tuple[int, bytes, str]:

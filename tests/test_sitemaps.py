@@ -13,11 +13,13 @@ NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 
 
 def urlset(urls: list[str]) -> bytes:
-    return f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset {NS}>{"".join(f"<url><loc>{u}</loc></url>" for u in urls)}</urlset>'.encode()
+    entries = "".join(f"<url><loc>{u}</loc></url>" for u in urls)
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset {NS}>{entries}</urlset>'.encode()
 
 
 def index(urls: list[str]) -> bytes:
-    return f'<?xml version="1.0"?><sitemapindex {NS}>{"".join(f"<sitemap><loc>{u}</loc></sitemap>" for u in urls)}</sitemapindex>'.encode()
+    entries = "".join(f"<sitemap><loc>{u}</loc></sitemap>" for u in urls)
+    return f'<?xml version="1.0"?><sitemapindex {NS}>{entries}</sitemapindex>'.encode()
 
 
 def test_pages_listed_only_in_sitemaps_are_fetched_exactly_once(crawlkit) -> None:
@@ -27,13 +29,16 @@ def test_pages_listed_only_in_sitemaps_are_fetched_exactly_once(crawlkit) -> Non
         for n in range(12):
             site.route(f"/hidden/{n}.html", respond(200, f"<html><title>hidden {n}</title></html>".encode()))
         # /sitemap.xml is an index of a plain and a gzipped sitemap; robots.txt names a third one.
-        site.route("/sitemap.xml", respond(200, index([f"{base}/maps/a.xml", f"{base}/maps/b.xml.gz"]), {"Content-Type": "application/xml"}))
-        site.route("/maps/a.xml", respond(200, urlset(hidden[:5] + [f"{base}/page/0.html", f"{base}/private/secret.html"])))
+        site.route("/sitemap.xml", respond(200, index([f"{base}/maps/a.xml", f"{base}/maps/b.xml.gz"]),
+                                           {"Content-Type": "application/xml"}))
+        site.route("/maps/a.xml",
+                   respond(200, urlset(hidden[:5] + [f"{base}/page/0.html", f"{base}/private/secret.html"])))
         site.route("/maps/b.xml.gz", respond(200, gzip.compress(urlset(hidden[4:9] + [f"{other}/hidden/0.html"])),
                                              {"Content-Type": "application/x-gzip"}))
         site.route("/maps/extra.txt", respond(200, "\n".join(hidden[9:]).encode(), {"Content-Type": "text/plain"}))
-        site.route("/robots.txt", respond(200, f"User-agent: *\nDisallow: /private/\nSitemap: {base}/maps/extra.txt\n".encode(),
-                                          {"Content-Type": "text/plain"}))
+        site.route("/robots.txt",
+                   respond(200, f"User-agent: *\nDisallow: /private/\nSitemap: {base}/maps/extra.txt\n".encode(),
+                           {"Content-Type": "text/plain"}))
         run = crawlkit("crawl", "-s", "use_sitemaps=true", seeds=site.seeds()[:1])
         assert run.returncode == 0, run.stderr
         fetched = site.stats()["fetches"]
@@ -43,9 +48,11 @@ def test_pages_listed_only_in_sitemaps_are_fetched_exactly_once(crawlkit) -> Non
     assert set(fetched.values()) == {1}  # each once: page 0 listed and linked, hidden/4 listed twice
     assert f"{netloc}/private/secret.html" not in fetched  # robots.txt still rules
     assert not any(key.startswith(other.split("//")[1]) for key in fetched)  # offsite, filtered like a link
-    assert {f"{netloc}/sitemap.xml", f"{netloc}/maps/a.xml", f"{netloc}/maps/b.xml.gz", f"{netloc}/maps/extra.txt"} <= set(fetched)
+    maps = {f"{netloc}/sitemap.xml", f"{netloc}/maps/a.xml", f"{netloc}/maps/b.xml.gz", f"{netloc}/maps/extra.txt"}
+    assert maps <= set(fetched)
     items = {item["url"] for item in run.items()}
-    assert set(hidden) <= items and not any("/maps/" in url or "sitemap" in url for url in items)  # sitemaps are no pages
+    # Sitemaps are no pages.
+    assert set(hidden) <= items and not any("/maps/" in url or "sitemap" in url for url in items)
 
     with Site(SiteSpec(hosts=1, pages=3, extras=False)) as site:
         run = crawlkit("crawl", seeds=site.seeds())  # use_sitemaps is off by default
@@ -64,8 +71,12 @@ def test_max_pages_counts_pages_not_sitemaps(crawlkit) -> None:
 
 
 def test_entities_are_not_expanded_and_bombs_are_refused() -> None:
-    laughs = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "' + b"x" * 1000 + b'"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">' \
-        b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><urlset ' + NS.encode() + b'><url><loc>http://a.test/&c;</loc></url></urlset>'
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "' + b"x" * 1000
+        + b'"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+        b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><urlset ' + NS.encode()
+        + b'><url><loc>http://a.test/&c;</loc></url></urlset>'
+    )
     _, pages = read_sitemap(laughs, 10_000_000)
     assert all(len(url) < 100 for url in pages)
     local = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY f SYSTEM "file:///etc/passwd">]><urlset><url><loc>http://a.test/&f;</loc></url></urlset>'

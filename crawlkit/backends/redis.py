@@ -50,7 +50,8 @@ import socket
 import time
 import uuid
 from collections import deque
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from .. import safepickle
 from ..errors import ConfigError, SharedCrawlError
@@ -95,7 +96,9 @@ def _guarded(method: F) -> F:
     return call  # type: ignore[return-value]
 
 
-def connect(url: str, crawl_id: str, lease_time: float = 30.0, count: Callable[[str], None] | None = None) -> "RedisCrawl":
+def connect(
+    url: str, crawl_id: str, lease_time: float = 30.0, count: Callable[[str], None] | None = None
+) -> RedisCrawl:
     """Open the shared crawl ``crawl_id`` on the Redis at ``url``; ConfigError if that cannot work.
 
     ``lease_time`` (seconds) matters only to a node that takes requests: see ``RedisCrawl``.
@@ -107,7 +110,9 @@ def connect(url: str, crawl_id: str, lease_time: float = 30.0, count: Callable[[
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise ConfigError(f"frontier: cannot reach Redis at {url} ({exc}); start redis-server there or fix --frontier") from None
+        raise ConfigError(
+            f"frontier: cannot reach Redis at {url} ({exc}); start redis-server there or fix --frontier"
+        ) from None
     return RedisCrawl(client, url, crawl_id, lease_time, count)
 
 
@@ -155,7 +160,7 @@ class RedisCrawl:
     def call(self, script: str, *args: Any) -> Any:
         return self.scripts[script](args=[self.prefix, *args])
 
-    def limiter(self, per_host: int, delay: float) -> "RedisLimiter":
+    def limiter(self, per_host: int, delay: float) -> RedisLimiter:
         self._limiter = RedisLimiter(self, per_host, delay)
         return self._limiter
 
@@ -182,7 +187,8 @@ class RedisCrawl:
                 raise pickle.UnpicklingError(f"it is a {type(answer).__name__}, not a status and bytes")
             return answer
         except pickle.UnpicklingError as exc:
-            log.error("the robots.txt answer for %s in Redis is not one crawlkit wrote (%s); asking the host itself", host, exc)
+            log.error("the robots.txt answer for %s in Redis is not one crawlkit wrote (%s); asking the host itself",
+                      host, exc)
             self.count("error_unreadable_redis_data")
             return None
 
@@ -403,7 +409,8 @@ class RedisLimiter:
     def try_acquire(self, host: str, now: float) -> int | Wait:
         grant = next(self._grants)
         ok, wait_ms = self._crawl.call(
-            "acquire", host, f"{self._crawl.node}:{grant}", self._per_host, self._crawl.lease_ms, int(self._delay * 1000)
+            "acquire", host, f"{self._crawl.node}:{grant}", self._per_host, self._crawl.lease_ms,
+            int(self._delay * 1000),
         )
         if ok:
             self._inflight[host] = self._inflight.get(host, 0) + 1
@@ -476,7 +483,7 @@ class RedisPermits:
         except redis.RedisError as exc:
             log.warning("could not free the slot of %s in Redis (%s); it frees itself after lease_time", host, exc)
 
-    def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> "_RedisTurn":
+    def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> _RedisTurn:
         return _RedisTurn(self, host, delay, timeout, f"{self.node}:{slot}")
 
     def end_turn(self, host: str, slot: int) -> None:
@@ -509,7 +516,8 @@ class _RedisTurn:
         p = self.permits
         deadline = time.monotonic() + self.timeout
         try:
-            while (wait_us := p._enter(args=[p.prefix, self.host, self.token, int(self.timeout * 1000), int(self.delay * 1e6)])) < 0:
+            args = [p.prefix, self.host, self.token, int(self.timeout * 1000), int(self.delay * 1e6)]
+            while (wait_us := p._enter(args=args)) < 0:
                 if time.monotonic() > deadline:
                     return
                 time.sleep(TURN_POLL)

@@ -40,7 +40,8 @@ def _lines(path: Path) -> int:
 
 
 def sigkill_at(share: float, pages: int, concurrency: int) -> dict[str, float]:
-    with Site(SiteSpec(hosts=2, pages=pages, latency=0.005, extras=False)) as site, tempfile.TemporaryDirectory() as tmp:
+    spec = SiteSpec(hosts=2, pages=pages, latency=0.005, extras=False)
+    with Site(spec) as site, tempfile.TemporaryDirectory() as tmp:
         seeds, out, job = Path(tmp) / "seeds.txt", Path(tmp) / "out.jsonl", Path(tmp) / "job"
         seeds.write_text("\n".join(site.seeds()) + "\n")
         argv = [CRAWLKIT, "crawl", str(seeds), "-o", str(out), "--jobdir", str(job), "--concurrency", str(concurrency),
@@ -74,14 +75,16 @@ def resume_at_scale(urls: int, links: int) -> dict[str, float]:
     with WideSite(links=links) as site, tempfile.TemporaryDirectory() as tmp:
         seeds, job = Path(tmp) / "seeds.txt", Path(tmp) / "job"
         seeds.write_text(site.seed + "\n")
-        base = [CRAWLKIT, "crawl", str(seeds), "--jobdir", str(job), "--log-level", "WARNING", "--spider", "crawlkit.bench:LightSpider"]
+        base = [CRAWLKIT, "crawl", str(seeds), "--jobdir", str(job), "--log-level", "WARNING",
+                "--spider", "crawlkit.bench:LightSpider"]
         started = time.monotonic()
         subprocess.run([*base, "--max-pages", str(pages)], check=True, stderr=subprocess.DEVNULL)
         filled = time.monotonic() - started
         size = sum(f.stat().st_size for f in job.iterdir())
         site.reset()
         launched = time.time()
-        run = subprocess.run([*base, "--max-pages", str(pages + 1), "--log-level", "INFO"], check=True, capture_output=True, text=True)
+        run = subprocess.run([*base, "--max-pages", str(pages + 1), "--log-level", "INFO"],
+                             check=True, capture_output=True, text=True)
         ended = time.time()
         first = site.first_request_at()
     resumed_line = next((line for line in run.stderr.splitlines() if "resuming from" in line), "")
@@ -105,7 +108,8 @@ def main() -> None:
     for share in (0.1, 0.5, 0.9):
         r = sigkill_at(share, args.pages, args.concurrency)
         print(f"SIGKILL after {r['items_at_kill']} items ({share:.0%}): {r['refetched']} pages fetched twice "
-              f"(bound: 2 x concurrency {args.concurrency}); after resume {r['items']} items, {r['duplicates']} duplicates, "
+              f"(bound: 2 x concurrency {args.concurrency}); "
+              f"after resume {r['items']} items, {r['duplicates']} duplicates, "
               f"{r['missing']} missing, whole records: {r['whole_records']}", flush=True)
     r = resume_at_scale(args.urls, args.links)
     print(f"resume of a job directory with {r['urls']:,} URLs ({r['jobdir_mb']} MB, filled in {r['fill_s']}s): "

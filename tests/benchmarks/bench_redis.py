@@ -60,7 +60,8 @@ def bench_seen(url: str, total: int) -> None:
             pipe.sadd("scrapy-redis:dupefilter", hashlib.sha1(str(i).encode()).hexdigest())
         pipe.execute()
     theirs = (client.info("memory")["used_memory"] - before) / total
-    print(f"{total:,} URLs: crawlkit seen store {ours:.1f} bytes/URL (set encodings: {sorted(e.decode() for e in encodings)}); "
+    print(f"{total:,} URLs: crawlkit seen store {ours:.1f} bytes/URL "
+          f"(set encodings: {sorted(e.decode() for e in encodings)}); "
           f"scrapy-redis hex strings {theirs:.1f} bytes/URL")
 
 

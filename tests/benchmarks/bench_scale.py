@@ -190,10 +190,12 @@ def fan_out(site: WideSite, tmp: Path, cap: int | None, max_pages: int) -> dict[
     with TreeMonitor(proc.pid, exclude=[site.process.pid]) as monitor:
         stderr = proc.communicate()[1]
     elapsed = time.monotonic() - started
-    stamps = [datetime.datetime.strptime(m, "%H:%M:%S.%f") for m in re.findall(r"^(\d\d:\d\d:\d\d\.\d+) .* pages \(", stderr, re.M)]
+    times = re.findall(r"^(\d\d:\d\d:\d\d\.\d+) .* pages \(", stderr, re.M)
+    stamps = [datetime.datetime.strptime(m, "%H:%M:%S.%f") for m in times]
     gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
     usage = monitor.usage()
-    return {"elapsed_s": round(elapsed, 1), "peak_rss_mb": round(usage.peak_rss / 2**20), "peak_pss_mb": round(usage.peak_pss / 2**20),
+    return {"elapsed_s": round(elapsed, 1),
+            "peak_rss_mb": round(usage.peak_rss / 2**20), "peak_pss_mb": round(usage.peak_pss / 2**20),
             "progress_lines": len(stamps), "max_gap_s": round(max(gaps), 2) if gaps else None,
             "dropped_links_per_page": re.findall(r"links_per_page (\d+)", stderr)[-1:]}
 
@@ -251,7 +253,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="start-up measurements (default 5)")
     parser.add_argument("--fan-out", type=int, default=0, help="links on one page, for the fan-out bound (e.g. 600000)")
     parser.add_argument("--max-pages", type=int, default=200, help="pages the fan-out crawl fetches (default 200)")
-    parser.add_argument("--seeds", type=int, default=0, help="lines of a seeds file, for the seeds bound (e.g. 1000000)")
+    parser.add_argument("--seeds", type=int, default=0,
+                        help="lines of a seeds file, for the seeds bound (e.g. 1000000)")
     args = parser.parse_args()
     if args.fan_out or args.seeds:
         bounds(args.fan_out, args.max_pages, args.seeds)
@@ -261,7 +264,8 @@ def main() -> None:
     print(f"first request after launch: median {statistics.median(times):.2f}s "
           f"(min {min(times):.2f}, max {max(times):.2f}, {len(times)} runs)", flush=True)
     r = discover(args.urls, args.links, args.parsers)
-    print(f"discovered {r['discovered']:,} URLs ({r['pages']:,} pages fetched, {r['queued_at_end']:,} queued at the end, "
+    print(f"discovered {r['discovered']:,} URLs ({r['pages']:,} pages fetched, "
+          f"{r['queued_at_end']:,} queued at the end, "
           f"{r['spilled_to_disk']:,} of them on disk) in {r['elapsed_s']}s")
     print(f"peak memory of all crawlkit processes: {r['peak_rss_mb']} MB RSS, {r['peak_pss_mb']} MB PSS "
           f"({r['pss_bytes_per_url']} bytes per discovered URL)")

@@ -99,7 +99,8 @@ def bench_sha1_set(size: int, batch: int) -> dict[str, float]:
     rss_before = psutil.Process().memory_info().rss
     fingerprints: set[str] = set()
     spent = fill_sha1_set(fingerprints, size, batch)
-    row = {"adds_per_s": size / spent, "rss_growth_bytes_per_url": (psutil.Process().memory_info().rss - rss_before) / size}
+    grown = psutil.Process().memory_info().rss - rss_before
+    row = {"adds_per_s": size / spent, "rss_growth_bytes_per_url": grown / size}
     fingerprints.clear()
     tracemalloc.start()
     fill_sha1_set(fingerprints, size, batch)
@@ -117,18 +118,21 @@ def main() -> None:
     started = time.monotonic()
 
     print(f"FingerprintSet via SeenManager proxy, batches of {args.batch}")
-    print(f"{'URLs':>12} {'table B/URL':>12} {'RSS B/URL':>10} {'adds/s (segment)':>17} {'adds/s (all)':>13} {'us/call':>8}")
+    print(f"{'URLs':>12} {'table B/URL':>12} {'RSS B/URL':>10} "
+          f"{'adds/s (segment)':>17} {'adds/s (all)':>13} {'us/call':>8}")
     for row in bench_manager(sizes, args.batch):
         print(
             f"{row['count']:>12,} {row['table_bytes_per_url']:>12.1f} {row['rss_growth_bytes_per_url']:>10.1f} "
             f"{row['adds_per_s_segment']:>17,.0f} {row['adds_per_s_overall']:>13,.0f} {row['us_per_call']:>8.0f}"
         )
-    print(f"FingerprintSet in this process (no IPC), {sizes[0]:,} URLs: {bench_in_process(sizes[0], args.batch):,.0f} adds/s")
+    print(f"FingerprintSet in this process (no IPC), {sizes[0]:,} URLs: "
+          f"{bench_in_process(sizes[0], args.batch):,.0f} adds/s")
 
     sha1 = bench_sha1_set(sizes[0], args.batch)
     print(f"set of SHA-1 hex strings in this process (Scrapy's dupefilter), {sizes[0]:,} URLs:")
     print(
-        f"  {sha1['tracemalloc_bytes_per_url']:.1f} B/URL (tracemalloc), {sha1['rss_growth_bytes_per_url']:.1f} B/URL (RSS growth), "
+        f"  {sha1['tracemalloc_bytes_per_url']:.1f} B/URL (tracemalloc), "
+        f"{sha1['rss_growth_bytes_per_url']:.1f} B/URL (RSS growth), "
         f"{sha1['adds_per_s']:,.0f} adds/s"
     )
     print(f"done in {time.monotonic() - started:.0f}s")

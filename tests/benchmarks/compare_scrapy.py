@@ -88,7 +88,8 @@ WORKLOADS = {
         Contender("crawlkit soup w2 p2", "crawlkit", "soup", workers=2, parsers=2),
         Contender("scrapy soup", "scrapy", "soup"),
     )),
-    "latency": Workload("latency", SiteSpec(hosts=8, pages=200, page_size=20_000, latency=0.1), per_host=4, concurrency=32, contenders=(
+    "latency": Workload("latency", SiteSpec(hosts=8, pages=200, page_size=20_000, latency=0.1),
+                        per_host=4, concurrency=32, contenders=(
         Contender("crawlkit light w2 p1", "crawlkit", "light", workers=2, parsers=1),
         Contender("scrapy light", "scrapy", "light"),
         Contender("scrapy light epoll", "scrapy", "light", reactor="epoll"),
@@ -96,7 +97,9 @@ WORKLOADS = {
 }
 
 
-def run_once(contender: Contender, workload: Workload, site: SiteProcess, seeds_file: Path, expected: set[str]) -> dict[str, Any]:
+def run_once(
+    contender: Contender, workload: Workload, site: SiteProcess, seeds_file: Path, expected: set[str]
+) -> dict[str, Any]:
     """One crawl in a child process tree; its own stats, the tree's CPU and memory, and the server's view."""
     site.reset_stats()
     argv = contender.argv(seeds_file, workload.concurrency, workload.per_host)
@@ -134,8 +137,10 @@ def run_workload(workload: Workload, runs: int) -> dict[str, list[dict[str, Any]
                 s = r["server"]
                 print(
                     f"  run {round_ + 1} {contender.label:<22} {r['pages']:>6} pages {r['pages_per_s']:>7.1f}/s "
-                    f"{r['cpu_ms_per_page']:>6.2f} CPU ms/page  RSS {r['peak_rss_mb']:>5.0f} MB  PSS {r['peak_pss_mb']:>5.0f} MB  "
-                    f"{s['fetches_per_page']:.3f} fetches/page  missed {s['expected_missed']}  peak {s['peak_inflight_per_host']}/host",
+                    f"{r['cpu_ms_per_page']:>6.2f} CPU ms/page  "
+                    f"RSS {r['peak_rss_mb']:>5.0f} MB  PSS {r['peak_pss_mb']:>5.0f} MB  "
+                    f"{s['fetches_per_page']:.3f} fetches/page  missed {s['expected_missed']}  "
+                    f"peak {s['peak_inflight_per_host']}/host",
                     flush=True,
                 )
     return results
@@ -147,13 +152,18 @@ def med(rows: list[dict[str, Any]], key: str) -> float:
 
 def summarize(workload: Workload, results: dict[str, list[dict[str, Any]]]) -> None:
     """Medians per contender, and crawlkit's pages/s over Scrapy's for the same spider."""
-    scrapy = {c.spider: med(results[c.label], "pages_per_s") for c in workload.contenders if c.framework == "scrapy" and c.reactor is None}
+    scrapy = {
+        c.spider: med(results[c.label], "pages_per_s")
+        for c in workload.contenders if c.framework == "scrapy" and c.reactor is None
+    }
     site = workload.site
     print(
-        f"\n{workload.name}: {site.hosts} hosts x {site.pages} pages of ~{site.page_size // 1000} KB, latency {site.latency}s, "
-        f"per host {workload.per_host}, concurrency {workload.concurrency}; medians of {len(next(iter(results.values())))} runs"
+        f"\n{workload.name}: {site.hosts} hosts x {site.pages} pages of ~{site.page_size // 1000} KB, "
+        f"latency {site.latency}s, per host {workload.per_host}, concurrency {workload.concurrency}; "
+        f"medians of {len(next(iter(results.values())))} runs"
     )
-    print(f"{'contender':<22} {'pages':>6} {'pages/s':>8} {'vs scrapy':>9} {'CPU ms/pg':>9} {'RSS MB':>7} {'PSS MB':>7} {'fetch/pg':>8} {'peak/host':>9}")
+    print(f"{'contender':<22} {'pages':>6} {'pages/s':>8} {'vs scrapy':>9} {'CPU ms/pg':>9} "
+          f"{'RSS MB':>7} {'PSS MB':>7} {'fetch/pg':>8} {'peak/host':>9}")
     for contender in workload.contenders:
         rows = results[contender.label]
         rate = med(rows, "pages_per_s")
@@ -161,12 +171,14 @@ def summarize(workload: Workload, results: dict[str, list[dict[str, Any]]]) -> N
         fetches = statistics.median(r["server"]["fetches_per_page"] for r in rows)
         peak = max(r["server"]["peak_inflight_per_host"] for r in rows)
         print(
-            f"{contender.label:<22} {med(rows, 'pages'):>6.0f} {rate:>8.1f} {ratio:>9} {med(rows, 'cpu_ms_per_page'):>9.2f} "
+            f"{contender.label:<22} {med(rows, 'pages'):>6.0f} {rate:>8.1f} {ratio:>9} "
+            f"{med(rows, 'cpu_ms_per_page'):>9.2f} "
             f"{med(rows, 'peak_rss_mb'):>7.0f} {med(rows, 'peak_pss_mb'):>7.0f} {fetches:>8.3f} {peak:>9}"
         )
     if site.latency:
         bound = site.hosts * workload.per_host / site.latency
-        print(f"politeness bound: {site.hosts} hosts x {workload.per_host} per host / {site.latency}s = {bound:.0f} requests/s")
+        print(f"politeness bound: {site.hosts} hosts x {workload.per_host} per host / {site.latency}s "
+              f"= {bound:.0f} requests/s")
         for contender in workload.contenders:
             rows = results[contender.label]
             requests_per_s = statistics.median(r["server"]["requests"] / r["elapsed_s"] for r in rows)
@@ -179,7 +191,8 @@ def summarize(workload: Workload, results: dict[str, list[dict[str, Any]]]) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD", help=f"{', '.join(WORKLOADS)} (default: all)")
     parser.add_argument("--runs", type=int, default=3, help="rounds per workload (default 3)")
     args = parser.parse_args()
