@@ -94,7 +94,8 @@ def test_an_endless_delay_is_refused(tmp_path: Path) -> None:
     ("delay", "1e300", "'delay' must be a finite number from 0 to 86,400, got 1e+300"),
     ("download_timeout", "1e9", "'download_timeout' must be a finite number > 0 and ≤ 86,400, got 1000000000.0"),
     ("retries", "1000000000", "'retries' must be an integer from 0 to 100, got 1000000000"),
-    ("max_body", "99999999999999999999999", "'max_body' must be an integer from 1 to 1,073,741,824, got 99999999999999999999999"),
+    ("max_body", "99999999999999999999999",
+     "'max_body' must be an integer from 1 to 1,073,741,824, got 99999999999999999999999"),
 ])
 def test_absurd_durations_counts_and_sizes_are_refused(tmp_path: Path, key: str, value: str, expected: str) -> None:
     # Finite and accepted before, these stalled the crawl (a delay of 1e300 s) or let it hammer a server.
