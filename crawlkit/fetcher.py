@@ -82,7 +82,7 @@ CHUNK = 64 * 1024
 JOINED = 0  # the notice of a fetcher that has claimed its queue (request ids start at 1)
 RETIRED = -1  # an owners entry whose reader died inside get (its queue's lock may be held for ever)
 CLOSED = -2  # an owners entry the engine closed at shutdown
-FEED_POLL, FEED_POLL_MAX = 0.0002, 0.01  # seconds between looks for a task not yet written to its fetch queue
+FEED_POLL, FEED_POLL_MAX = 0.00005, 0.01  # seconds between looks for a task not yet written to its fetch queue
 WATCH_EVERY = 0.5  # seconds between the watchdog's rounds (heartbeat, cutting exchanges past their deadline)
 
 
