@@ -135,12 +135,6 @@ def test_a_dead_fetchers_send_turn_is_given_back_and_the_delay_crawl_goes_on(tmp
     assert min(b - a for a, b in zip(times, times[1:])) >= 0.15  # and the delay still holds
 
 
-@pytest.fixture()
-def redis_url(tmp_path: Path) -> object:
-    with redis_server("redis-server", tmp_path) as url:
-        yield url
-
-
 def test_a_crawl_survives_more_fetcher_deaths_than_it_has_fetch_queues(tmp_path: Path) -> None:
     """The only fetcher is killed 7 times, pages being done between the kills: more deaths than
     the 4 fetch queues of one worker. A dead fetcher's queue is given to a later one, and the
@@ -181,6 +175,12 @@ def test_a_crawl_survives_more_fetcher_deaths_than_it_has_fetch_queues(tmp_path:
     assert max(stats["fetches"].values()) <= 2
     assert max(stats["peak_inflight"].values()) <= 2
     assert not leftover_processes(marker)
+
+
+@pytest.fixture()
+def redis_url(tmp_path: Path) -> object:
+    with redis_server("redis-server", tmp_path) as url:
+        yield url
 
 
 def test_a_dead_fetchers_turn_in_redis_is_ended_by_its_engine(redis_url: str) -> None:
