@@ -32,7 +32,9 @@ in a fetcher behind slow exchanges while another fetcher idles (at the start, be
 fetcher is up, that could hold a request for a whole read timeout); a fetcher that claims its
 queue says so with a notice too.
 A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``),
-with what it held: per-host permits and send turns. A fetcher that stops beating (its
+with what it held: per-host permits and send turns. A dead fetcher's queue is emptied of the
+tasks it left and handed to a later fetcher, unless it died inside ``Queue.get`` (see
+``fetcher.py``): a crawl survives any number of fetcher deaths. A fetcher that stops beating (its
 watchdog writes a heartbeat into shared memory) or overruns a task's deadline by
 ``STALL_GRACE`` is killed to be replaced the same way. Each fetch thread and each parser marks
 in shared memory the request it is working on, so a death is blamed on that request alone: one
@@ -90,6 +92,7 @@ log = logging.getLogger("crawlkit.engine")
 
 HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
 QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
+RECYCLE_WAIT = 5.0  # seconds to wait for the tasks put on a dead fetcher's queue, to drop them before reuse
 SEED_BATCH = 1_000  # start requests queued per pass of the loop (about 20 ms of checks and fingerprints)
 ADMIT_BATCH = 4_000  # candidates deduplicated and queued per pass of the loop (one seen-store call)
 PENDING_MAX = 4 * ADMIT_BATCH  # candidates waiting for admission above which parsers are not read
@@ -167,6 +170,7 @@ class Engine:
         self.fetching = 0  # requests in flight whose exchange is not over
         self.tickets = list(range(self.max_inflight - 1, -1, -1))
         self.queue_load: dict[int, int] = {}  # live fetch queue -> requests dispatched to it
+        self.sent: list[int] = []  # by fetch queue: tasks put on it since it was last claimed
         self.parser_load = [0] * s.parsers
         self.inflight_pages = 0
         self.next_id = 0
@@ -240,9 +244,12 @@ class Engine:
             self.gate = RobotsGate(rules, self.frontier, self.limiter, self.stats, self.journal, self.shared,
                                    s.robots_recheck_after)
             queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
+            self.sent = [0] * len(queues)
             self.notices, notices_writer = ctx.Pipe(duplex=False)
             self.channels = FetchChannels(
                 queues=queues,
+                ready=[ctx.Semaphore(0) for _ in queues],
+                reads=ctx.RawArray("q", len(queues)),
                 owners=ctx.Array("i", len(queues)),
                 registrations=[ctx.Queue() for _ in range(s.parsers)],
                 permits=self.limiter.permits,
@@ -575,7 +582,8 @@ class Engine:
             self.inflight_pages += _is_page(request)
             cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
             task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
-            self.channels.queues[queue].put(task)
+            self.channels.send(queue, task)
+            self.sent[queue] += 1
 
     def _exchange_over(self, entry: InFlight) -> None:
         """Return what a request held while being fetched (its host's count, its fetch queue's load), once."""
@@ -679,8 +687,9 @@ class Engine:
     def _check_processes(self, ctx: Any) -> None:
         """Take in newly started fetchers; replace stalled ones; re-queue the work of dead fetchers and parsers.
 
-        A dead fetcher's queue is retired (it may have died holding the queue's lock) and the
-        Pool's replacement claims a spare. Its requests go back to the frontier, and the
+        The Pool's replacement of a dead fetcher claims a spare queue; the dead one's queue is
+        emptied and freed for a later replacement, or retired if it died inside ``get`` (it may
+        hold the queue's lock). Its requests go back to the frontier, and the
         per-host permits and send turns it never gave back are released here. A dead parser is
         restarted on the same registration queue, after what it sent before dying is read;
         requests whose results it had (fetch finished) are re-queued, those still being
@@ -708,10 +717,16 @@ class Engine:
                 released, deadlines = channels.released, channels.deadlines
                 working = {i for i in lost if deadlines[self.inflight[i].ticket] and not released[self.inflight[i].ticket]}
             self._reclaim(lost, f"fetcher process {pid} died", working)
+            if channels.recycle(index, self.sent[index], RECYCLE_WAIT):
+                self.sent[index] = 0
+                owners[index] = claimed[index] = 0
+            else:
+                log.warning("fetcher process %d died reading fetch queue %d; that queue is retired", pid, index)
             self._respawning("fetcher")
         if all(pid == RETIRED for pid in claimed):
             raise CrashLoopError(
-                f"fetcher processes died {len(claimed)} times and no fetch queue is left; see the log for why they died"
+                f"fetcher processes died {len(claimed)} times reading their fetch queues and no fetch queue is left; "
+                "see the log for why they died"
             )
         self._kill_slow_parsers(now)
         for index, process in enumerate(self.parsers):
@@ -882,7 +897,7 @@ class Engine:
                     owners[index] = CLOSED
         for index in claimed:
             for _ in range(self.threads):
-                self.channels.queues[index].put(None)
+                self.channels.send(index, None)
         deadline = time.monotonic() + grace
         for process in workers:
             # In slices, so that a second Ctrl-C while waiting ends the wait at once.

@@ -6,8 +6,17 @@ its initializer, ``threads`` fetch threads with one keep-alive ``requests.Sessio
 runs the exchange under the time and size caps, releases the host's permit the moment the
 exchange is over (and tells the engine, which may then send that host's next request), and
 sends a ``FetchResult`` down a Pipe to the parser the engine chose. The Pool's job is process
-lifetime: a worker that dies is replaced, and the replacement claims a fresh queue and starts
+lifetime: a worker that dies is replaced, and the replacement claims a free queue and starts
 its threads the same way.
+
+A fetch thread waits for work on its queue's ``ready`` semaphore (a permit per task), never
+inside ``Queue.get``: ``get`` holds the queue's reader lock while it waits, so a process killed
+there would leave the queue unusable for good. ``get`` is entered only once a task has reached
+the pipe, and each process counts its entries and exits in shared memory (``_Inbox``). When a
+fetcher dies outside ``get`` (nearly always) the engine drains the tasks it left, which it has
+re-queued already, and frees the queue for a later fetcher (``FetchChannels.recycle``); only
+one that died inside ``get`` (the lock perhaps held, a message perhaps half read) is retired.
+So a crawl survives any number of fetcher deaths.
 
 ``download_timeout`` is a deadline for the whole exchange, from connect to the last body byte.
 The socket options of ``requests`` only bound each wait for a packet, so a server dripping its
@@ -45,6 +54,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.reduction import ForkingPickler
+from queue import Empty
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,8 +80,9 @@ log = logging.getLogger("crawlkit.fetcher")
 
 CHUNK = 64 * 1024
 JOINED = 0  # the notice of a fetcher that has claimed its queue (request ids start at 1)
-RETIRED = -1  # an owners entry whose reader died (its queue's lock may be held for ever)
+RETIRED = -1  # an owners entry whose reader died inside get (its queue's lock may be held for ever)
 CLOSED = -2  # an owners entry the engine closed at shutdown
+FEED_POLL, FEED_POLL_MAX = 0.00005, 0.01  # seconds between looks for a task not yet written to its fetch queue
 WATCH_EVERY = 0.5  # seconds between the watchdog's rounds (heartbeat, cutting exchanges past their deadline)
 
 
@@ -139,6 +150,8 @@ class FetchChannels:
     """What every fetcher process inherits (semaphores and queues can only travel this way)."""
 
     queues: list[Any]  # one fetch queue per fetcher process, and spares for replacements
+    ready: list[Any]  # a multiprocessing.Semaphore per fetch queue: one permit per task put on it
+    reads: Any  # RawArray('q') by fetch queue: +1 as a thread enters Queue.get, +1 as it leaves (odd: inside)
     owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, RETIRED, CLOSED
     registrations: list[Any]  # one per parser process
     permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout, ticket)
@@ -147,14 +160,74 @@ class FetchChannels:
     deadlines: Any  # RawArray('d') by ticket: monotonic time a fetch thread that took the task must be done by; 0 untaken
     heartbeats: Any  # RawArray('d') by fetch queue: monotonic time its process's watchdog last ran
 
+    def send(self, index: int, task: FetchTask | None) -> None:
+        """Put ``task`` (None: a STOP) on fetch queue ``index`` and give its reader a permit; engine."""
+        self.queues[index].put(task)
+        self.ready[index].release()
+
+    def recycle(self, index: int, sent: int, timeout: float) -> bool:
+        """Make the queue of a dead reader fit for another: True once emptied, False if it must be retired.
+
+        ``sent`` is the number of tasks put on it since it was last claimed; those its reader
+        did not take are read out and dropped here (the engine has re-queued them), waiting up
+        to ``timeout`` seconds for the ones this process's feeder thread has not written yet.
+        A reader that died inside ``get`` may hold the queue's lock or have read half a message:
+        False. Engine only, after the reader's death, while no process owns the queue.
+        """
+        reads = self.reads[index]
+        if reads % 2:
+            return False
+        queue, deadline = self.queues[index], time.monotonic() + timeout
+        for _ in range(sent - reads // 2):
+            try:
+                queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Empty:
+                return False
+        while self.ready[index].acquire(False):  # the permits of the tasks just dropped
+            pass
+        self.reads[index] = 0
+        self.heartbeats[index] = 0.0  # its next reader's watchdog beats afresh
+        return True
+
+
+class _Inbox:
+    """This process's fetch queue, read by its fetch threads one at a time.
+
+    A thread waits on the queue's ``ready`` semaphore, then for the task that permit stands for
+    to reach the pipe (the engine's feeder thread writes it, often a fraction of a millisecond
+    later), then reads it with ``get``, which has nothing left to wait for. ``reads`` is
+    incremented before ``get`` and after it, under a lock of this process's own, so an even count
+    at this process's death means no thread was inside ``get``, and it counts the tasks taken.
+    """
+
+    def __init__(self, channels: FetchChannels, index: int) -> None:
+        self.queue = channels.queues[index]
+        self.ready = channels.ready[index]
+        self.reads = channels.reads
+        self.index = index
+        self.lock = threading.Lock()
+
+    def get(self) -> FetchTask | None:
+        self.ready.acquire()
+        with self.lock:
+            # Here, not inside get, which would wait holding the queue's lock. empty() only polls the pipe.
+            pause = FEED_POLL
+            while self.queue.empty():
+                time.sleep(pause)
+                pause = min(2 * pause, FEED_POLL_MAX)
+            self.reads[self.index] += 1
+            task: FetchTask | None = self.queue.get()
+            self.reads[self.index] += 1
+        return task
+
 
 def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     """Pool initializer, and the whole life of the worker: claim a fetch queue, connect to
     every parser, run the fetch threads until each has taken a STOP, then exit the process.
 
     Each process reads a queue of its own, so the engine knows which requests a dead process
-    held, and a process killed while holding a queue's lock only ever blocks its own queue,
-    which is retired with it.
+    held, and a process killed inside ``get`` only ever spoils its own queue, which is retired
+    with it (see ``_Inbox``).
     """
     child_setup(config.log)
     pid = os.getpid()
@@ -167,7 +240,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
             raise SystemExit(0)  # the crawl is shutting down
         log.error("fetcher %d: no fetch queue left to claim (too many fetcher processes died); idle", pid)
         return
-    fetch_queue = channels.queues[free[0]]
+    inbox = _Inbox(channels, free[0])
     _WATCHDOG.start((channels.heartbeats, free[0]))
     os.set_blocking(channels.notices.fileno(), False)
     log.debug("fetcher process %d reads fetch queue %d", pid, free[0])
@@ -184,7 +257,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
                       config.spider or "crawlkit (built-in)", one_line(exc))
             raise SystemExit(1) from None
     threads = [
-        threading.Thread(target=_fetch_loop, args=(config, fetch_queue, outboxes, channels, i, hooks), name=f"fetch-{i}")
+        threading.Thread(target=_fetch_loop, args=(config, inbox, outboxes, channels, i, hooks), name=f"fetch-{i}")
         for i in range(config.threads)
     ]
     for thread in threads:
@@ -198,7 +271,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
 
 
 def _fetch_loop(
-    config: FetcherConfig, fetch_queue: Any, outboxes: list[_Outbox], channels: FetchChannels, index: int,
+    config: FetcherConfig, inbox: _Inbox, outboxes: list[_Outbox], channels: FetchChannels, index: int,
     middlewares: tuple[list[tuple[str, type]], Any] | None,
 ) -> None:
     session = new_session(config)
@@ -207,7 +280,7 @@ def _fetch_loop(
         hooks.open()
     notices = channels.notices.fileno()
     while True:
-        task: FetchTask | None = fetch_queue.get()
+        task = inbox.get()
         if task is None:  # one STOP sentinel per thread
             break
         host = host_of(task.request.url)

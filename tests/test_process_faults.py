@@ -20,7 +20,10 @@ from support import leftover_processes, redis_server, wait_for
 from test_durability import lines, pids, start
 from test_faults import assert_logged, run_cli, summary
 
+from crawlkit.fetcher import FetchChannels, _Inbox
+from crawlkit.http import Request
 from crawlkit.limiter import LocalLimiter
+from crawlkit.messages import FetchTask
 from crawlkit.site import Site, SiteSpec
 
 NO_ROBOTS = page(b"", status=404)
@@ -59,6 +62,50 @@ def test_the_turn_lock_of_a_killed_process_is_given_back() -> None:
         holder.join(30)
 
 
+def _take_one(channels: FetchChannels, took: object, forever: object) -> None:
+    took.send(_Inbox(channels, 0).get())  # type: ignore[attr-defined]  # a Pipe: no lock for a kill to leave held
+    forever.wait()  # type: ignore[attr-defined]
+
+
+def _task(req_id: int) -> FetchTask:
+    return FetchTask(req_id, 0, req_id, 0, 0.0, Request(f"http://a.test/{req_id}"))
+
+
+def test_a_dead_readers_fetch_queue_is_emptied_and_read_by_the_next() -> None:
+    """A reader takes one of three tasks and is killed while busy with it; the queue is
+    emptied of the two it left, and the next reader gets only what is sent after."""
+    ctx = multiprocessing.get_context("forkserver")
+    channels = FetchChannels(
+        queues=[ctx.Queue()], ready=[ctx.Semaphore(0)], reads=ctx.RawArray("q", 1), owners=None, registrations=[],
+        permits=None, released=None, notices=None, deadlines=None, heartbeats=ctx.RawArray("d", 1),
+    )
+    pipes, forever = [ctx.Pipe(duplex=False) for _ in range(2)], ctx.Event()
+    readers = [ctx.Process(target=_take_one, args=(channels, writer, forever)) for _, writer in pipes]
+    try:
+        for req_id in (1, 2, 3):
+            channels.send(0, _task(req_id))
+        readers[0].start()
+        assert pipes[0][0].poll(30) and pipes[0][0].recv().req_id == 1
+        readers[0].kill()
+        readers[0].join(30)
+        assert channels.recycle(0, 3, 5.0)
+        assert not channels.ready[0].acquire(False) and channels.queues[0].empty()
+        readers[1].start()
+        channels.send(0, _task(4))
+        assert pipes[1][0].poll(30) and pipes[1][0].recv().req_id == 4
+        channels.reads[0] = 1  # a reader that died inside get: the queue cannot be trusted
+        assert not channels.recycle(0, 0, 5.0)
+    finally:
+        for reader in readers:
+            if reader.pid is not None:
+                reader.kill()
+                reader.join(30)
+        for conn in (end for pipe in pipes for end in pipe):
+            conn.close()
+        channels.queues[0].cancel_join_thread()
+        channels.queues[0].close()
+
+
 def test_a_dead_fetchers_send_turn_is_given_back_and_the_delay_crawl_goes_on(tmp_path: Path) -> None:
     """The only fetcher is killed while it holds the host's send turn (its request's headers are
     held by the server): the pages after it keep coming at the delay's pace, not after the
@@ -86,6 +133,48 @@ def test_a_dead_fetchers_send_turn_is_given_back_and_the_delay_crawl_goes_on(tmp
     assert max(h.time for h in hits) - killed_at < 25
     times = sorted(h.time for h in hits)
     assert min(b - a for a, b in zip(times, times[1:])) >= 0.15  # and the delay still holds
+
+
+def test_a_crawl_survives_more_fetcher_deaths_than_it_has_fetch_queues(tmp_path: Path) -> None:
+    """The only fetcher is killed 7 times, pages being done between the kills: more deaths than
+    the 4 fetch queues of one worker. A dead fetcher's queue is given to a later one, and the
+    tasks it still held (already re-queued) are never run: no page is fetched more than twice,
+    and the per-host cap holds as the server sees it.
+
+    The kills come a few pages apart while every host has hundreds of pages queued (30 links a
+    page), so a re-queued page, put back behind them, is not in flight at a later kill.
+    """
+    kills = 7
+    spec = SiteSpec(hosts=2, pages=400, links=30, latency=0.02, extras=False)
+    with Site(spec) as site:
+        site.hold(after=500)  # of 804 requests: the crawl cannot end before the last kill
+        with start(tmp_path, site, "--workers", "1", "--per-host", "2") as (proc, out, log, marker):
+            killed: list[int] = []
+
+            def fetchers() -> list[int]:
+                return [pid for pid in pids(log, r"fetcher process (\d+) reads") if pid not in killed]
+
+            try:
+                for _ in range(kills):
+                    done = lines(out)
+                    wait_for(lambda done=done: proc.poll() is not None or (lines(out) >= done + 5 and bool(fetchers())), 60,
+                             f"5 more items and a new fetcher after {len(killed)} kills")
+                    if proc.poll() is not None:
+                        break
+                    victim = fetchers()[-1]
+                    os.kill(victim, signal.SIGKILL)
+                    killed.append(victim)
+            finally:
+                site.release()
+            _, stderr = proc.communicate(timeout=120)
+        stats = site.stats()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert len(killed) == kills and f"fetcher_died {kills}" in stderr
+    got = [re.search(r'"url": "([^"]+)"', line).group(1) for line in out.read_text().splitlines()]
+    assert set(got) == site.expected_urls() and len(got) == len(set(got))
+    assert max(stats["fetches"].values()) <= 2
+    assert max(stats["peak_inflight"].values()) <= 2
+    assert not leftover_processes(marker)
 
 
 @pytest.fixture()
