@@ -176,7 +176,8 @@ class Engine:
         self.next_id = 0
         self.deaths: dict[tuple[str, str], int] = {}  # (method, url) -> process deaths while it was on hand
         self.respawns: dict[str, list[float]] = {}  # process kind -> times of its last deaths since a page was done
-        self.killed: dict[int, set[int]] = {}  # fetcher pid killed for stalling -> the requests to blame, until seen dead
+        # fetcher pid killed for stalling -> the requests to blame, until it is seen dead
+        self.killed: dict[int, set[int]] = {}
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second (or a refused write)
         self.failed: WriteFailed | None = None  # the first write the system refused
         # What run() starts; set here so that _shutdown can clean up after a start that failed half way.
@@ -263,7 +264,8 @@ class Engine:
             self.event_pipes = [None] * s.parsers
             for index in range(s.parsers):
                 self._start_parser(ctx, index)
-            self.pool = ctx.Pool(self.workers, initializer=worker_init, initargs=(self._fetcher_config(), self.channels))
+            self.pool = ctx.Pool(self.workers, initializer=worker_init,
+                                 initargs=(self._fetcher_config(), self.channels))
             self.stats.crawl_started = time.monotonic()
             self._seed()
             self._loop(ctx)
@@ -320,10 +322,13 @@ class Engine:
             return self.seen.add_many(fingerprints)
 
     def _fetcher_config(self) -> FetcherConfig:
-        return FetcherConfig.from_settings(self.settings, self.threads, self.monitor.log, self.spec.spider_spec, self.spec.spider_kwargs)
+        spec = self.spec
+        return FetcherConfig.from_settings(self.settings, self.threads, self.monitor.log, spec.spider_spec,
+                                           spec.spider_kwargs)
 
     def _parser_config(self) -> ParserConfig:
-        return ParserConfig.from_settings(self.settings, self.spec.spider_spec, self.spec.spider_kwargs, self.monitor.log)
+        spec = self.spec
+        return ParserConfig.from_settings(self.settings, spec.spider_spec, spec.spider_kwargs, self.monitor.log)
 
     def _start_parser(self, ctx: Any, index: int) -> None:
         assert self.channels is not None  # run() makes them before any process starts
@@ -373,7 +378,8 @@ class Engine:
                 taken += 1
                 if not isinstance(request, Request):
                     self.stats.incr("error_spider_output")
-                    log.error("spider %s start_requests yielded a %s; yield Requests", self.spec.spider.name, type(request).__name__)
+                    log.error("spider %s start_requests yielded a %s; yield Requests",
+                              self.spec.spider.name, type(request).__name__)
                     continue
                 try:
                     fp = fingerprints.fingerprint(request.url, request.method, request.body)
@@ -489,7 +495,8 @@ class Engine:
                 self._share_stats()
             if now >= next_tick:
                 next_tick = now + TICK
-                self.monitor.tick(now, self.stats, len(self.frontier), [e.host for e in self.inflight.values() if e.fetching])
+                fetching = [e.host for e in self.inflight.values() if e.fetching]
+                self.monitor.tick(now, self.stats, len(self.frontier), fetching)
 
     def _drain(self, conn: Any) -> None:
         """Handle what one parser has sent, up to a batch, so scheduling is not starved; nothing
@@ -715,7 +722,8 @@ class Engine:
             working = self.killed.pop(pid, None)
             if working is None:  # it died by itself: blame every request a thread of it had taken
                 released, deadlines = channels.released, channels.deadlines
-                working = {i for i in lost if deadlines[self.inflight[i].ticket] and not released[self.inflight[i].ticket]}
+                tickets = {i: self.inflight[i].ticket for i in lost}
+                working = {i for i, ticket in tickets.items() if deadlines[ticket] and not released[ticket]}
             self._reclaim(lost, f"fetcher process {pid} died", working)
             if channels.recycle(index, self.sent[index], RECYCLE_WAIT):
                 self.sent[index] = 0

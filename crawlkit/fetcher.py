@@ -157,7 +157,8 @@ class FetchChannels:
     permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout, ticket)
     released: Any  # multiprocessing.RawArray('b'): set to 1 once a ticket's permit is released
     notices: Any  # write end of a Pipe to the engine: a request id (8 bytes) once its exchange is over
-    deadlines: Any  # RawArray('d') by ticket: monotonic time a fetch thread that took the task must be done by; 0 untaken
+    # RawArray('d') by ticket: monotonic time a fetch thread that took the task must be done by; 0 untaken
+    deadlines: Any
     heartbeats: Any  # RawArray('d') by fetch queue: monotonic time its process's watchdog last ran
 
     def send(self, index: int, task: FetchTask | None) -> None:
@@ -301,7 +302,8 @@ def _fetch_loop(
                 result = to_send
             else:
                 # The engine chose the cookies for the request's host; a hook may have sent it elsewhere.
-                cookie = task.cookie if to_send is task.request or host_of(to_send.url) == host_of(task.request.url) else ""
+                same_host = to_send is task.request or host_of(to_send.url) == host_of(task.request.url)
+                cookie = task.cookie if same_host else ""
                 result = fetch(session, to_send, config, turn, cookie)
         finally:
             channels.permits.release(task.slot, host)
@@ -469,7 +471,9 @@ def check_proxy(url: str | None) -> None:
     except ValueError:
         parts = parts._replace(netloc="")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"proxy {url!r} is not a proxy URL; write it as http://host:port or http://user:password@host:port")
+        raise ConfigError(
+            f"proxy {url!r} is not a proxy URL; write it as http://host:port or http://user:password@host:port"
+        )
 
 
 def new_session(config: FetcherConfig) -> requests.Session:
@@ -530,7 +534,8 @@ def fetch(
     proxy = meta.get("proxy") or config.proxy or _environment_proxy(_origin(request.url))
     exchange = _WATCHDOG.watch(math.inf)  # not while waiting for the turn: the clock starts with the exchange
     try:
-        if proxy and not config.allow_private_addresses:  # the proxy connects; only the URL's own address can be checked
+        # Through a proxy the proxy connects: only the URL's own address can be checked here.
+        if proxy and not config.allow_private_addresses:
             check_host(urlsplit(request.url).hostname or "")
         with turn or nullcontext():
             exchange.deadline = time.monotonic() + config.download_timeout
@@ -576,7 +581,8 @@ def _failure(exc: BaseException, exchange: _Exchange, config: FetcherConfig) -> 
 
 
 def _send(
-    session: requests.Session, request: Request, headers: dict[str, str], timeout: tuple[float, float], proxy: str | None,
+    session: requests.Session, request: Request, headers: dict[str, str], timeout: tuple[float, float],
+    proxy: str | None,
 ) -> requests.Response:
     """Send ``request`` and return the streamed response (headers read, body not yet).
 
@@ -648,7 +654,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         kind = "destination_blocked"
     elif found(requests.exceptions.ConnectTimeout) or any(
         # urllib3's NewConnectionError (refused, DNS failure) subclasses ConnectTimeoutError
-        isinstance(c, urllib3.exceptions.ConnectTimeoutError) and not isinstance(c, urllib3.exceptions.NewConnectionError)
+        isinstance(c, urllib3.exceptions.ConnectTimeoutError)
+        and not isinstance(c, urllib3.exceptions.NewConnectionError)
         for c in causes
     ):
         kind = "connect_timeout"
@@ -668,10 +675,12 @@ def classify(exc: BaseException) -> tuple[str, str]:
     elif found(urllib3.exceptions.DecodeError, requests.exceptions.ContentDecodingError):
         kind = "decoding_error"
     elif found(urllib3.exceptions.InvalidChunkLength, requests.exceptions.InvalidHeader) or any(
-        isinstance(cause, http.client.HTTPException) and not isinstance(cause, http.client.IncompleteRead) for cause in causes
+        isinstance(cause, http.client.HTTPException) and not isinstance(cause, http.client.IncompleteRead)
+        for cause in causes
     ):
         kind = "bad_response"
-    elif found(requests.exceptions.ConnectionError, urllib3.exceptions.ProtocolError, http.client.IncompleteRead, OSError):
+    elif found(requests.exceptions.ConnectionError, urllib3.exceptions.ProtocolError, http.client.IncompleteRead,
+               OSError):
         kind = "connection_error"
     else:
         kind = "fetch_error"

@@ -157,8 +157,11 @@ def test_a_crawl_survives_more_fetcher_deaths_than_it_has_fetch_queues(tmp_path:
             try:
                 for _ in range(kills):
                     done = lines(out)
-                    wait_for(lambda done=done: proc.poll() is not None or (lines(out) >= done + 5 and bool(fetchers())), 60,
-                             f"5 more items and a new fetcher after {len(killed)} kills")
+
+                    def progressed(done: int = done) -> bool:
+                        return proc.poll() is not None or (lines(out) >= done + 5 and bool(fetchers()))
+
+                    wait_for(progressed, 60, f"5 more items and a new fetcher after {len(killed)} kills")
                     if proc.poll() is not None:
                         break
                     victim = fetchers()[-1]
@@ -276,7 +279,8 @@ def test_a_page_that_kills_its_parser_is_dropped_after_max_process_deaths(tmp_pa
     pages = [f"/p{i}" for i in range(10)]
     ok = page(b"<title>ok</title>")
     with HostileServer() as server:
-        site = server.site({"/": page(links(*pages[:5], "/poison", *pages[5:])), "/poison": ok, "/robots.txt": NO_ROBOTS,
+        site = server.site({"/": page(links(*pages[:5], "/poison", *pages[5:])), "/poison": ok,
+                            "/robots.txt": NO_ROBOTS,
                             **{p: ok for p in pages}})
         (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
         run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--spider", "spiders.py:Poison")
@@ -295,7 +299,8 @@ def test_a_callback_that_never_returns_is_stopped_at_callback_timeout_and_droppe
     pages = [f"/p{i}" for i in range(10)]
     ok = page(b"<title>ok</title>")
     with HostileServer() as server:
-        site = server.site({"/": page(links(*pages[:5], "/poison", *pages[5:])), "/poison": ok, "/robots.txt": NO_ROBOTS,
+        site = server.site({"/": page(links(*pages[:5], "/poison", *pages[5:])), "/poison": ok,
+                            "/robots.txt": NO_ROBOTS,
                             **{p: ok for p in pages}})
         (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
         started = time.monotonic()
@@ -337,7 +342,8 @@ def test_fetchers_that_die_as_they_start_stop_the_crawl_with_one_line(tmp_path: 
         run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--config", "config.yaml", "--workers", "2")
         assert server.seen() == []
     assert run.returncode == 2, run.stderr[-3000:]
-    assert re.fullmatch(r"Error: fetcher processes died \d+ times .*\(see the log for why they died\)", run.stderr.splitlines()[-1])
+    last = run.stderr.splitlines()[-1]
+    assert re.fullmatch(r"Error: fetcher processes died \d+ times .*\(see the log for why they died\)", last)
     assert "Traceback" not in run.stderr, run.stderr
 
 
@@ -350,7 +356,8 @@ def test_parsers_that_die_as_they_start_stop_the_crawl_with_one_line(tmp_path: P
         run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--config", "config.yaml")
         assert server.count(site, "/") <= 5  # each parser death re-queues it: no more than the deaths allowed
     assert run.returncode == 2, run.stderr[-3000:]
-    assert re.fullmatch(r"Error: parser processes died 5 times .*\(see the log for why they died\)", run.stderr.splitlines()[-1])
+    last = run.stderr.splitlines()[-1]
+    assert re.fullmatch(r"Error: parser processes died 5 times .*\(see the log for why they died\)", last)
     assert "Traceback" not in run.stderr, run.stderr
 
 
