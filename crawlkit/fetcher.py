@@ -82,7 +82,6 @@ CHUNK = 64 * 1024
 JOINED = 0  # the notice of a fetcher that has claimed its queue (request ids start at 1)
 RETIRED = -1  # an owners entry whose reader died inside get (its queue's lock may be held for ever)
 CLOSED = -2  # an owners entry the engine closed at shutdown
-FEED_POLL, FEED_POLL_MAX = 0.00005, 0.01  # seconds between looks for a task not yet written to its fetch queue
 WATCH_EVERY = 0.5  # seconds between the watchdog's rounds (heartbeat, cutting exchanges past their deadline)
 
 
@@ -194,9 +193,9 @@ class FetchChannels:
 class _Inbox:
     """This process's fetch queue, read by its fetch threads one at a time.
 
-    A thread waits on the queue's ``ready`` semaphore, then for the task that permit stands for
-    to reach the pipe (the engine's feeder thread writes it, often a fraction of a millisecond
-    later), then reads it with ``get``, which has nothing left to wait for. ``reads`` is
+    A thread waits on the queue's ``ready`` semaphore, then reads the task that permit stands
+    for with ``get``, which waits only until the engine's feeder thread has written it (a
+    fraction of a millisecond), so a process is almost never killed inside ``get``. ``reads`` is
     incremented before ``get`` and after it, under a lock of this process's own, so an even count
     at this process's death means no thread was inside ``get``, and it counts the tasks taken.
     """
@@ -209,13 +208,8 @@ class _Inbox:
         self.lock = threading.Lock()
 
     def get(self) -> FetchTask | None:
-        self.ready.acquire()
+        self.ready.acquire()  # an idle thread waits here, not inside get, which waits holding the queue's lock
         with self.lock:
-            # Here, not inside get, which would wait holding the queue's lock. empty() only polls the pipe.
-            pause = FEED_POLL
-            while self.queue.empty():
-                time.sleep(pause)
-                pause = min(2 * pause, FEED_POLL_MAX)
             self.reads[self.index] += 1
             task: FetchTask | None = self.queue.get()
             self.reads[self.index] += 1
