@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from . import __version__
-from .engine import CrawlSpec, Engine, Interrupted
-from .errors import CrawlkitError, SpiderError, WriteFailed
+from .engine import CrawlSpec, Engine
+from .errors import CrawlkitError, Interrupted, SpiderError, WriteFailed
 from .loader import load_spider, one_line
 from .log import LogConfig, setup_logging, summary_text
 from .progress import Monitor, check_writable, wants_live_view
@@ -40,7 +40,7 @@ class Group(click.Group):
             return super().invoke(ctx)
         except CrawlkitError as exc:
             error = UserError(str(exc))
-            # 3 for WriteFailed. click types exit_code as a ClassVar, yet reads it from the instance.
+            # 3 for WriteFailed, 1 for FetchFailed. click types exit_code as a ClassVar, yet reads it from the instance.
             error.exit_code = getattr(exc, "exit_code", UserError.exit_code)  # type: ignore[misc]
             raise error from None
 
@@ -255,7 +255,7 @@ def page_options(f: Any) -> Any:
 
 def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
     """Settings and logging for ``fetch``/``parse``, then ``debugging.show_page``; exits with its code."""
-    from .debugging import FetchFailed, show_page
+    from .debugging import show_page
 
     spider_spec = kw.get("spider")
     if kw.get("callback") and not spider_spec:
@@ -275,11 +275,8 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
         spider = _new_spider(spider_cls, {} if spider_spec else {"start_urls": [url]}, settings)
         # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
         logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
-    try:
-        code = show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers)
-    except FetchFailed as exc:
-        raise click.ClickException(str(exc)) from None
-    sys.exit(code)
+    # A FetchFailed is a CrawlkitError with exit code 1: the Group prints its one line.
+    sys.exit(show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers))
 
 
 @cli.command()

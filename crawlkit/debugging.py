@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from .errors import FetchErrorKind, FetchFailed
 from .fetcher import FetcherConfig, fetch, new_session
 from .http import Request
 from .log import LogConfig
@@ -27,10 +28,6 @@ from .parser import AllowedDomains, ParserConfig, Router, redirect_request, redi
 from .robots import NO_ANSWER, ROBOTS_BLOCKED, UNREACHABLE, RobotsRules
 from .spider import Spider
 from .urls import Fingerprinter, host_of, is_http
-
-
-class FetchFailed(Exception):
-    """The page could not be fetched (connection error, timeout, robots.txt, redirects); one line."""
 
 
 def fetch_page(url: str, settings: Any, callback: str | None = None,
@@ -93,9 +90,10 @@ def _check_robots(robots: RobotsRules, session: Any, config: FetcherConfig, url:
     request = robots.request_for(url)
     if request is not None:
         answer = fetch(session, request, config)
-        if answer.error in UNREACHABLE:  # not "robots.txt unavailable": the page would fail the same way
+        kind = FetchErrorKind(answer.error) if answer.error else None
+        if kind in UNREACHABLE:  # not "robots.txt unavailable": the page would fail the same way
             raise FetchFailed(_failure(answer))
-        refused = answer.error == "destination_blocked"  # then the page itself is refused, with that reason
+        refused = kind is FetchErrorKind.DESTINATION_BLOCKED  # then the page itself is refused, with that reason
         robots.learn(host, ROBOTS_BLOCKED if refused else NO_ANSWER if answer.error else answer.status, answer.body)
     if robots.unavailable(host):
         raise FetchFailed(f"robots.txt of {host} is unavailable, so a crawl would not fetch {url}; "
@@ -107,7 +105,8 @@ def _check_robots(robots: RobotsRules, session: Any, config: FetcherConfig, url:
 
 def _failure(result: FetchResult) -> str:
     """One line for a failed exchange: what happened in words where there are some, the URL, the detail."""
-    what = UNREACHABLE[result.error][1] if result.error in UNREACHABLE else result.error
+    unreachable = UNREACHABLE.get(FetchErrorKind(result.error)) if result.error else None
+    what = unreachable[1] if unreachable else result.error
     return f"{what}: {result.request.url} ({result.message})"
 
 

@@ -66,7 +66,7 @@ from typing import Any
 
 from .components import check_components
 from .cookies import CookieJar
-from .errors import ConfigError, CrashLoopError, SharedCrawlError, SpiderError, WriteFailed
+from .errors import ConfigError, CrashLoopError, Interrupted, SharedCrawlError, SpiderError, WriteFailed
 from .fetcher import CLOSED, JOINED, RETIRED, FetchChannels, FetcherConfig, check_proxy, worker_init
 from .frontier import LocalFrontier
 from .http import Request
@@ -127,10 +127,6 @@ class InFlight:
     queue: int
     parser: int
     fetching: bool = True  # until the fetcher's notice (or the PageDone) says the exchange is over
-
-
-class Interrupted(Exception):
-    """The crawl was stopped by Ctrl-C or SIGTERM; the CLI exits 130."""
 
 
 class Engine:

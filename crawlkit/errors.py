@@ -1,4 +1,4 @@
-"""crawlkit's exceptions, in one tree users can catch.
+"""crawlkit's exceptions, in one tree users can catch, and the kinds of failed fetches.
 
     CrawlkitError                 base of everything crawlkit raises on purpose
      +-- ConfigError              a bad setting: unknown key, wrong type, bad value, bad YAML
@@ -7,16 +7,65 @@
      +-- SharedCrawlError         the Redis of a shared crawl stopped answering during the crawl
      +-- WriteFailed              the system refused to write an output or jobdir file (exit code 3)
      +-- CrashLoopError           crawlkit's own processes keep dying as they start: replacing them is futile
-     +-- DropItem                 raised by an item pipeline to drop an item (not a failure)
-     +-- RetryRequest             raised by a response hook to fetch the request again (not a failure)
+     +-- Interrupted              the crawl was stopped by Ctrl-C or SIGTERM (exit code 130)
+     +-- FetchFailed              ``crawlkit fetch``/``parse`` could not fetch its page (exit code 1)
+     +-- SitemapError             a sitemap that cannot be read (caught by the parser, counted)
 
-The CLI turns any CrawlkitError into a one-line message and exit code 2 (3 for WriteFailed,
-after the summary); see ``cli.py``.
+    CrawlkitSignal                raised by user code to steer crawlkit: control flow, not an error
+     +-- DropItem                 raised by an item pipeline to drop an item
+     +-- RetryRequest             raised by a response hook to fetch the request again
+
+The CLI turns any CrawlkitError into a one-line message and exit code 2 (or the error's
+``exit_code``); see ``cli.py``. A CrawlkitSignal is caught where it is meant to be (the
+pipelines, the response hooks) and never reaches the CLI as a user error.
+
 Faults met *during* a crawl (timeouts, resets, callback exceptions) are never raised to the
-user: they are counted in the stats and logged with their URL.
+user: they are counted in the stats and logged with their URL. A failed exchange is one
+``FetchErrorKind``: the fetcher maps every transport exception to one, once (``fetcher.classify``),
+and whether it is worth another attempt is a property of the kind.
 """
 
 from __future__ import annotations
+
+from enum import Enum
+
+
+class FetchErrorKind(Enum):
+    """Why an exchange brought no usable response: the ``error_<value>`` stats key, and whether to retry.
+
+    The value is what ``FetchResult.error`` carries across the Pipe (a plain string);
+    ``FetchErrorKind(result.error)`` gives the kind back. Retryable kinds are those another
+    attempt may change (a timeout, a reset, a host that may come back); the others would fail
+    the same way again.
+    """
+
+    _value_: str
+    retryable: bool
+
+    # Every member gives both; the default is for mypy, which reads ``FetchErrorKind(value)``, a
+    # lookup of a member by its value, as a call of this method.
+    def __new__(cls, value: str, retryable: bool = False) -> FetchErrorKind:
+        kind = object.__new__(cls)
+        kind._value_ = value
+        kind.retryable = retryable
+        return kind
+
+    CONNECT_TIMEOUT = "connect_timeout", True  # no connection within connect_timeout
+    READ_TIMEOUT = "read_timeout", True  # no byte within read_timeout
+    DOWNLOAD_TIMEOUT = "download_timeout", True  # no complete response within download_timeout
+    CONNECTION_REFUSED = "connection_refused", True
+    UNRESOLVABLE_HOST = "unresolvable_host", True  # no address for the host name
+    CONNECTION_RESET = "connection_reset", True
+    CONNECTION_ERROR = "connection_error", True  # any other broken exchange (a body cut short, ...)
+    FETCH_ERROR = "fetch_error", True  # an exception nothing above explains
+    DESTINATION_BLOCKED = "destination_blocked", False  # a private address (allow_private_addresses: false)
+    TOO_MANY_REDIRECTS = "too_many_redirects", False
+    INVALID_URL = "invalid_url", False
+    DECODING_ERROR = "decoding_error", False  # a body that does not decode as its Content-Encoding says
+    BAD_RESPONSE = "bad_response", False  # the peer does not speak HTTP
+    BODY_TOO_LARGE = "body_too_large", False  # over max_body
+    MIDDLEWARE = "middleware", False  # a process_request hook raised or returned something else
+    DROPPED = "dropped_middleware", False  # not a failure: a process_request hook chose not to send it
 
 
 class CrawlkitError(Exception):
@@ -67,11 +116,35 @@ class CrashLoopError(CrawlkitError):
     """Fetcher, parser or seen-store processes died again and again with no page done in between."""
 
 
-class DropItem(CrawlkitError):
+class Interrupted(CrawlkitError):
+    """The crawl was stopped by Ctrl-C or SIGTERM, with its stats flushed; the CLI exits 130."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "the crawl was stopped by Ctrl-C or SIGTERM") -> None:
+        super().__init__(message)
+
+
+class FetchFailed(CrawlkitError):
+    """``crawlkit fetch``/``parse`` could not fetch its page (connection error, timeout, robots.txt,
+    redirects); the message is one line, the exit code 1."""
+
+    exit_code = 1
+
+
+class SitemapError(CrawlkitError):
+    """A sitemap that cannot be read (bad gzip, over the size cap, not a sitemap)."""
+
+
+class CrawlkitSignal(Exception):
+    """Base class of what user code raises to steer crawlkit: not an error, never a CrawlkitError."""
+
+
+class DropItem(CrawlkitSignal):
     """Raised by an item pipeline's ``process_item`` to drop the item; counted, not logged as an error."""
 
 
-class RetryRequest(CrawlkitError):
+class RetryRequest(CrawlkitSignal):
     """Raised by a middleware's ``process_response`` to fetch the request again.
 
     The retry obeys ``retries`` and ``retry_backoff`` like a 503; the message is the reason,

@@ -67,7 +67,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
 from .destinations import DestinationBlocked, PublicOnly, check_host
-from .errors import ConfigError
+from .errors import ConfigError, FetchErrorKind
 from .http import Request
 from .loader import one_line
 from .log import LogConfig
@@ -535,7 +535,7 @@ def fetch(
             exchange.deadline = time.monotonic() + config.download_timeout
             response = _send(session, request, headers, (config.connect_timeout, config.read_timeout), proxy)
     except Exception as exc:  # every failure is data for the stats, never a crash
-        result.error, result.message = _failure(exc, exchange, config)
+        _fail(result, *_failure(exc, exchange, config))
         result.elapsed = time.monotonic() - started
         _WATCHDOG.done()
         return result
@@ -548,13 +548,15 @@ def fetch(
         result.request_headers = list(response.request.headers.items())
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > max_body and not meta.get("truncate"):
-            result.error, result.message = "body_too_large", f"Content-Length {length} > max_body {max_body}"
+            _fail(result, FetchErrorKind.BODY_TOO_LARGE, f"Content-Length {length} > max_body {max_body}")
         else:
-            result.body, result.error, result.message = _read_body(
+            result.body, kind, message = _read_body(
                 response.raw, max_body, exchange.deadline, bool(meta.get("truncate"))
             )
+            if kind is not None:
+                _fail(result, kind, message)
     except Exception as exc:
-        result.error, result.message = _failure(exc, exchange, config)
+        _fail(result, *_failure(exc, exchange, config))
     finally:
         _WATCHDOG.done()
         response.close()
@@ -562,15 +564,21 @@ def fetch(
         # A socket shut down reads as the end of the headers, or of a body without a length:
         # what arrived is a fragment, not the answer.
         result.body = b""
-        result.error, result.message = _failure(TimeoutError(), exchange, config)
+        _fail(result, *_failure(TimeoutError(), exchange, config))
     result.elapsed = time.monotonic() - started
     return result
 
 
-def _failure(exc: BaseException, exchange: _Exchange, config: FetcherConfig) -> tuple[str, str]:
+def _fail(result: FetchResult, kind: FetchErrorKind, message: str) -> None:
+    """Record a failure in ``result``: the kind crosses the Pipe as its plain string value."""
+    result.error, result.message = kind.value, message
+
+
+def _failure(exc: BaseException, exchange: _Exchange, config: FetcherConfig) -> tuple[FetchErrorKind, str]:
     """``classify``, except that an exchange the watchdog cut is a ``download_timeout`` whatever it raised."""
     if exchange.cut:
-        return "download_timeout", f"no complete response within download_timeout ({config.download_timeout:g}s)"
+        return (FetchErrorKind.DOWNLOAD_TIMEOUT,
+                f"no complete response within download_timeout ({config.download_timeout:g}s)")
     return classify(exc)
 
 
@@ -609,7 +617,9 @@ def _send(
                         cert=session.cert, proxies=proxies)
 
 
-def _read_body(raw: Any, max_body: int, deadline: float, truncate: bool) -> tuple[bytes, str | None, str]:
+def _read_body(
+    raw: Any, max_body: int, deadline: float, truncate: bool,
+) -> tuple[bytes, FetchErrorKind | None, str]:
     """Read the decompressed body in pieces, so size and time caps hold against bombs and slow drips.
 
     ``read1`` returns whatever has arrived (at most one read timeout of waiting), unlike
@@ -623,15 +633,16 @@ def _read_body(raw: Any, max_body: int, deadline: float, truncate: bool) -> tupl
             if len(body) > max_body:
                 if truncate:
                     return bytes(body[:max_body]), None, ""
-                return b"", "body_too_large", f"body over max_body {max_body} bytes"
+                return b"", FetchErrorKind.BODY_TOO_LARGE, f"body over max_body {max_body} bytes"
         elif raw.closed:
             return bytes(body), None, ""
         if time.monotonic() > deadline:
-            return b"", "download_timeout", f"body not complete after download_timeout, {len(body)} bytes read"
+            return (b"", FetchErrorKind.DOWNLOAD_TIMEOUT,
+                    f"body not complete after download_timeout, {len(body)} bytes read")
 
 
-def classify(exc: BaseException) -> tuple[str, str]:
-    """A stats key and a one-line message for a failed exchange.
+def classify(exc: BaseException) -> tuple[FetchErrorKind, str]:
+    """The kind of a failed exchange and a one-line message: the one place a transport exception is read.
 
     Judged by the exception types anywhere in the chain (requests wraps urllib3, which wraps
     http.client and the socket error), most specific first: a ``RemoteDisconnected`` is a
@@ -645,39 +656,39 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return any(isinstance(cause, types) for cause in causes)
 
     if found(DestinationBlocked):
-        kind = "destination_blocked"
+        kind = FetchErrorKind.DESTINATION_BLOCKED
     elif found(requests.exceptions.ConnectTimeout) or any(
         # urllib3's NewConnectionError (refused, DNS failure) subclasses ConnectTimeoutError
         isinstance(c, urllib3.exceptions.ConnectTimeoutError)
         and not isinstance(c, urllib3.exceptions.NewConnectionError)
         for c in causes
     ):
-        kind = "connect_timeout"
+        kind = FetchErrorKind.CONNECT_TIMEOUT
     elif found(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
-        kind = "read_timeout"
+        kind = FetchErrorKind.READ_TIMEOUT
     elif found(ConnectionRefusedError):
-        kind = "connection_refused"
+        kind = FetchErrorKind.CONNECTION_REFUSED
     elif found(socket.gaierror):  # urllib3's NameResolutionError wraps it: no address for the host name
-        kind = "unresolvable_host"
+        kind = FetchErrorKind.UNRESOLVABLE_HOST
     elif found(ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-        kind = "connection_reset"
+        kind = FetchErrorKind.CONNECTION_RESET
     elif found(requests.exceptions.TooManyRedirects):
-        kind = "too_many_redirects"
+        kind = FetchErrorKind.TOO_MANY_REDIRECTS
     elif found(requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
                urllib3.exceptions.LocationParseError):
-        kind = "invalid_url"
+        kind = FetchErrorKind.INVALID_URL
     elif found(urllib3.exceptions.DecodeError, requests.exceptions.ContentDecodingError):
-        kind = "decoding_error"
+        kind = FetchErrorKind.DECODING_ERROR
     elif found(urllib3.exceptions.InvalidChunkLength, requests.exceptions.InvalidHeader) or any(
         isinstance(cause, http.client.HTTPException) and not isinstance(cause, http.client.IncompleteRead)
         for cause in causes
     ):
-        kind = "bad_response"
+        kind = FetchErrorKind.BAD_RESPONSE
     elif found(requests.exceptions.ConnectionError, urllib3.exceptions.ProtocolError, http.client.IncompleteRead,
                OSError):
-        kind = "connection_error"
+        kind = FetchErrorKind.CONNECTION_ERROR
     else:
-        kind = "fetch_error"
+        kind = FetchErrorKind.FETCH_ERROR
     return kind, text[:300]
 
 

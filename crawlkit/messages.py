@@ -41,7 +41,7 @@ class FetchResult:
     headers: list[tuple[str, str]] = field(default_factory=list)  # as sent: a repeated header (Set-Cookie) repeats
     request_headers: list[tuple[str, str]] = field(default_factory=list)  # what was sent (for WARC)
     body: bytes = b""  # decompressed (Content-Encoding undone)
-    error: str | None = None  # a stats key such as "connect_timeout"; None when a response came back
+    error: str | None = None  # a FetchErrorKind's value ("connect_timeout", ...); None when a response came back
     message: str = ""  # human detail for the log
     elapsed: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)  # the fetch thread's own failures (a hook's open()), once

@@ -36,7 +36,7 @@ from collections import Counter
 from typing import Any
 
 from .components import Components, load_components
-from .errors import RetryRequest
+from .errors import FetchErrorKind, RetryRequest
 from .http import Request, Response
 from .loader import one_line
 from .messages import FetchResult
@@ -44,7 +44,7 @@ from .messages import FetchResult
 log = logging.getLogger("crawlkit.middlewares")
 
 HOOKS = ("process_request", "process_response")  # a middleware defines one or both
-DROPPED = "dropped_middleware"  # FetchResult.error of a request a hook chose not to send
+DROPPED = FetchErrorKind.DROPPED.value  # the stats key of a request or response a hook chose to drop
 
 
 def load_middlewares(specs: list[str]) -> list[tuple[str, type]]:
@@ -65,18 +65,19 @@ class RequestHooks(Components):
             try:
                 changed = process_request(request, self.spider)
             except Exception as exc:
-                return _unsent(request, "middleware", f"middleware {spec} process_request raised {one_line(exc)}")
+                return _unsent(request, FetchErrorKind.MIDDLEWARE,
+                               f"middleware {spec} process_request raised {one_line(exc)}")
             if changed is None:
-                return _unsent(request, DROPPED, f"dropped by middleware {spec}")
+                return _unsent(request, FetchErrorKind.DROPPED, f"dropped by middleware {spec}")
             if not isinstance(changed, Request):
-                return _unsent(request, "middleware", f"middleware {spec} process_request returned a "
+                return _unsent(request, FetchErrorKind.MIDDLEWARE, f"middleware {spec} process_request returned a "
                                f"{type(changed).__name__}, not a Request or None")
             request = changed
         return request
 
 
-def _unsent(request: Request, error: str, message: str) -> FetchResult:
-    return FetchResult(req_id=0, request=request, url=request.url, error=error, message=message)
+def _unsent(request: Request, kind: FetchErrorKind, message: str) -> FetchResult:
+    return FetchResult(req_id=0, request=request, url=request.url, error=kind.value, message=message)
 
 
 class ResponseHooks(Components):

@@ -38,7 +38,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 from protego import Protego
 from requests.structures import CaseInsensitiveDict
 
-from .errors import RetryRequest
+from .errors import FetchErrorKind, RetryRequest
 from .http import MAX_HTML_DEPTH, Request, Response
 from .loader import load_spider, one_line
 from .log import LogConfig
@@ -57,11 +57,6 @@ log = logging.getLogger("crawlkit.parser")
 # Fingerprints a parser remembers having sent (about 80 bytes each); forgotten all at once when
 # full, after which links sent before are sent again and the engine's seen store drops them.
 SENT_MEMORY = 200_000
-# Failures worth another attempt; the others would fail the same way again.
-RETRYABLE_ERRORS = {
-    "connect_timeout", "read_timeout", "connection_refused", "unresolvable_host", "connection_reset",
-    "connection_error", "download_timeout", "fetch_error",
-}
 
 
 @dataclass(slots=True)
@@ -237,18 +232,19 @@ class Router:
         request = result.request
         robots = request.callback == ROBOTS_CALLBACK
         if result.error:
-            if result.error == DROPPED:
+            kind = FetchErrorKind(result.error)
+            if kind is FetchErrorKind.DROPPED:
                 counts[DROPPED] += 1
                 log.debug("%s: %s", result.message, request.url)
             else:
                 counts[f"error_{result.error}"] += 1
-                if result.error in RETRYABLE_ERRORS and self._retry(request, done, counts, None):
+                if kind.retryable and self._retry(request, done, counts, None):
                     log.info("retrying %s after %s: %s", request.url, result.error, result.message)
                     return
                 log.warning("%s: %s (%s)", result.error, request.url, result.message)
             if robots:
-                blocked = result.error == "destination_blocked"
-                done.robots = (ROBOTS_BLOCKED if blocked else UNREACHABLE.get(result.error, (NO_ANSWER, ""))[0], b"")
+                blocked = kind is FetchErrorKind.DESTINATION_BLOCKED
+                done.robots = (ROBOTS_BLOCKED if blocked else UNREACHABLE.get(kind, (NO_ANSWER, ""))[0], b"")
             return
         counts[f"status_{result.status}"] += 1
         self._archive(result, done, counts)

@@ -28,6 +28,7 @@ from typing import Any
 
 from protego import Protego
 
+from .errors import FetchErrorKind
 from .http import Request
 from .urls import host_of
 
@@ -41,7 +42,10 @@ MAX_ROBOTS_BYTES = 512 * 1024  # what Google reads of a robots.txt; the rest is 
 # in PageDone.robots and is kept in the job directory and in Redis like one.
 NO_ANSWER = 0  # a timeout or a broken exchange: asked again later
 #: fetch error kind -> (status, what it reads as) for a host that cannot be reached at all: given up at once
-UNREACHABLE = {"connection_refused": (-1, "connection refused"), "unresolvable_host": (-2, "could not resolve host")}
+UNREACHABLE = {
+    FetchErrorKind.CONNECTION_REFUSED: (-1, "connection refused"),
+    FetchErrorKind.UNRESOLVABLE_HOST: (-2, "could not resolve host"),
+}
 _UNREACHABLE_TEXT = dict(UNREACHABLE.values())
 # The "status" of a robots.txt the fetcher refused to ask for (allow_private_addresses: false):
 # no rules, so the host's requests go on to the fetcher, which refuses and counts each one.

@@ -20,15 +20,12 @@ from collections.abc import Iterable
 
 from lxml import etree
 
+from .errors import SitemapError
 from .http import Request
 from .urls import host_of
 
 SITEMAP_CALLBACK = "__sitemap__"
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-class SitemapError(ValueError):
-    """A sitemap that cannot be read (bad gzip, over the size cap, not a sitemap)."""
 
 
 def seed_sitemaps(urls: Iterable[str]) -> list[Request]:

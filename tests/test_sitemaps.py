@@ -6,8 +6,9 @@ import gzip
 
 import pytest
 
+from crawlkit.errors import SitemapError
 from crawlkit.site import Site, SiteSpec, respond
-from crawlkit.sitemaps import SitemapError, read_sitemap
+from crawlkit.sitemaps import read_sitemap
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 
