@@ -44,8 +44,8 @@ def max_retry(reason: Exception) -> urllib3.exceptions.MaxRetryError:
 
 
 def refused() -> BaseException:
-    new = caused(urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection"),  # type: ignore[arg-type]
-                 ConnectionRefusedError(111, "Connection refused"))
+    failed = urllib3.exceptions.NewConnectionError(None, "Failed to connect")  # type: ignore[arg-type]
+    new = caused(failed, ConnectionRefusedError(111, "Connection refused"))
     return requests.exceptions.ConnectionError(max_retry(new))  # type: ignore[arg-type]
 
 
@@ -61,11 +61,12 @@ def aborted(cause: BaseException) -> BaseException:
 
 
 CLASSIFIED = [
-    (requests.exceptions.ConnectionError(max_retry(DestinationBlocked("127.0.0.1 is loopback"))),  # type: ignore[arg-type]
+    (requests.exceptions.ConnectionError(max_retry(DestinationBlocked("127.0.0.1 is loopback"))),
      FetchErrorKind.DESTINATION_BLOCKED),
     (requests.exceptions.ConnectTimeout(max_retry(urllib3.exceptions.ConnectTimeoutError(None, "timed out"))),
      FetchErrorKind.CONNECT_TIMEOUT),
-    (requests.exceptions.ReadTimeout(urllib3.exceptions.ReadTimeoutError(None, URL, "Read timed out.")),  # type: ignore[arg-type]
+    (requests.exceptions.ReadTimeout(
+        urllib3.exceptions.ReadTimeoutError(None, URL, "Read timed out.")),  # type: ignore[arg-type]
      FetchErrorKind.READ_TIMEOUT),
     (TimeoutError(), FetchErrorKind.READ_TIMEOUT),  # a socket timeout while the body is read
     (refused(), FetchErrorKind.CONNECTION_REFUSED),
@@ -101,6 +102,12 @@ def test_each_transport_exception_is_classified_once_into_its_kind(exc: BaseExce
     found, message = classify(exc)
     assert found is kind
     assert message.startswith(type(exc).__name__) and "\n" not in message and len(message) <= 300
+
+
+def test_every_kind_is_made_somewhere_and_tested_here() -> None:
+    beyond_classify = {FetchErrorKind.DOWNLOAD_TIMEOUT, FetchErrorKind.BODY_TOO_LARGE, FetchErrorKind.MIDDLEWARE,
+                       FetchErrorKind.DROPPED}  # tested below
+    assert {kind for _, kind in CLASSIFIED} | beyond_classify == set(FetchErrorKind)
 
 
 def test_the_kinds_the_fetcher_makes_beyond_classify() -> None:
