@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from .http import Response
+from .process import PROCESS_NAMES
 from .spider import Spider, seed_sites
 
 if TYPE_CHECKING:
@@ -87,11 +88,11 @@ class TreeMonitor:
     per sample and their peaks kept: the RSS sum counts a page shared by forked processes once
     per process, the PSS sum divides it among them, so it is the tree's real footprint.
     ``exclude`` pids, with their descendants, are left out (a site server the tree started).
-    ``role(pid)`` names a process for the per-role CPU breakdown; unnamed ones are "other".
+    ``role(process)`` names a process for the per-role CPU breakdown; unnamed ones are "other".
     """
 
-    def __init__(self, root: int, exclude: Iterable[int] = (), role: Callable[[int], str | None] | None = None,
-                 interval: float = SAMPLE_EVERY) -> None:
+    def __init__(self, root: int, exclude: Iterable[int] = (),
+                 role: Callable[[psutil.Process], str | None] | None = None, interval: float = SAMPLE_EVERY) -> None:
         self.root = psutil.Process(root)
         self.exclude = set(exclude)
         self.role = role
@@ -139,13 +140,13 @@ class TreeMonitor:
                     memory = proc.memory_full_info()
                     rss += memory.rss
                     pss += memory.pss
+                    # A child takes its name in its first instants: until then it has none, so ask again.
+                    role = self.role(proc) if key not in self.roles and self.role is not None else None
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
             self.cpu[key] = times.user + times.system
-            if key not in self.roles and self.role is not None:
-                name = self.role(proc.pid)
-                if name is not None:
-                    self.roles[key] = name
+            if role is not None:
+                self.roles[key] = role
         self.peak_rss = max(self.peak_rss, rss)
         self.peak_pss = max(self.peak_pss, pss)
 
@@ -183,22 +184,13 @@ def build_engine(seeds: list[str], spider: str, workers: int | None = None, conc
     return Engine(CrawlSpec(settings=settings, spider=instance, spider_spec=spider_spec, spider_kwargs=kwargs))
 
 
-def engine_roles(engine: Engine) -> Callable[[int], str | None]:
-    """Names the engine's processes (engine, fetcher, parser, seen-manager) by pid, as they appear."""
-    me = os.getpid()
+def crawl_roles(engine_pid: int) -> Callable[[psutil.Process], str | None]:
+    """Names a crawl's processes: the engine by its pid, the fetchers, parsers and seen store by the
+    names ``child_setup`` gives them (``process.PROCESS_NAMES``); anything else is unnamed."""
+    by_name = {name: role for role, name in PROCESS_NAMES.items()}
 
-    def role(pid: int) -> str | None:
-        if pid == me:
-            return "engine"
-        if any(p is not None and p.pid == pid for p in getattr(engine, "parsers", ())):
-            return "parser"
-        pool = getattr(engine, "pool", None)
-        if pool is not None and any(p.pid == pid for p in list(pool._pool)):  # Pool has no public worker list
-            return "fetcher"
-        manager = getattr(engine, "manager", None)
-        if manager is not None and manager._process is not None and manager._process.pid == pid:
-            return "seen-manager"
-        return None
+    def role(process: psutil.Process) -> str | None:
+        return "engine" if process.pid == engine_pid else by_name.get(process.name())
 
     return role
 
@@ -235,8 +227,8 @@ def run_bench(hosts: int = 2, pages: int = 1000, page_size: int = 20_000, latenc
 
     with SiteProcess(SiteSpec(hosts=hosts, pages=pages, page_size=page_size, latency=latency)) as site:
         engine = build_engine(site.seeds(), spider, workers, concurrency, per_host, parsers)
-        site_pid = site._process.pid  # SiteProcess has no public pid; the site is not crawlkit's cost
-        with TreeMonitor(os.getpid(), exclude=[site_pid], role=engine_roles(engine)) as monitor:
+        # The site is not crawlkit's cost.
+        with TreeMonitor(os.getpid(), exclude=[site.pid], role=crawl_roles(os.getpid())) as monitor:
             stats = engine.run()
         expected = site.expected_urls()
         server = server_view(site.stats(), expected)

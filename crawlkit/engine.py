@@ -77,10 +77,10 @@ from .middlewares import load_middlewares
 from .output import open_output
 from .parser import ParserConfig, parser_main
 from .pipelines import load_pipelines
-from .process import child_setup, context, reserve_open_files
+from .process import context, reserve_open_files
 from .progress import TICK, Monitor
 from .robots import ROBOTS_CALLBACK, RobotsGate, RobotsRules
-from .seen import SeenManager
+from .seen import SeenManager, serve_setup
 from .settings import MAX_WORKERS, Settings
 from .sitemaps import SITEMAP_CALLBACK, seed_sitemaps
 from .spider import Spider
@@ -289,9 +289,8 @@ class Engine:
 
     def _start_seen_store(self, ctx: Any) -> None:
         self.manager = SeenManager(ctx=ctx)
-        self.manager.start(child_setup, (self.monitor.log,))
+        self.manager.start(serve_setup, (self.monitor.log,))
         self.seen = self.manager.FingerprintSet()
-        log.debug("seen-URL store process %d started", self.manager._process.pid)  # BaseManager has no public pid
 
     def _add_seen(self, fingerprints: list[int]) -> list[int]:
         """The seen store's ``add_many``; a local store whose process died is started again first.

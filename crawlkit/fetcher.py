@@ -224,7 +224,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     held, and a process killed inside ``get`` only ever spoils its own queue, which is retired
     with it (see ``_Inbox``).
     """
-    child_setup(config.log)
+    child_setup(config.log, "fetcher")
     pid = os.getpid()
     with channels.owners.get_lock():
         free = [i for i, owner in enumerate(channels.owners) if owner == 0]

@@ -117,7 +117,7 @@ def parser_main(config: ParserConfig, registration: Any, events: Any, working: A
     fails only outside the engine's process) is reported with ``StartFailed``: replacing
     this process would fail the same way.
     """
-    child_setup(config.log)
+    child_setup(config.log, "parser")
     log.debug("parser process %d started", os.getpid())
     try:
         router = Router(build_spider(config.spider, config.spider_kwargs), config, ahead=events.send_bytes)

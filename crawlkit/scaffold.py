@@ -1,6 +1,6 @@
 """``crawlkit new NAME``: a spider file and a YAML config to start from, both ready to run.
 
-The YAML's comments and defaults come from ``configs/default.yaml`` (``settings_doc``), so the
+The YAML's comments and defaults come from ``crawlkit/default.yaml`` (``settings_doc``), so the
 starting config never disagrees with the settings reference.
 """
 

@@ -12,10 +12,17 @@ a set of hex strings.
 
 from __future__ import annotations
 
+import logging
+import os
 from array import array
 from collections.abc import Iterable
 from multiprocessing.managers import BaseManager
 from typing import Protocol
+
+from .log import LogConfig
+from .process import child_setup
+
+log = logging.getLogger("crawlkit.seen")
 
 
 class SeenStore(Protocol):
@@ -84,6 +91,12 @@ class FingerprintSet:
 
 class SeenManager(BaseManager):
     """The Manager process that serves one FingerprintSet to the engine and every parser."""
+
+
+def serve_setup(config: LogConfig) -> None:
+    """The Manager process's initializer: ``child_setup``, then its pid in the log (a Manager has no public pid)."""
+    child_setup(config, "seen-manager")
+    log.debug("seen-URL store process %d started", os.getpid())
 
 
 SeenManager.register("FingerprintSet", FingerprintSet, exposed=("add_many", "count", "nbytes"))

@@ -4,7 +4,8 @@ Layers, lowest first (a later one wins, key by key)::
 
     default.yaml  <  --config FILE  <  Spider.custom_settings  <  flags and -s KEY=VALUE
 
-``default.yaml`` is the only place a setting is declared: its default, its type (the default's
+``default.yaml`` (this package's file; ``configs/default.yaml`` is a copy for users to read, kept
+identical by a test) is the only place a setting is declared: its default, its type (the default's
 type, or a ``(int or null)``-style prefix on the comment where the default cannot show it) and
 its documentation (the comment line directly above it). This module adds only what YAML cannot
 say: bounds of numeric values, the choice of log levels, and what a config file may be (a

@@ -391,6 +391,11 @@ class SiteProcess:
         self._site._graph = _Graph(self.spec, self.urls)
         self._process: Any = None
 
+    @property
+    def pid(self) -> int:
+        """The server process's pid (0 before it starts), for tools that leave its cost out."""
+        return self._process.pid if self._process is not None else 0
+
     def seeds(self) -> list[str]:
         return self._site.seeds()
 

@@ -1,4 +1,4 @@
-"""The README's settings table is generated from configs/default.yaml; keep the two in step."""
+"""The README's settings table is generated from crawlkit/default.yaml; keep the two in step."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_settings_table_matches_default_yaml() -> None:
     assert table, "README.md lost its settings table markers"
     rows = [line for line in table.group(1).splitlines() if line.startswith("| `")]
     expected = [f"| `{key}` | `{json.dumps(default)}` | {comment} |" for key, default, comment in settings_doc()]
-    assert rows == expected, "regenerate the README settings table from configs/default.yaml"
+    assert rows == expected, "regenerate the README settings table from crawlkit/default.yaml"
 
 
 def test_quick_start_commands_are_present() -> None:

@@ -43,9 +43,16 @@ def test_defaults_come_from_default_yaml():
     assert all(settings.origin(key) == "default" for key in settings)
 
 
-def test_package_finds_default_yaml_through_the_symlink():
-    assert DEFAULTS_FILE == Path(__file__).parents[1] / "crawlkit" / "default.yaml"
-    assert DEFAULTS_FILE.resolve() == (Path(__file__).parents[1] / "configs" / "default.yaml").resolve()
+def test_default_yaml_is_a_package_file_and_configs_holds_a_copy():
+    # The package's file is the source (a wheel carries it; a symlink out of the package would not
+    # survive every way of installing); configs/default.yaml is the copy users read.
+    root = Path(__file__).parents[1]
+    assert DEFAULTS_FILE == root / "crawlkit" / "default.yaml"
+    assert DEFAULTS_FILE.is_file() and not DEFAULTS_FILE.is_symlink()
+    copy = root / "configs" / "default.yaml"
+    assert not copy.is_symlink()
+    assert copy.read_bytes() == DEFAULTS_FILE.read_bytes(), "cp crawlkit/default.yaml configs/default.yaml"
+    assert "The source is crawlkit/default.yaml" in DEFAULTS_FILE.read_text(encoding="utf-8").splitlines()[0]
 
 
 def test_brief_defaults():
@@ -84,7 +91,7 @@ def test_settings_doc_returns_copies():
 
 
 def test_example_config_loads():
-    settings = load_settings(DEFAULTS_FILE.resolve().parent / "example.yaml")
+    settings = load_settings(Path(__file__).parents[1] / "configs" / "example.yaml")
     assert settings.per_host == 1
     assert settings.origin("per_host").startswith("config file ")
 

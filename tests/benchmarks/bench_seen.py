@@ -24,8 +24,8 @@ from collections.abc import Iterator
 import psutil
 
 from crawlkit.log import LogConfig
-from crawlkit.process import child_setup, context
-from crawlkit.seen import FingerprintSet, SeenManager
+from crawlkit.process import PROCESS_NAMES, context
+from crawlkit.seen import FingerprintSet, SeenManager, serve_setup
 
 MB = 1 << 20
 
@@ -39,10 +39,11 @@ def batches(total: int, size: int, rng: random.Random) -> Iterator[list[int]]:
 def bench_manager(sizes: list[int], batch: int) -> list[dict[str, float]]:
     """Fill one Manager-served FingerprintSet up to each size in turn; time only the proxy calls."""
     manager = SeenManager(ctx=context())
-    manager.start(child_setup, (LogConfig(level="WARNING"),))
+    manager.start(serve_setup, (LogConfig(level="WARNING"),))
     try:
         seen = manager.FingerprintSet()
-        server = psutil.Process(manager._process.pid)  # the Manager has no public pid accessor
+        # The Manager has no public pid; its process takes its role's name as it starts.
+        (server,) = [p for p in psutil.Process().children(recursive=True) if p.name() == PROCESS_NAMES["seen-manager"]]
         rss_before = server.memory_info().rss
         rng = random.Random(1)
         rows, count, spent = [], 0, 0.0

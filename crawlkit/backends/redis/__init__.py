@@ -18,13 +18,13 @@ crawl id; nodes share nothing but these keys (``P`` is ``crawlkit:<crawl id>:``)
     P robots       HASH   host -> pickled (status, body) of its robots.txt
     P stats        HASH   the crawl's counters, all nodes together
 
-Whatever changes shared state is one Lua script (``redis_scripts.py``: atomic, one round trip),
-and every time is Redis' ``TIME``, so clocks of the machines need not agree. A node takes a
-request with a lease and gives it back with ``done`` (after the page's new links were pushed)
-or ``reclaim``; a node whose heartbeat stops for ``lease_time`` is dead, and the next heartbeat
-of any live node puts its leases back in the queues. Its per-host slots free themselves the
-same way. So the crawl is over exactly when ``queued`` and ``inflight`` are both zero, read
-together.
+Whatever changes shared state is one Lua script (a ``.lua`` file in this package, read by
+``scripts.py``: atomic, one round trip), and every time is Redis' ``TIME``, so clocks of the
+machines need not agree. A node takes a request with a lease and gives it back with ``done``
+(after the page's new links were pushed) or ``reclaim``; a node whose heartbeat stops for
+``lease_time`` is dead, and the next heartbeat of any live node puts its leases back in the
+queues. Its per-host slots free themselves the same way. So the crawl is over exactly when
+``queued`` and ``inflight`` are both zero, read together.
 
 Requests and robots.txt answers are pickles, read back by ``safepickle``, which builds nothing
 but ``Request`` and plain data and nothing bigger than a small multiple of the entry: whoever
@@ -53,13 +53,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .. import safepickle
-from ..errors import ConfigError, SharedCrawlError
-from ..http import Request
-from ..limiter import Wait
-from ..robots import ROBOTS_CALLBACK
-from ..urls import fingerprint, host_of
-from .redis_scripts import SCRIPTS, SEEN_ADD, TURN_ENTER, TURN_EXIT
+from ... import safepickle
+from ...errors import ConfigError, SharedCrawlError
+from ...http import Request
+from ...limiter import Wait
+from ...robots import ROBOTS_CALLBACK
+from ...urls import fingerprint, host_of
+from .scripts import SCRIPTS, SEEN_ADD, TURN_ENTER, TURN_EXIT
 
 try:
     import redis

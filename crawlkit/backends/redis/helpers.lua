@@ -1,0 +1,33 @@
+-- Local functions the other scripts share; scripts.py puts this file before each of them.
+-- Not run alone. split(v): "<host>\n<request>" -> host, request. now_ms()/now_us(): Redis' TIME.
+-- enqueue(P, host, blob, front): onto the host's queue. give_back(P, node): a node's leases back
+-- into the queues (front), returning how many.
+local function split(v)
+  local a = string.find(v, '\n', 1, true)
+  return string.sub(v, 1, a - 1), string.sub(v, a + 1)
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function enqueue(P, host, blob, front)
+  if front then redis.call('LPUSH', P .. 'q:' .. host, blob) else redis.call('RPUSH', P .. 'q:' .. host, blob) end
+  redis.call('SADD', P .. 'hosts', host)
+end
+local function give_back(P, node)
+  local key = P .. 'lease:' .. node
+  local all = redis.call('HGETALL', key)
+  for i = 2, #all, 2 do
+    local host, blob = split(all[i])
+    enqueue(P, host, blob, true)
+  end
+  local n = #all / 2
+  redis.call('DEL', key)
+  redis.call('INCRBY', P .. 'queued', n)
+  redis.call('DECRBY', P .. 'inflight', n)
+  return n
+end
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
