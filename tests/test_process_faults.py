@@ -11,8 +11,10 @@ import re
 import signal
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hostile import HostileServer, drip_head, first_then, page, silence
@@ -274,45 +276,40 @@ class HangsOnOne:
 '''
 
 
-def test_a_page_that_kills_its_parser_is_dropped_after_max_process_deaths(tmp_path: Path) -> None:
+POISON_PAGES = [f"/p{i}" for i in range(10)]
+
+
+def crawl_poison_site(tmp_path: Path, spider: str, *args: str) -> tuple[Any, Counter[str], Any, float]:
+    """Crawl a site whose index links ten good pages and /poison with ``spiders.py:SPIDER``;
+    the run, what the server saw, the site and the seconds the crawl took."""
     (tmp_path / "spiders.py").write_text(SPIDERS)
-    pages = [f"/p{i}" for i in range(10)]
+    pages = POISON_PAGES
     ok = page(b"<title>ok</title>")
     with HostileServer() as server:
         site = server.site({"/": page(links(*pages[:5], "/poison", *pages[5:])), "/poison": ok,
-                            "/robots.txt": NO_ROBOTS,
-                            **{p: ok for p in pages}})
+                            "/robots.txt": NO_ROBOTS, **{p: ok for p in pages}})
         (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
-        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--spider", "spiders.py:Poison")
+        started = time.monotonic()
+        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--spider", f"spiders.py:{spider}", *args)
+        elapsed = time.monotonic() - started
         seen = server.paths(site)
     assert run.returncode == 0, run.stderr[-3000:]
     assert seen["/poison"] == 2  # max_process_deaths, then dropped
     assert {item["url"] for item in run.items()} == {site.url(p) for p in ["/", *pages]}
     assert all(seen[p] <= 3 for p in pages)  # bystanders re-queued at each of the 2 deaths, never dropped
+    return run, seen, site, elapsed
+
+
+def test_a_page_that_kills_its_parser_is_dropped_after_max_process_deaths(tmp_path: Path) -> None:
+    run, _, site, _ = crawl_poison_site(tmp_path, "Poison")
     c = summary(run.stderr)
     assert c["dropped_poison"] == 1 and c["error_parser_died"] == 2
     assert_logged(run.stderr, site.url("/poison"), "dropped", "max_process_deaths")
 
 
 def test_a_callback_that_never_returns_is_stopped_at_callback_timeout_and_dropped_as_poison(tmp_path: Path) -> None:
-    (tmp_path / "spiders.py").write_text(SPIDERS)
-    pages = [f"/p{i}" for i in range(10)]
-    ok = page(b"<title>ok</title>")
-    with HostileServer() as server:
-        site = server.site({"/": page(links(*pages[:5], "/poison", *pages[5:])), "/poison": ok,
-                            "/robots.txt": NO_ROBOTS,
-                            **{p: ok for p in pages}})
-        (tmp_path / "seeds.txt").write_text(site.url("/") + "\n")
-        started = time.monotonic()
-        run = run_cli(tmp_path, "crawl", "seeds.txt", "-o", "out.jsonl", "--spider", "spiders.py:Endless",
-                      "-s", "callback_timeout=2")
-        elapsed = time.monotonic() - started
-        seen = server.paths(site)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run, _, site, elapsed = crawl_poison_site(tmp_path, "Endless", "-s", "callback_timeout=2")
     assert elapsed < 60  # two timeouts of 2 s and the restarts; without the timeout it never ends
-    assert seen["/poison"] == 2  # max_process_deaths, then dropped
-    assert {item["url"] for item in run.items()} == {site.url(p) for p in ["/", *pages]}
-    assert all(seen[p] <= 3 for p in pages)
     c = summary(run.stderr)
     assert c["error_callback_timeout"] == 2 and c["dropped_poison"] == 1
     assert_logged(run.stderr, site.url("/poison"), "callback_timeout")
