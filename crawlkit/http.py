@@ -319,9 +319,9 @@ class Response:
         if not self.is_html:
             return []
         seen: dict[str, None] = {}
-        hrefs = self.tree.xpath("//a/@href", smart_strings=False)  # plain str: a tenth of the memory
-        if self.too_deep:  # the tree lost what comes after the cut
-            hrefs = _scan_hrefs(self.text)
+        tree = self.tree  # built now, which tells whether it was cut short
+        # A cut tree lost what comes after the cut; plain str from xpath: a tenth of the memory.
+        hrefs = _scan_hrefs(self.text) if self.too_deep else tree.xpath("//a/@href", smart_strings=False)
         for href in hrefs:
             try:
                 url = urldefrag(self.urljoin(href.strip()))[0]

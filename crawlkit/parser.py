@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from protego import Protego
 from requests.structures import CaseInsensitiveDict
@@ -49,7 +49,7 @@ from .process import child_setup
 from .robots import NO_ANSWER, ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
 from .sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
 from .spider import LinkSpider, Spider
-from .urls import Fingerprinter, host_of, is_http
+from .urls import Fingerprinter, host_of, is_http, port_of
 from .warc import WarcWriter
 
 log = logging.getLogger("crawlkit.parser")
@@ -520,7 +520,7 @@ class AllowedDomains:
             if host == domain or host.endswith("." + domain):
                 if wanted is None:
                     return True
-                port = port or _port_of(parts)
+                port = port or port_of(parts)
                 if port == wanted:
                     return True
         return False
@@ -637,16 +637,7 @@ def redirect_request(request: Request, target: str) -> Request:
 def _origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) of an http(s) URL."""
     parts = urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), _port_of(parts)
-
-
-def _port_of(parts: SplitResult) -> int | None:
-    """The port a split http(s) URL connects to: its own, else its scheme's default; None when invalid."""
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    return port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port_of(parts)
 
 
 def _iterate(output: Any) -> Iterable[Any]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .http import Request, Response
+from .urls import default_port, port_of
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -29,13 +30,11 @@ def seed_sites(urls: Iterable[str]) -> list[str]:
         parts = urlsplit(url)
         if not parts.hostname:
             continue
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        try:
-            port = parts.port
-        except ValueError:
+        port = port_of(parts)
+        if port is None:
             continue
-        default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-        sites.update(f"{host}:{p}" for p in ((80, 443) if port in (None, default) else (port,)))
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        sites.update(f"{host}:{p}" for p in ((80, 443) if port == default_port(parts.scheme) else (port,)))
     return sorted(sites)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from ipaddress import IPv6Address
-from urllib.parse import ParseResult, quote, urlsplit, urlunparse, urlunsplit
+from urllib.parse import ParseResult, SplitResult, quote, urlsplit, urlunparse, urlunsplit
 
 import idna
 from w3lib.url import canonicalize_url, parse_url
@@ -69,6 +69,20 @@ def canonicalize(url: str) -> str:
         # left to w3lib: rebuilding the URL costs more than the rest of this function.)
         url = urlunparse((parts.scheme, netloc, parts.path, parts.params, parts.query, ""))
     return canonicalize_url(url, keep_fragments=False)
+
+
+def default_port(scheme: str) -> int | None:
+    """80 for http, 443 for https, None for other schemes."""
+    return _DEFAULT_PORTS.get(scheme.lower())
+
+
+def port_of(parts: SplitResult) -> int | None:
+    """The port a split http(s) URL connects to: its own, else its scheme's default; None when invalid."""
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return port or default_port(parts.scheme)
 
 
 def keep_escapes(prepared: str, url: str) -> str:
