@@ -210,6 +210,17 @@ def test_an_entry_that_would_allocate_gigabytes_is_dropped_and_counted(redis_url
     node.frontier.close()
 
 
+def test_totals_and_host_names_crawlkit_did_not_write_are_read_without_failing(redis_url: str, crawl_id: str) -> None:
+    node = connect(redis_url, crawl_id)
+    node.heartbeat()
+    node.add_stats({"pages": 3})
+    node.client.hset(node.prefix + "stats", "junk", "1e999")  # HINCRBY never writes such a value
+    node.client.sadd(node.prefix + "hosts", b"\xff\xfe.test")  # not UTF-8
+    assert node.totals() == {"pages": 3}
+    assert node.frontier.poll() == (0, 0)
+    node.frontier.close()
+
+
 # --------------------------------------------------------------------------- nodes through the CLI
 
 

@@ -202,7 +202,13 @@ class RedisCrawl:
 
     @_guarded
     def totals(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.prefix + "stats").items()}
+        totals: dict[str, int] = {}
+        for key, value in self.client.hgetall(self.prefix + "stats").items():
+            try:  # HINCRBY keeps them integers; anything else was written by someone else and is left out
+                totals[key.decode("utf-8", "replace")] = int(value)
+            except ValueError:
+                log.error("the crawl's total %.100r in Redis is not a number (%.40r); left out", key, value)
+        return totals
 
     def leave(self) -> int:
         """Give back what this node still holds and deregister it (at shutdown)."""
@@ -273,7 +279,7 @@ class RedisFrontier:
         self._next_poll = now + POLL_EVERY
         offered = set(self._ring)
         for raw in hosts:
-            host = raw.decode()
+            host = raw.decode("utf-8", "replace")  # a name crawlkit did not write is offered, then found empty
             if host not in offered:
                 self._ring.append(host)
         return queued, inflight
