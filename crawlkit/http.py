@@ -99,13 +99,33 @@ def _css(selector: str) -> CSSSelector:
     return CSSSelector(selector)
 
 
+class _SelectableElement(_Selectable, lxml.html.HtmlElement):
+    """The class of every element that lxml has no special class for (div, span, a, ...)."""
+
+
+class _SelectableLookup(lxml.html.HtmlElementClassLookup):
+    """lxml's HTML class lookup, with ``_Selectable`` on every element.
+
+    Its ``("*", mixin)`` reaches only the elements it has classes of its own for (forms,
+    inputs, labels...): every other element came back as a plain ``HtmlElement``, so
+    ``quote.css("span.text")`` raised AttributeError in the README's own spider.
+    """
+
+    def __init__(self) -> None:
+        # types-lxml wants an HtmlElement subclass for a mixin; lxml takes any class.
+        super().__init__(mixins=[("*", _Selectable)])  # type: ignore[list-item]
+
+    def lookup(self, node_type: Any, document: Any, namespace: Any, name: Any) -> Any:
+        found = super().lookup(node_type, document, namespace, name)
+        return _SelectableElement if found is lxml.html.HtmlElement else found
+
+
 @lru_cache(maxsize=1)
 def _html_parser() -> lxml.html.HTMLParser:
     # huge_tree lifts libxml2's depth limit from 256 to 2048 elements (as parsel does): deeper
     # than 256 unclosed tags, a page would lose everything after them.
     parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, huge_tree=True)
-    # lxml mixes _Selectable into its element classes; types-lxml wants an HtmlElement subclass here.
-    parser.set_element_class_lookup(lxml.html.HtmlElementClassLookup(mixins=[("*", _Selectable)]))  # type: ignore[list-item]
+    parser.set_element_class_lookup(_SelectableLookup())
     return parser
 
 
