@@ -114,10 +114,16 @@ class _SelectableLookup(lxml.html.HtmlElementClassLookup):
     def __init__(self) -> None:
         # types-lxml wants an HtmlElement subclass for a mixin; lxml takes any class.
         super().__init__(mixins=[("*", _Selectable)])  # type: ignore[list-item]
+        self._by_tag: dict[str, type] = {}  # one dict look-up per element, as lxml's own lookup costs
 
     def lookup(self, node_type: Any, document: Any, namespace: Any, name: Any) -> Any:
-        found = super().lookup(node_type, document, namespace, name)
-        return _SelectableElement if found is lxml.html.HtmlElement else found
+        if node_type == "element":
+            known = self._by_tag.get(name)
+            if known is None:
+                lxmls = super().lookup(node_type, document, namespace, name)
+                known = self._by_tag[name] = _SelectableElement if lxmls in (None, lxml.html.HtmlElement) else lxmls
+            return known
+        return super().lookup(node_type, document, namespace, name)
 
 
 @lru_cache(maxsize=1)
