@@ -16,9 +16,9 @@ Write a spider::
 and run it with ``crawlkit runspider docs.py -o docs.jsonl``. Everything users import is here.
 """
 
-from .errors import ConfigError, CrawlkitError, DropItem, RetryRequest, SeedsError, SpiderError
-from .http import Request, Response
-from .spider import LinkSpider, Spider
+from crawlkit.errors import ConfigError, CrawlkitError, DropItem, RetryRequest, SeedsError, SpiderError
+from crawlkit.http import Request, Response
+from crawlkit.spider import LinkSpider, Spider
 
 __version__ = "0.1.0"
 

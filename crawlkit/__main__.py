@@ -1,5 +1,5 @@
 """``python -m crawlkit``: the same as the ``crawlkit`` command."""
 
-from .cli import main
+from crawlkit.cli import main
 
 main()

@@ -15,15 +15,15 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .engine import CrawlSpec, Engine
-from .errors import CrawlkitError, Interrupted, SpiderError, WriteFailed
-from .loader import load_spider, one_line
-from .log import LogConfig, setup_logging, summary_text
-from .progress import Monitor, check_writable, wants_live_view
-from .seeds import SeedFile
-from .settings import Settings, explain, load_settings
-from .spider import LinkSpider, Spider
+from crawlkit import __version__
+from crawlkit.core.engine import CrawlSpec, Engine
+from crawlkit.core.progress import Monitor, check_writable, wants_live_view
+from crawlkit.core.seeds import SeedFile
+from crawlkit.errors import CrawlkitError, Interrupted, SpiderError, WriteFailed
+from crawlkit.loader import load_spider, one_line
+from crawlkit.log import LogConfig, setup_logging, summary_text
+from crawlkit.settings import Settings, explain, load_settings
+from crawlkit.spider import LinkSpider, Spider
 
 
 class UserError(click.ClickException):
@@ -232,7 +232,7 @@ def seed(seeds_file: str, frontier: str, crawl_id: str) -> None:
     Example:
       crawlkit seed --frontier redis://10.0.0.5:6379/0 more-seeds.txt
     """
-    from .backends.redis import add_seeds
+    from crawlkit.backends.redis import add_seeds
 
     urls = list(SeedFile(seeds_file))
     new = add_seeds(frontier, crawl_id, urls)
@@ -255,7 +255,7 @@ def page_options(f: Any) -> Any:
 
 def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
     """Settings and logging for ``fetch``/``parse``, then ``debugging.show_page``; exits with its code."""
-    from .debugging import show_page
+    from crawlkit.tools.debugging import show_page
 
     spider_spec = kw.get("spider")
     if kw.get("callback") and not spider_spec:
@@ -323,7 +323,7 @@ def new(name: str) -> None:
       crawlkit new books
       crawlkit runspider books.py --config books.yaml
     """
-    from .scaffold import class_name, new_project
+    from crawlkit.tools.scaffold import class_name, new_project
 
     spider, config = new_project(name, Path.cwd())
     click.echo(f"wrote {spider} (class {class_name(name)}) and {config}")
@@ -370,7 +370,7 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
     Example:
       crawlkit demo -o demo.jsonl
     """
-    from .site import SiteProcess, SiteSpec
+    from crawlkit.tools.site import SiteProcess, SiteSpec
 
     with SiteProcess(SiteSpec(hosts=hosts, pages=pages)) as site:
         seeds = site.seeds()
@@ -405,7 +405,7 @@ def bench(as_json: bool, **kw: Any) -> None:
     """
     import json
 
-    from .bench import format_report, run_bench
+    from crawlkit.tools.bench import format_report, run_bench
 
     result = run_bench(**kw)
     click.echo(json.dumps(result) if as_json else format_report(result))

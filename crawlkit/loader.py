@@ -16,8 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import SpiderError
-from .spider import Spider
+from crawlkit.errors import SpiderError
+from crawlkit.spider import Spider
 
 
 def _import_path(path: Path, what: str) -> ModuleType:
@@ -88,7 +88,7 @@ def load_spider(spec: str | None) -> type[Spider]:
     ``file.py`` without ``:Class`` takes the one Spider subclass defined in that file.
     """
     if spec is None:
-        from .spider import LinkSpider
+        from crawlkit.spider import LinkSpider
 
         return LinkSpider
     obj = load_object(spec, "spider")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .http import Request
+from crawlkit.http import Request
 
 LINKS_CHUNK = 2_000  # candidates in one Links message, and in the PageDone that ends a page
 

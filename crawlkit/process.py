@@ -15,10 +15,10 @@ import threading
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 
-from .errors import ConfigError
-from .log import LogConfig, setup_logging
+from crawlkit.errors import ConfigError
+from crawlkit.log import LogConfig, setup_logging
 
-_PRELOAD = ["crawlkit.fetcher", "crawlkit.parser", "crawlkit.seen"]
+_PRELOAD = ["crawlkit.fetch.fetcher", "crawlkit.parse.parser", "crawlkit.backends.local.seen"]
 
 # The name each kind of child shows in ps, top and psutil (Linux keeps 15 characters of it), by
 # role; ``crawlkit bench`` splits CPU time by these names.

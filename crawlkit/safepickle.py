@@ -30,7 +30,7 @@ import pickletools
 from collections.abc import Callable
 from typing import Any
 
-from .http import Request
+from crawlkit.http import Request
 
 MAX_DECIMAL_CHARS = 64  # a Decimal in a request's meta is a price or an amount, not a number of a million digits
 

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .http import Request, Response
-from .urls import default_port, port_of
+from crawlkit.http import Request, Response
+from crawlkit.urls import default_port, port_of
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from crawlkit.settings import Settings
 
 
 def seed_sites(urls: Iterable[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the local multi-host site (crawlkit.site) and running the real CLI.
+"""Shared fixtures: the local multi-host site (crawlkit.tools.site) and running the real CLI.
 
 Like Scrapy's mockserver: every crawl test runs against pages served on loopback hosts
 (127.0.0.2, 127.0.0.3, ...), and asserts on what the server saw as well as on crawlkit's output.

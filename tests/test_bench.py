@@ -11,7 +11,7 @@ import psutil
 from hostile import HostileServer, held, page
 from support import leftover_processes, start_crawl, wait_for
 
-from crawlkit.bench import crawl_roles
+from crawlkit.tools.bench import crawl_roles
 
 
 def test_bench_json_describes_a_correct_polite_crawl(crawlkit) -> None:

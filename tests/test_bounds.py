@@ -24,11 +24,11 @@ from support import CRAWLKIT, leftover_processes, wait_for
 from test_faults import assert_logged, crawl, summary
 
 from crawlkit import Request
+from crawlkit.core.seeds import SeedFile
 from crawlkit.errors import SeedsError
 from crawlkit.log import LogConfig
 from crawlkit.messages import LINKS_CHUNK, FetchResult, Links, PageDone
-from crawlkit.parser import ParserConfig, Router, build_spider
-from crawlkit.seeds import SeedFile
+from crawlkit.parse.parser import ParserConfig, Router, build_spider
 from crawlkit.settings import load_settings
 
 NO_ROBOTS = page(b"", status=404)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from crawlkit.cli import cli
 from crawlkit.settings import load_settings
-from crawlkit.site import Site, SiteSpec, respond
+from crawlkit.tools.site import Site, SiteSpec, respond
 
 SPIDER = '''
 from crawlkit import Request, Spider

@@ -14,7 +14,7 @@ from typing import Any
 
 from support import CRAWLKIT, held_until, leftover_processes, wait_for
 
-from crawlkit.site import Site, SiteRequest, SiteSpec, respond
+from crawlkit.tools.site import Site, SiteRequest, SiteSpec, respond
 
 
 def fetched_paths(site: Site) -> Counter:

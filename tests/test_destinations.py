@@ -17,12 +17,13 @@ import pytest
 from hostile import HostileServer, free_loopback_ip, page, redirect
 from test_faults import assert_logged, summary
 
-from crawlkit import Request, destinations
-from crawlkit.destinations import DestinationBlocked, literal_address, public_addresses, why_not_public
-from crawlkit.fetcher import FetcherConfig, fetch, new_session
+from crawlkit import Request
+from crawlkit.fetch import destinations
+from crawlkit.fetch.destinations import DestinationBlocked, literal_address, public_addresses, why_not_public
+from crawlkit.fetch.fetcher import FetcherConfig, fetch, new_session
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
-from crawlkit.parser import ParserConfig, Router
+from crawlkit.parse.parser import ParserConfig, Router
 from crawlkit.settings import load_settings
 from crawlkit.spider import LinkSpider
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from support import CRAWLKIT, leftover_processes
 
-from crawlkit.site import Site, SiteSpec
+from crawlkit.tools.site import Site, SiteSpec
 
 SPEC = SiteSpec(hosts=2, pages=100, extras=False)  # 202 pages, ~600 bytes of JSON an item
 

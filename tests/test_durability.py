@@ -15,7 +15,7 @@ import psutil
 import pytest
 from support import CRAWLKIT, leftover_processes, wait_for
 
-from crawlkit.site import Site, SiteSpec
+from crawlkit.tools.site import Site, SiteSpec
 
 
 @contextlib.contextmanager

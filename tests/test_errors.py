@@ -19,15 +19,15 @@ import urllib3.exceptions
 
 import crawlkit
 from crawlkit import errors
-from crawlkit.destinations import DestinationBlocked
 from crawlkit.errors import CrawlkitError, CrawlkitSignal, DropItem, FetchErrorKind, RetryRequest
-from crawlkit.fetcher import FetcherConfig, _Exchange, _failure, _read_body, classify
+from crawlkit.extensions.middlewares import RequestHooks
+from crawlkit.extensions.robots import ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
+from crawlkit.fetch.destinations import DestinationBlocked
+from crawlkit.fetch.fetcher import FetcherConfig, _Exchange, _failure, _read_body, classify
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
-from crawlkit.middlewares import RequestHooks
-from crawlkit.parser import ParserConfig, Router, build_spider
-from crawlkit.robots import ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
+from crawlkit.parse.parser import ParserConfig, Router, build_spider
 from crawlkit.settings import load_settings
 
 URL = "http://127.0.0.2:8000/page.html"
@@ -152,7 +152,7 @@ def test_retryability_is_a_property_of_the_kind() -> None:
 
 
 def router() -> Router:
-    config = ParserConfig.from_settings(load_settings(), "crawlkit.bench:LightSpider", {}, LogConfig())
+    config = ParserConfig.from_settings(load_settings(), "crawlkit.tools.bench:LightSpider", {}, LogConfig())
     return Router(build_spider(config.spider, {"start_urls": [URL]}), config)
 
 

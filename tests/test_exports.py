@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from support import leftover_processes, start_crawl, stop_crawl, wait_for
 from warcio.archiveiterator import ArchiveIterator
 
-from crawlkit.output import open_output
-from crawlkit.site import Site, SiteSpec, respond
+from crawlkit.extensions.output import open_output
+from crawlkit.tools.site import Site, SiteSpec, respond
 
 
 def rows(path: Path) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from crawlkit.fetcher import FetcherConfig, fetch, new_session
+from crawlkit.fetch.fetcher import FetcherConfig, fetch, new_session
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
 

@@ -13,7 +13,7 @@ import pytest
 from forward_proxy import ForwardProxy
 from support import leftover_processes, start_crawl, stop_crawl, wait_for
 
-from crawlkit.site import Site, SiteRequest, SiteSpec, respond
+from crawlkit.tools.site import Site, SiteRequest, SiteSpec, respond
 
 PIPES = '''
 import os

@@ -7,17 +7,17 @@ import pickle
 import pytest
 
 from crawlkit import Request
-from crawlkit import parser as parser_module
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
-from crawlkit.parser import ParserConfig, Router, _writable, build_spider
+from crawlkit.parse import parser as parser_module
+from crawlkit.parse.parser import ParserConfig, Router, _writable, build_spider
 from crawlkit.settings import load_settings
 
 SITE = "http://127.0.0.2:8000"
 
 
 def router() -> Router:
-    config = ParserConfig.from_settings(load_settings(), "crawlkit.bench:LightSpider", {}, LogConfig())
+    config = ParserConfig.from_settings(load_settings(), "crawlkit.tools.bench:LightSpider", {}, LogConfig())
     return Router(build_spider(config.spider, {"start_urls": [SITE + "/"]}), config)
 
 

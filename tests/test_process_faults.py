@@ -22,11 +22,11 @@ from support import leftover_processes, redis_server, wait_for
 from test_durability import lines, pids, start
 from test_faults import assert_logged, run_cli, summary
 
-from crawlkit.fetcher import FetchChannels, _Inbox
+from crawlkit.backends.local.limiter import LocalLimiter
+from crawlkit.fetch.fetcher import FetchChannels, _Inbox
 from crawlkit.http import Request
-from crawlkit.limiter import LocalLimiter
 from crawlkit.messages import FetchTask
-from crawlkit.site import Site, SiteSpec
+from crawlkit.tools.site import Site, SiteSpec
 
 NO_ROBOTS = page(b"", status=404)
 

@@ -27,10 +27,10 @@ import pytest
 from support import CRAWLKIT, leftover_processes, redis_server, wait_for
 
 from crawlkit.backends import redis as backend
+from crawlkit.backends.local.limiter import Wait
 from crawlkit.backends.redis import connect
 from crawlkit.http import Request
-from crawlkit.limiter import Wait
-from crawlkit.site import Site, SiteSpec
+from crawlkit.tools.site import Site, SiteSpec
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from crawlkit.report import TOP_HOSTS, render_report
-from crawlkit.site import Site, SiteSpec
 from crawlkit.stats import Stats
+from crawlkit.tools.report import TOP_HOSTS, render_report
+from crawlkit.tools.site import Site, SiteSpec
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

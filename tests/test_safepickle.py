@@ -134,7 +134,7 @@ def test_what_is_not_a_request_or_not_plain_data_is_refused() -> None:
 
 
 def test_a_jobdir_journals_only_requests_it_can_read_back(tmp_path: Path) -> None:
-    from crawlkit.jobdir import JOB_KEY, JobDir
+    from crawlkit.backends.local.jobdir import JOB_KEY, JobDir
 
     counted: list[str] = []
     journal = JobDir(tmp_path / "job", count=counted.append)

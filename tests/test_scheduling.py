@@ -5,10 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import random
 
-from crawlkit.frontier import LocalFrontier
+from crawlkit.backends.local.frontier import LocalFrontier
+from crawlkit.backends.local.limiter import LocalLimiter, Wait
+from crawlkit.backends.local.seen import FingerprintSet, SeenManager
 from crawlkit.http import Request
-from crawlkit.limiter import LocalLimiter, Wait
-from crawlkit.seen import FingerprintSet, SeenManager
 
 
 def test_frontier_round_robin_and_priority() -> None:

@@ -11,7 +11,7 @@ from urllib.parse import urldefrag, urljoin
 from lxml import html
 from support import wait_for
 
-from crawlkit.site import Site, SiteProcess, SiteSpec, respond
+from crawlkit.tools.site import Site, SiteProcess, SiteSpec, respond
 
 
 def get(url: str) -> tuple[int, bytes, str]:

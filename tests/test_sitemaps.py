@@ -7,8 +7,8 @@ import gzip
 import pytest
 
 from crawlkit.errors import SitemapError
-from crawlkit.site import Site, SiteSpec, respond
-from crawlkit.sitemaps import read_sitemap
+from crawlkit.extensions.sitemaps import read_sitemap
+from crawlkit.tools.site import Site, SiteSpec, respond
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 

@@ -1,1 +1,1 @@
-"""Shared-state backends for a crawl spread over several machines (``redis``)."""
+"""Where a crawl keeps its state: ``local`` (this machine) or ``redis`` (shared by several nodes)."""

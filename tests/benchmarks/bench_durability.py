@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench_scale import WideSite
 
-from crawlkit.site import Site, SiteSpec
+from crawlkit.tools.site import Site, SiteSpec
 
 CRAWLKIT = str(Path(sys.executable).with_name("crawlkit"))
 
@@ -76,7 +76,7 @@ def resume_at_scale(urls: int, links: int) -> dict[str, float]:
         seeds, job = Path(tmp) / "seeds.txt", Path(tmp) / "job"
         seeds.write_text(site.seed + "\n")
         base = [CRAWLKIT, "crawl", str(seeds), "--jobdir", str(job), "--log-level", "WARNING",
-                "--spider", "crawlkit.bench:LightSpider"]
+                "--spider", "crawlkit.tools.bench:LightSpider"]
         started = time.monotonic()
         subprocess.run([*base, "--max-pages", str(pages)], check=True, stderr=subprocess.DEVNULL)
         filled = time.monotonic() - started

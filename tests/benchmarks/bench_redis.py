@@ -38,7 +38,7 @@ import redis  # noqa: E402
 from support import CRAWLKIT, redis_server  # noqa: E402
 
 from crawlkit.backends.redis import connect  # noqa: E402
-from crawlkit.site import SiteProcess, SiteSpec  # noqa: E402
+from crawlkit.tools.site import SiteProcess, SiteSpec  # noqa: E402
 
 BATCH = 1000
 

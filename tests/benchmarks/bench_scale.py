@@ -8,7 +8,7 @@ URLs, nearly all of which are still waiting in the frontier when the crawl stops
 worst case for memory: every one of them is in the seen-URL store (Manager process) and in the
 frontier (memory up to ``frontier_memory`` requests, the rest spilled to a SQLite file).
 
-Measured from outside the code under test: ``crawlkit.bench.TreeMonitor`` sums RSS and PSS over
+Measured from outside the code under test: ``crawlkit.tools.bench.TreeMonitor`` sums RSS and PSS over
 every crawlkit process (the site excluded), and the site timestamps its first request, so the
 start-up figure is from launching ``crawlkit crawl`` (a real subprocess) to the server seeing
 its first request.
@@ -48,7 +48,7 @@ from typing import Any
 
 import psutil
 
-from crawlkit.bench import TreeMonitor
+from crawlkit.tools.bench import TreeMonitor
 
 HOST = "127.0.0.2"
 CRAWLKIT = str(Path(sys.executable).with_name("crawlkit"))
@@ -156,7 +156,7 @@ def startup(runs: int) -> list[float]:
 
 def discover(urls: int, links: int, parsers: int) -> dict[str, Any]:
     """Crawl until ``urls`` URLs are discovered; peak memory of the crawlkit tree and what was left queued."""
-    from crawlkit.bench import build_engine
+    from crawlkit.tools.bench import build_engine
 
     with WideSite(links=links) as site:
         engine = build_engine([site.seed], "light", workers=2, parsers=parsers, max_pages=urls // links)

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 
 import psutil
 
+from crawlkit.backends.local.seen import FingerprintSet, SeenManager, serve_setup
 from crawlkit.log import LogConfig
 from crawlkit.process import PROCESS_NAMES, context
-from crawlkit.seen import FingerprintSet, SeenManager, serve_setup
 
 MB = 1 << 20
 

@@ -1,9 +1,9 @@
 """crawlkit against Scrapy on the same local site, same spiders, same limits; medians of several runs.
 
-Each workload starts its site once (``crawlkit.site.SiteProcess``) and crawls it with every
+Each workload starts its site once (``crawlkit.tools.site.SiteProcess``) and crawls it with every
 contender in turn, ``--runs`` rounds (the order reverses every other round, so drift in a shared
 machine's load falls on both sides). Each contender runs as a process tree of its own
-(run_crawlkit.py, run_scrapy.py) measured from here in the same way: ``crawlkit.bench.TreeMonitor``
+(run_crawlkit.py, run_scrapy.py) measured from here in the same way: ``crawlkit.tools.bench.TreeMonitor``
 for CPU and memory of the whole tree, the site for what was fetched and how many requests
 overlapped per host, and the crawler's own stats for pages and crawl time (start-up excluded).
 
@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crawlkit.bench import TreeMonitor, server_view
-from crawlkit.site import SiteProcess, SiteSpec
+from crawlkit.tools.bench import TreeMonitor, server_view
+from crawlkit.tools.site import SiteProcess, SiteSpec
 
 HERE = Path(__file__).resolve().parent
 

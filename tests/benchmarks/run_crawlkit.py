@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from crawlkit.bench import build_engine
+from crawlkit.tools.bench import build_engine
 
 
 def main() -> None:

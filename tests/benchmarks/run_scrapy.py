@@ -1,6 +1,6 @@
 """One Scrapy crawl for compare_scrapy.py, in a process of its own; prints one JSON line of results.
 
-The two spiders do what crawlkit.bench's LightSpider and SoupSpider do: the light one takes the
+The two spiders do what crawlkit.tools.bench's LightSpider and SoupSpider do: the light one takes the
 title and the links by CSS (parsel on lxml), the soup one parses the whole page with
 BeautifulSoup's html.parser and takes get_text() and the links. Both follow every http(s) link
 within the seeds' hosts and yield one item per page, which no pipeline or feed keeps. (crawlkit

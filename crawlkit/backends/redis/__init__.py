@@ -53,13 +53,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ... import safepickle
-from ...errors import ConfigError, SharedCrawlError
-from ...http import Request
-from ...limiter import Wait
-from ...robots import ROBOTS_CALLBACK
-from ...urls import fingerprint, host_of
-from .scripts import SCRIPTS, SEEN_ADD, TURN_ENTER, TURN_EXIT
+from crawlkit import safepickle
+from crawlkit.backends.local.limiter import Wait
+from crawlkit.backends.redis.scripts import SCRIPTS, SEEN_ADD, TURN_ENTER, TURN_EXIT
+from crawlkit.errors import ConfigError, SharedCrawlError
+from crawlkit.extensions.robots import ROBOTS_CALLBACK
+from crawlkit.http import Request
+from crawlkit.urls import fingerprint, host_of
 
 try:
     import redis

@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import SpiderError
-from .loader import load_object, one_line
+from crawlkit.errors import SpiderError
+from crawlkit.loader import load_object, one_line
 
 log = logging.getLogger("crawlkit.components")
 

@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import safepickle
-from .errors import ConfigError, WriteFailed
-from .http import Request
+from crawlkit import safepickle
+from crawlkit.errors import ConfigError, WriteFailed
+from crawlkit.http import Request
 
 log = logging.getLogger("crawlkit.jobdir")
 

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
-from .errors import ConfigError, WriteFailed
+from crawlkit.errors import ConfigError, WriteFailed
 
 log = logging.getLogger("crawlkit.output")
 

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from .errors import ConfigError
-from .messages import FetchResult
+from crawlkit.errors import ConfigError
+from crawlkit.messages import FetchResult
 
 log = logging.getLogger("crawlkit.warc")
 

@@ -35,11 +35,11 @@ import logging
 from collections import Counter
 from typing import Any
 
-from .components import Components, load_components
-from .errors import FetchErrorKind, RetryRequest
-from .http import Request, Response
-from .loader import one_line
-from .messages import FetchResult
+from crawlkit.errors import FetchErrorKind, RetryRequest
+from crawlkit.extensions.components import Components, load_components
+from crawlkit.http import Request, Response
+from crawlkit.loader import one_line
+from crawlkit.messages import FetchResult
 
 log = logging.getLogger("crawlkit.middlewares")
 

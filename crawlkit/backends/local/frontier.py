@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from .http import Request
-from .urls import host_of
+from crawlkit.http import Request
+from crawlkit.urls import host_of
 
 _NOT_PARKED = object()
 

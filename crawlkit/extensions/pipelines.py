@@ -28,9 +28,9 @@ import logging
 from collections import Counter
 from typing import Any
 
-from .components import Components, load_components
-from .errors import DropItem
-from .loader import one_line
+from crawlkit.errors import DropItem
+from crawlkit.extensions.components import Components, load_components
+from crawlkit.loader import one_line
 
 log = logging.getLogger("crawlkit.pipelines")
 

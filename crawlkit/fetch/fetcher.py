@@ -66,15 +66,15 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
-from .destinations import DestinationBlocked, PublicOnly, check_host
-from .errors import ConfigError, FetchErrorKind
-from .http import Request
-from .loader import one_line
-from .log import LogConfig
-from .messages import FetchResult, FetchTask
-from .middlewares import RequestHooks, load_middlewares
-from .process import child_setup
-from .urls import host_of, keep_escapes
+from crawlkit.errors import ConfigError, FetchErrorKind
+from crawlkit.extensions.middlewares import RequestHooks, load_middlewares
+from crawlkit.fetch.destinations import DestinationBlocked, PublicOnly, check_host
+from crawlkit.http import Request
+from crawlkit.loader import one_line
+from crawlkit.log import LogConfig
+from crawlkit.messages import FetchResult, FetchTask
+from crawlkit.process import child_setup
+from crawlkit.urls import host_of, keep_escapes
 
 log = logging.getLogger("crawlkit.fetcher")
 
@@ -243,7 +243,7 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     outboxes = [_Outbox(registration) for registration in channels.registrations]
     hooks: tuple[list[tuple[str, type]], Any] | None = None  # middleware classes and the spider they are given
     if config.middlewares:
-        from .parser import build_spider
+        from crawlkit.parse.parser import build_spider
 
         try:
             hooks = (load_middlewares(config.middlewares), build_spider(config.spider, config.spider_kwargs))

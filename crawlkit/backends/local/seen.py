@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from multiprocessing.managers import BaseManager
 from typing import Protocol
 
-from .log import LogConfig
-from .process import child_setup
+from crawlkit.log import LogConfig
+from crawlkit.process import child_setup
 
 log = logging.getLogger("crawlkit.seen")
 

@@ -10,8 +10,8 @@ import json
 import re
 from pathlib import Path
 
-from .errors import ConfigError
-from .settings import settings_doc
+from crawlkit.errors import ConfigError
+from crawlkit.settings import settings_doc
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 

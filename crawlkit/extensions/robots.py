@@ -28,9 +28,9 @@ from typing import Any
 
 from protego import Protego
 
-from .errors import FetchErrorKind
-from .http import Request
-from .urls import host_of
+from crawlkit.errors import FetchErrorKind
+from crawlkit.http import Request
+from crawlkit.urls import host_of
 
 log = logging.getLogger("crawlkit.robots")
 

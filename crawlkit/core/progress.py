@@ -32,10 +32,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .errors import ConfigError
-from .log import PROGRESS, LogConfig, setup_logging
-from .process import context
-from .stats import Stats
+from crawlkit.errors import ConfigError
+from crawlkit.log import PROGRESS, LogConfig, setup_logging
+from crawlkit.process import context
+from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.progress")
 
@@ -152,7 +152,7 @@ class Monitor:
             return
         data = self._write_stats(stats) if self.settings.stats_file else stats.full_dict()
         if self.settings.report:
-            from .report import render_report
+            from crawlkit.tools.report import render_report
 
             try:
                 write_atomic(self.settings.report, render_report(data, self.title))

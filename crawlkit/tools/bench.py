@@ -1,6 +1,6 @@
 """``crawlkit bench``: crawl a generated local site and say what each page cost.
 
-The site (``crawlkit.site.SiteProcess``) runs in a child process of its own, so the crawler
+The site (``crawlkit.tools.site.SiteProcess``) runs in a child process of its own, so the crawler
 never shares a GIL with it; the crawl runs in this process like ``crawlkit crawl`` does, robots
 on, items discarded. What it costs is measured from outside the code under test: a
 ``TreeMonitor`` thread samples CPU time and RSS of this process and all its descendants (the
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from .http import Response
-from .process import PROCESS_NAMES
-from .spider import Spider, seed_sites
+from crawlkit.http import Response
+from crawlkit.process import PROCESS_NAMES
+from crawlkit.spider import Spider, seed_sites
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from crawlkit.core.engine import Engine
 
 # Every parser process imports this module to load a benchmark spider, so the crawl machinery
 # (engine, settings) and BeautifulSoup are imported in the functions that use them: a parser
@@ -66,7 +66,7 @@ class SoupSpider(LightSpider):
             yield response.follow(a["href"])
 
 
-SPIDERS = {"light": "crawlkit.bench:LightSpider", "soup": "crawlkit.bench:SoupSpider"}
+SPIDERS = {"light": "crawlkit.tools.bench:LightSpider", "soup": "crawlkit.tools.bench:SoupSpider"}
 
 
 @dataclass
@@ -165,10 +165,10 @@ def build_engine(seeds: list[str], spider: str, workers: int | None = None, conc
 
     Unset numbers keep crawlkit's defaults. Logs warnings and errors only, to stderr.
     """
-    from .engine import CrawlSpec, Engine
-    from .loader import load_spider
-    from .log import LogConfig, setup_logging
-    from .settings import load_settings
+    from crawlkit.core.engine import CrawlSpec, Engine
+    from crawlkit.loader import load_spider
+    from crawlkit.log import LogConfig, setup_logging
+    from crawlkit.settings import load_settings
 
     spider_spec = SPIDERS.get(spider, spider)
     spider_cls = load_spider(spider_spec)
@@ -223,7 +223,7 @@ def run_bench(hosts: int = 2, pages: int = 1000, page_size: int = 20_000, latenc
     Scrapy's response count does); the benchmark spiders yield one item per 2xx page, so
     ``items`` should equal ``expected_pages``, the pages a correct crawler reaches.
     """
-    from .site import SiteProcess, SiteSpec
+    from crawlkit.tools.site import SiteProcess, SiteSpec
 
     with SiteProcess(SiteSpec(hosts=hosts, pages=pages, page_size=page_size, latency=latency)) as site:
         engine = build_engine(site.seeds(), spider, workers, concurrency, per_host, parsers)

@@ -38,19 +38,19 @@ from urllib.parse import urljoin, urlsplit
 from protego import Protego
 from requests.structures import CaseInsensitiveDict
 
-from .errors import FetchErrorKind, RetryRequest
-from .http import MAX_HTML_DEPTH, Request, Response
-from .loader import load_spider, one_line
-from .log import LogConfig
-from .messages import LINKS_CHUNK, FetchResult, Links, PageDone, StartFailed
-from .middlewares import DROPPED, ResponseHooks, load_middlewares
-from .pipelines import ItemPipelines, load_pipelines
-from .process import child_setup
-from .robots import NO_ANSWER, ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
-from .sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
-from .spider import LinkSpider, Spider
-from .urls import Fingerprinter, host_of, is_http, port_of
-from .warc import WarcWriter
+from crawlkit.errors import FetchErrorKind, RetryRequest
+from crawlkit.extensions.middlewares import DROPPED, ResponseHooks, load_middlewares
+from crawlkit.extensions.pipelines import ItemPipelines, load_pipelines
+from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
+from crawlkit.extensions.warc import WarcWriter
+from crawlkit.http import MAX_HTML_DEPTH, Request, Response
+from crawlkit.loader import load_spider, one_line
+from crawlkit.log import LogConfig
+from crawlkit.messages import LINKS_CHUNK, FetchResult, Links, PageDone, StartFailed
+from crawlkit.process import child_setup
+from crawlkit.spider import LinkSpider, Spider
+from crawlkit.urls import Fingerprinter, host_of, is_http, port_of
 
 log = logging.getLogger("crawlkit.parser")
 
@@ -86,7 +86,7 @@ class ParserConfig:
     @classmethod
     def from_settings(cls, s: Any, spider: str | None, spider_kwargs: dict[str, Any], log: LogConfig) -> ParserConfig:
         """The parser's part of the settings (the engine's parsers and ``crawlkit parse`` alike)."""
-        from . import __version__
+        from crawlkit import __version__
 
         return cls(
             spider=spider, spider_kwargs=spider_kwargs, allowed_domains=list(s.allowed_domains), max_depth=s.max_depth,

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import SeedsError
-from .urls import canonicalize
+from crawlkit.errors import SeedsError
+from crawlkit.urls import canonicalize
 
 log = logging.getLogger("crawlkit.seeds")
 

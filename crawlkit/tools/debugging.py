@@ -19,15 +19,15 @@ from typing import Any
 
 import click
 
-from .errors import FetchErrorKind, FetchFailed
-from .fetcher import FetcherConfig, fetch, new_session
-from .http import Request
-from .log import LogConfig
-from .messages import FetchResult, PageDone
-from .parser import AllowedDomains, ParserConfig, Router, redirect_request, redirect_target
-from .robots import NO_ANSWER, ROBOTS_BLOCKED, UNREACHABLE, RobotsRules
-from .spider import Spider
-from .urls import Fingerprinter, host_of, is_http
+from crawlkit.errors import FetchErrorKind, FetchFailed
+from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_BLOCKED, UNREACHABLE, RobotsRules
+from crawlkit.fetch.fetcher import FetcherConfig, fetch, new_session
+from crawlkit.http import Request
+from crawlkit.log import LogConfig
+from crawlkit.messages import FetchResult, PageDone
+from crawlkit.parse.parser import AllowedDomains, ParserConfig, Router, redirect_request, redirect_target
+from crawlkit.spider import Spider
+from crawlkit.urls import Fingerprinter, host_of, is_http
 
 
 def fetch_page(url: str, settings: Any, callback: str | None = None,
@@ -114,7 +114,7 @@ def parse_page(result: FetchResult, spider: Spider, spider_spec: str | None, set
     """Run the spider's callback on ``result`` in the parser's Router: items, filtered requests, counts.
 
     The callback's errors are counted in ``PageDone.counts`` (``error_spider_*``) and logged by
-    the Router; with ``crawlkit.parser`` at DEBUG the log carries the traceback. A status in
+    the Router; with ``crawlkit.parse.parser`` at DEBUG the log carries the traceback. A status in
     ``retry_http_codes`` goes to the callback as if its retries were spent (when the spider
     takes error statuses at all), instead of being queued again.
     """

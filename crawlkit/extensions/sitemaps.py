@@ -20,9 +20,9 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from .errors import SitemapError
-from .http import Request
-from .urls import host_of
+from crawlkit.errors import SitemapError
+from crawlkit.http import Request
+from crawlkit.urls import host_of
 
 SITEMAP_CALLBACK = "__sitemap__"
 GZIP_MAGIC = b"\x1f\x8b"

@@ -64,29 +64,29 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
-from .components import check_components
-from .cookies import CookieJar
-from .errors import ConfigError, CrashLoopError, Interrupted, SharedCrawlError, SpiderError, WriteFailed
-from .fetcher import CLOSED, JOINED, RETIRED, FetchChannels, FetcherConfig, check_proxy, worker_init
-from .frontier import LocalFrontier
-from .http import Request
-from .jobdir import JobDir
-from .limiter import LocalLimiter, Wait
-from .messages import FetchTask, Links, PageDone, StartFailed
-from .middlewares import load_middlewares
-from .output import open_output
-from .parser import ParserConfig, parser_main
-from .pipelines import load_pipelines
-from .process import context, reserve_open_files
-from .progress import TICK, Monitor
-from .robots import ROBOTS_CALLBACK, RobotsGate, RobotsRules
-from .seen import SeenManager, serve_setup
-from .settings import MAX_WORKERS, Settings
-from .sitemaps import SITEMAP_CALLBACK, seed_sitemaps
-from .spider import Spider
-from .stats import Stats
-from .urls import Fingerprinter
-from .warc import check_warc_dir
+from crawlkit.backends.local.frontier import LocalFrontier
+from crawlkit.backends.local.jobdir import JobDir
+from crawlkit.backends.local.limiter import LocalLimiter, Wait
+from crawlkit.backends.local.seen import SeenManager, serve_setup
+from crawlkit.core.progress import TICK, Monitor
+from crawlkit.errors import ConfigError, CrashLoopError, Interrupted, SharedCrawlError, SpiderError, WriteFailed
+from crawlkit.extensions.components import check_components
+from crawlkit.extensions.cookies import CookieJar
+from crawlkit.extensions.middlewares import load_middlewares
+from crawlkit.extensions.output import open_output
+from crawlkit.extensions.pipelines import load_pipelines
+from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate, RobotsRules
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, seed_sitemaps
+from crawlkit.extensions.warc import check_warc_dir
+from crawlkit.fetch.fetcher import CLOSED, JOINED, RETIRED, FetchChannels, FetcherConfig, check_proxy, worker_init
+from crawlkit.http import Request
+from crawlkit.messages import FetchTask, Links, PageDone, StartFailed
+from crawlkit.parse.parser import ParserConfig, parser_main
+from crawlkit.process import context, reserve_open_files
+from crawlkit.settings import MAX_WORKERS, Settings
+from crawlkit.spider import Spider
+from crawlkit.stats import Stats
+from crawlkit.urls import Fingerprinter
 
 log = logging.getLogger("crawlkit.engine")
 
@@ -148,7 +148,7 @@ class Engine:
                     f"jobdir {s.jobdir!r} and frontier {s.frontier!r} cannot be combined: Redis already keeps the "
                     "shared crawl's state (run the same command again to rejoin it); drop --jobdir"
                 )
-            from .backends.redis import connect
+            from crawlkit.backends.redis import connect
 
             self.shared = connect(s.frontier, s.crawl_id or spec.spider.name, s.lease_time, count=self.stats.incr)
             self.frontier: Any = self.shared.frontier
