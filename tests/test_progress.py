@@ -105,8 +105,8 @@ def test_live_view_on_a_terminal_with_log_lines_above_it_and_progress_only_in_th
     assert len(loops) == 3 and all("redirect loop:" in line for line in loops)
     warnings = re.findall(r"\x1b\[2K\d\d:\d\d:\d\d\.\d{3} WARNING crawlkit\.parser\[\d+\]: redirect loop:", screen)
     assert len(warnings) == 3
-    assert "crawlkit.core.progress" not in screen  # the view replaces progress lines on the terminal...
-    assert "crawlkit.core.progress" in (tmp_path / "crawl.log").read_text()  # ...but the log file keeps them
+    assert "crawlkit.progress" not in screen  # the view replaces progress lines on the terminal...
+    assert "crawlkit.progress" in (tmp_path / "crawl.log").read_text()  # ...but the log file keeps them
     assert "crawl finished" in screen.rsplit("busiest hosts", 1)[1]  # the summary comes after the view
     items = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert {i["url"] for i in items if i["status"] == 200} == site.expected_urls()

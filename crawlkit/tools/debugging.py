@@ -114,7 +114,7 @@ def parse_page(result: FetchResult, spider: Spider, spider_spec: str | None, set
     """Run the spider's callback on ``result`` in the parser's Router: items, filtered requests, counts.
 
     The callback's errors are counted in ``PageDone.counts`` (``error_spider_*``) and logged by
-    the Router; with ``crawlkit.parse.parser`` at DEBUG the log carries the traceback. A status in
+    the Router; with ``crawlkit.parser`` at DEBUG the log carries the traceback. A status in
     ``retry_http_codes`` goes to the callback as if its retries were spent (when the spider
     takes error statuses at all), instead of being queued again.
     """
