@@ -6,13 +6,14 @@ is typed against ``crawlkit.backends.base.CrawlBackend``.
 
 from __future__ import annotations
 
-from crawlkit.backends.base import CrawlBackend
-from crawlkit.backends.local.backend import LocalBackend
-from crawlkit.backends.local.jobdir import JobDir, NullJournal
+from typing import TYPE_CHECKING
+
 from crawlkit.errors import ConfigError
-from crawlkit.process import context
-from crawlkit.settings import Settings
-from crawlkit.stats import Stats
+
+if TYPE_CHECKING:
+    from crawlkit.backends.base import CrawlBackend
+    from crawlkit.settings import Settings
+    from crawlkit.stats import Stats
 
 
 def open_backend(settings: Settings, stats: Stats, crawl_name: str, tickets: int) -> CrawlBackend:
@@ -20,6 +21,9 @@ def open_backend(settings: Settings, stats: Stats, crawl_name: str, tickets: int
 
     ``crawl_name`` names a shared crawl without a ``crawl_id``; ``tickets`` is how many requests
     may be in flight at once. ConfigError when the settings cannot work together.
+
+    The backends are imported here, in the engine's process only: the fetcher, parser and
+    seen-store processes import this package (for ``base`` and the local pieces) at their start.
     """
     if settings.frontier:
         if settings.jobdir:
@@ -30,5 +34,9 @@ def open_backend(settings: Settings, stats: Stats, crawl_name: str, tickets: int
         from crawlkit.backends.redis.backend import RedisBackend  # the redis client is an optional extra
 
         return RedisBackend(settings, stats, crawl_name)
+    from crawlkit.backends.local.backend import LocalBackend
+    from crawlkit.backends.local.jobdir import JobDir, NullJournal
+    from crawlkit.process import context
+
     journal = JobDir(settings.jobdir, count=stats.incr) if settings.jobdir else NullJournal()
     return LocalBackend(settings, stats, journal, context(), tickets)

@@ -19,7 +19,7 @@ Data flow (one arrow, one channel)::
 
 The engine owns no fetching, parsing or dedup itself. It gives every dispatched request an id
 and keeps it in ``inflight`` (with the fetch queue and parser it went to) until its PageDone
-arrives; the crawl is over when the frontier is empty, no request waits for robots.txt, and
+arrives; the crawl is over when the frontier holds nothing, no request waits for robots.txt, and
 nothing is in flight. At most ``concurrency`` requests are being fetched at once: a fetcher
 tells the engine (a notice Pipe) the moment an exchange is over, so the host's next request
 starts while the page is still being parsed. Fetched pages waiting for a parser are bounded

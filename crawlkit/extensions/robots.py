@@ -30,11 +30,11 @@ from protego import Protego
 
 from crawlkit.errors import FetchErrorKind
 from crawlkit.http import Request
-from crawlkit.stats import Stats
 from crawlkit.urls import host_of
 
-if TYPE_CHECKING:  # the backends import this module's constants
+if TYPE_CHECKING:  # the Redis backend imports this module's constants
     from crawlkit.backends.base import CrawlBackend, Entry
+    from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.robots")
 
