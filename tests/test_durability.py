@@ -176,3 +176,40 @@ def test_a_dead_fetchers_requests_are_sent_again_while_the_other_fetchers_thread
     got = {re.search(r'"url": "([^"]+)"', line).group(1) for line in out.read_text().splitlines()}
     assert got == site.expected_urls()
     assert sum(n - 1 for n in fetches.values() if n > 1) == 2  # only the dead fetcher's two
+
+
+META_SPIDER = '''
+from crawlkit import Spider
+
+START = {start!r}
+
+
+class Meta(Spider):
+    name = "meta"
+    start_urls = START
+
+    def parse(self, response):
+        yield {{"url": response.url, "meta": sorted(response.meta)}}
+        for a in response.css("a"):
+            if a.get("href"):
+                yield response.follow(a, meta={{"from": response.url}})
+'''
+# The keys crawlkit documents for a request's meta: whatever else a spider finds there, it put there itself.
+DOCUMENTED_META = {"retry_times", "redirect_urls", "proxy", "max_body", "truncate", "follow_redirects"}
+
+
+def test_a_spider_with_a_jobdir_sees_no_key_of_crawlkit_in_response_meta(crawlkit, tmp_path: Path) -> None:
+    """The journal row of a request rides beside it, not in its meta: not on the first run, nor on a resume."""
+    with Site(SiteSpec(hosts=1, pages=40, extras=True)) as site:
+        spider = tmp_path / "meta.py"
+        spider.write_text(META_SPIDER.format(start=site.seeds()))
+        job = str(tmp_path / "job")
+        first = crawlkit("runspider", str(spider), "--jobdir", job, "--max-pages", "10")
+        assert first.returncode == 0, first.stderr
+        before = len(first.items())
+        resumed = crawlkit("runspider", str(spider), "--jobdir", job, "--log-level", "INFO")
+        assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+    items = resumed.items()  # both runs': the resume appends to the same output
+    assert before <= 10 < len(items)
+    assert {key for item in items for key in item["meta"]} - DOCUMENTED_META == {"from"}

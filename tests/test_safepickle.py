@@ -134,17 +134,19 @@ def test_what_is_not_a_request_or_not_plain_data_is_refused() -> None:
 
 
 def test_a_jobdir_journals_only_requests_it_can_read_back(tmp_path: Path) -> None:
-    from crawlkit.backends.local.jobdir import JOB_KEY, JobDir
+    from crawlkit.backends.local.jobdir import JobDir
 
     counted: list[str] = []
     journal = JobDir(tmp_path / "job", count=counted.append)
     plain = Request("http://h.test/plain", meta={"n": 1})
     odd = Request("http://h.test/odd", meta={"obj": _RunsCode(tmp_path / "x")})
-    journal.add([(1, plain), (2, odd)])
-    assert JOB_KEY in plain.meta and JOB_KEY not in odd.meta  # so done() marks no other row
+    entries = journal.add([(1, plain), (2, odd)])
+    assert [job for job, _ in entries] == [1, 0]  # so done() marks no other row
+    assert plain.meta == {"n": 1}  # the row rides beside the request, not in its meta
     assert counted == ["unresumable_request"]
     journal.commit(0, {})
     journal.close()
     resumed = JobDir(tmp_path / "job", count=counted.append)
-    assert [[r.url for r in batch] for batch in resumed.pending()] == [["http://h.test/plain"]]
+    assert [[(job, r.url, r.meta) for job, r in batch] for batch in resumed.pending()] == [
+        [(1, "http://h.test/plain", {"n": 1})]]
     resumed.close()

@@ -11,23 +11,28 @@ from crawlkit.backends.local.seen import FingerprintSet, SeenManager
 from crawlkit.http import Request
 
 
+def _url(taken: tuple[int, Request] | None) -> str:
+    assert taken is not None
+    return taken[1].url
+
+
 def test_frontier_round_robin_and_priority() -> None:
     f = LocalFrontier()
-    f.push([Request("http://a.test/1"), Request("http://a.test/2", priority=5), Request("http://b.test/1")])
+    f.push([(0, Request("http://a.test/1")), (0, Request("http://a.test/2", priority=5)), (0, Request("http://b.test/1"))])
     assert len(f) == 3
     first = f.next_host(0.0)
     assert first == "a.test"
-    assert f.pop(first).url == "http://a.test/2"  # higher priority first
+    assert _url(f.take(first)) == "http://a.test/2"  # higher priority first
     assert f.next_host(0.0) == "b.test"  # hosts take turns
-    assert f.pop("b.test").url == "http://b.test/1"
+    assert _url(f.take("b.test")) == "http://b.test/1"
     assert f.next_host(0.0) == "a.test"
-    assert f.pop("a.test").url == "http://a.test/1"
+    assert _url(f.take("a.test")) == "http://a.test/1"
     assert f.next_host(0.0) is None and len(f) == 0
 
 
 def test_frontier_park_until_time_and_until_unpark() -> None:
     f = LocalFrontier()
-    f.push([Request("http://a.test/1"), Request("http://b.test/1")])
+    f.push([(0, Request("http://a.test/1")), (0, Request("http://b.test/1"))])
     f.park("a.test", 10.0)
     f.park("b.test", None)
     assert f.next_host(5.0) is None
@@ -40,7 +45,7 @@ def test_frontier_park_until_time_and_until_unpark() -> None:
 
 def test_frontier_delayed_push() -> None:
     f = LocalFrontier()
-    f.push([Request("http://a.test/retry")], not_before=3.0)
+    f.push([(0, Request("http://a.test/retry"))], not_before=3.0)
     assert len(f) == 1
     assert f.next_host(1.0) is None
     assert f.next_time() == 3.0
@@ -97,11 +102,14 @@ def test_seen_store_served_by_manager_answers_in_one_call() -> None:
 
 def test_frontier_spills_beyond_memory_limit_and_keeps_order() -> None:
     f = LocalFrontier(memory_limit=10)
-    f.push([Request(f"http://a.test/{i}") for i in range(100)])
+    f.push([(i, Request(f"http://a.test/{i}")) for i in range(100)])
     assert len(f) == 100 and f.spilled == 90
     got = []
     while (host := f.next_host(0.0)) is not None:
-        got.append(f.pop(host).url)
+        taken = f.take(host)
+        assert taken is not None
+        got.append(taken)
         assert f.spilled == 0 or len(f) - f.spilled <= 10  # never more than the bound in memory
-    assert got == [f"http://a.test/{i}" for i in range(100)]
+    # In order, each with its journal row as its lease, through the spill file too.
+    assert [(job, r.url) for job, r in got] == [(i, f"http://a.test/{i}") for i in range(100)]
     f.close()

@@ -19,7 +19,7 @@ Data flow (one arrow, one channel)::
 
 The engine owns no fetching, parsing or dedup itself. It gives every dispatched request an id
 and keeps it in ``inflight`` (with the fetch queue and parser it went to) until its PageDone
-arrives; the crawl is over when the frontier is empty, no request waits for robots.txt, and
+arrives; the crawl is over when the frontier holds nothing, no request waits for robots.txt, and
 nothing is in flight. At most ``concurrency`` requests are being fetched at once: a fetcher
 tells the engine (a notice Pipe) the moment an exchange is over, so the host's next request
 starts while the page is still being parsed. Fetched pages waiting for a parser are bounded
@@ -44,39 +44,38 @@ a parser that cannot even build the spider.
 The cookie jar lives here because every response passes through one engine but not through one
 fetcher: each FetchTask carries the Cookie header its request should send (``cookies.py``).
 
-With ``frontier: redis://...`` the frontier, seen store, limiter, robots.txt answers and stats
-are shared by every node of the crawl (``crawlkit.backends.redis``); the engine only adds a
-heartbeat, takes requests with leases it finishes after their pages' links are queued, and
-checks robots.txt when it takes a request, since another node may have queued it.
+The frontier, seen store, limiter, robots.txt answers, stats totals and journal are the
+backend's (``crawlkit.backends``: this machine's, or with ``frontier: redis://...`` one crawl
+on many nodes); the engine is typed against ``CrawlBackend`` and never asks which it has. It
+takes requests with leases it finishes after their pages' links are queued, calls the backend's
+``tick`` on every pass (the Redis heartbeat), and lets ``Admission`` take candidates, start
+requests and a resumed backlog through the seen store and the robots.txt gate into the frontier.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
 import pickle
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
-from crawlkit.backends.local.frontier import LocalFrontier
-from crawlkit.backends.local.jobdir import JobDir
-from crawlkit.backends.local.limiter import LocalLimiter, Wait
-from crawlkit.backends.local.seen import SeenManager, serve_setup
+from crawlkit.backends import open_backend
+from crawlkit.backends.base import CrawlBackend, Frontier, Journal, Limiter, Wait
+from crawlkit.core.admission import Admission
 from crawlkit.core.progress import TICK, Monitor
-from crawlkit.errors import ConfigError, CrashLoopError, Interrupted, SharedCrawlError, SpiderError, WriteFailed
+from crawlkit.errors import CrashLoopError, Interrupted, SharedCrawlError, SpiderError, WriteFailed
 from crawlkit.extensions.components import check_components
 from crawlkit.extensions.cookies import CookieJar
 from crawlkit.extensions.middlewares import load_middlewares
 from crawlkit.extensions.output import open_output
 from crawlkit.extensions.pipelines import load_pipelines
 from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate, RobotsRules
-from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, seed_sitemaps
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
 from crawlkit.extensions.warc import check_warc_dir
 from crawlkit.fetch.fetcher import CLOSED, JOINED, RETIRED, FetchChannels, FetcherConfig, check_proxy, worker_init
 from crawlkit.http import Request
@@ -86,16 +85,12 @@ from crawlkit.process import context, reserve_open_files
 from crawlkit.settings import MAX_WORKERS, Settings
 from crawlkit.spider import Spider
 from crawlkit.stats import Stats
-from crawlkit.urls import Fingerprinter
 
 log = logging.getLogger("crawlkit.engine")
 
 HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
 QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
 RECYCLE_WAIT = 5.0  # seconds to wait for the tasks put on a dead fetcher's queue, to drop them before reuse
-SEED_BATCH = 1_000  # start requests queued per pass of the loop (about 20 ms of checks and fingerprints)
-ADMIT_BATCH = 4_000  # candidates deduplicated and queued per pass of the loop (one seen-store call)
-PENDING_MAX = 4 * ADMIT_BATCH  # candidates waiting for admission above which parsers are not read
 STALL_GRACE = 10.0  # seconds a fetcher may miss its heartbeat, or a fetch thread overrun its task's deadline
 # Deaths of one process kind (fetchers, parsers, the seen store) with no page done in between
 # that stop the crawl, if they come within RESPAWN_WINDOW seconds: a process that dies as soon
@@ -121,7 +116,7 @@ class InFlight:
 
     host: str
     request: Request
-    lease: int  # the frontier's, finished once the page's new requests are queued
+    lease: int  # the frontier's (the journal row, locally), finished once the page's new requests are queued
     slot: int
     ticket: int
     queue: int
@@ -141,27 +136,7 @@ class Engine:
                            f"workers {self.workers}, parsers {s.parsers} and concurrency {s.concurrency}")
         self.stats = Stats()
         self.monitor = spec.monitor or Monitor(s)
-        self.shared: Any = None  # a RedisCrawl when the crawl is shared by several nodes
-        if s.frontier:
-            if s.jobdir:
-                raise ConfigError(
-                    f"jobdir {s.jobdir!r} and frontier {s.frontier!r} cannot be combined: Redis already keeps the "
-                    "shared crawl's state (run the same command again to rejoin it); drop --jobdir"
-                )
-            from crawlkit.backends.redis import connect
-
-            self.shared = connect(s.frontier, s.crawl_id or spec.spider.name, s.lease_time, count=self.stats.incr)
-            self.frontier: Any = self.shared.frontier
-        else:
-            self.frontier = LocalFrontier(memory_limit=s.frontier_memory)
         self.inflight: dict[int, InFlight] = {}
-        self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
-        # Leases of pages whose candidates are not all queued yet, each with the number of
-        # candidates received up to its PageDone: it is finished once that many are admitted.
-        self.finished: list[tuple[int, int]] = []
-        self.received = 0  # candidates received since the start
-        self.admitted = 0  # candidates admitted (deduplicated, then queued or dropped) since the start
-        self.shared_counts: dict[str, int] = {}  # the stats already added to the shared crawl's totals
         self.max_inflight = 2 * s.concurrency  # being fetched, plus fetched and waiting for a parser
         self.fetching = 0  # requests in flight whose exchange is not over
         self.tickets = list(range(self.max_inflight - 1, -1, -1))
@@ -177,7 +152,6 @@ class Engine:
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second (or a refused write)
         self.failed: WriteFailed | None = None  # the first write the system refused
         # What run() starts; set here so that _shutdown can clean up after a start that failed half way.
-        self.manager: Any = None
         self.pool: Any = None
         self.channels: FetchChannels | None = None
         self.parsers: list[Any] = []
@@ -185,9 +159,6 @@ class Engine:
         self.notices: Any = None  # read end of the fetchers' notice Pipe
         self.working: Any = None  # RawArray('q') by parser: the request id it is handling, 0 none
         self.watched: list[tuple[int, float]] = [(0, 0.0)] * s.parsers  # by parser: (request id, first seen on it)
-        self.resuming: Iterator[list[Request]] | None = None  # the journal's pending requests not queued yet
-        self.starting: Iterator[Any] | None = None  # the spider's start requests not queued yet
-        self.started = 0  # start requests queued so far
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
         check_components(load_pipelines(s.pipelines), "pipeline")
         check_components(load_middlewares(s.middlewares), "middleware")
@@ -195,19 +166,19 @@ class Engine:
             check_warc_dir(s.warc)
         check_proxy(s.proxy)
         self.cookies = CookieJar() if s.cookies else None
-        self.journal = JobDir(s.jobdir, count=self.stats.incr) if s.jobdir else None
+        backend: CrawlBackend = open_backend(s, self.stats, spec.spider.name, self.max_inflight)
+        self.backend = backend
+        self.frontier: Frontier = backend.frontier
+        self.limiter: Limiter = backend.limiter
+        self.journal: Journal = backend.journal
+        rules = RobotsRules(s.user_agent, backend.robots_rechecks) if s.robots else None
+        self.gate = RobotsGate(rules, backend, self.stats, s.robots_recheck_after)
+        self.admission = Admission(backend, self.gate, spec.spider, s, self.stats)
         resume_at = None
-        if self.journal is not None:
-            started_with = self.journal.meta("output")
-            if self.journal.resuming and started_with is not None and started_with != (s.output or ""):
-                raise ConfigError(
-                    f"jobdir {s.jobdir!r} belongs to a crawl writing to {started_with or '(no output)'!r}; "
-                    f"resume it with the same -o, or use a new --jobdir"
-                )
-            self.journal.set_meta("output", s.output or "")
-            if self.journal.resuming:  # read (and checked) before any process starts
-                resume_at = self.journal.output_bytes()
-                self.stats.add(self.journal.counts())
+        resumed = self.journal.begin(s.output or "")  # read (and checked) before any process starts
+        if resumed is not None:
+            resume_at, counts = resumed
+            self.stats.add(counts)
         self.output = open_output(s.output, resume_at, list(s.export_fields) or None)
 
     # ---------------------------------------------------------------- lifecycle
@@ -226,20 +197,7 @@ class Engine:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             ctx = context()
-            if self.shared is not None:
-                self.limiter: Any = self.shared.limiter(s.per_host, s.delay)
-                self.seen: Any = self.shared.seen
-                self.shared.heartbeat()  # before taking any lease: only a known node's leases are reclaimed
-                log.info("node %s joined crawl %r at %s", self.shared.node, self.shared.crawl_id, s.frontier)
-            else:
-                self.limiter = LocalLimiter(ctx, slots=s.concurrency, per_host=s.per_host, delay=s.delay,
-                                            tickets=self.max_inflight)
-                self._start_seen_store(ctx)
-            # A shared crawl does not recheck: every node would run its own rechecks, and the
-            # answer must be one for all nodes (the first one is kept in Redis).
-            rules = RobotsRules(s.user_agent, 0 if self.shared is not None else s.robots_rechecks) if s.robots else None
-            self.gate = RobotsGate(rules, self.frontier, self.limiter, self.stats, self.journal, self.shared,
-                                   s.robots_recheck_after)
+            self.backend.start(ctx, self.monitor.log, self._respawning)
             queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
             self.sent = [0] * len(queues)
             self.notices, notices_writer = ctx.Pipe(duplex=False)
@@ -263,7 +221,7 @@ class Engine:
             self.pool = ctx.Pool(self.workers, initializer=worker_init,
                                  initargs=(self._fetcher_config(), self.channels))
             self.stats.crawl_started = time.monotonic()
-            self._seed()
+            self.admission.seed()
             self._loop(ctx)
         except WriteFailed as exc:
             self._write_failed(exc)
@@ -282,39 +240,10 @@ class Engine:
     def _write_failed(self, exc: WriteFailed) -> None:
         """Stop now: nothing more can be written, and the journal commits nothing more."""
         if self.failed is None:
-            exc.resumable = self.journal is not None
+            exc.resumable = self.journal.durable
             self.failed = exc
         self.stopping = 2
         self.stats.reason = "stopped (a write failed)"
-
-    def _start_seen_store(self, ctx: Any) -> None:
-        self.manager = SeenManager(ctx=ctx)
-        self.manager.start(serve_setup, (self.monitor.log,))
-        self.seen = self.manager.FingerprintSet()
-
-    def _add_seen(self, fingerprints: list[int]) -> list[int]:
-        """The seen store's ``add_many``; a local store whose process died is started again first.
-
-        The new store is refilled from the job directory, which holds every fingerprint
-        admitted so far (committed or not: this is the connection that wrote them). Without
-        one, what was seen before is gone: pages met again may be fetched again, and the log says so.
-        """
-        try:
-            return self.seen.add_many(fingerprints)
-        except (EOFError, OSError) as exc:  # the Manager's connection broke: its process is gone
-            if self.manager is None:
-                raise
-            log.error("seen-URL store process died (%s); starting another", type(exc).__name__)
-            self.stats.incr("error_seen_store_died")
-            self._respawning("seen-URL store")
-            self.manager.shutdown()
-            self._start_seen_store(context())
-            if self.journal is not None:
-                refilled = sum(len(self.seen.add_many(batch)) for batch in self.journal.fingerprints())
-                log.warning("seen-URL store refilled from %s with %d fingerprints", self.journal.path, refilled)
-            else:
-                log.warning("without --jobdir the URLs seen so far are forgotten: pages met again may be fetched again")
-            return self.seen.add_many(fingerprints)
 
     def _fetcher_config(self) -> FetcherConfig:
         spec = self.spec
@@ -338,98 +267,6 @@ class Engine:
         self.parsers[index] = process
         self.event_pipes[index] = reader
 
-    def _seed(self) -> None:
-        """Start queueing the spider's start requests (or resume), a batch now and the rest as
-        the frontier has room (``_seed_more``): a seeds file of a million lines is neither read
-        nor held whole before the first request."""
-        if self.journal is not None and self.journal.resuming:
-            self._resume()
-            return
-        self.starting = iter(self.spec.spider.start_requests())
-        self.started = 0
-        if self.journal is None:
-            self._seed_more()
-            return
-        # A resume takes its requests from the journal alone, so all start requests go there first.
-        while self.starting is not None:
-            self._seed_more(room=True)
-            self._admit_candidates()
-
-    def _seed_more(self, room: bool = False) -> None:
-        """Queue the next batch of start requests, deduplicated like any other request, if the
-        frontier holds fewer than ``frontier_memory`` (the rest wait in the seeds file) or
-        ``room`` says to anyway."""
-        if self.starting is None:
-            return
-        limit = self.settings.frontier_memory if self.shared is None else 0  # a shared frontier is in Redis
-        if not room and ((limit and len(self.frontier) >= limit) or len(self.candidates) >= PENDING_MAX):
-            return
-        fingerprints = Fingerprinter()
-        seeds: list[Request] = []
-        batch: list[tuple[int | None, Request]] = []
-        taken = 0
-        try:
-            for request in itertools.islice(self.starting, SEED_BATCH):
-                taken += 1
-                if not isinstance(request, Request):
-                    self.stats.incr("error_spider_output")
-                    log.error("spider %s start_requests yielded a %s; yield Requests",
-                              self.spec.spider.name, type(request).__name__)
-                    continue
-                try:
-                    fp = fingerprints.fingerprint(request.url, request.method, request.body)
-                except ValueError as exc:
-                    self.stats.incr("dropped_invalid_url")
-                    log.error("start request %r dropped: %s", request.url, exc)
-                    continue
-                batch.append((None if request.dont_filter else fp, request))
-                seeds.append(request)
-            more = taken == SEED_BATCH
-        except Exception as exc:
-            self.stats.incr("error_spider_exception")
-            log.error("spider %s start_requests raised %s: %s", self.spec.spider.name, type(exc).__name__, exc)
-            more = False
-        if self.settings.use_sitemaps:
-            # Per batch: a host's sitemap request met again is a duplicate to the seen store.
-            for request in seed_sitemaps(r.url for r in seeds):
-                batch.append((fingerprints.fingerprint(request.url), request))
-        self.candidates.extend(batch)
-        self.received += len(batch)
-        self.started += len(seeds)
-        if not more:
-            self.starting = None
-            if not self.started and self.shared is None:
-                log.warning("no start requests: nothing to crawl")
-
-    def _resume(self) -> None:
-        """Refill the seen store and the frontier from the job directory instead of the seeds.
-
-        The seen store is refilled whole first (every new link is checked against it). The
-        pending requests then come in by batches while the crawl runs (``_resume_more``),
-        whenever the frontier holds fewer than ``frontier_memory``: the crawl starts at once,
-        and the backlog stays in the journal instead of being copied to the spill file.
-        """
-        journal = self.journal
-        assert journal is not None  # only a job directory resumes
-        seen = sum(len(self.seen.add_many(batch)) for batch in journal.fingerprints())
-        if self.gate.rules is not None:
-            for host, status, body in journal.robots():
-                self.gate.learn(host, status, body)
-        log.info("resuming from %s: %d requests pending, %d URLs seen", journal.path, journal.pending_count(), seen)
-        self.resuming = journal.pending(min(2_000, self.settings.frontier_memory or 2_000))
-        self._resume_more()
-
-    def _resume_more(self) -> None:
-        """Queue the next batch of the journal's pending requests if the frontier has room."""
-        limit = self.settings.frontier_memory  # 0: no bound, take a batch each time
-        if self.resuming is None or (limit and len(self.frontier) >= limit):
-            return
-        batch = next(self.resuming, None)
-        if batch is None:
-            self.resuming = None
-            return
-        self.gate.admit(batch)
-
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping += 1
         if self.stopping == 1:
@@ -445,26 +282,23 @@ class Engine:
     def _loop(self, ctx: Any) -> None:
         next_tick = time.monotonic() + TICK
         next_health = 0.0
-        next_beat = time.monotonic() + self.settings.lease_time / 4
+        admission, backend = self.admission, self.backend
         while True:
             now = time.monotonic()
             if now >= next_health or not self.queue_load:
                 next_health = now + HEALTH_EVERY
                 self._check_processes(ctx)
-            if self.shared is not None and now >= next_beat:
-                next_beat = now + self.settings.lease_time / 4
-                self._heartbeat()
-            self._resume_more()
-            self._seed_more()
+            backend.tick(now)
+            admission.feed()
             if not self.stopping:
                 self._schedule(now)
             if self._finished(now):
-                while self.candidates and self.stopping < 2:  # a stop's last pages' links, for the jobdir
-                    self._admit_candidates()
+                while admission.candidates and self.stopping < 2:  # a stop's last pages' links, for the jobdir
+                    admission.admit()
                 self.stats.sample(now, len(self.frontier), self.fetching)  # the final figures
                 return
             timeout = HEALTH_EVERY if self.queue_load else 0.01  # poll fast until fetchers are up
-            if self.candidates:
+            if admission.candidates:
                 timeout = 0.0  # admit the next batch at once
             wake = self.frontier.next_time()
             if wake is not None:
@@ -477,17 +311,17 @@ class Engine:
                 else:
                     self._drain(conn)
                     pages = True
-            admitting = bool(self.candidates)
-            self._admit_candidates()
-            if (pages or admitting) and self.journal is not None and not self.finished:
+            admitting = bool(admission.candidates)
+            admission.admit()
+            if (pages or admitting) and self.journal.durable and admission.all_queued():
                 # Commit after every batch (a WAL commit costs well under a millisecond), so a
                 # SIGKILL undoes no more than the requests in flight; but not while a page is
                 # marked done whose links are not all journaled yet.
                 self._commit()
             elif pages and self.output is not None:
                 self.output.flush()
-            if pages and self.shared is not None:
-                self._share_stats()
+            if pages:
+                backend.report(self.stats.counts)
             if now >= next_tick:
                 next_tick = now + TICK
                 fetching = [e.host for e in self.inflight.values() if e.fetching]
@@ -497,7 +331,7 @@ class Engine:
         """Handle what one parser has sent, up to a batch, so scheduling is not starved; nothing
         while ``PENDING_MAX`` candidates wait (the parsers then wait on their Pipes)."""
         for _ in range(256):
-            if len(self.candidates) >= PENDING_MAX:
+            if self.admission.full():
                 return
             try:
                 data = conn.recv_bytes()
@@ -537,8 +371,7 @@ class Engine:
         if self._page_budget_spent():
             self.stats.reason = "finished (max_pages reached)"
             return True
-        if (not self.gate.waiting and self.resuming is None and self.starting is None and not self.candidates
-                and self.frontier.idle()):
+        if self.admission.idle() and self.frontier.idle():
             self.stats.reason = "finished"
             return True
         return False
@@ -609,8 +442,7 @@ class Engine:
         done: PageDone | Links | StartFailed = pickle.loads(data)
         if isinstance(done, StartFailed):
             raise SpiderError(done.message)
-        self.candidates.extend(done.candidates)
-        self.received += len(done.candidates)
+        self.admission.offer(done.candidates)
         if isinstance(done, Links):
             return
         if self.respawns:
@@ -622,8 +454,8 @@ class Engine:
             return
         self._settle(entry)
         host = entry.host
-        if done.retry is None and self.journal is not None:
-            self.journal.done(entry.request)
+        if done.retry is None:
+            self.journal.done(entry.lease)
         self.stats.page_done(host, done.counts, done.status, done.elapsed)
         if done.items and self.output is not None:
             failed = self.output.write(done.items)
@@ -637,52 +469,8 @@ class Engine:
         if done.robots is not None:
             self.gate.answer(host, entry.request.url, *done.robots)
         if done.retry is not None:
-            self.frontier.push([done.retry], not_before=done.retry_at)
-        self.finished.append((self.received, entry.lease))
-
-    def _admit_candidates(self) -> None:
-        """Deduplicate up to ``ADMIT_BATCH`` pending candidates in one seen-store call, queue the
-        new ones, then finish the leases of the pages whose candidates are all queued (in that
-        order: see ``Frontier.done``).
-
-        A batch a pass: a page of 600,000 links froze the loop (progress, dispatch to other
-        hosts) for 28 s when admitted at once.
-        """
-        if len(self.candidates) <= ADMIT_BATCH:
-            batch, self.candidates = self.candidates, []
-        else:
-            batch = self.candidates[:ADMIT_BATCH]
-            del self.candidates[:ADMIT_BATCH]
-        if batch:
-            self._admit_new(batch)
-            self.admitted += len(batch)
-        finished = self.finished
-        if finished and finished[-1][0] <= self.admitted:  # the usual case: every page's candidates are in
-            self.finished = []
-        else:
-            ready = 0
-            while ready < len(finished) and finished[ready][0] <= self.admitted:
-                ready += 1
-            finished, self.finished = finished[:ready], finished[ready:]
-        self.frontier.done([lease for _, lease in finished])
-
-    def _admit_new(self, batch: list[tuple[int | None, Request]]) -> None:
-        fresh: dict[int, Request] = {}
-        admitted: list[tuple[int | None, Request]] = []
-        for fp, request in batch:
-            if fp is None:
-                admitted.append((None, request))
-            elif fp in fresh:
-                self.stats.incr("duplicates")
-            else:
-                fresh[fp] = request
-        if fresh:
-            new = self._add_seen(list(fresh))
-            self.stats.incr("duplicates", len(fresh) - len(new))
-            admitted.extend((fp, fresh[fp]) for fp in new)
-        if self.journal is not None:
-            self.journal.add(admitted)
-        self.gate.admit(request for _, request in admitted)
+            self.frontier.push([(entry.lease, done.retry)], not_before=done.retry_at)
+        self.admission.finish(entry.lease)
 
     # ---------------------------------------------------------------- health and reporting
 
@@ -836,9 +624,8 @@ class Engine:
                 self.limiter.recover_turn(entry.host, entry.slot, entry.ticket)
             self._settle(entry)
             if req_id in working and self._poisonous(entry.request):
-                if self.journal is not None:
-                    self.journal.done(entry.request)
-                self.finished.append((self.received, entry.lease))
+                self.journal.done(entry.lease)
+                self.admission.finish(entry.lease)
                 self.respawns.clear()  # the crawl moves on past it
             else:
                 self.frontier.reclaim(entry.lease, entry.request)
@@ -862,23 +649,8 @@ class Engine:
                   request.method, request.url, deaths)
         return True
 
-    def _heartbeat(self) -> None:
-        reclaimed = self.shared.heartbeat()
-        if reclaimed:
-            log.warning("took back %d requests of nodes whose lease expired", reclaimed)
-            self.stats.incr("requeued_from_dead_nodes", reclaimed)
-
-    def _share_stats(self) -> None:
-        """Add what this node counted since last time to the crawl's totals (one round trip)."""
-        counts, last = self.stats.counts, self.shared_counts
-        deltas = {key: n - last.get(key, 0) for key, n in counts.items() if n != last.get(key, 0)}
-        if deltas:
-            self.shared.add_stats(deltas)
-            self.shared_counts = dict(counts)
-
     def _commit(self) -> None:
         """Output first, then the state that says which pages it holds."""
-        assert self.journal is not None  # called only with a job directory
         if self.output is not None:
             self.output.flush()
         self.journal.commit(self.output.size if self.output is not None else 0, dict(self.stats.counts))
@@ -931,24 +703,20 @@ class Engine:
                 q.close()
             channels.notices.close()
             self.notices.close()
-        if self.manager is not None:
-            self.manager.shutdown()
-        if self.shared is not None:
-            try:
-                self._share_stats()
-                self.stats.crawl_totals = (self.shared.crawl_id, self.shared.totals())
-            except SharedCrawlError as exc:
-                log.error("the crawl's totals are not updated: %s", exc)
-        self.frontier.close()
         try:
-            if self.journal is not None and self.failed is None:
+            self.backend.report(self.stats.counts)
+            self.stats.crawl_totals = self.backend.totals()
+        except SharedCrawlError as exc:
+            log.error("the crawl's totals are not updated: %s", exc)
+        self.backend.close()
+        try:
+            if self.journal.durable and self.failed is None:
                 self._commit()
         except WriteFailed as exc:
             self._write_failed(exc)
-        if self.journal is not None:
-            # After a refused write the transaction in progress is dropped: it marks done pages
-            # whose items were not written.
-            self.journal.close(commit=self.failed is None)
+        # After a refused write the transaction in progress is dropped: it marks done pages
+        # whose items were not written.
+        self.journal.close(commit=self.failed is None)
         try:
             if self.output is not None:
                 self.output.close()  # a no-op for a writer whose write was refused

@@ -24,7 +24,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protego import Protego
 
@@ -32,10 +32,14 @@ from crawlkit.errors import FetchErrorKind
 from crawlkit.http import Request
 from crawlkit.urls import host_of
 
+if TYPE_CHECKING:  # the Redis backend imports this module's constants
+    from crawlkit.backends.base import CrawlBackend, Entry
+    from crawlkit.stats import Stats
+
 log = logging.getLogger("crawlkit.robots")
 
 ROBOTS_CALLBACK = "__robots__"
-ROBOTS_WAIT = 0.25  # seconds a shared crawl's host waits before it looks again for its robots.txt answer
+ROBOTS_WAIT = 0.25  # seconds a host waits before this node looks again for the answer another node asked for
 MAX_ROBOTS_BYTES = 512 * 1024  # what Google reads of a robots.txt; the rest is ignored
 
 # The "status" of a robots.txt that got no HTTP answer (an HTTP status is 100-599): it travels
@@ -135,41 +139,43 @@ class RobotsGate:
     """The engine's door to the frontier: every new request passes here, and none of a host
     goes in before the host's robots.txt is known (then only those it allows).
 
-    Runs in the engine's process, on its frontier and limiter. Answers are also written to the
-    job directory (so a resumed crawl does not ask again) and, in a shared crawl, to Redis. A
-    shared crawl queues requests at once instead of holding them (a node that dies must not
-    lose them), and checks robots.txt again when a node takes one (``may_start``).
+    Runs in the engine's process, on its backend's frontier and limiter. Final answers are kept
+    by the backend (in the job directory, so a resumed crawl does not ask again; in Redis, for
+    the other nodes). A backend whose requests other nodes may take (``robots_checked_on_take``)
+    has requests queued at once instead of held (a node that dies must not lose them), and
+    robots.txt checked when a node takes one (``may_start``).
     """
 
-    def __init__(self, rules: RobotsRules | None, frontier: Any, limiter: Any, stats: Any, journal: Any, shared: Any,
-                 recheck_after: float) -> None:
-        self.rules, self.frontier, self.limiter, self.stats = rules, frontier, limiter, stats
-        self.journal, self.shared = journal, shared
+    def __init__(self, rules: RobotsRules | None, backend: CrawlBackend, stats: Stats, recheck_after: float) -> None:
+        self.rules, self.backend, self.stats = rules, backend, stats
+        self.frontier, self.limiter, self.journal = backend.frontier, backend.limiter, backend.journal
         self.recheck_after = recheck_after
-        self.waiting: dict[str, list[Request]] = defaultdict(list)  # host -> requests held for its answer
+        self.waiting: dict[str, list[Entry]] = defaultdict(list)  # host -> entries held for its answer
 
-    def admit(self, requests: Iterable[Request]) -> None:
-        """Queue new requests, holding those of hosts whose robots.txt is not known yet."""
+    def admit(self, entries: Iterable[Entry]) -> None:
+        """Queue new frontier entries, holding those of hosts whose robots.txt is not known yet."""
         rules = self.rules
         if rules is None:
-            self.frontier.push(requests)
+            self.frontier.push(entries)
             return
-        allowed = []
-        for request in requests:
+        queue_unknown = self.backend.robots_checked_on_take
+        allowed: list[Entry] = []
+        for entry in entries:
+            request = entry[1]
             host = host_of(request.url)
             if rules.known(host):
                 if rules.allowed(request.url, host):
-                    allowed.append(request)
+                    allowed.append(entry)
                 else:
-                    self._drop_disallowed(host, request)
+                    self._drop_disallowed(host, entry)
                 continue
-            if self.shared is None:
-                self.waiting[host].append(request)
-            else:  # queued now, so that no node's death loses it; robots.txt is checked when it is taken
-                allowed.append(request)
+            if queue_unknown:  # robots.txt is checked when it is taken
+                allowed.append(entry)
+            else:
+                self.waiting[host].append(entry)
             robots_request = rules.request_for(request.url)
             if robots_request is not None:
-                allowed.append(robots_request)
+                allowed.append((0, robots_request))
         self.frontier.push(allowed)
 
     def answer(self, host: str, url: str, status: int, body: bytes) -> None:
@@ -186,18 +192,15 @@ class RobotsGate:
             host, status or "no answer", wait, recheck, rules.rechecks, len(self.waiting.get(host, ())),
         )
         self.stats.incr("robots_rechecks")
-        self.frontier.push([rules.request_again(url)], not_before=time.monotonic() + wait)
+        self.frontier.push([(0, rules.request_again(url))], not_before=time.monotonic() + wait)
 
     def learn(self, host: str, status: int, body: bytes) -> None:
         """Take ``host``'s answer as final (also from a job directory or another node) and queue what it allows."""
         rules = self.rules
         assert rules is not None  # answers are learnt only in a crawl that obeys robots.txt
         # A refusal is kept for this run only: a crawl resumed with the setting on asks.
-        answered = status != ROBOTS_BLOCKED
-        if self.journal is not None and answered:
-            self.journal.save_robots(host, status, body)
-        if self.shared is not None and answered:
-            self.shared.save_robots(host, status, body)
+        if status != ROBOTS_BLOCKED:
+            self.backend.save_robots(host, status, body)
         delay = rules.learn(host, status, body)
         if delay:
             log.info("robots.txt of %s asks for Crawl-delay %.2fs", host, delay)
@@ -207,15 +210,16 @@ class RobotsGate:
     def may_start(self, host: str, lease: int, request: Request, now: float) -> bool:
         """Whether a request just taken may be sent; finishes or gives back those that may not.
 
-        Only a shared crawl says no: another node may have queued the request before this node
-        knew the host's robots.txt (a local crawl filters requests when it queues them). The
-        answer may already be in Redis; if not, the request goes back and this node asks once.
+        Only a backend with ``robots_checked_on_take`` says no: another node may have queued the
+        request before this node knew the host's robots.txt (otherwise requests are filtered when
+        queued). The answer may already be kept by the backend; if not, the request goes back and
+        this node asks once.
         """
-        if self.shared is None or self.rules is None:
+        if not self.backend.robots_checked_on_take or self.rules is None:
             return True
         is_robots = request.callback == ROBOTS_CALLBACK
         if not self.rules.known(host):
-            answer = self.shared.robots(host)
+            answer = self.backend.robots_answer(host)
             if answer is not None:
                 self.learn(host, *answer)
             elif is_robots:
@@ -224,7 +228,7 @@ class RobotsGate:
                 self.frontier.reclaim(lease, request)
                 robots_request = self.rules.request_for(request.url)
                 if robots_request is not None:
-                    self.frontier.push([robots_request])
+                    self.frontier.push([(0, robots_request)])
                 self.frontier.park(host, now + ROBOTS_WAIT)
                 return False
         if is_robots:  # another node's answer came first
@@ -233,12 +237,12 @@ class RobotsGate:
         if self.rules.allowed(request.url, host):
             return True
         self.frontier.done([lease])
-        self._drop_disallowed(host, request)
+        self._drop_disallowed(host, (lease, request))
         return False
 
-    def _drop_disallowed(self, host: str, request: Request) -> None:
-        if self.journal is not None:
-            self.journal.done(request)
+    def _drop_disallowed(self, host: str, entry: Entry) -> None:
+        job, request = entry
+        self.journal.done(job)
         assert self.rules is not None  # only rules disallow
         if self.rules.unavailable(host):
             self.stats.incr("robots_unavailable")

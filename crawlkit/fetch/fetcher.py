@@ -66,6 +66,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
+from crawlkit.backends.base import Permits
 from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.middlewares import RequestHooks, load_middlewares
 from crawlkit.fetch.destinations import DestinationBlocked, PublicOnly, check_host
@@ -153,7 +154,7 @@ class FetchChannels:
     reads: Any  # RawArray('q') by fetch queue: +1 as a thread enters Queue.get, +1 as it leaves (odd: inside)
     owners: Any  # multiprocessing.Array('i'): pid of the process reading each queue, 0 free, RETIRED, CLOSED
     registrations: list[Any]  # one per parser process
-    permits: Any  # the limiter's fetcher side: release(slot, host) and turn(slot, host, delay, timeout, ticket)
+    permits: Permits  # the limiter's fetcher side, inherited
     released: Any  # multiprocessing.RawArray('b'): set to 1 once a ticket's permit is released
     notices: Any  # write end of a Pipe to the engine: a request id (8 bytes) once its exchange is over
     # RawArray('d') by ticket: monotonic time a fetch thread that took the task must be done by; 0 untaken

@@ -11,8 +11,9 @@ bounded number of them in RAM. Spilled requests keep their order but not their p
 
 Requests are handed out with a lease (``take``) and finished with ``done`` or put back with
 ``reclaim``, so that a shared frontier (``crawlkit.backends.redis``) can return the work of a
-dead machine. Here a lease is only a formality: the engine keeps each request in its in-flight
-table until the parser reports it done, and reclaims it if the process that held it died.
+dead machine. Here the lease is the entry's journal row (see ``crawlkit.backends.base``), kept
+beside the request: the engine keeps each request in its in-flight table until the parser
+reports it done, and reclaims it if the process that held it died.
 """
 
 from __future__ import annotations
@@ -25,47 +26,12 @@ import tempfile
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
 
+from crawlkit.backends.base import Entry
 from crawlkit.http import Request
 from crawlkit.urls import host_of
 
 _NOT_PARKED = object()
-
-
-class Frontier(Protocol):
-    """What the engine needs of a frontier (local, or Redis-backed for a shared crawl)."""
-
-    def push(self, requests: Iterable[Request], not_before: float = 0.0) -> None: ...
-
-    def next_host(self, now: float) -> str | None: ...
-
-    def take(self, host: str) -> tuple[int, Request] | None:
-        """Lease the host's best request: (lease, request); None if the host has none left."""
-        ...
-
-    def done(self, leases: list[int]) -> None:
-        """Finish leases. Call it only after the pages' new requests were pushed, so that an
-        empty frontier with nothing in flight really means the crawl is over."""
-        ...
-
-    def reclaim(self, lease: int, request: Request) -> None:
-        """Put a leased request back (its process died, or it cannot start after all)."""
-        ...
-
-    def idle(self) -> bool:
-        """No request queued or (for a shared frontier) in flight on any other node."""
-        ...
-
-    def next_time(self) -> float | None: ...
-
-    def park(self, host: str, until: float | None) -> None: ...
-
-    def unpark(self, host: str) -> None: ...
-
-    def __len__(self) -> int: ...
-
-    def close(self) -> None: ...
 
 
 class _Spill:
@@ -76,22 +42,22 @@ class _Spill:
         self._db = sqlite3.connect(Path(self._dir.name) / "spill.sqlite", isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE spill (id INTEGER PRIMARY KEY, request BLOB NOT NULL)")
+        self._db.execute("CREATE TABLE spill (id INTEGER PRIMARY KEY, job INTEGER NOT NULL, request BLOB NOT NULL)")
         self.size = 0
 
-    def put(self, requests: list[Request]) -> None:
+    def put(self, entries: list[Entry]) -> None:
         self._db.execute("BEGIN")
-        rows = ((pickle.dumps(r, pickle.HIGHEST_PROTOCOL),) for r in requests)
-        self._db.executemany("INSERT INTO spill (request) VALUES (?)", rows)
+        rows = ((job, pickle.dumps(r, pickle.HIGHEST_PROTOCOL)) for job, r in entries)
+        self._db.executemany("INSERT INTO spill (job, request) VALUES (?, ?)", rows)
         self._db.execute("COMMIT")
-        self.size += len(requests)
+        self.size += len(entries)
 
-    def take(self, n: int) -> list[Request]:
-        rows = self._db.execute("SELECT id, request FROM spill ORDER BY id LIMIT ?", (n,)).fetchall()
+    def take(self, n: int) -> list[Entry]:
+        rows = self._db.execute("SELECT id, job, request FROM spill ORDER BY id LIMIT ?", (n,)).fetchall()
         if rows:
             self._db.execute("DELETE FROM spill WHERE id <= ?", (rows[-1][0],))
         self.size -= len(rows)
-        return [pickle.loads(blob) for _, blob in rows]
+        return [(job, pickle.loads(blob)) for _, job, blob in rows]
 
     def close(self) -> None:
         self._db.close()
@@ -102,12 +68,12 @@ class LocalFrontier:
     """A heap of requests per host and a ring of hosts that may start now; spills to disk past a bound."""
 
     def __init__(self, memory_limit: int = 0) -> None:
-        self._queues: dict[str, list[tuple[int, int, Request]]] = {}
+        self._queues: dict[str, list[tuple[int, int, int, Request]]] = {}  # host -> (-priority, seq, job, request)
         self._ring: deque[str] = deque()  # hosts with requests, not parked (each at most once)
         self._in_ring: set[str] = set()
         self._parked: dict[str, float | None] = {}
         self._timers: list[tuple[float, int, str]] = []  # (until, seq, host) for timed parks
-        self._later: list[tuple[float, int, Request]] = []  # requests not to start before a time
+        self._later: list[tuple[float, int, Entry]] = []  # entries not to start before a time
         self._seq = itertools.count()
         self._size = 0
         self._in_memory = 0
@@ -121,17 +87,17 @@ class LocalFrontier:
     def spilled(self) -> int:
         return self._spill.size if self._spill is not None else 0
 
-    def push(self, requests: Iterable[Request], not_before: float = 0.0) -> None:
-        overflow: list[Request] = []
-        for request in requests:
+    def push(self, entries: Iterable[Entry], not_before: float = 0.0) -> None:
+        overflow: list[Entry] = []
+        for entry in entries:
             self._size += 1
             if not_before:  # retries: few, and due soon
-                heapq.heappush(self._later, (not_before, next(self._seq), request))
+                heapq.heappush(self._later, (not_before, next(self._seq), entry))
             elif self._limit and (self._in_memory >= self._limit or self.spilled):
-                overflow.append(request)  # behind what is already on disk, to keep the order
+                overflow.append(entry)  # behind what is already on disk, to keep the order
             else:
                 self._in_memory += 1
-                self._enqueue(request)
+                self._enqueue(*entry)
         if overflow:
             if self._spill is None:
                 self._spill = _Spill()
@@ -142,19 +108,19 @@ class LocalFrontier:
         if spill is not None and spill.size and self._in_memory <= self._limit // 2:
             batch = spill.take(self._limit - self._in_memory)
             self._in_memory += len(batch)
-            for request in batch:
-                self._enqueue(request)
+            for job, request in batch:
+                self._enqueue(job, request)
 
     def close(self) -> None:
         if self._spill is not None:
             self._spill.close()
 
-    def _enqueue(self, request: Request) -> None:
+    def _enqueue(self, job: int, request: Request) -> None:
         host = host_of(request.url)
         queue = self._queues.get(host)
         if queue is None:
             queue = self._queues[host] = []
-        heapq.heappush(queue, (-request.priority, next(self._seq), request))
+        heapq.heappush(queue, (-request.priority, next(self._seq), job, request))
         self._offer(host)
 
     def _offer(self, host: str) -> None:
@@ -170,7 +136,7 @@ class LocalFrontier:
     def _wake(self, now: float) -> None:
         while self._later and self._later[0][0] <= now:
             self._in_memory += 1
-            self._enqueue(heapq.heappop(self._later)[2])
+            self._enqueue(*heapq.heappop(self._later)[2])
         while self._timers and self._timers[0][0] <= now:
             until, _, host = heapq.heappop(self._timers)
             if self._parked.get(host, _NOT_PARKED) == until:
@@ -189,24 +155,22 @@ class LocalFrontier:
             self._in_ring.discard(host)  # emptied or parked since it was offered: drop it lazily
         return None
 
-    def pop(self, host: str) -> Request:
+    def take(self, host: str) -> tuple[int, Request] | None:
+        """The host's best request, leased by its journal row: (job, request)."""
         queue = self._queues[host]
-        request = heapq.heappop(queue)[2]
+        _, _, job, request = heapq.heappop(queue)
         self._size -= 1
         self._in_memory -= 1
         if not queue:
             del self._queues[host]
         self._refill()
-        return request
-
-    def take(self, host: str) -> tuple[int, Request] | None:
-        return 0, self.pop(host)
+        return job, request
 
     def done(self, leases: list[int]) -> None:
-        return None  # the engine's in-flight table is the lease
+        return None  # the engine's in-flight table is the lease; the journal marks rows done
 
     def reclaim(self, lease: int, request: Request) -> None:
-        self.push([request])
+        self.push([(lease, request)])
 
     def idle(self) -> bool:
         return self._size == 0

@@ -1,4 +1,4 @@
-"""The job directory: a crawl's state on disk, so the same command resumes it after any stop.
+"""The journal: a crawl's state on disk (the job directory), so the same command resumes it after any stop.
 
 One SQLite database in WAL mode (``DIR/crawl.sqlite``) holds every request the crawl has
 admitted (pending or done, with its fingerprint: the seen-URL set is the fingerprint column),
@@ -23,6 +23,10 @@ When the system refuses a write (disk full, read-only), the output file is cut b
 last complete record and the journal is not committed again: the transaction in progress is
 rolled back, so ``output_bytes`` only ever names bytes that were written, and the same command
 resumes from the last commit once there is room (``WriteFailed``, raised by every writing method).
+
+A request's row id travels beside it, as its frontier entry's job and then its lease (see
+``crawlkit.backends.base``), never in its ``meta``. A crawl without a job directory journals
+into a ``NullJournal``, which keeps nothing.
 """
 
 from __future__ import annotations
@@ -38,13 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from crawlkit import safepickle
+from crawlkit.backends.base import Entry
 from crawlkit.errors import ConfigError, WriteFailed
 from crawlkit.http import Request
 
 log = logging.getLogger("crawlkit.jobdir")
 
 PENDING, DONE = 0, 1
-JOB_KEY = "_job"  # request.meta key holding the request's row id in the journal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -64,7 +68,9 @@ def _signed(fp: int) -> int:
 
 
 class JobDir:
-    """The journal of one crawl; used by the engine process only."""
+    """The journal of one crawl in a job directory; used by the engine process only."""
+
+    durable = True
 
     def __init__(self, path: str | os.PathLike[str], count: Callable[[str], None] | None = None) -> None:
         """Open (or create) the journal in ``path``; ConfigError if its database cannot be read.
@@ -121,25 +127,41 @@ class JobDir:
 
     # ------------------------------------------------------------ journaling (engine loop)
 
-    def add(self, items: Iterable[tuple[int | None, Request]]) -> None:
-        """Journal newly admitted requests as pending; each gets its row id in ``meta``.
+    def begin(self, output: str) -> tuple[int, dict[str, int]] | None:
+        """Start a run writing to ``output`` ("" for none); when resuming, (output bytes of committed
+        work, stats committed last). ConfigError if the crawl journaled here wrote elsewhere."""
+        started_with = self.meta("output")
+        if self.resuming and started_with is not None and started_with != output:
+            raise ConfigError(
+                f"jobdir {str(self.path)!r} belongs to a crawl writing to {started_with or '(no output)'!r}; "
+                f"resume it with the same -o, or use a new --jobdir"
+            )
+        self.set_meta("output", output)
+        if not self.resuming:
+            return None
+        return self.output_bytes(), self.counts()
+
+    def add(self, items: Iterable[tuple[int | None, Request]]) -> list[Entry]:
+        """Journal newly admitted requests as pending; their frontier entries, each with its row id.
 
         A request that a resume could not read back (its ``meta`` holds objects that are not
-        plain data) is left out, counted and, the first time, logged.
+        plain data) is left out (row 0), counted and, the first time, logged.
         """
         rows = []
+        entries: list[Entry] = []
         for fp, request in items:
-            request.meta[JOB_KEY] = self._next_id
             try:
                 blob = safepickle.dumps(request)
             except pickle.UnpicklingError as exc:
-                del request.meta[JOB_KEY]
                 self._unresumable(request, exc)
+                entries.append((0, request))
                 continue
             rows.append((self._next_id, None if fp is None else _signed(fp), blob))
+            entries.append((self._next_id, request))
             self._next_id += 1
         with self._writing():
             self.db.executemany("INSERT INTO requests (id, fp, state, request) VALUES (?, ?, 0, ?)", rows)
+        return entries
 
     def _unresumable(self, request: Request, exc: Exception) -> None:
         self.count("unresumable_request")
@@ -149,10 +171,9 @@ class JobDir:
                         "data in a request's meta (str, numbers, bytes, lists, dicts, sets, dates); counted as "
                         "unresumable_request from now on", self.path, request.url, exc)
 
-    def done(self, request: Request) -> None:
-        """Mark a journaled request finished (robots and other unjournaled requests are ignored)."""
-        job = request.meta.get(JOB_KEY)
-        if job is not None:
+    def done(self, job: int) -> None:
+        """Mark journal row ``job`` finished (0, robots.txt and other unjournaled requests, is ignored)."""
+        if job:
             try:  # once a page: a bare try, not _writing()
                 self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (job,))
             except sqlite3.Error as exc:
@@ -199,9 +220,9 @@ class JobDir:
     def pending_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM requests WHERE state = 0").fetchone()[0]
 
-    def pending(self, batch: int = 2_000) -> Iterator[list[Request]]:
+    def pending(self, batch: int = 2_000) -> Iterator[list[Entry]]:
         """The requests that were pending when this run opened the journal, in the order they
-        were admitted, in batches.
+        were admitted, in batches of frontier entries (row id, request).
 
         Each batch is a query of its own (by row id, from where the last one ended), so the
         engine can take them while it crawls and journals new requests (which come after the
@@ -213,7 +234,7 @@ class JobDir:
             (last, end, batch),
         ).fetchall():
             last = rows[-1][0]
-            requests = []
+            entries: list[Entry] = []
             for row_id, blob in rows:
                 try:
                     request = safepickle.load_request(blob)
@@ -223,9 +244,8 @@ class JobDir:
                     self.count("error_unreadable_jobdir_data")
                     self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (row_id,))
                     continue
-                request.meta[JOB_KEY] = row_id
-                requests.append(request)
-            yield requests
+                entries.append((row_id, request))
+            yield entries
 
     def save_robots(self, host: str, status: int, body: bytes) -> None:
         """Keep a host's robots.txt answer, so a resumed crawl need not wait for it again."""
@@ -262,3 +282,40 @@ class JobDir:
             log.error("jobdir %s: the last commit failed (%s); a resume starts from the one before", self.file, exc)
         finally:
             self.db.close()  # an open transaction is rolled back
+
+
+class NullJournal:
+    """The journal of a crawl without a job directory: keeps nothing, resumes nothing."""
+
+    durable = False
+    resuming = False
+
+    def begin(self, output: str) -> None:
+        return None
+
+    def add(self, items: Iterable[tuple[int | None, Request]]) -> list[Entry]:
+        return [(0, request) for _, request in items]
+
+    def done(self, job: int) -> None:
+        return None
+
+    def commit(self, output_bytes: int, stats: dict[str, int]) -> None:
+        return None
+
+    def fingerprints(self) -> Iterator[list[int]]:
+        return iter(())
+
+    def pending(self, batch: int = 2_000) -> Iterator[list[Entry]]:
+        return iter(())
+
+    def pending_count(self) -> int:
+        return 0
+
+    def robots(self) -> Iterator[tuple[str, int, bytes]]:
+        return iter(())
+
+    def save_robots(self, host: str, status: int, body: bytes) -> None:
+        return None
+
+    def close(self, commit: bool = True) -> None:
+        return None

@@ -34,48 +34,10 @@ busy host never holds up requests for other hosts.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from multiprocessing.context import BaseContext
-from typing import Any, Protocol
+from typing import Any
 
-
-@dataclass(slots=True)
-class Wait:
-    until: float | None  # monotonic time to ask again, or None: after a completion of this host
-
-
-class Limiter(Protocol):
-    """The engine's view of a per-host limiter (local Semaphores, or Redis leases)."""
-
-    permits: Any  # inherited by every fetcher process: release(slot, host), turn(slot, host, delay, timeout, ticket)
-
-    def try_acquire(self, host: str, now: float) -> int | Wait:
-        """A slot number to send with the request, or when to try again. Never blocks."""
-        ...
-
-    def release(self, host: str, grant: int) -> None:
-        """Free a permit that no fetcher will release (never sent, or its fetcher died)."""
-        ...
-
-    def completed(self, host: str) -> None:
-        """A request to ``host`` has finished everywhere (its permit was released by the fetcher)."""
-        ...
-
-    def set_delay(self, host: str, seconds: float) -> None:
-        """Raise the host's delay between request starts (robots.txt Crawl-delay)."""
-        ...
-
-    def pause(self, host: str, until: float) -> None:
-        """Start nothing for ``host`` before ``until`` (Retry-After)."""
-        ...
-
-    def delay_of(self, host: str) -> float:
-        """Seconds between request starts to ``host`` (the fetcher enforces it at send time)."""
-        ...
-
-    def recover_turn(self, host: str, grant: int, ticket: int) -> None:
-        """Give back the send turn of ``host`` if the dead fetcher sending request ``ticket`` held it."""
-        ...
+from crawlkit.backends.base import Wait
 
 
 class LocalLimiter:

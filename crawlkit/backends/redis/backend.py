@@ -1,0 +1,125 @@
+"""The Redis backend: a crawl shared by many nodes, behind ``CrawlBackend``.
+
+Adapts ``RedisCrawl`` (the queues, seen store, limiter, robots.txt answers and stats in Redis,
+see the package docstring) to the interface the engine is typed against. A shared crawl has no
+journal (Redis keeps its state: the same command rejoins it), keeps its frontier out of the
+node's memory, asks no robots.txt again (the first answer, kept in Redis, is the one for all
+nodes), queues requests at once and checks robots.txt when a node takes one, and beats a
+heartbeat so that the other nodes take back this node's leases if it dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from multiprocessing.context import BaseContext
+
+from crawlkit.backends.base import Entry
+from crawlkit.backends.local.jobdir import NullJournal
+from crawlkit.backends.redis import RedisFrontier, connect
+from crawlkit.http import Request
+from crawlkit.log import LogConfig
+from crawlkit.settings import Settings
+from crawlkit.stats import Stats
+
+log = logging.getLogger("crawlkit.redis")
+
+
+class SharedFrontier:
+    """``RedisFrontier`` as a ``Frontier``: entries' jobs are dropped (Redis makes the leases; there is no journal)."""
+
+    def __init__(self, frontier: RedisFrontier) -> None:
+        self._frontier = frontier
+
+    def push(self, entries: Iterable[Entry], not_before: float = 0.0) -> None:
+        self._frontier.push((request for _, request in entries), not_before)
+
+    def next_host(self, now: float) -> str | None:
+        return self._frontier.next_host(now)
+
+    def take(self, host: str) -> tuple[int, Request] | None:
+        return self._frontier.take(host)
+
+    def done(self, leases: list[int]) -> None:
+        self._frontier.done(leases)
+
+    def reclaim(self, lease: int, request: Request) -> None:
+        self._frontier.reclaim(lease, request)
+
+    def idle(self) -> bool:
+        return self._frontier.idle()
+
+    def next_time(self) -> float | None:
+        return self._frontier.next_time()
+
+    def park(self, host: str, until: float | None) -> None:
+        self._frontier.park(host, until)
+
+    def unpark(self, host: str) -> None:
+        self._frontier.unpark(host)
+
+    def __len__(self) -> int:
+        return len(self._frontier)
+
+    def close(self) -> None:
+        self._frontier.close()
+
+
+class RedisBackend:
+    """This node's view of a shared crawl; lives in the engine's process, its permits in every fetcher."""
+
+    robots_checked_on_take = True  # queued at once, so that no node's death loses them
+    needs_seeds = False  # a node may join a crawl the others (or ``crawlkit seed``) have seeded
+    frontier_limit = 0  # the queues are in Redis, not in this node's memory
+    robots_rechecks = 0  # every node would recheck on its own; the answer must be one for all nodes
+
+    def __init__(self, settings: Settings, stats: Stats, crawl_name: str) -> None:
+        """Connect to the crawl named ``crawl_id`` (or ``crawl_name``); ConfigError if Redis cannot be used."""
+        self._url = settings.frontier
+        self._crawl = connect(settings.frontier, settings.crawl_id or crawl_name, settings.lease_time,
+                              count=stats.incr)
+        self.frontier = SharedFrontier(self._crawl.frontier)
+        self.seen = self._crawl.seen
+        self.limiter = self._crawl.limiter(settings.per_host, settings.delay)
+        self.journal = NullJournal()
+        self._stats = stats
+        self._reported: dict[str, int] = {}  # the counts already added to the crawl's totals
+        self._beat_every = settings.lease_time / 4
+        self._next_beat = 0.0
+
+    def start(self, ctx: BaseContext, log_config: LogConfig, died: Callable[[str], None]) -> None:
+        self._crawl.heartbeat()  # before taking any lease: only a known node's leases are reclaimed
+        self._next_beat = time.monotonic() + self._beat_every
+        log.info("node %s joined crawl %r at %s", self._crawl.node, self._crawl.crawl_id, self._url)
+
+    def tick(self, now: float) -> None:
+        """Every ``lease_time / 4``: the heartbeat, which renews this node's leases and slots and
+        takes back those of nodes whose heartbeat stopped."""
+        if now < self._next_beat:
+            return
+        self._next_beat = now + self._beat_every
+        reclaimed = self._crawl.heartbeat()
+        if reclaimed:
+            log.warning("took back %d requests of nodes whose lease expired", reclaimed)
+            self._stats.incr("requeued_from_dead_nodes", reclaimed)
+
+    def robots_answer(self, host: str) -> tuple[int, bytes] | None:
+        return self._crawl.robots(host)
+
+    def save_robots(self, host: str, status: int, body: bytes) -> None:
+        self._crawl.save_robots(host, status, body)
+
+    def report(self, counts: dict[str, int]) -> None:
+        """Add what this node counted since last time to the crawl's totals (one round trip)."""
+        last = self._reported
+        deltas = {key: n - last.get(key, 0) for key, n in counts.items() if n != last.get(key, 0)}
+        if deltas:
+            self._crawl.add_stats(deltas)
+            self._reported = dict(counts)
+
+    def totals(self) -> tuple[str, dict[str, int]] | None:
+        return self._crawl.crawl_id, self._crawl.totals()
+
+    def close(self) -> None:
+        self.frontier.close()  # gives back what this node still holds
