@@ -226,6 +226,7 @@ class Router:
         """Hand ``result`` down the stages (``stages.py``), to the callback, and its requests down the link stages."""
         page = Page(result, done, counts)
         request = result.request
+        robots = request.callback == ROBOTS_CALLBACK
         if result.error:
             kind = FetchErrorKind(result.error)
             counts[DROPPED if kind is FetchErrorKind.DROPPED else f"error_{result.error}"] += 1
@@ -246,12 +247,12 @@ class Router:
                     break
                 response = passed
             else:
-                if request.callback != ROBOTS_CALLBACK:
+                if not robots:
                     page.candidates = self._callback(response, done, counts)
-        if request.callback == ROBOTS_CALLBACK and done.robots is None and done.retry is None:
+        if robots and done.robots is None and done.retry is None:
             done.robots = (NO_ANSWER, b"")  # the engine waits for an answer, whichever stage ended the page
         if page.candidates:
-            done.candidates = self._admit(page, page.candidates)
+            done.candidates = self._admit(page)
 
     def _callback(self, response: Response, done: PageDone, counts: Counter[str]) -> list[Request]:
         """The spider's callback on a page no stage ended: its items into ``done``, its requests returned."""
@@ -337,8 +338,8 @@ class Router:
                           url, writable)
         return kept
 
-    def _admit(self, page: Page, candidates: list[Request]) -> list[tuple[int | None, Request]]:
-        """The candidates that pass the link stages, fingerprinted, without repeats within this page
+    def _admit(self, page: Page) -> list[tuple[int | None, Request]]:
+        """The page's candidates that pass the link stages, fingerprinted, without repeats within this page
         and without those this parser has sent the engine already.
 
         Whether they were seen before is the engine's question, asked of the seen store once
@@ -349,6 +350,7 @@ class Router:
         again spares pickling, the engine and the store the work: on most sites most links of a
         page are its navigation, sent with the first pages.
         """
+        candidates = page.candidates
         for on_links in self.stages.links:
             candidates = on_links(page, candidates)
         counts, fingerprint = page.counts, self.fingerprints.fingerprint
