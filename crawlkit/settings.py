@@ -63,7 +63,7 @@ _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "m
 _AT_MOST.update(max_body=1 << 30, max_url_length=65_536)
 _CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
 
-_TYPE_PREFIX = re.compile(r"^\((?:(int|str) or null|list of (int|str))\)")
+_TYPE_PREFIX = re.compile(r"^\((?:(int|str) or null|list of (int|str)|(map) of str to int or null)\)")
 _TYPE_NAMES = {"int": int, "str": str}
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).
@@ -120,7 +120,7 @@ class _Spec:
 
     key: str
     default: Any
-    kind: type  # int, float, bool, str or list
+    kind: type  # int, float, bool, str, list or dict
     item: type | None  # element type of a list setting
     nullable: bool
     comment: str
@@ -152,6 +152,8 @@ class _Spec:
                 text = f"{noun} ≥ {self.minimum}"
         elif self.kind is list:
             text = "a list of " + ("integers" if self.item is int else "strings")
+        elif self.kind is dict:
+            text = "a mapping of names to integers or null"
         else:
             text = "a string"
         return text + " or null" if self.nullable else text
@@ -168,6 +170,8 @@ class _Spec:
                 return float(value)
             if self.kind is list:
                 return tuple(value)
+            if self.kind is dict:
+                return dict(value)
             if self.key in _CHOICES:
                 return value.upper()
             return value
@@ -187,6 +191,10 @@ class _Spec:
             assert self.item is not None  # _specs() gives every list setting its item type
             return isinstance(value, (list, tuple)) and all(
                 isinstance(item, self.item) and not isinstance(item, bool) for item in value
+            )
+        if self.kind is dict:
+            return isinstance(value, dict) and all(
+                isinstance(key, str) and (item is None or type(item) is int) for key, item in value.items()
             )
         if self.key in _CHOICES:
             return isinstance(value, str) and value.upper() in _CHOICES[self.key]
@@ -321,6 +329,8 @@ def _specs() -> dict[str, _Spec]:
         prefix = _TYPE_PREFIX.match(comment)
         if prefix and prefix.group(1):
             spec = _Spec(key, default, _TYPE_NAMES[prefix.group(1)], None, True, comment)
+        elif prefix and prefix.group(3):
+            spec = _Spec(key, default, dict, None, False, comment)
         elif prefix:
             spec = _Spec(key, default, list, _TYPE_NAMES[prefix.group(2)], False, comment)
         elif default is None or default == []:
@@ -418,4 +428,6 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_show(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_show(key)}: {_show(item)}" for key, item in value.items()) + "}"
     return repr(value)

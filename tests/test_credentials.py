@@ -14,7 +14,7 @@ import pytest
 from hostile import Exchange, Handler, Hit, HostileServer, free_loopback_ip, page
 
 from crawlkit.http import Request
-from crawlkit.parse.parser import redirect_request
+from crawlkit.parse.redirect import redirect_request
 
 SECRET = "s3cret"
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")

@@ -52,7 +52,7 @@ def test_urljoin_gives_what_urllib_gives_for_every_kind_of_link() -> None:
 
 
 def test_redirect_target_reads_location_as_the_server_meant_it() -> None:
-    from crawlkit.parse.parser import redirect_target
+    from crawlkit.parse.redirect import redirect_target
 
     # UTF-8 bytes arrive decoded as Latin-1; the crawl and `crawlkit fetch` both read them as UTF-8.
     assert redirect_target("http://docs.test/a/b", " /p\u00c3\u00a4ge ") == "http://docs.test/p\u00e4ge"

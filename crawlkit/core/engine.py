@@ -80,6 +80,7 @@ from crawlkit.extensions.warc import check_warc_dir
 from crawlkit.fetch.fetcher import CLOSED, JOINED, RETIRED, FetchChannels, FetcherConfig, check_proxy, worker_init
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask, Links, PageDone, StartFailed
+from crawlkit.parse.order import ordered_stages
 from crawlkit.parse.parser import ParserConfig, parser_main
 from crawlkit.process import context, reserve_open_files
 from crawlkit.settings import MAX_WORKERS, Settings
@@ -162,6 +163,7 @@ class Engine:
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
         check_components(load_pipelines(s.pipelines), "pipeline")
         check_components(load_middlewares(s.middlewares), "middleware")
+        ordered_stages(s.stages)
         if s.warc:
             check_warc_dir(s.warc)
         check_proxy(s.proxy)

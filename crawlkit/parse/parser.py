@@ -1,18 +1,14 @@
 """The parser processes: turn each FetchResult into items and new requests.
 
-A parser process reads FetchResults from the Pipes its fetchers registered, and for each one
-decides: retry it (connection errors, timeouts, 5xx/429, with backoff and Retry-After), turn a
-3xx into a request for its target, hand a robots.txt answer to the engine, or build the
-``Response`` and run the spider's callback. The requests a callback yields are checked
-(scheme, length, depth, allowed domains), fingerprinted, and sent to the
-engine (which asks the seen-URL store about a whole batch of pages at once) in one PageDone
-message with the items and the stats deltas.
-
-Around that, the user's hooks and the archive: every HTTP answer is written to the WARC files
-(``warc.py``) and its Set-Cookie headers are passed to the engine's jar (``cookies.py``);
-middlewares' ``process_response`` hooks see it before any decision (``middlewares.py``); the
-items a callback yields go through the item pipelines (``pipelines.py``); sitemaps and the
-Sitemap lines of robots.txt become requests (``sitemaps.py``).
+A parser process reads FetchResults from the Pipes its fetchers registered and hands each one
+to its ``Router``, which walks the page rules as ordered stages: ``stages.py`` says what a stage
+is, ``order.py`` lists them in order, and one module holds each family (``archive.py``: cookies
+and WARC; ``hooks.py``: the middlewares' ``process_response``; ``retry.py``, ``robots.py``,
+``redirect.py``, ``sitemaps.py``; ``links.py``: the link filters). A page no stage ends goes to
+the spider's callback; the items it yields go through the item pipelines
+(``crawlkit.extensions.pipelines``), the requests through the link stages; then they are
+fingerprinted and sent to the engine (which asks the seen-URL store about a whole batch of
+pages at once) in one PageDone message with the items and the stats deltas.
 
 Every FetchResult yields exactly one PageDone, whatever the spider does: a callback or hook that
 raises or yields junk is logged with spider, callback, URL and type, counted, and the crawl
@@ -21,36 +17,33 @@ goes on.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import math
 import os
 import pickle
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
-from protego import Protego
 from requests.structures import CaseInsensitiveDict
 
-from crawlkit.errors import FetchErrorKind, RetryRequest
-from crawlkit.extensions.middlewares import DROPPED, ResponseHooks, load_middlewares
+from crawlkit.errors import FetchErrorKind, SpiderError
+from crawlkit.extensions.middlewares import DROPPED
 from crawlkit.extensions.pipelines import ItemPipelines, load_pipelines
-from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
-from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
-from crawlkit.extensions.warc import WarcWriter
+from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_CALLBACK
 from crawlkit.http import MAX_HTML_DEPTH, Request, Response
 from crawlkit.loader import load_spider, one_line
 from crawlkit.log import LogConfig
 from crawlkit.messages import LINKS_CHUNK, FetchResult, Links, PageDone, StartFailed
+from crawlkit.parse.order import Stages, ordered_stages
+from crawlkit.parse.retry import RetryPolicy
+from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.process import child_setup
 from crawlkit.spider import LinkSpider, Spider
-from crawlkit.urls import Fingerprinter, host_of, is_http, port_of
+from crawlkit.urls import Fingerprinter, host_of
 
 log = logging.getLogger("crawlkit.parser")
 
@@ -77,6 +70,7 @@ class ParserConfig:
     max_body: int
     pipelines: list[str]
     middlewares: list[str]
+    stages: dict[str, int | None]
     cookies: bool
     use_sitemaps: bool
     warc: str | None
@@ -94,8 +88,8 @@ class ParserConfig:
             max_links_per_page=s.max_links_per_page, max_redirects=s.max_redirects,
             retries=s.retries, retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff,
             retry_after_max=s.retry_after_max, log=log, max_body=s.max_body, pipelines=list(s.pipelines),
-            middlewares=list(s.middlewares), cookies=s.cookies, use_sitemaps=s.use_sitemaps, warc=s.warc,
-            warc_max_size=s.warc_max_size, warc_info={
+            middlewares=list(s.middlewares), stages=dict(s.stages), cookies=s.cookies, use_sitemaps=s.use_sitemaps,
+            warc=s.warc, warc_max_size=s.warc_max_size, warc_info={
                 "software": f"crawlkit/{__version__}", "http-header-user-agent": s.user_agent,
                 "robots": "obey" if s.robots else "ignore", "description": f"spider {spider or 'crawlkit (built-in)'}",
             },
@@ -113,19 +107,25 @@ def parser_main(config: ParserConfig, registration: Any, events: Any, working: A
     mid-message garbles nothing but its own Pipe, which the engine then drops.
     ``working[index]`` holds the id of the request being handled (0 between pages), so if
     this process dies (a callback calls ``os._exit``, the kernel's OOM killer), the engine
-    blames that request and no other. A spider that cannot be built here (its ``__init__``
-    fails only outside the engine's process) is reported with ``StartFailed``: replacing
-    this process would fail the same way.
+    blames that request and no other. A spider or a stage that cannot be built here (its
+    ``__init__`` fails only outside the engine's process, or a stage's at all: stages are
+    first built here) is reported with ``StartFailed``: replacing this process would fail
+    the same way.
     """
     child_setup(config.log, "parser")
     log.debug("parser process %d started", os.getpid())
     try:
-        router = Router(build_spider(config.spider, config.spider_kwargs), config, ahead=events.send_bytes)
+        spider = build_spider(config.spider, config.spider_kwargs)
     except Exception as exc:
         events.send_bytes(pickle.dumps(StartFailed(
             f"spider {config.spider or 'crawlkit (built-in)'} could not be created in a parser process: "
             f"{one_line(exc)}; its __init__ must also work in crawlkit's child processes"
         )))
+        return
+    try:
+        router = Router(spider, config, ahead=events.send_bytes)
+    except SpiderError as exc:
+        events.send_bytes(pickle.dumps(StartFailed(str(exc))))
         return
     router.open()
     try:
@@ -176,26 +176,20 @@ class Router:
             spider.max_links, spider.max_url_length = config.max_links_per_page, config.max_url_length
         self.fingerprints = Fingerprinter()
         self.sent: set[int] = set()  # fingerprints of the candidates sent to the engine (see _admit)
-        self.allowed = AllowedDomains([*getattr(spider, "allowed_domains", []), *config.allowed_domains])
         self.spider_name = getattr(spider, "name", type(spider).__name__)
         self.pipelines = ItemPipelines(load_pipelines(config.pipelines), spider)
-        self.hooks = ResponseHooks(load_middlewares(config.middlewares), spider)
-        self.warc = WarcWriter(config.warc, config.warc_max_size, config.warc_info) if config.warc else None
+        retry = RetryPolicy(config.retries, config.retry_backoff, config.retry_after_max)
+        self.stages = Stages(StageSetup(config, spider, self.fingerprints, retry), ordered_stages(config.stages))
 
     def open(self) -> None:
-        """Call the pipelines' and middlewares' ``open(spider)``; once, before the first page."""
+        """Call the pipelines' ``open(spider)`` and the stages' ``open()``; once, before the first page."""
         self.pipelines.open()
-        self.hooks.open()
+        self.stages.open()
 
     def close(self) -> None:
-        """Call their ``close(spider)`` and close the WARC file; at the end of the crawl, Ctrl-C included."""
+        """Call their ``close``; at the end of the crawl, Ctrl-C included."""
         self.pipelines.close()
-        self.hooks.close()
-        if self.warc is not None:
-            try:
-                self.warc.close()
-            except OSError as exc:
-                log.error("closing the WARC file failed: %s", exc)
+        self.stages.close()
 
     def handle(self, result: FetchResult) -> bytes:
         """The pickled PageDone for ``result`` (pickled here, so a bad item cannot break the queue)."""
@@ -203,7 +197,7 @@ class Router:
             req_id=result.req_id, host=host_of(result.request.url), status=result.status, elapsed=result.elapsed
         )
         counts: Counter[str] = Counter(result.counts)
-        for startup in (self.pipelines.errors, self.hooks.errors):  # open() failures, reported with the first page
+        for startup in (self.pipelines.errors, *self.stages.errors):  # open() failures, reported with the first page
             counts.update(startup)
             startup.clear()
         try:
@@ -229,149 +223,53 @@ class Router:
             return pickle.dumps(done, pickle.HIGHEST_PROTOCOL)
 
     def _route(self, result: FetchResult, done: PageDone, counts: Counter[str]) -> None:
+        """Hand ``result`` down the stages (``stages.py``), to the callback, and its requests down the link stages."""
+        page = Page(result, done, counts)
         request = result.request
         robots = request.callback == ROBOTS_CALLBACK
         if result.error:
             kind = FetchErrorKind(result.error)
-            if kind is FetchErrorKind.DROPPED:
-                counts[DROPPED] += 1
-                log.debug("%s: %s", result.message, request.url)
+            counts[DROPPED if kind is FetchErrorKind.DROPPED else f"error_{result.error}"] += 1
+            for on_failure in self.stages.failure:
+                if on_failure(page, kind):
+                    break
             else:
-                counts[f"error_{result.error}"] += 1
-                if kind.retryable and self._retry(request, done, counts, None):
-                    log.info("retrying %s after %s: %s", request.url, result.error, result.message)
-                    return
-                log.warning("%s: %s (%s)", result.error, request.url, result.message)
-            if robots:
-                blocked = kind is FetchErrorKind.DESTINATION_BLOCKED
-                done.robots = (ROBOTS_BLOCKED if blocked else UNREACHABLE.get(kind, (NO_ANSWER, ""))[0], b"")
-            return
-        counts[f"status_{result.status}"] += 1
-        self._archive(result, done, counts)
-        response = Response(result.url, result.status, _combined(result.headers), result.body, request)
-        if self.hooks.stages:
-            processed = self._process_response(response, done, counts)
-            if processed is None:
-                if robots and done.retry is None:
-                    done.robots = (NO_ANSWER, b"")
-                return
-            response = processed
-        status, headers = response.status, response.headers
-        if status in self.config.retry_http_codes and self._retry(request, done, counts, headers):
-            log.info("retrying %s after HTTP %s", request.url, status)
-            return
-        if robots:
-            done.robots = (status, response.body)
-            if self.config.use_sitemaps and 200 <= status < 300:
-                done.candidates = self._admit(_robots_sitemaps(response), counts)
-            return
-        if 300 <= status < 400 and "location" in headers:
-            self._redirect(response, done, counts)
-            return
-        if request.callback == SITEMAP_CALLBACK:
-            self._sitemap(response, done, counts)
-            return
+                if kind is FetchErrorKind.DROPPED:
+                    log.debug("%s: %s", result.message, request.url)
+                else:
+                    log.warning("%s: %s (%s)", result.error, request.url, result.message)
+        else:
+            counts[f"status_{result.status}"] += 1
+            response = Response(result.url, result.status, _combined(result.headers), result.body, request)
+            for on_response in self.stages.response:
+                passed = on_response(page, response)
+                if passed is None:
+                    break
+                response = passed
+            else:
+                if not robots:
+                    page.candidates = self._callback(response, done, counts)
+        if robots and done.robots is None and done.retry is None:
+            done.robots = (NO_ANSWER, b"")  # the engine waits for an answer, whichever stage ended the page
+        if page.candidates:
+            done.candidates = self._admit(page)
+
+    def _callback(self, response: Response, done: PageDone, counts: Counter[str]) -> list[Request]:
+        """The spider's callback on a page no stage ended: its items into ``done``, its requests returned."""
         counts["pages"] += 1
         counts["bytes"] += len(response.body)
-        if not 200 <= status < 300 and not getattr(self.spider, "handle_error_statuses", False):
-            return
+        if not 200 <= response.status < 300 and not getattr(self.spider, "handle_error_statuses", False):
+            return []
         candidates = self._run_callback(response, done, counts)
         if response.too_deep:
             counts["html_too_deep"] += 1
             log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, "
                         "links() all of it", response.url, MAX_HTML_DEPTH)
+        depth, referer = response.request.depth + 1, response.url
         for new in candidates:
-            new.depth = request.depth + 1
-            new.referer = response.url
-        done.candidates = self._admit(candidates, counts)
-
-    def _archive(self, result: FetchResult, done: PageDone, counts: Counter[str]) -> None:
-        """What every HTTP answer is owed before anyone judges it: the WARC record and the cookie jar."""
-        if self.config.cookies:
-            set_cookies = [value for name, value in result.headers if name.lower() == "set-cookie"]
-            if set_cookies:
-                done.set_cookies.append((result.url, set_cookies))
-        if self.warc is not None:
-            try:
-                self.warc.write(result)
-            except Exception as exc:  # a full disk must not stop the crawl; the count shows the gap
-                counts["error_warc"] += 1
-                log.error("WARC record for %s not written: %s", result.url, one_line(exc))
-
-    def _process_response(self, response: Response, done: PageDone, counts: Counter[str]) -> Response | None:
-        outcome = self.hooks.process(response, counts)
-        if not isinstance(outcome, RetryRequest):
-            return outcome
-        reason = str(outcome) or "asked by a middleware"
-        counts["retries_middleware"] += 1
-        if self._retry(response.request, done, counts, None):
-            log.info("retrying %s: %s", response.url, reason)
-        else:
-            log.warning("gave up on %s after %d retries: %s; response dropped",
-                        response.url, self.config.retries, reason)
-        return None
-
-    def _sitemap(self, response: Response, done: PageDone, counts: Counter[str]) -> None:
-        """Turn a sitemap into requests: more sitemaps from an index, pages from a urlset (depth 0, like seeds)."""
-        if not 200 <= response.status < 300:
-            log.info("no sitemap at %s (HTTP %s)", response.url, response.status)
-            return
-        try:
-            sitemaps, pages = read_sitemap(response.body, self.config.max_body)
-        except SitemapError as exc:
-            counts["error_sitemap"] += 1
-            log.warning("sitemap %s cannot be read: %s", response.url, exc)
-            return
-        counts["sitemaps"] += 1
-        counts["sitemap_urls"] += len(pages)
-        log.info("sitemap %s lists %d sitemaps and %d pages", response.url, len(sitemaps), len(pages))
-        requests = [sitemap_request(url) for url in sitemaps] + [Request(url) for url in pages]
-        for request in requests:
-            request.depth = response.request.depth
-            request.referer = response.url
-        done.candidates = self._admit(requests, counts)
-
-    def _retry(self, request: Request, done: PageDone, counts: Counter[str], headers: Mapping[str, str] | None) -> bool:
-        attempt = request.meta.get("retry_times", 0) + 1
-        if attempt > self.config.retries:
-            counts["retries_exhausted"] += 1
-            return False
-        wait_s = self.config.retry_backoff * 2 ** (attempt - 1)
-        asked = _retry_after(headers) if headers else None
-        now = time.monotonic()
-        if asked is not None:
-            asked = min(asked, self.config.retry_after_max)
-            done.host_pause_until = now + asked
-            wait_s = max(wait_s, asked)
-        done.retry = request.replace(meta={**request.meta, "retry_times": attempt})
-        done.retry_at = now + wait_s
-        counts["retries"] += 1
-        return True
-
-    def _redirect(self, response: Response, done: PageDone, counts: Counter[str]) -> None:
-        request = response.request
-        target = redirect_target(response.url, response.headers["location"])
-        chain = request.meta.get("redirect_urls", []) + [request.url]
-        counts["redirects"] += 1
-        if not target.startswith(("http://", "https://")):
-            counts["dropped_redirect_scheme"] += 1
-            log.warning("redirect to a non-http(s) URL dropped: %s -> %s", request.url, target[:200])
-            return
-        if len(chain) > self.config.max_redirects:
-            counts["error_too_many_redirects"] += 1
-            log.warning("too many redirects (%d) at %s", len(chain), request.url)
-            return
-        try:
-            target_fp = self.fingerprints.fingerprint(target)
-        except ValueError as exc:
-            counts["dropped_invalid_url"] += 1
-            log.warning("redirect to an invalid URL dropped: %s -> %s (%s)", request.url, target[:200], exc)
-            return
-        if any(target_fp == self.fingerprints.fingerprint(u) for u in chain if is_http(u)):
-            counts["error_redirect_loop"] += 1
-            log.warning("redirect loop: %s -> %s", request.url, target)
-            return
-        done.candidates = self._admit([redirect_request(request, target)], counts)
+            new.depth = depth
+            new.referer = referer
+        return candidates
 
     def _run_callback(self, response: Response, done: PageDone, counts: Counter[str]) -> list[Request]:
         name = response.request.callback or "parse"
@@ -440,8 +338,8 @@ class Router:
                           url, writable)
         return kept
 
-    def _admit(self, candidates: list[Request], counts: Counter[str]) -> list[tuple[int | None, Request]]:
-        """The candidates that pass the filters, fingerprinted, without repeats within this page
+    def _admit(self, page: Page) -> list[tuple[int | None, Request]]:
+        """The page's candidates that pass the link stages, fingerprinted, without repeats within this page
         and without those this parser has sent the engine already.
 
         Whether they were seen before is the engine's question, asked of the seen store once
@@ -452,31 +350,18 @@ class Router:
         again spares pickling, the engine and the store the work: on most sites most links of a
         page are its navigation, sent with the first pages.
         """
-        config, fingerprints = self.config, self.fingerprints
+        candidates = page.candidates
+        for on_links in self.stages.links:
+            candidates = on_links(page, candidates)
+        counts, fingerprint = page.counts, self.fingerprints.fingerprint
         out: dict[int, Request] = {}
         unfiltered: list[tuple[int | None, Request]] = []
         for request in candidates:
-            url = request.url
-            if url not in fingerprints and not is_http(url):  # a URL fingerprinted before is http(s)
-                reason = "scheme"
-            elif len(url) > config.max_url_length:
-                reason = "url_too_long"
-            elif config.max_depth and request.depth > config.max_depth:
-                reason = "depth"
-            elif config.max_repeated_segments and _repeats_segment(url, config.max_repeated_segments):
-                reason = "repeated_segments"
-            elif self.allowed and not self.allowed.allows(url):
-                reason = "offsite"
-            else:
-                try:
-                    fp = fingerprints.fingerprint(url, request.method, request.body)
-                    reason = ""
-                except ValueError:
-                    reason = "invalid_url"
-            if reason:
-                # Routine on most sites, so DEBUG; the summary counts them by reason.
-                counts[f"dropped_{reason}"] += 1
-                log.debug("dropped (%s): %s%s", reason, url[:200], "..." if len(url) > 200 else "")
+            try:
+                fp = fingerprint(request.url, request.method, request.body)
+            except ValueError:
+                counts["dropped_invalid_url"] += 1
+                log.debug("dropped (invalid_url): %s", request.url[:200])
                 continue
             if request.dont_filter:
                 unfiltered.append((None, request))
@@ -488,56 +373,6 @@ class Router:
             self.sent.clear()
         self.sent.update(out)
         return unfiltered + list(out.items())
-
-
-class AllowedDomains:
-    """The offsite rule for links and redirects (used by ``crawlkit fetch``/``parse`` too);
-    false when empty, allowing all.
-
-    An entry matches its host and subdomains: ``a.com`` on any port (as in Scrapy), ``a.com:8080``
-    and ``[::1]:8080`` on that port only (``::1`` is an IPv6 address without a port).
-    """
-
-    def __init__(self, entries: Iterable[str]) -> None:
-        self.rules: list[tuple[str, int | None]] = []
-        for entry in entries:
-            entry = entry.lower().lstrip(".")
-            domain, colon, port = entry.rpartition(":")
-            if colon and port.isdigit() and (":" not in domain or domain.startswith("[")):
-                self.rules.append((domain.strip("[]"), int(port)))
-            else:
-                self.rules.append((entry.strip("[]"), None))
-
-    def __bool__(self) -> bool:
-        return bool(self.rules)
-
-    def allows(self, url: str) -> bool:
-        """Whether ``url``'s host is an allowed domain or a subdomain of one, on the entry's port if it names one."""
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        port: int | None = None
-        for domain, wanted in self.rules:
-            if host == domain or host.endswith("." + domain):
-                if wanted is None:
-                    return True
-                port = port or port_of(parts)
-                if port == wanted:
-                    return True
-        return False
-
-
-def _repeats_segment(url: str, limit: int) -> bool:
-    """True when one path segment occurs more than ``limit`` times: /a/a/a/a/, /x/y/x/y/x/y/x/y/.
-
-    Such a path is a spider trap: relative links that re-append themselves (/a/ -> /a/a/ -> ...),
-    as Heritrix's and Nutch's default filters judge.
-    """
-    path_slashes_at_most = url.count("/") - (2 if url.startswith(("http://", "https://")) else 0)
-    if path_slashes_at_most <= limit:  # too few segments to repeat one that often (known without parsing)
-        return False
-    path = urlsplit(url).path
-    counts = Counter(segment for segment in path.split("/") if segment)
-    return bool(counts) and max(counts.values()) > limit
 
 
 def _writable(item: dict[str, Any]) -> dict[str, Any] | str:
@@ -590,73 +425,9 @@ def _combined(headers: list[tuple[str, str]]) -> CaseInsensitiveDict:
     return combined
 
 
-def _robots_sitemaps(response: Response) -> list[Request]:
-    """Requests for the ``Sitemap:`` lines of a robots.txt."""
-    rules = Protego.parse(response.body.decode("utf-8", "replace"))
-    return [sitemap_request(url) for url in rules.sitemaps]
-
-
-def redirect_target(url: str, location: str) -> str:
-    """The URL a redirect from ``url`` names, as the server meant it (used by ``crawlkit fetch`` too).
-
-    HTTP headers arrive as Latin-1, but servers send UTF-8 bytes in Location (``/päge``), which
-    requests' redirect code decodes the same way. A Location urllib cannot even split
-    (``http://[::1``) comes back as it is, for the caller to reject.
-    """
-    try:
-        location = location.encode("latin-1").decode("utf-8")
-    except UnicodeError:
-        pass
-    try:
-        return urljoin(url, location.strip())
-    except ValueError:
-        return location
-
-
-# Request headers that carry the user's identity; a redirect to another origin drops them.
-CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
-def redirect_request(request: Request, target: str) -> Request:
-    """The request that follows ``request``'s redirect to ``target`` (used by ``crawlkit fetch`` too).
-
-    When the redirect changes scheme, host or port, the spider's Authorization, Cookie and
-    Proxy-Authorization headers are left behind: they were meant for the origin that sent
-    the redirect, not for wherever it points (Scrapy does the same since 2.11.1/2.11.2,
-    CVE-2024-1968). ``user:password@`` in a URL stays with its origin by itself: a Location
-    naming another origin replaces the whole authority. The cookies of crawlkit's jar are
-    not headers of the request; the engine picks them for the target's host at dispatch.
-    """
-    headers = request.headers
-    if _origin(target) != _origin(request.url):
-        headers = {name: value for name, value in headers.items() if name.lower() not in CREDENTIAL_HEADERS}
-    chain = request.meta.get("redirect_urls", []) + [request.url]
-    return request.replace(url=target, headers=headers, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of an http(s) URL."""
-    parts = urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port_of(parts)
-
-
 def _iterate(output: Any) -> Iterable[Any]:
     if output is None:
         return ()
     if isinstance(output, (dict, Request, str, bytes)) or not hasattr(output, "__iter__"):
         return (output,)  # a lone object; anything but a dict or Request is reported by type
     return output
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

@@ -25,7 +25,9 @@ from crawlkit.fetch.fetcher import FetcherConfig, fetch, new_session
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
-from crawlkit.parse.parser import AllowedDomains, ParserConfig, Router, redirect_request, redirect_target
+from crawlkit.parse.links import AllowedDomains
+from crawlkit.parse.parser import ParserConfig, Router
+from crawlkit.parse.redirect import redirect_request, redirect_target
 from crawlkit.spider import Spider
 from crawlkit.urls import Fingerprinter, host_of, is_http
 

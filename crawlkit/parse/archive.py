@@ -1,0 +1,57 @@
+"""The archive stages: what every HTTP answer is owed before anyone judges it, a cookie jar entry and a WARC record.
+
+They come first, so a response a hook drops, a retried 503 and a redirect are archived and
+their cookies kept, as a browser would. Both read the raw exchange (``page.result``: repeated
+headers apart, the body as it came), not the Response a callback sees.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from crawlkit.extensions.warc import WarcWriter
+from crawlkit.http import Response
+from crawlkit.loader import one_line
+from crawlkit.parse.stages import Page, StageSetup
+
+log = logging.getLogger("crawlkit.parser")
+
+
+class CookieStage:
+    """Passes an answer's Set-Cookie headers to the engine's jar (``cookies``; see ``crawlkit.extensions.cookies``)."""
+
+    def __init__(self, setup: StageSetup) -> None:
+        self.active = setup.config.cookies
+
+    def on_response(self, page: Page, response: Response) -> Response | None:
+        result = page.result
+        set_cookies = [value for name, value in result.headers if name.lower() == "set-cookie"]
+        if set_cookies:
+            page.done.set_cookies.append((result.url, set_cookies))
+        return response
+
+
+class WarcStage:
+    """Writes every answer to the WARC files (``warc``); a write that fails is counted, and the crawl goes on."""
+
+    def __init__(self, setup: StageSetup) -> None:
+        config = setup.config
+        self.writer = WarcWriter(config.warc, config.warc_max_size, config.warc_info) if config.warc else None
+        self.active = self.writer is not None
+
+    def on_response(self, page: Page, response: Response) -> Response | None:
+        assert self.writer is not None  # an inactive stage is never called
+        try:
+            self.writer.write(page.result)
+        except Exception as exc:  # a full disk must not stop the crawl; the count shows the gap
+            page.counts["error_warc"] += 1
+            log.error("WARC record for %s not written: %s", page.result.url, one_line(exc))
+        return response
+
+    def close(self) -> None:
+        """Close the current WARC file, at the end of the crawl (Ctrl-C included)."""
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except OSError as exc:
+                log.error("closing the WARC file failed: %s", exc)

@@ -1,0 +1,44 @@
+"""The sitemaps stage: a sitemap fetch becomes requests, for more sitemaps (an index) and for pages.
+
+Reading a sitemap (XML, text, gzip, bounded in size) is ``crawlkit.extensions.sitemaps``; this
+stage routes the answers to the requests that module made (``SITEMAP_CALLBACK``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
+from crawlkit.http import Request, Response
+from crawlkit.parse.stages import Page, StageSetup
+
+log = logging.getLogger("crawlkit.parser")
+
+
+class SitemapStage:
+    """Turns a sitemap into requests: more sitemaps from an index, pages from a urlset (depth 0, like seeds)."""
+
+    def __init__(self, setup: StageSetup) -> None:
+        self.max_body = setup.config.max_body
+
+    def on_response(self, page: Page, response: Response) -> Response | None:
+        if response.request.callback != SITEMAP_CALLBACK:
+            return response
+        if not 200 <= response.status < 300:
+            log.info("no sitemap at %s (HTTP %s)", response.url, response.status)
+            return None
+        try:
+            sitemaps, pages = read_sitemap(response.body, self.max_body)
+        except SitemapError as exc:
+            page.counts["error_sitemap"] += 1
+            log.warning("sitemap %s cannot be read: %s", response.url, exc)
+            return None
+        page.counts["sitemaps"] += 1
+        page.counts["sitemap_urls"] += len(pages)
+        log.info("sitemap %s lists %d sitemaps and %d pages", response.url, len(sitemaps), len(pages))
+        requests = [sitemap_request(url) for url in sitemaps] + [Request(url) for url in pages]
+        for request in requests:
+            request.depth = response.request.depth
+            request.referer = response.url
+        page.candidates = requests
+        return None
