@@ -29,14 +29,13 @@ import os
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from protego import Protego
-from requests.structures import CaseInsensitiveDict
 
 from crawlkit.errors import FetchErrorKind, RetryRequest
 from crawlkit.extensions.middlewares import DROPPED, ResponseHooks, load_middlewares
@@ -44,7 +43,7 @@ from crawlkit.extensions.pipelines import ItemPipelines, load_pipelines
 from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
 from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
 from crawlkit.extensions.warc import WarcWriter
-from crawlkit.http import MAX_HTML_DEPTH, Request, Response
+from crawlkit.http import MAX_HTML_DEPTH, Headers, Request, Response
 from crawlkit.loader import load_spider, one_line
 from crawlkit.log import LogConfig
 from crawlkit.messages import LINKS_CHUNK, FetchResult, Links, PageDone, StartFailed
@@ -247,8 +246,8 @@ class Router:
                 done.robots = (ROBOTS_BLOCKED if blocked else UNREACHABLE.get(kind, (NO_ANSWER, ""))[0], b"")
             return
         counts[f"status_{result.status}"] += 1
-        self._archive(result, done, counts)
-        response = Response(result.url, result.status, _combined(result.headers), result.body, request)
+        response = Response(result.url, result.status, result.headers, result.body, request)
+        self._archive(result, response.headers, done, counts)
         if self.hooks.stages:
             processed = self._process_response(response, done, counts)
             if processed is None:
@@ -285,10 +284,10 @@ class Router:
             new.referer = response.url
         done.candidates = self._admit(candidates, counts)
 
-    def _archive(self, result: FetchResult, done: PageDone, counts: Counter[str]) -> None:
+    def _archive(self, result: FetchResult, headers: Headers, done: PageDone, counts: Counter[str]) -> None:
         """What every HTTP answer is owed before anyone judges it: the WARC record and the cookie jar."""
         if self.config.cookies:
-            set_cookies = [value for name, value in result.headers if name.lower() == "set-cookie"]
+            set_cookies = headers.getlist("Set-Cookie")
             if set_cookies:
                 done.set_cookies.append((result.url, set_cookies))
         if self.warc is not None:
@@ -331,7 +330,7 @@ class Router:
             request.referer = response.url
         done.candidates = self._admit(requests, counts)
 
-    def _retry(self, request: Request, done: PageDone, counts: Counter[str], headers: Mapping[str, str] | None) -> bool:
+    def _retry(self, request: Request, done: PageDone, counts: Counter[str], headers: Headers | None) -> bool:
         attempt = request.meta.get("retry_times", 0) + 1
         if attempt > self.config.retries:
             counts["retries_exhausted"] += 1
@@ -582,14 +581,6 @@ def _null_non_finite(value: Any) -> Any:
     return value
 
 
-def _combined(headers: list[tuple[str, str]]) -> CaseInsensitiveDict:
-    """Headers as a callback sees them: one value a name, repeats joined by ", " (as requests does)."""
-    combined: CaseInsensitiveDict = CaseInsensitiveDict()
-    for name, value in headers:
-        combined[name] = f"{combined[name]}, {value}" if name in combined else value
-    return combined
-
-
 def _robots_sitemaps(response: Response) -> list[Request]:
     """Requests for the ``Sitemap:`` lines of a robots.txt."""
     rules = Protego.parse(response.body.decode("utf-8", "replace"))
@@ -627,11 +618,12 @@ def redirect_request(request: Request, target: str) -> Request:
     naming another origin replaces the whole authority. The cookies of crawlkit's jar are
     not headers of the request; the engine picks them for the target's host at dispatch.
     """
-    headers = request.headers
-    if _origin(target) != _origin(request.url):
-        headers = {name: value for name, value in headers.items() if name.lower() not in CREDENTIAL_HEADERS}
     chain = request.meta.get("redirect_urls", []) + [request.url]
-    return request.replace(url=target, headers=headers, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
+    follow = request.replace(url=target, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
+    if _origin(target) != _origin(request.url):
+        for name in CREDENTIAL_HEADERS:
+            follow.headers.pop(name, None)
+    return follow
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -648,8 +640,8 @@ def _iterate(output: Any) -> Iterable[Any]:
     return output
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+def _retry_after(headers: Headers) -> float | None:
+    value = headers.get("Retry-After")
     if value is None:
         return None
     value = value.strip()
