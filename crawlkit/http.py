@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from functools import lru_cache
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import lxml.html
@@ -21,6 +21,7 @@ from lxml.cssselect import CSSSelector
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom, resolve_encoding
 
 Callback = str | Callable[..., Any] | None
+_T = TypeVar("_T")
 HeaderText = str | bytes  # a header name or value as given; bytes are read as Latin-1, as they travel
 HeaderValues = HeaderText | list[HeaderText] | tuple[HeaderText, ...]  # a list or tuple gives repeats
 HeadersInput = Mapping[str, HeaderValues] | Mapping[bytes, HeaderValues] | Iterable[tuple[HeaderText, HeaderText]]
@@ -40,10 +41,10 @@ class Headers(MutableMapping[str, str]):
     ``headers["content-type"]`` and ``get`` give one value a name, repeats joined by ", " (as
     requests does); ``getlist("Set-Cookie")`` gives each one apart (a cookie's Expires holds a
     comma, so the joined form cannot be split again). Setting a name replaces all its values;
-    ``add`` appends a repeat. Names keep the case they were first given in, for display and
-    sending. Built from a mapping (a value may be a list of repeats) or from (name, value)
-    pairs, as the fetcher receives them; names and values are ``str`` (bytes are decoded as
-    Latin-1, the charset of HTTP headers).
+    ``add`` appends a repeat. A name keeps the case it came in (the first of its repeats, or
+    the one last set), for display and sending. Built from a mapping (a value may be a list of
+    repeats) or from (name, value) pairs, as the fetcher receives them; names and values are
+    ``str`` (bytes are decoded as Latin-1, the charset of HTTP headers).
     """
 
     __slots__ = ("_names", "_values")
@@ -51,27 +52,28 @@ class Headers(MutableMapping[str, str]):
     def __init__(self, headers: HeadersInput | None = None) -> None:
         self._names: dict[str, str] = {}  # lower-cased name -> the name as first given
         self._values: dict[str, list[str]] = {}  # lower-cased name -> its values, in order (never empty)
+        if headers is None:
+            return
         if isinstance(headers, Headers):
             self._names = dict(headers._names)
             self._values = {key: list(values) for key, values in headers._values.items()}
-        elif isinstance(headers, Mapping):
-            for name, value in headers.items():
-                for one in value if isinstance(value, (list, tuple)) else (value,):
-                    self.add(name, one)
-        elif isinstance(headers, (str, bytes)):
+            return
+        if isinstance(headers, (str, bytes)):
             raise TypeError(f"headers must be a mapping or (name, value) pairs, got {type(headers).__name__}")
-        elif headers is not None:
-            # The fetcher's pairs, for every page: one pass, no method call per header.
-            names, values = self._names, self._values
-            for name, value in headers:
-                name, value = _text(name), _text(value)
-                key = name.lower()
-                known = values.get(key)
-                if known is None:
-                    values[key] = [value]
-                    names[key] = name
-                else:
-                    known.append(value)
+        if isinstance(headers, Mapping):
+            headers = [(name, one) for name, value in headers.items()
+                       for one in (value if isinstance(value, (list, tuple)) else (value,))]
+        # The fetcher's pairs, for every page: one pass, no method call per header.
+        names, values = self._names, self._values
+        for name, value in headers:
+            name, value = _text(name), _text(value)
+            key = name.lower()
+            known = values.get(key)
+            if known is None:
+                values[key] = [value]
+                names[key] = name
+            else:
+                known.append(value)
 
     def add(self, name: HeaderText, value: HeaderText) -> None:
         """Append a value to ``name``'s (a second Set-Cookie), keeping those it has."""
@@ -88,7 +90,13 @@ class Headers(MutableMapping[str, str]):
         """Every value of ``name``, in the order received; ``[]`` when it is absent."""
         return list(self._values.get(name.lower(), ()))
 
-    def get(self, name: str, default: Any = None) -> Any:  # Mapping.get, without its try/except
+    @overload
+    def get(self, name: str) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str | _T) -> str | _T: ...
+
+    def get(self, name: str, default: object = None) -> object:  # Mapping.get, without its try/except
         values = self._values.get(name.lower())
         if values is None:
             return default
@@ -128,8 +136,6 @@ class Headers(MutableMapping[str, str]):
             except TypeError:  # a value that is no header value
                 return False
         return self._values == other._values
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __getstate__(self) -> tuple[dict[str, str], dict[str, list[str]]]:
         return self._names, self._values
