@@ -17,7 +17,7 @@ and run it with ``crawlkit runspider docs.py -o docs.jsonl``. Everything users i
 """
 
 from crawlkit.errors import ConfigError, CrawlkitError, DropItem, RetryRequest, SeedsError, SpiderError
-from crawlkit.http import Request, Response
+from crawlkit.http import Headers, Request, Response
 from crawlkit.spider import LinkSpider, Spider
 
 __version__ = "0.1.0"
@@ -26,6 +26,7 @@ __all__ = [
     "ConfigError",
     "CrawlkitError",
     "DropItem",
+    "Headers",
     "LinkSpider",
     "Request",
     "Response",

@@ -22,7 +22,7 @@ from crawlkit.core.seeds import SeedFile
 from crawlkit.errors import CrawlkitError, Interrupted, SpiderError, WriteFailed
 from crawlkit.loader import load_spider, one_line
 from crawlkit.log import LogConfig, setup_logging, summary_text
-from crawlkit.settings import Settings, explain, load_settings
+from crawlkit.settings import Settings, explain, flag_help, load_settings
 from crawlkit.spider import LinkSpider, Spider
 
 
@@ -56,40 +56,37 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def crawl_options(f: Any) -> Any:
-    """The flags shared by ``crawl`` and ``runspider``."""
+    """The flags shared by ``crawl`` and ``runspider``.
+
+    A flag that sets a setting takes its help from the setting's declaration (``flag_help``):
+    the comment and default in default.yaml, which the README's settings table shows too.
+    """
     options = [
-        click.option("--workers", type=int, help="Fetcher processes (default: CPU count)."),
-        click.option("--concurrency", type=int, help="Requests in flight in total (default 16)."),
-        click.option("--per-host", "per_host", type=int, help="Requests in flight to one host at once (default 2)."),
-        click.option("--delay", type=float, help="Seconds between request starts to one host (default 0)."),
-        click.option("--parsers", type=int, help="Parser processes running spider callbacks (default 1)."),
-        click.option("-o", "--output", help=(
-            "Items file; the extension picks the format: .jsonl, .json, .csv, .sqlite/.db; - for stdout."
-        )),
-        click.option("--warc", type=click.Path(file_okay=False),
-                     help="Also write every response to WARC files in this directory."),
+        click.option("--workers", type=int, help=flag_help("workers")),
+        click.option("--concurrency", type=int, help=flag_help("concurrency")),
+        click.option("--per-host", "per_host", type=int, help=flag_help("per_host")),
+        click.option("--delay", type=float, help=flag_help("delay")),
+        click.option("--parsers", type=int, help=flag_help("parsers")),
+        click.option("-o", "--output", help=flag_help("output")),
+        click.option("--warc", type=click.Path(file_okay=False), help=flag_help("warc")),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
-        click.option("--max-pages", type=int, help="Stop after this many pages (0 = no limit)."),
-        click.option("--max-depth", type=int, help="Do not follow links deeper than this (0 = no limit)."),
-        click.option("--allow-domain", "allow_domains", multiple=True, help="Also follow this domain (repeatable)."),
-        click.option("--user-agent", help="User-Agent header sent with every request."),
-        click.option("--no-robots", is_flag=True, help="Do not fetch or obey robots.txt."),
+        click.option("--max-pages", type=int, help=flag_help("max_pages")),
+        click.option("--max-depth", type=int, help=flag_help("max_depth")),
+        click.option("--allow-domain", "allow_domains", multiple=True,
+                     help=flag_help("allowed_domains", note="Repeatable.")),
+        click.option("--user-agent", help=flag_help("user_agent")),
+        click.option("--no-robots", is_flag=True, help=flag_help("robots", sets=False)),
         click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. -s retries=5."),
-        click.option("--log-level",
+        click.option("--log-level", help=flag_help("log_level"),
                      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)),
-        click.option("--log-file", type=click.Path(dir_okay=False), help="Also append the log to this file."),
-        click.option("--jobdir", type=click.Path(file_okay=False),
-                     help="Keep the crawl's state here; run again to resume."),
-        click.option("--frontier", help="Share the crawl with other nodes through Redis: redis://host:port/db."),
-        click.option("--crawl-id", "crawl_id", help="Name of the shared crawl (default: the spider's name)."),
-        click.option("-q", "--quiet", is_flag=True,
-                     help="Only warnings, errors and the summary: no live view or progress lines."),
-        click.option("--stats", "stats_file", type=click.Path(dir_okay=False),
-                     help="Write every counter, per-host figures and pages over time to this JSON file."),
-        click.option("--report", type=click.Path(dir_okay=False),
-                     help="Write a self-contained HTML report with charts to this file."),
-        click.option("--log-json", is_flag=True,
-                     help="Log one JSON object per line (time, level, logger, process, message, url)."),
+        click.option("--log-file", type=click.Path(dir_okay=False), help=flag_help("log_file")),
+        click.option("--jobdir", type=click.Path(file_okay=False), help=flag_help("jobdir")),
+        click.option("--frontier", help=flag_help("frontier")),
+        click.option("--crawl-id", "crawl_id", help=flag_help("crawl_id")),
+        click.option("-q", "--quiet", is_flag=True, help=flag_help("quiet", sets=True)),
+        click.option("--stats", "stats_file", type=click.Path(dir_okay=False), help=flag_help("stats_file")),
+        click.option("--report", type=click.Path(dir_okay=False), help=flag_help("report")),
+        click.option("--log-json", is_flag=True, help=flag_help("log_json", sets=True)),
     ]
     for option in reversed(options):
         f = option(f)
@@ -190,7 +187,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("seeds_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--spider", help="Spider to run: path/to/file.py:Class or module:Class (default: built-in link spider).")
+@click.option("--spider", help=flag_help("spider"))
 @crawl_options
 def crawl(seeds_file: str | None, spider: str | None, **kw: Any) -> None:
     """Crawl from the URLs in SEEDS_FILE (one per line).
@@ -243,8 +240,8 @@ def page_options(f: Any) -> Any:
         click.option("--spider", help="Spider whose callback runs on the page: path/to/file.py:Class or module:Class."),
         click.option("--callback", help="Spider method to call (default: parse)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
-        click.option("--user-agent", help="User-Agent header sent with the request."),
-        click.option("--no-robots", is_flag=True, help="Do not fetch or obey robots.txt."),
+        click.option("--user-agent", help=flag_help("user_agent")),
+        click.option("--no-robots", is_flag=True, help=flag_help("robots", sets=False)),
         click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Any setting, e.g. -s read_timeout=5."),
     ]
@@ -362,7 +359,7 @@ def config_show(config_file: str | None, sets: tuple[str, ...]) -> None:
 @click.option("-o", "--output", default="demo.jsonl", show_default=True, help="Items file.")
 @click.option("--hosts", default=2, show_default=True, help="Hosts of the local demo site.")
 @click.option("--pages", default=50, show_default=True, help="Pages per host.")
-@click.option("--workers", type=int, help="Fetcher processes (default: CPU count).")
+@click.option("--workers", type=int, help=flag_help("workers"))
 def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
     """Serve a small local site on loopback and crawl it (works offline).
 
@@ -387,10 +384,10 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
 @click.option("--pages", default=1000, show_default=True, help="Pages per host.")
 @click.option("--page-size", default=20_000, show_default=True, help="Approximate bytes of HTML per page.")
 @click.option("--latency", default=0.0, show_default=True, help="Seconds the site waits before each response.")
-@click.option("--workers", type=int, help="Fetcher processes (default: CPU count).")
-@click.option("--concurrency", type=int, help="Requests in flight in total (default 16).")
-@click.option("--per-host", "per_host", type=int, help="Requests in flight to one host at once (default 2).")
-@click.option("--parsers", type=int, help="Parser processes running spider callbacks (default 1).")
+@click.option("--workers", type=int, help=flag_help("workers"))
+@click.option("--concurrency", type=int, help=flag_help("concurrency"))
+@click.option("--per-host", "per_host", type=int, help=flag_help("per_host"))
+@click.option("--parsers", type=int, help=flag_help("parsers"))
 @click.option("--spider", default="light", show_default=True,
               help="light (CSS), soup (BeautifulSoup html.parser), or path.py:Class.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")

@@ -1,45 +1,181 @@
-"""Request and Response: what spiders yield and what their callbacks receive.
+"""Request, Response and their Headers: what spiders yield and what their callbacks receive.
 
 A ``Request`` crosses process boundaries (parser -> engine -> fetcher -> parser), so it is plain
 data that pickles cheaply: the callback travels as its *name*, resolved on the spider in the
 parser process. A ``Response`` lives only inside a parser process; its parsed forms (text, lxml
 tree, BeautifulSoup) are built lazily, on first use, so a spider that never asks for the soup
-never pays for it.
+never pays for it. Both carry their headers as one ``Headers`` type.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from functools import lru_cache
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import lxml.html
 from lxml.cssselect import CSSSelector
-from requests.structures import CaseInsensitiveDict
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom, resolve_encoding
 
 Callback = str | Callable[..., Any] | None
+_T = TypeVar("_T")
+HeaderText = str | bytes  # a header name or value as given; bytes are read as Latin-1, as they travel
+HeaderValues = HeaderText | list[HeaderText] | tuple[HeaderText, ...]  # a list or tuple gives repeats
+HeadersInput = Mapping[str, HeaderValues] | Mapping[bytes, HeaderValues] | Iterable[tuple[HeaderText, HeaderText]]
+
+
+def _text(data: object) -> str:
+    if isinstance(data, str):
+        return data
+    if isinstance(data, bytes):
+        return data.decode("latin-1")
+    raise TypeError(f"a header name or value must be str or bytes, got {type(data).__name__}: {data!r:.80}")
+
+
+class Headers(MutableMapping[str, str]):
+    """HTTP headers, looked up whatever the case of the name, a repeated header kept as sent.
+
+    ``headers["content-type"]`` and ``get`` give one value a name, repeats joined by ", " (as
+    requests does); ``getlist("Set-Cookie")`` gives each one apart (a cookie's Expires holds a
+    comma, so the joined form cannot be split again). Setting a name replaces all its values;
+    ``add`` appends a repeat. A name keeps the case it came in (the first of its repeats, or
+    the one last set), for display and sending. Built from a mapping (a value may be a list of
+    repeats) or from (name, value) pairs, as the fetcher receives them; names and values are
+    ``str`` (bytes are decoded as Latin-1, the charset of HTTP headers).
+    """
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, headers: HeadersInput | None = None) -> None:
+        self._names: dict[str, str] = {}  # lower-cased name -> the name as first given
+        self._values: dict[str, list[str]] = {}  # lower-cased name -> its values, in order (never empty)
+        if headers is None:
+            return
+        if isinstance(headers, Headers):
+            self._names = dict(headers._names)
+            self._values = {key: list(values) for key, values in headers._values.items()}
+            return
+        if isinstance(headers, (str, bytes)):
+            raise TypeError(f"headers must be a mapping or (name, value) pairs, got {type(headers).__name__}")
+        if isinstance(headers, Mapping):
+            headers = [(name, one) for name, value in headers.items()
+                       for one in (value if isinstance(value, (list, tuple)) else (value,))]
+        # The fetcher's pairs, for every page: one pass, no method call per header.
+        names, values = self._names, self._values
+        for name, value in headers:
+            name, value = _text(name), _text(value)
+            key = name.lower()
+            known = values.get(key)
+            if known is None:
+                values[key] = [value]
+                names[key] = name
+            else:
+                known.append(value)
+
+    def add(self, name: HeaderText, value: HeaderText) -> None:
+        """Append a value to ``name``'s (a second Set-Cookie), keeping those it has."""
+        name, value = _text(name), _text(value)
+        key = name.lower()
+        known = self._values.get(key)
+        if known is None:
+            self._values[key] = [value]
+            self._names[key] = name
+        else:
+            known.append(value)
+
+    def getlist(self, name: str) -> list[str]:
+        """Every value of ``name``, in the order received; ``[]`` when it is absent."""
+        return list(self._values.get(name.lower(), ()))
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str | _T) -> str | _T: ...
+
+    def get(self, name: str, default: object = None) -> object:  # Mapping.get, without its try/except
+        values = self._values.get(name.lower())
+        if values is None:
+            return default
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def __getitem__(self, name: str) -> str:
+        values = self._values[name.lower()]
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def __setitem__(self, name: HeaderText, value: HeaderText) -> None:
+        name = _text(name)
+        key = name.lower()
+        self._values[key] = [_text(value)]
+        self._names[key] = name
+
+    def __delitem__(self, name: str) -> None:
+        key = name.lower()
+        del self._values[key]
+        del self._names[key]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names.values())
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to headers, or a mapping, with the same values under the same names in any case."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if not isinstance(other, Headers):
+            try:
+                other = Headers(other)
+            except TypeError:  # a value that is no header value
+                return False
+        return self._values == other._values
+
+    def __getstate__(self) -> tuple[dict[str, str], dict[str, list[str]]]:
+        return self._names, self._values
+
+    def __setstate__(self, state: tuple[dict[str, str], dict[str, list[str]]]) -> None:
+        # The state is taken as it is, not copied (safepickle's rule against a memo multiplying
+        # one big value), and checked: a job directory or a Redis is writable by others.
+        names, values = state
+        if not (
+            type(names) is dict and type(values) is dict and names.keys() == values.keys()
+            and all(type(name) is str and name.lower() == key for key, name in names.items())
+            and all(type(vs) is list and vs and all(type(v) is str for v in vs) for vs in values.values())
+        ):
+            raise TypeError("Headers state is not (dict of names, dict of lists of values) under lower-cased names")
+        self._names, self._values = names, values
+
+    def __repr__(self) -> str:
+        pairs = [(self._names[key], value) for key, values in self._values.items() for value in values]
+        return f"Headers({pairs!r})"
 
 
 class Request:
     """A request for a URL, yielded by a spider (``Request(url, callback=self.parse_item)``).
 
     ``callback`` may be a method of the spider or its name; only the name is kept, because the
-    request is pickled to other processes. ``depth`` and ``referer`` are filled in by crawlkit
-    when a callback yields the request. ``dont_filter=True`` skips the seen-URL check.
+    request is pickled to other processes. ``headers`` may be given as a dict (or any
+    ``Headers`` input) and reads back as ``Headers``. ``depth`` and ``referer`` are filled in by
+    crawlkit when a callback yields the request. ``dont_filter=True`` skips the seen-URL check.
     """
 
-    __slots__ = ("url", "callback", "method", "headers", "meta", "priority", "dont_filter", "body", "depth", "referer")
+    # _headers is None until the headers are first read or set: the links a page yields, most
+    # requests of a crawl, carry none, and a None builds, pickles and unpickles for free.
+    __slots__ = ("url", "callback", "method", "_headers", "meta", "priority", "dont_filter", "body", "depth", "referer")
 
     def __init__(
         self,
         url: str,
         callback: Callback = None,
         method: str = "GET",
-        headers: dict[str, str] | None = None,
+        headers: HeadersInput | None = None,
         meta: dict[str, Any] | None = None,
         priority: int = 0,
         dont_filter: bool = False,
@@ -52,7 +188,7 @@ class Request:
         self.url = url
         self.callback = _callback_name(callback)
         self.method = method.upper()
-        self.headers = dict(headers) if headers else {}
+        self._headers = Headers(headers) if headers else None
         self.meta = dict(meta) if meta else {}
         self.priority = int(priority)
         self.dont_filter = bool(dont_filter)
@@ -60,18 +196,34 @@ class Request:
         self.depth = depth
         self.referer = referer
 
+    @property
+    def headers(self) -> Headers:
+        """The headers to send on top of the crawl's (User-Agent, Accept); changes in place are kept."""
+        if self._headers is None:
+            self._headers = Headers()
+        return self._headers
+
+    @headers.setter
+    def headers(self, headers: HeadersInput | None) -> None:
+        self._headers = Headers(headers) if headers else None
+
     def __getstate__(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return (self.url, self.callback, self.method, self._headers or None, self.meta, self.priority,
+                self.dont_filter, self.body, self.depth, self.referer)
 
     def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state):
-            setattr(self, name, value)
+        (self.url, self.callback, self.method, self._headers, self.meta, self.priority,
+         self.dont_filter, self.body, self.depth, self.referer) = state
 
     def replace(self, **changes: Any) -> Request:
         """A copy with some fields changed (used for retries and redirects)."""
-        state = {name: getattr(self, name) for name in self.__slots__}
-        state.update(changes)
-        return Request(**state)
+        fields: dict[str, Any] = {
+            "url": self.url, "callback": self.callback, "method": self.method, "headers": self._headers,
+            "meta": self.meta, "priority": self.priority, "dont_filter": self.dont_filter, "body": self.body,
+            "depth": self.depth, "referer": self.referer,
+        }
+        fields.update(changes)
+        return Request(**fields)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"
@@ -214,13 +366,13 @@ class Response:
         self,
         url: str,
         status: int,
-        headers: CaseInsensitiveDict | dict[str, str],
+        headers: HeadersInput,
         body: bytes,
         request: Request,
     ) -> None:
         self.url = url
         self.status = status
-        self.headers = headers if isinstance(headers, CaseInsensitiveDict) else CaseInsensitiveDict(headers)
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = body
         self.request = request
         self._encoding: str | None = None

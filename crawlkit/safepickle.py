@@ -5,8 +5,8 @@ to make crawlkit run code or exhaust memory by what it reads back there. Two gua
 
 - No code: the unpickler builds the built-in types that need no lookup (str, bytes, bytearray,
   numbers, lists, tuples, dicts, sets, frozensets: protocol 5 has opcodes for all of them) and
-  the few classes of ``_CONSTRUCTORS``; a pickle naming any other class or function (which is
-  how a pickle runs code) is refused.
+  the few classes of ``_CONSTRUCTORS`` (``Request`` and its ``Headers``, dates, decimals); a
+  pickle naming any other class or function (which is how a pickle runs code) is refused.
 - No amplification: nothing read may allocate more than a small multiple of its own size.
   Pickle allows three ways around that, each closed here. A declared length: the C unpickler
   allocates what a ``BINBYTES8``/``BYTEARRAY8`` opcode declares before reading it (10 GB for a
@@ -14,8 +14,8 @@ to make crawlkit run code or exhaust memory by what it reads back there. Two gua
   against the bytes really there). A constructor's argument: ``bytearray(10**10)`` or
   ``set(range)``-like calls are not allowed at all (protocol 5 needs none of them). And the
   memo, which lets a pickle name one big object many times for 2 bytes each: every allowed
-  constructor copies nothing that grows with its arguments (a ``Request`` is built empty and
-  given its fields as they are; a ``Decimal`` takes a short string; dates are fixed-size).
+  constructor copies nothing that grows with its arguments (a ``Request`` or ``Headers`` is built
+  empty and given its fields as they are; a ``Decimal`` takes a short string; dates are fixed-size).
 
 A refused or broken pickle raises ``pickle.UnpicklingError`` with a one-line reason.
 """
@@ -30,7 +30,7 @@ import pickletools
 from collections.abc import Callable
 from typing import Any
 
-from crawlkit.http import Request
+from crawlkit.http import Headers, Request
 
 MAX_DECIMAL_CHARS = 64  # a Decimal in a request's meta is a price or an amount, not a number of a million digits
 
@@ -43,6 +43,16 @@ class _EmptyRequest:
         if args or kwargs:
             raise pickle.UnpicklingError("it calls Request with arguments; crawlkit pickles requests without")
         return Request.__new__(Request)
+
+
+class _EmptyHeaders:
+    """What a pickle gets when it names ``Headers``: empty ones, which ``Headers.__setstate__``
+    checks and fills with the pickle's dicts as they are (``Headers.__init__`` would copy them)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Headers:  # type: ignore[misc]
+        if args or kwargs:
+            raise pickle.UnpicklingError("it calls Headers with arguments; crawlkit pickles headers without")
+        return Headers.__new__(Headers)
 
 
 def _complex(real: Any = 0.0, imag: Any = 0.0) -> complex:
@@ -63,6 +73,7 @@ def _decimal(value: Any = "0") -> decimal.Decimal:
 # fixed-size state whatever they are given (or raise).
 _CONSTRUCTORS: dict[tuple[str, str], Callable[..., Any]] = {
     ("crawlkit.http", "Request"): _EmptyRequest,
+    ("crawlkit.http", "Headers"): _EmptyHeaders,
     ("builtins", "complex"): _complex,
     ("decimal", "Decimal"): _decimal,
     ("datetime", "datetime"): datetime.datetime,
@@ -106,9 +117,18 @@ def loads(blob: Any) -> Any:
 def load_request(blob: Any) -> Request:
     """A Request from ``blob`` with fields of the types the engine relies on; UnpicklingError if not."""
     request = loads(blob)
+    if isinstance(request, Request) and isinstance(getattr(request, "_headers", None), dict):
+        # Written by crawlkit 0.1 (a job directory or shared crawl older than Headers): its
+        # headers are a plain dict, and its journal row id rode in meta; a resume takes them in.
+        try:
+            request.headers = request._headers
+        except TypeError as exc:
+            raise pickle.UnpicklingError(f"its headers are not text: {exc}") from None
+        if isinstance(request.meta, dict):
+            request.meta.pop("_job", None)
     if not (
         isinstance(request, Request) and all(hasattr(request, name) for name in Request.__slots__)
-        and isinstance(request.url, str) and isinstance(request.method, str) and isinstance(request.headers, dict)
+        and isinstance(request.url, str) and isinstance(request.method, str) and isinstance(request.headers, Headers)
         and isinstance(request.meta, dict) and isinstance(request.body, bytes)
         and isinstance(request.callback, (str, type(None)))
         and isinstance(request.depth, int) and isinstance(request.priority, int)

@@ -7,10 +7,11 @@ Layers, lowest first (a later one wins, key by key)::
 ``default.yaml`` (this package's file; ``configs/default.yaml`` is a copy for users to read, kept
 identical by a test) is the only place a setting is declared: its default, its type (the default's
 type, or a ``(int or null)``-style prefix on the comment where the default cannot show it) and
-its documentation (the comment line directly above it). This module adds only what YAML cannot
-say: bounds of numeric values, the choice of log levels, and what a config file may be (a
-regular file of at most ``MAX_CONFIG_BYTES``, without YAML aliases, so no file can make the
-loader hang or expand a few hundred bytes into gigabytes).
+its documentation (the comment line directly above it), from which the README's settings table
+(``settings_table``) and the ``--help`` of the flags (``flag_help``) are built. This module adds
+only what YAML cannot say: bounds of numeric values, the choice of log levels, and what a config
+file may be (a regular file of at most ``MAX_CONFIG_BYTES``, without YAML aliases, so no file can
+make the loader hang or expand a few hundred bytes into gigabytes).
 
 Every mistake becomes a ``ConfigError`` with a one-line message that names where the value came
 from (file and line, the spider, or the ``-s`` argument), the key, the bad value and the fix.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import json
 import math
 import os
 import re
@@ -305,6 +307,29 @@ def explain(settings: Settings) -> list[tuple[str, Any, str]]:
 def settings_doc() -> list[tuple[str, Any, str]]:
     """Rows of (key, default, comment) in default.yaml's order, for the README's settings table."""
     return [(spec.key, copy.copy(spec.default), spec.comment) for spec in _specs().values()]
+
+
+def settings_table() -> str:
+    """The README's settings table (Markdown), a row per setting in default.yaml's order.
+
+    tests/test_readme.py checks the README holds exactly this; after changing default.yaml,
+    paste the output of ``python -c "from crawlkit.settings import settings_table as t; print(t())"``.
+    """
+    rows = [f"| `{key}` | `{json.dumps(default)}` | {comment} |" for key, default, comment in settings_doc()]
+    return "\n".join(["| setting | default | meaning |", "|---|---|---|", *rows])
+
+
+def flag_help(key: str, sets: bool | None = None, note: str = "") -> str:
+    """The ``--help`` text of a flag that sets ``key``: its comment in default.yaml (without the
+    type prefix), its name and its default, so the CLI cannot tell another story than the file.
+
+    ``sets`` is the value an on/off flag gives the setting (``--no-robots``: False); ``note``
+    says what the comment cannot (that a flag repeats).
+    """
+    spec = _specs()[key]
+    about = " ".join(filter(None, (_TYPE_PREFIX.sub("", spec.comment).strip(), note)))
+    setting = key if sets is None else f"{key} = {json.dumps(sets)}"
+    return f"{about} [setting: {setting}; default: {json.dumps(spec.default)}]"
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""Commands for working on a spider: fetch, parse, new; and an example in every command's --help."""
+"""Commands for working on a spider: fetch, parse, new; and an example in every command's --help,
+whose flags that set a setting say what default.yaml says of it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from crawlkit.cli import cli
-from crawlkit.settings import load_settings
+from crawlkit.settings import load_settings, settings_doc
 from crawlkit.tools.site import Site, SiteSpec, respond
 
 SPIDER = '''
@@ -218,3 +219,32 @@ def test_readme_documents_every_command_and_option() -> None:
                 if isinstance(param, click.Option):
                     flag = max(param.opts, key=len)
                     assert f"`{flag}" in readme or f"/{flag}" in readme, f"README does not document {path} {flag}"
+
+
+# The settings each command's flags set (-s/--set aside, which takes any).
+SETTING_FLAGS = {
+    "crawlkit crawl": {
+        "spider", "workers", "concurrency", "per_host", "delay", "parsers", "output", "warc", "max_pages", "max_depth",
+        "allowed_domains", "user_agent", "robots", "log_level", "log_file", "jobdir", "frontier", "crawl_id",
+        "quiet", "stats_file", "report", "log_json",
+    },
+    "crawlkit fetch": {"user_agent", "robots"},
+    "crawlkit demo": {"workers"},
+    "crawlkit bench": {"workers", "concurrency", "per_host", "parsers"},
+}
+SETTING_FLAGS["crawlkit runspider"] = SETTING_FLAGS["crawlkit crawl"] - {"spider"}
+SETTING_FLAGS["crawlkit parse"] = SETTING_FLAGS["crawlkit fetch"]
+
+
+@pytest.mark.parametrize("path", sorted(SETTING_FLAGS))
+def test_a_flag_that_sets_a_setting_shows_its_comment_and_default_from_default_yaml(path: str) -> None:
+    command = dict(_commands(cli, "crawlkit"))[path]
+    doc = {key: (default, re.sub(r"^\(.*?\) ", "", comment)) for key, default, comment in settings_doc()}
+    named = {}
+    for param in command.params:
+        match = re.search(r"\[setting: (\w+)(?: = \w+)?; default: (.*)\]$", getattr(param, "help", None) or "")
+        if match:
+            key = named[match.group(1)] = match.group(1)
+            default, comment = doc[key]
+            assert match.group(2) == json.dumps(default) and comment in param.help, (path, param.name)
+    assert set(named) == SETTING_FLAGS[path]

@@ -70,7 +70,7 @@ from crawlkit.backends.base import Permits
 from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.middlewares import RequestHooks, load_middlewares
 from crawlkit.fetch.destinations import DestinationBlocked, PublicOnly, check_host
-from crawlkit.http import Request
+from crawlkit.http import Headers, Request
 from crawlkit.loader import one_line
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, FetchTask
@@ -524,8 +524,9 @@ def fetch(
     meta = request.meta
     max_body = meta.get("max_body", config.max_body)
     headers = request.headers
-    if cookie and not any(name.lower() == "cookie" for name in headers):
-        headers = {**headers, "Cookie": cookie}
+    if cookie and "Cookie" not in headers:
+        headers = Headers(headers)  # the jar's cookie goes with this send only, not with the request
+        headers["Cookie"] = cookie
     proxy = meta.get("proxy") or config.proxy or _environment_proxy(_origin(request.url))
     exchange = _WATCHDOG.watch(math.inf)  # not while waiting for the turn: the clock starts with the exchange
     try:
@@ -584,7 +585,7 @@ def _failure(exc: BaseException, exchange: _Exchange, config: FetcherConfig) -> 
 
 
 def _send(
-    session: requests.Session, request: Request, headers: dict[str, str], timeout: tuple[float, float],
+    session: requests.Session, request: Request, headers: Headers, timeout: tuple[float, float],
     proxy: str | None,
 ) -> requests.Response:
     """Send ``request`` and return the streamed response (headers read, body not yet).

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from requests.structures import CaseInsensitiveDict
-
 from crawlkit.errors import FetchErrorKind, SpiderError
 from crawlkit.extensions.middlewares import DROPPED
 from crawlkit.extensions.pipelines import ItemPipelines, load_pipelines
@@ -240,7 +238,7 @@ class Router:
                     log.warning("%s: %s (%s)", result.error, request.url, result.message)
         else:
             counts[f"status_{result.status}"] += 1
-            response = Response(result.url, result.status, _combined(result.headers), result.body, request)
+            response = Response(result.url, result.status, result.headers, result.body, request)
             for on_response in self.stages.response:
                 passed = on_response(page, response)
                 if passed is None:
@@ -415,14 +413,6 @@ def _null_non_finite(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_null_non_finite(item) for item in value]
     return value
-
-
-def _combined(headers: list[tuple[str, str]]) -> CaseInsensitiveDict:
-    """Headers as a callback sees them: one value a name, repeats joined by ", " (as requests does)."""
-    combined: CaseInsensitiveDict = CaseInsensitiveDict()
-    for name, value in headers:
-        combined[name] = f"{combined[name]}, {value}" if name in combined else value
-    return combined
 
 
 def _iterate(output: Any) -> Iterable[Any]:

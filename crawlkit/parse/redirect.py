@@ -85,11 +85,12 @@ def redirect_request(request: Request, target: str) -> Request:
     naming another origin replaces the whole authority. The cookies of crawlkit's jar are
     not headers of the request; the engine picks them for the target's host at dispatch.
     """
-    headers = request.headers
-    if _origin(target) != _origin(request.url):
-        headers = {name: value for name, value in headers.items() if name.lower() not in CREDENTIAL_HEADERS}
     chain = request.meta.get("redirect_urls", []) + [request.url]
-    return request.replace(url=target, headers=headers, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
+    follow = request.replace(url=target, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
+    if _origin(target) != _origin(request.url):
+        for name in CREDENTIAL_HEADERS:
+            follow.headers.pop(name, None)
+    return follow
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

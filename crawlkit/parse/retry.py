@@ -12,11 +12,10 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from crawlkit.errors import FetchErrorKind
-from crawlkit.http import Request, Response
+from crawlkit.http import Headers, Request, Response
 from crawlkit.parse.stages import Page, StageSetup
 
 log = logging.getLogger("crawlkit.parser")
@@ -54,9 +53,9 @@ class RetryPolicy:
             delay = max(delay, asked)
         return Attempt(request.replace(meta={**request.meta, "retry_times": attempt}), delay, asked)
 
-    def retry(self, page: Page, request: Request, headers: Mapping[str, str] | None) -> bool:
+    def retry(self, page: Page, request: Request, headers: Headers | None) -> bool:
         """Put the retry of ``request`` into ``page`` and count it; False (counted) when the budget is spent."""
-        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None) if headers else None
+        value = headers.get("Retry-After") if headers else None
         asked = retry_after(value, time.time())
         attempt = self.next_attempt(request, asked)
         if attempt is None:

@@ -22,7 +22,7 @@ import click
 from crawlkit.errors import FetchErrorKind, FetchFailed
 from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_BLOCKED, UNREACHABLE, RobotsRules
 from crawlkit.fetch.fetcher import FetcherConfig, fetch, new_session
-from crawlkit.http import Request
+from crawlkit.http import Headers, Request
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
 from crawlkit.parse.links import AllowedDomains
@@ -59,7 +59,7 @@ def fetch_page(url: str, settings: Any, callback: str | None = None,
             result = fetch(session, request, config)
             if result.error:
                 raise FetchFailed(_failure(result))
-            location = next((v for k, v in result.headers if k.lower() == "location"), None)
+            location = Headers(result.headers).get("Location")
             if not (300 <= result.status < 400 and location):
                 return result
             target = redirect_target(result.url, location)  # as the crawl's parser reads it
