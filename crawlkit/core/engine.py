@@ -17,31 +17,19 @@ Data flow (one arrow, one channel)::
         +-- engine: items -> output; Set-Cookie -> cookie jar; candidates -> seen store
                     (Manager, one call a batch)
 
-The engine owns no fetching, parsing or dedup itself. It gives every dispatched request an id
-and keeps it in ``inflight`` (with the fetch queue and parser it went to) until its PageDone
-arrives; the crawl is over when the frontier is empty, no request waits for robots.txt, and
-nothing is in flight. At most ``concurrency`` requests are being fetched at once: a fetcher
-tells the engine (a notice Pipe) the moment an exchange is over, so the host's next request
-starts while the page is still being parsed. Fetched pages waiting for a parser are bounded
-too, by ``concurrency`` again, which bounds memory and gives the parsers back-pressure.
+The engine owns no fetching, parsing or dedup itself; its loop ties three parts together in one
+``wait()`` on the fetchers' notice Pipe, the parsers' Pipes and every process's sentinel.
+``Dispatch`` (``dispatch.py``) gives every dispatched request an id and keeps it in flight (with
+the fetch queue and parser it went to, at most ``concurrency`` exchanges at once) until its
+PageDone arrives; ``Supervisor`` (``supervision.py``) starts the Pool and the parsers, replaces
+one that dies or stalls, and has Dispatch re-queue what it held (a request on hand at
+``max_process_deaths`` deaths is dropped as poison); admission queues the candidates. The crawl
+is over when the frontier is empty, no request waits for robots.txt, and nothing is in flight.
 Candidates (a page's links, the start requests) are admitted a batch per pass of the loop,
 so a page of 600,000 links or a seeds file of a million lines never holds up dispatch to
-other hosts or the progress display; while many wait, the parsers are not read.
-A task goes to the least loaded fetch queue, and only to one with a thread free, so none waits
-in a fetcher behind slow exchanges while another fetcher idles (at the start, before every
-fetcher is up, that could hold a request for a whole read timeout); a fetcher that claims its
-queue says so with a notice too.
-A fetcher or parser that dies is replaced and its requests are re-queued (``supervision.py``,
-seen through process sentinels in the loop's ``wait()``; ``dispatch.py`` takes the requests
-back), with what it held: per-host permits and send turns. A dead fetcher's queue is emptied of the
-tasks it left and handed to a later fetcher, unless it died inside ``Queue.get`` (see
-``fetcher.py``): a crawl survives any number of fetcher deaths. A fetcher that stops beating (its
-watchdog writes a heartbeat into shared memory) or overruns a task's deadline by
-``STALL_GRACE`` is killed to be replaced the same way. Each fetch thread and each parser marks
-in shared memory the request it is working on, so a death is blamed on that request alone: one
-that has been on hand at ``max_process_deaths`` deaths is dropped as poison. Processes of one
-kind that keep dying with no page done in between stop the crawl (``CrashLoopError``), as does
-a parser that cannot even build the spider.
+other hosts or the progress display; while many wait, the parsers are not read. Processes of
+one kind that keep dying with no page done in between stop the crawl (``CrashLoopError``), as
+does a parser that cannot even build the spider.
 The cookie jar lives here because every response passes through one engine but not through one
 fetcher: each FetchTask carries the Cookie header its request should send (``cookies.py``).
 
@@ -458,7 +446,9 @@ class Engine:
                 return
 
     def _finished(self, now: float) -> bool:
-        inflight = self.dispatch.inflight if self.dispatch is not None else {}
+        dispatch = self.dispatch
+        assert dispatch is not None  # made before the loop that asks
+        inflight = dispatch.inflight
         if self.stopping:
             if not inflight:
                 return True
@@ -468,7 +458,7 @@ class Engine:
             return False
         if inflight:
             return False
-        if self.dispatch is not None and self.dispatch.budget_spent():
+        if dispatch.budget_spent():
             self.stats.reason = "finished (max_pages reached)"
             return True
         if (not self.gate.waiting and self.resuming is None and self.starting is None and not self.candidates
