@@ -256,7 +256,7 @@ class Supervisor:
     def _start_parser(self, index: int) -> None:
         assert self.parser_config is not None  # set by start(), before any parser
         reader, writer = self.ctx.Pipe(duplex=False)
-        process = self.ctx.Process(  # type: ignore[attr-defined]  # typeshed's BaseContext lacks what each has
+        process = self.ctx.Process(  # type: ignore[attr-defined]  # typeshed puts Process on each concrete context only
             target=parser_main,
             args=(self.parser_config, self.channels.registrations[index], writer, self.working, index),
             name=f"crawlkit-parser-{index}",
