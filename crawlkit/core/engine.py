@@ -17,30 +17,19 @@ Data flow (one arrow, one channel)::
         +-- engine: items -> output; Set-Cookie -> cookie jar; candidates -> seen store
                     (Manager, one call a batch)
 
-The engine owns no fetching, parsing or dedup itself. It gives every dispatched request an id
-and keeps it in ``inflight`` (with the fetch queue and parser it went to) until its PageDone
-arrives; the crawl is over when the frontier holds nothing, no request waits for robots.txt, and
-nothing is in flight. At most ``concurrency`` requests are being fetched at once: a fetcher
-tells the engine (a notice Pipe) the moment an exchange is over, so the host's next request
-starts while the page is still being parsed. Fetched pages waiting for a parser are bounded
-too, by ``concurrency`` again, which bounds memory and gives the parsers back-pressure.
+The engine owns no fetching, parsing or dedup itself; its loop ties three parts together in one
+``wait()`` on the fetchers' notice Pipe, the parsers' Pipes and every process's sentinel.
+``Dispatch`` (``dispatch.py``) gives every dispatched request an id and keeps it in flight (with
+the fetch queue and parser it went to, at most ``concurrency`` exchanges at once) until its
+PageDone arrives; ``Supervisor`` (``supervision.py``) starts the Pool and the parsers, replaces
+one that dies or stalls, and has Dispatch re-queue what it held (a request on hand at
+``max_process_deaths`` deaths is dropped as poison); admission queues the candidates. The crawl
+is over when the frontier is empty, no request waits for robots.txt, and nothing is in flight.
 Candidates (a page's links, the start requests) are admitted a batch per pass of the loop,
 so a page of 600,000 links or a seeds file of a million lines never holds up dispatch to
-other hosts or the progress display; while many wait, the parsers are not read.
-A task goes to the least loaded fetch queue, and only to one with a thread free, so none waits
-in a fetcher behind slow exchanges while another fetcher idles (at the start, before every
-fetcher is up, that could hold a request for a whole read timeout); a fetcher that claims its
-queue says so with a notice too.
-A fetcher or parser that dies is replaced and its requests are re-queued (``_check_processes``),
-with what it held: per-host permits and send turns. A dead fetcher's queue is emptied of the
-tasks it left and handed to a later fetcher, unless it died inside ``Queue.get`` (see
-``fetcher.py``): a crawl survives any number of fetcher deaths. A fetcher that stops beating (its
-watchdog writes a heartbeat into shared memory) or overruns a task's deadline by
-``STALL_GRACE`` is killed to be replaced the same way. Each fetch thread and each parser marks
-in shared memory the request it is working on, so a death is blamed on that request alone: one
-that has been on hand at ``max_process_deaths`` deaths is dropped as poison. Processes of one
-kind that keep dying with no page done in between stop the crawl (``CrashLoopError``), as does
-a parser that cannot even build the spider.
+other hosts or the progress display; while many wait, the parsers are not read. Processes of
+one kind that keep dying with no page done in between stop the crawl (``CrashLoopError``), as
+does a parser that cannot even build the spider.
 The cookie jar lives here because every response passes through one engine but not through one
 fetcher: each FetchTask carries the Cookie header its request should send (``cookies.py``).
 
@@ -61,43 +50,33 @@ import pickle
 import signal
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from crawlkit.backends import open_backend
-from crawlkit.backends.base import CrawlBackend, Frontier, Journal, Limiter, Wait
+from crawlkit.backends.base import CrawlBackend, Frontier, Journal, Limiter
 from crawlkit.core.admission import Admission
+from crawlkit.core.dispatch import Dispatch, InFlight
 from crawlkit.core.progress import TICK, Monitor
-from crawlkit.errors import CrashLoopError, Interrupted, SharedCrawlError, SpiderError, WriteFailed
+from crawlkit.core.supervision import CHECK_EVERY, QUEUES_PER_WORKER, Respawns, Supervisor, open_channels
+from crawlkit.errors import Interrupted, SharedCrawlError, SpiderError, WriteFailed
 from crawlkit.extensions.components import check_components
 from crawlkit.extensions.cookies import CookieJar
 from crawlkit.extensions.middlewares import load_middlewares
 from crawlkit.extensions.output import open_output
 from crawlkit.extensions.pipelines import load_pipelines
-from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate, RobotsRules
-from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
+from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.warc import check_warc_dir
-from crawlkit.fetch.fetcher import CLOSED, JOINED, RETIRED, FetchChannels, FetcherConfig, check_proxy, worker_init
-from crawlkit.http import Request
-from crawlkit.messages import FetchTask, Links, PageDone, StartFailed
+from crawlkit.fetch.fetcher import FetcherConfig, check_proxy
+from crawlkit.messages import Links, PageDone, StartFailed
 from crawlkit.parse.order import ordered_stages
-from crawlkit.parse.parser import ParserConfig, parser_main
+from crawlkit.parse.parser import ParserConfig
 from crawlkit.process import context, reserve_open_files
 from crawlkit.settings import MAX_WORKERS, Settings
 from crawlkit.spider import Spider
 from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.engine")
-
-HEALTH_EVERY = 0.25  # seconds between checks for dead fetcher and parser processes
-QUEUES_PER_WORKER = 4  # fetch queues made per fetcher process: the spares serve replacements
-RECYCLE_WAIT = 5.0  # seconds to wait for the tasks put on a dead fetcher's queue, to drop them before reuse
-STALL_GRACE = 10.0  # seconds a fetcher may miss its heartbeat, or a fetch thread overrun its task's deadline
-# Deaths of one process kind (fetchers, parsers, the seen store) with no page done in between
-# that stop the crawl, if they come within RESPAWN_WINDOW seconds: a process that dies as soon
-# as it starts would otherwise be replaced for ever.
-RESPAWN_LIMIT = 5
-RESPAWN_WINDOW = 60.0
 
 
 @dataclass
@@ -109,20 +88,6 @@ class CrawlSpec:
     spider_spec: str | None  # how parser processes load the same class
     spider_kwargs: dict[str, Any] = field(default_factory=dict)
     monitor: Monitor | None = None  # the live view, progress lines and stats file; none shown by default
-
-
-@dataclass(slots=True)
-class InFlight:
-    """A dispatched request and everything needed to take it back if a process dies."""
-
-    host: str
-    request: Request
-    lease: int  # the frontier's (the journal row, locally), finished once the page's new requests are queued
-    slot: int
-    ticket: int
-    queue: int
-    parser: int
-    fetching: bool = True  # until the fetcher's notice (or the PageDone) says the exchange is over
 
 
 class Engine:
@@ -137,29 +102,13 @@ class Engine:
                            f"workers {self.workers}, parsers {s.parsers} and concurrency {s.concurrency}")
         self.stats = Stats()
         self.monitor = spec.monitor or Monitor(s)
-        self.inflight: dict[int, InFlight] = {}
         self.max_inflight = 2 * s.concurrency  # being fetched, plus fetched and waiting for a parser
-        self.fetching = 0  # requests in flight whose exchange is not over
-        self.tickets = list(range(self.max_inflight - 1, -1, -1))
-        self.queue_load: dict[int, int] = {}  # live fetch queue -> requests dispatched to it
-        self.sent: list[int] = []  # by fetch queue: tasks put on it since it was last claimed
-        self.parser_load = [0] * s.parsers
-        self.inflight_pages = 0
-        self.next_id = 0
-        self.deaths: dict[tuple[str, str], int] = {}  # (method, url) -> process deaths while it was on hand
-        self.respawns: dict[str, list[float]] = {}  # process kind -> times of its last deaths since a page was done
-        # fetcher pid killed for stalling -> the requests to blame, until it is seen dead
-        self.killed: dict[int, set[int]] = {}
+        self.respawns = Respawns()
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second (or a refused write)
         self.failed: WriteFailed | None = None  # the first write the system refused
         # What run() starts; set here so that _shutdown can clean up after a start that failed half way.
-        self.pool: Any = None
-        self.channels: FetchChannels | None = None
-        self.parsers: list[Any] = []
-        self.event_pipes: list[Any] = []
-        self.notices: Any = None  # read end of the fetchers' notice Pipe
-        self.working: Any = None  # RawArray('q') by parser: the request id it is handling, 0 none
-        self.watched: list[tuple[int, float]] = [(0, 0.0)] * s.parsers  # by parser: (request id, first seen on it)
+        self.dispatch: Dispatch | None = None
+        self.supervisor: Supervisor | None = None
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
         check_components(load_pipelines(s.pipelines), "pipeline")
         check_components(load_middlewares(s.middlewares), "middleware")
@@ -199,32 +148,19 @@ class Engine:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             ctx = context()
-            self.backend.start(ctx, self.monitor.log, self._respawning)
-            queues = [ctx.Queue() for _ in range(self.workers * QUEUES_PER_WORKER)]
-            self.sent = [0] * len(queues)
-            self.notices, notices_writer = ctx.Pipe(duplex=False)
-            self.channels = FetchChannels(
-                queues=queues,
-                ready=[ctx.Semaphore(0) for _ in queues],
-                reads=ctx.RawArray("q", len(queues)),
-                owners=ctx.Array("i", len(queues)),
-                registrations=[ctx.Queue() for _ in range(s.parsers)],
-                permits=self.limiter.permits,
-                released=ctx.RawArray("b", self.max_inflight),
-                notices=notices_writer,
-                deadlines=ctx.RawArray("d", self.max_inflight),
-                heartbeats=ctx.RawArray("d", len(queues)),
-            )
-            self.working = ctx.RawArray("q", s.parsers)
-            self.parsers = [None] * s.parsers
-            self.event_pipes = [None] * s.parsers
-            for index in range(s.parsers):
-                self._start_parser(ctx, index)
-            self.pool = ctx.Pool(self.workers, initializer=worker_init,
-                                 initargs=(self._fetcher_config(), self.channels))
+            self.backend.start(ctx, self.monitor.log, lambda kind: self.respawns.died(kind, time.monotonic()))
+            channels, notices = open_channels(ctx, self.workers, s.parsers, self.limiter.permits, self.max_inflight)
+            self.dispatch = Dispatch(channels, self.frontier, self.limiter, self.gate, self.cookies, self.stats,
+                                     threads=self.threads, parsers=s.parsers, concurrency=s.concurrency,
+                                     max_inflight=self.max_inflight, max_pages=s.max_pages,
+                                     max_process_deaths=s.max_process_deaths)
+            self.supervisor = Supervisor(ctx, channels, notices, self.dispatch, self.stats, self.respawns,
+                                         workers=self.workers, callback_timeout=s.callback_timeout,
+                                         drain=self._drain, drop=self._dropped)
+            self.supervisor.start(self._fetcher_config(), self._parser_config())
             self.stats.crawl_started = time.monotonic()
             self.admission.seed()
-            self._loop(ctx)
+            self._loop()
         except WriteFailed as exc:
             self._write_failed(exc)
         finally:
@@ -256,63 +192,60 @@ class Engine:
         spec = self.spec
         return ParserConfig.from_settings(self.settings, spec.spider_spec, spec.spider_kwargs, self.monitor.log)
 
-    def _start_parser(self, ctx: Any, index: int) -> None:
-        assert self.channels is not None  # run() makes them before any process starts
-        reader, writer = ctx.Pipe(duplex=False)
-        process = ctx.Process(
-            target=parser_main,
-            args=(self._parser_config(), self.channels.registrations[index], writer, self.working, index),
-            name=f"crawlkit-parser-{index}",
-        )
-        process.start()
-        writer.close()  # the parser holds the only write end: its death reads as EOF here
-        self.parsers[index] = process
-        self.event_pipes[index] = reader
-
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping += 1
         if self.stopping == 1:
             log.warning(
                 "%s: finishing the %d requests in flight (up to %.0fs), then stopping; press Ctrl-C again to stop now",
-                signal.Signals(signum).name, len(self.inflight), self.settings.shutdown_timeout,
+                signal.Signals(signum).name, len(self.dispatch.inflight) if self.dispatch is not None else 0,
+                self.settings.shutdown_timeout,
             )
             self.stop_deadline = time.monotonic() + self.settings.shutdown_timeout
         self.stats.reason = "interrupted"
 
     # ---------------------------------------------------------------- the loop
 
-    def _loop(self, ctx: Any) -> None:
+    def _loop(self) -> None:
+        dispatch, supervisor = self.dispatch, self.supervisor
+        assert dispatch is not None and supervisor is not None  # run() makes them before the loop
+        notices = supervisor.notices
         next_tick = time.monotonic() + TICK
-        next_health = 0.0
+        next_check = 0.0
         admission, backend = self.admission, self.backend
         while True:
             now = time.monotonic()
-            if now >= next_health or not self.queue_load:
-                next_health = now + HEALTH_EVERY
-                self._check_processes(ctx)
+            if now >= next_check:
+                next_check = now + CHECK_EVERY
+                supervisor.check(now)
             backend.tick(now)
             admission.feed()
             if not self.stopping:
-                self._schedule(now)
+                dispatch.schedule(now)
             if self._finished(now):
                 while admission.candidates and self.stopping < 2:  # a stop's last pages' links, for the jobdir
                     admission.admit()
-                self.stats.sample(now, len(self.frontier), self.fetching)  # the final figures
+                self.stats.sample(now, len(self.frontier), dispatch.fetching)  # the final figures
                 return
-            timeout = HEALTH_EVERY if self.queue_load else 0.01  # poll fast until fetchers are up
+            timeout = CHECK_EVERY  # a fetcher's JOINED notice, a page or a death wakes the loop at once
             if admission.candidates:
                 timeout = 0.0  # admit the next batch at once
             wake = self.frontier.next_time()
             if wake is not None:
                 timeout = min(timeout, max(0.0, wake - now))
             pages = False
-            for conn in wait([self.notices, *(c for c in self.event_pipes if c is not None)], timeout):
-                if conn is self.notices:
-                    if self._read_notices():
-                        next_health = 0.0  # a fetcher joined: take its queue in at once
+            fired: list[int] = []
+            for conn in wait([notices, *(c for c in supervisor.pipes if c is not None), *supervisor.sentinels],
+                             timeout):
+                if conn is notices:
+                    if dispatch.read_notices(notices.fileno()):
+                        supervisor.joined()  # take its queue in at once
+                elif isinstance(conn, int):  # a process sentinel: that process has died
+                    fired.append(conn)
                 else:
-                    self._drain(conn)
+                    self._drain(conn)  # type: ignore[arg-type]  # wait() gives back what it was given
                     pages = True
+            if fired:  # after its Pipe: what a dead parser sent before dying is read first
+                supervisor.bury(fired)
             admitting = bool(admission.candidates)
             admission.admit()
             if (pages or admitting) and self.journal.durable and admission.all_queued():
@@ -326,10 +259,10 @@ class Engine:
                 backend.report(self.stats.counts)
             if now >= next_tick:
                 next_tick = now + TICK
-                fetching = [e.host for e in self.inflight.values() if e.fetching]
+                fetching = [e.host for e in dispatch.inflight.values() if e.fetching]
                 self.monitor.tick(now, self.stats, len(self.frontier), fetching)
 
-    def _drain(self, conn: Any) -> None:
+    def _drain(self, conn: Connection) -> None:
         """Handle what one parser has sent, up to a batch, so scheduling is not starved; nothing
         while ``PENDING_MAX`` candidates wait (the parsers then wait on their Pipes)."""
         for _ in range(256):
@@ -337,108 +270,34 @@ class Engine:
                 return
             try:
                 data = conn.recv_bytes()
-            except (EOFError, OSError):  # that parser died; _check_processes restarts it
-                index = self.event_pipes.index(conn)
-                self.event_pipes[index] = None
-                conn.close()
+            except (EOFError, OSError):  # that parser died; its sentinel has it replaced
+                assert self.supervisor is not None  # which started the parser
+                self.supervisor.pipe_closed(conn)
                 return
             self._handle(data)
             if not conn.poll():
                 return
 
-    def _read_notices(self) -> bool:
-        """Take the request ids whose exchanges are over (8 bytes each, never split: see
-        fetcher._notify); True if a fetcher announced it has joined."""
-        data = os.read(self.notices.fileno(), 8 * 4096)
-        inflight = self.inflight
-        joined = False
-        for start in range(0, len(data), 8):
-            req_id = int.from_bytes(data[start:start + 8], "little")
-            entry = inflight.get(req_id)
-            if entry is not None:  # else its PageDone came first, or it was re-queued
-                self._exchange_over(entry)
-            joined |= req_id == JOINED
-        return joined
-
     def _finished(self, now: float) -> bool:
+        dispatch = self.dispatch
+        assert dispatch is not None  # made before the loop that asks
+        inflight = dispatch.inflight
         if self.stopping:
-            if not self.inflight:
+            if not inflight:
                 return True
             if self.stopping > 1 or now > self.stop_deadline:
-                log.warning("stopping with %d requests still in flight", len(self.inflight))
+                log.warning("stopping with %d requests still in flight", len(inflight))
                 return True
             return False
-        if self.inflight:
+        if inflight:
             return False
-        if self._page_budget_spent():
+        if dispatch.budget_spent():
             self.stats.reason = "finished (max_pages reached)"
             return True
         if self.admission.idle() and self.frontier.idle():
             self.stats.reason = "finished"
             return True
         return False
-
-    def _page_budget_spent(self) -> bool:
-        limit = self.settings.max_pages
-        return bool(limit) and self.stats.counts["pages"] + self.inflight_pages >= limit
-
-    def _schedule(self, now: float) -> None:
-        """Dispatch requests while there is room in flight and a host that may start now."""
-        limiter, frontier = self.limiter, self.frontier
-        assert self.channels is not None  # made before the loop that schedules
-        concurrency = self.settings.concurrency
-        while (self.fetching < concurrency and len(self.inflight) < self.max_inflight and self.queue_load
-               and not self._page_budget_spent()):
-            queue = min(self.queue_load, key=self.queue_load.__getitem__)
-            if self.queue_load[queue] >= self.threads:
-                # Every live fetcher's threads are busy (the others are not up yet, or are being
-                # replaced): a task queued now would wait behind slow exchanges, counted in flight.
-                return
-            host = frontier.next_host(now)
-            if host is None:
-                return
-            grant = limiter.try_acquire(host, now)
-            if isinstance(grant, Wait):
-                frontier.park(host, grant.until)
-                continue
-            taken: tuple[int, Request] | None = frontier.take(host)
-            if taken is None or not self.gate.may_start(host, *taken, now):
-                limiter.release(host, grant)
-                limiter.completed(host)
-                continue
-            lease, request = taken
-            parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
-            ticket = self.tickets.pop()
-            self.channels.released[ticket] = 0
-            self.channels.deadlines[ticket] = 0.0
-            self.next_id += 1
-            self.inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser)
-            self.fetching += 1
-            self.queue_load[queue] += 1
-            self.parser_load[parser] += 1
-            self.inflight_pages += _is_page(request)
-            cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
-            task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
-            self.channels.send(queue, task)
-            self.sent[queue] += 1
-
-    def _exchange_over(self, entry: InFlight) -> None:
-        """Return what a request held while being fetched (its host's count, its fetch queue's load), once."""
-        if not entry.fetching:
-            return
-        entry.fetching = False
-        self.fetching -= 1
-        self.limiter.completed(entry.host)
-        self.frontier.unpark(entry.host)
-        if entry.queue in self.queue_load:
-            self.queue_load[entry.queue] -= 1
-
-    def _settle(self, entry: InFlight) -> None:
-        """Return what a request held while in flight (the above, its ticket and its parser's load)."""
-        self._exchange_over(entry)
-        self.tickets.append(entry.ticket)
-        self.parser_load[entry.parser] -= 1
-        self.inflight_pages -= _is_page(entry.request)
 
     def _handle(self, data: bytes) -> None:
         done: PageDone | Links | StartFailed = pickle.loads(data)
@@ -447,14 +306,14 @@ class Engine:
         self.admission.offer(done.candidates)
         if isinstance(done, Links):
             return
-        if self.respawns:
-            self.respawns.clear()  # a page done: the processes that died so far were not dying at start
-        entry = self.inflight.pop(done.req_id, None)
+        self.respawns.page_done()
+        dispatch = self.dispatch
+        assert dispatch is not None  # made before any parser starts
+        entry = dispatch.done(done.req_id)
         if entry is None:
             # Re-queued after its fetcher died; the new copy counts. Its links are queued all
             # the same: the parser will not send them again (Router._admit).
             return
-        self._settle(entry)
         host = entry.host
         if done.retry is None:
             self.journal.done(entry.lease)
@@ -476,180 +335,12 @@ class Engine:
 
     # ---------------------------------------------------------------- health and reporting
 
-    def _check_processes(self, ctx: Any) -> None:
-        """Take in newly started fetchers; replace stalled ones; re-queue the work of dead fetchers and parsers.
-
-        The Pool's replacement of a dead fetcher claims a spare queue; the dead one's queue is
-        emptied and freed for a later replacement, or retired if it died inside ``get`` (it may
-        hold the queue's lock). Its requests go back to the frontier, and the
-        per-host permits and send turns it never gave back are released here. A dead parser is
-        restarted on the same registration queue, after what it sent before dying is read;
-        requests whose results it had (fetch finished) are re-queued, those still being
-        fetched go to its successor. Only the request a process was working on is blamed.
-        """
-        channels = self.channels
-        assert channels is not None  # made before the loop that watches the processes
-        owners = channels.owners
-        with owners.get_lock():
-            claimed = list(owners.get_obj())
-        now = time.monotonic()
-        self._kill_stalled(claimed, now)
-        for index, pid in enumerate(claimed):
-            if pid <= 0:
-                continue
-            if _alive(pid):
-                self.queue_load.setdefault(index, 0)
-                continue
-            owners[index] = RETIRED
-            claimed[index] = RETIRED
-            self.queue_load.pop(index, None)
-            lost = [i for i, e in self.inflight.items() if e.queue == index]
-            working = self.killed.pop(pid, None)
-            if working is None:  # it died by itself: blame every request a thread of it had taken
-                released, deadlines = channels.released, channels.deadlines
-                tickets = {i: self.inflight[i].ticket for i in lost}
-                working = {i for i, ticket in tickets.items() if deadlines[ticket] and not released[ticket]}
-            self._reclaim(lost, f"fetcher process {pid} died", working)
-            if channels.recycle(index, self.sent[index], RECYCLE_WAIT):
-                self.sent[index] = 0
-                owners[index] = claimed[index] = 0
-            else:
-                log.warning("fetcher process %d died reading fetch queue %d; that queue is retired", pid, index)
-            self._respawning("fetcher")
-        if all(pid == RETIRED for pid in claimed):
-            raise CrashLoopError(
-                f"fetcher processes died {len(claimed)} times reading their fetch queues and no fetch queue is left; "
-                "see the log for why they died"
-            )
-        self._kill_slow_parsers(now)
-        for index, process in enumerate(self.parsers):
-            if process.is_alive():
-                continue
-            log.error("parser process %s died (exit code %s); starting another", process.pid, process.exitcode)
-            self.stats.incr("error_parser_died")
-            culprit, self.working[index] = self.working[index], 0
-            pipe = self.event_pipes[index]
-            if pipe is not None and pipe.poll():
-                self._drain(pipe)  # what it finished before dying counts (and why it could not start, if so)
-            if self.event_pipes[index] is not None:
-                self.event_pipes[index].close()
-            released = channels.released
-            lost = [i for i, e in self.inflight.items() if e.parser == index and released[e.ticket]]
-            self._reclaim(lost, f"parser process {process.pid} died", {culprit})
-            self._respawning("parser")
-            self._start_parser(ctx, index)
-
-    def _kill_stalled(self, claimed: list[int], now: float) -> None:
-        """SIGKILL every fetcher that missed its heartbeat, or has a fetch thread past its task's
-        deadline, by ``STALL_GRACE``: the Pool replaces it, and ``_check_processes`` takes back its work.
-
-        Only the overdue requests are blamed for the death (a frozen process blames none): the
-        others its threads had taken were merely there.
-        """
-        channels = self.channels
-        assert channels is not None  # made before the loop that watches the processes
-        stalled: dict[int, tuple[str, set[int]]] = {}
-        for index, pid in enumerate(claimed):
-            beat = channels.heartbeats[index]
-            if pid > 0 and beat and now - beat > STALL_GRACE:
-                stalled[pid] = (f"has not answered for {now - beat:.0f}s", set())
-        deadlines, released = channels.deadlines, channels.released
-        for req_id, entry in self.inflight.items():
-            deadline = deadlines[entry.ticket]
-            if entry.fetching and deadline and now - deadline > STALL_GRACE and not released[entry.ticket]:
-                pid = claimed[entry.queue]
-                if pid > 0:
-                    late = f"is {now - deadline:.0f}s past the deadline of {entry.request.url}"
-                    stalled.setdefault(pid, (late, set()))[1].add(req_id)
-        for pid, (why, overdue) in stalled.items():
-            if pid in self.killed:
-                continue
-            log.error("fetcher process %d %s; killing it (another takes its place)", pid, why)
-            self.stats.incr("error_fetcher_stalled")
-            self.killed[pid] = overdue
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    def _kill_slow_parsers(self, now: float) -> None:
-        """SIGKILL a parser seen on one page for more than ``callback_timeout`` seconds.
-
-        A callback, hook or pipeline that never returns would otherwise hold its page, and so
-        the end of the crawl, for ever. The death is then handled like any other: the page
-        counts a process death (dropped as poison at ``max_process_deaths``), the parser's
-        other pages are re-queued, and a new parser starts. Read from the ``working`` marks
-        at each health check, so it costs nothing per page.
-        """
-        limit = self.settings.callback_timeout
-        if not limit:
-            return
-        for index, process in enumerate(self.parsers):
-            req_id = self.working[index]
-            seen, since = self.watched[index]
-            if not req_id or req_id != seen:
-                self.watched[index] = (req_id, now)
-                continue
-            if now - since <= limit:
-                continue
-            entry = self.inflight.get(req_id)
-            url = entry.request.url if entry is not None else f"request {req_id}"
-            log.error("parser process %s has spent %.0fs on %s (callback_timeout %gs); killing it",
-                      process.pid, now - since, url, limit)
-            self.stats.incr("error_callback_timeout")
-            self.watched[index] = (0, now)
-            process.kill()
-            process.join(5)  # dead before the caller looks, so it is replaced on this pass
-
-    def _respawning(self, kind: str) -> None:
-        """Count a death of ``kind``; stop the crawl if they come too fast with no page done in between."""
-        now = time.monotonic()
-        times = self.respawns.setdefault(kind, [])
-        times.append(now)
-        del times[:-RESPAWN_LIMIT]
-        if len(times) == RESPAWN_LIMIT and now - times[0] <= RESPAWN_WINDOW:
-            raise CrashLoopError(
-                f"{kind} processes died {RESPAWN_LIMIT} times in {now - times[0]:.0f}s with no page done in between; "
-                "stopping (see the log for why they died)"
-            )
-
-    def _reclaim(self, ids: list[int], why: str, working: set[int]) -> None:
-        """Take back the requests of a dead process: re-queue them, except those it was working
-        on that have now been on hand at ``max_process_deaths`` deaths (poison: dropped)."""
-        assert self.channels is not None  # only processes started on them die
-        released = self.channels.released
-        requeued = 0
-        for req_id in ids:
-            entry = self.inflight.pop(req_id)
-            if not released[entry.ticket]:
-                self.limiter.release(entry.host, entry.slot)
-                self.limiter.recover_turn(entry.host, entry.slot, entry.ticket)
-            self._settle(entry)
-            if req_id in working and self._poisonous(entry.request):
-                self.journal.done(entry.lease)
-                self.admission.finish(entry.lease)
-                self.respawns.clear()  # the crawl moves on past it
-            else:
-                self.frontier.reclaim(entry.lease, entry.request)
-                requeued += 1
-        if ids or why.startswith("fetcher"):
-            log.warning("%s; re-queued its %d requests in flight", why, requeued)
-        self.stats.incr("requeued", requeued)
-        if why.startswith("fetcher"):
-            self.stats.incr("error_fetcher_died")
-
-    def _poisonous(self, request: Request) -> bool:
-        """Count a process death on ``request``; True (logged and counted) when it reaches ``max_process_deaths``."""
-        key = (request.method, request.url)
-        deaths = self.deaths.get(key, 0) + 1
-        if deaths < self.settings.max_process_deaths:
-            self.deaths[key] = deaths
-            return False
-        self.deaths.pop(key, None)
-        self.stats.incr("dropped_poison")
-        log.error("%s %s dropped: a crawlkit process died while on it %d times (max_process_deaths)",
-                  request.method, request.url, deaths)
-        return True
+    def _dropped(self, entries: list[InFlight]) -> None:
+        """Finish the requests dropped as poison (``Dispatch``): done in the journal, and their leases
+        finished once the candidates received so far are queued."""
+        for entry in entries:
+            self.journal.done(entry.lease)
+            self.admission.finish(entry.lease)
 
     def _commit(self) -> None:
         """Output first, then the state that says which pages it holds."""
@@ -657,54 +348,11 @@ class Engine:
             self.output.flush()
         self.journal.commit(self.output.size if self.output is not None else 0, dict(self.stats.counts))
 
-    def _stop_pool(self, pool: Any, grace: float) -> None:
-        """One STOP per fetch thread, then close; workers still busy after ``grace`` seconds are killed.
-
-        ``Pool.terminate`` is not used: it takes the Pool's task-queue lock, which a worker
-        killed while holding it never gives back.
-        """
-        workers = list(pool._pool)  # the Pool's own worker list; it has no public accessor
-        pool.close()  # first, so that workers leaving on their STOPs are not replaced
-        assert self.channels is not None  # the Pool is started on them
-        owners = self.channels.owners
-        with owners.get_lock():  # close the unclaimed queues, so a worker still starting up just leaves
-            claimed = [i for i, pid in enumerate(owners) if pid > 0]
-            for index, pid in enumerate(owners):
-                if pid == 0:
-                    owners[index] = CLOSED
-        for index in claimed:
-            for _ in range(self.threads):
-                self.channels.send(index, None)
-        deadline = time.monotonic() + grace
-        for process in workers:
-            # In slices, so that a second Ctrl-C while waiting ends the wait at once.
-            while process.exitcode is None and self.stopping < 2 and time.monotonic() < deadline:
-                process.join(min(0.1, max(0.0, deadline - time.monotonic())))
-            if process.exitcode is None:
-                process.kill()
-        pool.join()
-
     def _shutdown(self) -> None:
         """Stop every process this crawl started, gently when it is idle, at once when it is not."""
         self.stats.finished = time.monotonic()
-        idle = not self.inflight
-        if self.pool is not None:
-            self._stop_pool(self.pool, 30.0 if idle else 0.0 if self.stopping > 1 else 2.0)
-        channels = self.channels
-        if channels is not None:
-            for registration, process in zip(channels.registrations, self.parsers):
-                if process is None:
-                    continue
-                registration.put(None)
-                process.join(timeout=5 if idle else 0.5)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-            for q in (*channels.queues, *channels.registrations):
-                q.cancel_join_thread()
-                q.close()
-            channels.notices.close()
-            self.notices.close()
+        if self.supervisor is not None:
+            self.supervisor.stop(self.dispatch is None or not self.dispatch.inflight, lambda: self.stopping > 1)
         try:
             self.backend.report(self.stats.counts)
             self.stats.crawl_totals = self.backend.totals()
@@ -724,16 +372,3 @@ class Engine:
                 self.output.close()  # a no-op for a writer whose write was refused
         except WriteFailed as exc:
             self._write_failed(exc)
-
-
-def _is_page(request: Request) -> bool:
-    """Whether a request counts against ``max_pages`` (robots.txt and sitemaps do not)."""
-    return request.callback not in (ROBOTS_CALLBACK, SITEMAP_CALLBACK)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

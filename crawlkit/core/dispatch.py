@@ -1,0 +1,235 @@
+"""Dispatch: the in-flight table, where each request is sent, and taking requests back when a process dies.
+
+Runs in the engine process, on the engine's frontier and limiter and the fetchers' channels.
+Every dispatched request gets an id and an ``InFlight`` entry that names everything it holds
+(the frontier's lease, the limiter's slot, a ticket into the shared ``released`` and
+``deadlines`` arrays, its fetch queue and its parser) until its PageDone arrives (``done``)
+or the process holding it dies (``fetcher_died``, ``parser_died``). Two bounds hold: at most
+``concurrency`` exchanges at once (a fetcher's notice says when one is over, so the host's next
+request starts while the page is still being parsed), and at most ``2 * concurrency`` requests
+in flight (fetched pages waiting for a parser count), which gives the parsers back-pressure.
+
+A task goes to the least loaded live fetch queue, and only to one with a thread free, so none
+waits in a fetcher behind slow exchanges while another fetcher idles (at the start, before
+every fetcher is up, that could hold a request for a whole read timeout). A request on hand at
+``max_process_deaths`` deaths of the process working on it is dropped as poison; the others a
+dead process held are re-queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from crawlkit.backends.base import Frontier, Limiter, Wait
+from crawlkit.extensions.cookies import CookieJar
+from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
+from crawlkit.fetch.fetcher import JOINED, FetchChannels
+from crawlkit.http import Request
+from crawlkit.messages import FetchTask
+from crawlkit.stats import Stats
+
+log = logging.getLogger("crawlkit.engine")
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A dispatched request and everything needed to take it back if a process dies."""
+
+    host: str
+    request: Request
+    lease: int  # the frontier's, finished once the page's new requests are queued
+    slot: int
+    ticket: int
+    queue: int
+    parser: int
+    fetching: bool = True  # until the fetcher's notice (or the PageDone) says the exchange is over
+
+
+class Dispatch:
+    """The in-flight table and its bounds; engine process, not thread-safe.
+
+    ``threads`` is each fetcher's thread count (a queue with that many tasks out is full),
+    ``max_inflight`` the number of tickets (the length of ``channels.released``).
+    """
+
+    def __init__(self, channels: FetchChannels, frontier: Frontier, limiter: Limiter, gate: RobotsGate,
+                 cookies: CookieJar | None, stats: Stats, *, threads: int, parsers: int, concurrency: int,
+                 max_inflight: int, max_pages: int, max_process_deaths: int) -> None:
+        self.channels = channels
+        self.frontier = frontier
+        self.limiter = limiter
+        self.gate = gate
+        self.cookies = cookies
+        self.stats = stats
+        self.threads = threads
+        self.concurrency = concurrency
+        self.max_inflight = max_inflight
+        self.max_pages = max_pages
+        self.max_process_deaths = max_process_deaths
+        self.inflight: dict[int, InFlight] = {}
+        self.fetching = 0  # requests in flight whose exchange is not over
+        self.inflight_pages = 0  # requests in flight that count against max_pages
+        self.tickets = list(range(max_inflight - 1, -1, -1))
+        self.queue_load: dict[int, int] = {}  # live fetch queue -> requests dispatched to it
+        self.sent = [0] * len(channels.queues)  # by fetch queue: tasks put on it since it was last claimed
+        self.parser_load = [0] * parsers
+        self.next_id = 0
+        self.deaths: dict[tuple[str, str], int] = {}  # (method, url) -> process deaths while it was on hand
+
+    def budget_spent(self) -> bool:
+        """Whether the pages done and in flight reach ``max_pages``: nothing more is dispatched."""
+        return bool(self.max_pages) and self.stats.counts["pages"] + self.inflight_pages >= self.max_pages
+
+    def schedule(self, now: float) -> None:
+        """Dispatch requests while there is room in flight and a host that may start now."""
+        limiter, frontier, channels, queue_load = self.limiter, self.frontier, self.channels, self.queue_load
+        while (self.fetching < self.concurrency and len(self.inflight) < self.max_inflight and queue_load
+               and not self.budget_spent()):
+            queue = min(queue_load, key=queue_load.__getitem__)
+            if queue_load[queue] >= self.threads:
+                # Every live fetcher's threads are busy (the others are not up yet, or are being
+                # replaced): a task queued now would wait behind slow exchanges, counted in flight.
+                return
+            host = frontier.next_host(now)
+            if host is None:
+                return
+            grant = limiter.try_acquire(host, now)
+            if isinstance(grant, Wait):
+                frontier.park(host, grant.until)
+                continue
+            taken = frontier.take(host)
+            if taken is None or not self.gate.may_start(host, *taken, now):
+                limiter.release(host, grant)
+                limiter.completed(host)
+                continue
+            lease, request = taken
+            parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
+            ticket = self.tickets.pop()
+            channels.released[ticket] = 0
+            channels.deadlines[ticket] = 0.0
+            self.next_id += 1
+            self.inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser)
+            self.fetching += 1
+            queue_load[queue] += 1
+            self.parser_load[parser] += 1
+            self.inflight_pages += _is_page(request)
+            cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
+            task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
+            channels.send(queue, task)
+            self.sent[queue] += 1
+
+    def read_notices(self, fd: int) -> bool:
+        """Take the request ids whose exchanges are over from the notice Pipe's read end (8 bytes
+        each, never split: see fetcher._notify); True if a fetcher announced it has joined."""
+        data = os.read(fd, 8 * 4096)
+        inflight = self.inflight
+        joined = False
+        for start in range(0, len(data), 8):
+            req_id = int.from_bytes(data[start:start + 8], "little")
+            entry = inflight.get(req_id)
+            if entry is not None:  # else its PageDone came first, or it was re-queued
+                self._exchange_over(entry)
+            joined |= req_id == JOINED
+        return joined
+
+    def done(self, req_id: int) -> InFlight | None:
+        """Settle the request whose PageDone arrived; None if it was re-queued meanwhile (its new copy counts)."""
+        entry = self.inflight.pop(req_id, None)
+        if entry is not None:
+            self._settle(entry)
+        return entry
+
+    def queue_claimed(self, index: int) -> None:
+        """A fetcher has claimed fetch queue ``index``: tasks may go to it."""
+        self.queue_load.setdefault(index, 0)
+
+    def fetcher_died(self, index: int, pid: int, blamed: set[int] | None) -> list[InFlight]:
+        """Take back every request sent to fetch queue ``index``, whose reader ``pid`` died; the dropped ones.
+
+        ``blamed`` are the requests its death is blamed on (the overdue ones, when it was killed
+        for stalling); None: it died by itself, so every request a thread of it had taken and
+        not finished is blamed.
+        """
+        self.queue_load.pop(index, None)
+        lost = [i for i, e in self.inflight.items() if e.queue == index]
+        if blamed is None:
+            released, deadlines = self.channels.released, self.channels.deadlines
+            blamed = {i for i in lost if deadlines[self.inflight[i].ticket] and not released[self.inflight[i].ticket]}
+        dropped, requeued = self._reclaim(lost, blamed)
+        log.warning("fetcher process %d died; re-queued its %d requests in flight", pid, requeued)
+        return dropped
+
+    def queue_freed(self, index: int) -> None:
+        """Fetch queue ``index`` was emptied for a later fetcher: nothing sent on it is left."""
+        self.sent[index] = 0
+
+    def parser_died(self, index: int, pid: int | None, culprit: int) -> list[InFlight]:
+        """Take back the requests whose results went to parser ``index``, which died working on
+        request ``culprit`` (0: none); the dropped ones. Those still being fetched go to its successor."""
+        released = self.channels.released
+        lost = [i for i, e in self.inflight.items() if e.parser == index and released[e.ticket]]
+        dropped, requeued = self._reclaim(lost, {culprit})
+        if lost:
+            log.warning("parser process %s died; re-queued its %d requests in flight", pid, requeued)
+        return dropped
+
+    def _exchange_over(self, entry: InFlight) -> None:
+        """Return what a request held while being fetched (its host's count, its fetch queue's load), once."""
+        if not entry.fetching:
+            return
+        entry.fetching = False
+        self.fetching -= 1
+        self.limiter.completed(entry.host)
+        self.frontier.unpark(entry.host)
+        if entry.queue in self.queue_load:
+            self.queue_load[entry.queue] -= 1
+
+    def _settle(self, entry: InFlight) -> None:
+        """Return what a request held while in flight (the above, its ticket and its parser's load)."""
+        self._exchange_over(entry)
+        self.tickets.append(entry.ticket)
+        self.parser_load[entry.parser] -= 1
+        self.inflight_pages -= _is_page(entry.request)
+
+    def _reclaim(self, ids: list[int], blamed: set[int]) -> tuple[list[InFlight], int]:
+        """Take back the requests of a dead process: re-queue them, except the ``blamed`` ones that
+        have now been on hand at ``max_process_deaths`` deaths (poison); those dropped, and how many re-queued.
+
+        The per-host permits and send turns a request's fetcher never gave back are released here.
+        """
+        released = self.channels.released
+        dropped: list[InFlight] = []
+        for req_id in ids:
+            entry = self.inflight.pop(req_id)
+            if not released[entry.ticket]:
+                self.limiter.release(entry.host, entry.slot)
+                self.limiter.recover_turn(entry.host, entry.slot, entry.ticket)
+            self._settle(entry)
+            if req_id in blamed and self._poisonous(entry.request):
+                dropped.append(entry)
+            else:
+                self.frontier.reclaim(entry.lease, entry.request)
+        requeued = len(ids) - len(dropped)
+        self.stats.incr("requeued", requeued)
+        return dropped, requeued
+
+    def _poisonous(self, request: Request) -> bool:
+        """Count a process death on ``request``; True (logged and counted) when it reaches ``max_process_deaths``."""
+        key = (request.method, request.url)
+        deaths = self.deaths.get(key, 0) + 1
+        if deaths < self.max_process_deaths:
+            self.deaths[key] = deaths
+            return False
+        self.deaths.pop(key, None)
+        self.stats.incr("dropped_poison")
+        log.error("%s %s dropped: a crawlkit process died while on it %d times (max_process_deaths)",
+                  request.method, request.url, deaths)
+        return True
+
+
+def _is_page(request: Request) -> bool:
+    """Whether a request counts against ``max_pages`` (robots.txt and sitemaps do not)."""
+    return request.callback not in (ROBOTS_CALLBACK, SITEMAP_CALLBACK)

@@ -1,0 +1,215 @@
+"""Dispatch on its own: ids and tickets, which fetch queue a task goes to, settling, and what a dead
+process's requests become. No process or server: the channels are in-process queues and arrays,
+and the limiter a fake that records what it was given back."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import threading
+
+from crawlkit.backends.base import Wait
+from crawlkit.backends.local.backend import LocalBackend
+from crawlkit.backends.local.frontier import LocalFrontier
+from crawlkit.backends.local.jobdir import NullJournal
+from crawlkit.core.dispatch import Dispatch
+from crawlkit.extensions.robots import RobotsGate
+from crawlkit.fetch.fetcher import JOINED, FetchChannels
+from crawlkit.http import Request
+from crawlkit.messages import FetchTask
+from crawlkit.settings import load_settings
+from crawlkit.stats import Stats
+
+
+class FakeLimiter:
+    """Up to ``per_host`` grants a host, one slot per host; records what is given back."""
+
+    permits = None
+
+    def __init__(self, per_host: int = 100) -> None:
+        self.per_host = per_host
+        self.held: dict[str, int] = {}
+        self.slots: dict[str, int] = {}
+        self.released: list[tuple[str, int]] = []
+        self.recovered: list[tuple[str, int, int]] = []
+        self.completions: list[str] = []
+
+    def try_acquire(self, host: str, now: float) -> int | Wait:
+        if self.held.get(host, 0) >= self.per_host:
+            return Wait(None)
+        self.held[host] = self.held.get(host, 0) + 1
+        return self.slots.setdefault(host, len(self.slots))
+
+    def release(self, host: str, grant: int) -> None:
+        self.released.append((host, grant))
+
+    def completed(self, host: str) -> None:
+        self.completions.append(host)
+        self.held[host] -= 1
+
+    def delay_of(self, host: str) -> float:
+        return 0.0
+
+    def recover_turn(self, host: str, grant: int, ticket: int) -> None:
+        self.recovered.append((host, grant, ticket))
+
+
+def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int = 2, max_pages: int = 0,
+         max_process_deaths: int = 3) -> tuple[Dispatch, LocalFrontier, FakeLimiter, FetchChannels]:
+    tickets = 2 * concurrency
+    channels = FetchChannels(
+        queues=[queue.SimpleQueue() for _ in range(queues)], ready=[threading.Semaphore(0) for _ in range(queues)],
+        reads=[0] * queues, owners=[0] * queues, registrations=[None] * parsers, permits=None,
+        released=bytearray(tickets), notices=None, deadlines=[0.0] * tickets, heartbeats=[0.0] * queues,
+    )
+    stats = Stats()
+    backend = LocalBackend(load_settings(), stats, NullJournal(), multiprocessing.get_context("spawn"), tickets)
+    frontier, limiter = backend.frontier, FakeLimiter()
+    backend.limiter = limiter  # type: ignore[assignment]  # a fake that records what it is given back
+    gate = RobotsGate(None, backend, stats, 0.0)
+    dispatch = Dispatch(channels, frontier, limiter, gate, None, stats, threads=threads, parsers=parsers,
+                        concurrency=concurrency, max_inflight=tickets, max_pages=max_pages,
+                        max_process_deaths=max_process_deaths)
+    return dispatch, frontier, limiter, channels
+
+
+def sent(channels: FetchChannels, index: int) -> list[FetchTask]:
+    tasks = []
+    while not channels.queues[index].empty():
+        tasks.append(channels.queues[index].get())
+    return tasks
+
+
+def urls(n: int, host: str = "a.test") -> list[tuple[int, Request]]:
+    """Frontier entries (no journal row) for ``n`` pages of ``host``."""
+    return [(0, Request(f"http://{host}/{i}")) for i in range(n)]
+
+
+def notify(dispatch: Dispatch, *req_ids: int) -> bool:
+    """Fetchers' notices, as they arrive on the notice Pipe."""
+    reader, writer = os.pipe()
+    try:
+        os.write(writer, b"".join(i.to_bytes(8, "little") for i in req_ids))
+        return dispatch.read_notices(reader)
+    finally:
+        os.close(reader)
+        os.close(writer)
+
+
+def test_nothing_is_sent_before_a_fetcher_claims_a_queue() -> None:
+    dispatch, frontier, _, channels = make()
+    frontier.push(urls(3))
+    dispatch.schedule(0.0)
+    assert not dispatch.inflight and len(frontier) == 3
+    assert notify(dispatch, JOINED)  # the engine then takes the queue in
+    dispatch.queue_claimed(1)
+    dispatch.schedule(0.0)
+    assert [t.req_id for t in sent(channels, 1)] == [1, 2] and not sent(channels, 0)  # two threads: two tasks
+
+
+def test_ids_are_new_and_tickets_come_back_when_a_page_is_done() -> None:
+    dispatch, frontier, limiter, channels = make(queues=1, threads=4)
+    dispatch.queue_claimed(0)
+    frontier.push(urls(4))
+    dispatch.schedule(0.0)
+    tasks = sent(channels, 0)
+    assert [t.req_id for t in tasks] == [1, 2, 3, 4]
+    assert len({t.ticket for t in tasks}) == 4
+    assert sorted(t.parser for t in tasks) == [0, 0, 1, 1]  # least loaded parser
+    entry = dispatch.done(2)
+    assert entry is not None and entry.request.url == tasks[1].request.url
+    assert dispatch.done(2) is None  # settled once
+    assert limiter.completions == ["a.test"] and dispatch.fetching == 3
+    assert tasks[1].ticket in dispatch.tickets and sorted(dispatch.parser_load) == [1, 2]
+    frontier.push(urls(1, "b.test"))
+    dispatch.schedule(0.0)
+    assert [t.req_id for t in sent(channels, 0)] == [5]  # ids are never reused
+
+
+def test_tasks_go_to_the_least_loaded_queue_and_never_past_its_threads() -> None:
+    dispatch, frontier, _, channels = make(queues=3, threads=2, concurrency=16)
+    dispatch.queue_claimed(0)
+    dispatch.queue_claimed(2)
+    frontier.push(urls(10))
+    dispatch.schedule(0.0)
+    on_0, on_2 = sent(channels, 0), sent(channels, 2)
+    assert len(on_0) == 2 and len(on_2) == 2  # every thread busy: the rest wait
+    assert not sent(channels, 1) and len(frontier) == 6
+    assert dispatch.queue_load == {0: 2, 2: 2}
+    assert not notify(dispatch, on_2[0].req_id)  # that exchange is over: a thread is free on queue 2
+    assert dispatch.queue_load == {0: 2, 2: 1} and dispatch.fetching == 3
+    dispatch.schedule(0.0)
+    assert [t.req_id for t in sent(channels, 2)] == [5] and not sent(channels, 0)
+    assert dispatch.sent == [2, 0, 3]
+
+
+def test_concurrency_and_the_page_budget_bound_what_is_sent() -> None:
+    dispatch, frontier, _, channels = make(queues=1, threads=10, concurrency=3)
+    dispatch.queue_claimed(0)
+    frontier.push(urls(10))
+    dispatch.schedule(0.0)
+    assert len(sent(channels, 0)) == 3  # concurrency
+    dispatch, frontier, _, channels = make(queues=1, threads=10, max_pages=2)
+    dispatch.queue_claimed(0)
+    frontier.push(urls(10))
+    dispatch.schedule(0.0)
+    assert len(sent(channels, 0)) == 2 and dispatch.budget_spent()
+
+
+def test_a_dead_fetchers_requests_are_requeued_with_their_permits_and_turns() -> None:
+    dispatch, frontier, limiter, channels = make(queues=2, threads=3)
+    dispatch.queue_claimed(0)
+    dispatch.queue_claimed(1)
+    frontier.push(urls(6))
+    dispatch.schedule(0.0)
+    taken, finished, waiting = sent(channels, 0)
+    channels.deadlines[taken.ticket] = 5.0  # a thread took it: the death is blamed on it
+    channels.deadlines[finished.ticket] = 5.0
+    channels.released[finished.ticket] = 1  # exchange over, permit released by the fetcher
+    dropped = dispatch.fetcher_died(0, 1234, None)
+    assert not dropped
+    assert set(dispatch.inflight) == {2, 4, 6}  # queue 1's requests are untouched
+    assert len(frontier) == 3 and 0 not in dispatch.queue_load
+    # The permits and send turns the dead fetcher never gave back; not that of the finished one.
+    assert sorted(t for _, _, t in limiter.recovered) == sorted([taken.ticket, waiting.ticket])
+    assert len(limiter.released) == 2
+    assert dispatch.deaths == {("GET", taken.request.url): 1}  # only the taken one is blamed
+    assert dispatch.stats.counts["requeued"] == 3
+    assert dispatch.sent[0] == 3
+    dispatch.queue_freed(0)
+    assert dispatch.sent[0] == 0
+
+
+def test_a_request_on_hand_at_max_process_deaths_is_dropped_as_poison() -> None:
+    dispatch, frontier, _, channels = make(queues=1, threads=1, max_process_deaths=2)
+    dispatch.queue_claimed(0)
+    frontier.push([(0, Request("http://a.test/poison"))])
+    for death in range(2):
+        dispatch.schedule(0.0)
+        (task,) = sent(channels, 0)
+        channels.deadlines[task.ticket] = 1.0
+        dropped = dispatch.fetcher_died(0, 100 + death, {task.req_id})  # killed: blame the overdue one
+        dispatch.queue_claimed(0)  # its replacement
+    assert [e.request.url for e in dropped] == ["http://a.test/poison"]
+    assert len(frontier) == 0 and not dispatch.inflight and dispatch.deaths == {}
+    assert dispatch.stats.counts["dropped_poison"] == 1 and dispatch.stats.counts["requeued"] == 1
+    assert len(dispatch.tickets) == dispatch.max_inflight and dispatch.fetching == 0
+
+
+def test_a_dead_parser_gives_back_the_pages_it_had_and_blames_only_its_own() -> None:
+    dispatch, frontier, limiter, channels = make(queues=1, threads=4, parsers=2, max_process_deaths=1)
+    dispatch.queue_claimed(0)
+    frontier.push(urls(4))
+    dispatch.schedule(0.0)
+    tasks = sent(channels, 0)
+    to_0 = [t for t in tasks if t.parser == 0]
+    fetched, fetching = to_0
+    channels.released[fetched.ticket] = 1  # its result went down the dead parser's Pipe
+    dropped = dispatch.parser_died(0, 4321, fetched.req_id)
+    assert [e.request.url for e in dropped] == [fetched.request.url]  # max_process_deaths 1: poison at once
+    assert fetching.req_id in dispatch.inflight  # still being fetched: its result goes to the next parser
+    assert fetched.req_id not in dispatch.inflight and len(frontier) == 0
+    assert not limiter.released  # the fetcher released that permit itself
+    dropped = dispatch.parser_died(1, 4322, 0)  # died between pages: nothing blamed, nothing of its own fetched
+    assert not dropped and len(dispatch.inflight) == 3
