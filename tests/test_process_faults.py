@@ -409,7 +409,11 @@ def test_a_stopped_fetcher_is_replaced_and_its_requests_sent_again(tmp_path: Pat
             try:
                 wait_for(lambda: site.stats()["total"] == 12, 60, "4 requests held, 2 per fetcher")
                 wait_for(lambda: pids(log, r"fetcher process (\d+) reads fetch queue 0"), 30, "fetcher pid")
-                os.kill(pids(log, r"fetcher process (\d+) reads fetch queue 0")[0], signal.SIGSTOP)
+                stopped = pids(log, r"fetcher process (\d+) reads fetch queue 0")[0]
+                os.kill(stopped, signal.SIGSTOP)
+                # kill() returns before every thread has stopped: one still running would read the
+                # answers released next, and the fetcher would hold other requests when it is killed.
+                wait_for(lambda: all_threads_stopped(stopped), 30, "every thread of the fetcher stopped")
             finally:
                 site.release()
             _, stderr = proc.communicate(timeout=120)
@@ -420,3 +424,10 @@ def test_a_stopped_fetcher_is_replaced_and_its_requests_sent_again(tmp_path: Pat
     assert got == site.expected_urls() and lines(out) == len(got)
     assert sum(n - 1 for n in fetches.values() if n > 1) == 2  # only the stopped fetcher's two
     assert not leftover_processes(marker)
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in the stopped state (``T`` in /proc)."""
+    states = [(Path(f"/proc/{pid}/task") / tid / "stat").read_text().rsplit(")", 1)[1].split()[0]
+              for tid in os.listdir(f"/proc/{pid}/task")]
+    return all(state == "T" for state in states)
