@@ -9,7 +9,7 @@ Write a spider::
         start_urls = ["https://docs.example/"]
 
         def parse(self, response):
-            yield {"url": response.url, "title": response.css("title")[0].text_content()}
+            yield {"url": response.url, "title": response.css("title::text").get()}
             for url in response.links():
                 yield response.follow(url)
 
