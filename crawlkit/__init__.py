@@ -17,6 +17,7 @@ and run it with ``crawlkit runspider docs.py -o docs.jsonl``. Everything users i
 """
 
 from crawlkit.errors import ConfigError, CrawlkitError, DropItem, RetryRequest, SeedsError, SpiderError
+from crawlkit.forms import FormRequest, JsonRequest
 from crawlkit.http import Headers, Request, Response
 from crawlkit.spider import LinkSpider, Spider
 
@@ -26,7 +27,9 @@ __all__ = [
     "ConfigError",
     "CrawlkitError",
     "DropItem",
+    "FormRequest",
     "Headers",
+    "JsonRequest",
     "LinkSpider",
     "Request",
     "Response",
