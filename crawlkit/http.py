@@ -542,8 +542,9 @@ class Response:
         """A Request for ``url`` to yield from a callback, as Scrapy's.
 
         ``url`` is relative to this page, or a selector: an ``<a>`` or ``<link>`` element is
-        followed by its ``href``, a string selector (``a::attr(href)``) by its value. The other
-        arguments are ``Request``'s (``callback``, ``cb_kwargs``, ``meta``, ``errback``...).
+        followed by its ``href``, an attribute selector (``a::attr(href)``, ``//img/@src``) by
+        its value. The other arguments are ``Request``'s (``callback``, ``cb_kwargs``, ``meta``,
+        ``errback``...).
         """
         # A str first, without a call: a light spider follows a few dozen links a page this way.
         return Request(self.urljoin(url.strip() if isinstance(url, str) else _link_url(url)), callback, **kwargs)

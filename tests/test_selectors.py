@@ -86,10 +86,12 @@ def test_follow_takes_a_url_an_a_or_link_selector_or_an_href_selector() -> None:
     assert response.follow(response.css("li.next a")[0]).url == "http://quotes.test/site/page/2/"
     assert response.follow(response.css("link")[0]).url == "http://quotes.test/site/page/2/"
     assert response.follow(response.css("a.tag::attr(href)")[1]).url == "http://quotes.test/site/tag/two"
+    assert response.follow(response.xpath("//img/@src")[0]).url == "http://quotes.test/site/logo.png"
     assert response.follow(response.tree.cssselect("a.tag")[0]).url == "http://quotes.test/site/tag/one"
     request = response.follow("tag/x", callback="parse_tag", cb_kwargs={"tag": "x"}, meta={"m": 1}, priority=3)
     assert (request.callback, request.cb_kwargs, request.meta, request.priority) == ("parse_tag", {"tag": "x"},
                                                                                       {"m": 1}, 3)
+    # As in Scrapy: an <img> is followed by its ::attr(src) (above), not as an element.
     for bad in (response.css("img")[0], response.css("li")[1].css("a")[0], response.css("div.quote")):
         with pytest.raises(ValueError):
             response.follow(bad)
