@@ -200,9 +200,9 @@ def _values(form: lxml.html.FormElement) -> list[tuple[str, str]]:
         if not name or field.get("disabled") is not None:
             continue
         if isinstance(field, lxml.html.InputElement):
-            if field.type in ("submit", "image", "reset", "button", "file") or field.checkable and not field.checked:
-                continue  # the clicked button is added apart; files are not form data
-            values.append((name, field.value or ""))
+            if field.type in ("submit", "image", "reset", "button") or field.checkable and not field.checked:
+                continue  # the clicked button is added apart
+            values.append((name, field.value or ""))  # a file input sends its (empty) file name, as a browser's
         elif isinstance(field, lxml.html.SelectElement):
             selected = field.value  # multiple: the selected options; else one, the first if none is (None if no option)
             values.extend((name, value) for value in ([selected] if isinstance(selected, str) else selected or ()))

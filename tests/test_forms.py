@@ -23,6 +23,7 @@ LOGIN = """<html><head><base href="/account/"></head><body>
   <select name="topics" multiple><option selected>a<option>b<option selected>c</select>
   <textarea name="bio">hello</textarea>
   <input name="off" value="x" disabled><input type="file" name="photo"><input type="reset" name="r">
+  <input type="button" name="b" value="js">
   <input type="submit" name="action" value="Log in"><button name="action" value="sso">SSO</button>
 </form></body></html>"""
 
@@ -42,10 +43,10 @@ def test_from_response_submits_a_login_form_as_a_browser_would() -> None:
     assert (request.method, request.url) == ("POST", "http://shop.test/account/session?next=%2F")
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     # The form's own values (hidden token, checked boxes, selected options) but those given,
-    # the first submit button, then formdata; disabled fields, files and reset buttons are not sent.
+    # the first submit button, then formdata; disabled fields, reset and plain buttons are not sent.
     assert fields(request) == [
         ("csrf", "t0k3n"), ("remember", "yes"), ("plan", "pro"), ("lang", "fr"), ("tz", "UTC"), ("topics", "a"),
-        ("topics", "c"), ("bio", "hello"), ("action", "Log in"), ("user", "ann"), ("pass", "s3cret"),
+        ("topics", "c"), ("bio", "hello"), ("photo", ""), ("action", "Log in"), ("user", "ann"), ("pass", "s3cret"),
     ]
     assert (request.callback, request.cb_kwargs) == ("after_login", {"who": "ann"})
 
