@@ -9,7 +9,7 @@ Write a spider::
         start_urls = ["https://docs.example/"]
 
         def parse(self, response):
-            yield {"url": response.url, "title": response.css("title")[0].text_content()}
+            yield {"url": response.url, "title": response.css("title::text").get()}
             for url in response.links():
                 yield response.follow(url)
 
@@ -17,6 +17,7 @@ and run it with ``crawlkit runspider docs.py -o docs.jsonl``. Everything users i
 """
 
 from crawlkit.errors import ConfigError, CrawlkitError, DropItem, RetryRequest, SeedsError, SpiderError
+from crawlkit.forms import FormRequest, JsonRequest
 from crawlkit.http import Headers, Request, Response
 from crawlkit.spider import LinkSpider, Spider
 
@@ -26,7 +27,9 @@ __all__ = [
     "ConfigError",
     "CrawlkitError",
     "DropItem",
+    "FormRequest",
     "Headers",
+    "JsonRequest",
     "LinkSpider",
     "Request",
     "Response",

@@ -3,12 +3,15 @@
 A ``Request`` crosses process boundaries (parser -> engine -> fetcher -> parser), so it is plain
 data that pickles cheaply: the callback travels as its *name*, resolved on the spider in the
 parser process. A ``Response`` lives only inside a parser process; its parsed forms (text, lxml
-tree, BeautifulSoup) are built lazily, on first use, so a spider that never asks for the soup
-never pays for it. Both carry their headers as one ``Headers`` type.
+tree, parsel selector, BeautifulSoup) are built lazily, on first use, so a spider that never
+asks for the soup never pays for it. Both carry their headers as one ``Headers`` type. The
+names and meanings are Scrapy's (``css("a::attr(href)").getall()``, ``follow_all``,
+``cb_kwargs``), so a Scrapy callback runs unchanged.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from functools import lru_cache
@@ -17,7 +20,7 @@ from typing import Any, TypeVar, overload
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import lxml.html
-from lxml.cssselect import CSSSelector
+from parsel import Selector, SelectorList
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom, resolve_encoding
 
 Callback = str | Callable[..., Any] | None
@@ -160,15 +163,19 @@ class Headers(MutableMapping[str, str]):
 class Request:
     """A request for a URL, yielded by a spider (``Request(url, callback=self.parse_item)``).
 
-    ``callback`` may be a method of the spider or its name; only the name is kept, because the
-    request is pickled to other processes. ``headers`` may be given as a dict (or any
-    ``Headers`` input) and reads back as ``Headers``. ``depth`` and ``referer`` are filled in by
-    crawlkit when a callback yields the request. ``dont_filter=True`` skips the seen-URL check.
+    ``callback`` and ``errback`` may be methods of the spider or their names; only the names are
+    kept, because the request is pickled to other processes. ``cb_kwargs`` become keyword
+    arguments of the callback, as in Scrapy; they and ``meta`` travel with the request, so they
+    must pickle (and, to survive a resume or a shared crawl, be plain data: str, numbers, lists,
+    dicts...). ``headers`` may be given as a dict (or any ``Headers`` input) and reads back as
+    ``Headers``. ``depth`` and ``referer`` are filled in by crawlkit when a callback yields the
+    request. ``dont_filter=True`` skips the seen-URL check.
     """
 
-    # _headers is None until the headers are first read or set: the links a page yields, most
-    # requests of a crawl, carry none, and a None builds, pickles and unpickles for free.
-    __slots__ = ("url", "callback", "method", "_headers", "meta", "priority", "dont_filter", "body", "depth", "referer")
+    # _headers and _cb_kwargs are None until first read or set: the links a page yields, most
+    # requests of a crawl, carry neither, and a None builds, pickles and unpickles for free.
+    __slots__ = ("url", "callback", "method", "_headers", "meta", "priority", "dont_filter", "body", "depth", "referer",
+                 "_cb_kwargs", "errback")
 
     def __init__(
         self,
@@ -179,9 +186,11 @@ class Request:
         meta: dict[str, Any] | None = None,
         priority: int = 0,
         dont_filter: bool = False,
-        body: bytes = b"",
+        body: bytes | str = b"",
         depth: int = 0,
         referer: str | None = None,
+        cb_kwargs: dict[str, Any] | None = None,
+        errback: Callback = None,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"Request url must be a str, got {type(url).__name__}")
@@ -195,6 +204,8 @@ class Request:
         self.body = body.encode() if isinstance(body, str) else bytes(body)
         self.depth = depth
         self.referer = referer
+        self._cb_kwargs = dict(cb_kwargs) if cb_kwargs else None
+        self.errback = _callback_name(errback)
 
     @property
     def headers(self) -> Headers:
@@ -207,26 +218,43 @@ class Request:
     def headers(self, headers: HeadersInput | None) -> None:
         self._headers = Headers(headers) if headers else None
 
+    @property
+    def cb_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the callback; changes in place are kept."""
+        if self._cb_kwargs is None:
+            self._cb_kwargs = {}
+        return self._cb_kwargs
+
+    @cb_kwargs.setter
+    def cb_kwargs(self, cb_kwargs: dict[str, Any] | None) -> None:
+        self._cb_kwargs = dict(cb_kwargs) if cb_kwargs else None
+
     def __getstate__(self) -> tuple:
         return (self.url, self.callback, self.method, self._headers or None, self.meta, self.priority,
-                self.dont_filter, self.body, self.depth, self.referer)
+                self.dont_filter, self.body, self.depth, self.referer, self._cb_kwargs or None, self.errback)
 
     def __setstate__(self, state: tuple) -> None:
+        if len(state) == 10:  # journaled before cb_kwargs and errback (a job directory or shared crawl to resume)
+            state = (*state, None, None)
         (self.url, self.callback, self.method, self._headers, self.meta, self.priority,
-         self.dont_filter, self.body, self.depth, self.referer) = state
+         self.dont_filter, self.body, self.depth, self.referer, self._cb_kwargs, self.errback) = state
 
     def replace(self, **changes: Any) -> Request:
-        """A copy with some fields changed (used for retries and redirects)."""
+        """A copy of the same class with some fields changed (any ``__init__`` argument), as Scrapy's.
+
+        Retries and redirects are made this way, so they keep the callback, errback and
+        ``cb_kwargs``; ``meta``, ``headers`` and ``cb_kwargs`` are copied, not shared.
+        """
         fields: dict[str, Any] = {
             "url": self.url, "callback": self.callback, "method": self.method, "headers": self._headers,
             "meta": self.meta, "priority": self.priority, "dont_filter": self.dont_filter, "body": self.body,
-            "depth": self.depth, "referer": self.referer,
+            "depth": self.depth, "referer": self.referer, "cb_kwargs": self._cb_kwargs, "errback": self.errback,
         }
         fields.update(changes)
-        return Request(**fields)
+        return type(self)(**fields)
 
     def __repr__(self) -> str:
-        return f"<Request {self.method} {self.url}>"
+        return f"<{type(self).__name__} {self.method} {self.url}>"
 
 
 def _callback_name(callback: Callback) -> str | None:
@@ -238,53 +266,11 @@ def _callback_name(callback: Callback) -> str | None:
     return name
 
 
-class _Selectable:
-    """Mixed into every lxml element so that ``element.css("span.text")`` works like ``response.css``."""
-
-    def css(self, selector: str) -> list:
-        return _css(selector)(self)
-
-
-@lru_cache(maxsize=512)
-def _css(selector: str) -> CSSSelector:
-    # Compiling a selector to XPath costs far more than running it; spiders reuse a handful.
-    return CSSSelector(selector)
-
-
-class _SelectableElement(_Selectable, lxml.html.HtmlElement):
-    """The class of every element that lxml has no special class for (div, span, a, ...)."""
-
-
-class _SelectableLookup(lxml.html.HtmlElementClassLookup):
-    """lxml's HTML class lookup, with ``_Selectable`` on every element.
-
-    Its ``("*", mixin)`` reaches only the elements it has classes of its own for (forms,
-    inputs, labels...): every other element came back as a plain ``HtmlElement``, so
-    ``quote.css("span.text")`` raised AttributeError in the README's own spider.
-    """
-
-    def __init__(self) -> None:
-        # types-lxml wants an HtmlElement subclass for a mixin; lxml takes any class.
-        super().__init__(mixins=[("*", _Selectable)])  # type: ignore[list-item]
-        self._by_tag: dict[str, type] = {}  # one dict look-up per element, as lxml's own lookup costs
-
-    def lookup(self, node_type: Any, document: Any, namespace: Any, name: Any) -> Any:
-        if node_type == "element":
-            known = self._by_tag.get(name)
-            if known is None:
-                lxmls = super().lookup(node_type, document, namespace, name)
-                known = self._by_tag[name] = _SelectableElement if lxmls in (None, lxml.html.HtmlElement) else lxmls
-            return known
-        return super().lookup(node_type, document, namespace, name)
-
-
 @lru_cache(maxsize=1)
 def _html_parser() -> lxml.html.HTMLParser:
     # huge_tree lifts libxml2's depth limit from 256 to 2048 elements (as parsel does): deeper
     # than 256 unclosed tags, a page would lose everything after them.
-    parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, huge_tree=True)
-    parser.set_element_class_lookup(_SelectableLookup())
-    return parser
+    return lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, huge_tree=True)
 
 
 MAX_HTML_DEPTH = 2048  # elements libxml2 keeps open, with huge_tree; it drops the rest of a deeper page
@@ -358,32 +344,49 @@ class Response:
     back to cp1252 when the bytes are not UTF-8); a charset name Python cannot decode text
     with (``klingon``, ``base64``) counts as none, and so does a UTF-16 or UTF-32 in the header
     that the bytes belie (no NULs, or errors); bytes that do not decode become U+FFFD.
-    ``css``/``xpath`` run on an lxml tree; ``soup`` is BeautifulSoup on lxml. All three are
-    built on first use and kept.
+    ``selector`` (and ``css``/``xpath``/``jmespath`` through it) is parsel's, on the lxml
+    ``tree`` for HTML (the one parse a page gets), on the text for JSON and XML bodies; ``soup``
+    is BeautifulSoup on lxml. Each is built on first use and kept.
+
+    To test a callback without a server, build one from a string, as Scrapy's ``HtmlResponse``:
+    ``Response("http://a.test/", body="<p>...</p>")``. Without ``headers``, a body that starts
+    with ``{`` or ``[`` is ``application/json`` and any other ``text/html``; ``request`` defaults
+    to ``Request(url)``; ``encoding`` decodes the body (and encodes a ``str`` one), outranking
+    what the headers or the page declare.
     """
 
     def __init__(
         self,
         url: str,
-        status: int,
-        headers: HeadersInput,
-        body: bytes,
-        request: Request,
+        status: int = 200,
+        headers: HeadersInput | None = None,
+        body: bytes | str = b"",
+        request: Request | None = None,
+        *,
+        encoding: str | None = None,
     ) -> None:
+        if isinstance(body, str):
+            body = body.encode(encoding or "utf-8")
+            encoding = encoding or "utf-8"
+        if headers is None:
+            headers = {"Content-Type": "application/json" if body.lstrip()[:1] in (b"{", b"[") else "text/html"}
         self.url = url
         self.status = status
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = body
-        self.request = request
-        self._encoding: str | None = None
+        self.request = request if request is not None else Request(url)
+        self._encoding: str | None = encoding and (resolve_encoding(encoding) or encoding)
         self._text: str | None = None
         self._tree: Any = None
+        self._selector: Selector | None = None
+        self._json: Any = _NOT_LOADED
         self._soup: Any = None
         self._base_url: str | None = None
         self._base_directory = ""  # the base URL up to the last "/" of its path, set with _base_url
         self.too_deep = False  # set when the tree is built
 
     meta = property(lambda self: self.request.meta, doc="The request's ``meta`` dict.")
+    cb_kwargs = property(lambda self: self.request.cb_kwargs, doc="The request's ``cb_kwargs`` dict.")
     depth = property(lambda self: self.request.depth, doc="Link hops from a start URL (0 for seeds).")
 
     @property
@@ -430,7 +433,7 @@ class Response:
 
     @property
     def tree(self) -> Any:
-        """The lxml HTML root element; elements support ``.css()``, ``.xpath()``, ``.text_content()``."""
+        """The lxml HTML root element, for lxml's own API (``.cssselect()``, ``.xpath()``, ``.text_content()``)."""
         if self._tree is None:
             # libxml2 is given the text decoded here, as UTF-8: decoding the bytes itself, it
             # stops at the first one its codec rejects (a stray 0x81 in a cp1252 page, binary
@@ -453,11 +456,37 @@ class Response:
             self._soup = BeautifulSoup(self.text, "lxml")
         return self._soup
 
-    def css(self, selector: str) -> list:
-        return _css(selector)(self.tree)
+    @property
+    def selector(self) -> Selector:
+        """parsel's ``Selector`` of the page: on ``tree`` for HTML (no second parse), on the text for
+        JSON (``jmespath``) and XML bodies (XPath with their namespaces, tags in their case)."""
+        if self._selector is None:
+            ctype = self.content_type
+            if ctype in _JSON_TYPES or ctype.endswith("+json"):
+                self._selector = Selector(text=self.text, type="json")
+            elif ctype.endswith(("/xml", "+xml")) and ctype != "application/xhtml+xml":
+                self._selector = Selector(text=self.text, type="xml")
+            else:
+                self._selector = Selector(root=self.tree, type="html")
+        return self._selector
 
-    def xpath(self, expr: str, **variables: Any) -> list:
-        return self.tree.xpath(expr, **variables)
+    def css(self, query: str) -> SelectorList[Selector]:
+        """``selector.css(query)``: parsel's CSS, with ``::text`` and ``::attr(name)``."""
+        return self.selector.css(query)
+
+    def xpath(self, query: str, **variables: Any) -> SelectorList[Selector]:
+        """``selector.xpath(query)``; keyword arguments are XPath variables (``$name``), or ``namespaces``."""
+        return self.selector.xpath(query, **variables)
+
+    def jmespath(self, query: str, **kwargs: Any) -> SelectorList[Selector]:
+        """``selector.jmespath(query)``: a JMESPath query on a JSON body (``"items[].name"``)."""
+        return self.selector.jmespath(query, **kwargs)
+
+    def json(self) -> Any:
+        """The body parsed as JSON (whatever the Content-Type), kept; ``ValueError`` if it is not JSON."""
+        if self._json is _NOT_LOADED:
+            self._json = json.loads(self.text)
+        return self._json
 
     @property
     def base_url(self) -> str:
@@ -509,17 +538,71 @@ class Response:
                 seen.setdefault(url)
         return list(seen)
 
-    def follow(self, url: Any, callback: Callback = None, **kwargs: Any) -> Request:
-        """A Request for ``url`` (relative to this page, or an ``<a>`` element) to yield from a callback."""
-        if not isinstance(url, str):
-            href = url.get("href") if hasattr(url, "get") else None
-            if href is None:
-                raise TypeError(f"follow() takes a URL or an <a> element, got {url!r}")
-            url = href
-        return Request(self.urljoin(url.strip()), callback=callback, **kwargs)
+    def follow(self, url: Link, callback: Callback = None, **kwargs: Any) -> Request:
+        """A Request for ``url`` to yield from a callback, as Scrapy's.
+
+        ``url`` is relative to this page, or a selector: an ``<a>`` or ``<link>`` element is
+        followed by its ``href``, an attribute selector (``a::attr(href)``, ``//img/@src``) by
+        its value. The other arguments are ``Request``'s (``callback``, ``cb_kwargs``, ``meta``,
+        ``errback``...).
+        """
+        # A str first, without a call: a light spider follows a few dozen links a page this way.
+        return Request(self.urljoin(url.strip() if isinstance(url, str) else _link_url(url)), callback, **kwargs)
+
+    def follow_all(
+        self,
+        urls: Iterable[Link] | None = None,
+        callback: Callback = None,
+        *,
+        css: str | None = None,
+        xpath: str | None = None,
+        **kwargs: Any,
+    ) -> Iterator[Request]:
+        """Requests for several links, as ``follow`` makes them; give exactly one of ``urls``, ``css``, ``xpath``.
+
+        ``css``/``xpath`` select the links on this page (``css="ul.pager a"``). As in Scrapy, an
+        element of a ``SelectorList`` (selected here or given as ``urls``) that names no URL (an
+        ``<a>`` without ``href``, a ``<div>``) is skipped; given in any other iterable, it raises
+        ``ValueError``.
+        """
+        if sum(arg is not None for arg in (urls, css, xpath)) != 1:
+            raise ValueError("follow_all() takes exactly one of urls, css, xpath")
+        if css is not None:
+            urls = self.css(css)
+        elif xpath is not None:
+            urls = self.xpath(xpath)
+        if isinstance(urls, SelectorList):
+            urls = [url for url in map(_link_url_or_none, urls) if url is not None]
+        assert urls is not None  # one of the three was given
+        return (self.follow(url, callback, **kwargs) for url in urls)
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
+
+
+_NOT_LOADED = object()  # Response._json before json(): None is a JSON value
+_JSON_TYPES = frozenset({"application/json", "text/json", "application/x-json"})
+Link = str | Selector | lxml.html.HtmlElement  # what follow() takes: a URL, or what names one
+
+
+def _link_url(link: Selector | lxml.html.HtmlElement) -> str:
+    """The URL a link that is no str names: a string selector's value, an ``<a>``/``<link>`` element's ``href``."""
+    url = _link_url_or_none(link)
+    if url is None:
+        if isinstance(link, SelectorList):
+            raise ValueError(f"follow() takes one link, not a list of {len(link)}: use follow_all()")
+        raise ValueError(f"follow() takes a URL, an <a> or <link> element or its ::attr(href), not {link!r}")
+    return url
+
+
+def _link_url_or_none(link: object) -> str | None:
+    root = link.root if isinstance(link, Selector) else link
+    if isinstance(root, str):
+        return root.strip()
+    if isinstance(root, lxml.html.HtmlElement) and root.tag in ("a", "link"):
+        href = root.get("href")
+        return href.strip() if href is not None else None
+    return None
 
 
 # Links whose join with a base depends only on the base's scheme, host and directory: a path

@@ -5,7 +5,8 @@ to make crawlkit run code or exhaust memory by what it reads back there. Two gua
 
 - No code: the unpickler builds the built-in types that need no lookup (str, bytes, bytearray,
   numbers, lists, tuples, dicts, sets, frozensets: protocol 5 has opcodes for all of them) and
-  the few classes of ``_CONSTRUCTORS`` (``Request`` and its ``Headers``, dates, decimals); a
+  the few classes of ``_CONSTRUCTORS`` (``Request``, ``FormRequest``, ``JsonRequest`` and their
+  ``Headers``, dates, decimals); a
   pickle naming any other class or function (which is how a pickle runs code) is refused.
 - No amplification: nothing read may allocate more than a small multiple of its own size.
   Pickle allows three ways around that, each closed here. A declared length: the C unpickler
@@ -30,6 +31,7 @@ import pickletools
 from collections.abc import Callable
 from typing import Any
 
+from crawlkit.forms import FormRequest, JsonRequest
 from crawlkit.http import Headers, Request
 
 MAX_DECIMAL_CHARS = 64  # a Decimal in a request's meta is a price or an amount, not a number of a million digits
@@ -39,10 +41,21 @@ class _EmptyRequest:
     """What a pickle gets when it names ``Request``: an empty one, filled by ``Request.__setstate__``
     with the fields as they are in the pickle (``Request.__init__`` would copy them)."""
 
+    request_class: type[Request] = Request
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Request:  # type: ignore[misc]
+        made = cls.request_class
         if args or kwargs:
-            raise pickle.UnpicklingError("it calls Request with arguments; crawlkit pickles requests without")
-        return Request.__new__(Request)
+            raise pickle.UnpicklingError(f"it calls {made.__name__} with arguments; crawlkit pickles requests without")
+        return made.__new__(made)
+
+
+class _EmptyFormRequest(_EmptyRequest):
+    request_class = FormRequest  # once built, a plain request: its state is Request's
+
+
+class _EmptyJsonRequest(_EmptyRequest):
+    request_class = JsonRequest
 
 
 class _EmptyHeaders:
@@ -73,6 +86,8 @@ def _decimal(value: Any = "0") -> decimal.Decimal:
 # fixed-size state whatever they are given (or raise).
 _CONSTRUCTORS: dict[tuple[str, str], Callable[..., Any]] = {
     ("crawlkit.http", "Request"): _EmptyRequest,
+    ("crawlkit.forms", "FormRequest"): _EmptyFormRequest,
+    ("crawlkit.forms", "JsonRequest"): _EmptyJsonRequest,
     ("crawlkit.http", "Headers"): _EmptyHeaders,
     ("builtins", "complex"): _complex,
     ("decimal", "Decimal"): _decimal,
@@ -130,7 +145,9 @@ def load_request(blob: Any) -> Request:
         isinstance(request, Request) and all(hasattr(request, name) for name in Request.__slots__)
         and isinstance(request.url, str) and isinstance(request.method, str) and isinstance(request.headers, Headers)
         and isinstance(request.meta, dict) and isinstance(request.body, bytes)
-        and isinstance(request.callback, (str, type(None)))
+        and isinstance(request.callback, (str, type(None))) and isinstance(request.errback, (str, type(None)))
+        and (request._cb_kwargs is None
+             or type(request._cb_kwargs) is dict and all(type(name) is str for name in request._cb_kwargs))
         and isinstance(request.depth, int) and isinstance(request.priority, int)
         and isinstance(request.dont_filter, bool) and isinstance(request.referer, (str, type(None)))
     ):

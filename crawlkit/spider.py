@@ -95,8 +95,8 @@ class LinkSpider(Spider):
         listed = [url for url in links if len(url) <= self.max_url_length] if self.max_url_length else links
         title = None
         if response.is_html:
-            found = response.xpath("//title/text()")
-            title = " ".join(found[0].split()) if found else None
+            found = response.xpath("//title/text()").get()
+            title = " ".join(found.split()) if found is not None else None
         yield {
             "url": response.url,
             "status": response.status,

@@ -24,7 +24,7 @@ class Shop(Spider):
     custom_settings = {"user_agent": "shopbot/2.0"}
 
     def parse(self, response):
-        yield {"title": response.css("title")[0].text_content()}
+        yield {"title": response.css("title::text").get()}
         for url in response.links()[:3]:
             yield Request(url, callback=self.parse_page)
 

@@ -200,12 +200,12 @@ class Titles(Spider):
 
     def parse(self, response):
         for a in response.css("a"):
-            href = a.get("href")
+            href = a.attrib.get("href")
             if href and "/page/" in href:
                 yield response.follow(a, callback=self.parse_page, meta={"from": response.url})
 
     def parse_page(self, response):
-        yield {"url": response.url, "title": response.css("title")[0].text_content(), "from": response.meta["from"],
+        yield {"url": response.url, "title": response.css("title::text").get(), "from": response.meta["from"],
                "texts": len(response.xpath("//span[@class='text']"))}
 '''
 

@@ -191,7 +191,7 @@ class Meta(Spider):
     def parse(self, response):
         yield {{"url": response.url, "meta": sorted(response.meta)}}
         for a in response.css("a"):
-            if a.get("href"):
+            if a.attrib.get("href"):
                 yield response.follow(a, meta={{"from": response.url}})
 '''
 # The keys crawlkit documents for a request's meta: whatever else a spider finds there, it put there itself.

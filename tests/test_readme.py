@@ -28,7 +28,7 @@ def test_quick_start_commands_are_present() -> None:
 
 QUOTES = b"""<html><body>
 <div class="quote"><span class="text">One</span></div><div class="quote"><span class="text">Two</span></div>
-<a href="/page/2/">next</a></body></html>"""
+<ul><li class="next"><a href="/page/2/">next</a></li></ul></body></html>"""
 
 
 def test_the_readme_spider_yields_its_items(crawlkit, tmp_path: Path) -> None:

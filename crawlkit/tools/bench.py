@@ -37,7 +37,8 @@ SAMPLE_EVERY = 0.2  # seconds between TreeMonitor samples
 
 
 class LightSpider(Spider):
-    """Title and links by CSS selectors; follows every link within the seeds' sites."""
+    """Title and links by CSS selectors (``::text``, ``::attr(href)``, as a Scrapy spider takes them);
+    follows every link within the seeds' sites."""
 
     name = "bench-light"
 
@@ -46,10 +47,8 @@ class LightSpider(Spider):
         self.allowed_domains = seed_sites(self.start_urls)
 
     def parse(self, response: Response) -> Iterable[Any]:
-        titles = response.css("title")
-        yield {"url": response.url, "title": titles[0].text_content() if titles else None}
-        for a in response.css("a[href]"):
-            yield response.follow(a.get("href"))
+        yield {"url": response.url, "title": response.css("title::text").get()}
+        yield from response.follow_all(response.css("a::attr(href)").getall())
 
 
 class SoupSpider(LightSpider):
@@ -63,7 +62,7 @@ class SoupSpider(LightSpider):
         soup = BeautifulSoup(response.text, "html.parser")
         yield {"url": response.url, "chars": len(soup.get_text())}
         for a in soup.find_all("a", href=True):
-            yield response.follow(a["href"])
+            yield response.follow(str(a["href"]))  # bs4 types an attribute as str or a list of them
 
 
 SPIDERS = {"light": "crawlkit.tools.bench:LightSpider", "soup": "crawlkit.tools.bench:SoupSpider"}

@@ -44,11 +44,10 @@ class {cls}(Spider):
 
     def parse(self, response: Response):
         """Called with every fetched page (2xx); yield items (dicts) and Requests to follow."""
-        title = response.css("title")
         yield {{
             "url": response.url,
-            "title": title[0].text_content().strip() if title else None,
-            "headings": [h.text_content().strip() for h in response.css("h1, h2")],
+            "title": response.css("title::text").get(default="").strip() or None,
+            "headings": [h.xpath("string()").get().strip() for h in response.css("h1, h2")],
         }}
         for url in response.links():
             yield Request(url, callback=self.parse)
