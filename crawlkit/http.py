@@ -10,6 +10,7 @@ never pays for it. Both carry their headers as one ``Headers`` type.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -448,9 +449,11 @@ class Response:
     def soup(self) -> Any:
         """BeautifulSoup of the page, parsed with lxml."""
         if self._soup is None:
-            from bs4 import BeautifulSoup
+            from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 
-            self._soup = BeautifulSoup(self.text, "lxml")
+            with warnings.catch_warnings():  # XHTML parsed as HTML is what a crawl wants: no 12 lines a parser
+                warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+                self._soup = BeautifulSoup(self.text, "lxml")
         return self._soup
 
     def css(self, selector: str) -> list:
