@@ -534,7 +534,8 @@ def fetch(
         if proxy and not config.allow_private_addresses:
             check_host(urlsplit(request.url).hostname or "")
         with turn or nullcontext():
-            exchange.deadline = time.monotonic() + config.download_timeout
+            started = time.monotonic()  # the exchange's time, for the response times: not the politeness wait
+            exchange.deadline = started + config.download_timeout
             response = _send(session, request, headers, (config.connect_timeout, config.read_timeout), proxy)
     except Exception as exc:  # every failure is data for the stats, never a crash
         _fail(result, *_failure(exc, exchange, config))
