@@ -16,6 +16,7 @@ from crawlkit import Request, Response
 from crawlkit.errors import SpiderError
 from crawlkit.loader import load_spider
 from crawlkit.parse.links import AllowedDomains
+from crawlkit.stats import Stats
 from crawlkit.tools.site import Site, SiteSpec
 
 XHTML = (b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -73,3 +74,32 @@ def test_the_generated_spider_follows_the_seeds_hosts_of_a_seeds_file(crawlkit: 
     assert {item["url"] for item in run.items()} == site.expected_urls(hosts=[0])
     assert len([key for key in fetched if key.startswith(host0)]) > 1
     assert not [key for key in fetched if key.startswith(host1)]
+
+
+def test_pages_per_second_after_a_resume_is_this_runs_pages_over_this_runs_time() -> None:
+    stats = Stats()
+    stats.resume({"pages": 800, "items": 800})
+    stats.add({"pages": 200, "items": 200})
+    stats.finished = stats.started + 10.0
+    figures = stats.as_dict()
+    assert (figures["pages"], figures["pages_this_run"], figures["pages_per_s"]) == (1000, 200, 20.0)
+    assert "1000 pages (200 this run, 20.0/s)" in stats.summary()
+    fresh = Stats()
+    fresh.add({"pages": 50})
+    fresh.finished = fresh.started + 10.0
+    assert "50 pages (5.0/s)" in fresh.summary()
+
+
+def test_max_pages_on_a_resume_counts_the_earlier_runs_and_says_so(crawlkit: Callable[..., Run]) -> None:
+    with Site(SiteSpec(hosts=1, pages=60, extras=False, robots=False)) as site:
+        seeds = site.seeds()
+        first = crawlkit("crawl", "--jobdir", "job", "--max-pages", "10", "--workers", "1", seeds=seeds)
+        assert first.returncode == 0, first.stderr
+        assert sum(page_fetches(site).values()) == 10
+        second = crawlkit("crawl", "--jobdir", "job", "--max-pages", "25", "--workers", "1", seeds=seeds)
+        fetched = page_fetches(site)
+    assert second.returncode == 0, second.stderr
+    assert sum(fetched.values()) == 25 and max(fetched.values()) == 1  # 15 more, none twice
+    assert "max_pages (25) counts the pages of every run of this crawl: 10 before this run, 15 to go" in second.stderr
+    assert "25 pages (15 this run, " in second.stderr
+    assert len(second.items()) == 25

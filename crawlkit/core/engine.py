@@ -180,7 +180,7 @@ class Engine:
         resumed = self.journal.begin(s.output or "")  # read (and checked) before any process starts
         if resumed is not None:
             resume_at, counts = resumed
-            self.stats.add(counts)
+            self.stats.resume(counts)
         self.output = open_output(s.output, resume_at, list(s.export_fields) or None)
 
     # ---------------------------------------------------------------- lifecycle

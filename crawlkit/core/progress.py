@@ -104,7 +104,7 @@ class Monitor:
             self.view = LiveView(title, *context().Pipe(duplex=False))
         self.log = LogConfig.from_settings(settings, self.view.forward if self.view else None)
         self.next_progress = time.monotonic() + self.interval
-        self.last_pages = (time.monotonic(), 0)
+        self.last_pages: tuple[float, int] | None = None  # (time, pages) of the last progress line
 
     def __enter__(self) -> Monitor:
         if self.view is not None:
@@ -130,11 +130,11 @@ class Monitor:
 
     def _progress(self, now: float, stats: Stats) -> None:
         c = stats.counts
-        then, pages = self.last_pages
+        then, pages = self.last_pages or (stats.started, stats.earlier_pages)
         self.last_pages = (now, c["pages"])
         log.info(
             "%d pages (%.1f/s now, %.1f/s overall), %d items, %d queued, %d in flight, %d errors",
-            c["pages"], (c["pages"] - pages) / max(now - then, 1e-9), c["pages"] / max(stats.elapsed, 1e-9), c["items"],
+            c["pages"], (c["pages"] - pages) / max(now - then, 1e-9), stats.pages_per_s, c["items"],
             stats.queued, stats.in_flight, stats.error_count(), extra=PROGRESS,
         )
 
@@ -236,7 +236,7 @@ class LiveView:
         head = Text.assemble(
             (f"{self.title}", "bold"), f"  {elapsed:,.0f}s  ",
             ("pages ", "dim"), (f"{c['pages']:,}", "bold green"),
-            ("  pages/s ", "dim"), (f"{rate:,.1f}", "bold"), (f" (avg {c['pages'] / max(elapsed, 1e-9):,.1f})", "dim"),
+            ("  pages/s ", "dim"), (f"{rate:,.1f}", "bold"), (f" (avg {stats.pages_per_s:,.1f})", "dim"),
             ("  items ", "dim"), f"{c['items']:,}",
             ("  queued ", "dim"), f"{stats.queued:,}",
             ("  in flight ", "dim"), f"{len(in_flight):,}",
