@@ -67,7 +67,9 @@ def crawl_options(f: Any) -> Any:
         click.option("--per-host", "per_host", type=int, help=flag_help("per_host")),
         click.option("--delay", type=float, help=flag_help("delay")),
         click.option("--parsers", type=int, help=flag_help("parsers")),
-        click.option("-o", "--output", help=flag_help("output")),
+        click.option("-o", "--output", help=flag_help("output", note="Appends to an existing file.")),
+        click.option("-O", "--overwrite-output", "overwrite_output", metavar="FILE",
+                     help=flag_help("overwrite_output", sets=True, note="Writes FILE, as -o does.")),
         click.option("--warc", type=click.Path(file_okay=False), help=flag_help("warc")),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
         click.option("--max-pages", type=int, help=flag_help("max_pages")),
@@ -106,6 +108,10 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
     flags.update({key: True for key in ("quiet", "log_json") if kw.get(key)})
     if flags.get("log_level"):
         flags["log_level"] = flags["log_level"].upper()
+    if kw.get("overwrite_output"):
+        if kw.get("output"):
+            raise UserError("give -o FILE (append) or -O FILE (overwrite), not both")
+        flags["output"], flags["overwrite_output"] = kw["overwrite_output"], True
     if kw.get("allow_domains"):
         flags["allowed_domains"] = list(kw["allow_domains"])
     if kw.get("no_robots"):
@@ -356,7 +362,7 @@ def config_show(config_file: str | None, sets: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("-o", "--output", default="demo.jsonl", show_default=True, help="Items file.")
+@click.option("-o", "--output", default="demo.jsonl", show_default=True, help="Items file (replaced).")
 @click.option("--hosts", default=2, show_default=True, help="Hosts of the local demo site.")
 @click.option("--pages", default=50, show_default=True, help="Pages per host.")
 @click.option("--workers", type=int, help=flag_help("workers"))
@@ -373,7 +379,7 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
         seeds = site.seeds()
         click.echo(f"demo site: {', '.join(seeds)} "
                    "(with 404s, redirects, a redirect loop and robots.txt rules, on purpose)", err=True)
-        settings = load_settings(None, None, {"output": output, "workers": workers})
+        settings = load_settings(None, None, {"output": output, "overwrite_output": True, "workers": workers})
         _execute(settings, load_spider(None), None, {"start_urls": seeds})
         expected = len(site.expected_urls())
     click.echo(f"items written to {output}; the site has {expected} reachable pages", err=True)

@@ -5,15 +5,20 @@ DEBUG request lines and the report's labels."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import warnings
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import Run
 
 from crawlkit import Request, Response
-from crawlkit.errors import SpiderError
+from crawlkit.errors import ConfigError, SpiderError
+from crawlkit.extensions.output import open_output
 from crawlkit.loader import load_spider
 from crawlkit.parse.links import AllowedDomains
 from crawlkit.stats import Stats
@@ -103,3 +108,69 @@ def test_max_pages_on_a_resume_counts_the_earlier_runs_and_says_so(crawlkit: Cal
     assert "max_pages (25) counts the pages of every run of this crawl: 10 before this run, 15 to go" in second.stderr
     assert "25 pages (15 this run, " in second.stderr
     assert len(second.items()) == 25
+
+
+def write_items(path: Path, items: list[dict[str, Any]], overwrite: bool = False) -> None:
+    writer = open_output(str(path), overwrite=overwrite)
+    assert writer is not None
+    writer.write(items)
+    writer.close()
+
+
+def read_back(path: Path) -> list[tuple[int, str]]:
+    """(n, tag) of every item in the file, in order; for CSV, checks that it has one header."""
+    if path.suffix == ".json":
+        return [(item["n"], item["tag"]) for item in json.loads(path.read_text())]
+    if path.suffix == ".jsonl":
+        return [(item["n"], item["tag"]) for item in map(json.loads, path.read_text().splitlines())]
+    if path.suffix == ".csv":
+        header, *lines = path.read_text().splitlines()
+        assert header == "n,tag" and header not in lines
+        return [(int(n), tag) for n, tag in (line.split(",") for line in lines)]
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT n, tag FROM items ORDER BY _rowid_").fetchall()
+
+
+def test_output_appends_to_an_existing_file_and_a_json_array_stays_one_array(tmp_path: Path) -> None:
+    for name in ("out.json", "out.jsonl", "out.csv", "out.sqlite"):
+        path = tmp_path / name
+        write_items(path, [{"n": 1, "tag": "a"}, {"n": 2, "tag": "b"}])
+        write_items(path, [{"n": 3, "tag": "c"}])
+        assert read_back(path) == [(1, "a"), (2, "b"), (3, "c")], name
+        write_items(path, [{"n": 4, "tag": "d"}], overwrite=True)
+        assert read_back(path) == [(4, "d")], name
+
+
+def test_a_json_array_from_elsewhere_or_empty_is_appended_to_and_anything_else_is_refused(tmp_path: Path) -> None:
+    scrapy_made = tmp_path / "scrapy.json"
+    scrapy_made.write_text('[\n{"n": 1}\n]')  # Scrapy's feed: no newline at the end
+    write_items(scrapy_made, [{"n": 2}])
+    assert json.loads(scrapy_made.read_text()) == [{"n": 1}, {"n": 2}]
+    for empty in ("[]", "[\n]\n", " [ ] \n", ""):
+        path = tmp_path / "empty.json"
+        path.write_text(empty)
+        write_items(path, [{"n": 1}])
+        assert json.loads(path.read_text()) == [{"n": 1}], empty
+    not_array = tmp_path / "object.json"
+    not_array.write_text('{"n": 1}\n')
+    with pytest.raises(ConfigError, match="is not a JSON array.*use -O to overwrite it"):
+        open_output(str(not_array))
+    assert not_array.read_text() == '{"n": 1}\n'  # untouched
+
+
+def test_dash_o_appends_and_dash_capital_o_overwrites_through_the_command(crawlkit: Callable[..., Run],
+                                                                           tmp_path: Path) -> None:
+    with Site(SiteSpec(hosts=1, pages=5, extras=False, robots=False)) as site:
+        seeds = site.seeds()
+        runs = [crawlkit("crawl", flag, "out.json", seeds=seeds, output=None) for flag in ("-o", "-o", "-O")]
+        runs.append(crawlkit("crawl", "-o", "out.csv", seeds=seeds, output=None))
+        runs.append(crawlkit("crawl", "--output", "out.csv", seeds=seeds, output=None))
+        fetched = page_fetches(site)
+        both = crawlkit("crawl", "-o", "a.jsonl", "-O", "b.jsonl", seeds=seeds, output=None)
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    pages = site.expected_urls()
+    assert len(pages) == 6 and all(fetched[url.split("//")[1]] == 5 for url in pages)
+    assert {item["url"] for item in json.loads((tmp_path / "out.json").read_text())} == pages  # the -O run's
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert len(lines) == 1 + 2 * len(pages) and lines.count(lines[0]) == 1
+    assert both.returncode == 2 and "give -o FILE (append) or -O FILE (overwrite), not both" in both.stderr

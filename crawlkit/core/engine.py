@@ -181,7 +181,7 @@ class Engine:
         if resumed is not None:
             resume_at, counts = resumed
             self.stats.resume(counts)
-        self.output = open_output(s.output, resume_at, list(s.export_fields) or None)
+        self.output = open_output(s.output, resume_at, list(s.export_fields) or None, s.overwrite_output)
 
     # ---------------------------------------------------------------- lifecycle
 
