@@ -8,6 +8,7 @@ or spider error, 3 the system refused to write an output or jobdir file (disk fu
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -256,6 +257,19 @@ def page_options(f: Any) -> Any:
     return f
 
 
+def _json_object(flag: str, text: str | None) -> dict[str, Any]:
+    """The JSON object a flag such as ``--meta`` gives; UserError for anything else."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{flag} {text!r} is not JSON ({exc}); e.g. {flag} '{{\"page\": 2}}'") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag} {text!r} is not a JSON object; e.g. {flag} '{{\"page\": 2}}'")
+    return value
+
+
 def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
     """Settings and logging for ``fetch``/``parse``, then ``debugging.show_page``; exits with its code."""
     from crawlkit.tools.debugging import show_page
@@ -263,6 +277,7 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
     spider_spec = kw.get("spider")
     if kw.get("callback") and not spider_spec:
         raise UserError("--callback needs --spider: the callback is a method of that spider")
+    meta, cb_kwargs = _json_object("--meta", kw.get("meta")), _json_object("--cbkwargs", kw.get("cb_kwargs"))
     cli = {
         "user_agent": kw.get("user_agent"),
         "robots": False if kw.get("no_robots") else None,
@@ -279,7 +294,7 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
         # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
         logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
     # A FetchFailed is a CrawlkitError with exit code 1: the Group prints its one line.
-    sys.exit(show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers))
+    sys.exit(show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers, meta, cb_kwargs))
 
 
 @cli.command()
@@ -302,16 +317,21 @@ def fetch(url: str, **kw: Any) -> None:
 @cli.command()
 @click.argument("url")
 @page_options
+@click.option("--meta", metavar="JSON", help="The request's meta, as a JSON object: what response.meta holds.")
+@click.option("--cbkwargs", "cb_kwargs", metavar="JSON",
+              help="Keyword arguments of the callback (the request's cb_kwargs), as a JSON object.")
 def parse(url: str, **kw: Any) -> None:
     """Fetch URL and show what a spider callback yields: items as JSON, requests with their callbacks.
 
     Links the crawl would not follow (offsite, too deep, ...) are counted, and listed on stderr;
     an exception in the callback is shown with its traceback and makes the exit code 1.
-    Without --spider, the built-in spider runs (as in `crawlkit crawl`).
+    Without --spider, the built-in spider runs (as in `crawlkit crawl`). --meta and --cbkwargs
+    give the request what an earlier page would have (as Scrapy's parse does).
 
     \b
     Example:
       crawlkit parse https://example.com/books/1 --spider shop.py:Shop --callback parse_book
+      crawlkit parse https://example.com/books/1 --spider shop.py:Shop --callback parse_book --meta '{"shelf": 3}'
     """
     _one_page(url, kw, show_headers=False, spider_required=True)
 

@@ -174,3 +174,40 @@ def test_dash_o_appends_and_dash_capital_o_overwrites_through_the_command(crawlk
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * len(pages) and lines.count(lines[0]) == 1
     assert both.returncode == 2 and "give -o FILE (append) or -O FILE (overwrite), not both" in both.stderr
+
+
+META_SPIDER = '''
+from crawlkit import Spider
+
+class Shelf(Spider):
+    name = "shelf"
+
+    def parse_book(self, response, **kwargs):
+        yield {"url": response.url, "shelf": response.meta.get("shelf"), "kwargs": kwargs}
+'''
+
+
+def test_parse_gives_the_callback_meta_and_cb_kwargs(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    (tmp_path / "shelf.py").write_text(META_SPIDER)
+    with Site(SiteSpec(hosts=1, pages=5)) as site:
+        url = site.urls[0] + "/page/2.html"
+        run = crawlkit("parse", url, "--spider", "shelf.py", "--callback", "parse_book", "--meta", '{"shelf": 3}',
+                       output=None)
+        bad = crawlkit("parse", url, "--spider", "shelf.py", "--meta", "[3]", output=None)
+        fetched = page_fetches(site)
+    assert run.returncode == 0, run.stderr
+    item = json.loads(run.stdout.split("\n", 1)[1].split("Requests")[0])
+    assert item == {"url": url, "shelf": 3, "kwargs": {}} and fetched == {url.split("//")[1]: 1}
+    assert bad.returncode == 2 and "--meta '[3]' is not a JSON object" in bad.stderr
+
+
+@pytest.mark.skipif("cb_kwargs" not in Request.__slots__, reason="Request.cb_kwargs lands with the spider-API part")
+def test_parse_passes_cbkwargs_as_keyword_arguments(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    (tmp_path / "shelf.py").write_text(META_SPIDER)
+    with Site(SiteSpec(hosts=1, pages=5)) as site:
+        url = site.urls[0] + "/page/3.html"
+        run = crawlkit("parse", url, "--spider", "shelf.py", "--callback", "parse_book",
+                       "--cbkwargs", '{"row": 7, "tags": ["a"]}', output=None)
+    assert run.returncode == 0, run.stderr
+    item = json.loads(run.stdout.split("\n", 1)[1].split("Requests")[0])
+    assert item == {"url": url, "shelf": None, "kwargs": {"row": 7, "tags": ["a"]}}
