@@ -401,8 +401,10 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
                    "(with 404s, redirects, a redirect loop and robots.txt rules, on purpose)", err=True)
         settings = load_settings(None, None, {"output": output, "overwrite_output": True, "workers": workers})
         _execute(settings, load_spider(None), None, {"start_urls": seeds})
-        expected = len(site.expected_urls())
-    click.echo(f"items written to {output}; the site has {expected} reachable pages", err=True)
+        pages, broken = len(site.expected_urls()), len(site.missing_urls())
+    click.echo(f"items written to {output}, one a page the built-in spider fetched: the site has {pages} "
+               f"reachable pages (200) and {broken} broken links (404), {pages + broken} items; redirects, "
+               "the redirect loop and what robots.txt disallows give none", err=True)
 
 
 @cli.command()

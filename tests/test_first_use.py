@@ -6,8 +6,10 @@ DEBUG request lines and the report's labels."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -211,3 +213,15 @@ def test_parse_passes_cbkwargs_as_keyword_arguments(crawlkit: Callable[..., Run]
     assert run.returncode == 0, run.stderr
     item = json.loads(run.stdout.split("\n", 1)[1].split("Requests")[0])
     assert item == {"url": url, "shelf": None, "kwargs": {"row": 7, "tags": ["a"]}}
+
+
+def test_demo_says_what_its_items_are_and_the_figures_add_up(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    (tmp_path / "demo.jsonl").write_text('{"stale": true}\n')  # the demo replaces its output
+    run = crawlkit("demo", "--hosts", "1", "--pages", "30", output=None)
+    assert run.returncode == 0, run.stderr
+    said = re.search(r"site has (\d+) reachable pages \(200\) and (\d+) broken links \(404\), (\d+) items", run.stderr)
+    assert said, run.stderr
+    pages, broken, total = map(int, said.groups())
+    items = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
+    statuses = Counter(item["status"] for item in items)
+    assert statuses == {200: pages, 404: broken} and len(items) == total == pages + broken and broken > 0
