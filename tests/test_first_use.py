@@ -225,3 +225,19 @@ def test_demo_says_what_its_items_are_and_the_figures_add_up(crawlkit: Callable[
     items = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
     statuses = Counter(item["status"] for item in items)
     assert statuses == {200: pages, 404: broken} and len(items) == total == pages + broken and broken > 0
+
+
+def test_log_level_debug_gives_one_line_per_request_the_server_answered(crawlkit: Callable[..., Run],
+                                                                       tmp_path: Path) -> None:
+    with Site(SiteSpec(hosts=1, pages=12)) as site:
+        debug = crawlkit("crawl", "--log-level", "DEBUG", "--log-file", "debug.log", seeds=site.seeds())
+        fetched = site.stats()["fetches"]
+        quiet = crawlkit("crawl", "--log-file", "info.log", seeds=site.seeds(), output="info.jsonl")
+    assert debug.returncode == quiet.returncode == 0, debug.stderr + quiet.stderr
+    lines = re.findall(r"Crawled \((\d+)\) <GET http://(\S+)> ([\d,]+) bytes in [\d.]+s",
+                       (tmp_path / "debug.log").read_text())
+    assert Counter(where for _, where, _ in lines) == fetched  # robots.txt, redirects and 404s included
+    statuses = {where.rsplit("/", 2)[-2]: int(status) for status, where, _ in lines}
+    assert statuses["missing"] == 404 and statuses["redirect"] == 301 and statuses["page"] == 200
+    assert all(int(size.replace(",", "")) > 15_000 for _, where, size in lines if "/page/" in where)
+    assert "Crawled (" not in (tmp_path / "info.log").read_text()
