@@ -155,6 +155,16 @@ def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Sett
     return spider
 
 
+def _seeds_text(spider: Spider, seeds: SeedFile | None) -> str:
+    """Where the crawl starts, in words, for the report."""
+    if seeds is not None:
+        return f"seeds file {seeds.path}"
+    urls = list(spider.start_urls)
+    if not urls:
+        return ""
+    return ", ".join(urls[:10]) + (f" and {len(urls) - 10:,} more" if len(urls) > 10 else "")
+
+
 def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any],
              seeds: SeedFile | None = None) -> None:
     """Build the spider, run the engine, print the summary; exit 130 when interrupted, 3 (after
@@ -168,7 +178,7 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
         spider.start_urls = seeds  # type: ignore[assignment]  # an iterable read once, not a list
     code = 0
     failed: WriteFailed | None = None
-    with Monitor(settings, spider.name, terminal=wants_live_view(settings.output)) as monitor:
+    with Monitor(settings, spider.name, wants_live_view(settings.output), _seeds_text(spider, seeds)) as monitor:
         engine = Engine(
             CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor)
         )

@@ -15,6 +15,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 from support import Run
 
@@ -24,6 +25,7 @@ from crawlkit.extensions.output import open_output
 from crawlkit.loader import load_spider
 from crawlkit.parse.links import AllowedDomains
 from crawlkit.stats import Stats
+from crawlkit.tools.report import render_report
 from crawlkit.tools.site import Site, SiteSpec
 
 XHTML = (b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -241,3 +243,35 @@ def test_log_level_debug_gives_one_line_per_request_the_server_answered(crawlkit
     assert statuses["missing"] == 404 and statuses["redirect"] == 301 and statuses["page"] == 200
     assert all(int(size.replace(",", "")) > 15_000 for _, where, size in lines if "/page/" in where)
     assert "Crawled (" not in (tmp_path / "info.log").read_text()
+
+
+def test_report_sizes_in_mib_and_its_time_axis_from_the_crawls_start() -> None:
+    stats = Stats()
+    stats.reason = "finished"
+    stats.add({"pages": 300, "bytes": 3 * 1024 * 1024})
+    data = stats.full_dict()
+    data["series"]["rows"] = [[4.0, 0, 0, 0, 0], [6.0, 100, 0, 0, 0], [8.0, 300, 0, 0, 0]]  # sampled late
+    page = lxml.html.fromstring(render_report(data))
+    assert page.xpath("string(//div[@data-key='bytes']//div[@class='value'])") == "3.0 MiB"
+    axis = [text.text for text in page.xpath("//*[@id='rate-chart']//*[local-name()='text'][@text-anchor='middle']")]
+    assert axis[0] == "0 s" and axis[-1] == "8 s"
+
+
+def test_report_says_which_spider_seeds_and_settings_produced_it(crawlkit: Callable[..., Run],
+                                                               tmp_path: Path) -> None:
+    (tmp_path / "polite.yaml").write_text("delay: 0.01\n")
+    with Site(SiteSpec(hosts=1, pages=10)) as site:
+        run = crawlkit("crawl", "--report", "report.html", "--per-host", "3", "--config", "polite.yaml",
+                       "-s", "retries=1", seeds=site.seeds())
+        peak = site.stats()["peak_inflight"]
+    assert run.returncode == 0, run.stderr
+    page = lxml.html.fromstring((tmp_path / "report.html").read_text())
+    rows = {row.get("data-key"): [cell.text_content() for cell in row.xpath("td")]
+            for row in page.xpath("//table[@id='run']/tr[@data-key]")}
+    assert rows["spider"][1] == "crawlkit (built-in)"
+    assert rows["seeds"][1] == f"seeds file {tmp_path / 'seeds.txt'}"
+    assert rows["per_host"][1:] == ["3", "command line"] and rows["retries"][1:] == ["1", "command line"]
+    assert rows["delay"][1:] == ["0.01", "config file polite.yaml"]
+    assert "workers" not in rows  # defaults are the README's; only what differs is listed
+    assert max(peak.values()) <= 3  # the settings it names are the ones the server felt
+    assert page.xpath("string(//div[@data-key='pages']/@data-value)") == str(len(run.items()))

@@ -92,12 +92,13 @@ class Monitor:
     loop alone calls ``tick``.
     """
 
-    def __init__(self, settings: Any, title: str = "crawlkit", terminal: bool = False) -> None:
+    def __init__(self, settings: Any, title: str = "crawlkit", terminal: bool = False, seeds: str = "") -> None:
         check_writable("stats_file", settings.stats_file)
         check_writable("report", settings.report)
         check_writable("log_file", settings.log_file)
         self.settings = settings
         self.title = title
+        self.seeds = seeds  # where the crawl started, in words, for the report
         self.interval = settings.progress_interval
         self.view: LiveView | None = None
         if terminal and not settings.quiet:
@@ -152,10 +153,16 @@ class Monitor:
             return
         data = self._write_stats(stats) if self.settings.stats_file else stats.full_dict()
         if self.settings.report:
+            from crawlkit.settings import explain
             from crawlkit.tools.report import render_report
 
+            # What produced the crawl: the report outlives the command line that made it.
+            run = [("spider", self.settings.spider or "crawlkit (built-in)", self.settings.origin("spider")),
+                   ("seeds", self.seeds or "the spider's start requests", "")]
+            run += [(key, value, origin) for key, value, origin in explain(self.settings)
+                    if origin != "default" and key != "spider"]
             try:
-                write_atomic(self.settings.report, render_report(data, self.title))
+                write_atomic(self.settings.report, render_report(data, self.title, run))
             except OSError as exc:
                 log.error("could not write the report %s: %s", self.settings.report, exc)
 
