@@ -275,3 +275,13 @@ def test_report_says_which_spider_seeds_and_settings_produced_it(crawlkit: Calla
     assert "workers" not in rows  # defaults are the README's; only what differs is listed
     assert max(peak.values()) <= 3  # the settings it names are the ones the server felt
     assert page.xpath("string(//div[@data-key='pages']/@data-value)") == str(len(run.items()))
+
+
+@pytest.mark.parametrize("spelling", ["{host}", "http://{host}/"], ids=["host-port", "url"])
+def test_allow_domain_host_port_or_url_follows_that_site(crawlkit: Callable[..., Run], spelling: str) -> None:
+    with Site(SiteSpec(hosts=2, pages=20)) as site:
+        other = site.urls[1].split("//")[1]
+        run = crawlkit("crawl", "--allow-domain", spelling.format(host=other), seeds=[site.seeds()[0]])
+        fetched = page_fetches(site)
+    assert run.returncode == 0, run.stderr
+    assert [key for key in fetched if key.startswith(other + "/page/")]  # the cross-host links were followed
