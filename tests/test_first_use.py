@@ -285,3 +285,15 @@ def test_allow_domain_host_port_or_url_follows_that_site(crawlkit: Callable[...,
         fetched = page_fetches(site)
     assert run.returncode == 0, run.stderr
     assert [key for key in fetched if key.startswith(other + "/page/")]  # the cross-host links were followed
+
+
+def test_a_csv_file_is_appended_to_only_under_its_own_header(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    write_items(path, [{"n": 1, "tag": "a"}])
+    with pytest.raises(ConfigError, match=r"has the columns \['n', 'tag'\], not export_fields \['tag', 'n'\]"):
+        open_output(str(path), fields=["tag", "n"])
+    writer = open_output(str(path), fields=["n", "tag"])
+    assert writer is not None
+    writer.write([{"tag": "b", "n": 2}])
+    writer.close()
+    assert read_back(path) == [(1, "a"), (2, "b")]

@@ -10,7 +10,8 @@
 =================  =====================================================================
 
 An existing file is appended to, as Scrapy's ``-o`` does (``overwrite`` replaces it, ``-O``):
-JSON Lines and CSV (no second header; the columns are the file's) go on at its end, SQLite adds
+JSON Lines and CSV (no second header; the columns are the file's, and ``export_fields`` that
+differ from them are refused) go on at its end, SQLite adds
 rows to its table, and a JSON array is reopened before its closing ``]``, so the file stays one
 valid array. A ``.json`` file that does not end in an array is refused rather than spoilt.
 
@@ -377,7 +378,12 @@ def open_output(path: str | None, resume_at: int | None = None, fields: list[str
         return JsonArrayWriter(stream, kept, path)
     if suffix != ".csv":
         return JsonLinesWriter(stream, kept, path)
-    if fields is None and kept:
+    if kept:  # the file's header fixes the columns: rows under another header would be misread
         with open(path, encoding="utf-8", newline="") as existing:
-            fields = next(csv.reader(existing), None)
+            header = next(csv.reader(existing), None)
+        if fields is not None and header != fields:
+            stream.close()
+            raise ConfigError(f"output {path!r} has the columns {header}, not export_fields {fields}; "
+                              "use -O to overwrite it, or another file")
+        fields = header
     return CsvWriter(stream, kept, path, fields)
