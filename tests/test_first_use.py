@@ -177,6 +177,8 @@ def test_dash_o_appends_and_dash_capital_o_overwrites_through_the_command(crawlk
     assert {item["url"] for item in json.loads((tmp_path / "out.json").read_text())} == pages  # the -O run's
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * len(pages) and lines.count(lines[0]) == 1
+    assert "items are added to it (-O FILE replaces it)" in runs[4].stderr
+    assert "items are added to it" not in runs[3].stderr  # a new file
     assert both.returncode == 2 and "give -o FILE (append) or -O FILE (overwrite), not both" in both.stderr
 
 

@@ -368,6 +368,8 @@ def open_output(path: str | None, resume_at: int | None = None, fields: list[str
             stream = open(os.open(path, os.O_RDWR | os.O_CREAT, 0o666), "r+b", buffering=0)
             kept = stream.seek(0, os.SEEK_END) if end is None else end
             stream.truncate(kept)
+            if kept:
+                log.info("output %s exists: the items are added to it (-O FILE replaces it)", path)
         else:
             kept = 0
             stream = open(path, "w+b", buffering=0)
