@@ -8,6 +8,7 @@ or spider error, 3 the system refused to write an output or jobdir file (disk fu
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -67,7 +68,9 @@ def crawl_options(f: Any) -> Any:
         click.option("--per-host", "per_host", type=int, help=flag_help("per_host")),
         click.option("--delay", type=float, help=flag_help("delay")),
         click.option("--parsers", type=int, help=flag_help("parsers")),
-        click.option("-o", "--output", help=flag_help("output")),
+        click.option("-o", "--output", help=flag_help("output", note="Appends to an existing file.")),
+        click.option("-O", "--overwrite-output", "overwrite_output", metavar="FILE",
+                     help=flag_help("overwrite_output", sets=True, note="Writes FILE, as -o does.")),
         click.option("--warc", type=click.Path(file_okay=False), help=flag_help("warc")),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
         click.option("--max-pages", type=int, help=flag_help("max_pages")),
@@ -106,6 +109,10 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
     flags.update({key: True for key in ("quiet", "log_json") if kw.get(key)})
     if flags.get("log_level"):
         flags["log_level"] = flags["log_level"].upper()
+    if kw.get("overwrite_output"):
+        if kw.get("output"):
+            raise UserError("give -o FILE (append) or -O FILE (overwrite), not both")
+        flags["output"], flags["overwrite_output"] = kw["overwrite_output"], True
     if kw.get("allow_domains"):
         flags["allowed_domains"] = list(kw["allow_domains"])
     if kw.get("no_robots"):
@@ -148,6 +155,16 @@ def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Sett
     return spider
 
 
+def _seeds_text(spider: Spider, seeds: SeedFile | None) -> str:
+    """Where the crawl starts, in words, for the report."""
+    if seeds is not None:
+        return f"seeds file {seeds.path}"
+    urls = list(spider.start_urls)
+    if not urls:
+        return ""
+    return ", ".join(urls[:10]) + (f" and {len(urls) - 10:,} more" if len(urls) > 10 else "")
+
+
 def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any],
              seeds: SeedFile | None = None) -> None:
     """Build the spider, run the engine, print the summary; exit 130 when interrupted, 3 (after
@@ -161,7 +178,7 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
         spider.start_urls = seeds  # type: ignore[assignment]  # an iterable read once, not a list
     code = 0
     failed: WriteFailed | None = None
-    with Monitor(settings, spider.name, terminal=wants_live_view(settings.output)) as monitor:
+    with Monitor(settings, spider.name, wants_live_view(settings.output), _seeds_text(spider, seeds)) as monitor:
         engine = Engine(
             CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor)
         )
@@ -250,6 +267,19 @@ def page_options(f: Any) -> Any:
     return f
 
 
+def _json_object(flag: str, text: str | None) -> dict[str, Any]:
+    """The JSON object a flag such as ``--meta`` gives; UserError for anything else."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{flag} {text!r} is not JSON ({exc}); e.g. {flag} '{{\"page\": 2}}'") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag} {text!r} is not a JSON object; e.g. {flag} '{{\"page\": 2}}'")
+    return value
+
+
 def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
     """Settings and logging for ``fetch``/``parse``, then ``debugging.show_page``; exits with its code."""
     from crawlkit.tools.debugging import show_page
@@ -257,6 +287,7 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
     spider_spec = kw.get("spider")
     if kw.get("callback") and not spider_spec:
         raise UserError("--callback needs --spider: the callback is a method of that spider")
+    meta, cb_kwargs = _json_object("--meta", kw.get("meta")), _json_object("--cbkwargs", kw.get("cb_kwargs"))
     cli = {
         "user_agent": kw.get("user_agent"),
         "robots": False if kw.get("no_robots") else None,
@@ -273,7 +304,7 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
         # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
         logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
     # A FetchFailed is a CrawlkitError with exit code 1: the Group prints its one line.
-    sys.exit(show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers))
+    sys.exit(show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers, meta, cb_kwargs))
 
 
 @cli.command()
@@ -296,16 +327,21 @@ def fetch(url: str, **kw: Any) -> None:
 @cli.command()
 @click.argument("url")
 @page_options
+@click.option("--meta", metavar="JSON", help="The request's meta, as a JSON object: what response.meta holds.")
+@click.option("--cbkwargs", "cb_kwargs", metavar="JSON",
+              help="Keyword arguments of the callback (the request's cb_kwargs), as a JSON object.")
 def parse(url: str, **kw: Any) -> None:
     """Fetch URL and show what a spider callback yields: items as JSON, requests with their callbacks.
 
     Links the crawl would not follow (offsite, too deep, ...) are counted, and listed on stderr;
     an exception in the callback is shown with its traceback and makes the exit code 1.
-    Without --spider, the built-in spider runs (as in `crawlkit crawl`).
+    Without --spider, the built-in spider runs (as in `crawlkit crawl`). --meta and --cbkwargs
+    give the request what an earlier page would have (as Scrapy's parse does).
 
     \b
     Example:
       crawlkit parse https://example.com/books/1 --spider shop.py:Shop --callback parse_book
+      crawlkit parse https://example.com/books/1 --spider shop.py:Shop --callback parse_book --meta '{"shelf": 3}'
     """
     _one_page(url, kw, show_headers=False, spider_required=True)
 
@@ -356,7 +392,7 @@ def config_show(config_file: str | None, sets: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("-o", "--output", default="demo.jsonl", show_default=True, help="Items file.")
+@click.option("-o", "--output", default="demo.jsonl", show_default=True, help="Items file (replaced).")
 @click.option("--hosts", default=2, show_default=True, help="Hosts of the local demo site.")
 @click.option("--pages", default=50, show_default=True, help="Pages per host.")
 @click.option("--workers", type=int, help=flag_help("workers"))
@@ -373,10 +409,12 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
         seeds = site.seeds()
         click.echo(f"demo site: {', '.join(seeds)} "
                    "(with 404s, redirects, a redirect loop and robots.txt rules, on purpose)", err=True)
-        settings = load_settings(None, None, {"output": output, "workers": workers})
+        settings = load_settings(None, None, {"output": output, "overwrite_output": True, "workers": workers})
         _execute(settings, load_spider(None), None, {"start_urls": seeds})
-        expected = len(site.expected_urls())
-    click.echo(f"items written to {output}; the site has {expected} reachable pages", err=True)
+        pages, broken = len(site.expected_urls()), len(site.missing_urls())
+    click.echo(f"items written to {output}, one a page the built-in spider fetched: the site has {pages} "
+               f"reachable pages (200) and {broken} broken links (404), {pages + broken} items; redirects, "
+               "the redirect loop and what robots.txt disallows give none", err=True)
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -451,9 +452,11 @@ class Response:
     def soup(self) -> Any:
         """BeautifulSoup of the page, parsed with lxml."""
         if self._soup is None:
-            from bs4 import BeautifulSoup
+            from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 
-            self._soup = BeautifulSoup(self.text, "lxml")
+            with warnings.catch_warnings():  # XHTML parsed as HTML is what a crawl wants: no 12 lines a parser
+                warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+                self._soup = BeautifulSoup(self.text, "lxml")
         return self._soup
 
     @property

@@ -69,6 +69,11 @@ def load_object(spec: str, what: str = "object") -> Any:
     target, _, attr = spec.partition(":")
     if target.endswith(".py"):
         module = _import_path(Path(target), what)
+    elif not all(part.isidentifier() for part in target.split(".")):
+        # Not a module name (a path without .py, say): importlib would answer with a TypeError about packages.
+        hint = f"; did you mean {target}.py?" if Path(target + ".py").is_file() else ""
+        raise SpiderError(f"{what} {spec!r} is neither a .py file nor a module name: give path/to/file.py, "
+                          f"path/to/file.py:Class or package.module:Class{hint}")
     else:
         try:
             module = importlib.import_module(target)

@@ -54,6 +54,8 @@ class Stats:
         self.finished: float | None = None
         self.reason = "running"
         self.crawl_totals: tuple[str, dict[str, int]] | None = None  # (crawl id, counts of all nodes) of a shared crawl
+        # Pages of the earlier runs of a resumed crawl: in ``pages`` (and max_pages), not in this run's rate.
+        self.earlier_pages = 0
         self.hosts: dict[str, HostStats] = {}
         self.series: list[list[float]] = []  # rows of SERIES_COLUMNS, t in seconds since the start
         self.series_step = SERIES_STEP
@@ -62,6 +64,22 @@ class Stats:
 
     def add(self, deltas: dict[str, int]) -> None:
         self.counts.update(deltas)
+
+    def resume(self, counts: dict[str, int]) -> None:
+        """Start from the counters a job directory committed: the totals go on, the rates are this run's."""
+        self.counts.update(counts)
+        self.earlier_pages = counts.get("pages", 0)
+
+    @property
+    def run_pages(self) -> int:
+        """Pages fetched by this run (all of them, but for a resumed crawl)."""
+        return self.counts["pages"] - self.earlier_pages
+
+    @property
+    def pages_per_s(self) -> float:
+        """This run's pages over this run's time."""
+        elapsed = self.elapsed
+        return self.run_pages / elapsed if elapsed > 0 else 0.0
 
     def page_done(self, host: str, deltas: dict[str, int], status: int, elapsed: float) -> None:
         """Count one finished exchange (a PageDone): the crawl's counters and its host's figures."""
@@ -109,13 +127,12 @@ class Stats:
         return {k[len("status_"):]: v for k, v in sorted(self.counts.items()) if k.startswith("status_") and v}
 
     def as_dict(self) -> dict[str, Any]:
-        elapsed = self.elapsed
-        pages = self.counts["pages"]
         return {
             "reason": self.reason,
-            "elapsed_s": round(elapsed, 3),
-            "pages": pages,
-            "pages_per_s": round(pages / elapsed, 1) if elapsed > 0 else 0.0,
+            "elapsed_s": round(self.elapsed, 3),
+            "pages": self.counts["pages"],
+            "pages_this_run": self.run_pages,
+            "pages_per_s": round(self.pages_per_s, 1),
             "items": self.counts["items"],
             "duplicates": self.counts["duplicates"],
             "statuses": self.statuses(),
@@ -145,8 +162,11 @@ class Stats:
         c = self.counts
         dropped = {k[len("dropped_"):]: v for k, v in sorted(c.items()) if k.startswith("dropped_") and v}
         fmt = lambda m: ", ".join(f"{k} {v}" for k, v in m.items()) or "none"  # noqa: E731
+        rate = f"{d['pages_per_s']}/s"
+        if self.earlier_pages:  # a resumed crawl: its totals go on, its rate is this run's
+            rate = f"{d['pages_this_run']} this run, {rate}"
         lines = [
-            f"crawl {d['reason']} in {d['elapsed_s']:.1f}s: {d['pages']} pages ({d['pages_per_s']}/s), "
+            f"crawl {d['reason']} in {d['elapsed_s']:.1f}s: {d['pages']} pages ({rate}), "
             f"{d['items']} items, {c['bytes']:,} bytes",
             f"  statuses: {fmt(d['statuses'])}",
             f"  errors: {fmt(d['errors'])}",

@@ -5,12 +5,16 @@ from __future__ import annotations
 import base64
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from crawlkit.fetch import fetcher
 from crawlkit.fetch.fetcher import FetcherConfig, fetch, new_session
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
@@ -97,3 +101,21 @@ def test_percent_escapes_are_sent_as_written_and_only_a_stray_percent_is_escaped
         result = fetch(session, Request(f"http://{server}{path}"), config())
         assert (result.status, result.error) == (200, None), path
         assert Recorder.seen[-1]["path"] == sent, path
+
+
+def test_elapsed_is_the_exchange_without_the_wait_for_the_hosts_turn(server: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The politeness wait is the crawl's choice, not the server's slowness: the response times
+    (live view "avg time", stats mean_s, the report's slowest hosts) must not include it."""
+    clock = {"offset": 0.0}
+    monkeypatch.setattr(fetcher, "time", SimpleNamespace(monotonic=lambda: time.monotonic() + clock["offset"],
+                                                         sleep=time.sleep))
+
+    @contextmanager
+    def minute_long_turn() -> Iterator[None]:
+        clock["offset"] += 60.0  # the host's turn came a minute later, by the fetcher's clock
+        yield
+
+    result = fetch(new_session(config()), Request(f"http://{server}/slow-turn"), config(), minute_long_turn())
+    assert result.status == 200 and Recorder.seen[0]["path"] == "/slow-turn"
+    assert 0 < result.elapsed < 60

@@ -38,7 +38,7 @@ def test_pages_robots_redirects_and_404() -> None:
 
 def test_expected_urls_match_a_plain_breadth_first_walk() -> None:
     with Site(SiteSpec(hosts=2, pages=30)) as site:
-        seen, todo, ok = set(site.seeds()), list(site.seeds()), set()
+        seen, todo, ok, missing = set(site.seeds()), list(site.seeds()), set(), set()
         for _ in range(500):  # bounded: the site has about 70 pages
             if not todo:
                 break
@@ -46,6 +46,8 @@ def test_expected_urls_match_a_plain_breadth_first_walk() -> None:
             if "/private/" in url and not url.endswith("public.html"):
                 continue  # what robots.txt disallows
             status, body, final = get(url)
+            if status == 404:
+                missing.add(final)
             if status != 200:
                 continue
             ok.add(final)
@@ -55,7 +57,7 @@ def test_expected_urls_match_a_plain_breadth_first_walk() -> None:
                     seen.add(target)
                     todo.append(target)
         assert not todo
-        assert ok == site.expected_urls()
+        assert ok == site.expected_urls() and missing == site.missing_urls()
 
 
 def test_hold_answers_the_given_number_then_keeps_the_rest_in_flight_until_release() -> None:

@@ -161,6 +161,10 @@ class Admission:
                 self.gate.learn(host, status, body)
         log.info("resuming from %s: %d requests pending, %d URLs seen", self.settings.jobdir, journal.pending_count(),
                  seen)
+        if self.settings.max_pages:
+            done = self.stats.earlier_pages
+            log.info("max_pages (%d) counts the pages of every run of this crawl: %d before this run, %d to go",
+                     self.settings.max_pages, done, max(0, self.settings.max_pages - done))
         self.resuming = journal.pending(min(RESUME_BATCH, self.backend.frontier_limit or RESUME_BATCH))
         self._resume_more()
 

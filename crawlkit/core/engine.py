@@ -129,8 +129,8 @@ class Engine:
         resumed = self.journal.begin(s.output or "")  # read (and checked) before any process starts
         if resumed is not None:
             resume_at, counts = resumed
-            self.stats.add(counts)
-        self.output = open_output(s.output, resume_at, list(s.export_fields) or None)
+            self.stats.resume(counts)
+        self.output = open_output(s.output, resume_at, list(s.export_fields) or None, s.overwrite_output)
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -92,19 +92,20 @@ class Monitor:
     loop alone calls ``tick``.
     """
 
-    def __init__(self, settings: Any, title: str = "crawlkit", terminal: bool = False) -> None:
+    def __init__(self, settings: Any, title: str = "crawlkit", terminal: bool = False, seeds: str = "") -> None:
         check_writable("stats_file", settings.stats_file)
         check_writable("report", settings.report)
         check_writable("log_file", settings.log_file)
         self.settings = settings
         self.title = title
+        self.seeds = seeds  # where the crawl started, in words, for the report
         self.interval = settings.progress_interval
         self.view: LiveView | None = None
         if terminal and not settings.quiet:
             self.view = LiveView(title, *context().Pipe(duplex=False))
         self.log = LogConfig.from_settings(settings, self.view.forward if self.view else None)
         self.next_progress = time.monotonic() + self.interval
-        self.last_pages = (time.monotonic(), 0)
+        self.last_pages: tuple[float, int] | None = None  # (time, pages) of the last progress line
 
     def __enter__(self) -> Monitor:
         if self.view is not None:
@@ -130,11 +131,11 @@ class Monitor:
 
     def _progress(self, now: float, stats: Stats) -> None:
         c = stats.counts
-        then, pages = self.last_pages
+        then, pages = self.last_pages or (stats.started, stats.earlier_pages)
         self.last_pages = (now, c["pages"])
         log.info(
             "%d pages (%.1f/s now, %.1f/s overall), %d items, %d queued, %d in flight, %d errors",
-            c["pages"], (c["pages"] - pages) / max(now - then, 1e-9), c["pages"] / max(stats.elapsed, 1e-9), c["items"],
+            c["pages"], (c["pages"] - pages) / max(now - then, 1e-9), stats.pages_per_s, c["items"],
             stats.queued, stats.in_flight, stats.error_count(), extra=PROGRESS,
         )
 
@@ -152,10 +153,16 @@ class Monitor:
             return
         data = self._write_stats(stats) if self.settings.stats_file else stats.full_dict()
         if self.settings.report:
+            from crawlkit.settings import explain
             from crawlkit.tools.report import render_report
 
+            # What produced the crawl: the report outlives the command line that made it.
+            run = [("spider", self.settings.spider or "crawlkit (built-in)", self.settings.origin("spider")),
+                   ("seeds", self.seeds or "the spider's start requests", "")]
+            run += [(key, value, origin) for key, value, origin in explain(self.settings)
+                    if origin != "default" and key != "spider"]
             try:
-                write_atomic(self.settings.report, render_report(data, self.title))
+                write_atomic(self.settings.report, render_report(data, self.title, run))
             except OSError as exc:
                 log.error("could not write the report %s: %s", self.settings.report, exc)
 
@@ -236,7 +243,7 @@ class LiveView:
         head = Text.assemble(
             (f"{self.title}", "bold"), f"  {elapsed:,.0f}s  ",
             ("pages ", "dim"), (f"{c['pages']:,}", "bold green"),
-            ("  pages/s ", "dim"), (f"{rate:,.1f}", "bold"), (f" (avg {c['pages'] / max(elapsed, 1e-9):,.1f})", "dim"),
+            ("  pages/s ", "dim"), (f"{rate:,.1f}", "bold"), (f" (avg {stats.pages_per_s:,.1f})", "dim"),
             ("  items ", "dim"), f"{c['items']:,}",
             ("  queued ", "dim"), f"{stats.queued:,}",
             ("  in flight ", "dim"), f"{len(in_flight):,}",

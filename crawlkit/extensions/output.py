@@ -9,6 +9,12 @@
 ``.sqlite .db``    a table ``items``, a column a key (nested values as JSON text)
 =================  =====================================================================
 
+An existing file is appended to, as Scrapy's ``-o`` does (``overwrite`` replaces it, ``-O``):
+JSON Lines and CSV (no second header; the columns are the file's, and ``export_fields`` that
+differ from them are refused) go on at its end, SQLite adds
+rows to its table, and a JSON array is reopened before its closing ``]``, so the file stays one
+valid array. A ``.json`` file that does not end in an array is refused rather than spoilt.
+
 Written only by the engine process, so records never interleave. ``write`` buffers a page's
 items, ``flush`` makes every buffered item durable (the engine calls it after each batch of
 pages, before the job directory commits), so a crawl that dies leaves whole records behind.
@@ -130,7 +136,8 @@ class JsonLinesWriter(_Writer):
 class JsonArrayWriter(_Writer):
     """``[``, then the items separated by ``,``; the closing ``]`` is written after each flush and
     written over by the next batch, so it is never counted in ``size``: cutting the file back
-    to a committed size and closing it again gives a valid array."""
+    to a committed size and closing it again gives a valid array. A file of ``size`` bytes
+    (resumed, or appended to) was cut before its ``]``: the next item follows its last one."""
 
     TRAILER = b"\n]\n"
 
@@ -138,14 +145,39 @@ class JsonArrayWriter(_Writer):
         super().__init__(stream, size, name)
         if size == 0:
             self._emit("[")
+            self.first = True  # the next item opens the array: no comma before it
         else:
-            self.pending.append(b"")  # a resumed file was cut before its trailer: write it back now
+            stream.seek(size - 1)
+            self.first = stream.read(1) == b"["
+            self.pending.append(b"")  # write the trailer back now
         self.flush()
 
     def write(self, items: Iterable[dict[str, Any]]) -> int:
         for item in items:
-            self._emit(("\n" if self.size == 1 else ",\n") + _dumps(item))
+            self._emit(("\n" if self.first else ",\n") + _dumps(item))
+            self.first = False
         return 0
+
+
+def _array_end(path: str) -> int:
+    """Where the items of the JSON array in ``path`` end (before its closing ``]``), to append
+    after them; 0 for a missing or empty file. ConfigError when the file is not an array."""
+    try:
+        with open(path, "rb") as existing:
+            size = existing.seek(0, os.SEEK_END)
+            existing.seek(0)
+            head = existing.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+            existing.seek(max(0, size - 4096))
+            tail = existing.read()
+    except FileNotFoundError:
+        return 0
+    if size == 0:
+        return 0
+    body = tail.rstrip(b" \t\r\n")
+    if not head.startswith(b"[") or not body.endswith(b"]"):
+        raise ConfigError(f"output {path!r} exists and is not a JSON array, so items cannot be added to it; "
+                          "use -O to overwrite it, or another file")
+    return size - len(tail) + len(body[:-1].rstrip(b" \t\r\n"))
 
 
 class CsvWriter(_Writer):
@@ -206,12 +238,13 @@ class SqliteWriter:
     """A table ``items`` in a SQLite file: a row an item, committed at each flush.
 
     ``size`` is the number of rows (the table's highest rowid): a resumed crawl deletes the
-    rows past the committed count. SQLite compares column names without regard to case, so a
-    key that differs from a column only in case is written to that column.
+    rows past the committed count; an ``append`` keeps an existing table. SQLite compares column
+    names without regard to case, so a key that differs from a column only in case is written to
+    that column.
     """
 
-    def __init__(self, path: str, resume_at: int | None, fieldnames: list[str] | None) -> None:
-        if resume_at is None:
+    def __init__(self, path: str, resume_at: int | None, fieldnames: list[str] | None, append: bool = False) -> None:
+        if resume_at is None and not append:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 if os.path.exists(path + suffix):
                     os.remove(path + suffix)
@@ -303,12 +336,14 @@ class SqliteWriter:
 Writer = JsonLinesWriter | JsonArrayWriter | CsvWriter | SqliteWriter
 
 
-def open_output(path: str | None, resume_at: int | None = None, fields: list[str] | None = None) -> Writer | None:
+def open_output(path: str | None, resume_at: int | None = None, fields: list[str] | None = None,
+                overwrite: bool = False) -> Writer | None:
     """The writer for ``path`` (``-`` = JSON Lines on stdout); None when items are not wanted.
 
     ``resume_at``: keep what the first N bytes (rows, for SQLite) hold, as a job directory
-    committed them, and go on from there. ``fields``: the columns of CSV and SQLite (None =
-    the first item's keys).
+    committed them, and go on from there. Otherwise an existing file is appended to, or
+    replaced with ``overwrite``. ``fields``: the columns of CSV and SQLite (None = the first
+    item's keys, or the header of a CSV file appended to).
     """
     if path is None:
         return None
@@ -321,12 +356,20 @@ def open_output(path: str | None, resume_at: int | None = None, fields: list[str
             "use .jsonl, .json, .csv, .sqlite, .db or - for stdout"
         )
     kept = resume_at if resume_at is not None and os.path.exists(path) else None
+    append = kept is None and not overwrite
     try:
         if suffix in SQLITE:
-            return SqliteWriter(path, kept, fields)
+            return SqliteWriter(path, kept, fields, append)
         if kept is not None:
             os.truncate(path, kept)
             stream = open(path, "r+b", buffering=0)
+        elif append:  # not O_APPEND: a failed batch is cut back, and a JSON array's "]" written over
+            end = _array_end(path) if suffix == ".json" else None  # None: at the file's end
+            stream = open(os.open(path, os.O_RDWR | os.O_CREAT, 0o666), "r+b", buffering=0)
+            kept = stream.seek(0, os.SEEK_END) if end is None else end
+            stream.truncate(kept)
+            if kept:
+                log.info("output %s exists: the items are added to it (-O FILE replaces it)", path)
         else:
             kept = 0
             stream = open(path, "w+b", buffering=0)
@@ -337,7 +380,12 @@ def open_output(path: str | None, resume_at: int | None = None, fields: list[str
         return JsonArrayWriter(stream, kept, path)
     if suffix != ".csv":
         return JsonLinesWriter(stream, kept, path)
-    if fields is None and kept:
+    if kept:  # the file's header fixes the columns: rows under another header would be misread
         with open(path, encoding="utf-8", newline="") as existing:
-            fields = next(csv.reader(existing), None)
+            header = next(csv.reader(existing), None)
+        if fields is not None and header != fields:
+            stream.close()
+            raise ConfigError(f"output {path!r} has the columns {header}, not export_fields {fields}; "
+                              "use -O to overwrite it, or another file")
+        fields = header
     return CsvWriter(stream, kept, path, fields)

@@ -275,6 +275,7 @@ def _fetch_loop(
     if hooks is not None:
         hooks.open()
     notices = channels.notices.fileno()
+    debug = log.isEnabledFor(logging.DEBUG)  # a line an exchange at DEBUG; otherwise this one test a page
     while True:
         task = inbox.get()
         if task is None:  # one STOP sentinel per thread
@@ -306,6 +307,8 @@ def _fetch_loop(
             _notify(notices, task.req_id)
         result.req_id = task.req_id
         result.request = task.request  # what a hook changed was for this send only
+        if debug:
+            _log_exchange(result)
         if hooks is not None and hooks.errors:  # open() failures reach the stats with the first result
             result.counts = dict(hooks.errors)
             hooks.errors.clear()
@@ -316,6 +319,17 @@ def _fetch_loop(
     if hooks is not None:
         hooks.close()
     session.close()
+
+
+def _log_exchange(result: FetchResult) -> None:
+    """The DEBUG line of one exchange, as Scrapy's ``Crawled (200) <GET url>``: status, size and time."""
+    request = result.request
+    if result.error is None:
+        log.debug("Crawled (%d) <%s %s> %s bytes in %.3fs (referer: %s)", result.status, request.method, result.url,
+                  f"{len(result.body):,}", result.elapsed, request.referer)
+    else:
+        log.debug("Failed (%s) <%s %s> after %.3fs: %s", result.error, request.method, request.url, result.elapsed,
+                  result.message)
 
 
 def _notify(fd: int, req_id: int) -> None:
@@ -534,7 +548,8 @@ def fetch(
         if proxy and not config.allow_private_addresses:
             check_host(urlsplit(request.url).hostname or "")
         with turn or nullcontext():
-            exchange.deadline = time.monotonic() + config.download_timeout
+            started = time.monotonic()  # the exchange's time, for the response times: not the politeness wait
+            exchange.deadline = started + config.download_timeout
             response = _send(session, request, headers, (config.connect_timeout, config.read_timeout), proxy)
     except Exception as exc:  # every failure is data for the stats, never a crash
         _fail(result, *_failure(exc, exchange, config))

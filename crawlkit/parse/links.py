@@ -99,13 +99,17 @@ class AllowedDomains:
     false when empty, allowing all.
 
     An entry matches its host and subdomains: ``a.com`` on any port (as in Scrapy), ``a.com:8080``
-    and ``[::1]:8080`` on that port only (``::1`` is an IPv6 address without a port).
+    and ``[::1]:8080`` on that port only (``::1`` is an IPv6 address without a port). An entry
+    written as a URL (``https://a.com/``, a common slip that would match no host) stands for its
+    host, and its port if it names one.
     """
 
     def __init__(self, entries: Iterable[str]) -> None:
         self.rules: list[tuple[str, int | None]] = []
         for entry in entries:
             entry = entry.lower().lstrip(".")
+            if "/" in entry:
+                entry = _site_of(entry)
             domain, colon, port = entry.rpartition(":")
             if colon and port.isdigit() and (":" not in domain or domain.startswith("[")):
                 self.rules.append((domain.strip("[]"), int(port)))
@@ -128,6 +132,18 @@ class AllowedDomains:
                 if port == wanted:
                     return True
         return False
+
+
+def _site_of(url: str) -> str:
+    """``host[:port]`` of an allowed_domains entry written as a URL (``a.com/path`` too)."""
+    parts = urlsplit(url if "//" in url else "//" + url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port is not None else host
 
 
 def repeats_segment(url: str, limit: int) -> bool:

@@ -34,12 +34,13 @@ from crawlkit.urls import Fingerprinter, host_of, is_http
 
 def fetch_page(url: str, settings: Any, callback: str | None = None,
                on_hop: Callable[[FetchResult, str], None] | None = None,
-               allowed: AllowedDomains | None = None) -> FetchResult:
+               allowed: AllowedDomains | None = None, meta: dict[str, Any] | None = None,
+               cb_kwargs: dict[str, Any] | None = None) -> FetchResult:
     """The final answer for ``url``, fetched as a crawl with ``settings`` would; FetchFailed with a one-line reason.
 
     Blocking; ``on_hop(result, target)`` is told of each redirect as it is followed; a redirect
     outside ``allowed`` (the spider's domains) is not. The final result's request carries
-    ``callback``, ready for ``parse_page``.
+    ``callback``, ``meta`` and ``cb_kwargs``, ready for ``parse_page``.
     """
     if not is_http(url):
         raise FetchFailed(f"{url!r} is not an http(s) URL")
@@ -51,7 +52,9 @@ def fetch_page(url: str, settings: Any, callback: str | None = None,
     config = FetcherConfig.from_settings(settings, 1, LogConfig.from_settings(settings))
     session = new_session(config)
     robots = RobotsRules(settings.user_agent) if settings.robots else None
-    hops, start, request = 0, url, Request(url, callback=callback)
+    # cb_kwargs goes in only when given: a Request of any version takes the rest.
+    extra: dict[str, Any] = {"cb_kwargs": cb_kwargs} if cb_kwargs else {}
+    hops, start, request = 0, url, Request(url, callback=callback, meta=meta, **extra)
     try:
         while True:
             if robots is not None:
@@ -145,7 +148,7 @@ def callback_failed(done: PageDone) -> bool:
 
 
 def show_page(url: str, settings: Any, spider: Spider | None, spider_spec: str | None, callback: str | None,
-              headers: bool) -> int:
+              headers: bool, meta: dict[str, Any] | None = None, cb_kwargs: dict[str, Any] | None = None) -> int:
     """What ``crawlkit fetch`` and ``parse`` print; returns the exit code (FetchFailed when not fetched).
 
     Redirect hops and the status line go to stderr, except that with ``headers`` the status
@@ -155,7 +158,8 @@ def show_page(url: str, settings: Any, spider: Spider | None, spider_spec: str |
     """
     hop = lambda result, target: click.echo(f"{result.status} {result.url} -> {target}", err=True)  # noqa: E731
     domains = [*(spider.allowed_domains if spider is not None else []), *settings.allowed_domains]
-    result = fetch_page(url, settings, callback, on_hop=hop, allowed=AllowedDomains(domains))
+    result = fetch_page(url, settings, callback, on_hop=hop, allowed=AllowedDomains(domains), meta=meta,
+                        cb_kwargs=cb_kwargs)
     status_line = f"{result.status} {result.url} ({result.elapsed * 1000:,.0f} ms, {len(result.body):,} bytes)"
     if headers:
         click.echo(status_line)

@@ -9,6 +9,7 @@ anyone scraping reports) read numbers, not layout. Runs in the CLI's process aft
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -45,8 +46,13 @@ details { margin-top: 8px; }
 """
 
 
-def render_report(data: dict[str, Any], title: str = "crawlkit") -> str:
-    """The report page for ``data`` (the dict written to the stats file) as one HTML string."""
+def render_report(data: dict[str, Any], title: str = "crawlkit",
+                  run: Sequence[tuple[str, Any, str]] = ()) -> str:
+    """The report page for ``data`` (the dict written to the stats file) as one HTML string.
+
+    ``run``: what produced the crawl, rows of (name, value, where it was set): the spider, the
+    seeds, then every setting that is not the default.
+    """
     hosts = data.get("hosts", {})
     errors = sum(data["errors"].values())
     counts = data["counts"]
@@ -83,6 +89,8 @@ def render_report(data: dict[str, Any], title: str = "crawlkit") -> str:
         f'Crawl {html.escape(data["reason"])}; started '
         f'{html.escape(data.get("started_at", "?"))}, {_duration(data["elapsed_s"])}.</p>',
         f'<div class="cards">{card_html}</div>',
+        "<h2>What ran: spider, seeds and the settings that are not the defaults</h2>",
+        _run_table(run),
         "<h2>Pages per second</h2>",
         f'<section class="chart">{_rate_chart(data["series"])}</section>',
         "<h2>Status codes of every response (robots.txt, redirects and retried answers too)</h2>",
@@ -101,6 +109,18 @@ def render_report(data: dict[str, Any], title: str = "crawlkit") -> str:
     return "\n".join(parts)
 
 
+def _run_table(rows: Sequence[tuple[str, Any, str]]) -> str:
+    if not rows:
+        return '<p class="none" id="run">Not recorded.</p>'
+    body = "".join(
+        f'<tr data-key="{html.escape(name)}" data-value="{html.escape(json.dumps(value))}">'
+        f"<td>{html.escape(name)}</td><td>{html.escape(str(value))}</td>"
+        f'<td class="origin">{html.escape(origin)}</td></tr>'
+        for name, value, origin in rows
+    )
+    return f'<table id="run"><tr><th>name</th><th>value</th><th>set by</th></tr>{body}</table>'
+
+
 def _top_note(total: int, shown: int) -> str:
     return f" (top {shown} of {total:,})" if total > shown else ""
 
@@ -114,8 +134,8 @@ def _duration(seconds: float) -> str:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):  # powers of 1024: "MB" would be 1,000,000 bytes
+        if n < 1024 or unit == "GiB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
     return ""  # not reached
@@ -160,7 +180,7 @@ def _rate_chart(series: dict[str, Any]) -> str:
     if not points:
         return '<p class="none" id="rate-chart">Too short a crawl to draw a rate.</p>'
     height, left, right, top, bottom = 240, 56, 16, 12, 34
-    t_start = rows[0][0]
+    t_start = 0.0  # the crawl's start: a late first sample must not look like a crawl that started fast
     t_end = max(points[-1][0], t_start + 1e-9)
     ticks = _ticks(max(rate for _, rate in points))
     y_max = ticks[-1]

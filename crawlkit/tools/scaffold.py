@@ -37,10 +37,16 @@ class {cls}(Spider):
     name = "{name}"
     # Where the crawl starts: put your site's address here.
     start_urls = ["https://example.com/"]
-    # Links are followed only to these domains (subdomains included): by default the start URLs' hosts.
-    allowed_domains = sorted({{urlsplit(url).hostname for url in start_urls}})
+    # Links are followed only to these domains (subdomains included); empty: the start URLs' hosts,
+    # which are the seeds' hosts when a seeds file is given (crawlkit crawl seeds.txt --spider {name}.py).
+    allowed_domains: list = []
     # Settings for this spider; they win over --config files, and flags win over them.
     custom_settings: dict = {{}}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)  # a seeds file's sites arrive here as start_urls
+        if not self.allowed_domains:
+            self.allowed_domains = sorted({{urlsplit(url).hostname for url in self.start_urls}} - {{None}})
 
     def parse(self, response: Response):
         """Called with every fetched page (2xx); yield items (dicts) and Requests to follow."""

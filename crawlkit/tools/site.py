@@ -157,11 +157,16 @@ class _Graph:
 
     def expected(self, hosts: Iterable[int]) -> set[str]:
         """URLs a robots-obeying crawler seeded with these hosts' indexes fetches with a 200."""
+        return self.walk(hosts)[0]
+
+    def walk(self, hosts: Iterable[int]) -> tuple[set[str], set[str]]:
+        """(URLs answered 200, URLs answered 404) for a robots-obeying crawler seeded with these hosts' indexes."""
         from urllib.parse import urldefrag, urljoin
 
         allowed = {self.bases[h] for h in hosts}
         todo = [self.bases[h] + "/" for h in hosts]
         seen = set(todo)
+        missing: set[str] = set()
         while todo:
             url = todo.pop()
             base, path = url[: url.index("/", 8)], url[url.index("/", 8):]
@@ -178,12 +183,14 @@ class _Graph:
                     if self.spec.robots and tpath != "/private/public.html":
                         continue  # disallowed
                 elif not (tpath == "/" or tpath.startswith("/page/")):
-                    continue  # 404s and the redirect loop never answer 200
+                    if not tpath.startswith("/loop/"):  # the redirect loop never answers
+                        missing.add(target)
+                    continue
                 if target not in seen:
                     seen.add(target)
                     if "/page/" in target or target.endswith("/"):
                         todo.append(target)
-        return seen
+        return seen, missing
 
 
 class Site:
@@ -212,6 +219,10 @@ class Site:
 
     def expected_urls(self, hosts: Iterable[int] | None = None) -> set[str]:
         return self._graph.expected(range(self.spec.hosts) if hosts is None else hosts)
+
+    def missing_urls(self, hosts: Iterable[int] | None = None) -> set[str]:
+        """The broken links (404) a crawl from these hosts' indexes meets: the built-in spider lists them too."""
+        return self._graph.walk(range(self.spec.hosts) if hosts is None else hosts)[1]
 
     def route(self, path: str, handler: Handler) -> None:
         """Serve ``path`` (on every host) with ``handler`` instead of the built-in page."""
@@ -401,6 +412,9 @@ class SiteProcess:
 
     def expected_urls(self, hosts: Iterable[int] | None = None) -> set[str]:
         return self._site.expected_urls(hosts)
+
+    def missing_urls(self, hosts: Iterable[int] | None = None) -> set[str]:
+        return self._site.missing_urls(hosts)
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.urls[0] + CONTROL + "stats", timeout=30) as answer:
