@@ -164,11 +164,14 @@ class Request:
     request is pickled to other processes. ``headers`` may be given as a dict (or any
     ``Headers`` input) and reads back as ``Headers``. ``depth`` and ``referer`` are filled in by
     crawlkit when a callback yields the request. ``dont_filter=True`` skips the seen-URL check.
+    ``cb_kwargs`` become keyword arguments of the callback; ``errback`` (a method of the spider
+    or its name, kept as the name like ``callback``) is called instead when the fetch fails.
     """
 
     # _headers is None until the headers are first read or set: the links a page yields, most
     # requests of a crawl, carry none, and a None builds, pickles and unpickles for free.
-    __slots__ = ("url", "callback", "method", "_headers", "meta", "priority", "dont_filter", "body", "depth", "referer")
+    __slots__ = ("url", "callback", "method", "_headers", "meta", "priority", "dont_filter", "body", "depth", "referer",
+                 "cb_kwargs", "errback")
 
     def __init__(
         self,
@@ -182,6 +185,8 @@ class Request:
         body: bytes = b"",
         depth: int = 0,
         referer: str | None = None,
+        cb_kwargs: dict[str, Any] | None = None,
+        errback: Callback = None,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"Request url must be a str, got {type(url).__name__}")
@@ -195,6 +200,8 @@ class Request:
         self.body = body.encode() if isinstance(body, str) else bytes(body)
         self.depth = depth
         self.referer = referer
+        self.cb_kwargs = dict(cb_kwargs) if cb_kwargs else {}
+        self.errback = _callback_name(errback)
 
     @property
     def headers(self) -> Headers:
@@ -209,18 +216,20 @@ class Request:
 
     def __getstate__(self) -> tuple:
         return (self.url, self.callback, self.method, self._headers or None, self.meta, self.priority,
-                self.dont_filter, self.body, self.depth, self.referer)
+                self.dont_filter, self.body, self.depth, self.referer, self.cb_kwargs, self.errback)
 
     def __setstate__(self, state: tuple) -> None:
+        # A job directory or shared crawl written before cb_kwargs and errback holds ten fields.
         (self.url, self.callback, self.method, self._headers, self.meta, self.priority,
-         self.dont_filter, self.body, self.depth, self.referer) = state
+         self.dont_filter, self.body, self.depth, self.referer, *later) = state
+        self.cb_kwargs, self.errback = later if later else ({}, None)
 
     def replace(self, **changes: Any) -> Request:
         """A copy with some fields changed (used for retries and redirects)."""
         fields: dict[str, Any] = {
             "url": self.url, "callback": self.callback, "method": self.method, "headers": self._headers,
             "meta": self.meta, "priority": self.priority, "dont_filter": self.dont_filter, "body": self.body,
-            "depth": self.depth, "referer": self.referer,
+            "depth": self.depth, "referer": self.referer, "cb_kwargs": self.cb_kwargs, "errback": self.errback,
         }
         fields.update(changes)
         return Request(**fields)

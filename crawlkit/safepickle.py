@@ -133,6 +133,7 @@ def load_request(blob: Any) -> Request:
         and isinstance(request.callback, (str, type(None)))
         and isinstance(request.depth, int) and isinstance(request.priority, int)
         and isinstance(request.dont_filter, bool) and isinstance(request.referer, (str, type(None)))
+        and isinstance(request.cb_kwargs, dict) and isinstance(request.errback, (str, type(None)))
     ):
         raise pickle.UnpicklingError(f"it is a {type(request).__name__}, not a well-formed Request")
     return request
