@@ -133,12 +133,12 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) -> None:
+    kwargs: dict[str, Any] = _parse_spider_args(kw.get("spider_args", ()))
     cli = _cli_settings({**kw, "spider": spider_spec})
     first = load_settings(kw.get("config_file"), None, cli)  # the config file may name the spider
     spider_spec = first.spider
     spider_cls = load_spider(spider_spec)
     settings = load_settings(kw.get("config_file"), spider_cls.custom_settings, cli)
-    kwargs: dict[str, Any] = _parse_spider_args(kw.get("spider_args", ()))
     seeds: SeedFile | None = None
     if seeds_file is not None:
         seeds = SeedFile(seeds_file)
