@@ -305,10 +305,12 @@ class Router:
         requests: list[Request] = []
         limit = self.config.max_links_per_page or -1
         over = 0
+        known = self.callbacks.known  # the usual request (a known callback, no errback) costs no call
         try:
             for obj in _iterate(method(argument, **kwargs)):
                 if isinstance(obj, Request):
-                    problem = self.callbacks.problem(obj)
+                    fine = obj.callback in known and obj.errback is None
+                    problem = None if fine else self.callbacks.problem(obj)
                     if problem is not None:
                         counts["error_spider_callback_missing"] += 1
                         log.error("spider %s callback %s on %s: %s; dropped", self.spider_name, name, url, problem)
