@@ -58,6 +58,7 @@ class Item(MutableMapping[str, Any], metaclass=_ItemMeta):
     """
 
     fields: ClassVar[dict[str, Field]]
+    _values: dict[str, Any]  # the fields set, in the order set
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         object.__setattr__(self, "_values", {})

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import pickle
+from collections import Counter
 from typing import Any
 
 import attrs
@@ -29,7 +30,7 @@ from crawlkit.errors import (
     UnresolvableHost,
     fetch_error,
 )
-from crawlkit.extensions.middlewares import RequestHooks
+from crawlkit.extensions.middlewares import RequestHooks, ResponseHooks
 from crawlkit.extensions.pipelines import ItemPipelines
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
@@ -414,3 +415,18 @@ def test_an_ignored_request_reaches_its_errback_as_ignore_request() -> None:
     done = handled(router(Shop()), result)
     assert done.items[0]["kind"] == "IgnoreRequest"
     assert done.counts["dropped_middleware"] == 1
+
+
+def test_process_response_raising_ignore_request_drops_the_response_as_filtered() -> None:
+    class Ban:
+        def process_response(self, response: Response, spider: Spider) -> Response:
+            if response.status == 403:
+                raise IgnoreRequest("banned")
+            return response
+
+    hooks = ResponseHooks([("t:Ban", Ban)], Shop())
+    counts: Counter[str] = Counter()
+    assert hooks.process(Response(URL, 403, {}, b"", Request(URL)), counts) is None
+    assert counts == {"dropped_middleware": 1}
+    kept = Response(URL, 200, {}, b"", Request(URL))
+    assert hooks.process(kept, counts) is kept

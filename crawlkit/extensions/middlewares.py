@@ -7,7 +7,8 @@ A middleware is any class named in the ``middlewares`` setting with some of thes
                                         request.replace()), a Response to use without fetching, or
                                         raise crawlkit.IgnoreRequest not to send it (Scrapy's meanings,
                                         but a returned Request is sent, not scheduled anew)
-    process_response(response, spider)  return the Response to go on with, or None to drop it,
+    process_response(response, spider)  return the Response to go on with, or None (or raise
+                                        crawlkit.IgnoreRequest) to drop it,
                                         or raise crawlkit.RetryRequest("why") to fetch it again
     open(spider) / close(spider)        around the first and after the last hook call
 
@@ -111,6 +112,10 @@ class ResponseHooks(Components):
                 changed = process_response(response, self.spider)
             except RetryRequest as retry:
                 return retry
+            except IgnoreRequest:  # Scrapy's way to drop a response; None is crawlkit's
+                counts[DROPPED] += 1
+                log.debug("middleware %s ignored the response of %s", spec, response.url)
+                return None
             except Exception as exc:
                 counts["error_middleware"] += 1
                 log.error("middleware %s process_response raised %s on %s; response dropped",
