@@ -430,3 +430,21 @@ def test_process_response_raising_ignore_request_drops_the_response_as_filtered(
     assert counts == {"dropped_middleware": 1}
     kept = Response(URL, 200, {}, b"", Request(URL))
     assert hooks.process(kept, counts) is kept
+
+
+def test_too_many_redirects_and_a_redirect_loop_reach_the_errback_as_fetch_errors() -> None:
+    def redirect(request: Request, location: str) -> FetchResult:
+        return FetchResult(1, request, request.url, status=302, headers=[("Location", location)])
+
+    spider = Shop()
+    looping = Request(URL + "/b", errback="failed", meta={"redirect_urls": [URL + "/a"]})
+    done = handled(router(spider), redirect(looping, "/list/a"))
+    assert done.items[0] == {"failed": URL + "/b", "kind": "FetchError", "refused": False}
+    assert done.counts["error_redirect_loop"] == 1
+    long = Request(URL + "/9", errback="failed", meta={"redirect_urls": [f"{URL}/{n}" for n in range(20)]})
+    done = handled(router(spider, max_redirects=3), redirect(long, "/list/10"))
+    assert done.items[0]["kind"] == "FetchError" and done.counts["error_too_many_redirects"] == 1
+    # Followed redirects carry the errback and cb_kwargs to the next hop.
+    hop = Request(URL, callback="parse_book", errback="failed", cb_kwargs={"shelf": 2})
+    [(_, target)] = handled(router(spider), redirect(hop, "/next")).candidates
+    assert (target.url, target.errback, target.cb_kwargs) == ("http://127.0.0.2:8000/next", "failed", {"shelf": 2})

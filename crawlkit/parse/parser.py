@@ -255,6 +255,8 @@ class Router:
             for on_response in self.stages.response:
                 passed = on_response(page, response)
                 if passed is None:
+                    if page.failure is not None and request.errback is not None:
+                        page.candidates += self._errback(Failure(request, page.failure), done, counts)
                     break
                 response = passed
             else:
