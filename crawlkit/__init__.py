@@ -16,19 +16,42 @@ Write a spider::
 and run it with ``crawlkit runspider docs.py -o docs.jsonl``. Everything users import is here.
 """
 
-from crawlkit.errors import ConfigError, CrawlkitError, DropItem, RetryRequest, SeedsError, SpiderError
+from crawlkit.errors import (
+    ConfigError,
+    ConnectionRefused,
+    CrawlkitError,
+    DropItem,
+    Failure,
+    FetchError,
+    FetchTimeout,
+    HttpError,
+    IgnoreRequest,
+    RetryRequest,
+    SeedsError,
+    SpiderError,
+    UnresolvableHost,
+)
 from crawlkit.forms import FormRequest, JsonRequest
 from crawlkit.http import Headers, Request, Response
+from crawlkit.items import Field, Item
 from crawlkit.spider import LinkSpider, Spider
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "ConnectionRefused",
     "CrawlkitError",
     "DropItem",
+    "Failure",
+    "FetchError",
+    "FetchTimeout",
+    "Field",
     "FormRequest",
     "Headers",
+    "HttpError",
+    "IgnoreRequest",
+    "Item",
     "JsonRequest",
     "LinkSpider",
     "Request",
@@ -37,5 +60,6 @@ __all__ = [
     "SeedsError",
     "Spider",
     "SpiderError",
+    "UnresolvableHost",
     "__version__",
 ]

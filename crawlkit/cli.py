@@ -56,6 +56,21 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _parse_spider_args(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``-a NAME=VALUE`` pairs as the spider's keyword arguments (strings, as Scrapy passes them)."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise UserError(f"-a {pair!r}: expected NAME=VALUE with NAME a Python identifier, e.g. -a category=books")
+        out[name.strip()] = value
+    return out
+
+
+SPIDER_ARG = click.option("-a", "spider_args", multiple=True, metavar="NAME=VALUE",
+                          help="A spider argument: spider.NAME = VALUE (a string) in every process. Repeatable.")
+
+
 def crawl_options(f: Any) -> Any:
     """The flags shared by ``crawl`` and ``runspider``.
 
@@ -80,6 +95,7 @@ def crawl_options(f: Any) -> Any:
         click.option("--user-agent", help=flag_help("user_agent")),
         click.option("--no-robots", is_flag=True, help=flag_help("robots", sets=False)),
         click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any setting, e.g. -s retries=5."),
+        SPIDER_ARG,
         click.option("--log-level", help=flag_help("log_level"),
                      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)),
         click.option("--log-file", type=click.Path(dir_okay=False), help=flag_help("log_file")),
@@ -124,19 +140,20 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) -> None:
+    kwargs: dict[str, Any] = _parse_spider_args(kw.get("spider_args", ()))
     cli = _cli_settings({**kw, "spider": spider_spec})
     first = load_settings(kw.get("config_file"), None, cli)  # the config file may name the spider
     spider_spec = first.spider
     spider_cls = load_spider(spider_spec)
     settings = load_settings(kw.get("config_file"), spider_cls.custom_settings, cli)
-    kwargs: dict[str, Any] = {}
     seeds: SeedFile | None = None
     if seeds_file is not None:
         seeds = SeedFile(seeds_file)
         kwargs["start_urls"] = seeds.sites()  # what the child processes' spiders get: see seeds.py
-    elif not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests and not settings.frontier:
+    elif (not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests
+          and spider_cls.start is Spider.start and not settings.frontier):
         # A node of a shared crawl may join without seeds: the others, or `crawlkit seed`, have them.
-        raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls or start_requests()")
+        raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls, start() or start_requests()")
     elif issubclass(spider_cls, LinkSpider) and not (
         spider_cls.start_urls or spider_cls.allowed_domains or settings.allowed_domains
     ):
@@ -261,6 +278,7 @@ def page_options(f: Any) -> Any:
         click.option("--no-robots", is_flag=True, help=flag_help("robots", sets=False)),
         click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Any setting, e.g. -s read_timeout=5."),
+        SPIDER_ARG,
     ]
     for option in reversed(options):
         f = option(f)
@@ -300,7 +318,8 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
     spider = None
     if spider_cls is not None:
         # The built-in spider stays on the page's host, as it does on its seeds' hosts.
-        spider = _new_spider(spider_cls, {} if spider_spec else {"start_urls": [url]}, settings)
+        spider_args = _parse_spider_args(kw.get("spider_args", ()))
+        spider = _new_spider(spider_cls, spider_args if spider_spec else {**spider_args, "start_urls": [url]}, settings)
         # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
         logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
     # A FetchFailed is a CrawlkitError with exit code 1: the Group prints its one line.

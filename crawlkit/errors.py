@@ -10,10 +10,16 @@
      +-- Interrupted              the crawl was stopped by Ctrl-C or SIGTERM (exit code 130)
      +-- FetchFailed              ``crawlkit fetch``/``parse`` could not fetch its page (exit code 1)
      +-- SitemapError             a sitemap that cannot be read (caught by the parser, counted)
+     +-- FetchError               why a request brought no page, as an errback sees it (``.kind``)
+          +-- FetchTimeout        connect, read or download timeout
+          +-- ConnectionRefused   nothing listens on the host's port
+          +-- UnresolvableHost    no address for the host name
+     +-- HttpError                a final response with a non-2xx status (``.response``), as an errback sees it
 
     CrawlkitSignal                raised by user code to steer crawlkit: control flow, not an error
      +-- DropItem                 raised by an item pipeline to drop an item
      +-- RetryRequest             raised by a response hook to fetch the request again
+     +-- IgnoreRequest            raised by a request hook not to send a request
 
 The CLI turns any CrawlkitError into a one-line message and exit code 2 (or the error's
 ``exit_code``); see ``cli.py``. A CrawlkitSignal is caught where it is meant to be (the
@@ -22,12 +28,18 @@ pipelines, the response hooks) and never reaches the CLI as a user error.
 Faults met *during* a crawl (timeouts, resets, callback exceptions) are never raised to the
 user: they are counted in the stats and logged with their URL. A failed exchange is one
 ``FetchErrorKind``: the fetcher maps every transport exception to one, once (``fetcher.classify``),
-and whether it is worth another attempt is a property of the kind.
+and whether it is worth another attempt is a property of the kind. A request with an errback
+has its failure handed to it as a ``Failure`` whose ``value`` is a ``FetchError`` built from the
+kind (``fetch_error``), in the parser process: the kind crosses the Pipe, never an exception.
 """
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crawlkit.http import Request, Response
 
 
 class FetchErrorKind(Enum):
@@ -65,7 +77,7 @@ class FetchErrorKind(Enum):
     BAD_RESPONSE = "bad_response", False  # the peer does not speak HTTP
     BODY_TOO_LARGE = "body_too_large", False  # over max_body
     MIDDLEWARE = "middleware", False  # a process_request hook raised or returned something else
-    DROPPED = "dropped_middleware", False  # not a failure: a process_request hook chose not to send it
+    DROPPED = "dropped_middleware", False  # not a failure: a process_request hook raised IgnoreRequest
 
 
 class CrawlkitError(Exception):
@@ -150,3 +162,83 @@ class RetryRequest(CrawlkitSignal):
     The retry obeys ``retries`` and ``retry_backoff`` like a 503; the message is the reason,
     logged with the URL. When the retries are spent the response is dropped, not parsed.
     """
+
+
+class IgnoreRequest(CrawlkitSignal):
+    """Raised by a middleware's ``process_request`` not to send the request (Scrapy's meaning).
+
+    Counted as ``dropped_middleware``; the request's errback, if it has one, gets it as the
+    failure's value.
+    """
+
+
+class FetchError(CrawlkitError):
+    """Why a request brought no usable page: the value of the ``Failure`` its errback receives.
+
+    ``kind`` is the ``FetchErrorKind`` (every kind has one, so ``failure.value.kind`` tells
+    them all apart); the subclasses are the families errbacks usually test with
+    ``failure.check(...)``. Never raised to the user: a crawl counts failures, it does not stop.
+    """
+
+    def __init__(self, kind: FetchErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class FetchTimeout(FetchError):
+    """No connection, no byte or no complete response within its timeout."""
+
+
+class ConnectionRefused(FetchError):
+    """The host refused the connection: nothing listens on its port."""
+
+
+class UnresolvableHost(FetchError):
+    """The host name has no address (Twisted's ``DNSLookupError`` in Scrapy)."""
+
+
+class HttpError(CrawlkitError):
+    """The final response has a status outside 2xx (``response`` holds it) and the spider does
+    not take such pages in its callbacks (``handle_error_statuses``): its errback gets this."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"HTTP status {response.status} on {response.url}")
+        self.response = response
+
+
+_FAMILIES: dict[FetchErrorKind, type[FetchError]] = {
+    FetchErrorKind.CONNECT_TIMEOUT: FetchTimeout,
+    FetchErrorKind.READ_TIMEOUT: FetchTimeout,
+    FetchErrorKind.DOWNLOAD_TIMEOUT: FetchTimeout,
+    FetchErrorKind.CONNECTION_REFUSED: ConnectionRefused,
+    FetchErrorKind.UNRESOLVABLE_HOST: UnresolvableHost,
+}
+
+
+def fetch_error(kind: FetchErrorKind, message: str) -> Exception:
+    """The exception an errback sees for a failed fetch of ``kind``: ``IgnoreRequest`` for a
+    request a hook did not send, else the ``FetchError`` of its family."""
+    if kind is FetchErrorKind.DROPPED:
+        return IgnoreRequest(message)
+    return _FAMILIES.get(kind, FetchError)(kind, message)
+
+
+class Failure:
+    """What an errback receives: the request that failed and why, as Scrapy's (Twisted's) Failure
+    gives them to errbacks: ``request``, ``value`` (the exception) and ``check(*types)``."""
+
+    __slots__ = ("request", "value")
+
+    def __init__(self, request: Request, value: Exception) -> None:
+        self.request = request
+        self.value = value
+
+    def check(self, *types: type[BaseException]) -> type[BaseException] | None:
+        """The first of ``types`` the exception is an instance of, or None."""
+        return next((t for t in types if isinstance(self.value, t)), None)
+
+    def getErrorMessage(self) -> str:  # Twisted's name, which errbacks call
+        return str(self.value)
+
+    def __repr__(self) -> str:
+        return f"<Failure {type(self.value).__name__}: {self.value} for {self.request!r}>"

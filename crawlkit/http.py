@@ -259,11 +259,14 @@ class Request:
 
 
 def _callback_name(callback: Callback) -> str | None:
+    """The name a callback travels by. A lambda or a function defined inside another has no name
+    the spider could be asked for in another process: refused here, where the request is made."""
     if callback is None or isinstance(callback, str):
         return callback
     name = getattr(callback, "__name__", None)
-    if name is None or not callable(callback):
-        raise TypeError(f"Request callback must be a spider method or its name, got {callback!r}")
+    if name is None or not callable(callback) or "<" in getattr(callback, "__qualname__", ""):
+        raise TypeError(f"a Request's callback or errback must be a method of the spider or its name "
+                        f"(it is called by name in a parser process), got {callback!r}")
     return name
 
 

@@ -1,16 +1,21 @@
 """The Spider base class users subclass, and the built-in spider used when none is given.
 
-A spider object exists once in the engine (for ``start_requests`` and settings) and once in each
-parser process (for callbacks). Keep per-crawl state that must be shared out of spider
-attributes: with ``parsers > 1`` each parser process has its own instance.
+A spider object exists once in the engine (for ``start()``/``start_requests``, and
+``closed(reason)`` at the end), once in each parser process (for callbacks and errbacks) and,
+with middlewares, once in each fetcher process. Each is built from the same keyword arguments
+(``-a NAME=VALUE``) and given the same ``settings``. Keep per-crawl state that must be shared
+out of spider attributes: with ``parsers > 1`` each parser process has its own instance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import inspect
+import logging
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from crawlkit.errors import SpiderError
 from crawlkit.http import Request, Response
 from crawlkit.urls import default_port, port_of
 
@@ -41,10 +46,15 @@ def seed_sites(urls: Iterable[str]) -> list[str]:
 class Spider:
     """Subclass this: set ``name`` and ``start_urls``, write ``parse(response)``.
 
-    Callbacks return or yield dicts (items) and ``Request`` objects. ``allowed_domains`` limits
-    which hosts are followed (subdomains included; ``host:port`` for that port only, a bare
-    host matches every port); redirects obey it too. ``custom_settings`` overrides a config
-    file but not the command line.
+    Callbacks return or yield items (dicts, dataclasses, attrs classes, ``crawlkit.Item``) and
+    ``Request`` objects; a request's ``cb_kwargs`` become keyword arguments of its callback,
+    and its ``errback`` gets a ``crawlkit.Failure`` when the fetch fails. Both are methods of
+    the spider. ``allowed_domains`` limits which hosts are followed (subdomains included;
+    ``host:port`` for that port only, a bare host matches every port); redirects obey it too.
+    ``custom_settings`` overrides a config file but not the command line. Keyword arguments
+    (``-a NAME=VALUE``) become attributes. A ``closed(reason)`` method, if defined, is called
+    once, on the engine's instance, after the crawl (``reason`` as in the stats: "finished",
+    "interrupted"...).
     """
 
     name: str = "spider"
@@ -53,12 +63,24 @@ class Spider:
     custom_settings: dict[str, Any] = {}
     #: Call callbacks for non-2xx final responses too (by default they are only counted).
     handle_error_statuses: bool = False
-    #: The crawl's settings: set on the engine's spider before ``start_requests``, not in parser processes.
+    #: The crawl's settings: set after ``__init__`` in every process, before ``start()`` and the first callback.
     settings: Settings
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
             setattr(self, key, value)
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger named after the spider: its lines go where crawlkit's go, from every process."""
+        return logging.getLogger(self.name)
+
+    async def start(self) -> AsyncIterator[Any]:
+        """The first requests of the crawl, as an async generator (Scrapy 2.13's ``start``); by
+        default those of ``start_requests()``. Driven by the engine a request at a time, as the
+        frontier has room (``crawlkit.core.start``): it may ``await`` between them."""
+        for request in self.start_requests():
+            yield request
 
     def start_requests(self) -> Iterable[Request]:
         """The first requests of the crawl; by default one per ``start_urls`` entry, parsed by ``parse``."""
@@ -68,6 +90,64 @@ class Spider:
     def parse(self, response: Response) -> Any:
         """The default callback."""
         raise NotImplementedError(f"{type(self).__name__}.parse() is not defined")
+
+
+def has_parse(spider_cls: type[Spider]) -> bool:
+    """Whether the class defines ``parse``, the callback of requests that name none."""
+    return spider_cls.parse is not Spider.parse
+
+
+def check_spider(spider: Spider) -> None:
+    """SpiderError before the crawl when the spider's start requests could only fail: ``start`` is
+    not an async generator, or they come from ``start_urls`` (neither ``start()`` nor
+    ``start_requests()`` is overridden), so they name no callback, and the spider has no ``parse``."""
+    cls = type(spider)
+    if not inspect.isasyncgenfunction(cls.start):
+        raise SpiderError(f"spider {cls.__name__}: start() must be an async generator: "
+                          "async def start(self): ... yield Request(...)")
+    if cls.start is Spider.start and cls.start_requests is Spider.start_requests and not has_parse(cls):
+        raise SpiderError(f"spider {cls.__name__} has start_urls but no parse() method to call on their pages; "
+                          "define parse(self, response), or start_requests() yielding Requests with a callback")
+
+
+class CallbackCheck:
+    """Whether a request's callback and errback are methods of the spider, checked where the request is
+    made (the parser, for a callback's requests; the engine, for start requests).
+
+    A name is looked up once and remembered, so the check costs two set look-ups a request.
+    """
+
+    def __init__(self, spider: Spider) -> None:
+        self.spider = spider
+        self.known: set[str | None] = {None} if has_parse(type(spider)) else set()
+
+    def problem(self, request: Request) -> str | None:
+        """Why ``request`` cannot be handled by the spider (one line, with its URL), or None."""
+        known = self.known
+        if request.callback in known and (request.errback is None or request.errback in known):
+            return None
+        name = type(self.spider).__name__
+        for role, method in (("callback", request.callback), ("errback", request.errback)):
+            if method is None:
+                if role == "callback" and None not in known:
+                    return f"request for {request.url} names no callback and spider {name} has no parse() method"
+            elif method not in known:
+                if not callable(getattr(self.spider, method, None)):
+                    return f"request for {request.url}: its {role} {method!r} is not a method of spider {name}"
+                known.add(method)
+        return None
+
+
+def close_spider(spider: Spider, reason: str) -> None:
+    """Call the spider's ``closed(reason)``, if it has one; what it raises is logged, not raised."""
+    closed = getattr(spider, "closed", None)
+    if not callable(closed):
+        return
+    try:
+        closed(reason)
+    except Exception as exc:
+        logging.getLogger("crawlkit.spider").error("spider %s: closed() raised %s: %s", spider.name,
+                                                   type(exc).__name__, exc)
 
 
 class LinkSpider(Spider):

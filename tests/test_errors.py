@@ -19,7 +19,7 @@ import urllib3.exceptions
 
 import crawlkit
 from crawlkit import errors
-from crawlkit.errors import CrawlkitError, CrawlkitSignal, DropItem, FetchErrorKind, RetryRequest
+from crawlkit.errors import CrawlkitError, CrawlkitSignal, DropItem, FetchErrorKind, IgnoreRequest, RetryRequest
 from crawlkit.extensions.middlewares import RequestHooks
 from crawlkit.extensions.robots import ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
 from crawlkit.fetch.destinations import DestinationBlocked
@@ -129,7 +129,7 @@ def test_the_kinds_the_fetcher_makes_beyond_classify() -> None:
     class Hook:
         def process_request(self, request: Request, spider: object) -> Request | None:
             if request.url.endswith("drop"):
-                return None
+                raise IgnoreRequest("not this one")
             raise ValueError("broken hook")
 
     hooks = RequestHooks([("tests:Hook", Hook)], None)

@@ -207,7 +207,6 @@ def test_parse_gives_the_callback_meta_and_cb_kwargs(crawlkit: Callable[..., Run
     assert bad.returncode == 2 and "--meta '[3]' is not a JSON object" in bad.stderr
 
 
-@pytest.mark.skipif("cb_kwargs" not in Request.__slots__, reason="Request.cb_kwargs lands with the spider-API part")
 def test_parse_passes_cbkwargs_as_keyword_arguments(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
     (tmp_path / "shelf.py").write_text(META_SPIDER)
     with Site(SiteSpec(hosts=1, pages=5)) as site:

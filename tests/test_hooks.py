@@ -133,14 +133,13 @@ def test_pipelines_from_custom_settings_are_closed_after_ctrl_c(tmp_path: Path) 
 # ---------------------------------------------------------------- middlewares, cookies, proxies
 
 HOOKS = '''
-from crawlkit import RetryRequest
+from crawlkit import IgnoreRequest, RetryRequest
 
 class AddToken:
     def process_request(self, request, spider):
         if request.url.endswith("/drop"):
-            return None
-        request.headers["X-Token"] = "secret"
-        return request
+            raise IgnoreRequest("not this one")
+        request.headers["X-Token"] = "secret"  # in place: None goes on with it, as in Scrapy
 
 class CaptchaRetry:
     def process_response(self, response, spider):

@@ -21,11 +21,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from crawlkit.backends.base import CrawlBackend, Entry
+from crawlkit.core.start import start_objects
 from crawlkit.extensions.robots import RobotsGate
 from crawlkit.extensions.sitemaps import seed_sitemaps
 from crawlkit.http import Request
 from crawlkit.settings import Settings
-from crawlkit.spider import Spider
+from crawlkit.spider import CallbackCheck, Spider, check_spider
 from crawlkit.stats import Stats
 from crawlkit.urls import Fingerprinter
 
@@ -42,7 +43,9 @@ class Admission:
 
     def __init__(self, backend: CrawlBackend, gate: RobotsGate, spider: Spider, settings: Settings,
                  stats: Stats) -> None:
+        check_spider(spider)
         self.backend, self.gate, self.spider, self.settings, self.stats = backend, gate, spider, settings, stats
+        self.callbacks = CallbackCheck(spider)
         self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
         # Leases of pages whose candidates are not all queued yet, each with the number of
         # candidates received up to its PageDone: it is finished once that many are admitted.
@@ -86,7 +89,7 @@ class Admission:
         if journal.resuming:
             self._resume()
             return
-        self.starting = iter(self.spider.start_requests())
+        self.starting = start_objects(self.spider)
         self.started = 0
         if not journal.durable:
             self._seed_more()
@@ -119,8 +122,13 @@ class Admission:
                 taken += 1
                 if not isinstance(request, Request):
                     self.stats.incr("error_spider_output")
-                    log.error("spider %s start_requests yielded a %s; yield Requests",
-                              self.spider.name, type(request).__name__)
+                    log.error("spider %s: a start request is a %s; start() and start_requests() yield "
+                              "Requests only (items come from callbacks)", self.spider.name, type(request).__name__)
+                    continue
+                problem = self.callbacks.problem(request)
+                if problem is not None:
+                    self.stats.incr("error_spider_callback_missing")
+                    log.error("spider %s: start %s; dropped", self.spider.name, problem)
                     continue
                 try:
                     fp = fingerprints.fingerprint(request.url, request.method, request.body)
@@ -133,7 +141,8 @@ class Admission:
             more = taken == SEED_BATCH
         except Exception as exc:
             self.stats.incr("error_spider_exception")
-            log.error("spider %s start_requests raised %s: %s", self.spider.name, type(exc).__name__, exc)
+            method = "start_requests" if type(self.spider).start is Spider.start else "start"
+            log.error("spider %s %s raised %s: %s", self.spider.name, method, type(exc).__name__, exc)
             more = False
         if self.settings.use_sitemaps:
             # Per batch: a host's sitemap request met again is a duplicate to the seen store.

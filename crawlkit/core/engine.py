@@ -73,7 +73,7 @@ from crawlkit.parse.order import ordered_stages
 from crawlkit.parse.parser import ParserConfig
 from crawlkit.process import context, reserve_open_files
 from crawlkit.settings import MAX_WORKERS, Settings
-from crawlkit.spider import Spider
+from crawlkit.spider import Spider, close_spider
 from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.engine")
@@ -169,6 +169,7 @@ class Engine:
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+            close_spider(self.spec.spider, self.stats.reason)  # once the stats are final, its reason with them
         if self.failed is not None:
             raise self.failed
         if self.stopping:

@@ -84,12 +84,17 @@ class Components:
         """Call ``close(spider)`` on each instance that has it, even after a failure in another."""
         self._call_all("close")
 
-    def _call_all(self, method: str) -> None:
-        for spec, hook in self.hooks(method):
-            try:
-                hook(self.spider)
-            except Exception as exc:
-                self._failed(spec, method, exc)
+    def _call_all(self, *methods: str) -> None:
+        """Call each instance's ``methods`` that it has, in order, one instance after the other."""
+        for spec, obj in self.instances:
+            for method in methods:
+                hook = getattr(obj, method, None)
+                if not callable(hook):
+                    continue
+                try:
+                    hook(self.spider)
+                except Exception as exc:
+                    self._failed(spec, method, exc)
 
     def _failed(self, spec: str, method: str, exc: BaseException) -> None:
         self.errors[f"error_{self.what}"] += 1
@@ -105,7 +110,7 @@ class _Broken:
         self.cls = cls
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("open", "close") or not callable(getattr(self.cls, name, None)):
+        if name in ("open", "close", "open_spider", "close_spider") or not callable(getattr(self.cls, name, None)):
             raise AttributeError(name)
         return self._fail
 

@@ -2,9 +2,13 @@
 
 A middleware is any class named in the ``middlewares`` setting with some of these methods::
 
-    process_request(request, spider)    return the Request to send (changed, or a new one made
-                                        with request.replace()), or None to drop it
-    process_response(response, spider)  return the Response to go on with, or None to drop it,
+    process_request(request, spider)    return None to go on with the request (changed in place
+                                        or not), a Request to send instead (a new one made with
+                                        request.replace()), a Response to use without fetching, or
+                                        raise crawlkit.IgnoreRequest not to send it (Scrapy's meanings,
+                                        but a returned Request is sent, not scheduled anew)
+    process_response(response, spider)  return the Response to go on with, or None (or raise
+                                        crawlkit.IgnoreRequest) to drop it,
                                         or raise crawlkit.RetryRequest("why") to fetch it again
     open(spider) / close(spider)        around the first and after the last hook call
 
@@ -35,7 +39,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from crawlkit.errors import FetchErrorKind, RetryRequest
+from crawlkit.errors import FetchErrorKind, IgnoreRequest, RetryRequest
 from crawlkit.extensions.components import Components, load_components
 from crawlkit.http import Request, Response
 from crawlkit.loader import one_line
@@ -44,7 +48,7 @@ from crawlkit.messages import FetchResult
 log = logging.getLogger("crawlkit.middlewares")
 
 HOOKS = ("process_request", "process_response")  # a middleware defines one or both
-DROPPED = FetchErrorKind.DROPPED.value  # the stats key of a request or response a hook chose to drop
+DROPPED = FetchErrorKind.DROPPED.value  # the stats key of a request a hook ignored, or of a response it dropped
 
 
 def load_middlewares(specs: list[str]) -> list[tuple[str, type]]:
@@ -60,24 +64,38 @@ class RequestHooks(Components):
         self.stages = self.hooks("process_request")
 
     def process(self, request: Request) -> Request | FetchResult:
-        """The request to send, or the FetchResult that says why none is sent."""
+        """The request to send, or the FetchResult to hand on instead of a fetch: the response a hook
+        returned, or why none is sent. A hook that returns a Response ends the chain, as in Scrapy."""
         for spec, process_request in self.stages:
             try:
                 changed = process_request(request, self.spider)
+            except IgnoreRequest as exc:
+                why = f": {exc}" if str(exc) else ""
+                return _unsent(request, FetchErrorKind.DROPPED, f"ignored by middleware {spec}{why}")
             except Exception as exc:
                 return _unsent(request, FetchErrorKind.MIDDLEWARE,
                                f"middleware {spec} process_request raised {one_line(exc)}")
             if changed is None:
-                return _unsent(request, FetchErrorKind.DROPPED, f"dropped by middleware {spec}")
+                continue
+            if isinstance(changed, Response):
+                return _answered(request, changed)
             if not isinstance(changed, Request):
                 return _unsent(request, FetchErrorKind.MIDDLEWARE, f"middleware {spec} process_request returned a "
-                               f"{type(changed).__name__}, not a Request or None")
+                               f"{type(changed).__name__}, not None, a Request or a Response")
             request = changed
         return request
 
 
 def _unsent(request: Request, kind: FetchErrorKind, message: str) -> FetchResult:
     return FetchResult(req_id=0, request=request, url=request.url, error=kind.value, message=message)
+
+
+def _answered(request: Request, response: Response) -> FetchResult:
+    """A hook's Response as if it had been fetched: the parser's stages and callback take it from here."""
+    headers = response.headers
+    pairs = [(name, value) for name in headers for value in headers.getlist(name)]
+    return FetchResult(req_id=0, request=request, url=response.url, status=response.status, headers=pairs,
+                       body=response.body)
 
 
 class ResponseHooks(Components):
@@ -94,6 +112,10 @@ class ResponseHooks(Components):
                 changed = process_response(response, self.spider)
             except RetryRequest as retry:
                 return retry
+            except IgnoreRequest:  # Scrapy's way to drop a response; None is crawlkit's
+                counts[DROPPED] += 1
+                log.debug("middleware %s ignored the response of %s", spec, response.url)
+                return None
             except Exception as exc:
                 counts["error_middleware"] += 1
                 log.error("middleware %s process_response raised %s on %s; response dropped",

@@ -3,9 +3,14 @@
 A pipeline is any class named in the ``pipelines`` setting (``path.py:Class`` or
 ``module:Class``) with some of these methods::
 
-    open(spider)                  once, when the parser process starts
+    open(spider)                  once, when the parser process starts (or Scrapy's open_spider(spider))
     process_item(item, spider)    return the item (changed or not), or raise crawlkit.DropItem
-    close(spider)                 once, when the crawl ends (also after Ctrl-C)
+    close(spider)                 once, when the crawl ends, also after Ctrl-C (or Scrapy's close_spider(spider))
+
+``process_item`` gets the item as the callback yielded it (a dict, a dataclass, an attrs
+class, a ``crawlkit.Item``) and may return any of these; after the last pipeline it becomes a
+dict for the feed (``crawlkit.items``). A class may define both ``open`` and ``open_spider``:
+``open`` runs first, likewise ``close`` before ``close_spider``.
 
 They run in the parser processes, where items are born, one instance set per process (with
 ``parsers: 4`` there are four instances of each class, each with its own ``open``/``close``):
@@ -30,6 +35,7 @@ from typing import Any
 
 from crawlkit.errors import DropItem
 from crawlkit.extensions.components import Components, load_components
+from crawlkit.items import is_item
 from crawlkit.loader import one_line
 
 log = logging.getLogger("crawlkit.pipelines")
@@ -49,7 +55,15 @@ class ItemPipelines(Components):
         super().__init__(loaded, "pipeline", spider)
         self.stages = self.hooks("process_item")
 
-    def process(self, items: list[dict[str, Any]], url: str, counts: Counter[str]) -> list[dict[str, Any]]:
+    def open(self) -> None:
+        """Call each pipeline's ``open(spider)``, then Scrapy's ``open_spider(spider)``; failures logged and counted."""
+        self._call_all("open", "open_spider")
+
+    def close(self) -> None:
+        """Call each pipeline's ``close(spider)``, then Scrapy's ``close_spider(spider)``, even after a failure."""
+        self._call_all("close", "close_spider")
+
+    def process(self, items: list[Any], url: str, counts: Counter[str]) -> list[Any]:
         """The items that come out of the last pipeline; drops and failures are counted in ``counts``."""
         if not self.stages:
             return items
@@ -65,10 +79,10 @@ class ItemPipelines(Components):
                 except Exception as exc:
                     self._item_failed(counts, spec, url, one_line(exc), exc_info=log.isEnabledFor(logging.DEBUG))
                     break
-                if not isinstance(item, dict):
+                if not is_item(item):
                     problem = (
                         "returned None; return the item or raise DropItem" if item is None
-                        else f"returned a {type(item).__name__}, not a dict"
+                        else f"returned a {type(item).__name__}, not an item"
                     )
                     self._item_failed(counts, spec, url, problem)
                     break

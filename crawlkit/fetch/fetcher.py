@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.reduction import ForkingPickler
 from queue import Empty
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -76,6 +76,9 @@ from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, FetchTask
 from crawlkit.process import child_setup
 from crawlkit.urls import host_of, keep_escapes
+
+if TYPE_CHECKING:
+    from crawlkit.settings import Settings
 
 log = logging.getLogger("crawlkit.fetcher")
 
@@ -101,6 +104,7 @@ class FetcherConfig:
     spider: str | None  # the spider the middlewares are given, built here only when they need it
     spider_kwargs: dict[str, Any]
     allow_private_addresses: bool = True  # False: connect to public addresses only (see destinations.py)
+    settings: Settings | None = None  # the crawl's, for the spider the middlewares are given
 
     @classmethod
     def from_settings(cls, s: Any, threads: int, log: LogConfig, spider: str | None = None,
@@ -110,7 +114,7 @@ class FetcherConfig:
             threads=threads, user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
             download_timeout=s.download_timeout, max_body=s.max_body, max_redirects=s.max_redirects, log=log,
             proxy=s.proxy, middlewares=list(s.middlewares), spider=spider, spider_kwargs=spider_kwargs or {},
-            allow_private_addresses=s.allow_private_addresses,
+            allow_private_addresses=s.allow_private_addresses, settings=s,
         )
 
 
@@ -248,6 +252,8 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
 
         try:
             hooks = (load_middlewares(config.middlewares), build_spider(config.spider, config.spider_kwargs))
+            if config.settings is not None:
+                hooks[1].settings = config.settings
         except Exception as exc:  # one line, not a traceback per replacement; the engine stops a crash loop
             log.error("fetcher %d: spider %s could not be created for the middlewares: %s", pid,
                       config.spider or "crawlkit (built-in)", one_line(exc))

@@ -5,8 +5,12 @@ to its ``Router``, which walks the page rules as ordered stages: ``stages.py`` s
 is, ``order.py`` lists them in order, and one module holds each family (``archive.py``: cookies
 and WARC; ``hooks.py``: the middlewares' ``process_response``; ``retry.py``, ``robots.py``,
 ``redirect.py``, ``sitemaps.py``; ``links.py``: the link filters). A page no stage ends goes to
-the spider's callback; the items it yields go through the item pipelines
-(``crawlkit.extensions.pipelines``), the requests through the link stages; then they are
+the spider's callback (with the request's ``cb_kwargs``); a failed fetch no stage took (a
+retry), or a non-2xx page the spider does not take, goes to the request's errback, if it has
+one, as a ``Failure``. The items either yields go through the item pipelines
+(``crawlkit.extensions.pipelines``) and become dicts (``crawlkit.items``); the requests, once
+their callback and errback are known to be methods of the spider, go through the link
+stages; then they are
 fingerprinted and sent to the engine (which asks the seen-URL store about a whole batch of
 pages at once) in one PageDone message with the items and the stats deltas.
 
@@ -23,16 +27,18 @@ import math
 import os
 import pickle
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from types import GeneratorType
 from typing import Any
 
-from crawlkit.errors import FetchErrorKind, SpiderError
+from crawlkit.errors import Failure, FetchErrorKind, HttpError, SpiderError, fetch_error
 from crawlkit.extensions.middlewares import DROPPED
 from crawlkit.extensions.pipelines import ItemPipelines, load_pipelines
 from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_CALLBACK
 from crawlkit.http import MAX_HTML_DEPTH, Request, Response
+from crawlkit.items import as_dict, is_item
 from crawlkit.loader import load_spider, one_line
 from crawlkit.log import LogConfig
 from crawlkit.messages import LINKS_CHUNK, FetchResult, Links, PageDone, StartFailed
@@ -40,7 +46,8 @@ from crawlkit.parse.order import Stages, ordered_stages
 from crawlkit.parse.retry import RetryPolicy
 from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.process import child_setup
-from crawlkit.spider import LinkSpider, Spider
+from crawlkit.settings import Settings
+from crawlkit.spider import CallbackCheck, LinkSpider, Spider
 from crawlkit.urls import Fingerprinter, host_of
 
 log = logging.getLogger("crawlkit.parser")
@@ -54,6 +61,7 @@ SENT_MEMORY = 200_000
 class ParserConfig:
     spider: str | None
     spider_kwargs: dict[str, Any]
+    settings: Settings  # the spider's ``settings`` in this process
     allowed_domains: list[str]
     max_depth: int
     max_repeated_segments: int
@@ -81,7 +89,8 @@ class ParserConfig:
         from crawlkit import __version__
 
         return cls(
-            spider=spider, spider_kwargs=spider_kwargs, allowed_domains=list(s.allowed_domains), max_depth=s.max_depth,
+            spider=spider, spider_kwargs=spider_kwargs, settings=s, allowed_domains=list(s.allowed_domains),
+            max_depth=s.max_depth,
             max_repeated_segments=s.max_repeated_segments, max_url_length=s.max_url_length,
             max_links_per_page=s.max_links_per_page, max_redirects=s.max_redirects,
             retries=s.retries, retry_http_codes=list(s.retry_http_codes), retry_backoff=s.retry_backoff,
@@ -166,7 +175,9 @@ class Router:
 
     def __init__(self, spider: Spider, config: ParserConfig, ahead: Callable[[bytes], None] | None = None) -> None:
         self.spider = spider
+        spider.settings = config.settings
         self.config = config
+        self.callbacks = CallbackCheck(spider)
         # Where a page's candidates but the last LINKS_CHUNK or fewer go, as Links messages
         # ahead of its PageDone (the parser's Pipe); None keeps them all in the PageDone.
         self.ahead = ahead
@@ -236,12 +247,16 @@ class Router:
                     log.debug("%s: %s", result.message, request.url)
                 else:
                     log.warning("%s: %s (%s)", result.error, request.url, result.message)
+                if request.errback is not None:
+                    page.candidates = self._errback(Failure(request, fetch_error(kind, result.message)), done, counts)
         else:
             counts[f"status_{result.status}"] += 1
             response = Response(result.url, result.status, result.headers, result.body, request)
             for on_response in self.stages.response:
                 passed = on_response(page, response)
                 if passed is None:
+                    if page.failure is not None and request.errback is not None:
+                        page.candidates += self._errback(Failure(request, page.failure), done, counts)
                     break
                 response = passed
             else:
@@ -256,79 +271,98 @@ class Router:
         """The spider's callback on a page no stage ended: its items into ``done``, its requests returned."""
         counts["pages"] += 1
         counts["bytes"] += len(response.body)
+        request = response.request
         if not 200 <= response.status < 300 and not getattr(self.spider, "handle_error_statuses", False):
-            return []
-        candidates = self._run_callback(response, done, counts)
-        if response.too_deep:
-            counts["html_too_deep"] += 1
-            log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, "
-                        "links() all of it", response.url, MAX_HTML_DEPTH)
-        depth, referer = response.request.depth + 1, response.url
-        for new in candidates:
-            new.depth = depth
-            new.referer = referer
-        return candidates
-
-    def _run_callback(self, response: Response, done: PageDone, counts: Counter[str]) -> list[Request]:
-        name = response.request.callback or "parse"
+            if request.errback is None:
+                return []
+            return self._errback(Failure(request, HttpError(response)), done, counts)
+        name = request.callback or "parse"
         callback = getattr(self.spider, name, None)
         if not callable(callback):
             counts["error_spider_callback_missing"] += 1
             log.error("spider %s has no callback %r (for %s)", self.spider_name, name, response.url)
             return []
+        candidates = self._collect(name, callback, response, request.cb_kwargs, response.url, done, counts)
+        if response.too_deep:
+            counts["html_too_deep"] += 1
+            log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, "
+                        "links() all of it", response.url, MAX_HTML_DEPTH)
+        return _below(candidates, request.depth, response.url)
+
+    def _errback(self, failure: Failure, done: PageDone, counts: Counter[str]) -> list[Request]:
+        """The request's errback on ``failure``: its items into ``done``, its requests returned (one
+        link deeper than the failed request, which is their referer)."""
+        request = failure.request
+        name = request.errback or ""
+        errback = getattr(self.spider, name, None)
+        if not callable(errback):  # checked when the request was made, unless it was resumed from a job directory
+            counts["error_spider_callback_missing"] += 1
+            log.error("spider %s has no errback %r (for %s)", self.spider_name, name, request.url)
+            return []
+        return _below(self._collect(name, errback, failure, {}, request.url, done, counts), request.depth, request.url)
+
+    def _collect(self, name: str, method: Callable[..., Any], argument: Response | Failure, kwargs: dict[str, Any],
+                 url: str, done: PageDone, counts: Counter[str]) -> list[Request]:
+        """Call a callback or errback: its items, through the pipelines, into ``done``; its requests returned."""
         requests: list[Request] = []
         limit = self.config.max_links_per_page or -1
         over = 0
+        known = self.callbacks.known  # the usual request (a known callback, no errback) costs no call
         try:
-            for obj in _iterate(callback(response)):
+            for obj in _iterate(method(argument, **kwargs)):
                 if isinstance(obj, Request):
-                    if len(requests) != limit:
+                    fine = obj.callback in known and obj.errback is None
+                    problem = None if fine else self.callbacks.problem(obj)
+                    if problem is not None:
+                        counts["error_spider_callback_missing"] += 1
+                        log.error("spider %s callback %s on %s: %s; dropped", self.spider_name, name, url, problem)
+                    elif len(requests) != limit:
                         requests.append(obj)
                     else:
                         over += 1  # dropped at once: a page of a million links holds a few thousand
-                elif isinstance(obj, dict):
-                    writable = _writable(obj)
+                elif is_item(obj):
+                    plain = as_dict(obj)
+                    writable = _writable(plain)
                     if isinstance(writable, dict):
                         # Pipelines see the item as yielded; what they return is checked again after them.
-                        done.items.append(
-                            obj if self.pipelines.stages else _count_nulled(obj, writable, response.url, counts)
-                        )
+                        done.items.append(obj if self.pipelines.stages else _count_nulled(plain, writable, url, counts))
                     else:
                         counts["error_spider_output"] += 1
                         log.error(
                             "spider %s callback %s yielded an item that cannot be written as JSON (%s) on %s",
-                            self.spider_name, name, writable, response.url,
+                            self.spider_name, name, writable, url,
                         )
                 else:
                     counts["error_spider_output"] += 1
                     log.error(
-                        "spider %s callback %s yielded a %s on %s; yield dicts (items) or Requests",
-                        self.spider_name, name, type(obj).__name__, response.url,
+                        "spider %s callback %s yielded a %s on %s; yield items (dicts, dataclasses, attrs, Item) "
+                        "or Requests", self.spider_name, name, type(obj).__name__, url,
                     )
         except Exception as exc:
             counts["error_spider_exception"] += 1
             log.error(
                 "spider %s callback %s raised %s on %s: %s",
-                self.spider_name, name, type(exc).__name__, response.url, exc,
+                self.spider_name, name, type(exc).__name__, url, exc,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
         if over:
             counts["dropped_links_per_page"] += over
             log.warning("%s yielded %d requests; the first %d are followed, %d dropped (max_links_per_page)",
-                        response.url, limit + over, limit, over)
+                        url, limit + over, limit, over)
         if done.items and self.pipelines.stages:
-            processed = self.pipelines.process(done.items, response.url, counts)
-            done.items = self._pipeline_output(processed, response.url, counts)
+            processed = self.pipelines.process(done.items, url, counts)
+            done.items = self._pipeline_output(processed, url, counts)
         counts["items"] += len(done.items)
         return requests
 
-    def _pipeline_output(self, items: Iterable[dict[str, Any]], url: str, counts: Counter[str]) -> list[dict[str, Any]]:
-        """The pipelines' items as they can be written; one that cannot is dropped and counted."""
+    def _pipeline_output(self, items: Iterable[Any], url: str, counts: Counter[str]) -> list[dict[str, Any]]:
+        """The pipelines' items as dicts that can be written; one that cannot is dropped and counted."""
         kept = []
         for item in items:
-            writable = _writable(item)
+            plain = as_dict(item)
+            writable = _writable(plain)
             if isinstance(writable, dict):
-                kept.append(_count_nulled(item, writable, url, counts))
+                kept.append(_count_nulled(plain, writable, url, counts))
             else:
                 counts["error_pipeline"] += 1
                 counts["items_dropped"] += 1
@@ -415,9 +449,19 @@ def _null_non_finite(value: Any) -> Any:
     return value
 
 
+def _below(requests: list[Request], depth: int, referer: str) -> list[Request]:
+    """``requests``, yielded on a page at ``depth``, made one link deeper with that page as their referer."""
+    for request in requests:
+        request.depth = depth + 1
+        request.referer = referer
+    return requests
+
+
 def _iterate(output: Any) -> Iterable[Any]:
+    if type(output) is GeneratorType:  # most callbacks: spared the checks below
+        return output
     if output is None:
         return ()
-    if isinstance(output, (dict, Request, str, bytes)) or not hasattr(output, "__iter__"):
-        return (output,)  # a lone object; anything but a dict or Request is reported by type
+    if isinstance(output, (Mapping, Request, str, bytes)) or not hasattr(output, "__iter__"):
+        return (output,)  # a lone object (an Item is a Mapping too); anything but an item or Request is reported
     return output

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urljoin, urlsplit
 
+from crawlkit.errors import FetchErrorKind, fetch_error
 from crawlkit.http import Request, Response
 from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.urls import Fingerprinter, is_http, port_of
@@ -43,6 +44,7 @@ class RedirectStage:
         if len(chain) > self.max_redirects:
             counts["error_too_many_redirects"] += 1
             log.warning("too many redirects (%d) at %s", len(chain), request.url)
+            page.failure = fetch_error(FetchErrorKind.TOO_MANY_REDIRECTS, f"too many redirects ({len(chain)})")
             return None
         try:
             target_fp = self.fingerprints.fingerprint(target)
@@ -53,6 +55,7 @@ class RedirectStage:
         if any(target_fp == self.fingerprints.fingerprint(u) for u in chain if is_http(u)):
             counts["error_redirect_loop"] += 1
             log.warning("redirect loop: %s -> %s", request.url, target)
+            page.failure = fetch_error(FetchErrorKind.TOO_MANY_REDIRECTS, f"redirect loop to {target}")
             return None
         page.candidates = [redirect_request(request, target)]
         return None

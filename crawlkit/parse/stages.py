@@ -10,7 +10,8 @@ rule is one more small stage rather than one more branch in the Router::
                      candidate requests -> on_links stages -> fingerprints -> PageDone -> engine
 
 A response-side stage either passes the page on or ends it (a retry, a redirect, a robots.txt
-answer, a drop); whatever it ended with, the requests it left in ``page.candidates`` (a redirect
+answer, a drop; ``page.failure`` set when the request failed for good, which the request's
+errback then receives); whatever it ended with, the requests it left in ``page.candidates`` (a redirect
 target, a sitemap's URLs) still go through the link stages. A link stage filters the candidate
 requests of a page, whichever stage or callback made them. ``order.py`` lists the built-in
 stages with their numbers and reads the ``stages`` setting.
@@ -59,6 +60,8 @@ class Page:
     counts: Counter[str]  # the page's stats deltas
     # Requests for the link stages; a stage that ends the page may leave some (a redirect's target).
     candidates: list[Request] = field(default_factory=list)
+    # Why a stage that ended the page failed the request (too many redirects): the errback's failure.value.
+    failure: Exception | None = None
 
     @property
     def request(self) -> Request:

@@ -52,9 +52,7 @@ def fetch_page(url: str, settings: Any, callback: str | None = None,
     config = FetcherConfig.from_settings(settings, 1, LogConfig.from_settings(settings))
     session = new_session(config)
     robots = RobotsRules(settings.user_agent) if settings.robots else None
-    # cb_kwargs goes in only when given: a Request of any version takes the rest.
-    extra: dict[str, Any] = {"cb_kwargs": cb_kwargs} if cb_kwargs else {}
-    hops, start, request = 0, url, Request(url, callback=callback, meta=meta, **extra)
+    hops, start, request = 0, url, Request(url, callback=callback, meta=meta, cb_kwargs=cb_kwargs)
     try:
         while True:
             if robots is not None:
