@@ -16,12 +16,12 @@ from typing import Any
 import click
 
 from crawlkit import __version__
-from crawlkit.core.engine import CrawlSpec, Engine
 from crawlkit.core.progress import Monitor, check_writable, wants_live_view
 from crawlkit.core.seeds import SeedFile
 from crawlkit.errors import CrawlkitError, Interrupted, SpiderError, WriteFailed
 from crawlkit.loader import load_spider, one_line
 from crawlkit.log import LogConfig, setup_logging, summary_text
+from crawlkit.process import context, leave_main_alone
 from crawlkit.settings import Settings, explain, load_settings
 from crawlkit.spider import LinkSpider, Spider
 
@@ -120,6 +120,9 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) -> None:
+    # The fork server imports what the fetchers and parsers run (about 0.1 s); started first, it
+    # does so while this process reads the settings, loads the spider and imports the engine.
+    context()
     cli = _cli_settings({**kw, "spider": spider_spec})
     first = load_settings(kw.get("config_file"), None, cli)  # the config file may name the spider
     spider_spec = first.spider
@@ -159,6 +162,8 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
     With a seeds file, the engine's spider streams it as its ``start_urls``; the spiders of
     the child processes are built from ``kwargs`` and never see it.
     """
+    from crawlkit.core.engine import CrawlSpec, Engine  # here, after the fork server started: see _run
+
     spider = _new_spider(spider_cls, kwargs, settings)
     if seeds is not None:
         spider.start_urls = seeds  # type: ignore[assignment]  # an iterable read once, not a list
@@ -412,4 +417,6 @@ def bench(as_json: bool, **kw: Any) -> None:
 
 
 def main() -> None:
+    """The ``crawlkit`` command's entry point (its console script)."""
+    leave_main_alone()
     cli(prog_name="crawlkit")

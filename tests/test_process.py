@@ -1,0 +1,68 @@
+"""How the ``crawlkit`` command starts its children: without running its main script again in each."""
+
+from __future__ import annotations
+
+import sys
+import types
+from multiprocessing import spawn
+from pathlib import Path
+
+import pytest
+
+from crawlkit.process import leave_main_alone
+from crawlkit.tools.site import Site, SiteSpec
+
+
+def _main_module(monkeypatch: pytest.MonkeyPatch, spec: object = None) -> types.ModuleType:
+    main = types.ModuleType("__main__")
+    main.__file__ = "/venv/bin/crawlkit"
+    main.__spec__ = spec  # type: ignore[assignment]
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    return main
+
+
+def test_children_of_the_console_script_do_not_run_it_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    _main_module(monkeypatch)
+    assert spawn.get_preparation_data("child")["init_main_from_path"] == "/venv/bin/crawlkit"  # the default
+
+    leave_main_alone()
+
+    data = spawn.get_preparation_data("child")  # what multiprocessing hands every child it starts
+    assert "init_main_from_path" not in data and "init_main_from_name" not in data
+
+
+def test_a_main_module_run_by_name_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    main = _main_module(monkeypatch, spec=types.SimpleNamespace(name="mycrawl.run"))
+
+    leave_main_alone()
+
+    assert main.__file__ == "/venv/bin/crawlkit"
+    assert spawn.get_preparation_data("child")["init_main_from_name"] == "mycrawl.run"
+
+
+SPIDER = '''
+import sys
+
+from crawlkit import Spider
+
+class Modules(Spider):
+    name = "modules"
+    start_urls = START
+
+    def parse(self, response):
+        # Runs in a parser process: what the crawlkit command's own imports would have brought there.
+        imported = [name for name in ("crawlkit.cli", "click", "rich", "yaml") if name in sys.modules]
+        yield {"url": response.url, "imported": imported}
+'''
+
+
+def test_a_crawls_parser_has_not_imported_the_command(crawlkit, tmp_path: Path) -> None:
+    with Site(SiteSpec(hosts=1, pages=1, extras=False)) as site:
+        spider = tmp_path / "modules.py"
+        spider.write_text(SPIDER.replace("class Modules", f"START = {site.seeds()!r}\n\nclass Modules"))
+        run = crawlkit("runspider", str(spider), "--max-pages", "1")
+        fetches = site.stats()["fetches"]
+    assert run.returncode == 0, run.stderr
+    assert run.items() == [{"url": site.seeds()[0], "imported": []}]
+    netloc = site.urls[0].split("//")[1]
+    assert fetches == {f"{netloc}/robots.txt": 1, f"{netloc}/": 1}
