@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import types
 from multiprocessing import spawn
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crawlkit.process import leave_main_alone
+from crawlkit.process import _PRELOAD, leave_main_alone
 from crawlkit.tools.site import Site, SiteSpec
 
 
@@ -41,6 +42,7 @@ def test_a_main_module_run_by_name_is_left_as_it_is(monkeypatch: pytest.MonkeyPa
 
 
 SPIDER = '''
+import gc
 import sys
 
 from crawlkit import Spider
@@ -52,17 +54,23 @@ class Modules(Spider):
     def parse(self, response):
         # Runs in a parser process: what the crawlkit command's own imports would have brought there.
         imported = [name for name in ("crawlkit.cli", "click", "rich", "yaml") if name in sys.modules]
-        yield {"url": response.url, "imported": imported}
+        yield {"url": response.url, "imported": imported, "frozen": gc.get_freeze_count() > 0}
 '''
 
 
-def test_a_crawls_parser_has_not_imported_the_command(crawlkit, tmp_path: Path) -> None:
+def test_a_crawls_parser_has_not_imported_the_command_and_shares_what_it_inherited(crawlkit, tmp_path: Path) -> None:
     with Site(SiteSpec(hosts=1, pages=1, extras=False)) as site:
         spider = tmp_path / "modules.py"
         spider.write_text(SPIDER.replace("class Modules", f"START = {site.seeds()!r}\n\nclass Modules"))
         run = crawlkit("runspider", str(spider), "--max-pages", "1")
         fetches = site.stats()["fetches"]
     assert run.returncode == 0, run.stderr
-    assert run.items() == [{"url": site.seeds()[0], "imported": []}]
+    assert run.items() == [{"url": site.seeds()[0], "imported": [], "frozen": True}]
     netloc = site.urls[0].split("//")[1]
     assert fetches == {f"{netloc}/robots.txt": 1, f"{netloc}/": 1}
+
+
+def test_every_module_the_fork_server_preloads_exists() -> None:
+    # The fork server skips a name it cannot import: a module renamed in a refactor would
+    # silently be imported again in every child.
+    assert [name for name in _PRELOAD if importlib.util.find_spec(name) is None] == []
