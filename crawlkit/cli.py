@@ -120,9 +120,6 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) -> None:
-    # The fork server imports what the fetchers and parsers run (about 0.1 s); started first, it
-    # does so while this process reads the settings, loads the spider and imports the engine.
-    context()
     cli = _cli_settings({**kw, "spider": spider_spec})
     first = load_settings(kw.get("config_file"), None, cli)  # the config file may name the spider
     spider_spec = first.spider
@@ -162,9 +159,13 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
     With a seeds file, the engine's spider streams it as its ``start_urls``; the spiders of
     the child processes are built from ``kwargs`` and never see it.
     """
-    from crawlkit.core.engine import CrawlSpec, Engine  # here, after the fork server started: see _run
-
     spider = _new_spider(spider_cls, kwargs, settings)
+    # The fork server imports what the fetchers and parsers run (about 0.1 s): started now, it does
+    # so while this process imports the engine. Not sooner: the children get the environment it
+    # starts with, and the spider's module or __init__ may set variables for its copies there.
+    context()
+    from crawlkit.core.engine import CrawlSpec, Engine
+
     if seeds is not None:
         spider.start_urls = seeds  # type: ignore[assignment]  # an iterable read once, not a list
     code = 0

@@ -97,6 +97,9 @@ SEED_BATCH = 1_000  # start requests queued per pass of the loop (about 20 ms of
 ADMIT_BATCH = 4_000  # candidates deduplicated and queued per pass of the loop (one seen-store call)
 PENDING_MAX = 4 * ADMIT_BATCH  # candidates waiting for admission above which parsers are not read
 STALL_GRACE = 10.0  # seconds a fetcher may miss its heartbeat, or a fetch thread overrun its task's deadline
+# Seconds a host gets nothing new after a fetcher died in an exchange with it: the server goes on
+# with a request whose client vanished until it answers, and the re-sent one must not overlap it.
+DEAD_EXCHANGE_GRACE = 0.25
 # Deaths of one process kind (fetchers, parsers, the seen store) with no page done in between
 # that stop the crawl, if they come within RESPAWN_WINDOW seconds: a process that dies as soon
 # as it starts would otherwise be replaced for ever.
@@ -827,13 +830,15 @@ class Engine:
         """Take back the requests of a dead process: re-queue them, except those it was working
         on that have now been on hand at ``max_process_deaths`` deaths (poison: dropped)."""
         assert self.channels is not None  # only processes started on them die
-        released = self.channels.released
+        released, deadlines = self.channels.released, self.channels.deadlines
         requeued = 0
         for req_id in ids:
             entry = self.inflight.pop(req_id)
             if not released[entry.ticket]:
                 self.limiter.release(entry.host, entry.slot)
                 self.limiter.recover_turn(entry.host, entry.slot, entry.ticket)
+                if deadlines[entry.ticket]:  # a fetch thread had taken it: perhaps sent
+                    self.limiter.pause(entry.host, time.monotonic() + DEAD_EXCHANGE_GRACE)
             self._settle(entry)
             if req_id in working and self._poisonous(entry.request):
                 if self.journal is not None:
