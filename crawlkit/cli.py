@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from crawlkit import __version__
-from crawlkit.core.progress import Monitor, check_writable, wants_live_view
 from crawlkit.core.seeds import SeedFile
 from crawlkit.errors import CrawlkitError, Interrupted, SpiderError, WriteFailed
 from crawlkit.loader import load_spider, one_line
@@ -161,10 +160,11 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
     """
     spider = _new_spider(spider_cls, kwargs, settings)
     # The fork server imports what the fetchers and parsers run (about 0.1 s): started now, it does
-    # so while this process imports the engine. Not sooner: the children get the environment it
+    # so while this process imports the engine and the live view (rich). Not sooner: the children get the environment it
     # starts with, and the spider's module or __init__ may set variables for its copies there.
     context()
     from crawlkit.core.engine import CrawlSpec, Engine
+    from crawlkit.core.progress import Monitor, wants_live_view
 
     if seeds is not None:
         spider.start_urls = seeds  # type: ignore[assignment]  # an iterable read once, not a list
@@ -261,6 +261,7 @@ def page_options(f: Any) -> Any:
 
 def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
     """Settings and logging for ``fetch``/``parse``, then ``debugging.show_page``; exits with its code."""
+    from crawlkit.core.progress import check_writable
     from crawlkit.tools.debugging import show_page
 
     spider_spec = kw.get("spider")
