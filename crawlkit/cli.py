@@ -402,9 +402,10 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
               help="light (CSS), soup (BeautifulSoup html.parser), or path.py:Class.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 def bench(as_json: bool, **kw: Any) -> None:
-    """Crawl a generated local site; print pages/s, CPU per page, peak memory and what the server saw.
+    """Crawl a generated local site; print pages/s, CPU per page, peak memory, start-up and what the server saw.
 
-    CPU and memory cover every crawlkit process (not the site's). Works offline.
+    CPU and memory cover every crawlkit process (not the site's). Start-up is the time from
+    launching a `crawlkit crawl` of its own to the site's first request. Works offline.
 
     \b
     Example:
