@@ -57,7 +57,7 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 def crawl_options(f: Any) -> Any:
     """The flags shared by ``crawl`` and ``runspider``."""
     options = [
-        click.option("--workers", type=int, help="Fetcher processes (default: CPU count)."),
+        click.option("--workers", type=int, help="Fetcher processes at most (default: CPU count)."),
         click.option("--concurrency", type=int, help="Requests in flight in total (default 16)."),
         click.option("--per-host", "per_host", type=int, help="Requests in flight to one host at once (default 2)."),
         click.option("--delay", type=float, help="Seconds between request starts to one host (default 0)."),
@@ -369,7 +369,7 @@ def config_show(config_file: str | None, sets: tuple[str, ...]) -> None:
 @click.option("-o", "--output", default="demo.jsonl", show_default=True, help="Items file.")
 @click.option("--hosts", default=2, show_default=True, help="Hosts of the local demo site.")
 @click.option("--pages", default=50, show_default=True, help="Pages per host.")
-@click.option("--workers", type=int, help="Fetcher processes (default: CPU count).")
+@click.option("--workers", type=int, help="Fetcher processes at most (default: CPU count).")
 def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
     """Serve a small local site on loopback and crawl it (works offline).
 
@@ -394,7 +394,7 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
 @click.option("--pages", default=1000, show_default=True, help="Pages per host.")
 @click.option("--page-size", default=20_000, show_default=True, help="Approximate bytes of HTML per page.")
 @click.option("--latency", default=0.0, show_default=True, help="Seconds the site waits before each response.")
-@click.option("--workers", type=int, help="Fetcher processes (default: CPU count).")
+@click.option("--workers", type=int, help="Fetcher processes at most (default: CPU count).")
 @click.option("--concurrency", type=int, help="Requests in flight in total (default 16).")
 @click.option("--per-host", "per_host", type=int, help="Requests in flight to one host at once (default 2).")
 @click.option("--parsers", type=int, help="Parser processes running spider callbacks (default 1).")

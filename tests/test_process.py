@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crawlkit.process import _PRELOAD, leave_main_alone
+from crawlkit.process import _PRELOAD, THREADS_PER_FETCHER, fetcher_processes, leave_main_alone
 from crawlkit.tools.site import Site, SiteSpec
 
 
@@ -74,3 +74,18 @@ def test_every_module_the_fork_server_preloads_exists() -> None:
     # The fork server skips a name it cannot import: a module renamed in a refactor would
     # silently be imported again in every child.
     assert [name for name in _PRELOAD if importlib.util.find_spec(name) is None] == []
+
+
+@pytest.mark.parametrize("workers, concurrency, cpus, started", [
+    (8, 16, 2, 2),  # 2 processes of 8 fetch threads, not 8 of 2
+    (2, 16, 8, 2),  # never more than workers
+    (1, 16, 2, 1),
+    (8, 100, 2, 4),  # 25 threads each: more processes only to stay under THREADS_PER_FETCHER
+    (8, 1024, 2, 8),
+    (24, 1024, 2, 24),
+    (24, 16, 24, 24),
+])
+def test_fetcher_processes_are_one_per_cpu_unless_concurrency_needs_more(
+        workers: int, concurrency: int, cpus: int, started: int) -> None:
+    assert fetcher_processes(workers, concurrency, cpus) == started
+    assert concurrency / started <= THREADS_PER_FETCHER or started == workers

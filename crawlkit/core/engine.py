@@ -82,7 +82,7 @@ from crawlkit.fetch.fetcher import CLOSED, JOINED, RETIRED, FetchChannels, Fetch
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask, Links, PageDone, StartFailed
 from crawlkit.parse.parser import ParserConfig, parser_main
-from crawlkit.process import context, reserve_open_files
+from crawlkit.process import context, fetcher_processes, reserve_open_files
 from crawlkit.settings import MAX_WORKERS, Settings
 from crawlkit.spider import Spider
 from crawlkit.stats import Stats
@@ -136,7 +136,8 @@ class Engine:
     def __init__(self, spec: CrawlSpec) -> None:
         self.spec = spec
         s = self.settings = spec.settings
-        self.workers = s.workers or min(os.cpu_count() or 1, MAX_WORKERS)
+        cpus = os.cpu_count() or 1
+        self.workers = fetcher_processes(s.workers, s.concurrency, cpus) if s.workers else min(cpus, MAX_WORKERS)
         self.threads = math.ceil(s.concurrency / self.workers)
         # Each process holds both ends of every fetch queue and parser channel (a fetcher gets
         # them all), a socket per fetch thread, and some for Python, logs and SQLite.
