@@ -160,8 +160,9 @@ def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | No
     """
     spider = _new_spider(spider_cls, kwargs, settings)
     # The fork server imports what the fetchers and parsers run (about 0.1 s): started now, it does
-    # so while this process imports the engine and the live view (rich). Not sooner: the children get the environment it
-    # starts with, and the spider's module or __init__ may set variables for its copies there.
+    # so while this process imports the engine and the live view (rich). Not sooner: the children
+    # get the environment it starts with, and the spider's module or __init__ may set variables
+    # for its copies there.
     context()
     from crawlkit.core.engine import CrawlSpec, Engine
     from crawlkit.core.progress import Monitor, wants_live_view
