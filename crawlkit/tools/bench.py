@@ -24,19 +24,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from crawlkit.http import Response
 from crawlkit.process import PROCESS_NAMES
 from crawlkit.spider import Spider, seed_sites
 
 if TYPE_CHECKING:
+    import psutil
+
     from crawlkit.core.engine import Engine
     from crawlkit.tools.site import SiteProcess
 
 # Every parser process imports this module to load a benchmark spider, so the crawl machinery
-# (engine, settings) and BeautifulSoup are imported in the functions that use them: a parser
-# would otherwise carry ~3 MB more than the same spider defined elsewhere.
+# (engine, settings), BeautifulSoup and psutil are imported in the functions that use them: a
+# parser would otherwise carry ~3 MB more than the same spider defined elsewhere.
 
 SAMPLE_EVERY = 0.2  # seconds between TreeMonitor samples
 LAUNCH_TIMEOUT = 60.0  # seconds the start-up probe's crawl may take in all
@@ -99,6 +99,8 @@ class TreeMonitor:
 
     def __init__(self, root: int, exclude: Iterable[int] = (),
                  role: Callable[[psutil.Process], str | None] | None = None, interval: float = SAMPLE_EVERY) -> None:
+        import psutil
+
         self.root = psutil.Process(root)
         self.exclude = set(exclude)
         self.role = role
@@ -124,6 +126,8 @@ class TreeMonitor:
             self.sample()
 
     def _tree(self) -> list[psutil.Process]:
+        import psutil
+
         try:
             tree = [self.root, *self.root.children(recursive=True)]
         except psutil.NoSuchProcess:
@@ -137,6 +141,8 @@ class TreeMonitor:
         return [p for p in tree if p.pid not in excluded]
 
     def sample(self) -> None:
+        import psutil
+
         rss = pss = 0
         for proc in self._tree():
             try:
