@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from crawlkit.errors import ConfigError
 
 DEFAULTS_FILE = Path(__file__).with_name("default.yaml")
@@ -70,50 +68,6 @@ _TYPE_NAMES = {"int": int, "str": str}
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).
 MAX_CONFIG_BYTES = 1_000_000
-
-
-class _Loader(yaml.SafeLoader):
-    """A SafeLoader with YAML 1.2 scalars: only true/false are booleans, ``1e-3`` is a float.
-
-    PyYAML follows YAML 1.1, where ``yes``, ``no``, ``on`` and ``off`` are booleans (so ``robots: yes``
-    would pass as true by accident), ``1e-3`` is a string, and ``2024-01-01`` is a date.
-
-    Aliases (``*name``) are refused: no setting needs one, and nested aliases of aliases (a
-    "billion laughs" file) expand a few hundred bytes into gigabytes.
-    """
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, f"aliases (*{event.anchor}) are not allowed; write the value out", event.start_mark
-            )
-        return super().compose_node(parent, index)
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [
-        (tag, regexp)
-        for tag, regexp in resolvers
-        if tag.rsplit(":", 1)[-1] not in ("bool", "float", "timestamp")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-            |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
-            |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
-            |[-+]?\.(?:inf|Inf|INF)
-            |\.(?:nan|NaN|NAN))$""",
-        re.VERBOSE,
-    ),
-    list("-+0123456789."),
-)
 
 
 @dataclass(frozen=True)
@@ -391,37 +345,14 @@ def _read_file(path: str | Path) -> list[tuple[str, Any, int]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
 
-    loader = _Loader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            return []
-        if not isinstance(root, yaml.MappingNode):
-            got = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
-            raise ConfigError(
-                f"{path}, line {root.start_mark.line + 1}: "
-                f"the file must be a mapping of 'setting: value' lines, got {got}"
-            )
-        entries: list[tuple[str, Any, int]] = []
-        first_line: dict[str, int] = {}
-        for key_node, value_node in root.value:
-            line = key_node.start_mark.line + 1
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                raise ConfigError(f"{path}, line {line}: setting names are words, got {_show(key)}")
-            if key in first_line:
-                raise ConfigError(
-                    f"{path}, line {line}: '{key}' is set twice (first on line {first_line[key]})"
-                )
-            first_line[key] = line
-            entries.append((key, loader.construct_object(value_node, deep=True), line))
-        return entries
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.context_mark or exc.problem_mark  # the context (an unclosed "[") is where to look
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
-    finally:
-        loader.dispose()
+    from crawlkit.yamlfile import read_entries  # here: processes that only unpickle Settings never load PyYAML
+
+    entries = read_entries(text, str(path))
+    for key, _, line in entries:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}, line {line}: setting names are words, got {_show(key)}")
+    return entries
+
 
 
 def _spec_for(specs: Mapping[str, _Spec], key: str, where: str) -> _Spec:
@@ -438,11 +369,9 @@ def _parse_cli_string(spec: _Spec, text: str, where: str) -> Any:
     if spec.kind is str:
         cleared = spec.nullable and text.strip() in ("", "~", "null", "Null", "NULL")
         return None if cleared else text
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    from crawlkit.yamlfile import read_value  # here: processes that only unpickle Settings never load PyYAML
+
+    return read_value(text, where)
 
 
 def _show(value: Any) -> str:

@@ -29,6 +29,7 @@ def test_bench_json_describes_a_correct_polite_crawl(crawlkit) -> None:
     assert server["fetches_per_page"] == 1.0 and server["refetched_urls"] == 0
     assert 1 <= server["peak_inflight_per_host"] <= r["settings"]["per_host"] == 2
     assert r["pages_per_s"] > 0 and r["elapsed_s"] > 0
+    assert 0 < r["first_request_s"] < 60  # launch to the site's first request, of a crawl of its own
     assert r["cpu_ms_per_page"] > 0
     assert {"engine", "fetcher", "parser", "seen-manager"} <= set(r["cpu_s_by_role"])
     assert abs(sum(r["cpu_s_by_role"].values()) - r["cpu_s"]) < 0.01

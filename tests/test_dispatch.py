@@ -34,6 +34,7 @@ class FakeLimiter:
         self.released: list[tuple[str, int]] = []
         self.recovered: list[tuple[str, int, int]] = []
         self.completions: list[str] = []
+        self.paused: list[str] = []
 
     def try_acquire(self, host: str, now: float) -> int | Wait:
         if self.held.get(host, 0) >= self.per_host:
@@ -53,6 +54,9 @@ class FakeLimiter:
 
     def recover_turn(self, host: str, grant: int, ticket: int) -> None:
         self.recovered.append((host, grant, ticket))
+
+    def pause(self, host: str, until: float) -> None:
+        self.paused.append(host)
 
 
 def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int = 2, max_pages: int = 0,
@@ -174,6 +178,8 @@ def test_a_dead_fetchers_requests_are_requeued_with_their_permits_and_turns() ->
     # The permits and send turns the dead fetcher never gave back; not that of the finished one.
     assert sorted(t for _, _, t in limiter.recovered) == sorted([taken.ticket, waiting.ticket])
     assert len(limiter.released) == 2
+    # The host of the one a thread had taken (perhaps sent) waits before the re-sent request goes.
+    assert limiter.paused == ["a.test"]
     assert dispatch.deaths == {("GET", taken.request.url): 1}  # only the taken one is blamed
     assert dispatch.stats.counts["requeued"] == 3
     assert dispatch.sent[0] == 3

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from crawlkit.backends.base import Frontier, Limiter, Wait
@@ -32,6 +33,10 @@ from crawlkit.messages import FetchTask
 from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.engine")
+
+# Seconds a host gets nothing new after a fetcher died in an exchange with it: the server goes on
+# with a request whose client vanished until it answers, and the re-sent one must not overlap it.
+DEAD_EXCHANGE_GRACE = 0.25
 
 
 @dataclass(slots=True)
@@ -200,13 +205,15 @@ class Dispatch:
 
         The per-host permits and send turns a request's fetcher never gave back are released here.
         """
-        released = self.channels.released
+        released, deadlines = self.channels.released, self.channels.deadlines
         dropped: list[InFlight] = []
         for req_id in ids:
             entry = self.inflight.pop(req_id)
             if not released[entry.ticket]:
                 self.limiter.release(entry.host, entry.slot)
                 self.limiter.recover_turn(entry.host, entry.slot, entry.ticket)
+                if deadlines[entry.ticket]:  # a fetch thread had taken it: perhaps sent
+                    self.limiter.pause(entry.host, time.monotonic() + DEAD_EXCHANGE_GRACE)
             self._settle(entry)
             if req_id in blamed and self._poisonous(entry.request):
                 dropped.append(entry)

@@ -71,7 +71,7 @@ from crawlkit.fetch.fetcher import FetcherConfig, check_proxy
 from crawlkit.messages import Links, PageDone, StartFailed
 from crawlkit.parse.order import ordered_stages
 from crawlkit.parse.parser import ParserConfig
-from crawlkit.process import context, reserve_open_files
+from crawlkit.process import context, fetcher_processes, reserve_open_files
 from crawlkit.settings import MAX_WORKERS, Settings
 from crawlkit.spider import Spider, close_spider
 from crawlkit.stats import Stats
@@ -94,7 +94,8 @@ class Engine:
     def __init__(self, spec: CrawlSpec) -> None:
         self.spec = spec
         s = self.settings = spec.settings
-        self.workers = s.workers or min(os.cpu_count() or 1, MAX_WORKERS)
+        cpus = os.cpu_count() or 1
+        self.workers = fetcher_processes(s.workers, s.concurrency, cpus) if s.workers else min(cpus, MAX_WORKERS)
         self.threads = math.ceil(s.concurrency / self.workers)
         # Each process holds both ends of every fetch queue and parser channel (a fetcher gets
         # them all), a socket per fetch thread, and some for Python, logs and SQLite.
