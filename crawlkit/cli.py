@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from crawlkit import __version__
+from crawlkit.backends import joins_without_seeds
 from crawlkit.core.seeds import SeedFile
 from crawlkit.errors import CrawlkitError, Interrupted, SpiderError, WriteFailed
 from crawlkit.loader import load_spider, one_line
@@ -150,7 +151,7 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
         seeds = SeedFile(seeds_file)
         kwargs["start_urls"] = seeds.sites()  # what the child processes' spiders get: see seeds.py
     elif (not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests
-          and spider_cls.start is Spider.start and not settings.frontier):
+          and spider_cls.start is Spider.start and not joins_without_seeds(settings)):
         # A node of a shared crawl may join without seeds: the others, or `crawlkit seed`, have them.
         raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls, start() or start_requests()")
     elif issubclass(spider_cls, LinkSpider) and not (

@@ -1,7 +1,8 @@
 """Where a crawl keeps its state: ``local`` (this machine) or ``redis`` (shared by several nodes).
 
-``open_backend`` is the one place that chooses, from the ``frontier`` setting; everything else
-is typed against ``crawlkit.backends.base.CrawlBackend``.
+``open_backend`` is the one place that chooses, from the ``frontier`` setting, and
+``joins_without_seeds`` the one place that asks it before then; everything else is typed
+against ``crawlkit.backends.base.CrawlBackend``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ if TYPE_CHECKING:
     from crawlkit.backends.base import CrawlBackend
     from crawlkit.settings import Settings
     from crawlkit.stats import Stats
+
+
+def joins_without_seeds(settings: Settings) -> bool:
+    """Whether a crawl with ``settings`` may start with no seeds of its own: a node that joins a
+    shared crawl, which the other nodes (or ``crawlkit seed``) have seeded. Known before the
+    backend is opened, so the CLI can check a command before anything starts."""
+    return bool(settings.frontier)
 
 
 def open_backend(settings: Settings, stats: Stats, crawl_name: str, tickets: int) -> CrawlBackend:
