@@ -19,12 +19,17 @@ crawl id; nodes share nothing but these keys (``P`` is ``crawlkit:<crawl id>:``)
     P stats        HASH   the crawl's counters, all nodes together
 
 Whatever changes shared state is one Lua script (a ``.lua`` file in this package, read by
-``scripts.py``: atomic, one round trip), and every time is Redis' ``TIME``, so clocks of the
-machines need not agree. A node takes a request with a lease and gives it back with ``done``
-(after the page's new links were pushed) or ``reclaim``; a node whose heartbeat stops for
-``lease_time`` is dead, and the next heartbeat of any live node puts its leases back in the
-queues. Its per-host slots free themselves the same way. So the crawl is over exactly when
-``queued`` and ``inflight`` are both zero, read together.
+``scripts.py``: atomic), and every time is Redis' ``TIME``, so clocks of the machines need not
+agree. Round trips, not Redis, are what a node spends its CPU on (the engine's process is the
+busiest of a crawl), so a node makes few: a start takes the host's slot and leases its next
+request in one script; what only writes and need not be seen at once (finished leases, freed
+slots, the stats) waits in the node and rides with its next call, in one pipeline.
+
+A node takes a request with a lease and gives it back with ``done`` (after the page's new
+links were pushed) or ``reclaim``; a node whose heartbeat stops for ``lease_time`` is dead,
+and the next heartbeat of any live node puts its leases back in the queues. Its per-host slots
+free themselves the same way. So the crawl is over exactly when ``queued`` and ``inflight``
+are both zero, read together.
 
 Requests and robots.txt answers are pickles, read back by ``safepickle``, which builds nothing
 but ``Request`` and plain data and nothing bigger than a small multiple of the entry: whoever
@@ -55,7 +60,7 @@ from typing import Any, TypeVar
 
 from crawlkit import safepickle
 from crawlkit.backends.local.limiter import Wait
-from crawlkit.backends.redis.scripts import SCRIPTS, SEEN_ADD, TURN_ENTER, TURN_EXIT
+from crawlkit.backends.redis.scripts import SCRIPTS, TURN_ENTER, TURN_EXIT
 from crawlkit.errors import ConfigError, SharedCrawlError
 from crawlkit.extensions.robots import ROBOTS_CALLBACK
 from crawlkit.http import Request
@@ -64,6 +69,7 @@ from crawlkit.urls import fingerprint, host_of
 try:
     import redis
     from redis.backoff import NoBackoff
+    from redis.exceptions import NoScriptError
     from redis.retry import Retry
 except ImportError:  # an optional extra; ``connect`` says how to install it
     redis = None  # type: ignore[assignment]
@@ -108,7 +114,10 @@ def connect(
         raise ConfigError("frontier: the Redis client is not installed; pip install 'crawlkit[redis]'")
     client = _client(url)
     try:
-        client.ping()
+        pipe = client.pipeline(transaction=False)
+        for text in SCRIPTS.values():  # so that a pipeline (RedisCrawl._send) finds them all
+            pipe.script_load(text)
+        pipe.execute()
     except redis.RedisError as exc:
         raise ConfigError(
             f"frontier: cannot reach Redis at {url} ({exc}); start redis-server there or fix --frontier"
@@ -122,6 +131,7 @@ def add_seeds(url: str, crawl_id: str, urls: list[str]) -> int:
     requests = {fingerprint(u): Request(u) for u in urls}
     new = crawl.seen.add_many(list(requests))
     crawl.frontier.push(requests[fp] for fp in new)
+    crawl.flush()
     return len(new)
 
 
@@ -152,13 +162,59 @@ class RedisCrawl:
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_ms = max(1, int(lease_time * 1000))
         self.scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+        self._later: list[tuple[str, tuple[Any, ...]]] = []  # writes waiting for the next call, in order
         self.frontier = RedisFrontier(self)
-        self.seen = RedisSeen(client, url, self.prefix)
+        self.seen = RedisSeen(self)
         self._limiter: RedisLimiter | None = None
 
     @_guarded
     def call(self, script: str, *args: Any) -> Any:
-        return self.scripts[script](args=[self.prefix, *args])
+        """Run a script and return its answer; the writes waiting in ``later`` go first, in the same round trip."""
+        if not self._later:
+            return self.scripts[script](args=[self.prefix, *args])
+        self._later.append((script, args))
+        return self._send()[-1]
+
+    def later(self, script: str, *args: Any) -> None:
+        """Run a script that only writes with this node's next call (or ``flush``), after those before it.
+
+        For writes no one needs at once: a finished lease (its page's links were pushed before,
+        so a node that dies first only leaves the page to be fetched again), a freed slot (held
+        a moment longer), the stats. Every read of this node (``poll``, ``idle``, ``take``,
+        ``totals``) sends them first, so the node sees its own writes.
+        """
+        self._later.append((script, args))
+
+    @_guarded
+    def flush(self) -> None:
+        """Send the writes waiting in ``later`` now."""
+        if self._later:
+            self._send()
+
+    def _send(self) -> list[Any]:
+        """Run the waiting scripts in one pipeline (one round trip), in order; their answers.
+
+        ``connect`` loaded every script, so one Redis does not know only if it restarted (or its
+        script cache was flushed) since: those did not run, and run now, in order. No other is
+        ever run twice.
+        """
+        commands, self._later = self._later, []
+        pipe = self.client.pipeline(transaction=False)
+        for script, args in commands:
+            pipe.evalsha(self.scripts[script].sha, 0, self.prefix, *args)
+        answers = pipe.execute(raise_on_error=False)
+        missing = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+        if missing:
+            pipe = self.client.pipeline(transaction=False)
+            for i in missing:
+                script, args = commands[i]
+                pipe.eval(self.scripts[script].script, 0, self.prefix, *args)
+            for i, answer in zip(missing, pipe.execute(raise_on_error=False)):
+                answers[i] = answer
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return answers
 
     def limiter(self, per_host: int, delay: float) -> RedisLimiter:
         self._limiter = RedisLimiter(self, per_host, delay)
@@ -192,16 +248,13 @@ class RedisCrawl:
             self.count("error_unreadable_redis_data")
             return None
 
-    @_guarded
     def add_stats(self, deltas: dict[str, int]) -> None:
-        """Add this node's counter deltas to the crawl's totals, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for key, n in deltas.items():
-            pipe.hincrby(self.prefix + "stats", key, n)
-        pipe.execute()
+        """Add this node's counter deltas to the crawl's totals, with the node's next call."""
+        self.later("stats", *itertools.chain.from_iterable(deltas.items()))
 
     @_guarded
     def totals(self) -> dict[str, int]:
+        self.flush()
         totals: dict[str, int] = {}
         for key, value in self.client.hgetall(self.prefix + "stats").items():
             try:  # HINCRBY keeps them integers; anything else was written by someone else and is left out
@@ -220,8 +273,10 @@ class RedisFrontier:
 
     Runs in the engine. ``next_host`` offers hosts sampled from Redis (refreshed every
     ``POLL_EVERY`` seconds) that this node has not parked; ``take`` leases the host's next
-    request. Order within a host is first-come, except that requests with a positive priority
-    and requests given back go to the front.
+    request, or hands over the one the limiter's grant of a slot for the host leased with it
+    (``RedisLimiter.try_acquire``: the engine takes right after a grant). Order within a host
+    is first-come, except that requests with a positive priority and requests given back go to
+    the front.
 
     robots.txt requests stay with the node that needs the answer (lease 0, never in Redis):
     each node keeps its own rules, the answers are shared through ``RedisCrawl.robots``, and a
@@ -238,6 +293,8 @@ class RedisFrontier:
         self._next_poll = 0.0
         self._queued = 0
         self._wake: float | None = None  # when the next delayed request is due (monotonic)
+        # The host of the last slot granted with a lease, and what it leased: (lease, pickle), or None (queue empty).
+        self._handed: tuple[str, tuple[int, bytes] | None] | None = None
 
     def __len__(self) -> int:
         """Requests queued crawl-wide, as of the last look (for progress lines)."""
@@ -318,25 +375,58 @@ class RedisFrontier:
             if not own:
                 del self._own[host]
             return 0, request
+        handed, self._handed = self._handed, None
+        if handed is not None and handed[0] != host:  # not taken after its grant: back to the front
+            self._give_back(handed[1])
+        elif handed is not None:
+            got = handed[1]
+            if got is None:
+                self._ring.remove(host)
+                return None
+            taken = self._load(host, *got)
+            if taken is not None:
+                return taken
         while True:
             got = self._crawl.call("take", self._crawl.node, host)
             if not got:
                 self._ring.remove(host)
                 return None
-            lease, blob = got
-            try:
-                return int(lease), safepickle.load_request(blob)
-            except pickle.UnpicklingError as exc:
-                # Not written by a crawlkit node: dropped (its lease finished), never run.
-                log.error("dropped an entry of %s's queue in Redis that crawlkit did not write (%s)", host, exc)
-            self._crawl.count("error_unreadable_redis_data")
-            self._crawl.call("done", self._crawl.node, int(lease))
+            taken = self._load(host, int(got[0]), got[1])
+            if taken is not None:
+                return taken
+
+    def _load(self, host: str, lease: int, blob: bytes) -> tuple[int, Request] | None:
+        """The leased request; None (its lease finished) if crawlkit did not write it."""
+        try:
+            return lease, safepickle.load_request(blob)
+        except pickle.UnpicklingError as exc:
+            # Not written by a crawlkit node: dropped (its lease finished), never run.
+            log.error("dropped an entry of %s's queue in Redis that crawlkit did not write (%s)", host, exc)
+        self._crawl.count("error_unreadable_redis_data")
+        self._crawl.later("done", self._crawl.node, lease)
+        return None
+
+    def _takes_along(self, host: str) -> bool:
+        """Whether a slot granted for ``host`` should lease its next request too (not when a
+        robots.txt request of this node's own goes first)."""
+        return host not in self._own
+
+    def _hand(self, host: str, got: list[Any]) -> None:
+        """Keep what the grant of a slot for ``host`` leased with it (``got``: [lease, pickle] or
+        empty) for the ``take`` that follows."""
+        if self._handed is not None:
+            self._give_back(self._handed[1])
+        self._handed = (host, (int(got[0]), got[1]) if got else None)
+
+    def _give_back(self, got: tuple[int, bytes] | None) -> None:
+        if got is not None:
+            self._crawl.later("reclaim", self._crawl.node, got[0])
 
     def done(self, leases: list[int]) -> None:
-        """Finish leases; call only after the pages' new requests were pushed."""
+        """Finish leases (with this node's next call); call only after the pages' new requests were pushed."""
         leases = [lease for lease in leases if lease]
         if leases:
-            self._crawl.call("done", self._crawl.node, *leases)
+            self._crawl.later("done", self._crawl.node, *leases)
 
     def reclaim(self, lease: int, request: Request) -> None:
         """Put a leased request back at the front of its host's queue."""
@@ -368,12 +458,12 @@ class RedisSeen:
 
     A set holding only integers, at most ``set-max-intset-entries`` (512) of them, is an
     intset: a sorted array of 8-byte values. ``add_many`` sends a whole batch in one script
-    call; SADD's answer says which were new, so no two nodes can both think a URL is new.
+    call (with the node's waiting writes: ``RedisCrawl.later``); SADD's answer says which were
+    new, so no two nodes can both think a URL is new.
     """
 
-    def __init__(self, client: Any, url: str, prefix: str) -> None:
-        self._client, self.url, self._prefix = client, url, prefix
-        self._add = client.register_script(SEEN_ADD)
+    def __init__(self, crawl: RedisCrawl) -> None:
+        self._crawl, self.url, self._prefix = crawl, crawl.url, crawl.prefix
 
     @_guarded
     def add_many(self, fingerprints: list[int]) -> list[int]:
@@ -383,22 +473,24 @@ class RedisSeen:
         step = PUSH_BATCH * 10
         for start in range(0, len(fingerprints), step):
             chunk = fingerprints[start:start + step]
-            args: list[Any] = [self._prefix]
+            args: list[Any] = []
             for fp in chunk:
                 args += [format(fp >> (64 - SEEN_SHARD_BITS), "x"), fp - (1 << 64) if fp >> 63 else fp]
-            new += [chunk[i - 1] for i in self._add(args=args)]
+            new += [chunk[i - 1] for i in self._crawl.call("seen_add", *args)]
         return new
 
     @_guarded
     def count(self) -> int:
-        return int(self._client.get(self._prefix + "seen") or 0)
+        return int(self._crawl.client.get(self._prefix + "seen") or 0)
 
 
 class RedisLimiter:
     """Per-host cap and delay for all nodes together: slots are leases in a ZSET per host.
 
-    Runs in the engine; fetchers release through ``permits``. A slot of a node that died
-    frees itself after ``lease_time``; a live node's slots are renewed by its heartbeat.
+    Runs in the engine, which frees the slots too: it hears of every exchange that is over
+    (``completed``), and the frees ride with its next call (``RedisCrawl.later``), where a
+    fetcher would spend a round trip on each. A slot of a node that died frees itself after
+    ``lease_time``; a live node's slots are renewed by its heartbeat.
     """
 
     def __init__(self, crawl: RedisCrawl, per_host: int, delay: float) -> None:
@@ -408,19 +500,28 @@ class RedisLimiter:
         self._delay = delay
         self._host_delay: dict[str, float] = {}
         self._inflight: dict[str, int] = {}
+        self._held: dict[str, list[int]] = {}  # host -> grants whose slots are held in Redis
+        self._released: dict[str, int] = {}  # host -> grants released before their ``completed``
         self._full: dict[str, float] = {}  # host -> next wait for slots other nodes hold (doubles, up to a bound)
         self._grants = itertools.count(1)
         self.permits = RedisPermits(crawl.url, crawl.prefix, crawl.node)
 
     def try_acquire(self, host: str, now: float) -> int | Wait:
+        """A slot for ``host``; granted, it leases the host's next request in the same call, for
+        the frontier's ``take`` that follows (see ``RedisFrontier``)."""
         grant = next(self._grants)
-        ok, wait_ms = self._crawl.call(
-            "acquire", host, f"{self._crawl.node}:{grant}", self._per_host, self._crawl.lease_ms,
-            int(self._delay * 1000),
+        crawl = self._crawl
+        along = crawl.frontier._takes_along(host)
+        ok, wait_ms, *got = crawl.call(
+            "acquire", host, f"{crawl.node}:{grant}", self._per_host, crawl.lease_ms, int(self._delay * 1000),
+            *((crawl.node,) if along else ()),
         )
         if ok:
             self._inflight[host] = self._inflight.get(host, 0) + 1
+            self._held.setdefault(host, []).append(grant)
             self._full.pop(host, None)
+            if along:
+                crawl.frontier._hand(host, got)
             return grant
         if wait_ms >= 0:
             return Wait(now + wait_ms / 1000)
@@ -432,14 +533,36 @@ class RedisLimiter:
         return Wait(now + wait)
 
     def release(self, host: str, grant: int) -> None:
-        self.permits.release(grant, host)
+        """Free the slot of a request that was not sent, or whose fetcher died; its ``completed`` follows."""
+        self._held[host].remove(grant)
+        self._released[host] = self._released.get(host, 0) + 1
+        self._free(host, grant)
 
     def completed(self, host: str) -> None:
+        """An exchange with ``host`` is over: free a slot of the host, unless ``release`` freed its own.
+
+        Which one does not matter: the slots of a host are alike, and each request holds one.
+        """
         left = self._inflight[host] - 1
         if left:
             self._inflight[host] = left
         else:
             del self._inflight[host]
+        early = self._released.get(host, 0)
+        if early:
+            if early > 1:
+                self._released[host] = early - 1
+            else:
+                del self._released[host]
+            return
+        held = self._held[host]
+        grant = held.pop()
+        if not held:
+            del self._held[host]
+        self._free(host, grant)
+
+    def _free(self, host: str, grant: int) -> None:
+        self._crawl.later("free", host, f"{self._crawl.node}:{grant}")
 
     def delay_of(self, host: str) -> float:
         return self._host_delay.get(host, self._delay)
@@ -461,10 +584,11 @@ class RedisLimiter:
 
 
 class RedisPermits:
-    """What a fetcher process holds to end a request's slot and to space sends to a host.
+    """What a fetcher process holds to space sends to a host (the engine frees the slots).
 
-    Pickled to every fetcher; each process builds its own Redis client when it unpickles it.
-    Never raises: if Redis cannot be reached the slot frees itself after ``lease_time``.
+    Pickled to every fetcher; each process builds its own Redis client when it unpickles it
+    (it connects on the first send to a host with a delay). Never raises: if Redis cannot be
+    reached, a turn ends by itself after its timeout.
     """
 
     def __init__(self, url: str, prefix: str, node: str) -> None:
@@ -484,10 +608,8 @@ class RedisPermits:
         self._connect()
 
     def release(self, slot: int, host: str) -> None:
-        try:
-            self._client.zrem(f"{self.prefix}l:{host}", f"{self.node}:{slot}")
-        except redis.RedisError as exc:
-            log.warning("could not free the slot of %s in Redis (%s); it frees itself after lease_time", host, exc)
+        """Nothing to do here: the engine frees the slot when it hears the exchange is over
+        (``RedisLimiter.completed``), in a batch, saving the fetcher a round trip a request."""
 
     def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> _RedisTurn:
         return _RedisTurn(self, host, delay, timeout, f"{self.node}:{slot}")
