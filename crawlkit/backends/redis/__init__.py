@@ -81,7 +81,10 @@ CAP_POLL = (0.02, 0.32)  # seconds before asking again for a host whose slots ot
 TURN_POLL = 0.005  # seconds between tries for a host's send turn another fetch holds
 HOST_SAMPLE = 256  # hosts fetched from Redis per look
 PUSH_BATCH = 1000  # requests per push script call
+TAKE_BATCH = 8  # requests a slot's grant may lease at once, each with a slot of its own, while the cap allows
 SEEN_SHARD_BITS = 16  # 65536 sets: each stays an intset (<= 512 members) up to ~25 million URLs
+
+_NODE_FIRST = frozenset(("done", "reclaim"))  # scripts whose first argument (after P) is the node
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -162,7 +165,7 @@ class RedisCrawl:
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_ms = max(1, int(lease_time * 1000))
         self.scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
-        self._later: list[tuple[str, tuple[Any, ...]]] = []  # writes waiting for the next call, in order
+        self._later: dict[str, list[Any]] = {}  # script -> the items of its call waiting for the next call
         self.frontier = RedisFrontier(self)
         self.seen = RedisSeen(self)
         self._limiter: RedisLimiter | None = None
@@ -172,18 +175,20 @@ class RedisCrawl:
         """Run a script and return its answer; the writes waiting in ``later`` go first, in the same round trip."""
         if not self._later:
             return self.scripts[script](args=[self.prefix, *args])
-        self._later.append((script, args))
-        return self._send()[-1]
+        return self._send((script, args))[-1]
 
-    def later(self, script: str, *args: Any) -> None:
-        """Run a script that only writes with this node's next call (or ``flush``), after those before it.
+    def later(self, script: str, *items: Any) -> None:
+        """Run a script that only writes with this node's next call (or ``flush``), in one call with
+        the other items for it that wait: ``done`` and ``reclaim`` (leases of this node), ``free``
+        (host, slot pairs) and ``stats`` (counter, delta pairs).
 
-        For writes no one needs at once: a finished lease (its page's links were pushed before,
-        so a node that dies first only leaves the page to be fetched again), a freed slot (held
-        a moment longer), the stats. Every read of this node (``poll``, ``idle``, ``take``,
-        ``totals``) sends them first, so the node sees its own writes.
+        For writes no one needs at once and whose order among themselves does not matter: a
+        finished lease (its page's links were pushed before, so a node that dies first only
+        leaves the page to be fetched again), a lease given back, a freed slot (held a moment
+        longer), the stats. Every read of this node (``poll``, ``idle``, ``take``, ``totals``)
+        sends them first, so the node sees its own writes.
         """
-        self._later.append((script, args))
+        self._later.setdefault(script, []).extend(items)
 
     @_guarded
     def flush(self) -> None:
@@ -191,14 +196,17 @@ class RedisCrawl:
         if self._later:
             self._send()
 
-    def _send(self) -> list[Any]:
-        """Run the waiting scripts in one pipeline (one round trip), in order; their answers.
+    def _send(self, *calls: tuple[str, tuple[Any, ...]]) -> list[Any]:
+        """Run the waiting scripts, then ``calls``, in one pipeline (one round trip), in order; their answers.
 
         ``connect`` loaded every script, so one Redis does not know only if it restarted (or its
         script cache was flushed) since: those did not run, and run now, in order. No other is
         ever run twice.
         """
-        commands, self._later = self._later, []
+        commands = [(script, (self.node, *items) if script in _NODE_FIRST else tuple(items))
+                    for script, items in self._later.items()]
+        commands += calls
+        self._later = {}
         pipe = self.client.pipeline(transaction=False)
         for script, args in commands:
             pipe.evalsha(self.scripts[script].sha, 0, self.prefix, *args)
@@ -215,6 +223,10 @@ class RedisCrawl:
             if isinstance(answer, Exception):
                 raise answer
         return answers
+
+    def free(self, host: str, grant: int) -> None:
+        """Free this node's slot ``grant`` of ``host``, with the next call."""
+        self.later("free", host, f"{self.node}:{grant}")
 
     def limiter(self, per_host: int, delay: float) -> RedisLimiter:
         self._limiter = RedisLimiter(self, per_host, delay)
@@ -295,6 +307,8 @@ class RedisFrontier:
         self._wake: float | None = None  # when the next delayed request is due (monotonic)
         # The host of the last slot granted with a lease, and what it leased: (lease, pickle), or None (queue empty).
         self._handed: tuple[str, tuple[int, bytes] | None] | None = None
+        # Host -> (grant, lease, pickle) leased ahead, each with its slot, by a grant that leased several.
+        self._ready: dict[str, deque[tuple[int, int, bytes]]] = {}
 
     def __len__(self) -> int:
         """Requests queued crawl-wide, as of the last look (for progress lines)."""
@@ -360,6 +374,9 @@ class RedisFrontier:
                 del self._parked[host]
         if now >= self._next_poll:
             self.poll()
+        for host in self._ready:  # leased ahead with their slots: start them first
+            if host not in self._parked:
+                return host
         for _ in range(len(self._ring)):
             host = self._ring[0]
             self._ring.rotate(-1)
@@ -403,7 +420,7 @@ class RedisFrontier:
             # Not written by a crawlkit node: dropped (its lease finished), never run.
             log.error("dropped an entry of %s's queue in Redis that crawlkit did not write (%s)", host, exc)
         self._crawl.count("error_unreadable_redis_data")
-        self._crawl.later("done", self._crawl.node, lease)
+        self._crawl.later("done", lease)
         return None
 
     def _takes_along(self, host: str) -> bool:
@@ -411,22 +428,40 @@ class RedisFrontier:
         robots.txt request of this node's own goes first)."""
         return host not in self._own
 
-    def _hand(self, host: str, got: list[Any]) -> None:
-        """Keep what the grant of a slot for ``host`` leased with it (``got``: [lease, pickle] or
-        empty) for the ``take`` that follows."""
+    def _hand(self, host: str, grant: int, got: list[Any]) -> None:
+        """Keep what slot ``grant`` of ``host`` leased with it (``got``: lease, pickle, ...: none if
+        the queue was empty) for the ``take`` that follows; the others, with the slots granted
+        after ``grant``, wait in ``_ready`` for the host's next grants."""
         if self._handed is not None:
             self._give_back(self._handed[1])
         self._handed = (host, (int(got[0]), got[1]) if got else None)
+        if len(got) > 2:
+            ready = self._ready.setdefault(host, deque())
+            for i in range(2, len(got), 2):
+                ready.append((grant + i // 2, int(got[i]), got[i + 1]))
+
+    def _ready_grant(self, host: str) -> int | None:
+        """A slot of ``host`` leased ahead, its request handed to the ``take`` that follows; None if none."""
+        ready = self._ready.get(host)
+        if not ready:
+            return None
+        grant, lease, blob = ready.popleft()
+        if not ready:
+            del self._ready[host]
+        if self._handed is not None:
+            self._give_back(self._handed[1])
+        self._handed = (host, (lease, blob))
+        return grant
 
     def _give_back(self, got: tuple[int, bytes] | None) -> None:
         if got is not None:
-            self._crawl.later("reclaim", self._crawl.node, got[0])
+            self._crawl.later("reclaim", got[0])
 
     def done(self, leases: list[int]) -> None:
         """Finish leases (with this node's next call); call only after the pages' new requests were pushed."""
         leases = [lease for lease in leases if lease]
         if leases:
-            self._crawl.later("done", self._crawl.node, *leases)
+            self._crawl.later("done", *leases)
 
     def reclaim(self, lease: int, request: Request) -> None:
         """Put a leased request back at the front of its host's queue."""
@@ -444,6 +479,10 @@ class RedisFrontier:
         self._parked.pop(host, None)
 
     def close(self) -> None:
+        for host, ready in self._ready.items():  # their leases go back with the node's (leave)
+            for grant, _lease, _blob in ready:
+                self._crawl.free(host, grant)
+        self._ready.clear()
         try:
             given = self._crawl.leave()
         except SharedCrawlError as exc:
@@ -503,26 +542,29 @@ class RedisLimiter:
         self._held: dict[str, list[int]] = {}  # host -> grants whose slots are held in Redis
         self._released: dict[str, int] = {}  # host -> grants released before their ``completed``
         self._full: dict[str, float] = {}  # host -> next wait for slots other nodes hold (doubles, up to a bound)
-        self._grants = itertools.count(1)
+        self._next_grant = 1
         self.permits = RedisPermits(crawl.url, crawl.prefix, crawl.node)
 
     def try_acquire(self, host: str, now: float) -> int | Wait:
         """A slot for ``host``; granted, it leases the host's next request in the same call, for
         the frontier's ``take`` that follows (see ``RedisFrontier``)."""
-        grant = next(self._grants)
         crawl = self._crawl
-        along = crawl.frontier._takes_along(host)
+        frontier = crawl.frontier
+        ready = frontier._ready_grant(host)
+        if ready is not None:
+            return self._granted(host, ready)
+        grant = self._next_grant
+        along = frontier._takes_along(host)
         ok, wait_ms, *got = crawl.call(
-            "acquire", host, f"{crawl.node}:{grant}", self._per_host, crawl.lease_ms, int(self._delay * 1000),
-            *((crawl.node,) if along else ()),
+            "acquire", host, crawl.node, grant, self._per_host, crawl.lease_ms, int(self._delay * 1000),
+            TAKE_BATCH if along else 0,
         )
         if ok:
-            self._inflight[host] = self._inflight.get(host, 0) + 1
-            self._held.setdefault(host, []).append(grant)
+            self._next_grant += max(1, len(got) // 2)
             self._full.pop(host, None)
             if along:
-                crawl.frontier._hand(host, got)
-            return grant
+                frontier._hand(host, grant, got)
+            return self._granted(host, grant)
         if wait_ms >= 0:
             return Wait(now + wait_ms / 1000)
         if self._inflight.get(host):
@@ -532,9 +574,17 @@ class RedisLimiter:
         self._full[host] = min(2 * wait, CAP_POLL[1])
         return Wait(now + wait)
 
+    def _granted(self, host: str, grant: int) -> int:
+        self._inflight[host] = self._inflight.get(host, 0) + 1
+        self._held.setdefault(host, []).append(grant)
+        return grant
+
     def release(self, host: str, grant: int) -> None:
         """Free the slot of a request that was not sent, or whose fetcher died; its ``completed`` follows."""
-        self._held[host].remove(grant)
+        held = self._held[host]
+        held.remove(grant)
+        if not held:
+            del self._held[host]
         self._released[host] = self._released.get(host, 0) + 1
         self._free(host, grant)
 
@@ -562,7 +612,7 @@ class RedisLimiter:
         self._free(host, grant)
 
     def _free(self, host: str, grant: int) -> None:
-        self._crawl.later("free", host, f"{self._crawl.node}:{grant}")
+        self._crawl.free(host, grant)
 
     def delay_of(self, host: str) -> float:
         return self._host_delay.get(host, self._delay)
@@ -579,8 +629,9 @@ class RedisLimiter:
         self.permits.end_turn(host, grant)
 
     def renew(self) -> None:
-        if self._inflight:
-            self._crawl.call("renew", self._crawl.node + ":", self._crawl.lease_ms, *self._inflight)
+        hosts = {*self._inflight, *self._crawl.frontier._ready}  # the slots in use and those leased ahead
+        if hosts:
+            self._crawl.call("renew", self._crawl.node + ":", self._crawl.lease_ms, *hosts)
 
 
 class RedisPermits:
