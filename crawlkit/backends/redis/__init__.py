@@ -317,6 +317,7 @@ class RedisFrontier:
     def push(self, requests: Iterable[Request], not_before: float = 0.0) -> None:
         delay_ms = max(1, int((not_before - time.monotonic()) * 1000)) if not_before else 0
         args: list[Any] = []
+        hosts: set[str] = set()
         for request in requests:
             host = host_of(request.url)
             if request.callback == ROBOTS_CALLBACK:
@@ -334,12 +335,17 @@ class RedisFrontier:
                 self._crawl.count("error_unshareable_request")
                 continue
             args += [host, int(request.priority > 0), blob]
+            hosts.add(host)
             if len(args) >= 3 * PUSH_BATCH:
                 self._crawl.call("push", delay_ms, *args)
                 args = []
         if args:
             self._crawl.call("push", delay_ms, *args)
-        self._next_poll = 0.0  # look again at once: this node may start them
+        if not_before:  # the next look after they are due moves them into their queues
+            self._next_poll = min(self._next_poll, not_before)
+        elif hosts:  # offered at once, without a look (a round trip) at the shared queues
+            hosts.difference_update(self._ring)
+            self._ring.extend(hosts)
 
     def poll(self) -> tuple[int, int]:
         """(queued, in flight) crawl-wide, read together; refreshes the hosts offered."""
