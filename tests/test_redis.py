@@ -187,6 +187,12 @@ def test_a_slot_released_before_its_exchange_ended_is_freed_once(redis_url: str,
     limiter.completed("h")
     crawl.flush()
     assert _slots(crawl, "h") == set()
+    grants = [limiter.try_acquire("h", 0.0), limiter.try_acquire("h", 0.0)]
+    limiter.completed("h")  # the first exchange is over: which slot goes does not matter...
+    limiter.release("h", grants[1])  # ...nor which one the second, whose fetcher died, still holds
+    limiter.completed("h")
+    crawl.flush()
+    assert _slots(crawl, "h") == set()
 
 
 def test_with_a_delay_a_grant_leases_one_and_close_gives_back_what_was_leased_ahead(

@@ -586,9 +586,15 @@ class RedisLimiter:
         return grant
 
     def release(self, host: str, grant: int) -> None:
-        """Free the slot of a request that was not sent, or whose fetcher died; its ``completed`` follows."""
+        """Free the slot of a request that was not sent, or whose fetcher died; its ``completed`` follows.
+
+        Its own slot if still held, else another of the host (``completed`` frees any: they are alike).
+        """
         held = self._held[host]
-        held.remove(grant)
+        if grant in held:
+            held.remove(grant)
+        else:
+            grant = held.pop()
         if not held:
             del self._held[host]
         self._released[host] = self._released.get(host, 0) + 1
