@@ -19,10 +19,10 @@ server saw: pages served divided by the time from its first request to its last.
 ``--runs`` runs.
 
 ``cpu`` runs ``crawlkit bench --pages 3000 --per-host 8 --parsers 2 --workers 2`` (the light
-spider) in this process, alternately alone and with ``--frontier`` on the Redis, and prints CPU
-ms per page: every crawlkit process, plus redis-server's own CPU in the Redis runs (a crawl
-alone has no Redis to pay for). Medians of ``--runs`` pairs; run it on an idle machine, or
-compare only figures from one run of it.
+spider), a fresh process a run, alternately alone and with ``--frontier`` on the Redis, and
+prints CPU ms per page: every crawlkit process, plus redis-server's own CPU in the Redis runs
+(a crawl alone has no Redis to pay for). Medians of ``--runs`` pairs; run it on an idle
+machine, or compare only figures from one run of it.
 
 Not a pytest test (no ``test_`` prefix): run it by hand.
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -43,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support.py
 
+import psutil  # noqa: E402
 import redis  # noqa: E402
 from support import CRAWLKIT, redis_server  # noqa: E402
 
@@ -122,21 +124,29 @@ def light_crawl(seeds: list[str], frontier: str | None) -> Engine:
     return Engine(CrawlSpec(settings=settings, spider=spider, spider_spec=SPIDERS["light"], spider_kwargs=kwargs))
 
 
+def light_run(frontier: str | None) -> None:
+    """One light crawl in this (fresh) process; prints its pages, seconds and crawlkit's CPU seconds as JSON."""
+    with SiteProcess(SiteSpec(hosts=2, pages=3000)) as site:
+        engine = light_crawl(site.seeds(), frontier)
+        with TreeMonitor(os.getpid(), exclude=[site.pid], role=crawl_roles(os.getpid())) as monitor:
+            stats = engine.run()
+    print(json.dumps({"pages": stats.counts["pages"], "elapsed": stats.elapsed, "cpu_s": monitor.usage().cpu_s}))
+
+
 def bench_cpu(url: str, runs: int) -> None:
-    server_pid = redis.Redis.from_url(url).info("server")["process_id"]
+    server = psutil.Process(redis.Redis.from_url(url).info("server")["process_id"])
     figures: dict[str, list[tuple[float, float]]] = {"alone": [], "redis": []}
     for _ in range(runs):
         for kind, frontier in (("alone", None), ("redis", url)):
-            with SiteProcess(SiteSpec(hosts=2, pages=3000)) as site:
-                engine = light_crawl(site.seeds(), frontier)
-                # redis-server is a child of this process: counted only when the crawl uses it
-                exclude = [site.pid] if frontier else [site.pid, server_pid]
-                with TreeMonitor(os.getpid(), exclude=exclude, role=crawl_roles(os.getpid())) as monitor:
-                    stats = engine.run()
-            pages = stats.counts["pages"]
-            cpu_ms = 1000 * monitor.usage().cpu_s / pages
-            figures[kind].append((cpu_ms, pages / stats.elapsed))
-            print(f"{kind}: {cpu_ms:.3f} ms CPU per page, {pages / stats.elapsed:.0f} pages/s", flush=True)
+            before = sum(server.cpu_times()[:2])
+            out = subprocess.run([sys.executable, __file__, "cpu-run", *(["--frontier", url] if frontier else [])],
+                                 capture_output=True, text=True, check=True, timeout=600).stdout
+            run = json.loads(out.strip().splitlines()[-1])
+            server_s = sum(server.cpu_times()[:2]) - before if frontier else 0.0
+            cpu_ms = 1000 * (run["cpu_s"] + server_s) / run["pages"]
+            figures[kind].append((cpu_ms, run["pages"] / run["elapsed"]))
+            print(f"{kind}: {cpu_ms:.3f} ms CPU per page (redis-server {1000 * server_s / run['pages']:.3f}), "
+                  f"{run['pages'] / run['elapsed']:.0f} pages/s", flush=True)
     alone, shared = (statistics.median(cpu for cpu, _ in figures[k]) for k in ("alone", "redis"))
     print(f"median CPU per page: alone {alone:.3f} ms, with Redis {shared:.3f} ms (x{shared / alone:.2f}); "
           f"pages/s: alone {statistics.median(r for _, r in figures['alone']):.0f}, "
@@ -153,7 +163,12 @@ def main() -> None:
     nodes.add_argument("--pages", type=int, default=150, help="pages per host")
     cpu = sub.add_parser("cpu")
     cpu.add_argument("--runs", type=int, default=3)
+    cpu_run = sub.add_parser("cpu-run", help="one run of cpu, in its own process (cpu starts them)")
+    cpu_run.add_argument("--frontier")
     args = parser.parse_args()
+    if args.what == "cpu-run":
+        light_run(args.frontier)
+        return
     server = shutil.which("redis-server")
     if server is None:
         raise SystemExit("redis-server is not installed: apt-get install redis-server")

@@ -84,7 +84,7 @@ PUSH_BATCH = 1000  # requests per push script call
 TAKE_BATCH = 8  # requests a slot's grant may lease at once, each with a slot of its own, while the cap allows
 SEEN_SHARD_BITS = 16  # 65536 sets: each stays an intset (<= 512 members) up to ~25 million URLs
 
-_NODE_FIRST = frozenset(("done", "reclaim"))  # scripts whose first argument (after P) is the node
+_WRITES = ("done", "reclaim", "free", "stats")  # what RedisCrawl.later holds back, in the order of writes.lua
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,7 +165,7 @@ class RedisCrawl:
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_ms = max(1, int(lease_time * 1000))
         self.scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
-        self._later: dict[str, list[Any]] = {}  # script -> the items of its call waiting for the next call
+        self._later: dict[str, list[Any]] = {}  # one of _WRITES -> its items waiting for the next call
         self.frontier = RedisFrontier(self)
         self.seen = RedisSeen(self)
         self._limiter: RedisLimiter | None = None
@@ -177,10 +177,10 @@ class RedisCrawl:
             return self.scripts[script](args=[self.prefix, *args])
         return self._send((script, args))[-1]
 
-    def later(self, script: str, *items: Any) -> None:
-        """Run a script that only writes with this node's next call (or ``flush``), in one call with
-        the other items for it that wait: ``done`` and ``reclaim`` (leases of this node), ``free``
-        (host, slot pairs) and ``stats`` (counter, delta pairs).
+    def later(self, kind: str, *items: Any) -> None:
+        """Write with this node's next call (or ``flush``), in one script (``writes.lua``) with all that
+        waits: ``done`` and ``reclaim`` (leases of this node to finish or give back), ``free``
+        (host, slot member pairs) and ``stats`` (counter, delta pairs).
 
         For writes no one needs at once and whose order among themselves does not matter: a
         finished lease (its page's links were pushed before, so a node that dies first only
@@ -188,7 +188,7 @@ class RedisCrawl:
         longer), the stats. Every read of this node (``poll``, ``idle``, ``take``, ``totals``)
         sends them first, so the node sees its own writes.
         """
-        self._later.setdefault(script, []).extend(items)
+        self._later.setdefault(kind, []).extend(items)
 
     @_guarded
     def flush(self) -> None:
@@ -197,16 +197,20 @@ class RedisCrawl:
             self._send()
 
     def _send(self, *calls: tuple[str, tuple[Any, ...]]) -> list[Any]:
-        """Run the waiting scripts, then ``calls``, in one pipeline (one round trip), in order; their answers.
+        """Run the waiting writes, then ``calls``, in one pipeline (one round trip), in order; their answers.
 
         ``connect`` loaded every script, so one Redis does not know only if it restarted (or its
         script cache was flushed) since: those did not run, and run now, in order. No other is
         ever run twice.
         """
-        commands = [(script, (self.node, *items) if script in _NODE_FIRST else tuple(items))
-                    for script, items in self._later.items()]
-        commands += calls
-        self._later = {}
+        commands = list(calls)
+        if self._later:
+            writes: list[Any] = [self.node]
+            for kind in _WRITES:
+                items = self._later.get(kind, [])
+                writes += [len(items), *items]
+            commands.insert(0, ("writes", tuple(writes)))
+            self._later = {}
         pipe = self.client.pipeline(transaction=False)
         for script, args in commands:
             pipe.evalsha(self.scripts[script].sha, 0, self.prefix, *args)

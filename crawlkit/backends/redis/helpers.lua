@@ -3,6 +3,8 @@
 -- enqueue(P, host, blob, front): onto the host's queue. give_back(P, node): a node's leases back
 -- into the queues (front), returning how many. lease_next(P, node, host): the host's next request,
 -- leased to the node ({lease id, pickled request}), or false when its queue is empty.
+-- put_back(P, key, lease): a lease of the node's lease HASH `key` back at the front of its
+-- queue, unfinished, returning 1 (0 if it is not there: given back already).
 local function split(v)
   local a = string.find(v, '\n', 1, true)
   return string.sub(v, 1, a - 1), string.sub(v, a + 1)
@@ -42,4 +44,12 @@ local function lease_next(P, node, host)
   redis.call('DECR', P .. 'queued')
   redis.call('INCR', P .. 'inflight')
   return {id, blob}
+end
+local function put_back(P, key, lease)
+  local v = redis.call('HGET', key, lease)
+  if not v then return 0 end
+  local host, blob = split(v)
+  enqueue(P, host, blob, true)
+  redis.call('HDEL', key, lease)
+  return 1
 end

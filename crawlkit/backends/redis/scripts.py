@@ -20,10 +20,9 @@ def _script(name: str) -> str:
     return "".join((_HERE / f"{part}.lua").read_text(encoding="utf-8") for part in ("helpers", name))
 
 
-# The scripts RedisCrawl.call and RedisCrawl.later run by name.
+# The scripts RedisCrawl.call runs by name (and RedisCrawl._send, ``writes``).
 SCRIPTS = {name: _script(name) for name in (
-    "push", "take", "done", "reclaim", "beat", "leave", "poll", "acquire", "free", "renew", "pause", "stats",
-    "seen_add",
+    "push", "take", "reclaim", "writes", "beat", "leave", "poll", "acquire", "renew", "pause", "seen_add",
 )}
 TURN_ENTER = _script("turn_enter")
 TURN_EXIT = _script("turn_exit")
