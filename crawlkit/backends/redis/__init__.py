@@ -165,6 +165,9 @@ class RedisCrawl:
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_ms = max(1, int(lease_time * 1000))
         self.scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+        # This node's own connection, used as is: the client's pool would check it, lock and
+        # count it (several system calls) on every call.
+        self._conn = client.connection_pool.get_connection()
         self._later: dict[str, list[Any]] = {}  # one of _WRITES -> its items waiting for the next call
         self.frontier = RedisFrontier(self)
         self.seen = RedisSeen(self)
@@ -173,8 +176,6 @@ class RedisCrawl:
     @_guarded
     def call(self, script: str, *args: Any) -> Any:
         """Run a script and return its answer; the writes waiting in ``later`` go first, in the same round trip."""
-        if not self._later:
-            return self.scripts[script](args=[self.prefix, *args])
         return self._send((script, args))[-1]
 
     def later(self, kind: str, *items: Any) -> None:
@@ -211,21 +212,28 @@ class RedisCrawl:
                 writes += [len(items), *items]
             commands.insert(0, ("writes", tuple(writes)))
             self._later = {}
-        pipe = self.client.pipeline(transaction=False)
-        for script, args in commands:
-            pipe.evalsha(self.scripts[script].sha, 0, self.prefix, *args)
-        answers = pipe.execute(raise_on_error=False)
+        answers = self._pipeline([("EVALSHA", self.scripts[script].sha, *args) for script, args in commands])
         missing = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
         if missing:
-            pipe = self.client.pipeline(transaction=False)
-            for i in missing:
-                script, args = commands[i]
-                pipe.eval(self.scripts[script].script, 0, self.prefix, *args)
-            for i, answer in zip(missing, pipe.execute(raise_on_error=False)):
+            again = self._pipeline([("EVAL", self.scripts[commands[i][0]].script, *commands[i][1]) for i in missing])
+            for i, answer in zip(missing, again):
                 answers[i] = answer
         for answer in answers:
             if isinstance(answer, Exception):
                 raise answer
+        return answers
+
+    def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``(EVALSHA or EVAL, sha or text, args...)`` commands at once; their answers, errors among them."""
+        conn = self._conn
+        conn.send_packed_command(conn.pack_commands([(name, body, 0, self.prefix, *args)
+                                                     for name, body, *args in commands]))
+        answers: list[Any] = []
+        for _ in commands:
+            try:
+                answers.append(conn.read_response())
+            except redis.ResponseError as exc:  # that script's error; the connection is still in step
+                answers.append(exc)
         return answers
 
     def free(self, host: str, grant: int) -> None:
