@@ -31,8 +31,7 @@ def test_every_data_file_in_the_package_is_package_data() -> None:
 
 def test_every_lua_file_is_used_and_opens_with_what_it_does() -> None:
     files = {p.stem: p.read_text(encoding="utf-8") for p in LUA.glob("*.lua")}
-    run = {**scripts.SCRIPTS, "seen_add": scripts.SEEN_ADD, "turn_enter": scripts.TURN_ENTER,
-           "turn_exit": scripts.TURN_EXIT}
+    run = {**scripts.SCRIPTS, "turn_enter": scripts.TURN_ENTER, "turn_exit": scripts.TURN_EXIT}
     assert set(files) == set(run) | {"helpers"}
     for name, text in run.items():
         assert text == files["helpers"] + files[name]

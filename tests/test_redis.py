@@ -137,6 +137,95 @@ def test_frontier_leases_and_a_dead_nodes_requests_come_back(redis_url: str, cra
     assert c.frontier.idle()
 
 
+def _slots(crawl: Any, host: str) -> set[str]:
+    return {m.decode() for m in crawl.client.zrange(f"{crawl.prefix}l:{host}", 0, -1)}
+
+
+def test_a_grant_leases_the_hosts_next_requests_with_their_slots_in_one_round_trip(
+    redis_url: str, crawl_id: str
+) -> None:
+    crawl = connect(redis_url, crawl_id)
+    crawl.heartbeat()
+    limiter, frontier = crawl.limiter(per_host=3, delay=0.0), crawl.frontier
+    frontier.push([Request(f"http://h.test/{i}") for i in range(5)])
+    assert frontier.next_host(time.monotonic()) == "h.test"
+    client, before = crawl.client, _calls(crawl.client, "evalsha")
+    first = limiter.try_acquire("h.test", 0.0)
+    assert isinstance(first, int)
+    assert _calls(client, "evalsha") == before + 1  # the slot and the request, in one script
+    assert len(_slots(crawl, "h.test")) == 3  # as many as the cap allows, each request with its slot
+    assert client.hlen(f"{crawl.prefix}lease:{crawl.node}") == 3
+    started = [frontier.take("h.test")]
+    for _ in range(2):  # the ones leased ahead start without a word to Redis
+        assert isinstance(limiter.try_acquire("h.test", 0.0), int)
+        started.append(frontier.take("h.test"))
+    assert _calls(client, "evalsha") == before + 1
+    assert [request.url for _, request in started] == [f"http://h.test/{i}" for i in range(3)]
+    assert isinstance(limiter.try_acquire("h.test", 0.0), Wait)  # the cap holds
+    # An exchange over and a page done: nothing is sent until the node's next call...
+    limiter.completed("h.test")
+    frontier.done([started[0][0]])
+    calls = _calls(client, "evalsha")
+    assert len(_slots(crawl, "h.test")) == 3 and _calls(client, "evalsha") == calls
+    # ...which carries them, in the same round trip: the slot is free again, the lease finished.
+    assert isinstance(limiter.try_acquire("h.test", 0.0), int)
+    assert client.hlen(f"{crawl.prefix}lease:{crawl.node}") == 3
+    assert frontier.take("h.test")[1].url == "http://h.test/3"
+
+
+def test_a_slot_released_before_its_exchange_ended_is_freed_once(redis_url: str, crawl_id: str) -> None:
+    crawl = connect(redis_url, crawl_id)
+    crawl.heartbeat()
+    limiter = crawl.limiter(per_host=2, delay=0.0)
+    grants = [limiter.try_acquire("h", 0.0), limiter.try_acquire("h", 0.0)]  # an empty queue: slots alone
+    assert all(isinstance(g, int) for g in grants)
+    assert _slots(crawl, "h") == {f"{crawl.node}:{g}" for g in grants}
+    limiter.release("h", grants[0])  # its fetcher died, or it was not sent; the engine then counts it over
+    limiter.completed("h")
+    crawl.flush()
+    assert _slots(crawl, "h") == {f"{crawl.node}:{grants[1]}"}  # the other request's slot stays held
+    limiter.completed("h")
+    crawl.flush()
+    assert _slots(crawl, "h") == set()
+    grants = [limiter.try_acquire("h", 0.0), limiter.try_acquire("h", 0.0)]
+    limiter.completed("h")  # the first exchange is over: which slot goes does not matter...
+    limiter.release("h", grants[1])  # ...nor which one the second, whose fetcher died, still holds
+    limiter.completed("h")
+    crawl.flush()
+    assert _slots(crawl, "h") == set()
+
+
+def test_with_a_delay_a_grant_leases_one_and_close_gives_back_what_was_leased_ahead(
+    redis_url: str, crawl_id: str
+) -> None:
+    crawl = connect(redis_url, crawl_id)
+    crawl.heartbeat()
+    crawl.frontier.push([Request(f"http://d.test/{i}") for i in range(3)] + [Request(f"http://h.test/{i}")
+                                                                            for i in range(3)])
+    assert isinstance(crawl.limiter(per_host=4, delay=5.0).try_acquire("d.test", 0.0), int)
+    assert len(_slots(crawl, "d.test")) == 1  # one start per delay, whatever the cap
+    ahead = crawl.limiter(per_host=4, delay=0.0)
+    assert isinstance(ahead.try_acquire("h.test", 0.0), int)
+    assert len(_slots(crawl, "h.test")) == 3
+    crawl.frontier.take("h.test")
+    crawl.frontier.close()  # the node stops: what it leased ahead goes back, with its slots
+    assert _slots(crawl, "h.test") == {f"{crawl.node}:1"}  # the started one's slot ends with its exchange
+    other = connect(redis_url, crawl_id)
+    assert sorted(other.frontier.take("h.test")[1].url for _ in range(3)) == [f"http://h.test/{i}" for i in range(3)]
+
+
+def test_waiting_writes_survive_a_redis_that_forgot_its_scripts(redis_url: str, crawl_id: str) -> None:
+    crawl = connect(redis_url, crawl_id)
+    crawl.heartbeat()
+    crawl.frontier.push([Request("http://h.test/1")])
+    lease, _request = crawl.frontier.take("h.test")
+    crawl.frontier.done([lease])
+    crawl.add_stats({"pages": 1})
+    crawl.client.script_flush()  # as after a restart that kept the data
+    assert crawl.frontier.idle()  # the waiting writes went first: no request is left in flight
+    assert crawl.totals() == {"pages": 1}
+
+
 class _RunsCode:
     """What an attacker with write access to Redis would store: a pickle that runs a command."""
 

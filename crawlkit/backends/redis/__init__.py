@@ -19,12 +19,17 @@ crawl id; nodes share nothing but these keys (``P`` is ``crawlkit:<crawl id>:``)
     P stats        HASH   the crawl's counters, all nodes together
 
 Whatever changes shared state is one Lua script (a ``.lua`` file in this package, read by
-``scripts.py``: atomic, one round trip), and every time is Redis' ``TIME``, so clocks of the
-machines need not agree. A node takes a request with a lease and gives it back with ``done``
-(after the page's new links were pushed) or ``reclaim``; a node whose heartbeat stops for
-``lease_time`` is dead, and the next heartbeat of any live node puts its leases back in the
-queues. Its per-host slots free themselves the same way. So the crawl is over exactly when
-``queued`` and ``inflight`` are both zero, read together.
+``scripts.py``: atomic), and every time is Redis' ``TIME``, so clocks of the machines need not
+agree. Round trips, not Redis, are what a node spends its CPU on (the engine's process is the
+busiest of a crawl), so a node makes few: a start takes the host's slot and leases its next
+request in one script; what only writes and need not be seen at once (finished leases, freed
+slots, the stats) waits in the node and rides with its next call, in one pipeline.
+
+A node takes a request with a lease and gives it back with ``done`` (after the page's new
+links were pushed) or ``reclaim``; a node whose heartbeat stops for ``lease_time`` is dead,
+and the next heartbeat of any live node puts its leases back in the queues. Its per-host slots
+free themselves the same way. So the crawl is over exactly when ``queued`` and ``inflight``
+are both zero, read together.
 
 Requests and robots.txt answers are pickles, read back by ``safepickle``, which builds nothing
 but ``Request`` and plain data and nothing bigger than a small multiple of the entry: whoever
@@ -55,7 +60,7 @@ from typing import Any, TypeVar
 
 from crawlkit import safepickle
 from crawlkit.backends.local.limiter import Wait
-from crawlkit.backends.redis.scripts import SCRIPTS, SEEN_ADD, TURN_ENTER, TURN_EXIT
+from crawlkit.backends.redis.scripts import SCRIPTS, TURN_ENTER, TURN_EXIT
 from crawlkit.errors import ConfigError, SharedCrawlError
 from crawlkit.extensions.robots import ROBOTS_CALLBACK
 from crawlkit.http import Request
@@ -64,6 +69,7 @@ from crawlkit.urls import fingerprint, host_of
 try:
     import redis
     from redis.backoff import NoBackoff
+    from redis.exceptions import NoScriptError
     from redis.retry import Retry
 except ImportError:  # an optional extra; ``connect`` says how to install it
     redis = None  # type: ignore[assignment]
@@ -75,7 +81,10 @@ CAP_POLL = (0.02, 0.32)  # seconds before asking again for a host whose slots ot
 TURN_POLL = 0.005  # seconds between tries for a host's send turn another fetch holds
 HOST_SAMPLE = 256  # hosts fetched from Redis per look
 PUSH_BATCH = 1000  # requests per push script call
+TAKE_BATCH = 8  # requests a slot's grant may lease at once, each with a slot of its own, while the cap allows
 SEEN_SHARD_BITS = 16  # 65536 sets: each stays an intset (<= 512 members) up to ~25 million URLs
+
+_WRITES = ("done", "reclaim", "free", "stats")  # what RedisCrawl.later holds back, in the order of writes.lua
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,7 +117,10 @@ def connect(
         raise ConfigError("frontier: the Redis client is not installed; pip install 'crawlkit[redis]'")
     client = _client(url)
     try:
-        client.ping()
+        pipe = client.pipeline(transaction=False)
+        for text in SCRIPTS.values():  # so that a pipeline (RedisCrawl._send) finds them all
+            pipe.script_load(text)
+        pipe.execute()
     except redis.RedisError as exc:
         raise ConfigError(
             f"frontier: cannot reach Redis at {url} ({exc}); start redis-server there or fix --frontier"
@@ -122,6 +134,7 @@ def add_seeds(url: str, crawl_id: str, urls: list[str]) -> int:
     requests = {fingerprint(u): Request(u) for u in urls}
     new = crawl.seen.add_many(list(requests))
     crawl.frontier.push(requests[fp] for fp in new)
+    crawl.flush()
     return len(new)
 
 
@@ -152,13 +165,80 @@ class RedisCrawl:
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_ms = max(1, int(lease_time * 1000))
         self.scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+        # This node's own connection, used as is: the client's pool would check it, lock and
+        # count it (several system calls) on every call.
+        self._conn = client.connection_pool.get_connection()
+        self._later: dict[str, list[Any]] = {}  # one of _WRITES -> its items waiting for the next call
         self.frontier = RedisFrontier(self)
-        self.seen = RedisSeen(client, url, self.prefix)
+        self.seen = RedisSeen(self)
         self._limiter: RedisLimiter | None = None
 
     @_guarded
     def call(self, script: str, *args: Any) -> Any:
-        return self.scripts[script](args=[self.prefix, *args])
+        """Run a script and return its answer; the writes waiting in ``later`` go first, in the same round trip."""
+        return self._send((script, args))[-1]
+
+    def later(self, kind: str, *items: Any) -> None:
+        """Write with this node's next call (or ``flush``), in one script (``writes.lua``) with all that
+        waits: ``done`` and ``reclaim`` (leases of this node to finish or give back), ``free``
+        (host, slot member pairs) and ``stats`` (counter, delta pairs).
+
+        For writes no one needs at once and whose order among themselves does not matter: a
+        finished lease (its page's links were pushed before, so a node that dies first only
+        leaves the page to be fetched again), a lease given back, a freed slot (held a moment
+        longer), the stats. Every read of this node (``poll``, ``idle``, ``take``, ``totals``)
+        sends them first, so the node sees its own writes.
+        """
+        self._later.setdefault(kind, []).extend(items)
+
+    @_guarded
+    def flush(self) -> None:
+        """Send the writes waiting in ``later`` now."""
+        if self._later:
+            self._send()
+
+    def _send(self, *calls: tuple[str, tuple[Any, ...]]) -> list[Any]:
+        """Run the waiting writes, then ``calls``, in one pipeline (one round trip), in order; their answers.
+
+        ``connect`` loaded every script, so one Redis does not know only if it restarted (or its
+        script cache was flushed) since: those did not run, and run now, in order. No other is
+        ever run twice.
+        """
+        commands = list(calls)
+        if self._later:
+            writes: list[Any] = [self.node]
+            for kind in _WRITES:
+                items = self._later.get(kind, [])
+                writes += [len(items), *items]
+            commands.insert(0, ("writes", tuple(writes)))
+            self._later = {}
+        answers = self._pipeline([("EVALSHA", self.scripts[script].sha, *args) for script, args in commands])
+        missing = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+        if missing:
+            again = self._pipeline([("EVAL", self.scripts[commands[i][0]].script, *commands[i][1]) for i in missing])
+            for i, answer in zip(missing, again):
+                answers[i] = answer
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return answers
+
+    def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``(EVALSHA or EVAL, sha or text, args...)`` commands at once; their answers, errors among them."""
+        conn = self._conn
+        conn.send_packed_command(conn.pack_commands([(name, body, 0, self.prefix, *args)
+                                                     for name, body, *args in commands]))
+        answers: list[Any] = []
+        for _ in commands:
+            try:
+                answers.append(conn.read_response())
+            except redis.ResponseError as exc:  # that script's error; the connection is still in step
+                answers.append(exc)
+        return answers
+
+    def free(self, host: str, grant: int) -> None:
+        """Free this node's slot ``grant`` of ``host``, with the next call."""
+        self.later("free", host, f"{self.node}:{grant}")
 
     def limiter(self, per_host: int, delay: float) -> RedisLimiter:
         self._limiter = RedisLimiter(self, per_host, delay)
@@ -192,16 +272,13 @@ class RedisCrawl:
             self.count("error_unreadable_redis_data")
             return None
 
-    @_guarded
     def add_stats(self, deltas: dict[str, int]) -> None:
-        """Add this node's counter deltas to the crawl's totals, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for key, n in deltas.items():
-            pipe.hincrby(self.prefix + "stats", key, n)
-        pipe.execute()
+        """Add this node's counter deltas to the crawl's totals, with the node's next call."""
+        self.later("stats", *itertools.chain.from_iterable(deltas.items()))
 
     @_guarded
     def totals(self) -> dict[str, int]:
+        self.flush()
         totals: dict[str, int] = {}
         for key, value in self.client.hgetall(self.prefix + "stats").items():
             try:  # HINCRBY keeps them integers; anything else was written by someone else and is left out
@@ -220,8 +297,10 @@ class RedisFrontier:
 
     Runs in the engine. ``next_host`` offers hosts sampled from Redis (refreshed every
     ``POLL_EVERY`` seconds) that this node has not parked; ``take`` leases the host's next
-    request. Order within a host is first-come, except that requests with a positive priority
-    and requests given back go to the front.
+    request, or hands over the one the limiter's grant of a slot for the host leased with it
+    (``RedisLimiter.try_acquire``: the engine takes right after a grant). Order within a host
+    is first-come, except that requests with a positive priority and requests given back go to
+    the front.
 
     robots.txt requests stay with the node that needs the answer (lease 0, never in Redis):
     each node keeps its own rules, the answers are shared through ``RedisCrawl.robots``, and a
@@ -238,6 +317,10 @@ class RedisFrontier:
         self._next_poll = 0.0
         self._queued = 0
         self._wake: float | None = None  # when the next delayed request is due (monotonic)
+        # The host of the last slot granted with a lease, and what it leased: (lease, pickle), or None (queue empty).
+        self._handed: tuple[str, tuple[int, bytes] | None] | None = None
+        # Host -> (grant, lease, pickle) leased ahead, each with its slot, by a grant that leased several.
+        self._ready: dict[str, deque[tuple[int, int, bytes]]] = {}
 
     def __len__(self) -> int:
         """Requests queued crawl-wide, as of the last look (for progress lines)."""
@@ -246,6 +329,7 @@ class RedisFrontier:
     def push(self, requests: Iterable[Request], not_before: float = 0.0) -> None:
         delay_ms = max(1, int((not_before - time.monotonic()) * 1000)) if not_before else 0
         args: list[Any] = []
+        hosts: set[str] = set()
         for request in requests:
             host = host_of(request.url)
             if request.callback == ROBOTS_CALLBACK:
@@ -263,12 +347,17 @@ class RedisFrontier:
                 self._crawl.count("error_unshareable_request")
                 continue
             args += [host, int(request.priority > 0), blob]
+            hosts.add(host)
             if len(args) >= 3 * PUSH_BATCH:
                 self._crawl.call("push", delay_ms, *args)
                 args = []
         if args:
             self._crawl.call("push", delay_ms, *args)
-        self._next_poll = 0.0  # look again at once: this node may start them
+        if not_before:  # the next look after they are due moves them into their queues
+            self._next_poll = min(self._next_poll, not_before)
+        elif hosts:  # offered at once, without a look (a round trip) at the shared queues
+            hosts.difference_update(self._ring)
+            self._ring.extend(hosts)
 
     def poll(self) -> tuple[int, int]:
         """(queued, in flight) crawl-wide, read together; refreshes the hosts offered."""
@@ -303,6 +392,9 @@ class RedisFrontier:
                 del self._parked[host]
         if now >= self._next_poll:
             self.poll()
+        for host in self._ready:  # leased ahead with their slots: start them first
+            if host not in self._parked:
+                return host
         for _ in range(len(self._ring)):
             host = self._ring[0]
             self._ring.rotate(-1)
@@ -318,25 +410,76 @@ class RedisFrontier:
             if not own:
                 del self._own[host]
             return 0, request
+        handed, self._handed = self._handed, None
+        if handed is not None and handed[0] != host:  # not taken after its grant: back to the front
+            self._give_back(handed[1])
+        elif handed is not None:
+            got = handed[1]
+            if got is None:
+                self._ring.remove(host)
+                return None
+            taken = self._load(host, *got)
+            if taken is not None:
+                return taken
         while True:
             got = self._crawl.call("take", self._crawl.node, host)
             if not got:
                 self._ring.remove(host)
                 return None
-            lease, blob = got
-            try:
-                return int(lease), safepickle.load_request(blob)
-            except pickle.UnpicklingError as exc:
-                # Not written by a crawlkit node: dropped (its lease finished), never run.
-                log.error("dropped an entry of %s's queue in Redis that crawlkit did not write (%s)", host, exc)
-            self._crawl.count("error_unreadable_redis_data")
-            self._crawl.call("done", self._crawl.node, int(lease))
+            taken = self._load(host, int(got[0]), got[1])
+            if taken is not None:
+                return taken
+
+    def _load(self, host: str, lease: int, blob: bytes) -> tuple[int, Request] | None:
+        """The leased request; None (its lease finished) if crawlkit did not write it."""
+        try:
+            return lease, safepickle.load_request(blob)
+        except pickle.UnpicklingError as exc:
+            # Not written by a crawlkit node: dropped (its lease finished), never run.
+            log.error("dropped an entry of %s's queue in Redis that crawlkit did not write (%s)", host, exc)
+        self._crawl.count("error_unreadable_redis_data")
+        self._crawl.later("done", lease)
+        return None
+
+    def _takes_along(self, host: str) -> bool:
+        """Whether a slot granted for ``host`` should lease its next request too (not when a
+        robots.txt request of this node's own goes first)."""
+        return host not in self._own
+
+    def _hand(self, host: str, grant: int, got: list[Any]) -> None:
+        """Keep what slot ``grant`` of ``host`` leased with it (``got``: lease, pickle, ...: none if
+        the queue was empty) for the ``take`` that follows; the others, with the slots granted
+        after ``grant``, wait in ``_ready`` for the host's next grants."""
+        if self._handed is not None:
+            self._give_back(self._handed[1])
+        self._handed = (host, (int(got[0]), got[1]) if got else None)
+        if len(got) > 2:
+            ready = self._ready.setdefault(host, deque())
+            for i in range(2, len(got), 2):
+                ready.append((grant + i // 2, int(got[i]), got[i + 1]))
+
+    def _ready_grant(self, host: str) -> int | None:
+        """A slot of ``host`` leased ahead, its request handed to the ``take`` that follows; None if none."""
+        ready = self._ready.get(host)
+        if not ready:
+            return None
+        grant, lease, blob = ready.popleft()
+        if not ready:
+            del self._ready[host]
+        if self._handed is not None:
+            self._give_back(self._handed[1])
+        self._handed = (host, (lease, blob))
+        return grant
+
+    def _give_back(self, got: tuple[int, bytes] | None) -> None:
+        if got is not None:
+            self._crawl.later("reclaim", got[0])
 
     def done(self, leases: list[int]) -> None:
-        """Finish leases; call only after the pages' new requests were pushed."""
+        """Finish leases (with this node's next call); call only after the pages' new requests were pushed."""
         leases = [lease for lease in leases if lease]
         if leases:
-            self._crawl.call("done", self._crawl.node, *leases)
+            self._crawl.later("done", *leases)
 
     def reclaim(self, lease: int, request: Request) -> None:
         """Put a leased request back at the front of its host's queue."""
@@ -354,6 +497,10 @@ class RedisFrontier:
         self._parked.pop(host, None)
 
     def close(self) -> None:
+        for host, ready in self._ready.items():  # their leases go back with the node's (leave)
+            for grant, _lease, _blob in ready:
+                self._crawl.free(host, grant)
+        self._ready.clear()
         try:
             given = self._crawl.leave()
         except SharedCrawlError as exc:
@@ -368,12 +515,12 @@ class RedisSeen:
 
     A set holding only integers, at most ``set-max-intset-entries`` (512) of them, is an
     intset: a sorted array of 8-byte values. ``add_many`` sends a whole batch in one script
-    call; SADD's answer says which were new, so no two nodes can both think a URL is new.
+    call (with the node's waiting writes: ``RedisCrawl.later``); SADD's answer says which were
+    new, so no two nodes can both think a URL is new.
     """
 
-    def __init__(self, client: Any, url: str, prefix: str) -> None:
-        self._client, self.url, self._prefix = client, url, prefix
-        self._add = client.register_script(SEEN_ADD)
+    def __init__(self, crawl: RedisCrawl) -> None:
+        self._crawl, self.url, self._prefix = crawl, crawl.url, crawl.prefix
 
     @_guarded
     def add_many(self, fingerprints: list[int]) -> list[int]:
@@ -383,22 +530,24 @@ class RedisSeen:
         step = PUSH_BATCH * 10
         for start in range(0, len(fingerprints), step):
             chunk = fingerprints[start:start + step]
-            args: list[Any] = [self._prefix]
+            args: list[Any] = []
             for fp in chunk:
                 args += [format(fp >> (64 - SEEN_SHARD_BITS), "x"), fp - (1 << 64) if fp >> 63 else fp]
-            new += [chunk[i - 1] for i in self._add(args=args)]
+            new += [chunk[i - 1] for i in self._crawl.call("seen_add", *args)]
         return new
 
     @_guarded
     def count(self) -> int:
-        return int(self._client.get(self._prefix + "seen") or 0)
+        return int(self._crawl.client.get(self._prefix + "seen") or 0)
 
 
 class RedisLimiter:
     """Per-host cap and delay for all nodes together: slots are leases in a ZSET per host.
 
-    Runs in the engine; fetchers release through ``permits``. A slot of a node that died
-    frees itself after ``lease_time``; a live node's slots are renewed by its heartbeat.
+    Runs in the engine, which frees the slots too: it hears of every exchange that is over
+    (``completed``), and the frees ride with its next call (``RedisCrawl.later``), where a
+    fetcher would spend a round trip on each. A slot of a node that died frees itself after
+    ``lease_time``; a live node's slots are renewed by its heartbeat.
     """
 
     def __init__(self, crawl: RedisCrawl, per_host: int, delay: float) -> None:
@@ -408,20 +557,32 @@ class RedisLimiter:
         self._delay = delay
         self._host_delay: dict[str, float] = {}
         self._inflight: dict[str, int] = {}
+        self._held: dict[str, list[int]] = {}  # host -> grants whose slots are held in Redis
+        self._released: dict[str, int] = {}  # host -> grants released before their ``completed``
         self._full: dict[str, float] = {}  # host -> next wait for slots other nodes hold (doubles, up to a bound)
-        self._grants = itertools.count(1)
+        self._next_grant = 1
         self.permits = RedisPermits(crawl.url, crawl.prefix, crawl.node)
 
     def try_acquire(self, host: str, now: float) -> int | Wait:
-        grant = next(self._grants)
-        ok, wait_ms = self._crawl.call(
-            "acquire", host, f"{self._crawl.node}:{grant}", self._per_host, self._crawl.lease_ms,
-            int(self._delay * 1000),
+        """A slot for ``host``; granted, it leases the host's next request in the same call, for
+        the frontier's ``take`` that follows (see ``RedisFrontier``)."""
+        crawl = self._crawl
+        frontier = crawl.frontier
+        ready = frontier._ready_grant(host)
+        if ready is not None:
+            return self._granted(host, ready)
+        grant = self._next_grant
+        along = frontier._takes_along(host)
+        ok, wait_ms, *got = crawl.call(
+            "acquire", host, crawl.node, grant, self._per_host, crawl.lease_ms, int(self._delay * 1000),
+            TAKE_BATCH if along else 0,
         )
         if ok:
-            self._inflight[host] = self._inflight.get(host, 0) + 1
+            self._next_grant += max(1, len(got) // 2)
             self._full.pop(host, None)
-            return grant
+            if along:
+                frontier._hand(host, grant, got)
+            return self._granted(host, grant)
         if wait_ms >= 0:
             return Wait(now + wait_ms / 1000)
         if self._inflight.get(host):
@@ -431,15 +592,51 @@ class RedisLimiter:
         self._full[host] = min(2 * wait, CAP_POLL[1])
         return Wait(now + wait)
 
+    def _granted(self, host: str, grant: int) -> int:
+        self._inflight[host] = self._inflight.get(host, 0) + 1
+        self._held.setdefault(host, []).append(grant)
+        return grant
+
     def release(self, host: str, grant: int) -> None:
-        self.permits.release(grant, host)
+        """Free the slot of a request that was not sent, or whose fetcher died; its ``completed`` follows.
+
+        Its own slot if still held, else another of the host (``completed`` frees any: they are alike).
+        """
+        held = self._held[host]
+        if grant in held:
+            held.remove(grant)
+        else:
+            grant = held.pop()
+        if not held:
+            del self._held[host]
+        self._released[host] = self._released.get(host, 0) + 1
+        self._free(host, grant)
 
     def completed(self, host: str) -> None:
+        """An exchange with ``host`` is over: free a slot of the host, unless ``release`` freed its own.
+
+        Which one does not matter: the slots of a host are alike, and each request holds one.
+        """
         left = self._inflight[host] - 1
         if left:
             self._inflight[host] = left
         else:
             del self._inflight[host]
+        early = self._released.get(host, 0)
+        if early:
+            if early > 1:
+                self._released[host] = early - 1
+            else:
+                del self._released[host]
+            return
+        held = self._held[host]
+        grant = held.pop()
+        if not held:
+            del self._held[host]
+        self._free(host, grant)
+
+    def _free(self, host: str, grant: int) -> None:
+        self._crawl.free(host, grant)
 
     def delay_of(self, host: str) -> float:
         return self._host_delay.get(host, self._delay)
@@ -456,15 +653,17 @@ class RedisLimiter:
         self.permits.end_turn(host, grant)
 
     def renew(self) -> None:
-        if self._inflight:
-            self._crawl.call("renew", self._crawl.node + ":", self._crawl.lease_ms, *self._inflight)
+        hosts = {*self._inflight, *self._crawl.frontier._ready}  # the slots in use and those leased ahead
+        if hosts:
+            self._crawl.call("renew", self._crawl.node + ":", self._crawl.lease_ms, *hosts)
 
 
 class RedisPermits:
-    """What a fetcher process holds to end a request's slot and to space sends to a host.
+    """What a fetcher process holds to space sends to a host (the engine frees the slots).
 
-    Pickled to every fetcher; each process builds its own Redis client when it unpickles it.
-    Never raises: if Redis cannot be reached the slot frees itself after ``lease_time``.
+    Pickled to every fetcher; each process builds its own Redis client when it unpickles it
+    (it connects on the first send to a host with a delay). Never raises: if Redis cannot be
+    reached, a turn ends by itself after its timeout.
     """
 
     def __init__(self, url: str, prefix: str, node: str) -> None:
@@ -484,10 +683,8 @@ class RedisPermits:
         self._connect()
 
     def release(self, slot: int, host: str) -> None:
-        try:
-            self._client.zrem(f"{self.prefix}l:{host}", f"{self.node}:{slot}")
-        except redis.RedisError as exc:
-            log.warning("could not free the slot of %s in Redis (%s); it frees itself after lease_time", host, exc)
+        """Nothing to do here: the engine frees the slot when it hears the exchange is over
+        (``RedisLimiter.completed``), in a batch, saving the fetcher a round trip a request."""
 
     def turn(self, slot: int, host: str, delay: float, timeout: float, ticket: int) -> _RedisTurn:
         return _RedisTurn(self, host, delay, timeout, f"{self.node}:{slot}")

@@ -20,9 +20,9 @@ def _script(name: str) -> str:
     return "".join((_HERE / f"{part}.lua").read_text(encoding="utf-8") for part in ("helpers", name))
 
 
-# The scripts RedisCrawl.call runs by name.
-SCRIPTS = {name: _script(name) for name in
-           ("push", "take", "done", "reclaim", "beat", "leave", "poll", "acquire", "renew", "pause")}
-SEEN_ADD = _script("seen_add")
+# The scripts RedisCrawl.call runs by name (and RedisCrawl._send, ``writes``).
+SCRIPTS = {name: _script(name) for name in (
+    "push", "take", "reclaim", "writes", "beat", "leave", "poll", "acquire", "renew", "pause", "seen_add",
+)}
 TURN_ENTER = _script("turn_enter")
 TURN_EXIT = _script("turn_exit")
