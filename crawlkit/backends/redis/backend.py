@@ -25,6 +25,10 @@ from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.redis")
 
+# Seconds a write held back for this node's next call may wait at most (a busy node sends it
+# sooner, with that call): a slot freed here is then free for every node within this time.
+FLUSH_EVERY = 0.05
+
 
 class SharedFrontier:
     """``RedisFrontier`` as a ``Frontier``: entries' jobs are dropped (Redis makes the leases; there is no journal)."""
@@ -87,6 +91,7 @@ class RedisBackend:
         self._reported: dict[str, int] = {}  # the counts already added to the crawl's totals
         self._beat_every = settings.lease_time / 4
         self._next_beat = 0.0
+        self._next_flush = 0.0
 
     def start(self, ctx: BaseContext, log_config: LogConfig, died: Callable[[str], None]) -> None:
         self._crawl.heartbeat()  # before taking any lease: only a known node's leases are reclaimed
@@ -94,8 +99,13 @@ class RedisBackend:
         log.info("node %s joined crawl %r at %s", self._crawl.node, self._crawl.crawl_id, self._url)
 
     def tick(self, now: float) -> None:
-        """Every ``lease_time / 4``: the heartbeat, which renews this node's leases and slots and
-        takes back those of nodes whose heartbeat stopped."""
+        """Every ``FLUSH_EVERY``: the writes this node holds back (finished leases, freed slots,
+        stats), so that other nodes see a freed slot soon even when this node has nothing to ask
+        Redis. Every ``lease_time / 4``: the heartbeat, which renews this node's leases and slots
+        and takes back those of nodes whose heartbeat stopped."""
+        if now >= self._next_flush:
+            self._next_flush = now + FLUSH_EVERY
+            self._crawl.flush()
         if now < self._next_beat:
             return
         self._next_beat = now + self._beat_every
