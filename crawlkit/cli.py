@@ -17,14 +17,13 @@ from typing import Any
 import click
 
 from crawlkit import __version__
-from crawlkit.core.engine import CrawlSpec, Engine
-from crawlkit.core.progress import Monitor, check_writable, wants_live_view
+from crawlkit.core.progress import check_writable, wants_live_view
 from crawlkit.core.seeds import SeedFile
-from crawlkit.errors import CrawlkitError, Interrupted, SpiderError, WriteFailed
-from crawlkit.loader import load_spider, one_line
+from crawlkit.errors import CrawlkitError, Interrupted, WriteFailed
 from crawlkit.log import LogConfig, setup_logging, summary_text
-from crawlkit.settings import Settings, explain, flag_help, load_settings
-from crawlkit.spider import LinkSpider, Spider
+from crawlkit.runner import Crawl
+from crawlkit.settings import explain, flag_help, load_settings
+from crawlkit.spider import LinkSpider
 
 
 class UserError(click.ClickException):
@@ -140,73 +139,23 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) -> None:
-    kwargs: dict[str, Any] = _parse_spider_args(kw.get("spider_args", ()))
-    cli = _cli_settings({**kw, "spider": spider_spec})
-    first = load_settings(kw.get("config_file"), None, cli)  # the config file may name the spider
-    spider_spec = first.spider
-    spider_cls = load_spider(spider_spec)
-    settings = load_settings(kw.get("config_file"), spider_cls.custom_settings, cli)
-    seeds: SeedFile | None = None
-    if seeds_file is not None:
-        seeds = SeedFile(seeds_file)
-        kwargs["start_urls"] = seeds.sites()  # what the child processes' spiders get: see seeds.py
-    elif (not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests
-          and spider_cls.start is Spider.start and not settings.frontier):
-        # A node of a shared crawl may join without seeds: the others, or `crawlkit seed`, have them.
-        raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls, start() or start_requests()")
-    elif issubclass(spider_cls, LinkSpider) and not (
-        spider_cls.start_urls or spider_cls.allowed_domains or settings.allowed_domains
-    ):
-        # The built-in spider stays within its seeds' hosts; with none it would follow every link on the web.
-        raise UserError("a node that joins a shared crawl without seeds needs --allow-domain D (repeatable): "
-                        "the built-in spider follows links only within its seeds' hosts, and this node has none")
-    _execute(settings, spider_cls, spider_spec, kwargs, seeds)
+    """Set up the crawl (``runner.Crawl``), run it, print the summary; exit 130 when interrupted, 3 (after
+    the summary) when a write was refused."""
+    _execute(Crawl(spider_spec, _cli_settings(kw), config_file=kw.get("config_file"), seeds=seeds_file,
+                   spider_args=_parse_spider_args(kw.get("spider_args", ()))))
 
 
-def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Settings) -> Spider:
-    try:
-        spider = spider_cls(**kwargs)
-    except Exception as exc:
-        raise SpiderError(f"spider {spider_cls.__name__} could not be created: {one_line(exc)}") from exc
-    spider.settings = settings
-    return spider
-
-
-def _seeds_text(spider: Spider, seeds: SeedFile | None) -> str:
-    """Where the crawl starts, in words, for the report."""
-    if seeds is not None:
-        return f"seeds file {seeds.path}"
-    urls = list(spider.start_urls)
-    if not urls:
-        return ""
-    return ", ".join(urls[:10]) + (f" and {len(urls) - 10:,} more" if len(urls) > 10 else "")
-
-
-def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any],
-             seeds: SeedFile | None = None) -> None:
-    """Build the spider, run the engine, print the summary; exit 130 when interrupted, 3 (after
-    the summary) when a write was refused.
-
-    With a seeds file, the engine's spider streams it as its ``start_urls``; the spiders of
-    the child processes are built from ``kwargs`` and never see it.
-    """
-    spider = _new_spider(spider_cls, kwargs, settings)
-    if seeds is not None:
-        spider.start_urls = seeds  # type: ignore[assignment]  # an iterable read once, not a list
+def _execute(run: Crawl) -> None:
     code = 0
     failed: WriteFailed | None = None
-    with Monitor(settings, spider.name, wants_live_view(settings.output), _seeds_text(spider, seeds)) as monitor:
-        engine = Engine(
-            CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor)
-        )
-        try:
-            engine.run()
-        except Interrupted:
-            code = 130
-        except WriteFailed as exc:
-            failed = exc
-    monitor.finish(engine.stats)
-    click.echo(summary_text(engine.stats.summary(), monitor.log), err=True)
+    try:
+        run.run(terminal=wants_live_view(run.settings.output))
+    except Interrupted:
+        code = 130
+    except WriteFailed as exc:
+        failed = exc
+    assert run.stats is not None and run.log is not None  # set before the crawl starts, which neither error precedes
+    click.echo(summary_text(run.stats.summary(), run.log), err=True)
     if failed is not None:
         raise failed
     if code:
@@ -311,19 +260,19 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
         "robots": False if kw.get("no_robots") else None,
         **_parse_sets(kw.get("sets", ())),
     }
-    spider_cls = load_spider(spider_spec) if spider_spec or spider_required else None
-    settings = load_settings(kw.get("config_file"), spider_cls.custom_settings if spider_cls else None, cli)
-    check_writable("log_file", settings.log_file)
-    setup_logging(LogConfig.from_settings(settings))
-    spider = None
-    if spider_cls is not None:
-        # The built-in spider stays on the page's host, as it does on its seeds' hosts.
-        spider_args = _parse_spider_args(kw.get("spider_args", ()))
-        spider = _new_spider(spider_cls, spider_args if spider_spec else {**spider_args, "start_urls": [url]}, settings)
+    spider_args = _parse_spider_args(kw.get("spider_args", ()))
+    # The built-in spider stays on the page's host, as it does on its seeds' hosts.
+    page = Crawl(spider_spec, cli, config_file=kw.get("config_file"),
+                 spider_args=spider_args if spider_spec else {**spider_args, "start_urls": [url]})
+    check_writable("log_file", page.settings.log_file)
+    setup_logging(LogConfig.from_settings(page.settings))
+    spider = page.spider if spider_spec or spider_required else None
+    if spider is not None:
         # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
         logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
     # A FetchFailed is a CrawlkitError with exit code 1: the Group prints its one line.
-    sys.exit(show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers, meta, cb_kwargs))
+    sys.exit(show_page(url, page.settings, spider, page.spider_spec, kw.get("callback"), show_headers, meta,
+                       cb_kwargs))
 
 
 @cli.command()
@@ -428,8 +377,8 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
         seeds = site.seeds()
         click.echo(f"demo site: {', '.join(seeds)} "
                    "(with 404s, redirects, a redirect loop and robots.txt rules, on purpose)", err=True)
-        settings = load_settings(None, None, {"output": output, "overwrite_output": True, "workers": workers})
-        _execute(settings, load_spider(None), None, {"start_urls": seeds})
+        _execute(Crawl(None, {"output": output, "overwrite_output": True, "workers": workers},
+                       spider_args={"start_urls": seeds}))
         pages, broken = len(site.expected_urls()), len(site.missing_urls())
     click.echo(f"items written to {output}, one a page the built-in spider fetched: the site has {pages} "
                f"reachable pages (200) and {broken} broken links (404), {pages + broken} items; redirects, "
