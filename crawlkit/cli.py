@@ -8,6 +8,7 @@ or spider error, 3 the system refused to write an output or jobdir file (disk fu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -217,11 +218,12 @@ def seed(seeds_file: str, frontier: str, crawl_id: str) -> None:
     urls = list(SeedFile(seeds_file))
     new = add_seeds(frontier, crawl_id, urls)
     click.echo(f"{new} new seed(s) added to crawl {crawl_id!r}; {len(urls) - new} already seen", err=True)
-def page_options(f: Any) -> Any:
-    """The flags shared by ``fetch`` and ``parse``: one page through a crawl's settings."""
+def page_options(f: Any, callback: bool = True) -> Any:
+    """The flags shared by ``fetch``, ``parse`` and (without ``--callback``) ``shell``: one page through a
+    crawl's settings."""
     options = [
         click.option("--spider", help="Spider whose callback runs on the page: path/to/file.py:Class or module:Class."),
-        click.option("--callback", help="Spider method to call (default: parse)."),
+        *([click.option("--callback", help="Spider method to call (default: parse).")] if callback else []),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
         click.option("--user-agent", help=flag_help("user_agent")),
         click.option("--no-robots", is_flag=True, help=flag_help("robots", sets=False)),
@@ -247,6 +249,23 @@ def _json_object(flag: str, text: str | None) -> dict[str, Any]:
     return value
 
 
+def _page_setup(url: str | None, kw: dict[str, Any]) -> Crawl:
+    """The settings and spider of ``fetch``, ``parse`` and ``shell`` (from the flags of ``page_options``),
+    with logging set up."""
+    cli = {
+        "user_agent": kw.get("user_agent"),
+        "robots": False if kw.get("no_robots") else None,
+        **_parse_sets(kw.get("sets", ())),
+    }
+    spider_args: dict[str, Any] = _parse_spider_args(kw.get("spider_args", ()))
+    if not kw.get("spider") and url is not None:
+        spider_args["start_urls"] = [url]  # the built-in spider stays on the page's host, as on its seeds' hosts
+    page = Crawl(kw.get("spider"), cli, config_file=kw.get("config_file"), spider_args=spider_args)
+    check_writable("log_file", page.settings.log_file)
+    setup_logging(LogConfig.from_settings(page.settings))
+    return page
+
+
 def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
     """Settings and logging for ``fetch``/``parse``, then ``debugging.show_page``; exits with its code."""
     from crawlkit.tools.debugging import show_page
@@ -255,17 +274,7 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
     if kw.get("callback") and not spider_spec:
         raise UserError("--callback needs --spider: the callback is a method of that spider")
     meta, cb_kwargs = _json_object("--meta", kw.get("meta")), _json_object("--cbkwargs", kw.get("cb_kwargs"))
-    cli = {
-        "user_agent": kw.get("user_agent"),
-        "robots": False if kw.get("no_robots") else None,
-        **_parse_sets(kw.get("sets", ())),
-    }
-    spider_args = _parse_spider_args(kw.get("spider_args", ()))
-    # The built-in spider stays on the page's host, as it does on its seeds' hosts.
-    page = Crawl(spider_spec, cli, config_file=kw.get("config_file"),
-                 spider_args=spider_args if spider_spec else {**spider_args, "start_urls": [url]})
-    check_writable("log_file", page.settings.log_file)
-    setup_logging(LogConfig.from_settings(page.settings))
+    page = _page_setup(url, kw)
     spider = page.spider if spider_spec or spider_required else None
     if spider is not None:
         # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
@@ -312,6 +321,32 @@ def parse(url: str, **kw: Any) -> None:
       crawlkit parse https://example.com/books/1 --spider shop.py:Shop --callback parse_book --meta '{"shelf": 3}'
     """
     _one_page(url, kw, show_headers=False, spider_required=True)
+
+
+@cli.command()
+@click.argument("url", required=False)
+@functools.partial(page_options, callback=False)
+def shell(url: str | None, **kw: Any) -> None:
+    """Open a Python prompt with URL fetched into `response`, to try selectors on (IPython when installed).
+
+    The page is fetched as `crawlkit fetch` fetches it (robots.txt, redirects, settings, and the
+    --spider's custom_settings); `fetch(url)` loads another, `view(response)` opens it in a
+    browser; `spider`, `settings` and `request` are there too; `shelp()` lists them.
+
+    \b
+    Example:
+      crawlkit shell https://example.com/books --spider shop.py
+      >>> response.css("h1::text").get()
+    """
+    from crawlkit.parse.links import AllowedDomains
+    from crawlkit.tools.shell import Shell
+
+    page = _page_setup(url, kw)
+    domains = [*(page.spider.allowed_domains if kw.get("spider") else []), *page.settings.allowed_domains]
+    prompt = Shell(page.settings, page.spider, AllowedDomains(domains))
+    if url is not None:
+        prompt.fetch(url)
+    prompt.run()
 
 
 @cli.command()
