@@ -83,7 +83,8 @@ class Crawl:
         cls, s = self.spider_cls, self.settings
         if self.seeds is not None:
             return
-        starts = cls.start_urls or "start_urls" in self.spider_kwargs or cls.start_requests is not Spider.start_requests
+        # The instance's start_urls: an __init__ may set them from the spider's arguments, as in Scrapy.
+        starts = self.spider.start_urls or cls.start_requests is not Spider.start_requests
         if not starts and cls.start is Spider.start and not s.frontier:
             # A node of a shared crawl may join without seeds: the others, or `crawlkit seed`, have them.
             raise SeedsError("no seeds: give a SEEDS_FILE, or a spider with start_urls, start() or start_requests()")
