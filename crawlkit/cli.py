@@ -154,8 +154,10 @@ def _execute(run: Crawl) -> None:
     except Interrupted:
         code = 130
     except WriteFailed as exc:
+        if run.stats is None:  # refused before the crawl began (opening the output): nothing to sum up
+            raise
         failed = exc
-    assert run.stats is not None and run.log is not None  # set before the crawl starts, which neither error precedes
+    assert run.stats is not None and run.log is not None  # an engine was made: Interrupted comes from its run()
     click.echo(summary_text(run.stats.summary(), run.log), err=True)
     if failed is not None:
         raise failed

@@ -110,6 +110,7 @@ class Crawl:
         from crawlkit.core.progress import Monitor
 
         self.check_start()
+        self.stats = None
         monitor = Monitor(self.settings, self.spider.name, terminal, self._seeds_text())
         self.log = monitor.log
         try:
