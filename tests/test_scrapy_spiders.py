@@ -28,6 +28,7 @@ def test_the_quotes_spider_follows_pages_and_authors_with_its_arguments(crawlkit
     assert sorted((item["author"], item["born"]) for item in items if "born" in item) == sorted(AUTHORS.values())
     assert Counter(hit.path for hit in seen) == Counter(
         ["/robots.txt", "/page/1/", "/page/2/", "/page/3/", *(f"/author/{slug}/" for slug in AUTHORS)])
+    assert {hit.agent for hit in seen} == {"quotes-bot/1.0"}  # custom_settings' USER_AGENT, robots.txt included
     assert f"starting at {base} (tag 'love')" in run.stderr  # self.logger, in the engine
 
 

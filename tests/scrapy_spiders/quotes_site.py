@@ -36,6 +36,7 @@ class Seen:
     method: str
     path: str
     cookie: str
+    agent: str  # the User-Agent header
     body: str
 
 
@@ -88,7 +89,8 @@ class QuotesHandler(BaseHTTPRequestHandler):
             self._send(403, "<p>bad login</p>")
 
     def _record(self, body: str) -> None:
-        self.seen.append(Seen(self.command, self.path, self.headers.get("Cookie", ""), body))
+        headers = self.headers
+        self.seen.append(Seen(self.command, self.path, headers.get("Cookie", ""), headers.get("User-Agent", ""), body))
 
     def _send(self, status: int, text: str, content_type: str = "text/html; charset=utf-8",
               headers: dict[str, str] | None = None) -> None:

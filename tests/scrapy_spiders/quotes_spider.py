@@ -1,5 +1,6 @@
 """Quotes and their authors, in Scrapy's idioms: ``async def start``, ``-a`` arguments, ``cb_kwargs``,
-CSS and XPath selectors, ``follow``/``follow_all``, a dataclass item, ``self.logger``.
+CSS and XPath selectors, ``follow``/``follow_all``, a dataclass item, ``self.logger``, Scrapy's setting
+names in ``custom_settings``.
 
 Runs unchanged on crawlkit and (with its import line rewritten, see tests/benchmarks/compare_spiders.py)
 on Scrapy: ``crawlkit runspider quotes_spider.py -a base=http://127.0.0.1:PORT -a tag=love -o out.jsonl``.
@@ -22,6 +23,7 @@ class QuotesSpider(Spider):
     name = "quotes"
     base = "http://127.0.0.1:8000"  # -a base=URL
     tag = ""  # -a tag=love: only the quotes with that tag
+    custom_settings = {"USER_AGENT": "quotes-bot/1.0", "ROBOTSTXT_OBEY": True, "DOWNLOAD_TIMEOUT": 30}
 
     async def start(self):
         self.logger.info("starting at %s (tag %r)", self.base, self.tag)
