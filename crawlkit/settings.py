@@ -140,8 +140,10 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
                                  note="run in the order of their numbers; `null` ones are left out; "
                                       "`package.module.Class` is read as `package.module:Class`"),
     "DOWNLOADER_MIDDLEWARES": ScrapyName("middlewares", _by_order("DOWNLOADER_MIDDLEWARES"),
-                                         note="`process_request` runs in the order of their numbers, in the "
-                                              "fetcher; `null` ones (Scrapy's built-ins turned off) are left out"),
+                                         note="`process_request` (in the fetcher) and `process_response` (in "
+                                              "the parser) both run in the order of their numbers (Scrapy runs "
+                                              "`process_response` in the reverse); `null` ones (Scrapy's built-ins "
+                                              "turned off) are left out"),
 }
 
 #: Scrapy settings crawlkit has no setting for, with what to do instead. Any other upper-case
