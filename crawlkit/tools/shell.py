@@ -79,7 +79,8 @@ class Shell:
             except ImportError:
                 pass
             else:
-                start_ipython(argv=["--no-banner"], user_ns=self.namespace, display_banner=False)
+                click.echo(banner, err=True)
+                start_ipython(argv=["--no-banner"], user_ns=self.namespace)
                 return
         else:
             sys.ps1 = sys.ps2 = ""  # input from a pipe: stdout holds only what the lines print
