@@ -16,6 +16,7 @@ import pytest
 import crawlkit
 from crawlkit import ConfigError, Request, Response, SeedsError, Spider, SpiderError
 from crawlkit.loader import load_spider, spider_spec
+from crawlkit.runner import Crawl
 from crawlkit.tools.site import Site, SiteRequest, SiteSpec, respond
 
 FAST = {"workers": 1, "parsers": 1, "robots": False, "retries": 0, "progress_interval": 0}
@@ -138,3 +139,13 @@ def test_a_spider_class_of_a_script_runs_in_the_parsers(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.splitlines()[-1]) == {"items": [{"url": seed}], "pages": 1}
     assert list(fetched.values()) == [1]
+
+
+def test_a_config_file_may_name_the_spider_whose_custom_settings_sit_below_the_top_layer(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text("from crawlkit import Spider\n\nclass Mine(Spider):\n    name = 'mine'\n"
+                                      "    custom_settings = {'CONCURRENT_REQUESTS_PER_DOMAIN': 5, 'delay': 3}\n")
+    (tmp_path / "crawl.yaml").write_text(f"spider: {tmp_path / 'mine.py'}\nDOWNLOAD_DELAY: 1\nper_host: 1\n")
+    crawl = Crawl(settings={"DOWNLOAD_DELAY": "2"}, config_file=tmp_path / "crawl.yaml", spider_args={"x": "1"})
+    assert crawl.spider_cls.__name__ == "Mine" and crawl.spider_spec == str(tmp_path / "mine.py")
+    assert (crawl.settings.per_host, crawl.settings.delay) == (5, 2.0)  # spider over file, top layer over spider
+    assert (crawl.spider.x, crawl.spider.settings) == ("1", crawl.settings)
