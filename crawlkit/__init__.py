@@ -13,7 +13,8 @@ Write a spider::
             for url in response.links():
                 yield response.follow(url)
 
-and run it with ``crawlkit runspider docs.py -o docs.jsonl``. Everything users import is here.
+and run it with ``crawlkit runspider docs.py -o docs.jsonl``, or from code with
+``crawlkit.crawl(Docs, output="docs.jsonl")``. Everything users import is here.
 """
 
 from crawlkit.errors import (
@@ -34,6 +35,7 @@ from crawlkit.errors import (
 from crawlkit.forms import FormRequest, JsonRequest
 from crawlkit.http import Headers, Request, Response
 from crawlkit.items import Field, Item
+from crawlkit.runner import CrawlResult, crawl
 from crawlkit.spider import LinkSpider, Spider
 
 __version__ = "0.1.0"
@@ -41,6 +43,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "ConnectionRefused",
+    "CrawlResult",
     "CrawlkitError",
     "DropItem",
     "Failure",
@@ -62,4 +65,5 @@ __all__ = [
     "SpiderError",
     "UnresolvableHost",
     "__version__",
+    "crawl",
 ]

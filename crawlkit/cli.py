@@ -8,6 +8,7 @@ or spider error, 3 the system refused to write an output or jobdir file (disk fu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -17,14 +18,13 @@ from typing import Any
 import click
 
 from crawlkit import __version__
-from crawlkit.backends import joins_without_seeds
 from crawlkit.core.seeds import SeedFile
-from crawlkit.errors import CrawlkitError, Interrupted, SpiderError, WriteFailed
-from crawlkit.loader import load_spider, one_line
+from crawlkit.errors import CrawlkitError, Interrupted, WriteFailed
 from crawlkit.log import LogConfig, setup_logging, summary_text
-from crawlkit.process import context, leave_main_alone
-from crawlkit.settings import Settings, explain, flag_help, load_settings
-from crawlkit.spider import LinkSpider, Spider
+from crawlkit.process import leave_main_alone
+from crawlkit.runner import Crawl
+from crawlkit.settings import explain, flag_help, load_settings
+from crawlkit.spider import LinkSpider
 
 
 class UserError(click.ClickException):
@@ -140,81 +140,27 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) -> None:
-    kwargs: dict[str, Any] = _parse_spider_args(kw.get("spider_args", ()))
-    cli = _cli_settings({**kw, "spider": spider_spec})
-    first = load_settings(kw.get("config_file"), None, cli)  # the config file may name the spider
-    spider_spec = first.spider
-    spider_cls = load_spider(spider_spec)
-    settings = load_settings(kw.get("config_file"), spider_cls.custom_settings, cli)
-    seeds: SeedFile | None = None
-    if seeds_file is not None:
-        seeds = SeedFile(seeds_file)
-        kwargs["start_urls"] = seeds.sites()  # what the child processes' spiders get: see seeds.py
-    elif (not spider_cls.start_urls and spider_cls.start_requests is Spider.start_requests
-          and spider_cls.start is Spider.start and not joins_without_seeds(settings)):
-        # A node of a shared crawl may join without seeds: the others, or `crawlkit seed`, have them.
-        raise UserError("no seeds: give a SEEDS_FILE, or a spider with start_urls, start() or start_requests()")
-    elif issubclass(spider_cls, LinkSpider) and not (
-        spider_cls.start_urls or spider_cls.allowed_domains or settings.allowed_domains
-    ):
-        # The built-in spider stays within its seeds' hosts; with none it would follow every link on the web.
-        raise UserError("a node that joins a shared crawl without seeds needs --allow-domain D (repeatable): "
-                        "the built-in spider follows links only within its seeds' hosts, and this node has none")
-    _execute(settings, spider_cls, spider_spec, kwargs, seeds)
+    """Set up the crawl (``runner.Crawl``), run it, print the summary; exit 130 when interrupted, 3 (after
+    the summary) when a write was refused."""
+    _execute(Crawl(spider_spec, _cli_settings(kw), config_file=kw.get("config_file"), seeds=seeds_file,
+                   spider_args=_parse_spider_args(kw.get("spider_args", ()))))
 
 
-def _new_spider(spider_cls: type[Spider], kwargs: dict[str, Any], settings: Settings) -> Spider:
-    try:
-        spider = spider_cls(**kwargs)
-    except Exception as exc:
-        raise SpiderError(f"spider {spider_cls.__name__} could not be created: {one_line(exc)}") from exc
-    spider.settings = settings
-    return spider
+def _execute(run: Crawl) -> None:
+    from crawlkit.core.progress import wants_live_view  # rich: imported while the fork server starts
 
-
-def _seeds_text(spider: Spider, seeds: SeedFile | None) -> str:
-    """Where the crawl starts, in words, for the report."""
-    if seeds is not None:
-        return f"seeds file {seeds.path}"
-    urls = list(spider.start_urls)
-    if not urls:
-        return ""
-    return ", ".join(urls[:10]) + (f" and {len(urls) - 10:,} more" if len(urls) > 10 else "")
-
-
-def _execute(settings: Settings, spider_cls: type[Spider], spider_spec: str | None, kwargs: dict[str, Any],
-             seeds: SeedFile | None = None) -> None:
-    """Build the spider, run the engine, print the summary; exit 130 when interrupted, 3 (after
-    the summary) when a write was refused.
-
-    With a seeds file, the engine's spider streams it as its ``start_urls``; the spiders of
-    the child processes are built from ``kwargs`` and never see it.
-    """
-    spider = _new_spider(spider_cls, kwargs, settings)
-    # The fork server imports what the fetchers and parsers run (about 0.1 s): started now, it does
-    # so while this process imports the engine and the live view (rich). Not sooner: the children
-    # get the environment it starts with, and the spider's module or __init__ may set variables
-    # for its copies there.
-    context()
-    from crawlkit.core.engine import CrawlSpec, Engine
-    from crawlkit.core.progress import Monitor, wants_live_view
-
-    if seeds is not None:
-        spider.start_urls = seeds  # type: ignore[assignment]  # an iterable read once, not a list
     code = 0
     failed: WriteFailed | None = None
-    with Monitor(settings, spider.name, wants_live_view(settings.output), _seeds_text(spider, seeds)) as monitor:
-        engine = Engine(
-            CrawlSpec(settings=settings, spider=spider, spider_spec=spider_spec, spider_kwargs=kwargs, monitor=monitor)
-        )
-        try:
-            engine.run()
-        except Interrupted:
-            code = 130
-        except WriteFailed as exc:
-            failed = exc
-    monitor.finish(engine.stats)
-    click.echo(summary_text(engine.stats.summary(), monitor.log), err=True)
+    try:
+        run.run(terminal=wants_live_view(run.settings.output))
+    except Interrupted:
+        code = 130
+    except WriteFailed as exc:
+        if run.stats is None:  # refused before the crawl began (opening the output): nothing to sum up
+            raise
+        failed = exc
+    assert run.stats is not None and run.log is not None  # an engine was made: Interrupted comes from its run()
+    click.echo(summary_text(run.stats.summary(), run.log), err=True)
     if failed is not None:
         raise failed
     if code:
@@ -276,11 +222,12 @@ def seed(seeds_file: str, frontier: str, crawl_id: str) -> None:
     urls = list(SeedFile(seeds_file))
     new = add_seeds(frontier, crawl_id, urls)
     click.echo(f"{new} new seed(s) added to crawl {crawl_id!r}; {len(urls) - new} already seen", err=True)
-def page_options(f: Any) -> Any:
-    """The flags shared by ``fetch`` and ``parse``: one page through a crawl's settings."""
+def page_options(f: Any, callback: bool = True) -> Any:
+    """The flags shared by ``fetch``, ``parse`` and (without ``--callback``) ``shell``: one page through a
+    crawl's settings."""
     options = [
         click.option("--spider", help="Spider whose callback runs on the page: path/to/file.py:Class or module:Class."),
-        click.option("--callback", help="Spider method to call (default: parse)."),
+        *([click.option("--callback", help="Spider method to call (default: parse).")] if callback else []),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
         click.option("--user-agent", help=flag_help("user_agent")),
         click.option("--no-robots", is_flag=True, help=flag_help("robots", sets=False)),
@@ -306,33 +253,41 @@ def _json_object(flag: str, text: str | None) -> dict[str, Any]:
     return value
 
 
+def _page_setup(url: str | None, kw: dict[str, Any]) -> Crawl:
+    """The settings and spider of ``fetch``, ``parse`` and ``shell`` (from the flags of ``page_options``),
+    with logging set up."""
+    cli = {
+        "user_agent": kw.get("user_agent"),
+        "robots": False if kw.get("no_robots") else None,
+        **_parse_sets(kw.get("sets", ())),
+    }
+    spider_args: dict[str, Any] = _parse_spider_args(kw.get("spider_args", ()))
+    if not kw.get("spider") and url is not None:
+        spider_args["start_urls"] = [url]  # the built-in spider stays on the page's host, as on its seeds' hosts
+    page = Crawl(kw.get("spider"), cli, config_file=kw.get("config_file"), spider_args=spider_args)
+    from crawlkit.core.progress import check_writable
+
+    check_writable("log_file", page.settings.log_file)
+    setup_logging(LogConfig.from_settings(page.settings))
+    return page
+
+
 def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required: bool) -> None:
     """Settings and logging for ``fetch``/``parse``, then ``debugging.show_page``; exits with its code."""
-    from crawlkit.core.progress import check_writable
     from crawlkit.tools.debugging import show_page
 
     spider_spec = kw.get("spider")
     if kw.get("callback") and not spider_spec:
         raise UserError("--callback needs --spider: the callback is a method of that spider")
     meta, cb_kwargs = _json_object("--meta", kw.get("meta")), _json_object("--cbkwargs", kw.get("cb_kwargs"))
-    cli = {
-        "user_agent": kw.get("user_agent"),
-        "robots": False if kw.get("no_robots") else None,
-        **_parse_sets(kw.get("sets", ())),
-    }
-    spider_cls = load_spider(spider_spec) if spider_spec or spider_required else None
-    settings = load_settings(kw.get("config_file"), spider_cls.custom_settings if spider_cls else None, cli)
-    check_writable("log_file", settings.log_file)
-    setup_logging(LogConfig.from_settings(settings))
-    spider = None
-    if spider_cls is not None:
-        # The built-in spider stays on the page's host, as it does on its seeds' hosts.
-        spider_args = _parse_spider_args(kw.get("spider_args", ()))
-        spider = _new_spider(spider_cls, spider_args if spider_spec else {**spider_args, "start_urls": [url]}, settings)
+    page = _page_setup(url, kw)
+    spider = page.spider if spider_spec or spider_required else None
+    if spider is not None:
         # Tracebacks of callback errors, and each link the crawl's filters drop, with its reason.
         logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
     # A FetchFailed is a CrawlkitError with exit code 1: the Group prints its one line.
-    sys.exit(show_page(url, settings, spider, spider_spec, kw.get("callback"), show_headers, meta, cb_kwargs))
+    sys.exit(show_page(url, page.settings, spider, page.spider_spec, kw.get("callback"), show_headers, meta,
+                       cb_kwargs))
 
 
 @cli.command()
@@ -372,6 +327,32 @@ def parse(url: str, **kw: Any) -> None:
       crawlkit parse https://example.com/books/1 --spider shop.py:Shop --callback parse_book --meta '{"shelf": 3}'
     """
     _one_page(url, kw, show_headers=False, spider_required=True)
+
+
+@cli.command()
+@click.argument("url", required=False)
+@functools.partial(page_options, callback=False)
+def shell(url: str | None, **kw: Any) -> None:
+    """Open a Python prompt with URL fetched into `response`, to try selectors on (IPython when installed).
+
+    The page is fetched as `crawlkit fetch` fetches it (robots.txt, redirects, settings, and the
+    --spider's custom_settings); `fetch(url)` loads another, `view(response)` opens it in a
+    browser; `spider`, `settings` and `request` are there too; `shelp()` lists them.
+
+    \b
+    Example:
+      crawlkit shell https://example.com/books --spider shop.py
+      >>> response.css("h1::text").get()
+    """
+    from crawlkit.parse.links import AllowedDomains
+    from crawlkit.tools.shell import Shell
+
+    page = _page_setup(url, kw)
+    domains = [*(page.spider.allowed_domains if kw.get("spider") else []), *page.settings.allowed_domains]
+    prompt = Shell(page.settings, page.spider, AllowedDomains(domains))
+    if url is not None:
+        prompt.fetch(url)
+    prompt.run()
 
 
 @cli.command()
@@ -437,8 +418,8 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
         seeds = site.seeds()
         click.echo(f"demo site: {', '.join(seeds)} "
                    "(with 404s, redirects, a redirect loop and robots.txt rules, on purpose)", err=True)
-        settings = load_settings(None, None, {"output": output, "overwrite_output": True, "workers": workers})
-        _execute(settings, load_spider(None), None, {"start_urls": seeds})
+        _execute(Crawl(None, {"output": output, "overwrite_output": True, "workers": workers},
+                       spider_args={"start_urls": seeds}))
         pages, broken = len(site.expected_urls()), len(site.missing_urls())
     click.echo(f"items written to {output}, one a page the built-in spider fetched: the site has {pages} "
                f"reachable pages (200) and {broken} broken links (404), {pages + broken} items; redirects, "
@@ -458,10 +439,9 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
               help="light (CSS), soup (BeautifulSoup html.parser), or path.py:Class.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 def bench(as_json: bool, **kw: Any) -> None:
-    """Crawl a generated local site; print pages/s, CPU per page, peak memory, start-up and what the server saw.
+    """Crawl a generated local site; print pages/s, CPU per page, peak memory and what the server saw.
 
-    CPU and memory cover every crawlkit process (not the site's). Start-up is the time from
-    launching a `crawlkit crawl` of its own to the site's first request. Works offline.
+    CPU and memory cover every crawlkit process (not the site's). Works offline.
 
     \b
     Example:

@@ -19,11 +19,14 @@ from typing import Any
 from crawlkit.errors import SpiderError
 from crawlkit.spider import Spider
 
+#: Modules that ``_import_path`` loads from a file are named with this prefix (and so cannot be imported by name).
+_FILE_MODULE = "crawlkit_user_"
+
 
 def _import_path(path: Path, what: str) -> ModuleType:
     if not path.is_file():
         raise SpiderError(f"{what} file {str(path)!r} does not exist; give a path to a .py file or a module:Class")
-    name = f"crawlkit_user_{path.stem}_{zlib.crc32(str(path.resolve()).encode()):08x}"
+    name = f"{_FILE_MODULE}{path.stem}_{zlib.crc32(str(path.resolve()).encode()):08x}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -111,3 +114,26 @@ def load_spider(spec: str | None) -> type[Spider]:
     if not (inspect.isclass(obj) and issubclass(obj, Spider)):
         raise SpiderError(f"{spec} is not a subclass of crawlkit.Spider")
     return obj
+
+
+def spider_spec(cls: type[Spider]) -> str:
+    """The string other processes load ``cls`` by (``load_spider`` gives it back): ``module:Class``, or
+    ``path/to/file.py:Class`` for a class of a script (``__main__``) or of a file this loader read.
+
+    SpiderError when there is none: a class made in a function, or in an interactive session.
+    """
+    name, module = cls.__qualname__, sys.modules.get(cls.__module__)
+    if "." in name:
+        raise SpiderError(f"spider class {name} is defined inside a function or class; parser processes load the "
+                          "spider by its importable name: define it at the top level of a module or script")
+    if cls.__module__ == "__main__" or cls.__module__.startswith(_FILE_MODULE):
+        path = getattr(module, "__file__", None)
+        if path is None:
+            raise SpiderError(f"spider class {name} is defined in an interactive session; parser processes load the "
+                              "spider by its importable name: define it in a .py file")
+        return f"{path}:{name}"
+    spec = f"{cls.__module__}:{name}"
+    if load_object(spec, "spider") is not cls:
+        raise SpiderError(f"{spec} names another class than the spider given (was the module reloaded, or the "
+                          "class replaced?); parser processes would load that one")
+    return spec

@@ -13,6 +13,12 @@ only what YAML cannot say: bounds of numeric values, the choice of log levels, a
 file may be (a regular file of at most ``MAX_CONFIG_BYTES``, without YAML aliases, so no file can
 make the loader hang or expand a few hundred bytes into gigabytes).
 
+Scrapy's names for the settings crawlkit has (``DOWNLOAD_DELAY``, ``ITEM_PIPELINES``...) are read
+in every layer as the crawlkit setting they mean (``SCRAPY_SETTINGS``, one table, from which the
+README's "Scrapy settings" table is built too), so a ported spider's ``custom_settings`` and a
+``-s`` from a Scrapy habit work; a Scrapy name crawlkit has no setting for is an error that says
+what to do instead (``SCRAPY_MISSING``), rather than a setting silently ignored.
+
 Every mistake becomes a ``ConfigError`` with a one-line message that names where the value came
 from (file and line, the spider, or the ``-s`` argument), the key, the bad value and the fix.
 ``load_settings`` runs in the main process; the resulting ``Settings`` pickles cheaply to the
@@ -29,7 +35,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +74,135 @@ _TYPE_NAMES = {"int": int, "str": str}
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).
 MAX_CONFIG_BYTES = 1_000_000
+
+
+def _by_order(name: str) -> Callable[[Any], list[str]]:
+    """A converter of Scrapy's ``{path: order}`` mapping to crawlkit's ordered list of class specs.
+
+    Entries are sorted by their numbers, ``None`` ones (Scrapy's "disable") are left out, and a
+    dotted ``package.module.Class`` becomes ``package.module:Class``, crawlkit's way to name a class.
+    """
+
+    def convert(value: Any) -> list[str]:
+        if not isinstance(value, dict) or not all(
+            isinstance(path, str) and (order is None or type(order) is int) for path, order in value.items()
+        ):
+            raise ValueError(f"'{name}' must be a mapping of class paths to order numbers or null, got {_show(value)}")
+        ordered = sorted((order, path) for path, order in value.items() if order is not None)
+        return [path if ":" in path or "." not in path else ":".join(path.rsplit(".", 1)) for _, path in ordered]
+
+    return convert
+
+
+def _no_limit_is_most(value: Any) -> Any:
+    """Scrapy's ``DOWNLOAD_MAXSIZE: 0`` means no limit; crawlkit's largest ``max_body`` is 1 GiB."""
+    return _AT_MOST["max_body"] if value == 0 and not isinstance(value, bool) else value
+
+
+@dataclass(frozen=True)
+class ScrapyName:
+    """A Scrapy setting crawlkit has under another name: the name, how a value converts, what differs."""
+
+    key: str
+    convert: Callable[[Any], Any] | None = None
+    note: str = "same"
+
+
+#: Scrapy's setting names that mean a crawlkit setting, accepted in every layer (the README's
+#: "Scrapy settings" table is built from this and ``SCRAPY_MISSING``; a test keeps them in step).
+SCRAPY_SETTINGS: dict[str, ScrapyName] = {
+    "CONCURRENT_REQUESTS": ScrapyName("concurrency"),
+    "CONCURRENT_REQUESTS_PER_DOMAIN": ScrapyName(
+        "per_host", note="per host name, as Scrapy's download slots are; crawlkit's default is 2, Scrapy's 8"),
+    "DOWNLOAD_DELAY": ScrapyName(
+        "delay", note="seconds, between request starts to one host; exact (Scrapy varies it from 0.5 to 1.5 times)"),
+    "ROBOTSTXT_OBEY": ScrapyName("robots", note="crawlkit's default is true (Scrapy's is false, its project "
+                                                "template sets true)"),
+    "USER_AGENT": ScrapyName("user_agent", note="also the name matched in robots.txt (Scrapy's "
+                                                "ROBOTSTXT_USER_AGENT)"),
+    "DEPTH_LIMIT": ScrapyName("max_depth"),
+    "CLOSESPIDER_PAGECOUNT": ScrapyName("max_pages", note="counts the pages of every run of a resumed crawl"),
+    "RETRY_TIMES": ScrapyName("retries"),
+    "RETRY_HTTP_CODES": ScrapyName("retry_http_codes"),
+    "DOWNLOAD_TIMEOUT": ScrapyName("download_timeout", note="seconds for the whole exchange; connect_timeout and "
+                                                            "read_timeout bound its parts"),
+    "DOWNLOAD_MAXSIZE": ScrapyName("max_body", _no_limit_is_most,
+                                   note="bytes of decompressed body; 0 (no limit) becomes 1 GiB, crawlkit's most"),
+    "REDIRECT_MAX_TIMES": ScrapyName("max_redirects"),
+    "COOKIES_ENABLED": ScrapyName("cookies"),
+    "LOG_LEVEL": ScrapyName("log_level"),
+    "LOG_FILE": ScrapyName("log_file", note="the log goes to stderr as well"),
+    "JOBDIR": ScrapyName("jobdir"),
+    "FEED_EXPORT_FIELDS": ScrapyName("export_fields"),
+    "ITEM_PIPELINES": ScrapyName("pipelines", _by_order("ITEM_PIPELINES"),
+                                 note="run in the order of their numbers; `null` ones are left out; "
+                                      "`package.module.Class` is read as `package.module:Class`"),
+    "DOWNLOADER_MIDDLEWARES": ScrapyName("middlewares", _by_order("DOWNLOADER_MIDDLEWARES"),
+                                         note="`process_request` (in the fetcher) and `process_response` (in "
+                                              "the parser) both run in the order of their numbers (Scrapy runs "
+                                              "`process_response` in the reverse); `null` ones (Scrapy's built-ins "
+                                              "turned off) are left out"),
+}
+
+#: Scrapy settings crawlkit has no setting for, with what to do instead. Any other upper-case
+#: name is taken for a Scrapy setting too, and refused with the general advice.
+SCRAPY_MISSING: dict[str, str] = {
+    "AUTOTHROTTLE_ENABLED": "no adaptive delay: set delay and per_host",
+    "BOT_NAME": "the spider's name names the crawl (logs, stats, a shared crawl's id); remove it",
+    "CONCURRENT_REQUESTS_PER_IP": "nearest is per_host (requests in flight per host name)",
+    "CLOSESPIDER_ITEMCOUNT": "no item limit: use max_pages",
+    "CLOSESPIDER_TIMEOUT": "no time limit: stop the crawl with Ctrl-C (a --jobdir crawl resumes)",
+    "DEFAULT_REQUEST_HEADERS": "set headers in Request(headers=...) or a middleware's process_request",
+    "DEPTH_PRIORITY": "the frontier's order is fixed (priority, then first in, first out)",
+    "DNS_TIMEOUT": "nearest is connect_timeout (it covers name resolution)",
+    "DOWNLOAD_WARNSIZE": "no warning size: max_body aborts larger responses",
+    "FEEDS": "one feed: -o FILE or -O FILE (the output and overwrite_output settings)",
+    "FEED_EXPORT_ENCODING": "exports are always UTF-8; remove it",
+    "FEED_FORMAT": "the output file's extension picks the format (output)",
+    "FEED_URI": "use -o FILE (the output setting)",
+    "HTTPCACHE_ENABLED": "no HTTP cache: --jobdir resumes a crawl, --warc records every response",
+    "HTTPERROR_ALLOWED_CODES": "set handle_error_statuses = True on the spider",
+    "HTTPPROXY_ENABLED": "set proxy (http://[user:pass@]host:port) or a request's meta['proxy']",
+    "LOG_ENABLED": "nearest is quiet (warnings, errors and the summary only) or log_level",
+    "LOG_FORMAT": "the log's format is fixed; log_json gives one JSON object per line",
+    "NEWSPIDER_MODULE": "crawlkit has no projects: `crawlkit new NAME` writes a spider file",
+    "RANDOMIZE_DOWNLOAD_DELAY": "crawlkit waits exactly delay seconds; remove it",
+    "REDIRECT_ENABLED": "redirects are always followed; nearest is max_redirects",
+    "REQUEST_FINGERPRINTER_IMPLEMENTATION": "crawlkit has one request fingerprint; remove it",
+    "RETRY_ENABLED": "set retries: 0 (RETRY_TIMES) to turn retries off",
+    "ROBOTSTXT_USER_AGENT": "robots.txt is matched against user_agent",
+    "SPIDER_MIDDLEWARES": "page stages take their place (the stages setting; see \"Page rules as stages\" "
+                          "in the README); a Scrapy spider middleware does not run as one",
+    "SPIDER_MODULES": "crawlkit has no projects: name the spider with --spider path.py:Class or module:Class",
+    "TELNETCONSOLE_ENABLED": "there is no telnet console; remove it",
+    "TWISTED_REACTOR": "crawlkit runs no reactor; remove it",
+}
+
+_SCRAPY_LIKE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+
+
+def _scrapy_name(key: str, where: str) -> ScrapyName | None:
+    """The crawlkit setting a Scrapy name means; None for crawlkit's own names; ConfigError for the others."""
+    if key in SCRAPY_SETTINGS:
+        return SCRAPY_SETTINGS[key]
+    if key in SCRAPY_MISSING:
+        raise ConfigError(f"{where}: Scrapy's {key} is not a crawlkit setting; {SCRAPY_MISSING[key]}")
+    if _SCRAPY_LIKE.fullmatch(key):
+        raise ConfigError(f"{where}: {key} looks like a Scrapy setting, and crawlkit has none of that name "
+                          "(nor settings of your own: keep such values on the spider or pipeline); remove it, "
+                          "or see \"Coming from Scrapy\" in the README for the Scrapy names crawlkit reads")
+    return None
+
+
+def scrapy_settings_table() -> str:
+    """The README's table of Scrapy settings (Markdown): what each maps to, or what to do instead.
+
+    tests/test_readme.py checks the README holds exactly this; regenerate it with
+    ``python -c "from crawlkit.settings import scrapy_settings_table as t; print(t())"``.
+    """
+    rows = [f"| `{name}` | `{alias.key}` | {alias.note} |" for name, alias in sorted(SCRAPY_SETTINGS.items())]
+    rows += [f"| `{name}` | none | {advice} |" for name, advice in sorted(SCRAPY_MISSING.items())]
+    return "\n".join(["| Scrapy setting | crawlkit setting | |", "|---|---|---|", *rows])
 
 
 @dataclass(frozen=True)
@@ -228,13 +363,20 @@ def load_settings(
     values = {key: spec.check(spec.default) for key, spec in specs.items()}
     origins = dict.fromkeys(specs, "default")
 
-    def put(key: str, value: Any, where: str, origin: str) -> None:
-        spec = _spec_for(specs, key, where)
+    def put(key: str, value: Any, where: str, origin: str, text: bool = False) -> None:
+        """Set ``key`` (crawlkit's name or Scrapy's) to ``value``, a ``-s`` string when ``text``."""
+        scrapy = _scrapy_name(key, where)
+        spec = _spec_for(specs, scrapy.key if scrapy else key, where)
+        if text:
+            value = _parse_cli_string(spec, value, where)
         try:
-            values[key] = spec.check(value)
+            if scrapy is not None and scrapy.convert is not None:
+                value = scrapy.convert(value)
+            values[spec.key] = spec.check(value)
         except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        origins[key] = origin
+            alias = f" ({key} is crawlkit's {spec.key})" if scrapy else ""
+            raise ConfigError(f"{where}{alias}: {exc}") from None
+        origins[spec.key] = origin
 
     if config_file is not None:
         for key, value, line in _read_file(config_file):
@@ -242,14 +384,9 @@ def load_settings(
     for key, value in (spider_settings or {}).items():
         put(key, value, "spider custom_settings", "spider custom_settings")
     for key, value in (cli or {}).items():
-        if value is None:
-            continue
-        if isinstance(value, str):
-            where = f"-s {key}={value}"
-            value = _parse_cli_string(_spec_for(specs, key, where), value, where)
-        else:
-            where = "command line"
-        put(key, value, where, "command line")
+        if value is not None:
+            text = isinstance(value, str)
+            put(key, value, f"-s {key}={value}" if text else "command line", "command line", text)
     return Settings(values, origins)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hostile import HostileServer, page
 
-from crawlkit.settings import settings_table
+from crawlkit.settings import scrapy_settings_table, settings_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -49,3 +49,24 @@ def test_the_readme_spider_yields_its_items(crawlkit, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(item["text"] for item in run.items()) == ["One", "Three", "Two"]
     assert fetched["/"] == 1 and fetched["/page/2/"] == 1
+
+
+def test_scrapy_settings_table_is_the_one_the_alias_table_prints() -> None:
+    text = README.read_text(encoding="utf-8")
+    table = re.search(r"<!-- scrapy-settings-table.*?-->\n(.*?)\n<!-- /scrapy-settings-table -->", text, re.S)
+    assert table, "README.md lost its Scrapy settings table markers"
+    regenerate = 'python -c "from crawlkit.settings import scrapy_settings_table as t; print(t())"'
+    assert table.group(1) == scrapy_settings_table(), f"regenerate the README's Scrapy settings table: {regenerate}"
+
+
+def test_the_readme_callback_tests_pass() -> None:
+    """The example of testing callbacks without a server: its spider and its test functions, run here."""
+    text = README.read_text(encoding="utf-8")
+    code = re.search(r"<!-- callback-test-example -->\n```python\n(.*?)```", text, re.S)
+    assert code, "README.md lost its callback-test example"
+    namespace: dict[str, object] = {}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    tests = [value for name, value in namespace.items() if name.startswith("test_") and callable(value)]
+    assert len(tests) == 2
+    for test in tests:
+        test()

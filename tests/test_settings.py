@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from crawlkit.errors import ConfigError
-from crawlkit.settings import DEFAULTS_FILE, Settings, explain, load_settings, settings_doc
+from crawlkit.settings import (
+    DEFAULTS_FILE,
+    SCRAPY_MISSING,
+    SCRAPY_SETTINGS,
+    Settings,
+    explain,
+    load_settings,
+    settings_doc,
+)
 
 
 @pytest.fixture
@@ -299,3 +307,80 @@ def test_block_list_value_error_points_at_its_key(config):
     assert config_error(config_file=path) == (
         f"{path}, line 2: 'allowed_domains' must be a list of strings, got ['a.com', 42]"
     )
+
+
+# --- Scrapy's setting names ---
+
+
+def test_scrapy_names_set_crawlkit_settings_in_every_layer(config):
+    path = config("DOWNLOAD_DELAY: 1.5\nROBOTSTXT_OBEY: false\n")
+    settings = load_settings(
+        config_file=path,
+        spider_settings={"CONCURRENT_REQUESTS_PER_DOMAIN": 4, "USER_AGENT": "ported/1.0", "DEPTH_LIMIT": 3},
+        cli={"CLOSESPIDER_PAGECOUNT": "50", "RETRY_HTTP_CODES": "[500, 503]", "LOG_LEVEL": "debug"},
+    )
+    assert (settings.delay, settings.robots) == (1.5, False)
+    assert (settings.per_host, settings.user_agent, settings.max_depth) == (4, "ported/1.0", 3)
+    assert (settings.max_pages, settings.retry_http_codes, settings.log_level) == (50, (500, 503), "DEBUG")
+    assert settings.origin("delay") == f"config file {path}"
+    assert settings.origin("per_host") == "spider custom_settings"
+    assert settings.origin("max_pages") == "command line"
+
+
+def test_a_later_layer_wins_whichever_name_it_uses():
+    settings = load_settings(spider_settings={"DOWNLOAD_DELAY": 2}, cli={"delay": "0.5"})
+    assert settings.delay == 0.5
+    assert load_settings(spider_settings={"delay": 2}, cli={"DOWNLOAD_DELAY": "3"}).delay == 3.0
+
+
+def test_scrapy_component_maps_become_ordered_class_lists():
+    settings = load_settings(spider_settings={
+        "ITEM_PIPELINES": {"shop.pipelines.Prices": 300, "shop.pipelines.Clean": 100, "off.Pipeline": None,
+                           "pipes.py:Store": 800},
+        "DOWNLOADER_MIDDLEWARES": {"scrapy.downloadermiddlewares.useragent.UserAgentMiddleware": None,
+                                   "shop.middlewares.Auth": 543},
+    })
+    assert settings.pipelines == ("shop.pipelines:Clean", "shop.pipelines:Prices", "pipes.py:Store")
+    assert settings.middlewares == ("shop.middlewares:Auth",)
+    assert load_settings(cli={"ITEM_PIPELINES": "{a.B: 2, c.D: 1}"}).pipelines == ("c:D", "a:B")
+
+
+def test_scrapy_units_and_zero_for_no_limit():
+    assert load_settings(spider_settings={"DOWNLOAD_MAXSIZE": 2048}).max_body == 2048  # bytes, as Scrapy's
+    assert load_settings(spider_settings={"DOWNLOAD_MAXSIZE": 0}).max_body == 1 << 30  # Scrapy's 0: no limit
+    assert load_settings(spider_settings={"DOWNLOAD_TIMEOUT": 30}).download_timeout == 30.0  # seconds
+
+
+def test_a_bad_value_under_a_scrapy_name_names_both():
+    assert config_error(spider_settings={"DOWNLOAD_DELAY": -1}) == (
+        "spider custom_settings (DOWNLOAD_DELAY is crawlkit's delay): "
+        "'delay' must be a finite number from 0 to 86,400, got -1"
+    )
+    assert config_error(spider_settings={"ITEM_PIPELINES": ["a.B"]}) == (
+        "spider custom_settings (ITEM_PIPELINES is crawlkit's pipelines): "
+        "'ITEM_PIPELINES' must be a mapping of class paths to order numbers or null, got ['a.B']"
+    )
+
+
+@pytest.mark.parametrize(("key", "advice"), [
+    ("AUTOTHROTTLE_ENABLED", "no adaptive delay: set delay and per_host"),
+    ("HTTPCACHE_ENABLED", "no HTTP cache"),
+    ("FEEDS", "one feed: -o FILE or -O FILE"),
+    ("SPIDER_MIDDLEWARES", "page stages take their place"),
+])
+def test_scrapy_settings_crawlkit_lacks_say_what_to_do(key, advice):
+    message = config_error(spider_settings={key: True})
+    assert message.startswith(f"spider custom_settings: Scrapy's {key} is not a crawlkit setting; {advice}")
+
+
+def test_an_unknown_upper_case_name_is_taken_for_a_scrapy_setting(config):
+    path = config("delay: 1\nMONGO_URI: x\n")
+    assert config_error(config_file=path).startswith(f"{path}, line 2: MONGO_URI looks like a Scrapy setting")
+    assert "Coming from Scrapy" in config_error(cli={"MY_SETTING": "1"})
+
+
+def test_every_scrapy_name_maps_to_a_setting_and_none_is_both():
+    specs = settings_doc()
+    keys = {key for key, _, _ in specs}
+    assert {alias.key for alias in SCRAPY_SETTINGS.values()} <= keys
+    assert not SCRAPY_SETTINGS.keys() & SCRAPY_MISSING.keys()

@@ -88,6 +88,7 @@ class CrawlSpec:
     spider_spec: str | None  # how parser processes load the same class
     spider_kwargs: dict[str, Any] = field(default_factory=dict)
     monitor: Monitor | None = None  # the live view, progress lines and stats file; none shown by default
+    items: list[Any] | None = None  # where the items are collected as well, for crawlkit.crawl(items=True)
 
 
 class Engine:
@@ -324,6 +325,8 @@ class Engine:
             failed = self.output.write(done.items)
             if failed:
                 self.stats.incr("error_output", failed)
+        if done.items and self.spec.items is not None:
+            self.spec.items.extend(done.items)
         if done.set_cookies and self.cookies is not None:
             for url, set_cookies in done.set_cookies:
                 self.cookies.learn(url, set_cookies)

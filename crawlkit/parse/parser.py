@@ -309,7 +309,7 @@ class Router:
         over = 0
         known = self.callbacks.known  # the usual request (a known callback, no errback) costs no call
         try:
-            for obj in _iterate(method(argument, **kwargs)):
+            for obj in callback_output(method(argument, **kwargs)):
                 if isinstance(obj, Request):
                     fine = obj.callback in known and obj.errback is None
                     problem = None if fine else self.callbacks.problem(obj)
@@ -457,7 +457,9 @@ def _below(requests: list[Request], depth: int, referer: str) -> list[Request]:
     return requests
 
 
-def _iterate(output: Any) -> Iterable[Any]:
+def callback_output(output: Any) -> Iterable[Any]:
+    """What a callback or errback returned, as the objects to go through: a generator as it is, None as
+    nothing, a lone item or Request (or anything else, to be reported) as one object."""
     if type(output) is GeneratorType:  # most callbacks: spared the checks below
         return output
     if output is None:

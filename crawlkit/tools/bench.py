@@ -176,23 +176,16 @@ def build_engine(seeds: list[str], spider: str, workers: int | None = None, conc
 
     Unset numbers keep crawlkit's defaults. Logs warnings and errors only, to stderr.
     """
-    from crawlkit.core.engine import CrawlSpec, Engine
-    from crawlkit.loader import load_spider
     from crawlkit.log import LogConfig, setup_logging
-    from crawlkit.settings import load_settings
+    from crawlkit.runner import Crawl
 
-    spider_spec = SPIDERS.get(spider, spider)
-    spider_cls = load_spider(spider_spec)
     flags = {
         "workers": workers, "concurrency": concurrency, "per_host": per_host, "parsers": parsers,
         "max_pages": max_pages, "robots": True, "output": None, "log_level": "WARNING",
     }
-    settings = load_settings(None, spider_cls.custom_settings, flags)
-    setup_logging(LogConfig.from_settings(settings))
-    kwargs = {"start_urls": seeds}
-    instance = spider_cls(**kwargs)
-    instance.settings = settings
-    return Engine(CrawlSpec(settings=settings, spider=instance, spider_spec=spider_spec, spider_kwargs=kwargs))
+    crawl = Crawl(SPIDERS.get(spider, spider), flags, spider_args={"start_urls": seeds})
+    setup_logging(LogConfig.from_settings(crawl.settings))
+    return crawl.engine()
 
 
 def crawl_roles(engine_pid: int) -> Callable[[psutil.Process], str | None]:

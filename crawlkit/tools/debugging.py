@@ -32,16 +32,20 @@ from crawlkit.spider import Spider
 from crawlkit.urls import Fingerprinter, host_of, is_http
 
 
-def fetch_page(url: str, settings: Any, callback: str | None = None,
+def fetch_page(target: str | Request, settings: Any, callback: str | None = None,
                on_hop: Callable[[FetchResult, str], None] | None = None,
                allowed: AllowedDomains | None = None, meta: dict[str, Any] | None = None,
                cb_kwargs: dict[str, Any] | None = None) -> FetchResult:
-    """The final answer for ``url``, fetched as a crawl with ``settings`` would; FetchFailed with a one-line reason.
+    """The final answer for ``target`` (a URL, or a Request as it is), fetched as a crawl with ``settings``
+    would; FetchFailed with a one-line reason.
 
     Blocking; ``on_hop(result, target)`` is told of each redirect as it is followed; a redirect
     outside ``allowed`` (the spider's domains) is not. The final result's request carries
-    ``callback``, ``meta`` and ``cb_kwargs``, ready for ``parse_page``.
+    ``callback``, ``meta`` and ``cb_kwargs`` (given with a URL), ready for ``parse_page``.
     """
+    request = target if isinstance(target, Request) else Request(target, callback=callback, meta=meta,
+                                                                   cb_kwargs=cb_kwargs)
+    url = request.url
     if not is_http(url):
         raise FetchFailed(f"{url!r} is not an http(s) URL")
     fingerprints = Fingerprinter()
@@ -52,7 +56,7 @@ def fetch_page(url: str, settings: Any, callback: str | None = None,
     config = FetcherConfig.from_settings(settings, 1, LogConfig.from_settings(settings))
     session = new_session(config)
     robots = RobotsRules(settings.user_agent) if settings.robots else None
-    hops, start, request = 0, url, Request(url, callback=callback, meta=meta, cb_kwargs=cb_kwargs)
+    hops, start = 0, url
     try:
         while True:
             if robots is not None:
