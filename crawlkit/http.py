@@ -17,12 +17,19 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from functools import lru_cache
 from html.parser import HTMLParser
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import lxml.html
-from parsel import Selector, SelectorList
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom, resolve_encoding
+
+if TYPE_CHECKING:
+    from parsel import Selector, SelectorList
+
+    Link = str | Selector | lxml.html.HtmlElement  # what follow() takes: a URL, or what names one
+
+# parsel is imported where a selector is first made, not with this module: the engine and the
+# crawlkit command import Request from here and never select anything (30 ms of start-up).
 
 Callback = str | Callable[..., Any] | None
 _T = TypeVar("_T")
@@ -467,6 +474,8 @@ class Response:
         """parsel's ``Selector`` of the page: on ``tree`` for HTML (no second parse), on the text for
         JSON (``jmespath``) and XML bodies (XPath with their namespaces, tags in their case)."""
         if self._selector is None:
+            from parsel import Selector
+
             ctype = self.content_type
             if ctype in _JSON_TYPES or ctype.endswith("+json"):
                 self._selector = Selector(text=self.text, type="json")
@@ -577,6 +586,8 @@ class Response:
             urls = self.css(css)
         elif xpath is not None:
             urls = self.xpath(xpath)
+        from parsel import SelectorList
+
         if isinstance(urls, SelectorList):
             urls = [url for url in map(_link_url_or_none, urls) if url is not None]
         assert urls is not None  # one of the three was given
@@ -588,13 +599,13 @@ class Response:
 
 _NOT_LOADED = object()  # Response._json before json(): None is a JSON value
 _JSON_TYPES = frozenset({"application/json", "text/json", "application/x-json"})
-Link = str | Selector | lxml.html.HtmlElement  # what follow() takes: a URL, or what names one
-
 
 def _link_url(link: Selector | lxml.html.HtmlElement) -> str:
     """The URL a link that is no str names: a string selector's value, an ``<a>``/``<link>`` element's ``href``."""
     url = _link_url_or_none(link)
     if url is None:
+        from parsel import SelectorList
+
         if isinstance(link, SelectorList):
             raise ValueError(f"follow() takes one link, not a list of {len(link)}: use follow_all()")
         raise ValueError(f"follow() takes a URL, an <a> or <link> element or its ::attr(href), not {link!r}")
@@ -602,7 +613,7 @@ def _link_url(link: Selector | lxml.html.HtmlElement) -> str:
 
 
 def _link_url_or_none(link: object) -> str | None:
-    root = link.root if isinstance(link, Selector) else link
+    root = getattr(link, "root", link)  # a parsel Selector's root: its element, or the string it selected
     if isinstance(root, str):
         return root.strip()
     if isinstance(root, lxml.html.HtmlElement) and root.tag in ("a", "link"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 import types
 from multiprocessing import spawn
@@ -89,3 +90,15 @@ def test_fetcher_processes_are_one_per_cpu_unless_concurrency_needs_more(
         workers: int, concurrency: int, cpus: int, started: int) -> None:
     assert fetcher_processes(workers, concurrency, cpus) == started
     assert concurrency / started <= THREADS_PER_FETCHER or started == workers
+
+
+def test_the_command_and_a_spiders_import_load_no_selector_library() -> None:
+    """What the crawlkit command imports before its fork server starts is on the way to the first
+    request: parsel (30 ms), itemadapter and the runner load where they are used, not with the package."""
+    heavy = ("parsel", "itemadapter", "crawlkit.forms", "crawlkit.items")
+    code = f"import sys, crawlkit.cli\nfrom crawlkit import Spider\nprint([m for m in {heavy} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == "[]"
+    from crawlkit import Response  # and a selector still works once asked for
+
+    assert Response("http://h.test/", body="<title>t</title>").css("title::text").get() == "t"
