@@ -367,8 +367,11 @@ def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(
 ) -> None:
     spec = SiteSpec(hosts=4, pages=150, latency=0.05)
     with Site(spec) as site:
+        # Each node may have 2 requests out, the hosts 8 together: no node can hold every slot, so
+        # the others must take part. (With a node's concurrency at the hosts' total, one node that
+        # frees and takes a slot in one round trip may rightly do all the work.)
         nodes = _nodes(tmp_path, 3, _seeds(tmp_path, site.seeds()), redis_url, crawl_id,
-                       "--per-host", "2", "--concurrency", "8")
+                       "--per-host", "2", "--concurrency", "2")
         try:
             codes = [node.wait() for node in nodes]
         finally:
@@ -380,7 +383,7 @@ def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(
     urls = [item["url"] for items in per_node for item in items]
     assert len(urls) == len(set(urls))  # no item twice across nodes
     assert set(_pages([i for items in per_node for i in items])) == site.expected_urls()
-    assert sum(1 for items in per_node if items) >= 2  # the crawl really was shared
+    assert all(per_node)  # the crawl really was shared: every node crawled
     twice = {k: n for k, n in stats["fetches"].items() if n > 1 and not k.endswith("/robots.txt")}
     assert not twice
     assert max(stats["peak_inflight"].values()) <= 2  # the cap held for all nodes together
