@@ -31,6 +31,7 @@ from crawlkit.backends.local.limiter import Wait
 from crawlkit.backends.redis import connect
 from crawlkit.http import Request
 from crawlkit.tools.site import Site, SiteSpec
+from crawlkit.urls import fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,26 @@ def _slots(crawl: Any, host: str) -> set[str]:
     return {m.decode() for m in crawl.client.zrange(f"{crawl.prefix}l:{host}", 0, -1)}
 
 
+def test_a_url_is_marked_seen_in_the_script_that_queues_it_and_queued_once_by_racing_nodes(
+    redis_url: str, crawl_id: str
+) -> None:
+    """Admission asks which URLs are unseen without marking them; the push marks and queues in one
+    script. A node killed between the two leaves nothing seen-but-unqueued, and two nodes that
+    both found a URL unseen queue it once."""
+    first, second = connect(redis_url, crawl_id), connect(redis_url, crawl_id)
+    request = Request("http://h.test/a")
+    fp = fingerprint(request.url)
+    assert first.seen.unseen([fp]) == [fp] and second.seen.unseen([fp]) == [fp]  # both asked: nothing marked
+    assert first.seen.count() == 0 and first.client.llen(f"{first.prefix}q:h.test") == 0  # a death here loses nothing
+    first.frontier.push([request], mark_seen=True)
+    second.frontier.push([Request("http://h.test/a")], mark_seen=True)  # the race: second finds it seen now
+    assert first.client.llen(f"{first.prefix}q:h.test") == 1 and first.seen.count() == 1
+    assert second.seen.unseen([fp]) == []
+    again = Request("http://h.test/a", dont_filter=True)  # dont_filter: queued whatever was seen
+    second.frontier.push([again], mark_seen=True)
+    assert first.client.llen(f"{first.prefix}q:h.test") == 2
+
+
 def test_a_grant_leases_the_hosts_next_requests_with_their_slots_in_one_round_trip(
     redis_url: str, crawl_id: str
 ) -> None:
@@ -248,7 +269,7 @@ def test_what_is_read_from_redis_cannot_run_code_and_only_plain_data_is_queued(
     node.heartbeat()
     marker = tmp_path / "ran"
     # An entry crawlkit did not write, ahead of a real request in the same host's queue.
-    node.call("push", 0, "h.test", 1, pickle.dumps(_RunsCode(marker)))
+    node.call("push", 0, "h.test", 1, "", "", pickle.dumps(_RunsCode(marker)))
     node.frontier.push([Request("http://h.test/ok")])
     assert node.frontier.next_host(time.monotonic()) == "h.test"
     lease, request = node.frontier.take("h.test")
@@ -279,7 +300,7 @@ def test_an_entry_that_would_allocate_gigabytes_is_dropped_and_counted(redis_url
     bombs = [b"\x80\x02cbuiltins\nbytearray\nJ\x00\x00\x00\x40\x85R.",  # bytearray(2**30)
              b"\x80\x05\x8e" + (1 << 30).to_bytes(8, "little") + b"abc."]  # BINBYTES8 declaring 1 GiB
     for bomb in bombs:
-        node.call("push", 0, "h.test", 1, bomb)
+        node.call("push", 0, "h.test", 1, "", "", bomb)
     node.frontier.push([Request("http://h.test/ok")])
     node.client.hset(node.prefix + "robots", "h.test", pickle.dumps((200, 1 << 30)))  # bytes(2**30) if converted
     tracemalloc.start()

@@ -326,7 +326,10 @@ class RedisFrontier:
         """Requests queued crawl-wide, as of the last look (for progress lines)."""
         return self._queued
 
-    def push(self, requests: Iterable[Request], not_before: float = 0.0) -> None:
+    def push(self, requests: Iterable[Request], not_before: float = 0.0, mark_seen: bool = False) -> None:
+        """Queue ``requests`` (retries: not before ``not_before``). With ``mark_seen``, each request
+        but a ``dont_filter`` one is marked seen as it is queued, and queued only if no node saw it
+        first (see ``RedisSeen.unseen``)."""
         delay_ms = max(1, int((not_before - time.monotonic()) * 1000)) if not_before else 0
         args: list[Any] = []
         hosts: set[str] = set()
@@ -346,9 +349,13 @@ class RedisFrontier:
                           "(str, numbers, bytes, lists, dicts, sets, dates)", request.url, exc)
                 self._crawl.count("error_unshareable_request")
                 continue
-            args += [host, int(request.priority > 0), blob]
+            if mark_seen and not request.dont_filter:
+                shard, member = _seen_member(fingerprint(request.url, request.method, request.body))
+                args += [host, int(request.priority > 0), shard, member, blob]
+            else:
+                args += [host, int(request.priority > 0), "", "", blob]
             hosts.add(host)
-            if len(args) >= 3 * PUSH_BATCH:
+            if len(args) >= 5 * PUSH_BATCH:
                 self._crawl.call("push", delay_ms, *args)
                 args = []
         if args:
@@ -510,6 +517,11 @@ class RedisFrontier:
             log.warning("gave %d unfinished requests back to the shared frontier", given)
 
 
+def _seen_member(fp: int) -> tuple[str, int]:
+    """The seen set (shard) a 64-bit fingerprint goes in, and its member there (signed, as Redis integers are)."""
+    return format(fp >> (64 - SEEN_SHARD_BITS), "x"), fp - (1 << 64) if fp >> 63 else fp
+
+
 class RedisSeen:
     """The shared seen-URL store: 64-bit fingerprints spread over 2**14 small integer sets.
 
@@ -524,7 +536,19 @@ class RedisSeen:
 
     @_guarded
     def add_many(self, fingerprints: list[int]) -> list[int]:
-        """Add all; return the new ones. One script call per ``PUSH_BATCH * 10`` fingerprints, so a
+        """Add all; return the new ones (``crawlkit seed``, which queues them right after)."""
+        return self._batches("seen_add", fingerprints)
+
+    @_guarded
+    def unseen(self, fingerprints: list[int]) -> list[int]:
+        """Those not seen yet, marking none: a crawling node marks a URL seen in the same script
+        that queues it (``RedisFrontier.push`` with ``mark_seen``), so its death between the two
+        steps cannot leave a URL seen but never queued; a URL two nodes both find unseen is
+        queued by the first push alone."""
+        return self._batches("seen_check", fingerprints)
+
+    def _batches(self, script: str, fingerprints: list[int]) -> list[int]:
+        """``script``'s answer for every fingerprint: one call per ``PUSH_BATCH * 10`` of them, so a
         huge seeds file does not hold Redis up for long."""
         new: list[int] = []
         step = PUSH_BATCH * 10
@@ -532,8 +556,8 @@ class RedisSeen:
             chunk = fingerprints[start:start + step]
             args: list[Any] = []
             for fp in chunk:
-                args += [format(fp >> (64 - SEEN_SHARD_BITS), "x"), fp - (1 << 64) if fp >> 63 else fp]
-            new += [chunk[i - 1] for i in self._crawl.call("seen_add", *args)]
+                args += _seen_member(fp)
+            new += [chunk[i - 1] for i in self._crawl.call(script, *args)]
         return new
 
     @_guarded

@@ -17,7 +17,7 @@ from multiprocessing.context import BaseContext
 
 from crawlkit.backends.base import Entry
 from crawlkit.backends.local.jobdir import NullJournal
-from crawlkit.backends.redis import RedisFrontier, connect
+from crawlkit.backends.redis import RedisFrontier, RedisSeen, connect
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
 from crawlkit.settings import Settings
@@ -37,7 +37,9 @@ class SharedFrontier:
         self._frontier = frontier
 
     def push(self, entries: Iterable[Entry], not_before: float = 0.0) -> None:
-        self._frontier.push((request for _, request in entries), not_before)
+        # Admission's new requests come without not_before: they are marked seen as they are
+        # queued (see SharedSeen). Retries come with it, and were marked when first queued.
+        self._frontier.push((request for _, request in entries), not_before, mark_seen=not not_before)
 
     def next_host(self, now: float) -> str | None:
         return self._frontier.next_host(now)
@@ -70,6 +72,20 @@ class SharedFrontier:
         self._frontier.close()
 
 
+class SharedSeen:
+    """``RedisSeen`` as admission's ``SeenStore``: ``add_many`` says which fingerprints are new but
+    marks none; ``SharedFrontier.push`` marks each as it queues it, in one script."""
+
+    def __init__(self, seen: RedisSeen) -> None:
+        self._seen = seen
+
+    def add_many(self, fingerprints: list[int]) -> list[int]:
+        return self._seen.unseen(fingerprints)
+
+    def count(self) -> int:
+        return self._seen.count()
+
+
 class RedisBackend:
     """This node's view of a shared crawl; lives in the engine's process, its permits in every fetcher."""
 
@@ -84,7 +100,7 @@ class RedisBackend:
         self._crawl = connect(settings.frontier, settings.crawl_id or crawl_name, settings.lease_time,
                               count=stats.incr)
         self.frontier = SharedFrontier(self._crawl.frontier)
-        self.seen = self._crawl.seen
+        self.seen = SharedSeen(self._crawl.seen)
         self.limiter = self._crawl.limiter(settings.per_host, settings.delay)
         self.journal = NullJournal()
         self._stats = stats

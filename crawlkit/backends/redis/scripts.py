@@ -22,7 +22,7 @@ def _script(name: str) -> str:
 
 # The scripts RedisCrawl.call runs by name (and RedisCrawl._send, ``writes``).
 SCRIPTS = {name: _script(name) for name in (
-    "push", "take", "reclaim", "writes", "beat", "leave", "poll", "acquire", "renew", "pause", "seen_add",
+    "push", "take", "reclaim", "writes", "beat", "leave", "poll", "acquire", "renew", "pause", "seen_add", "seen_check",
 )}
 TURN_ENTER = _script("turn_enter")
 TURN_EXIT = _script("turn_exit")
