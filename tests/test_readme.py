@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hostile import HostileServer, first_then, page
 
 from crawlkit.settings import scrapy_settings_table, settings_table
@@ -15,12 +17,15 @@ from crawlkit.settings import scrapy_settings_table, settings_table
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_settings_table_is_the_one_settings_table_prints() -> None:
+@pytest.mark.parametrize(("marker", "table"), [("settings-table", settings_table),
+                                              ("scrapy-settings-table", scrapy_settings_table)])
+def test_each_settings_table_is_the_one_its_function_prints(marker: str, table: Callable[[], str]) -> None:
+    """The settings table (from default.yaml) and the Scrapy names table (from the alias table)."""
     text = README.read_text(encoding="utf-8")
-    table = re.search(r"<!-- settings-table.*?-->\n(.*?)\n<!-- /settings-table -->", text, re.S)
-    assert table, "README.md lost its settings table markers"
-    regenerate = 'python -c "from crawlkit.settings import settings_table as t; print(t())"'
-    assert table.group(1) == settings_table(), f"regenerate the README settings table: {regenerate}"
+    found = re.search(rf"<!-- {marker}.*?-->\n(.*?)\n<!-- /{marker} -->", text, re.S)
+    assert found, f"README.md lost its {marker} markers"
+    regenerate = f'python -c "from crawlkit.settings import {table.__name__} as t; print(t())"'
+    assert found.group(1) == table(), f"regenerate the README's {marker}: {regenerate}"
 
 
 def test_quick_start_commands_are_present() -> None:
@@ -52,14 +57,6 @@ def test_the_readme_spider_yields_its_items(crawlkit, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(item["text"] for item in run.items()) == ["One", "Three", "Two"]
     assert fetched["/"] == 1 and fetched["/page/2/"] == 1
-
-
-def test_scrapy_settings_table_is_the_one_the_alias_table_prints() -> None:
-    text = README.read_text(encoding="utf-8")
-    table = re.search(r"<!-- scrapy-settings-table.*?-->\n(.*?)\n<!-- /scrapy-settings-table -->", text, re.S)
-    assert table, "README.md lost its Scrapy settings table markers"
-    regenerate = 'python -c "from crawlkit.settings import scrapy_settings_table as t; print(t())"'
-    assert table.group(1) == scrapy_settings_table(), f"regenerate the README's Scrapy settings table: {regenerate}"
 
 
 def test_the_readme_callback_tests_pass() -> None:
