@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,21 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler], ip: str) -> Iterator[str]:
+    """Serve ``handler`` on ``ip`` (a free port) in a thread until the block ends; yields the base URL
+    (``http://ip:port``, no slash)."""
+    server = ThreadingHTTPServer((ip, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name=f"http-{ip}", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{ip}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 @contextlib.contextmanager

@@ -51,6 +51,7 @@ def test_the_readme_spider_yields_its_items(crawlkit, tmp_path: Path) -> None:
         host = site.url("/").split("//")[1].split(":")[0]
         spider = code.group(1).replace("https://quotes.toscrape.com/", site.url("/"))
         spider = spider.replace("quotes.toscrape.com", host)
+        assert "toscrape" not in spider  # nothing of the public site is left for the crawl to reach
         (tmp_path / "quotes.py").write_text(spider)
         run = crawlkit("runspider", "quotes.py", output="quotes.jsonl", timeout=60)
         fetched = server.paths(site)

@@ -15,11 +15,12 @@ import threading
 from collections import Counter
 from functools import partial
 from html.parser import HTMLParser
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import pytest
+from support import serve_http
 
 DOCS = Path("/usr/share/doc/python3.11/html")
 
@@ -80,15 +81,8 @@ class _Recorder(SimpleHTTPRequestHandler):
 def docs_site():
     counts: Counter = Counter()
     handler = type("H", (_Recorder,), {"counts": counts})
-    server = ThreadingHTTPServer(("127.0.0.9", 0), partial(handler, directory=str(DOCS)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.9:{server.server_address[1]}/", counts
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_http(partial(handler, directory=str(DOCS)), "127.0.0.9") as base:
+        yield f"{base}/", counts
 
 
 def test_python_docs_are_crawled_completely_and_once(docs_site, tmp_path: Path) -> None:

@@ -4,15 +4,15 @@ CSRF token, the session cookie on every page after it, each page fetched once)."
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
 from hostile import free_loopback_ip
+from support import serve_http
 
 TOKEN = "c5rf-t0k3n"
 SESSION = "sid=ann-42"
@@ -83,16 +83,8 @@ class LoginSite(BaseHTTPRequestHandler):
 def login_site() -> Iterator[tuple[str, list[Seen]]]:
     seen: list[Seen] = []
     handler = type("Handler", (LoginSite,), {"seen": seen})
-    server = ThreadingHTTPServer((free_loopback_ip(), 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        host, port = server.server_address[:2]
-        yield f"http://{host}:{port}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_http(handler, free_loopback_ip()) as base:
+        yield base, seen
 
 
 SPIDER = '''

@@ -10,12 +10,13 @@ crawlkit's own site code.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl
+
+from support import serve_http
 
 TOKEN = "c5rf-t0k3n"
 SESSION = "sid=ann-42"
@@ -109,15 +110,8 @@ class QuotesHandler(BaseHTTPRequestHandler):
 def quotes_site(ip: str = "127.0.0.1") -> Iterator[tuple[str, list[Seen]]]:
     """Serve the site on ``ip`` (a free port) until the block ends: its base URL and what it saw."""
     seen: list[Seen] = []
-    server = ThreadingHTTPServer((ip, 0), type("Handler", (QuotesHandler,), {"seen": seen}))
-    thread = threading.Thread(target=server.serve_forever, name="quotes-site", daemon=True)
-    thread.start()
-    try:
-        yield f"http://{ip}:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_http(type("Handler", (QuotesHandler,), {"seen": seen}), ip) as base:
+        yield base, seen
 
 
 def expected_quotes(tag: str = "") -> list[dict[str, object]]:
