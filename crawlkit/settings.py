@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import importlib
 import json
 import math
 import os
@@ -69,8 +70,15 @@ _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "m
 _AT_MOST.update(max_body=1 << 30, max_url_length=65_536)
 _CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
 
-_TYPE_PREFIX = re.compile(r"^\((?:(int|str) or null|list of (int|str)|(map) of str to int or null)\)")
+_TYPE_PREFIX = re.compile(r"^\((?:(int|str) or null|list of (int|str)|(map) of str to int or null|(rules))\)")
 _TYPE_NAMES = {"int": int, "str": str}
+
+# Settings whose value is a structure YAML's types cannot describe (a map of host globs to
+# per-site rules, a list of link rules), marked "(rules)" in default.yaml: each is checked by a
+# function named here as "module:function", imported only when such a setting is read. The
+# function takes the value and returns it normalised (hashable parts, defaults filled in), or
+# raises ValueError with a message that starts "'key' ..." and says what a valid value is.
+_SHAPES: dict[str, str] = {"hosts": "crawlkit.sites:check_hosts"}
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).
 MAX_CONFIG_BYTES = 1_000_000
@@ -243,6 +251,8 @@ class _Spec:
                 text = f"{noun} ≥ {self.minimum}"
         elif self.kind is list:
             text = "a list of " + ("integers" if self.item is int else "strings")
+        elif self.key in _SHAPES:
+            text = "a structure as configs/default.yaml describes"
         elif self.kind is dict:
             text = "a mapping of names to integers or null"
         else:
@@ -256,6 +266,8 @@ class _Spec:
         """
         if value is None and self.nullable:
             return None
+        if self.key in _SHAPES:
+            return _shape_checker(self.key)(value)
         if self._valid(value):
             if self.kind is float:
                 return float(value)
@@ -447,6 +459,10 @@ def _specs() -> dict[str, _Spec]:
             spec = _Spec(key, default, _TYPE_NAMES[prefix.group(1)], None, True, comment)
         elif prefix and prefix.group(3):
             spec = _Spec(key, default, dict, None, False, comment)
+        elif prefix and prefix.group(4):
+            if key not in _SHAPES:
+                raise ConfigError(f"{where}: '{key}' is marked (rules) but settings._SHAPES names no checker for it")
+            spec = _Spec(key, default, type(default), None, False, comment)
         elif prefix:
             spec = _Spec(key, default, list, _TYPE_NAMES[prefix.group(2)], False, comment)
         elif default is None or default == []:
@@ -463,6 +479,20 @@ def _specs() -> dict[str, _Spec]:
             raise ConfigError(f"{where}: {exc}") from None
         specs[key] = spec
     return specs
+
+
+@functools.cache
+def _shape_checker(key: str) -> Callable[[Any], Any]:
+    """The function that checks the structured setting ``key`` (see ``_SHAPES``)."""
+    module, _, name = _SHAPES[key].partition(":")
+    checker: Callable[[Any], Any] = getattr(importlib.import_module(module), name)
+    return checker
+
+
+def check_as(key: str, value: Any) -> Any:
+    """``value`` checked as the top-level setting ``key`` is (its type and bounds), for structured
+    settings that repeat one (a host's ``per_host``); ValueError as ``_Spec.check`` raises it."""
+    return _specs()[key].check(value)
 
 
 def _read_file(path: str | Path) -> list[tuple[str, Any, int]]:
