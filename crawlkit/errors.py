@@ -78,6 +78,7 @@ class FetchErrorKind(Enum):
     BODY_TOO_LARGE = "body_too_large", False  # over max_body
     MIDDLEWARE = "middleware", False  # a process_request hook raised or returned something else
     DROPPED = "dropped_middleware", False  # not a failure: a process_request hook raised IgnoreRequest
+    CONTENT_TYPE = "dropped_content_type", False  # not a failure: a type content_types leaves out, body unread
 
 
 class CrawlkitError(Exception):

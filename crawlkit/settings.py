@@ -78,7 +78,11 @@ _TYPE_NAMES = {"int": int, "str": str}
 # function named here as "module:function", imported only when such a setting is read. The
 # function takes the value and returns it normalised (hashable parts, defaults filled in), or
 # raises ValueError with a message that starts "'key' ..." and says what a valid value is.
-_SHAPES: dict[str, str] = {"hosts": "crawlkit.sites:check_hosts"}
+_SHAPES: dict[str, str] = {
+    "hosts": "crawlkit.sites:check_hosts",
+    "url_rewrites": "crawlkit.urlnorm:check_rewrites",
+    "content_types": "crawlkit.fetch.content_types:check_content_types",
+}
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).
 MAX_CONFIG_BYTES = 1_000_000

@@ -106,7 +106,7 @@ def test_each_transport_exception_is_classified_once_into_its_kind(exc: BaseExce
 
 def test_every_kind_is_made_somewhere_and_tested_here() -> None:
     beyond_classify = {FetchErrorKind.DOWNLOAD_TIMEOUT, FetchErrorKind.BODY_TOO_LARGE, FetchErrorKind.MIDDLEWARE,
-                       FetchErrorKind.DROPPED}  # tested below
+                       FetchErrorKind.DROPPED, FetchErrorKind.CONTENT_TYPE}  # tested below, and in test_urlnorm.py
     assert {kind for _, kind in CLASSIFIED} | beyond_classify == set(FetchErrorKind)
 
 
@@ -166,8 +166,8 @@ def routed(kind: FetchErrorKind, callback: str | None = None) -> PageDone:
 def test_the_parser_asks_the_kind_whether_to_retry(kind: FetchErrorKind) -> None:
     done = routed(kind)
     assert (done.retry is not None) is kind.retryable
-    if kind is FetchErrorKind.DROPPED:
-        assert done.counts == {"dropped_middleware": 1}
+    if kind in (FetchErrorKind.DROPPED, FetchErrorKind.CONTENT_TYPE):  # drops, not errors
+        assert done.counts == {kind.value: 1}
     else:
         assert done.counts[f"error_{kind.value}"] == 1
 

@@ -1,7 +1,9 @@
 """Admission: the way into the frontier, for links, start requests and a resumed crawl's backlog.
 
 Candidates (a page's links as (fingerprint, request), the start requests) go through the
-seen-URL store, then the journal, then the robots.txt gate, and so into the frontier::
+seen-URL store, then the journal, then the robots.txt gate, and so into the frontier; start
+requests are first normalised by ``urlnorm.UrlNormalizer``, as the parsers' normalize stage
+does links::
 
     PageDone/Links candidates --+
     start requests (batches) ---+--> seen store (one add_many a batch) --> journal --> RobotsGate --> frontier
@@ -28,6 +30,7 @@ from crawlkit.http import Request
 from crawlkit.settings import Settings
 from crawlkit.spider import CallbackCheck, Spider, check_spider
 from crawlkit.stats import Stats
+from crawlkit.urlnorm import UrlNormalizer
 from crawlkit.urls import Fingerprinter
 
 log = logging.getLogger("crawlkit.admission")
@@ -46,6 +49,8 @@ class Admission:
         check_spider(spider)
         self.backend, self.gate, self.spider, self.settings, self.stats = backend, gate, spider, settings, stats
         self.callbacks = CallbackCheck(spider)
+        # Start requests are normalised as the parsers' normalize stage does links (urlnorm.py).
+        self.normalizer = UrlNormalizer(settings.strip_query_params, settings.url_rewrites)
         self.candidates: list[tuple[int | None, Request]] = []  # from PageDones, deduplicated per batch
         # Leases of pages whose candidates are not all queued yet, each with the number of
         # candidates received up to its PageDone: it is finished once that many are admitted.
@@ -130,6 +135,10 @@ class Admission:
                     self.stats.incr("error_spider_callback_missing")
                     log.error("spider %s: start %s; dropped", self.spider.name, problem)
                     continue
+                normal = self.normalizer.normalize(request.url)
+                if normal != request.url:
+                    request.url = normal
+                    self.stats.incr("urls_normalized")
                 try:
                     fp = fingerprints.fingerprint(request.url, request.method, request.body)
                 except ValueError as exc:

@@ -51,7 +51,7 @@ import socket
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import Pipe
 from multiprocessing.reduction import ForkingPickler
 from queue import Empty
@@ -69,6 +69,9 @@ from urllib3.poolmanager import ProxyManager
 from crawlkit.backends.base import Permits
 from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.middlewares import RequestHooks, load_middlewares
+from crawlkit.extensions.robots import ROBOTS_CALLBACK
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
+from crawlkit.fetch.content_types import ContentTypes
 from crawlkit.fetch.destinations import DestinationBlocked, PublicOnly, check_host
 from crawlkit.http import Headers, Request
 from crawlkit.loader import one_line
@@ -105,6 +108,7 @@ class FetcherConfig:
     spider_kwargs: dict[str, Any]
     allow_private_addresses: bool = True  # False: connect to public addresses only (see destinations.py)
     settings: Settings | None = None  # the crawl's, for the spider the middlewares are given
+    content_types: ContentTypes = field(default_factory=lambda: ContentTypes(()))  # what to download (empty: all)
 
     @classmethod
     def from_settings(cls, s: Any, threads: int, log: LogConfig, spider: str | None = None,
@@ -114,7 +118,7 @@ class FetcherConfig:
             threads=threads, user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
             download_timeout=s.download_timeout, max_body=s.max_body, max_redirects=s.max_redirects, log=log,
             proxy=s.proxy, middlewares=list(s.middlewares), spider=spider, spider_kwargs=spider_kwargs or {},
-            allow_private_addresses=s.allow_private_addresses, settings=s,
+            allow_private_addresses=s.allow_private_addresses, settings=s, content_types=ContentTypes(s.content_types),
         )
 
 
@@ -570,7 +574,11 @@ def fetch(
         result.headers = list(response.raw.headers.items())  # urllib3's: repeated headers stay apart
         result.request_headers = list(response.request.headers.items())
         length = response.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > max_body and not meta.get("truncate"):
+        if config.content_types and not _wanted(config.content_types, response, request):
+            # Closed below with its body unread: urllib3 closes a connection whose response is not drained.
+            _fail(result, FetchErrorKind.CONTENT_TYPE,
+                  f"Content-Type {response.headers.get('Content-Type')!r} not in content_types")
+        elif length.isdigit() and int(length) > max_body and not meta.get("truncate"):
             _fail(result, FetchErrorKind.BODY_TOO_LARGE, f"Content-Length {length} > max_body {max_body}")
         else:
             result.body, kind, message = _read_body(
@@ -590,6 +598,15 @@ def fetch(
         _fail(result, *_failure(TimeoutError(), exchange, config))
     result.elapsed = time.monotonic() - started
     return result
+
+
+def _wanted(content_types: ContentTypes, response: requests.Response, request: Request) -> bool:
+    """Whether the body of ``response`` is to be read: see ``content_types.py`` for what is never dropped."""
+    return (
+        not 200 <= response.status_code < 300
+        or request.callback in (ROBOTS_CALLBACK, SITEMAP_CALLBACK)
+        or content_types.wanted(response.headers.get("Content-Type"))
+    )
 
 
 def _fail(result: FetchResult, kind: FetchErrorKind, message: str) -> None:

@@ -13,6 +13,7 @@ SPIDER_MIDDLEWARES numbers place middlewares::
     700 sitemaps            a sitemap's URLs as requests                       (on_response)
         (the spider's callback, as if at 1000)
     1100 scheme             only http(s) links                                 (on_links)
+    1150 normalize          strip_query_params and url_rewrites rewrite URLs   (on_links)
     1200 url_length         max_url_length                                     (on_links)
     1300 depth              max_depth                                          (on_links)
     1400 repeated_segments  max_repeated_segments                              (on_links)
@@ -48,6 +49,7 @@ from crawlkit.loader import one_line
 from crawlkit.parse.archive import CookieStage, WarcStage
 from crawlkit.parse.hooks import MiddlewareStage
 from crawlkit.parse.links import DepthFilter, LengthFilter, OffsiteFilter, RepeatedSegmentsFilter, SchemeFilter
+from crawlkit.parse.normalize import NormalizeStage
 from crawlkit.parse.redirect import RedirectStage
 from crawlkit.parse.retry import RetryStage
 from crawlkit.parse.robots import RobotsStage
@@ -66,6 +68,7 @@ BUILTIN_STAGES: dict[str, tuple[int, type]] = {
     "redirect": (600, RedirectStage),
     "sitemaps": (700, SitemapStage),
     "scheme": (1100, SchemeFilter),
+    "normalize": (1150, NormalizeStage),
     "url_length": (1200, LengthFilter),
     "depth": (1300, DepthFilter),
     "repeated_segments": (1400, RepeatedSegmentsFilter),

@@ -55,6 +55,7 @@ log = logging.getLogger("crawlkit.parser")
 # Fingerprints a parser remembers having sent (about 80 bytes each); forgotten all at once when
 # full, after which links sent before are sent again and the engine's seen store drops them.
 SENT_MEMORY = 200_000
+DROPPED_CONTENT_TYPE = FetchErrorKind.CONTENT_TYPE.value  # also its stats key
 
 
 @dataclass(slots=True)
@@ -236,7 +237,10 @@ class Router:
         page = Page(result, done, counts)
         request = result.request
         robots = request.callback == ROBOTS_CALLBACK
-        if result.error:
+        if result.error == DROPPED_CONTENT_TYPE:  # a filter's drop (fetch/content_types.py): no stage, no errback
+            counts[DROPPED_CONTENT_TYPE] += 1
+            log.debug("dropped (content_type): %s (%s)", request.url, result.message)
+        elif result.error:
             kind = FetchErrorKind(result.error)
             counts[DROPPED if kind is FetchErrorKind.DROPPED else f"error_{result.error}"] += 1
             for on_failure in self.stages.failure:
