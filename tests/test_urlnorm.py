@@ -200,3 +200,11 @@ def test_a_dropped_type_is_counted_not_retried_and_not_sent_to_the_errback() -> 
     done: PageDone = pickle.loads(Router(Errback(start_urls=["http://a.test/"]), config).handle(result))
     assert done.counts == {"dropped_content_type": 1}
     assert done.retry is None and not done.items and done.status == 200
+
+
+def test_a_redirect_target_is_normalised_like_a_link() -> None:
+    config = ParserConfig.from_settings(load_settings(), None, {}, LogConfig())
+    request = Request("http://a.test/old", callback="parse")
+    result = FetchResult(1, request, request.url, status=301, headers=[("Location", "/new;jsessionid=9?utm_term=x")])
+    done: PageDone = pickle.loads(Router(Page(start_urls=["http://a.test/"]), config).handle(result))
+    assert [r.url for _, r in done.candidates] == ["http://a.test/new"] and done.counts["urls_normalized"] == 1
