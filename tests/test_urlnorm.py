@@ -208,3 +208,17 @@ def test_a_redirect_target_is_normalised_like_a_link() -> None:
     result = FetchResult(1, request, request.url, status=301, headers=[("Location", "/new;jsessionid=9?utm_term=x")])
     done: PageDone = pickle.loads(Router(Page(start_urls=["http://a.test/"]), config).handle(result))
     assert [r.url for _, r in done.candidates] == ["http://a.test/new"] and done.counts["urls_normalized"] == 1
+
+
+def test_a_page_that_redirects_to_itself_with_a_session_id_is_fetched_again_not_dropped_as_seen() -> None:
+    config = ParserConfig.from_settings(load_settings(), None, {}, LogConfig())
+    router = Router(Page(start_urls=["http://a.test/"]), config)
+    request = Request("http://a.test/a", callback="parse")
+    result = FetchResult(1, request, request.url, status=302, headers=[("Location", "/a;jsessionid=S1")])
+    done: PageDone = pickle.loads(router.handle(result))
+    [(fp, again)] = done.candidates
+    assert fp is None and again.dont_filter and again.url == "http://a.test/a"
+    assert again.meta["redirect_urls"] == ["http://a.test/a"]  # so max_redirects bounds a server that insists
+    result = FetchResult(2, request, request.url, status=302, headers=[("Location", "/b;jsessionid=S1")])
+    [(fp, other)] = pickle.loads(router.handle(result)).candidates
+    assert fp is not None and not other.dont_filter and other.url == "http://a.test/b"  # another page: deduplicated

@@ -141,3 +141,50 @@ def test_a_type_not_listed_is_dropped_after_its_headers_with_its_body_unsent(cra
     counts = json.loads((tmp_path / "stats.json").read_text())["counts"]
     assert counts["dropped_content_type"] == 1 and not any(key.startswith("error_") for key in counts)
     assert f"dropped (content_type): {base}/big.bin" in run.stderr  # at DEBUG, with its URL
+
+
+class Sessions(BaseHTTPRequestHandler):
+    """As a servlet container without a session cookie yet: /app redirects to itself with ;jsessionid= and
+    sets the cookie; /stubborn does so whatever the request carries."""
+
+    seen: Counter[tuple[str, bool]] = Counter()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        has_cookie = "JSESSIONID=S1" in self.headers.get("Cookie", "")
+        Sessions.seen[(self.path, has_cookie)] += 1
+        if self.path == "/robots.txt":
+            self.send_error(404)
+            return
+        if self.path == "/":
+            body = b'<html><title>home</title><a href="/app">app</a> <a href="/stubborn">stubborn</a></html>'
+        elif self.path == "/app" and has_cookie:
+            body = b"<html><title>app</title></html>"
+        else:
+            self.send_response(302)
+            self.send_header("Location", f"{self.path};jsessionid=S1")
+            self.send_header("Set-Cookie", "JSESSIONID=S1; Path=/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_redirect_that_adds_a_session_id_is_followed_to_the_clean_url_with_the_cookie(crawlkit) -> None:
+    Sessions.seen = Counter()
+    with serve_http(Sessions, "127.0.0.74") as base:
+        run = crawlkit("crawl", "-s", "max_redirects=3", seeds=[f"{base}/"])
+    assert run.returncode == 0, run.stderr
+    # /app once without the cookie (redirected), once with it; no URL with ;jsessionid= was ever asked for.
+    assert Sessions.seen[("/app", False)] == 1 and Sessions.seen[("/app", True)] == 1
+    assert not any(";" in path for path, _ in Sessions.seen)
+    # A server that redirects whatever the request carries is asked max_redirects + 1 times, then given up.
+    assert Sessions.seen[("/stubborn", False)] + Sessions.seen[("/stubborn", True)] == 4
+    assert sorted(item["url"] for item in run.items()) == [f"{base}/", f"{base}/app"]
+    assert "too many redirects" in run.stderr

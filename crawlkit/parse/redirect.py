@@ -2,7 +2,8 @@
 
 A redirect is followed as a new request for its target, like any link, so it passes the link
 stages (offsite, depth, ...), the seen-URL store, robots.txt and the per-host limits of its own
-host. ``redirect_target`` and
+host. A redirect to the page itself plus what URL normalisation drops (a session id) is the
+exception to the seen-URL store: followed again. ``redirect_target`` and
 ``redirect_request`` are also what ``crawlkit fetch`` follows.
 """
 
@@ -14,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 from crawlkit.errors import FetchErrorKind, fetch_error
 from crawlkit.http import Request, Response
 from crawlkit.parse.stages import Page, StageSetup
+from crawlkit.urlnorm import UrlNormalizer
 from crawlkit.urls import Fingerprinter, is_http, port_of
 
 log = logging.getLogger("crawlkit.parser")
@@ -28,6 +30,8 @@ class RedirectStage:
     def __init__(self, setup: StageSetup) -> None:
         self.max_redirects = setup.config.max_redirects
         self.fingerprints: Fingerprinter = setup.fingerprints
+        settings = setup.config.settings
+        self.normalizer = UrlNormalizer(settings.strip_query_params, settings.url_rewrites)
 
     def on_response(self, page: Page, response: Response) -> Response | None:
         if not 300 <= response.status < 400 or "location" not in response.headers:
@@ -57,8 +61,21 @@ class RedirectStage:
             log.warning("redirect loop: %s -> %s", request.url, target)
             page.failure = fetch_error(FetchErrorKind.TOO_MANY_REDIRECTS, f"redirect loop to {target}")
             return None
-        page.candidates = [redirect_request(request, target)]
+        follow = redirect_request(request, target)
+        if self.normalizer and self._to_itself(request.url, target):
+            # A page that redirects to itself plus what normalisation drops (Tomcat's ;jsessionid=, with its
+            # cookie): fetched again, as its normal URL, rather than dropped as seen; max_redirects bounds it.
+            follow.dont_filter = True
+        page.candidates = [follow]
         return None
+
+    def _to_itself(self, url: str, target: str) -> bool:
+        """Whether ``target`` is ``url`` (a normal URL, as fetched) once normalised."""
+        fingerprint = self.fingerprints.fingerprint
+        try:
+            return fingerprint(self.normalizer.normalize(target)) == fingerprint(url)
+        except ValueError:  # a rewrite made it invalid: the link stages drop it
+            return False
 
 
 def redirect_target(url: str, location: str) -> str:
