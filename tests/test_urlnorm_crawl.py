@@ -20,7 +20,21 @@ TRACKED = b"""<html><head><title>home</title></head><body>
 BACK = b'<html><head><title>leaf</title></head><body><a href="/?utm_campaign=x">home</a></body></html>'
 
 
-class Tracked(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
+    """A quiet handler with one way to answer."""
+
+    def answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class Tracked(Handler):
     """A home page linking to three pages under several spellings each; records every request line's target."""
 
     seen: Counter[str] = Counter()
@@ -30,15 +44,7 @@ class Tracked(BaseHTTPRequestHandler):
         if self.path == "/robots.txt":
             self.send_error(404)
             return
-        body = TRACKED if self.path == "/" else BACK
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(200, TRACKED if self.path == "/" else BACK, {"Content-Type": "text/html"})
 
 
 def test_a_page_linked_with_tracking_parameters_or_a_session_id_is_fetched_once_by_its_clean_url(
@@ -77,7 +83,7 @@ LISTING = b"""<html><head><title>files</title></head><body>
 <a href="/private.html">disallowed</a></body></html>"""
 
 
-class Files(BaseHTTPRequestHandler):
+class Files(Handler):
     """HTML pages, a large binary, a page without Content-Type, and a robots.txt served as a binary type."""
 
     seen: Counter[str] = Counter()
@@ -94,14 +100,8 @@ class Files(BaseHTTPRequestHandler):
                   "/bare": b"<html><head><title>bare</title></head><body>b</body></html>",
                   "/robots.txt": b"User-agent: *\nDisallow: /private\n",
                   "/private.html": b"<html><title>private</title></html>"}
-        body = bodies[self.path]
-        self.send_response(200)
-        if self.path != "/bare":
-            kind = "application/octet-stream" if self.path == "/robots.txt" else "text/html; charset=utf-8"
-            self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        kind = "application/octet-stream" if self.path == "/robots.txt" else "text/html; charset=utf-8"
+        self.answer(200, bodies[self.path], {} if self.path == "/bare" else {"Content-Type": kind})
 
     def _binary(self) -> None:
         self.connection.settimeout(30)  # a client that neither reads nor closes cannot hold this thread for ever
@@ -122,9 +122,6 @@ class Files(BaseHTTPRequestHandler):
         finally:
             Files.done.set()
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 def test_a_type_not_listed_is_dropped_after_its_headers_with_its_body_unsent(crawlkit, tmp_path: Path) -> None:
     Files.seen, Files.sent, Files.ended, Files.done = Counter(), 0, "", threading.Event()
@@ -143,7 +140,7 @@ def test_a_type_not_listed_is_dropped_after_its_headers_with_its_body_unsent(cra
     assert f"dropped (content_type): {base}/big.bin" in run.stderr  # at DEBUG, with its URL
 
 
-class Sessions(BaseHTTPRequestHandler):
+class Sessions(Handler):
     """As a servlet container without a session cookie yet: /app redirects to itself with ;jsessionid= and
     sets the cookie; /stubborn does so whatever the request carries."""
 
@@ -157,23 +154,11 @@ class Sessions(BaseHTTPRequestHandler):
             return
         if self.path == "/":
             body = b'<html><title>home</title><a href="/app">app</a> <a href="/stubborn">stubborn</a></html>'
+            self.answer(200, body, {"Content-Type": "text/html"})
         elif self.path == "/app" and has_cookie:
-            body = b"<html><title>app</title></html>"
+            self.answer(200, b"<html><title>app</title></html>", {"Content-Type": "text/html"})
         else:
-            self.send_response(302)
-            self.send_header("Location", f"{self.path};jsessionid=S1")
-            self.send_header("Set-Cookie", "JSESSIONID=S1; Path=/")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+            self.answer(302, b"", {"Location": f"{self.path};jsessionid=S1", "Set-Cookie": "JSESSIONID=S1; Path=/"})
 
 
 def test_a_redirect_that_adds_a_session_id_is_followed_to_the_clean_url_with_the_cookie(crawlkit) -> None:
