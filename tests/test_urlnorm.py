@@ -97,7 +97,7 @@ def test_a_strip_setting_of_another_type_is_refused() -> None:
 
 # ---------------------------------------------------------------- where URLs are normalised
 
-class Page(Spider):
+class Follower(Spider):
     name = "links"
 
     def parse(self, response: Any) -> Any:
@@ -107,7 +107,7 @@ class Page(Spider):
 
 def route(body: bytes, **settings: Any) -> PageDone:
     config = ParserConfig.from_settings(load_settings(cli=settings), None, {}, LogConfig())
-    router = Router(Page(start_urls=["http://a.test/"]), config)
+    router = Router(Follower(start_urls=["http://a.test/"]), config)
     request = Request("http://a.test/", callback="parse")
     result = FetchResult(1, request, request.url, status=200, headers=[("Content-Type", "text/html")], body=body)
     done: PageDone = pickle.loads(router.handle(result))
@@ -206,13 +206,13 @@ def test_a_redirect_target_is_normalised_like_a_link() -> None:
     config = ParserConfig.from_settings(load_settings(), None, {}, LogConfig())
     request = Request("http://a.test/old", callback="parse")
     result = FetchResult(1, request, request.url, status=301, headers=[("Location", "/new;jsessionid=9?utm_term=x")])
-    done: PageDone = pickle.loads(Router(Page(start_urls=["http://a.test/"]), config).handle(result))
+    done: PageDone = pickle.loads(Router(Follower(start_urls=["http://a.test/"]), config).handle(result))
     assert [r.url for _, r in done.candidates] == ["http://a.test/new"] and done.counts["urls_normalized"] == 1
 
 
 def test_a_page_that_redirects_to_itself_with_a_session_id_is_fetched_again_not_dropped_as_seen() -> None:
     config = ParserConfig.from_settings(load_settings(), None, {}, LogConfig())
-    router = Router(Page(start_urls=["http://a.test/"]), config)
+    router = Router(Follower(start_urls=["http://a.test/"]), config)
     request = Request("http://a.test/a", callback="parse")
     result = FetchResult(1, request, request.url, status=302, headers=[("Location", "/a;jsessionid=S1")])
     done: PageDone = pickle.loads(router.handle(result))
