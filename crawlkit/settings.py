@@ -156,6 +156,10 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
     "LOG_FILE": ScrapyName("log_file", note="the log goes to stderr as well"),
     "JOBDIR": ScrapyName("jobdir"),
     "FEED_EXPORT_FIELDS": ScrapyName("export_fields"),
+    "EXTENSIONS": ScrapyName("extensions", _by_order("EXTENSIONS"),
+                             note="classes built without arguments (no `from_crawler`), whose methods named after "
+                                  "crawlkit's events are called in the engine process; `null` ones (Scrapy's "
+                                  "built-ins turned off) are left out"),
     "ITEM_PIPELINES": ScrapyName("pipelines", _by_order("ITEM_PIPELINES"),
                                  note="run in the order of their numbers; `null` ones are left out; "
                                       "`package.module.Class` is read as `package.module:Class`"),

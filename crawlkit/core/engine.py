@@ -70,6 +70,7 @@ from crawlkit.extensions.middlewares import load_middlewares
 from crawlkit.extensions.output import open_output
 from crawlkit.extensions.pipelines import load_pipelines
 from crawlkit.extensions.robots import RobotsGate, RobotsRules
+from crawlkit.extensions.signals import Signals
 from crawlkit.extensions.warc import check_warc_dir
 from crawlkit.fetch.fetcher import FetcherConfig, check_proxy
 from crawlkit.messages import Links, PageDone, StartFailed
@@ -121,6 +122,7 @@ class Engine:
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
         check_components(load_pipelines(s.pipelines), "pipeline")
         check_components(load_middlewares(s.middlewares), "middleware")
+        self.signals = Signals.of(s.extensions, spec.spider, self.stats)  # None: no extension, nothing to call
         ordered_stages(s.stages)
         if s.warc:
             check_warc_dir(s.warc)
@@ -133,7 +135,7 @@ class Engine:
         self.journal: Journal = backend.journal
         rules = RobotsRules(s.user_agent, backend.robots_rechecks) if s.robots else None
         self.gate = RobotsGate(rules, backend, self.stats, s.robots_recheck_after)
-        self.admission = Admission(backend, self.gate, spec.spider, s, self.stats)
+        self.admission = Admission(backend, self.gate, spec.spider, s, self.stats, self.signals)
         resume_at = None
         resumed = self.journal.begin(s.output or "")  # read (and checked) before any process starts
         if resumed is not None:
@@ -169,6 +171,8 @@ class Engine:
             self.supervisor.start(self._fetcher_config(), self._parser_config())
             self.stats.crawl_started = time.monotonic()
             self.limits = StopConditions.of(s, self.stats, self.stats.crawl_started)
+            if self.signals is not None:
+                self.signals.crawl_opened()
             self.admission.seed()
             self._loop()
         except WriteFailed as exc:
@@ -179,6 +183,8 @@ class Engine:
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+            if self.signals is not None:
+                self.signals.crawl_closed(self.stats.reason)
             close_spider(self.spec.spider, self.stats.reason)  # once the stats are final, its reason with them
         if self.failed is not None:
             raise self.failed
@@ -362,6 +368,10 @@ class Engine:
             self.gate.answer(host, entry.request.url, *done.robots)
         if done.retry is not None:
             self.frontier.push([(entry.lease, done.retry)], not_before=done.retry_at)
+        if self.signals is not None:
+            self.signals.page_done(entry.request, done)
+            if done.retry is not None:
+                self.signals.request_scheduled(done.retry)
         self.admission.finish(entry.lease)
 
     # ---------------------------------------------------------------- health and reporting
