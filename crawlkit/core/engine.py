@@ -295,7 +295,7 @@ class Engine:
         self.stop_deadline = now + self.settings.shutdown_timeout
         inflight = len(self.dispatch.inflight) if self.dispatch is not None else 0
         log.info("%s: finishing the %d requests in flight (up to %.0fs), then stopping",
-                    reason, inflight, self.settings.shutdown_timeout)
+                 reason, inflight, self.settings.shutdown_timeout)
 
     def _drain(self, conn: Connection) -> None:
         """Handle what one parser has sent, up to a batch, so scheduling is not starved; nothing
