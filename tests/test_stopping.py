@@ -209,3 +209,21 @@ def test_a_stop_condition_ends_the_crawl_cleanly_and_the_jobdir_resumes_it(
     assert sum(both.values()) == len(first) + 5 and max(both.values()) == 1  # nothing fetched twice
     if mode in ("items", "memory"):
         assert len(resumed.items()) == len(first) + 5
+
+
+def test_max_items_counts_the_earlier_runs_of_a_resumed_crawl(crawlkit, tmp_path: Path) -> None:
+    with long_site() as site:
+        common = ["crawl", "--jobdir", str(tmp_path / "job"), "--concurrency", str(CONCURRENCY)]
+        first = crawlkit(*common, "-s", "max_items=10", seeds=site.seeds())
+        assert first.returncode == 0, first.stderr
+        fetched = sum(fetched_pages(site).values())
+        assert len(first.items()) == fetched >= 10
+        again = crawlkit(*common, "-s", "max_items=10", seeds=site.seeds())  # reached already: nothing to do
+        assert again.returncode == 0 and "crawl finished (max_items reached)" in again.stderr
+        assert sum(fetched_pages(site).values()) == fetched
+        raised = crawlkit(*common, "-s", "max_items=20", seeds=site.seeds())
+        assert raised.returncode == 0 and "crawl finished (max_items reached)" in raised.stderr
+        pages = fetched_pages(site)
+    items = raised.items()
+    assert 20 <= len(items) == sum(pages.values()) <= 20 + 2 * CONCURRENCY
+    assert max(pages.values()) == 1 and len({item["url"] for item in items}) == len(items)
