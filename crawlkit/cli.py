@@ -1,9 +1,9 @@
 """The ``crawlkit`` command: flags become settings, errors become one line and exit code 2.
 
-No crawl logic lives here. Exit codes: 0 the crawl finished (page errors are in the stats),
-1 ``fetch``/``parse`` could not fetch the page or the callback failed, 2 a usage, config, seeds
-or spider error, 3 the system refused to write an output or jobdir file (disk full, read-only),
-130 interrupted by Ctrl-C or SIGTERM.
+No crawl logic lives here. Exit codes: 0 the crawl finished (page errors are in the stats; a
+stop condition such as max_time is a finish too), 1 ``fetch``/``parse`` could not fetch the
+page or the callback failed, 2 a usage, config, seeds or spider error, 3 the system refused to
+write an output or jobdir file (disk full, read-only), 130 interrupted by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations

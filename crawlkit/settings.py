@@ -52,8 +52,8 @@ _SEE_ALL = "(see configs/default.yaml for every setting)"
 _AT_LEAST_ONE = frozenset(
     {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body", "lease_time", "max_process_deaths"}
 )
-# Timeouts of 0 would fail every fetch: these must be more than 0.
-_MORE_THAN_ZERO = frozenset({"connect_timeout", "read_timeout", "download_timeout"})
+# Timeouts of 0 would fail every fetch, a memory check every 0 s would be all the engine did: these must be more than 0.
+_MORE_THAN_ZERO = frozenset({"connect_timeout", "read_timeout", "download_timeout", "memory_check_interval"})
 # Upper bounds where a larger value fails the crawl at start: every fetcher receives both ends
 # of every fetch queue (4 per fetcher) and parser channel, and a process can be handed at most
 # 256 descriptors at its start (multiprocessing's forkserver); a unit of concurrency is a
@@ -65,7 +65,8 @@ _AT_MOST: dict[str, float] = {"workers": MAX_WORKERS, "parsers": 16, "concurrenc
 # held in a fetcher's memory. A day, a hundred tries and a gibibyte are past any real need.
 _AT_MOST.update(dict.fromkeys(
     ("delay", "robots_recheck_after", "retry_backoff", "retry_after_max", "connect_timeout", "read_timeout",
-     "download_timeout", "progress_interval", "shutdown_timeout", "lease_time", "callback_timeout"), 86_400))
+     "download_timeout", "progress_interval", "shutdown_timeout", "lease_time", "callback_timeout",
+     "memory_check_interval"), 86_400))
 _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "max_process_deaths"), 100))
 _AT_MOST.update(max_body=1 << 30, max_url_length=65_536)
 _CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
@@ -134,6 +135,19 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
                                                 "ROBOTSTXT_USER_AGENT)"),
     "DEPTH_LIMIT": ScrapyName("max_depth"),
     "CLOSESPIDER_PAGECOUNT": ScrapyName("max_pages", note="counts the pages of every run of a resumed crawl"),
+    "CLOSESPIDER_ITEMCOUNT": ScrapyName("max_items", note="counts the items of every run of a resumed crawl"),
+    "CLOSESPIDER_ERRORCOUNT": ScrapyName("max_errors", note="counts every error_* counter (failed exchanges too, "
+                                                            "which Scrapy does not count), of every run"),
+    "CLOSESPIDER_TIMEOUT": ScrapyName("max_time", note="seconds of this run, from when its processes are up"),
+    "CLOSESPIDER_TIMEOUT_NO_ITEM": ScrapyName("max_time_without_items",
+                                              note="checked every quarter second (Scrapy checks every N seconds, "
+                                                   "so stops after N to 2N)"),
+    "MEMUSAGE_WARNING_MB": ScrapyName("memory_warning_mb", note="the sum of the PSS of every crawlkit process "
+                                                                "(Scrapy: the peak RSS of its one process)"),
+    "MEMUSAGE_LIMIT_MB": ScrapyName("memory_limit_mb", note="the same sum; the crawl stops as at max_items, with "
+                                                            "exit code 0, the reason saying why"),
+    "MEMUSAGE_CHECK_INTERVAL_SECONDS": ScrapyName("memory_check_interval", note="crawlkit's default is 5 s, "
+                                                                                "Scrapy's 60"),
     "RETRY_TIMES": ScrapyName("retries"),
     "RETRY_HTTP_CODES": ScrapyName("retry_http_codes"),
     "DOWNLOAD_TIMEOUT": ScrapyName("download_timeout", note="seconds for the whole exchange; connect_timeout and "
@@ -146,6 +160,10 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
     "LOG_FILE": ScrapyName("log_file", note="the log goes to stderr as well"),
     "JOBDIR": ScrapyName("jobdir"),
     "FEED_EXPORT_FIELDS": ScrapyName("export_fields"),
+    "EXTENSIONS": ScrapyName("extensions", _by_order("EXTENSIONS"),
+                             note="classes built without arguments (no `from_crawler`), whose methods named after "
+                                  "crawlkit's events are called in the engine process; `null` ones (Scrapy's "
+                                  "built-ins turned off) are left out"),
     "ITEM_PIPELINES": ScrapyName("pipelines", _by_order("ITEM_PIPELINES"),
                                  note="run in the order of their numbers; `null` ones are left out; "
                                       "`package.module.Class` is read as `package.module:Class`"),
@@ -162,8 +180,6 @@ SCRAPY_MISSING: dict[str, str] = {
     "AUTOTHROTTLE_ENABLED": "no adaptive delay: set delay and per_host",
     "BOT_NAME": "the spider's name names the crawl (logs, stats, a shared crawl's id); remove it",
     "CONCURRENT_REQUESTS_PER_IP": "nearest is per_host (requests in flight per host name)",
-    "CLOSESPIDER_ITEMCOUNT": "no item limit: use max_pages",
-    "CLOSESPIDER_TIMEOUT": "no time limit: stop the crawl with Ctrl-C (a --jobdir crawl resumes)",
     "DEFAULT_REQUEST_HEADERS": "set headers in Request(headers=...) or a middleware's process_request",
     "DEPTH_PRIORITY": "the frontier's order is fixed (priority, then first in, first out)",
     "DNS_TIMEOUT": "nearest is connect_timeout (it covers name resolution)",
@@ -177,6 +193,7 @@ SCRAPY_MISSING: dict[str, str] = {
     "HTTPPROXY_ENABLED": "set proxy (http://[user:pass@]host:port) or a request's meta['proxy']",
     "LOG_ENABLED": "nearest is quiet (warnings, errors and the summary only) or log_level",
     "LOG_FORMAT": "the log's format is fixed; log_json gives one JSON object per line",
+    "MEMUSAGE_ENABLED": "memory is measured when memory_warning_mb or memory_limit_mb is set; remove it",
     "NEWSPIDER_MODULE": "crawlkit has no projects: `crawlkit new NAME` writes a spider file",
     "RANDOMIZE_DOWNLOAD_DELAY": "crawlkit waits exactly delay seconds; remove it",
     "REDIRECT_ENABLED": "redirects are always followed; nearest is max_redirects",

@@ -25,6 +25,7 @@ from typing import Any
 from crawlkit.backends.base import CrawlBackend, Entry
 from crawlkit.core.start import start_objects
 from crawlkit.extensions.robots import RobotsGate
+from crawlkit.extensions.signals import Signals
 from crawlkit.extensions.sitemaps import seed_sitemaps
 from crawlkit.http import Request
 from crawlkit.settings import Settings
@@ -45,9 +46,10 @@ class Admission:
     """Candidates -> seen store -> journal -> robots.txt gate -> frontier; seeding and resuming the same way."""
 
     def __init__(self, backend: CrawlBackend, gate: RobotsGate, spider: Spider, settings: Settings,
-                 stats: Stats) -> None:
+                 stats: Stats, signals: Signals | None = None) -> None:
         check_spider(spider)
         self.backend, self.gate, self.spider, self.settings, self.stats = backend, gate, spider, settings, stats
+        self.signals = signals  # request_scheduled and request_dropped go to the extensions, if any
         self.callbacks = CallbackCheck(spider)
         # Start requests are normalised as the parsers' normalize stage does links (urlnorm.py).
         self.normalizer = UrlNormalizer(settings.strip_query_params, settings.url_rewrites)
@@ -228,15 +230,26 @@ class Admission:
     def _admit_new(self, batch: Iterable[tuple[int | None, Request]]) -> None:
         fresh: dict[int, Request] = {}
         admitted: list[tuple[int | None, Request]] = []
+        signals = self.signals
         for fp, request in batch:
             if fp is None:
                 admitted.append((None, request))
             elif fp in fresh:
                 self.stats.incr("duplicates")
+                if signals is not None:
+                    signals.request_dropped(request, "duplicate")
             else:
                 fresh[fp] = request
         if fresh:
             new = self.backend.seen.add_many(list(fresh))
             self.stats.incr("duplicates", len(fresh) - len(new))
             admitted.extend((fp, fresh[fp]) for fp in new)
+            if signals is not None and len(new) < len(fresh):
+                kept = set(new)
+                for fp, request in fresh.items():
+                    if fp not in kept:
+                        signals.request_dropped(request, "duplicate")
+        if signals is not None:
+            for _, request in admitted:
+                signals.request_scheduled(request)
         self.gate.admit(self.backend.journal.add(admitted))

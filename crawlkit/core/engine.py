@@ -24,7 +24,10 @@ the fetch queue and parser it went to, at most ``concurrency`` exchanges at once
 PageDone arrives; ``Supervisor`` (``supervision.py``) starts the Pool and the parsers, replaces
 one that dies or stalls, and has Dispatch re-queue what it held (a request on hand at
 ``max_process_deaths`` deaths is dropped as poison); admission queues the candidates. The crawl
-is over when the frontier is empty, no request waits for robots.txt, and nothing is in flight.
+is over when the frontier is empty, no request waits for robots.txt, and nothing is in flight;
+or sooner, when a stop condition is met (``stopping.py``: max_items, max_time, the memory
+cap...; max_pages is Dispatch's): nothing more is dispatched and, once the requests in flight
+are done, it ends as a finished crawl does, with the condition as its reason.
 Candidates (a page's links, the start requests) are admitted a batch per pass of the loop,
 so a page of 600,000 links or a seeds file of a million lines never holds up dispatch to
 other hosts or the progress display; while many wait, the parsers are not read. Processes of
@@ -58,6 +61,7 @@ from crawlkit.backends.base import CrawlBackend, Frontier, Journal, Limiter
 from crawlkit.core.admission import Admission
 from crawlkit.core.dispatch import Dispatch, InFlight
 from crawlkit.core.progress import TICK, Monitor
+from crawlkit.core.stopping import StopConditions
 from crawlkit.core.supervision import CHECK_EVERY, QUEUES_PER_WORKER, Respawns, Supervisor, open_channels
 from crawlkit.errors import Interrupted, SharedCrawlError, SpiderError, WriteFailed
 from crawlkit.extensions.components import check_components
@@ -66,6 +70,7 @@ from crawlkit.extensions.middlewares import load_middlewares
 from crawlkit.extensions.output import open_output
 from crawlkit.extensions.pipelines import load_pipelines
 from crawlkit.extensions.robots import RobotsGate, RobotsRules
+from crawlkit.extensions.signals import Signals
 from crawlkit.extensions.warc import check_warc_dir
 from crawlkit.fetch.fetcher import FetcherConfig, check_proxy
 from crawlkit.messages import Links, PageDone, StartFailed
@@ -107,6 +112,9 @@ class Engine:
         self.max_inflight = 2 * s.concurrency  # being fetched, plus fetched and waiting for a parser
         self.respawns = Respawns()
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second (or a refused write)
+        self.ending = False  # a stop condition was met: the requests in flight finish, nothing more starts
+        self.stop_deadline = 0.0  # when a stop (Ctrl-C or a stop condition) stops waiting for them
+        self.limits: StopConditions | None = None  # set once the processes are up; None: no stop condition
         self.failed: WriteFailed | None = None  # the first write the system refused
         # What run() starts; set here so that _shutdown can clean up after a start that failed half way.
         self.dispatch: Dispatch | None = None
@@ -114,6 +122,7 @@ class Engine:
         # User classes are checked here, in the main process, so a typo stops the crawl before it starts.
         check_components(load_pipelines(s.pipelines), "pipeline")
         check_components(load_middlewares(s.middlewares), "middleware")
+        self.signals = Signals.of(s.extensions, spec.spider, self.stats)  # None: no extension, nothing to call
         ordered_stages(s.stages)
         if s.warc:
             check_warc_dir(s.warc)
@@ -126,7 +135,7 @@ class Engine:
         self.journal: Journal = backend.journal
         rules = RobotsRules(s.user_agent, backend.robots_rechecks) if s.robots else None
         self.gate = RobotsGate(rules, backend, self.stats, s.robots_recheck_after)
-        self.admission = Admission(backend, self.gate, spec.spider, s, self.stats)
+        self.admission = Admission(backend, self.gate, spec.spider, s, self.stats, self.signals)
         resume_at = None
         resumed = self.journal.begin(s.output or "")  # read (and checked) before any process starts
         if resumed is not None:
@@ -161,6 +170,9 @@ class Engine:
                                          drain=self._drain, drop=self._dropped)
             self.supervisor.start(self._fetcher_config(), self._parser_config())
             self.stats.crawl_started = time.monotonic()
+            self.limits = StopConditions.of(s, self.stats, self.stats.crawl_started)
+            if self.signals is not None:
+                self.signals.crawl_opened()
             self.admission.seed()
             self._loop()
         except WriteFailed as exc:
@@ -171,6 +183,8 @@ class Engine:
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+            if self.signals is not None:
+                self.signals.crawl_closed(self.stats.reason)
             close_spider(self.spec.spider, self.stats.reason)  # once the stats are final, its reason with them
         if self.failed is not None:
             raise self.failed
@@ -214,15 +228,19 @@ class Engine:
         notices = supervisor.notices
         next_tick = time.monotonic() + TICK
         next_check = 0.0
-        admission, backend = self.admission, self.backend
+        admission, backend, limits = self.admission, self.backend, self.limits
+        if limits is not None:  # a resumed crawl may have reached its max_items before this run
+            self._stop_if(limits.counted(), time.monotonic())
         while True:
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + CHECK_EVERY
                 supervisor.check(now)
+                if limits is not None:
+                    self._stop_if(limits.timed(now), now)
             backend.tick(now)
             admission.feed()
-            if not self.stopping:
+            if not (self.stopping or self.ending):
                 dispatch.schedule(now)
             if self._finished(now):
                 while admission.candidates and self.stopping < 2:  # a stop's last pages' links, for the jobdir
@@ -260,10 +278,24 @@ class Engine:
                 self.output.flush()
             if pages:
                 backend.report(self.stats.counts)
+                if limits is not None:
+                    self._stop_if(limits.counted(), now)
             if now >= next_tick:
                 next_tick = now + TICK
                 fetching = [e.host for e in dispatch.inflight.values() if e.fetching]
                 self.monitor.tick(now, self.stats, len(self.frontier), fetching)
+
+    def _stop_if(self, reason: str | None, now: float) -> None:
+        """End the crawl for ``reason`` (a stop condition met), once: nothing more is dispatched, and
+        the requests in flight finish, up to ``shutdown_timeout``; what is queued stays in a job directory."""
+        if reason is None or self.ending or self.stopping:
+            return
+        self.ending = True
+        self.stats.reason = reason
+        self.stop_deadline = now + self.settings.shutdown_timeout
+        inflight = len(self.dispatch.inflight) if self.dispatch is not None else 0
+        log.info("%s: finishing the %d requests in flight (up to %.0fs), then stopping",
+                 reason, inflight, self.settings.shutdown_timeout)
 
     def _drain(self, conn: Connection) -> None:
         """Handle what one parser has sent, up to a batch, so scheduling is not starved; nothing
@@ -285,7 +317,7 @@ class Engine:
         dispatch = self.dispatch
         assert dispatch is not None  # made before the loop that asks
         inflight = dispatch.inflight
-        if self.stopping:
+        if self.stopping or self.ending:
             if not inflight:
                 return True
             if self.stopping > 1 or now > self.stop_deadline:
@@ -336,6 +368,10 @@ class Engine:
             self.gate.answer(host, entry.request.url, *done.robots)
         if done.retry is not None:
             self.frontier.push([(entry.lease, done.retry)], not_before=done.retry_at)
+        if self.signals is not None:
+            self.signals.page_done(entry.request, done)
+            if done.retry is not None:
+                self.signals.request_scheduled(done.retry)
         self.admission.finish(entry.lease)
 
     # ---------------------------------------------------------------- health and reporting
