@@ -216,7 +216,8 @@ class Router:
             counts["error_internal"] += 1
         done.counts = dict(counts)
         candidates = done.candidates
-        if self.ahead is not None and len(candidates) > LINKS_CHUNK:
+        # A page with a canonical URL to check keeps its candidates: the engine may drop them all.
+        if self.ahead is not None and len(candidates) > LINKS_CHUNK and done.canonical is None:
             cut = (len(candidates) - 1) // LINKS_CHUNK * LINKS_CHUNK  # the PageDone keeps the last 1 to LINKS_CHUNK
             for start in range(0, cut, LINKS_CHUNK):
                 chunk = Links(done.req_id, candidates[start:start + LINKS_CHUNK])
@@ -261,14 +262,15 @@ class Router:
                 response = passed
             else:
                 if not robots:
-                    page.candidates = self._callback(response, done, counts)
+                    page.candidates = self._callback(response, done, counts, page.drop_items)
         if robots and done.robots is None and done.retry is None:
             done.robots = (NO_ANSWER, b"")  # the engine waits for an answer, whichever stage ended the page
         if page.candidates:
             done.candidates = self._admit(page)
 
-    def _callback(self, response: Response, done: PageDone, counts: Counter[str]) -> list[Request]:
-        """The spider's callback on a page no stage ended: its items into ``done``, its requests returned."""
+    def _callback(self, response: Response, done: PageDone, counts: Counter[str], drop_items: str) -> list[Request]:
+        """The spider's callback on a page no stage ended: its items into ``done`` (unless a stage said why not:
+        ``drop_items``), its requests returned."""
         counts["pages"] += 1
         counts["bytes"] += len(response.body)
         request = response.request
@@ -282,7 +284,8 @@ class Router:
             counts["error_spider_callback_missing"] += 1
             log.error("spider %s has no callback %r (for %s)", self.spider_name, name, response.url)
             return []
-        candidates = self._collect(name, callback, response, request.cb_kwargs, response.url, done, counts)
+        candidates = self._collect(name, callback, response, request.cb_kwargs, response.url, done, counts,
+                                   drop_items)
         if response.too_deep:
             counts["html_too_deep"] += 1
             log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, "
@@ -302,8 +305,9 @@ class Router:
         return _below(self._collect(name, errback, failure, {}, request.url, done, counts), request.depth, request.url)
 
     def _collect(self, name: str, method: Callable[..., Any], argument: Response | Failure, kwargs: dict[str, Any],
-                 url: str, done: PageDone, counts: Counter[str]) -> list[Request]:
-        """Call a callback or errback: its items, through the pipelines, into ``done``; its requests returned."""
+                 url: str, done: PageDone, counts: Counter[str], drop_items: str = "") -> list[Request]:
+        """Call a callback or errback: its items, through the pipelines, into ``done`` (or, with a ``drop_items``
+        reason, counted as ``items_<reason>`` and dropped before the pipelines); its requests returned."""
         requests: list[Request] = []
         limit = self.config.max_links_per_page or -1
         over = 0
@@ -349,6 +353,9 @@ class Router:
             counts["dropped_links_per_page"] += over
             log.warning("%s yielded %d requests; the first %d are followed, %d dropped (max_links_per_page)",
                         url, limit + over, limit, over)
+        if drop_items and done.items:
+            counts[f"items_{drop_items}"] += len(done.items)
+            done.items = []
         if done.items and self.pipelines.stages:
             processed = self.pipelines.process(done.items, url, counts)
             done.items = self._pipeline_output(processed, url, counts)

@@ -36,6 +36,7 @@ from crawlkit.messages import FetchResult, PageDone
 from crawlkit.urls import Fingerprinter
 
 if TYPE_CHECKING:
+    from crawlkit.parse.directives import PageRobots
     from crawlkit.parse.parser import ParserConfig
     from crawlkit.parse.retry import RetryPolicy
     from crawlkit.spider import Spider
@@ -62,6 +63,10 @@ class Page:
     candidates: list[Request] = field(default_factory=list)
     # Why a stage that ended the page failed the request (too many redirects): the errback's failure.value.
     failure: Exception | None = None
+    # Why the page's items are not written, not even seen by the pipelines ("noindex", counted as items_noindex).
+    drop_items: str = ""
+    # What the page's robots directives ask of its requests (directives.py), for its link stage.
+    robots: PageRobots | None = None
 
     @property
     def request(self) -> Request:
