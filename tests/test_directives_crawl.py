@@ -109,3 +109,14 @@ def test_a_page_whose_canonical_url_was_seen_is_skipped_only_when_asked(crawlkit
     assert counts["pages_duplicate_canonical"] == 3 and counts["items_duplicate_canonical"] == 3
     assert counts["items"] == 4 and counts["pages"] == 7
     assert "duplicates of a canonical URL seen before: 3 pages (3 items not written)" in skipped.stderr
+
+
+def test_a_wrong_value_is_a_one_line_error_before_any_request(crawlkit) -> None:
+    with Site(SiteSpec(hosts=1, pages=1, extras=False)) as site:
+        meta = crawlkit("crawl", "-s", "robots_meta=maybe", seeds=site.seeds())
+        canonical = crawlkit("crawl", "-s", "skip_duplicate_canonical=2", seeds=site.seeds())
+        assert site.stats()["total"] == 0
+    assert meta.returncode == 2 and canonical.returncode == 2
+    assert meta.stderr == "Error: -s robots_meta=maybe: 'robots_meta' must be true or false, got 'maybe'\n"
+    assert canonical.stderr == ("Error: -s skip_duplicate_canonical=2: 'skip_duplicate_canonical' must be true or "
+                                "false, got 2\n")
