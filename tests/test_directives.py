@@ -76,6 +76,8 @@ def test_x_robots_tag_headers_for_all_and_for_this_crawler_only() -> None:
     assert "noindex" not in response.meta["robots"] and page.drop_items == ""
     assert links(directives, page, "http://a.test/x") == []
     assert header_directives(["noindex", "otherbot: nofollow"], "crawlkit") == {"noindex"}
+    assert header_directives(["noarchive, otherbot: noindex, nofollow, crawlkit: NONE"], "crawlkit") == \
+        {"noarchive", "none", "noindex", "nofollow"}
     # Not HTML at all: the header is all there is, and it is read.
     pdf = Response(URL, 200, [("Content-Type", "application/pdf"), ("X-Robots-Tag", "noindex")], b"%PDF-1.4")
     page = Page(FetchResult(1, pdf.request, URL), PageDone(req_id=1, host="a.test"), Counter())

@@ -151,16 +151,21 @@ def parse_directives(text: str) -> set[str]:
 
 
 def header_directives(values: list[str], agent: str) -> frozenset[str]:
-    """The directives of ``X-Robots-Tag`` headers for crawler ``agent``: those for all, and those named for it."""
+    """The directives of ``X-Robots-Tag`` headers for crawler ``agent``: those for all, and those named for it.
+
+    A ``name:`` before a directive addresses it and the rest of that header to one crawler
+    (``googlebot: noindex, nofollow``); directives before any name are for all.
+    """
     found: set[str] = set()
     for value in values:
-        name, colon, rest = value.partition(":")
-        name = name.strip().lower()
-        if colon and name and name not in _VALUED and not any(c in name for c in " ,"):
-            if name != agent:
-                continue  # googlebot: noindex
-            value = rest
-        found |= parse_directives(value)
+        scope = ""  # all crawlers
+        for part in value.split(","):
+            name, colon, rest = part.partition(":")
+            name = name.strip().lower()
+            if colon and name and name not in _VALUED and " " not in name:
+                scope, part = name, rest
+            if not scope or scope == agent:
+                found |= parse_directives(part)
     return frozenset(found)
 
 
