@@ -145,6 +145,19 @@ def test_the_router_drops_a_noindex_pages_items_before_the_pipelines_and_a_nofol
     assert done.counts["dropped_nofollow"] == 1 and done.counts["pages_nofollow"] == 1
 
 
+def test_the_links_of_a_page_the_engine_may_drop_as_a_duplicate_are_sent_again_from_the_next_page() -> None:
+    config = ParserConfig.from_settings(load_settings(cli={"skip_duplicate_canonical": True}), None, {}, LogConfig())
+    router = Router(_Yielding(), config)
+    body = head('<link rel="canonical" href="/c">').encode()
+    first: PageDone = pickle.loads(router.handle(FetchResult(1, Request(URL), URL, 200, body=body, headers=HTML)))
+    assert first.canonical == fingerprint("http://a.test/c") and len(first.candidates) == 1
+    # The engine may have dropped the first page's /x: the second page sends it again; after that, never.
+    for req_id in (2, 3):
+        done: PageDone = pickle.loads(router.handle(FetchResult(req_id, Request(URL + "2"), URL + "2", 200,
+                                                                body=head().encode(), headers=HTML)))
+        assert [r.url for _, r in done.candidates] == (["http://a.test/x"] if req_id == 2 else [])
+
+
 class _Yielding(Spider):
     name = "yielding"
     start_urls = [URL]

@@ -409,9 +409,10 @@ class Router:
                 counts["duplicates"] += 1
             else:
                 out[fp] = request
-        if len(self.sent) + len(out) > SENT_MEMORY:
-            self.sent.clear()
-        self.sent.update(out)
+        if page.done.canonical is None:  # else the engine may drop them all (a duplicate page): not sent for sure
+            if len(self.sent) + len(out) > SENT_MEMORY:
+                self.sent.clear()
+            self.sent.update(out)
         return unfiltered + list(out.items())
 
 
