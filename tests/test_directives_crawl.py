@@ -120,3 +120,14 @@ def test_a_wrong_value_is_a_one_line_error_before_any_request(crawlkit) -> None:
     assert meta.stderr == "Error: -s robots_meta=maybe: 'robots_meta' must be true or false, got 'maybe'\n"
     assert canonical.stderr == ("Error: -s skip_duplicate_canonical=2: 'skip_duplicate_canonical' must be true or "
                                 "false, got 2\n")
+
+
+def test_parse_says_why_a_page_gives_no_item_and_follows_no_link(crawlkit) -> None:
+    with Site(SiteSpec(hosts=1, pages=1, extras=False, robots=False)) as site:
+        directive_site(site)
+        noindex = crawlkit("parse", site.urls[0] + "/noindex", output=None)
+        nofollow = crawlkit("parse", site.urls[0] + "/nofollow", output=None)
+    assert noindex.returncode == 0 and nofollow.returncode == 0, noindex.stderr + nofollow.stderr
+    assert noindex.stdout.startswith("Items (0):\n  (1 more not written: the page says noindex; "
+                                     "-s robots_meta=false keeps them)\nRequests (1):\n")
+    assert nofollow.stdout.startswith("Items (1):\n") and "Requests (0):\nNot followed: nofollow 1" in nofollow.stdout
