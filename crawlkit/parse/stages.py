@@ -12,7 +12,9 @@ rule is one more small stage rather than one more branch in the Router::
 A response-side stage either passes the page on or ends it (a retry, a redirect, a robots.txt
 answer, a drop; ``page.failure`` set when the request failed for good, which the request's
 errback then receives); whatever it ended with, the requests it left in ``page.candidates`` (a redirect
-target, a sitemap's URLs) still go through the link stages. A link stage filters the candidate
+target, a sitemap's URLs) still go through the link stages. A stage that passes the page on may
+set ``page.drop_items`` to a reason, so that the callback runs but its items are dropped before
+the pipelines (a ``noindex`` page). A link stage filters the candidate
 requests of a page, whichever stage or callback made them. ``order.py`` lists the built-in
 stages with their numbers and reads the ``stages`` setting.
 
