@@ -77,6 +77,9 @@ class PageDone:
     counts: dict[str, int] = field(default_factory=dict)  # stats deltas: "status_200", "error_read_timeout", ...
     status: int = 0  # the HTTP status of the exchange; 0 when no response came back
     elapsed: float = 0.0  # seconds the exchange took (for the per-host response times)
+    # The fingerprint of the page's canonical URL when it is another page's and skip_duplicate_canonical is on:
+    # the engine drops the page (items, candidates) if that URL was seen, and marks it seen otherwise.
+    canonical: int | None = None
 
 
 @dataclass(slots=True)

@@ -153,7 +153,8 @@ def close_spider(spider: Spider, reason: str) -> None:
 class LinkSpider(Spider):
     """The built-in spider: follows every link within the seeds' sites, one item per page.
 
-    Each item: url, status, title, depth, referer, content_type, size (bytes), links (absolute
+    Each item: url, status, title, depth, referer, content_type, size (bytes), canonical (the URL
+    the page names as its canonical one, or None: ``parse/directives.py``), links (absolute
     outgoing links, the first ``max_links_per_page`` of them, none over ``max_url_length``).
     Offsite links are listed in ``links`` but not followed.
     """
@@ -185,6 +186,7 @@ class LinkSpider(Spider):
             "referer": response.request.referer,
             "content_type": response.content_type,
             "size": len(response.body),
+            "canonical": response.meta.get("canonical"),
             "links": listed[:self.max_links] if self.max_links else listed,
         }
         for url in links:

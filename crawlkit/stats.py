@@ -176,6 +176,12 @@ class Stats:
         ]
         if c["items_dropped"]:
             lines.append(f"  items dropped by pipelines: {c['items_dropped']}")
+        if c["pages_noindex"] or c["pages_nofollow"]:
+            lines.append(f"  robots directives in pages: {c['pages_noindex']} noindex ({c['items_noindex']} items not "
+                         f"written), {c['pages_nofollow']} nofollow")
+        if c["pages_duplicate_canonical"]:
+            lines.append(f"  duplicates of a canonical URL seen before: {c['pages_duplicate_canonical']} pages "
+                         f"({c['items_duplicate_canonical']} items not written)")
         if c["items_nan_to_null"]:
             lines.append(f"  items with NaN or Infinity, written as null: {c['items_nan_to_null']}")
         if self.crawl_totals is not None:

@@ -159,3 +159,27 @@ def redis_server(server: str, workdir: Path) -> Iterator[str]:
         client.close()
         proc.terminate()
         proc.wait(10)
+
+
+def route_canonical_pages(site: Any) -> None:
+    """Serve, on ``site`` (a ``crawlkit.tools.site.Site``), pages that name canonical URLs, from its index:
+
+    ``/p1`` and ``/p2`` name ``/p`` (linked from the index too, so seen before either is parsed)
+    and link ``/from-p``; ``/q1`` and ``/q2`` name ``/q`` (linked from nowhere: the first of them
+    parsed stands for it) and link ``/from-q``. With ``skip_duplicate_canonical`` the server
+    sees ``/p``, one ``/from-q``, never ``/q`` nor ``/from-p``.
+    """
+    from crawlkit.tools.site import respond
+
+    def page(links: str, head: str = "", headers: dict[str, str] | None = None) -> Any:
+        return respond(200, f"<html><head><title>t</title>{head}</head><body>{links}</body></html>".encode(), headers)
+
+    index = "".join(f'<a href="/{name}">{name}</a>' for name in ("p1", "p2", "p", "q1", "q2"))
+    site.route("/", page(index))
+    site.route("/p", page("", '<link rel="canonical" href="/p">'))
+    site.route("/p1", page('<a href="/from-p">on</a>', '<link rel="canonical" href="/p">'))
+    site.route("/p2", page('<a href="/from-p">on</a>', '<link rel="canonical" href="p">'))
+    site.route("/q1", page('<a href="/from-q">on</a>', '<link rel="canonical" href="/q">'))
+    site.route("/q2", page('<a href="/from-q">on</a>', headers={"Link": '</q>; rel="canonical"'}))
+    for leaf in ("/from-p", "/from-q", "/q"):
+        site.route(leaf, page(""))

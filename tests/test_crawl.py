@@ -184,7 +184,7 @@ def test_csv_and_stdout_outputs(crawlkit) -> None:
         run = crawlkit("crawl", seeds=site.seeds(), output="out.csv")
         assert run.returncode == 0, run.stderr
         lines = run.output.read_text().splitlines()
-        assert lines[0] == "url,status,title,depth,referer,content_type,size,links"
+        assert lines[0] == "url,status,title,depth,referer,content_type,size,canonical,links"
         assert len(lines) == 1 + len(site.expected_urls())
         run = crawlkit("crawl", "-o", "-", seeds=site.seeds(), output=None)
         assert run.returncode == 0, run.stderr

@@ -75,7 +75,7 @@ def test_sqlite_table_survives_a_kill_and_resumes_without_duplicates(tmp_path: P
         links, status, depth = db.execute(
             "SELECT links, status, depth FROM items WHERE url LIKE '%/page/0.html'"
         ).fetchone()
-    assert columns == ["url", "status", "title", "depth", "referer", "content_type", "size", "links"]
+    assert columns == ["url", "status", "title", "depth", "referer", "content_type", "size", "canonical", "links"]
     assert len(urls) == len(set(urls)) and set(urls) == site.expected_urls()
     # Nested values as JSON, numbers as numbers.
     assert isinstance(json.loads(links), list) and status == 200 and isinstance(depth, int)

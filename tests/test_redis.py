@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import CRAWLKIT, leftover_processes, redis_server, wait_for
+from support import CRAWLKIT, leftover_processes, redis_server, route_canonical_pages, wait_for
 
 from crawlkit.backends import redis as backend
 from crawlkit.backends.local.limiter import Wait
@@ -410,6 +410,28 @@ def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(
     assert max(stats["peak_inflight"].values()) <= 2  # the cap held for all nodes together
     # The node that read the shared totals last saw every node's final counts.
     assert max(int(n.stderr.split("all nodes: ")[1].split(" pages")[0]) for n in nodes) == len(urls)
+
+
+def test_a_page_whose_canonical_url_any_node_saw_is_skipped(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    with Site(SiteSpec(hosts=1, pages=1, extras=False, robots=False)) as site:
+        route_canonical_pages(site)
+        nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id,
+                       "-s", "skip_duplicate_canonical=true")
+        try:
+            codes = [node.wait() for node in nodes]
+        finally:
+            for node in nodes:
+                node.stop()
+        fetched = site.stats()["fetches"]
+    assert codes == [0, 0], [n.stderr for n in nodes]
+    base = site.urls[0]
+    pages = {"/", "/p1", "/p2", "/p", "/q1", "/q2"}
+    # The canonical URLs are claimed in the shared seen store: /p and /q were seen by every node.
+    assert {key.removeprefix(base.split("//")[1]) for key in fetched} == pages | {"/from-q", "/robots.txt"}
+    assert all(n == 1 for key, n in fetched.items() if not key.endswith("/robots.txt"))
+    urls = [item["url"].removeprefix(base) for node in nodes for item in node.items()]
+    assert len(urls) == len(set(urls)) and set(urls) - {"/q1", "/q2"} == {"/", "/p", "/from-q"}
+    assert len(set(urls) & {"/q1", "/q2"}) == 1
 
 
 def test_a_node_killed_mid_crawl_loses_nothing_and_the_others_finish(

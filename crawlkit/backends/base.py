@@ -133,6 +133,10 @@ class SeenStore(Protocol):
         """Add all; return those that were not there before, in the given order (one atomic call)."""
         ...
 
+    def claim(self, fingerprint: int) -> bool:
+        """Mark one fingerprint seen, now, on every node; whether it was new (atomic: of two callers, one wins)."""
+        ...
+
     def count(self) -> int: ...
 
 

@@ -338,13 +338,16 @@ class Engine:
         done: PageDone | Links | StartFailed = pickle.loads(data)
         if isinstance(done, StartFailed):
             raise SpiderError(done.message)
-        self.admission.offer(done.candidates)
         if isinstance(done, Links):
+            self.admission.offer(done.candidates)
             return
         self.respawns.page_done()
         dispatch = self.dispatch
         assert dispatch is not None  # made before any parser starts
         entry = dispatch.done(done.req_id)
+        if entry is not None and done.canonical is not None:
+            self._drop_if_duplicate(done)
+        self.admission.offer(done.candidates)
         if entry is None:
             # Re-queued after its fetcher died; the new copy counts. Its links are queued all
             # the same: the parser will not send them again (Router._admit).
@@ -373,6 +376,25 @@ class Engine:
             if done.retry is not None:
                 self.signals.request_scheduled(done.retry)
         self.admission.finish(entry.lease)
+
+    def _drop_if_duplicate(self, done: PageDone) -> None:
+        """Drop the page's items and links (never sent ahead of it: ``Router.handle``), counted, when its
+        canonical URL, another page's, was seen already (``skip_duplicate_canonical``). Otherwise that
+        URL is now marked seen, in the store every node asks, so this page stands for it and it is not
+        fetched as well. Decided here, once the page is known to count (not a dead fetcher's copy), by
+        one atomic claim on the seen store.
+        """
+        assert done.canonical is not None
+        if self.backend.seen.claim(done.canonical):
+            return
+        counts = done.counts
+        counts["pages_duplicate_canonical"] = 1
+        if done.items:
+            counts["items"] = counts.get("items", 0) - len(done.items)
+            counts["items_duplicate_canonical"] = len(done.items)
+        if done.candidates:
+            counts["dropped_duplicate_canonical"] = len(done.candidates)
+        done.items, done.candidates = [], []
 
     # ---------------------------------------------------------------- health and reporting
 

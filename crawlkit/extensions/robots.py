@@ -59,11 +59,17 @@ _ALLOW_ALL = "allow"
 _DISALLOW_ALL = "disallow"
 
 
+def product_token(user_agent: str) -> str:
+    """The name robots rules address this crawler by: the User-Agent's product token (``crawlkit`` of
+    ``crawlkit/0.1 (+https://...)``), for robots.txt groups and ``<meta name="crawlkit">`` alike."""
+    return user_agent.split("/", 1)[0]
+
+
 class RobotsRules:
     """Rules per host for one user agent; ``None`` state means not asked yet."""
 
     def __init__(self, user_agent: str, rechecks: int = 0) -> None:
-        self._agent = user_agent.split("/", 1)[0]  # robots groups match the product token
+        self._agent = product_token(user_agent)
         self._rules: dict[str, Any] = {}  # host -> Protego | _ALLOW_ALL | _DISALLOW_ALL
         self._asked: set[str] = set()
         self.rechecks = rechecks  # how many times an unavailable robots.txt is asked again

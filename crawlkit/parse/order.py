@@ -11,6 +11,7 @@ SPIDER_MIDDLEWARES numbers place middlewares::
     500 robots              robots.txt answers and their Sitemap lines         (on_failure, on_response)
     600 redirect            3xx with a Location: a request for the target      (on_response)
     700 sitemaps            a sitemap's URLs as requests                       (on_response)
+    800 directives          robots meta/X-Robots-Tag, canonical; nofollow      (on_response, on_links)
         (the spider's callback, as if at 1000)
     1100 scheme             only http(s) links                                 (on_links)
     1150 normalize          strip_query_params and url_rewrites rewrite URLs   (on_links)
@@ -22,7 +23,9 @@ SPIDER_MIDDLEWARES numbers place middlewares::
 
 The archive stages come first, so every answer is archived and its cookies kept whatever is
 decided next; the hooks see a response before crawlkit judges it; the retry decides before a
-robots.txt 503 becomes an answer; the link stages run cheap checks before the offsite one
+robots.txt 503 becomes an answer; the directives are read from the page the callback gets
+(not a robots.txt, redirect or sitemap) and, as the page's own word, drop its requests before
+the other link stages count them; the link stages run cheap checks before the offsite one
 parses a URL. All of them run in the parser process. The request side stays in the fetcher
 process, the one place every attempt passes exactly once just before it is sent: the
 ``middlewares`` setting's ``process_request`` hooks (``crawlkit.extensions.middlewares``).
@@ -47,6 +50,7 @@ from crawlkit.errors import ConfigError, SpiderError
 from crawlkit.extensions.components import load_components
 from crawlkit.loader import one_line
 from crawlkit.parse.archive import CookieStage, WarcStage
+from crawlkit.parse.directives import DirectivesStage
 from crawlkit.parse.hooks import MiddlewareStage
 from crawlkit.parse.links import DepthFilter, LengthFilter, OffsiteFilter, RepeatedSegmentsFilter, SchemeFilter
 from crawlkit.parse.normalize import NormalizeStage
@@ -67,6 +71,7 @@ BUILTIN_STAGES: dict[str, tuple[int, type]] = {
     "robots": (500, RobotsStage),
     "redirect": (600, RedirectStage),
     "sitemaps": (700, SitemapStage),
+    "directives": (800, DirectivesStage),
     "scheme": (1100, SchemeFilter),
     "normalize": (1150, NormalizeStage),
     "url_length": (1200, LengthFilter),

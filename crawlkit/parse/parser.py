@@ -4,7 +4,8 @@ A parser process reads FetchResults from the Pipes its fetchers registered and h
 to its ``Router``, which walks the page rules as ordered stages: ``stages.py`` says what a stage
 is, ``order.py`` lists them in order, and one module holds each family (``archive.py``: cookies
 and WARC; ``hooks.py``: the middlewares' ``process_response``; ``retry.py``, ``robots.py``,
-``redirect.py``, ``sitemaps.py``; ``normalize.py`` and ``links.py``: the link stages). A page no stage ends goes to
+``redirect.py``, ``sitemaps.py``; ``directives.py``: robots directives in pages and canonical
+URLs; ``normalize.py`` and ``links.py``: the link stages). A page no stage ends goes to
 the spider's callback (with the request's ``cb_kwargs``); a failed fetch no stage took (a
 retry), or a non-2xx page the spider does not take, goes to the request's errback, if it has
 one, as a ``Failure``. The items either yields go through the item pipelines
@@ -217,7 +218,8 @@ class Router:
             counts["error_internal"] += 1
         done.counts = dict(counts)
         candidates = done.candidates
-        if self.ahead is not None and len(candidates) > LINKS_CHUNK:
+        # A page with a canonical URL to check keeps its candidates: the engine may drop them all.
+        if self.ahead is not None and len(candidates) > LINKS_CHUNK and done.canonical is None:
             cut = (len(candidates) - 1) // LINKS_CHUNK * LINKS_CHUNK  # the PageDone keeps the last 1 to LINKS_CHUNK
             for start in range(0, cut, LINKS_CHUNK):
                 chunk = Links(done.req_id, candidates[start:start + LINKS_CHUNK])
@@ -265,14 +267,15 @@ class Router:
                 response = passed
             else:
                 if not robots:
-                    page.candidates = self._callback(response, done, counts)
+                    page.candidates = self._callback(response, done, counts, page.drop_items)
         if robots and done.robots is None and done.retry is None:
             done.robots = (NO_ANSWER, b"")  # the engine waits for an answer, whichever stage ended the page
         if page.candidates:
             done.candidates = self._admit(page)
 
-    def _callback(self, response: Response, done: PageDone, counts: Counter[str]) -> list[Request]:
-        """The spider's callback on a page no stage ended: its items into ``done``, its requests returned."""
+    def _callback(self, response: Response, done: PageDone, counts: Counter[str], drop_items: str) -> list[Request]:
+        """The spider's callback on a page no stage ended: its items into ``done`` (unless a stage said why not:
+        ``drop_items``), its requests returned."""
         counts["pages"] += 1
         counts["bytes"] += len(response.body)
         request = response.request
@@ -286,7 +289,8 @@ class Router:
             counts["error_spider_callback_missing"] += 1
             log.error("spider %s has no callback %r (for %s)", self.spider_name, name, response.url)
             return []
-        candidates = self._collect(name, callback, response, request.cb_kwargs, response.url, done, counts)
+        candidates = self._collect(name, callback, response, request.cb_kwargs, response.url, done, counts,
+                                   drop_items)
         if response.too_deep:
             counts["html_too_deep"] += 1
             log.warning("%s: HTML nested deeper than %d elements; css() and xpath() see the page up to there, "
@@ -306,8 +310,9 @@ class Router:
         return _below(self._collect(name, errback, failure, {}, request.url, done, counts), request.depth, request.url)
 
     def _collect(self, name: str, method: Callable[..., Any], argument: Response | Failure, kwargs: dict[str, Any],
-                 url: str, done: PageDone, counts: Counter[str]) -> list[Request]:
-        """Call a callback or errback: its items, through the pipelines, into ``done``; its requests returned."""
+                 url: str, done: PageDone, counts: Counter[str], drop_items: str = "") -> list[Request]:
+        """Call a callback or errback: its items, through the pipelines, into ``done`` (or, with a ``drop_items``
+        reason, counted as ``items_<reason>`` and dropped before the pipelines); its requests returned."""
         requests: list[Request] = []
         limit = self.config.max_links_per_page or -1
         over = 0
@@ -353,6 +358,9 @@ class Router:
             counts["dropped_links_per_page"] += over
             log.warning("%s yielded %d requests; the first %d are followed, %d dropped (max_links_per_page)",
                         url, limit + over, limit, over)
+        if drop_items and done.items:
+            counts[f"items_{drop_items}"] += len(done.items)
+            done.items = []
         if done.items and self.pipelines.stages:
             processed = self.pipelines.process(done.items, url, counts)
             done.items = self._pipeline_output(processed, url, counts)
@@ -405,9 +413,10 @@ class Router:
                 counts["duplicates"] += 1
             else:
                 out[fp] = request
-        if len(self.sent) + len(out) > SENT_MEMORY:
-            self.sent.clear()
-        self.sent.update(out)
+        if page.done.canonical is None:  # else the engine may drop them all (a duplicate page): not sent for sure
+            if len(self.sent) + len(out) > SENT_MEMORY:
+                self.sent.clear()
+            self.sent.update(out)
         return unfiltered + list(out.items())
 
 

@@ -12,7 +12,9 @@ rule is one more small stage rather than one more branch in the Router::
 A response-side stage either passes the page on or ends it (a retry, a redirect, a robots.txt
 answer, a drop; ``page.failure`` set when the request failed for good, which the request's
 errback then receives); whatever it ended with, the requests it left in ``page.candidates`` (a redirect
-target, a sitemap's URLs) still go through the link stages. A link stage filters the candidate
+target, a sitemap's URLs) still go through the link stages. A stage that passes the page on may
+set ``page.drop_items`` to a reason, so that the callback runs but its items are dropped before
+the pipelines (a ``noindex`` page). A link stage filters the candidate
 requests of a page, whichever stage or callback made them. ``order.py`` lists the built-in
 stages with their numbers and reads the ``stages`` setting.
 
@@ -36,6 +38,7 @@ from crawlkit.messages import FetchResult, PageDone
 from crawlkit.urls import Fingerprinter
 
 if TYPE_CHECKING:
+    from crawlkit.parse.directives import PageRobots
     from crawlkit.parse.parser import ParserConfig
     from crawlkit.parse.retry import RetryPolicy
     from crawlkit.spider import Spider
@@ -62,6 +65,10 @@ class Page:
     candidates: list[Request] = field(default_factory=list)
     # Why a stage that ended the page failed the request (too many redirects): the errback's failure.value.
     failure: Exception | None = None
+    # Why the page's items are not written, not even seen by the pipelines ("noindex", counted as items_noindex).
+    drop_items: str = ""
+    # What the page's robots directives ask of its requests (directives.py), for its link stage.
+    robots: PageRobots | None = None
 
     @property
     def request(self) -> Request:

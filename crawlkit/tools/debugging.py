@@ -135,6 +135,9 @@ def describe_page(done: PageDone) -> str:
     """What a callback yielded, for a person: items as JSON, requests as URL and callback, drops by reason."""
     lines = [f"Items ({len(done.items)}):"]
     lines += [json.dumps(item, indent=2, ensure_ascii=False, default=str) for item in done.items]
+    if done.counts.get("items_noindex"):
+        lines.append(f"  ({done.counts['items_noindex']} more not written: the page says noindex; "
+                     "-s robots_meta=false keeps them)")
     lines.append(f"Requests ({len(done.candidates)}):")
     lines += [f"  {r.method} {r.url} -> {r.callback or 'parse'}" for _, r in done.candidates]
     dropped = {k[len("dropped_"):]: v for k, v in sorted(done.counts.items()) if k.startswith("dropped_")}

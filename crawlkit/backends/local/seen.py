@@ -73,6 +73,9 @@ class FingerprintSet:
                 table[i] = key
         self._count = count
 
+    def claim(self, fingerprint: int) -> bool:
+        return bool(self.add_many([fingerprint]))
+
     def count(self) -> int:
         return self._count
 
@@ -129,6 +132,9 @@ class ManagedSeen:
             else:
                 log.warning("without --jobdir the URLs seen so far are forgotten: pages met again may be fetched again")
             return self._store.add_many(fingerprints)
+
+    def claim(self, fingerprint: int) -> bool:
+        return bool(self.add_many([fingerprint]))
 
     def count(self) -> int:
         return self._store.count()

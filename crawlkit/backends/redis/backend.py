@@ -82,6 +82,9 @@ class SharedSeen:
     def add_many(self, fingerprints: list[int]) -> list[int]:
         return self._seen.unseen(fingerprints)
 
+    def claim(self, fingerprint: int) -> bool:
+        return bool(self._seen.add_many([fingerprint]))  # marked at once: no request is queued for it
+
     def count(self) -> int:
         return self._seen.count()
 
