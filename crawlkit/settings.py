@@ -78,7 +78,7 @@ _TYPE_NAMES = {"int": int, "str": str}
 # function named here as "module:function", imported only when such a setting is read. The
 # function takes the value and returns it normalised (hashable parts, defaults filled in), or
 # raises ValueError with a message that starts "'key' ..." and says what a valid value is.
-_SHAPES: dict[str, str] = {"hosts": "crawlkit.sites:check_hosts"}
+_SHAPES: dict[str, str] = {"hosts": "crawlkit.sites:check_hosts", "follow": "crawlkit.linkextractors:check_follow"}
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).
 MAX_CONFIG_BYTES = 1_000_000

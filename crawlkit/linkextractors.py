@@ -1,0 +1,346 @@
+"""Link extraction rules: which links of a page to follow, as Scrapy's ``LinkExtractor`` and ``Link``.
+
+A ``LinkExtractor`` picks the URLs out of chosen tags and attributes (``<a href>`` and ``<area
+href>`` by default; ``tags=["link"]`` and ``attrs=["href"]`` for ``<link rel=next>``), within
+chosen regions of the page (``restrict_css``, ``restrict_xpaths``), and keeps those its rules
+allow: regular expressions on the URL (``allow``, ``deny``), domains (``allow_domains``,
+``deny_domains``), extensions (``deny_extensions``, Scrapy's ``IGNORED_EXTENSIONS`` unless given)
+and the link's text (``restrict_text``). The names and their meaning are Scrapy's, so a Scrapy
+rule works unchanged; where crawlkit differs (only http(s) links, domains matched as crawlkit's
+``allowed_domains`` are, ``unique`` by the URL as written) the README's "Coming from Scrapy" says so.
+
+It runs in the parser process for every page a ``CrawlSpider`` rule (or the built-in spider's
+``follow`` setting) looks at, so it is built for that: regular expressions, XPath and CSS are
+compiled once, when the extractor is made (a mistake in one fails there, not on the first page);
+it walks the one lxml tree the page already has (``Response.tree``), joins links with the
+page's cached ``urljoin``, and asks only the questions its rules ask (no domain parsing without
+domain rules, no link text without ``restrict_text`` or ``Link``).
+
+The built-in spider reads the same rules from the ``follow`` setting (a mapping of the
+arguments above that are plain data), checked by ``check_follow`` and made into an extractor
+by ``follow_rules``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import lxml.etree
+from w3lib.url import canonicalize_url, safe_url_string
+
+from crawlkit.parse.links import AllowedDomains
+
+if TYPE_CHECKING:
+    from lxml.html import HtmlElement
+
+    from crawlkit.http import Response
+
+#: Extensions of links not followed unless ``deny_extensions`` says otherwise: Scrapy's list
+#: (archives, images, audio, video, office documents, and others a crawl rarely wants to parse).
+IGNORED_EXTENSIONS = [
+    # archives
+    "7z", "7zip", "bz2", "rar", "tar", "tar.gz", "xz", "zip",
+    # images
+    "mng", "pct", "bmp", "gif", "jpg", "jpeg", "png", "pst", "psp", "tif", "tiff", "ai", "drw", "dxf", "eps", "ps",
+    "svg", "cdr", "ico", "webp",
+    # audio
+    "mp3", "wma", "ogg", "wav", "ra", "aac", "mid", "au", "aiff",
+    # video
+    "3gp", "asf", "asx", "avi", "mov", "mp4", "mpg", "qt", "rm", "swf", "wmv", "m4a", "m4v", "flv", "webm",
+    # office suites
+    "xls", "xlsm", "xlsx", "xltm", "xltx", "potm", "potx", "ppt", "pptm", "pptx", "pps", "doc", "docb", "docm",
+    "docx", "dotm", "dotx", "odt", "ods", "odg", "odp",
+    # other
+    "css", "pdf", "exe", "bin", "rss", "dmg", "iso", "apk", "jar", "sh", "rb", "js", "hta", "bat", "cpl", "msi",
+    "msp", "py",
+]
+
+Regexes = str | re.Pattern[str] | Iterable[str | re.Pattern[str]]
+_HTML5_SPACE = " \t\n\r\x0c"  # what browsers strip around a URL attribute (w3lib's strip_html5_whitespace)
+# A URL that needs percent-encoding before it is sent (safe_url_string's work): a character
+# outside printable ASCII, one of those RFC 3986 never allows, or a "%" that starts no escape.
+# Most links have none, and skip the call.
+_UNSAFE = re.compile(r"[^\x21-\x7e]|[\"<>\\^`{|}]|%(?![0-9A-Fa-f]{2})")
+_TEXT = lxml.etree.XPath("string()", smart_strings=False)
+_ELEMENT = lxml.etree._Element
+
+
+class Link:
+    """A link found on a page: its absolute ``url`` (fragment included, as in Scrapy), the ``text``
+    of its element, and ``nofollow``, true when the element's ``rel`` lists ``nofollow``.
+
+    ``fragment`` is Scrapy's field, kept for code that reads it; extraction leaves it empty,
+    since the fragment stays in ``url``. Links are equal when all four fields are.
+    """
+
+    __slots__ = ("url", "text", "fragment", "nofollow")
+
+    def __init__(self, url: str, text: str = "", fragment: str = "", nofollow: bool = False) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"Link url must be a str, got {type(url).__name__}")
+        self.url = url
+        self.text = text
+        self.fragment = fragment
+        self.nofollow = nofollow
+
+    def _key(self) -> tuple[str, str, str, bool]:
+        return self.url, self.text, self.fragment, self.nofollow
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Link) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Link(url={self.url!r}, text={self.text!r}, fragment={self.fragment!r}, nofollow={self.nofollow!r})"
+
+
+class LinkExtractor:
+    """The links of a page that rules allow, as Scrapy's ``LinkExtractor`` (its arguments, its meaning).
+
+    - ``allow``, ``deny``: regular expressions (strings or compiled) searched in the absolute
+      URL; a link must match one of ``allow`` (if any) and none of ``deny``.
+    - ``allow_domains``, ``deny_domains``: a link's host must be (or be a subdomain of) one of
+      ``allow_domains`` (if any) and none of ``deny_domains``; ``host:port`` entries name that
+      port only, as in ``allowed_domains``.
+    - ``deny_extensions``: extensions (``pdf``, ``tar.gz``) whose links are left out, matched
+      at the end of the path, any case; None (the default) is ``IGNORED_EXTENSIONS``, ``[]`` none.
+    - ``restrict_xpaths``, ``restrict_css``: only links inside the elements these select.
+    - ``restrict_text``: regular expressions one of which the link's text must match.
+    - ``tags``, ``attrs``: the elements and attributes links are read from (``a``, ``area``; ``href``).
+    - ``canonicalize``: give each URL in w3lib's canonical form (sorted query, no fragment).
+    - ``unique``: each URL once (the first of its links, in page order).
+    - ``process_value``: a function of each absolute URL, returning the URL to use or None to
+      leave the link out (to dig a URL out of ``javascript:`` links, say).
+    - ``strip``: strip white space around attribute values (HTML's rule for URLs).
+
+    A bad regular expression, XPath or CSS selector raises ``ValueError`` here, naming it.
+    """
+
+    def __init__(
+        self,
+        allow: Regexes = (),
+        deny: Regexes = (),
+        allow_domains: str | Iterable[str] = (),
+        deny_domains: str | Iterable[str] = (),
+        restrict_xpaths: str | Iterable[str] = (),
+        tags: str | Iterable[str] = ("a", "area"),
+        attrs: str | Iterable[str] = ("href",),
+        canonicalize: bool = False,
+        unique: bool = True,
+        process_value: Callable[[str], str | None] | None = None,
+        deny_extensions: str | Iterable[str] | None = None,
+        restrict_css: str | Iterable[str] = (),
+        strip: bool = True,
+        restrict_text: Regexes | None = None,
+    ) -> None:
+        self.allow_res = _regexes("allow", allow)
+        self.deny_res = _regexes("deny", deny)
+        self.allow_domains = AllowedDomains(_strings(allow_domains))
+        self.deny_domains = AllowedDomains(_strings(deny_domains))
+        self.restrict = [_xpath("restrict_xpaths", path) for path in _strings(restrict_xpaths)]
+        self.restrict += [_css("restrict_css", css) for css in _strings(restrict_css)]
+        self.restrict_text = _regexes("restrict_text", restrict_text or ())
+        self.tags = tuple(_strings(tags))
+        self.attrs = tuple(_strings(attrs))
+        self.canonicalize = canonicalize
+        self.unique = unique
+        self.process_value = process_value
+        extensions = IGNORED_EXTENSIONS if deny_extensions is None else _strings(deny_extensions)
+        self.deny_extensions = tuple("." + e.lower().lstrip(".") for e in extensions)
+        self.strip = strip
+
+    def extract_links(self, response: Response) -> list[Link]:
+        """The page's links these rules allow, in page order; none for a page that is not HTML."""
+        texts = self.restrict_text
+        links = []
+        for url, element in self._allowed(response):
+            text = _TEXT(element)
+            if texts and not any(regex.search(text) for regex in texts):
+                continue
+            links.append(Link(url, text, nofollow=_has_nofollow(element.get("rel"))))
+        return links
+
+    def urls(self, response: Response) -> list[str]:
+        """The URLs ``extract_links`` gives, without fragments or repeats: what the built-in spider follows."""
+        if self.restrict_text:
+            found: Iterable[str] = (link.url for link in self.extract_links(response))
+        else:
+            found = (url for url, _ in self._allowed(response))
+        return list(dict.fromkeys(url.partition("#")[0] for url in found))
+
+    def matches(self, url: str) -> bool:
+        """Whether ``url`` passes the URL and domain rules (``allow``, ``deny``, the domains), as Scrapy's."""
+        return self._url_allowed(url, use_extensions=False)
+
+    def _allowed(self, response: Response) -> Iterator[tuple[str, HtmlElement]]:
+        """(absolute URL, element) of each link the rules on URLs allow, once each if ``unique``."""
+        if not response.is_html:
+            return
+        seen: set[str] = set()
+        unique, process, canonical = self.unique, self.process_value, self.canonicalize
+        for element, value in self._values(response.tree):
+            try:
+                url = response.urljoin(value.strip(_HTML5_SPACE) if self.strip else value)
+                if process is not None:
+                    processed = process(url)
+                    if processed is None:
+                        continue
+                    url = processed
+                if _UNSAFE.search(url):
+                    url = safe_url_string(url, encoding=response.encoding)
+                if process is not None:  # a processed value may be relative again
+                    url = response.urljoin(url)
+            except ValueError:  # a malformed link (``http://[::1``) must not cost the page its others
+                continue
+            if unique and url in seen:
+                continue
+            seen.add(url)
+            if not self._url_allowed(url, use_extensions=True):
+                continue
+            if canonical:
+                url = canonicalize_url(url)
+                if unique:
+                    if url in seen:
+                        continue
+                    seen.add(url)
+            yield url, element
+
+    def _values(self, tree: HtmlElement) -> Iterator[tuple[HtmlElement, str]]:
+        """(element, attribute value) of the chosen tags and attributes, in page order, within the regions."""
+        regions: Iterable[Any] = [tree]
+        if self.restrict:  # elements only: an XPath may select text or attributes, which hold no links
+            regions = [found for path in self.restrict for found in path(tree) if isinstance(found, _ELEMENT)]
+        tags, attrs = self.tags, self.attrs
+        one = attrs[0] if len(attrs) == 1 else None
+        for region in regions:
+            for element in region.iter(*tags):  # lxml picks the tags, and includes the region itself
+                if one is not None:
+                    value = element.get(one)
+                    if value is not None:
+                        yield element, value
+                else:
+                    for name, value in element.items():
+                        if name in attrs:
+                            yield element, value
+
+    def _url_allowed(self, url: str, use_extensions: bool) -> bool:
+        if not url.startswith(("http://", "https://")):
+            return False
+        if self.allow_res and not any(regex.search(url) for regex in self.allow_res):
+            return False
+        if self.deny_res and any(regex.search(url) for regex in self.deny_res):
+            return False
+        if self.allow_domains and not self.allow_domains.allows(url):
+            return False
+        if self.deny_domains and self.deny_domains.allows(url):
+            return False
+        return not (use_extensions and self.deny_extensions and _path_of(url).lower().endswith(self.deny_extensions))
+
+
+def _path_of(url: str) -> str:
+    """The path of an absolute http(s) URL, by slicing: a host ending in ``.py`` has no extension."""
+    start = url.find("/", url.find("//") + 2)
+    if start == -1:
+        return ""
+    end = len(url)
+    for mark in "?#":
+        i = url.find(mark, start, end)
+        if i != -1:
+            end = i
+    return url[start:end]
+
+
+def _has_nofollow(rel: str | None) -> bool:
+    return rel is not None and "nofollow" in rel.lower().replace(",", " ").split()
+
+
+def _strings(value: str | Iterable[str]) -> list[str]:
+    """One string or several, as a list (Scrapy's ``arg_to_iter``)."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _regexes(name: str, value: Regexes) -> list[re.Pattern[str]]:
+    items = [value] if isinstance(value, (str, re.Pattern)) else list(value)
+    compiled = []
+    for item in items:
+        try:
+            compiled.append(item if isinstance(item, re.Pattern) else re.compile(item))
+        except re.error as exc:
+            raise ValueError(f"{name}: {item!r} is not a regular expression ({exc})") from None
+    return compiled
+
+
+def _xpath(name: str, path: str) -> lxml.etree.XPath:
+    try:
+        return lxml.etree.XPath(path, smart_strings=False)
+    except lxml.etree.XPathError as exc:
+        raise ValueError(f"{name}: {path!r} is not an XPath expression ({exc})") from None
+
+
+def _css(name: str, css: str) -> lxml.etree.XPath:
+    from cssselect import SelectorError
+    from parsel.csstranslator import HTMLTranslator
+
+    try:
+        path = HTMLTranslator().css_to_xpath(css)
+    except SelectorError as exc:
+        raise ValueError(f"{name}: {css!r} is not a CSS selector ({exc})") from None
+    return _xpath(name, path)
+
+
+#: The keys of the ``follow`` setting: the ``LinkExtractor`` arguments that are plain data.
+FOLLOW_KEYS = ("allow", "deny", "allow_domains", "deny_domains", "restrict_css", "restrict_xpaths", "restrict_text",
+               "tags", "attrs", "deny_extensions")
+#: The ``follow`` setting's word for Scrapy's list in ``deny_extensions``.
+SCRAPY_LIST = "IGNORED_EXTENSIONS"
+
+
+def check_follow(value: Any) -> dict[str, Any]:
+    """The ``follow`` setting checked (see ``settings._SHAPES``): each key's value as a list of strings
+    (one string is a list of one; ``deny_extensions`` may be ``IGNORED_EXTENSIONS``), plain data still.
+
+    Each regular expression, XPath and CSS selector is compiled here, so a mistake is a one-line
+    ValueError naming the key and the value, before the crawl starts.
+    """
+    if not isinstance(value, Mapping):
+        raise ValueError(f"'follow' must be a mapping of link rules ({', '.join(FOLLOW_KEYS)}), got {value!r}")
+    checked: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in FOLLOW_KEYS:
+            raise ValueError(f"'follow': unknown key {key!r}; the link rules are {', '.join(FOLLOW_KEYS)}")
+        if key == "deny_extensions" and item == SCRAPY_LIST:
+            checked[key] = item
+            continue
+        items = [item] if isinstance(item, str) else item
+        if not isinstance(items, list) or not all(isinstance(one, str) and one.strip() for one in items):
+            also = f" or {SCRAPY_LIST} (Scrapy's list)" if key == "deny_extensions" else ""
+            raise ValueError(f"'follow' → '{key}' must be a list of non-empty strings{also}, got {item!r}")
+        if key in ("tags", "attrs") and not items:
+            raise ValueError(f"'follow' → '{key}' must name at least one (the default is {_DEFAULT_SPOTS[key]})")
+        checked[key] = list(items)
+    try:
+        follow_rules(checked)
+    except ValueError as exc:
+        raise ValueError(f"'follow' → {exc}") from None
+    return checked
+
+
+_DEFAULT_SPOTS = {"tags": "[a, area]", "attrs": "[href]"}
+
+
+def follow_rules(setting: Mapping[str, Any]) -> LinkExtractor | None:
+    """The built-in spider's extractor for the checked ``follow`` setting; None when it sets no rule,
+    for the spider then follows every ``<a href>`` (``Response.links()``, the cheaper path).
+
+    Unlike a ``LinkExtractor`` made in code, it denies no extension unless ``deny_extensions``
+    says so (see the setting's comment in default.yaml: an archive wants the PDFs).
+    """
+    if not setting:
+        return None
+    extensions = setting.get("deny_extensions", [])
+    rules = {**setting, "deny_extensions": None if extensions == SCRAPY_LIST else extensions}
+    return LinkExtractor(**rules)
