@@ -115,7 +115,8 @@ class LinkExtractor:
     - ``unique``: each URL once (the first of its links, in page order).
     - ``process_value``: a function of each absolute URL, returning the URL to use or None to
       leave the link out (to dig a URL out of ``javascript:`` links, say).
-    - ``strip``: strip white space around attribute values (HTML's rule for URLs).
+    - ``strip``: taken for Scrapy's signature; white space around a URL goes whatever it says,
+      as the URL standard wants (Python's ``urljoin`` and w3lib strip it, in Scrapy too).
 
     A bad regular expression, XPath or CSS selector raises ``ValueError`` here, naming it.
     """
@@ -151,7 +152,6 @@ class LinkExtractor:
         self.process_value = process_value
         extensions = IGNORED_EXTENSIONS if deny_extensions is None else _strings(deny_extensions)
         self.deny_extensions = tuple("." + e.lower().lstrip(".") for e in extensions)
-        self.strip = strip
 
     def extract_links(self, response: Response) -> list[Link]:
         """The page's links these rules allow, in page order; none for a page that is not HTML."""
@@ -184,7 +184,7 @@ class LinkExtractor:
         unique, process, canonical = self.unique, self.process_value, self.canonicalize
         for element, value in self._values(response.tree):
             try:
-                url = response.urljoin(value.strip(_HTML5_SPACE) if self.strip else value)
+                url = response.urljoin(value.strip(_HTML5_SPACE))
                 if process is not None:
                     processed = process(url)
                     if processed is None:
