@@ -181,6 +181,7 @@ class LinkExtractor:
         if not response.is_html:
             return
         seen: set[str] = set()
+        canonicals: set[str] = set()  # with canonicalize, two URLs as written can be one canonical URL
         unique, process, canonical = self.unique, self.process_value, self.canonicalize
         for element, value in self._values(response.tree):
             try:
@@ -204,9 +205,9 @@ class LinkExtractor:
             if canonical:
                 url = canonicalize_url(url)
                 if unique:
-                    if url in seen:
+                    if url in canonicals:
                         continue
-                    seen.add(url)
+                    canonicals.add(url)
             yield url, element
 
     def _values(self, tree: HtmlElement) -> Iterator[tuple[HtmlElement, str]]:

@@ -125,6 +125,8 @@ def test_canonicalize_sorts_the_query_and_drops_the_fragment_then_repeats_go() -
     page = Response("http://a.test/", body='<a href="/p?b=2&a=1#top">1</a><a href="/p?a=1&b=2">2</a>')
     assert urls(LinkExtractor(), page) == ["http://a.test/p?b=2&a=1#top", "http://a.test/p?a=1&b=2"]
     assert urls(LinkExtractor(canonicalize=True), page) == ["http://a.test/p?a=1&b=2"]
+    assert urls(LinkExtractor(canonicalize=True), Response("http://a.test/", body='<a href="/x">x</a>')) == [
+        "http://a.test/x"]  # a URL already canonical is kept
 
 
 def test_process_value_rewrites_or_drops_a_url_and_a_relative_result_is_joined(response) -> None:
