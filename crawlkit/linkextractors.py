@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import lxml.etree
 from w3lib.url import canonicalize_url, safe_url_string
@@ -64,6 +64,10 @@ _HTML5_SPACE = " \t\n\r\x0c"  # what browsers strip around a URL attribute (w3li
 # Most links have none, and skip the call.
 _UNSAFE = re.compile(r"[^\x21-\x7e]|[\"<>\\^`{|}]|%(?![0-9A-Fa-f]{2})")
 _TEXT = lxml.etree.XPath("string()", smart_strings=False)
+_NAME = re.compile(r"[A-Za-z_][\w.:-]*")  # a tag or attribute name, as an XPath name test takes it
+_NETLOC = re.compile(r"[^/?#]*")
+_HOSTS_KEPT = 10_000  # hosts whose domain-rule answer an extractor remembers (then it starts afresh)
+_T = TypeVar("_T")
 _ELEMENT = lxml.etree._Element
 
 
@@ -152,12 +156,24 @@ class LinkExtractor:
         self.process_value = process_value
         extensions = IGNORED_EXTENSIONS if deny_extensions is None else _strings(deny_extensions)
         self.deny_extensions = tuple("." + e.lower().lstrip(".") for e in extensions)
+        # One regex for all the extensions, at the end of the path (after the host, before ? or #).
+        self._extensions = re.compile(
+            r"[^:]+://[^/?#]*/[^?#]*(?:" + "|".join(re.escape(e) for e in self.deny_extensions) + r")(?:[?#]|$)",
+            re.IGNORECASE) if self.deny_extensions else None
+        for name in (*self.tags, *self.attrs):
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"tags, attrs: {name!r} is not a tag or attribute name")
+        self._attributes = lxml.etree.XPath(" | ".join(
+            f"descendant-or-self::{tag}/@{attr}" for tag in self.tags for attr in self.attrs), smart_strings=False)
+        self._hosts: dict[str, bool] = {}  # netloc -> allowed by the domain rules
 
     def extract_links(self, response: Response) -> list[Link]:
         """The page's links these rules allow, in page order; none for a page that is not HTML."""
+        if not response.is_html:
+            return []
         texts = self.restrict_text
         links = []
-        for url, element in self._allowed(response):
+        for url, element in self._allowed(response, self._elements(response.tree)):
             text = _TEXT(element)
             if texts and not any(regex.search(text) for regex in texts):
                 continue
@@ -165,42 +181,48 @@ class LinkExtractor:
         return links
 
     def urls(self, response: Response) -> list[str]:
-        """The URLs ``extract_links`` gives, without fragments or repeats: what the built-in spider follows."""
+        """The URLs ``extract_links`` gives, without fragments or repeats: what the built-in spider follows.
+
+        Without ``restrict_text`` it reads the attribute values alone, by one XPath: no element
+        objects, no link text, about a third of the time.
+        """
         if self.restrict_text:
-            found: Iterable[str] = (link.url for link in self.extract_links(response))
+            found = [link.url for link in self.extract_links(response)]
+        elif response.is_html:
+            found = [url for url, _ in self._allowed(response, self._values(response.tree))]
         else:
-            found = (url for url, _ in self._allowed(response))
+            return []
         return list(dict.fromkeys(url.partition("#")[0] for url in found))
 
     def matches(self, url: str) -> bool:
         """Whether ``url`` passes the URL and domain rules (``allow``, ``deny``, the domains), as Scrapy's."""
-        return self._url_allowed(url, use_extensions=False)
+        return bool(url.startswith(("http://", "https://")) and self._url_allowed(url))
 
-    def _allowed(self, response: Response) -> Iterator[tuple[str, HtmlElement]]:
-        """(absolute URL, element) of each link the rules on URLs allow, once each if ``unique``."""
-        if not response.is_html:
-            return
+    def _allowed(self, response: Response, values: Iterable[tuple[_T, str]]) -> Iterator[tuple[str, _T]]:
+        """(absolute URL, what came with it) of each of ``values`` the rules on URLs allow, once each if ``unique``."""
         seen: set[str] = set()
         canonicals: set[str] = set()  # with canonicalize, two URLs as written can be one canonical URL
-        unique, process, canonical = self.unique, self.process_value, self.canonicalize
-        for element, value in self._values(response.tree):
+        unique, process, canonical, extensions = self.unique, self.process_value, self.canonicalize, self._extensions
+        url_rules = bool(self.allow_res or self.deny_res or self.allow_domains or self.deny_domains)
+        urljoin = response.urljoin
+        for element, value in values:
             try:
-                url = response.urljoin(value.strip(_HTML5_SPACE))
+                url = urljoin(value.strip(_HTML5_SPACE))
                 if process is not None:
                     processed = process(url)
                     if processed is None:
                         continue
-                    url = processed
+                    url = urljoin(processed)  # a processed value may be relative again
                 if _UNSAFE.search(url):
                     url = safe_url_string(url, encoding=response.encoding)
-                if process is not None:  # a processed value may be relative again
-                    url = response.urljoin(url)
             except ValueError:  # a malformed link (``http://[::1``) must not cost the page its others
                 continue
-            if unique and url in seen:
-                continue
-            seen.add(url)
-            if not self._url_allowed(url, use_extensions=True):
+            if unique:
+                if url in seen:
+                    continue
+                seen.add(url)
+            if (not url.startswith(("http://", "https://")) or (url_rules and not self._url_allowed(url))
+                    or (extensions is not None and extensions.match(url))):
                 continue
             if canonical:
                 url = canonicalize_url(url)
@@ -210,14 +232,17 @@ class LinkExtractor:
                     canonicals.add(url)
             yield url, element
 
-    def _values(self, tree: HtmlElement) -> Iterator[tuple[HtmlElement, str]]:
+    def _regions(self, tree: HtmlElement) -> list[lxml.etree._Element]:
+        if not self.restrict:
+            return [tree]
+        # Elements only: an XPath may select text or attributes, which hold no links.
+        return [found for path in self.restrict for found in path(tree) if isinstance(found, _ELEMENT)]
+
+    def _elements(self, tree: HtmlElement) -> Iterator[tuple[lxml.etree._Element, str]]:
         """(element, attribute value) of the chosen tags and attributes, in page order, within the regions."""
-        regions: Iterable[Any] = [tree]
-        if self.restrict:  # elements only: an XPath may select text or attributes, which hold no links
-            regions = [found for path in self.restrict for found in path(tree) if isinstance(found, _ELEMENT)]
         tags, attrs = self.tags, self.attrs
         one = attrs[0] if len(attrs) == 1 else None
-        for region in regions:
+        for region in self._regions(tree):
             for element in region.iter(*tags):  # lxml picks the tags, and includes the region itself
                 if one is not None:
                     value = element.get(one)
@@ -228,31 +253,30 @@ class LinkExtractor:
                         if name in attrs:
                             yield element, value
 
-    def _url_allowed(self, url: str, use_extensions: bool) -> bool:
-        if not url.startswith(("http://", "https://")):
-            return False
+    def _values(self, tree: HtmlElement) -> Iterator[tuple[None, str]]:
+        """``_elements``'s values alone, as one XPath gives them (in page order; no element objects made)."""
+        for region in self._regions(tree):
+            for value in self._attributes(region):
+                yield None, value
+
+    def _url_allowed(self, url: str) -> bool:
+        """The regular expressions and the domains (an http(s) URL); a host's answer is remembered."""
         if self.allow_res and not any(regex.search(url) for regex in self.allow_res):
             return False
         if self.deny_res and any(regex.search(url) for regex in self.deny_res):
             return False
-        if self.allow_domains and not self.allow_domains.allows(url):
-            return False
-        if self.deny_domains and self.deny_domains.allows(url):
-            return False
-        return not (use_extensions and self.deny_extensions and _path_of(url).lower().endswith(self.deny_extensions))
-
-
-def _path_of(url: str) -> str:
-    """The path of an absolute http(s) URL, by slicing: a host ending in ``.py`` has no extension."""
-    start = url.find("/", url.find("//") + 2)
-    if start == -1:
-        return ""
-    end = len(url)
-    for mark in "?#":
-        i = url.find(mark, start, end)
-        if i != -1:
-            end = i
-    return url[start:end]
+        if not (self.allow_domains or self.deny_domains):
+            return True
+        start = url.find("//") + 2
+        netloc = _NETLOC.match(url, start).group()  # type: ignore[union-attr]  # [^/?#]* matches anywhere
+        allowed = self._hosts.get(netloc)
+        if allowed is None:
+            allowed = ((not self.allow_domains or self.allow_domains.allows(url))
+                       and not (self.deny_domains and self.deny_domains.allows(url)))
+            if len(self._hosts) >= _HOSTS_KEPT:
+                self._hosts.clear()
+            self._hosts[netloc] = allowed
+        return allowed
 
 
 def _has_nofollow(rel: str | None) -> bool:
