@@ -160,6 +160,8 @@ class LinkExtractor:
         self._extensions = re.compile(
             r"[^:]+://[^/?#]*/[^?#]*(?:" + "|".join(re.escape(e) for e in self.deny_extensions) + r")(?:[?#]|$)",
             re.IGNORECASE) if self.deny_extensions else None
+        if not (self.tags and self.attrs):
+            raise ValueError("tags, attrs: each must name at least one (the defaults are a, area and href)")
         for name in (*self.tags, *self.attrs):
             if not _NAME.fullmatch(name):
                 raise ValueError(f"tags, attrs: {name!r} is not a tag or attribute name")
@@ -344,17 +346,12 @@ def check_follow(value: Any) -> dict[str, Any]:
         if not isinstance(items, list) or not all(isinstance(one, str) and one.strip() for one in items):
             also = f" or {SCRAPY_LIST} (Scrapy's list)" if key == "deny_extensions" else ""
             raise ValueError(f"'follow' → '{key}' must be a list of non-empty strings{also}, got {item!r}")
-        if key in ("tags", "attrs") and not items:
-            raise ValueError(f"'follow' → '{key}' must name at least one (the default is {_DEFAULT_SPOTS[key]})")
         checked[key] = list(items)
     try:
         follow_rules(checked)
     except ValueError as exc:
         raise ValueError(f"'follow' → {exc}") from None
     return checked
-
-
-_DEFAULT_SPOTS = {"tags": "[a, area]", "attrs": "[href]"}
 
 
 def follow_rules(setting: Mapping[str, Any]) -> LinkExtractor | None:

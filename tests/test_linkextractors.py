@@ -170,6 +170,8 @@ def test_matches_applies_the_url_and_domain_rules_to_one_url() -> None:
     ({"deny": ["ok", "[z-a]"]}, "deny: '[z-a]' is not a regular expression"),
     ({"restrict_xpaths": "//a["}, "restrict_xpaths: '//a[' is not an XPath expression"),
     ({"restrict_css": "div["}, "restrict_css: 'div[' is not a CSS selector"),
+    ({"tags": ["a", "a b"]}, "tags, attrs: 'a b' is not a tag or attribute name"),
+    ({"attrs": []}, "tags, attrs: each must name at least one"),
 ])
 def test_a_bad_rule_fails_when_the_extractor_is_made(kwargs, message) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -202,7 +204,7 @@ def test_the_follow_setting_is_normalised_plain_data_and_makes_an_extractor() ->
     ("{allowed: [x]}", "'follow': unknown key 'allowed'; the link rules are allow, deny,"),
     ("{deny: 3}", "'follow' → 'deny' must be a list of non-empty strings, got 3"),
     ("{deny_extensions: 7}", "'deny_extensions' must be a list of non-empty strings or IGNORED_EXTENSIONS"),
-    ("{tags: []}", "'follow' → 'tags' must name at least one (the default is [a, area])"),
+    ("{tags: []}", "'follow' → tags, attrs: each must name at least one (the defaults are a, area and href)"),
     ("{restrict_css: ['div[']}", "'follow' → restrict_css: 'div[' is not a CSS selector"),
     ("[a]", "'follow' must be a mapping of link rules"),
 ])
