@@ -197,6 +197,8 @@ class LinkSpider(Spider):
     @functools.cached_property
     def follow_rules(self) -> LinkExtractor | None:
         """The ``follow`` setting's link rules, made on the first page; None without rules (every ``<a href>``)."""
+        if not self.settings.follow:  # the default: the module need not be imported
+            return None
         from crawlkit.linkextractors import follow_rules
 
         return follow_rules(self.settings.follow)
