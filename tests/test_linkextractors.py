@@ -121,6 +121,14 @@ def test_tags_and_attrs_choose_where_links_are_read_link_rel_next_and_img_src(re
         "http://example.com/sample1.html", "http://example.com/sample2.jpg", "http://example.com/logo.png"]
 
 
+def test_only_link_rel_next_among_link_elements_through_a_region_per_kind() -> None:
+    page = Response("http://a.test/1", body='<link rel="stylesheet" href="/s"><link rel="alternate" href="/feed">'
+                                            '<link rel="next" href="/2"><a href="/x">x</a>')
+    assert urls(LinkExtractor(tags="link"), page) == ["http://a.test/s", "http://a.test/feed", "http://a.test/2"]
+    rel_next = LinkExtractor(tags=["a", "link"], restrict_xpaths=["//a", "//link[@rel='next']"])
+    assert urls(rel_next, page) == ["http://a.test/x", "http://a.test/2"]
+
+
 def test_canonicalize_sorts_the_query_and_drops_the_fragment_then_repeats_go() -> None:
     page = Response("http://a.test/", body='<a href="/p?b=2&a=1#top">1</a><a href="/p?a=1&b=2">2</a>')
     assert urls(LinkExtractor(), page) == ["http://a.test/p?b=2&a=1#top", "http://a.test/p?a=1&b=2"]
