@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from crawlkit.forms import FormRequest, JsonRequest
     from crawlkit.http import Headers, Request, Response
     from crawlkit.items import Field, Item
-    from crawlkit.linkextractors import Link, LinkExtractor
+    from crawlkit.link import Link
+    from crawlkit.linkextractors import LinkExtractor
     from crawlkit.runner import CrawlResult, crawl
     from crawlkit.spider import LinkSpider, Spider
 
@@ -57,7 +58,7 @@ _HOMES = {
     "FormRequest": "crawlkit.forms", "JsonRequest": "crawlkit.forms",
     "Headers": "crawlkit.http", "Request": "crawlkit.http", "Response": "crawlkit.http",
     "Field": "crawlkit.items", "Item": "crawlkit.items",
-    "Link": "crawlkit.linkextractors", "LinkExtractor": "crawlkit.linkextractors",
+    "Link": "crawlkit.link", "LinkExtractor": "crawlkit.linkextractors",
     "CrawlResult": "crawlkit.runner", "crawl": "crawlkit.runner",
     "LinkSpider": "crawlkit.spider", "Spider": "crawlkit.spider",
 }

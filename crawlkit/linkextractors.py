@@ -1,4 +1,4 @@
-"""Link extraction rules: which links of a page to follow, as Scrapy's ``LinkExtractor`` and ``Link``.
+"""Link extraction rules: which links of a page to follow, as Scrapy's ``LinkExtractor``.
 
 A ``LinkExtractor`` picks the URLs out of chosen tags and attributes (``<a href>`` and ``<area
 href>`` by default; ``tags=["link"]`` and ``attrs=["href"]`` for ``<link rel=next>``), within
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import lxml.etree
 from w3lib.url import canonicalize_url, safe_url_string
 
+from crawlkit.link import Link
 from crawlkit.parse.links import AllowedDomains
 
 if TYPE_CHECKING:
@@ -69,37 +70,6 @@ _NETLOC = re.compile(r"[^/?#]*")
 _HOSTS_KEPT = 10_000  # hosts whose domain-rule answer an extractor remembers (then it starts afresh)
 _T = TypeVar("_T")
 _ELEMENT = lxml.etree._Element
-
-
-class Link:
-    """A link found on a page: its absolute ``url`` (fragment included, as in Scrapy), the ``text``
-    of its element, and ``nofollow``, true when the element's ``rel`` lists ``nofollow``.
-
-    ``fragment`` is Scrapy's field, kept for code that reads it; extraction leaves it empty,
-    since the fragment stays in ``url``. Links are equal when all four fields are.
-    """
-
-    __slots__ = ("url", "text", "fragment", "nofollow")
-
-    def __init__(self, url: str, text: str = "", fragment: str = "", nofollow: bool = False) -> None:
-        if not isinstance(url, str):
-            raise TypeError(f"Link url must be a str, got {type(url).__name__}")
-        self.url = url
-        self.text = text
-        self.fragment = fragment
-        self.nofollow = nofollow
-
-    def _key(self) -> tuple[str, str, str, bool]:
-        return self.url, self.text, self.fragment, self.nofollow
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Link) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return f"Link(url={self.url!r}, text={self.text!r}, fragment={self.fragment!r}, nofollow={self.nofollow!r})"
 
 
 class LinkExtractor:

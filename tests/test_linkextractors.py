@@ -186,6 +186,13 @@ def test_a_bad_rule_fails_when_the_extractor_is_made(kwargs, message) -> None:
         LinkExtractor(**kwargs)
 
 
+def test_response_follow_and_follow_all_take_links_as_scrapy_s_do(response) -> None:
+    links = LinkExtractor(allow="sample[12]").extract_links(response)
+    assert response.follow(links[0], callback="parse_item").url == "http://example.com/sample1.html"
+    assert [r.url for r in response.follow_all(links)] == ["http://example.com/sample1.html",
+                                                            "http://example.com/sample2.html"]
+
+
 def test_link_equality_hash_and_repr() -> None:
     link = Link("http://a.test/", "A", nofollow=True)
     assert link == Link("http://a.test/", "A", "", True) and link != Link("http://a.test/", "A")
