@@ -24,9 +24,8 @@ The rule travels with its requests by its index in ``rules`` (``meta["rule"]``, 
 ``meta["link_text"]``) and the requests name the spider's ``_callback`` (and ``_errback``, when
 the rule has an errback), as every crawlkit callback travels, by name: every parser process
 builds the spider, and with it the rules' callbacks, ``process_links`` and ``process_request``
-looked up on the spider.
-Callbacks are plain (generator) functions, as crawlkit's callbacks are; ``parse`` is the
-CrawlSpider's own, as in Scrapy: do not override it.
+looked up on the spider. Callbacks are plain (generator) functions, as crawlkit's callbacks
+are; ``parse`` is the CrawlSpider's own, as in Scrapy: do not override it.
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ from typing import Any
 
 from crawlkit.errors import Failure, SpiderError
 from crawlkit.http import Request, Response
-from crawlkit.linkextractors import Link, LinkExtractor
+from crawlkit.link import Link
+from crawlkit.linkextractors import LinkExtractor
 from crawlkit.spider import Spider
 
 Method = str | Callable[..., Any] | None  # a spider method, or its name
@@ -47,7 +47,8 @@ _DEFAULT_EXTRACTOR = LinkExtractor()
 class Rule:
     """Which links to follow and what to do with their pages, as Scrapy's ``Rule``.
 
-    ``link_extractor`` finds the links (every link, by default); ``callback`` (a method or its
+    ``link_extractor`` finds the links (by default ``LinkExtractor()``: every link but those
+    of ``IGNORED_EXTENSIONS``); ``callback`` (a method or its
     name) is called on each page with ``cb_kwargs``; ``follow`` says whether that page's links
     are followed too (by default: when there is no callback); ``process_links(links)`` may
     filter or change the links before requests are made of them; ``process_request(request,
