@@ -23,6 +23,7 @@ by ``follow_rules``.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -308,7 +309,9 @@ def check_follow(value: Any) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for key, item in value.items():
         if key not in FOLLOW_KEYS:
-            raise ValueError(f"'follow': unknown key {key!r}; the link rules are {', '.join(FOLLOW_KEYS)}")
+            close = difflib.get_close_matches(str(key), FOLLOW_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"'follow': unknown key {key!r}; {hint}the link rules are {', '.join(FOLLOW_KEYS)}")
         if key == "deny_extensions" and item == SCRAPY_LIST:
             checked[key] = item
             continue

@@ -216,7 +216,8 @@ def test_the_follow_setting_is_normalised_plain_data_and_makes_an_extractor() ->
 
 @pytest.mark.parametrize(("value", "message"), [
     ("{allow: [(]}", "'follow' → allow: '(' is not a regular expression"),
-    ("{allowed: [x]}", "'follow': unknown key 'allowed'; the link rules are allow, deny,"),
+    ("{allowed: [x]}", "'follow': unknown key 'allowed'; did you mean 'allow'? the link rules are allow, deny,"),
+    ("{3: [x]}", "'follow': unknown key 3; the link rules are allow, deny,"),
     ("{deny: 3}", "'follow' → 'deny' must be a list of non-empty strings, got 3"),
     ("{deny_extensions: 7}", "'deny_extensions' must be a list of non-empty strings or IGNORED_EXTENSIONS"),
     ("{tags: []}", "'follow' → tags, attrs: each must name at least one (the defaults are a, area and href)"),
