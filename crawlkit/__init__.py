@@ -23,6 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from crawlkit.crawlspider import CrawlSpider, Rule
     from crawlkit.errors import (
         ConfigError,
         ConnectionRefused,
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from crawlkit.forms import FormRequest, JsonRequest
     from crawlkit.http import Headers, Request, Response
     from crawlkit.items import Field, Item
+    from crawlkit.link import Link
+    from crawlkit.linkextractors import LinkExtractor
     from crawlkit.runner import CrawlResult, crawl
     from crawlkit.spider import LinkSpider, Spider
 
@@ -48,12 +51,14 @@ if TYPE_CHECKING:
 # the crawlkit command, and every spider file that imports one name, would otherwise load parsel,
 # itemadapter and the runner before the fork server can start (60 ms of the time to the first request).
 _HOMES = {
+    "CrawlSpider": "crawlkit.crawlspider", "Rule": "crawlkit.crawlspider",
     **dict.fromkeys(("ConfigError", "ConnectionRefused", "CrawlkitError", "DropItem", "Failure", "FetchError",
                      "FetchTimeout", "HttpError", "IgnoreRequest", "RetryRequest", "SeedsError", "SpiderError",
                      "UnresolvableHost"), "crawlkit.errors"),
     "FormRequest": "crawlkit.forms", "JsonRequest": "crawlkit.forms",
     "Headers": "crawlkit.http", "Request": "crawlkit.http", "Response": "crawlkit.http",
     "Field": "crawlkit.items", "Item": "crawlkit.items",
+    "Link": "crawlkit.link", "LinkExtractor": "crawlkit.linkextractors",
     "CrawlResult": "crawlkit.runner", "crawl": "crawlkit.runner",
     "LinkSpider": "crawlkit.spider", "Spider": "crawlkit.spider",
 }
@@ -78,6 +83,7 @@ __all__ = [
     "ConfigError",
     "ConnectionRefused",
     "CrawlResult",
+    "CrawlSpider",
     "CrawlkitError",
     "DropItem",
     "Failure",
@@ -90,10 +96,13 @@ __all__ = [
     "IgnoreRequest",
     "Item",
     "JsonRequest",
+    "Link",
+    "LinkExtractor",
     "LinkSpider",
     "Request",
     "Response",
     "RetryRequest",
+    "Rule",
     "SeedsError",
     "Spider",
     "SpiderError",

@@ -23,10 +23,12 @@ from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 import lxml.html
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom, resolve_encoding
 
+from crawlkit.link import Link as FoundLink
+
 if TYPE_CHECKING:
     from parsel import Selector, SelectorList
 
-    Link = str | Selector | lxml.html.HtmlElement  # what follow() takes: a URL, or what names one
+    Link = str | FoundLink | Selector | lxml.html.HtmlElement  # what follow() takes: a URL, or what names one
 
 # parsel is imported where a selector is first made, not with this module: the engine and the
 # crawlkit command import Request from here and never select anything (30 ms of start-up).
@@ -556,10 +558,10 @@ class Response:
     def follow(self, url: Link, callback: Callback = None, **kwargs: Any) -> Request:
         """A Request for ``url`` to yield from a callback, as Scrapy's.
 
-        ``url`` is relative to this page, or a selector: an ``<a>`` or ``<link>`` element is
-        followed by its ``href``, an attribute selector (``a::attr(href)``, ``//img/@src``) by
-        its value. The other arguments are ``Request``'s (``callback``, ``cb_kwargs``, ``meta``,
-        ``errback``...).
+        ``url`` is relative to this page, a ``Link`` of a ``LinkExtractor``, or a selector: an
+        ``<a>`` or ``<link>`` element is followed by its ``href``, an attribute selector
+        (``a::attr(href)``, ``//img/@src``) by its value. The other arguments are ``Request``'s
+        (``callback``, ``cb_kwargs``, ``meta``, ``errback``...).
         """
         # A str first, without a call: a light spider follows a few dozen links a page this way.
         return Request(self.urljoin(url.strip() if isinstance(url, str) else _link_url(url)), callback, **kwargs)
@@ -600,19 +602,22 @@ class Response:
 _NOT_LOADED = object()  # Response._json before json(): None is a JSON value
 _JSON_TYPES = frozenset({"application/json", "text/json", "application/x-json"})
 
-def _link_url(link: Selector | lxml.html.HtmlElement) -> str:
-    """The URL a link that is no str names: a string selector's value, an ``<a>``/``<link>`` element's ``href``."""
+def _link_url(link: FoundLink | Selector | lxml.html.HtmlElement) -> str:
+    """The URL a link that is no str names: a Link's, a string selector's value, an ``<a>``/``<link>`` element's
+    ``href``."""
     url = _link_url_or_none(link)
     if url is None:
         from parsel import SelectorList
 
         if isinstance(link, SelectorList):
             raise ValueError(f"follow() takes one link, not a list of {len(link)}: use follow_all()")
-        raise ValueError(f"follow() takes a URL, an <a> or <link> element or its ::attr(href), not {link!r}")
+        raise ValueError(f"follow() takes a URL, a Link, an <a> or <link> element or its ::attr(href), not {link!r}")
     return url
 
 
 def _link_url_or_none(link: object) -> str | None:
+    if isinstance(link, FoundLink):
+        return link.url
     root = getattr(link, "root", link)  # a parsel Selector's root: its element, or the string it selected
     if isinstance(root, str):
         return root.strip()

@@ -83,6 +83,7 @@ _SHAPES: dict[str, str] = {
     "hosts": "crawlkit.sites:check_hosts",
     "url_rewrites": "crawlkit.urlnorm:check_rewrites",
     "content_types": "crawlkit.fetch.content_types:check_content_types",
+    "follow": "crawlkit.linkextractors:check_follow",
 }
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).

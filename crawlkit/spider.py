@@ -9,6 +9,7 @@ out of spider attributes: with ``parsers > 1`` each parser process has its own i
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -20,6 +21,7 @@ from crawlkit.http import Request, Response
 from crawlkit.urls import default_port, port_of
 
 if TYPE_CHECKING:
+    from crawlkit.linkextractors import LinkExtractor
     from crawlkit.settings import Settings
 
 
@@ -156,7 +158,8 @@ class LinkSpider(Spider):
     Each item: url, status, title, depth, referer, content_type, size (bytes), canonical (the URL
     the page names as its canonical one, or None: ``parse/directives.py``), links (absolute
     outgoing links, the first ``max_links_per_page`` of them, none over ``max_url_length``).
-    Offsite links are listed in ``links`` but not followed.
+    Offsite links are listed in ``links`` but not followed; so are those the ``follow`` setting's
+    link rules leave out, when it sets some.
     """
 
     name = "crawlkit"
@@ -189,5 +192,15 @@ class LinkSpider(Spider):
             "canonical": response.meta.get("canonical"),
             "links": listed[:self.max_links] if self.max_links else listed,
         }
-        for url in links:
+        rules = self.follow_rules
+        for url in links if rules is None else rules.urls(response):
             yield Request(url)
+
+    @functools.cached_property
+    def follow_rules(self) -> LinkExtractor | None:
+        """The ``follow`` setting's link rules, made on the first page; None without rules (every ``<a href>``)."""
+        if not self.settings.follow:  # the default: the module need not be imported
+            return None
+        from crawlkit.linkextractors import follow_rules
+
+        return follow_rules(self.settings.follow)

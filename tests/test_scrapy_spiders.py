@@ -45,3 +45,17 @@ def test_the_login_spider_posts_the_form_keeps_the_session_and_reads_json_and_fa
     after = [hit for hit in seen if hit.path in ("/members/", "/api/count", "/missing")]
     assert sorted(hit.path for hit in after) == ["/api/count", "/members/", "/missing"]
     assert {hit.cookie for hit in after} == {SESSION}
+
+
+def test_the_crawl_spider_follows_its_rules_links_and_no_others(crawlkit) -> None:
+    with quotes_site(free_loopback_ip()) as (base, seen):
+        run = crawlkit("runspider", str(SPIDERS / "crawl_spider.py"), "-a", f"base={base}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    items = run.items()
+    assert [item for item in items if "start" in item] == [{"start": "Quotes 1"}]
+    assert sorted((item["author"], item["born"], item["via"], item["link_text"]) for item in items
+                  if "author" in item) == sorted((name, born, "rule", "(about)") for name, born in AUTHORS.values())
+    # The pager's pages and each author once; no tag page (no rule allows one), nothing twice.
+    assert Counter(hit.path for hit in seen) == Counter(
+        ["/robots.txt", "/page/1/", "/page/2/", "/page/3/", *(f"/author/{slug}/" for slug in AUTHORS)])
+    assert {hit.agent for hit in seen} == {"authors-bot/1.0"}

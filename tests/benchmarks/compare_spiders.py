@@ -1,8 +1,9 @@
 """The same spider files on crawlkit and on Scrapy: do they yield the same items? A table per spider.
 
 Each spider of tests/scrapy_spiders/ is written for crawlkit in Scrapy's idioms; for Scrapy this script
-writes a copy with the import line rewritten (``from crawlkit import`` -> ``from scrapy import``), the
-one difference. Both crawl the same local site (tests/scrapy_spiders/quotes_site.py, started once per
+writes a copy with the import line rewritten (``from crawlkit import`` -> ``from scrapy import``, and
+``from scrapy.spiders``/``scrapy.linkextractors`` for the names Scrapy keeps there), the one
+difference. Both crawl the same local site (tests/scrapy_spiders/quotes_site.py, started once per
 spider, crawled by one and then the other), with the same ``-a`` arguments and the same Scrapy-named
 settings (crawlkit reads them), and write JSON Lines; the items are compared as sets. Times are of
 the whole command, start-up included.
@@ -30,7 +31,8 @@ sys.path.insert(0, str(TESTS))
 
 from scrapy_spiders.quotes_site import quotes_site  # noqa: E402 - found through the path set just above
 
-SPIDERS = {"quotes_spider.py": ["-a", "tag=love"], "login_spider.py": []}  # file -> its -a arguments
+# file -> its -a arguments
+SPIDERS = {"quotes_spider.py": ["-a", "tag=love"], "login_spider.py": [], "crawl_spider.py": []}
 # Scrapy's names, which crawlkit reads too: one setting list for both.
 SETTINGS = ["-s", "ROBOTSTXT_OBEY=True", "-s", "LOG_LEVEL=WARNING", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=4"]
 SCRAPY_ONLY = ["-s", "TELNETCONSOLE_ENABLED=False"]  # crawlkit has no telnet console, and says so
@@ -45,12 +47,24 @@ class Outcome:
 
 def scrapy_copy(spider: Path, into: Path) -> Path:
     """The spider file with its crawlkit import made Scrapy's; nothing else changes."""
-    text, count = re.subn(r"^from crawlkit import ", "from scrapy import ", spider.read_text(), flags=re.M)
+    text, count = re.subn(r"^from crawlkit import (.*)$", _scrapy_imports, spider.read_text(), flags=re.M)
     if count != 1:
         raise SystemExit(f"{spider.name}: expected one 'from crawlkit import' line, found {count}")
     copy = into / spider.name
     copy.write_text(text)
     return copy
+
+
+# Names Scrapy keeps outside its top-level package; the rest are imported "from scrapy".
+SCRAPY_HOMES = {"CrawlSpider": "scrapy.spiders", "Rule": "scrapy.spiders", "LinkExtractor": "scrapy.linkextractors"}
+
+
+def _scrapy_imports(line: re.Match[str]) -> str:
+    """``from crawlkit import A, B`` as Scrapy's import lines (one per module the names live in)."""
+    homes: dict[str, list[str]] = {}
+    for name in (name.strip() for name in line.group(1).split(",")):
+        homes.setdefault(SCRAPY_HOMES.get(name, "scrapy"), []).append(name)
+    return "\n".join(f"from {home} import {', '.join(names)}" for home, names in homes.items())
 
 
 def run(command: list[str], output: Path) -> Outcome:
