@@ -113,3 +113,60 @@ def test_frontier_spills_beyond_memory_limit_and_keeps_order() -> None:
     # In order, each with its journal row as its lease, through the spill file too.
     assert [(job, r.url) for job, r in got] == [(i, f"http://a.test/{i}") for i in range(100)]
     f.close()
+
+
+def _crawl_tree(f: LocalFrontier, fan_out: int, depth: int) -> list[str]:
+    """The order in which a frontier hands out the pages of a tree of one host: each page taken
+    is "fetched" at once and its ``fan_out`` children pushed, ``depth`` levels below the root."""
+    f.push([(0, Request("http://t.test/r"))])
+    order = []
+    while (host := f.next_host(0.0)) is not None:
+        taken = f.take(host)
+        assert taken is not None
+        page = taken[1]
+        order.append(page.url.rsplit("/", 1)[1])
+        if page.depth < depth:
+            f.push([(0, Request(f"{page.url}{i}", depth=page.depth + 1)) for i in range(fan_out)])
+    f.close()
+    return order
+
+
+def test_frontier_breadth_first_by_default_and_depth_first_as_set() -> None:
+    assert _crawl_tree(LocalFrontier(), 2, 2) == ["r", "r0", "r1", "r00", "r01", "r10", "r11"]
+    # Depth-first: a branch down to its leaves before the next (the last pushed first, as Scrapy's LIFO queues).
+    assert _crawl_tree(LocalFrontier(depth_first=True), 2, 2) == ["r", "r1", "r11", "r10", "r0", "r01", "r00"]
+
+
+def test_frontier_order_holds_through_the_spill_file() -> None:
+    for depth_first in (False, True):
+        spilled = _crawl_tree(LocalFrontier(memory_limit=3, depth_first=depth_first), 3, 4)
+        assert spilled == _crawl_tree(LocalFrontier(depth_first=depth_first), 3, 4)
+        assert len(spilled) == 1 + 3 + 9 + 27 + 81
+
+
+def test_frontier_keeps_priority_across_a_spill() -> None:
+    f = LocalFrontier(memory_limit=5)
+    f.push([(i, Request(f"http://a.test/low{i}")) for i in range(20)])
+    f.push([(100 + i, Request(f"http://a.test/high{i}", priority=10 - i)) for i in range(3)])
+    assert f.spilled == 18  # the high-priority ones too: memory was full
+    got = [_url(f.take("a.test")) for _ in range(23)]
+    assert got == ([f"http://a.test/high{i}" for i in range(3)] + [f"http://a.test/low{i}" for i in range(20)])
+    assert f.take("a.test") is None and len(f) == 0
+    f.close()
+
+
+def test_a_small_host_is_not_starved_by_a_big_hosts_spilled_backlog() -> None:
+    f = LocalFrontier(memory_limit=10)
+    f.push([(0, Request(f"http://big.test/{i}")) for i in range(10_000)])
+    f.push([(0, Request(f"http://small.test/{i}")) for i in range(5)])  # discovered later: straight to disk
+    assert f.spilled == 10_000 - 10 + 5
+    taken = []
+    for _ in range(10):
+        host = f.next_host(0.0)
+        assert host is not None
+        taken.append(_url(f.take(host)))
+        assert len(f) - f.spilled <= 10  # memory stays within its bound
+    # Hosts take turns: the small host's five come out within the first ten takes, in order.
+    assert [u for u in taken if "small" in u] == [f"http://small.test/{i}" for i in range(5)]
+    assert [u for u in taken if "big" in u] == [f"http://big.test/{i}" for i in range(5)]
+    f.close()

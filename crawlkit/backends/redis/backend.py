@@ -99,6 +99,7 @@ class RedisBackend:
         self._url = settings.frontier
         self._crawl = connect(settings.frontier, settings.crawl_id or crawl_name, settings.lease_time,
                               count=stats.incr)
+        self._crawl.frontier.depth_first = settings.order == "depth-first"
         self.frontier = SharedFrontier(self._crawl.frontier)
         self.seen = SharedSeen(self._crawl.seen)
         self.limiter = self._crawl.limiter(settings.per_host, settings.delay)
