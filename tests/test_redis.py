@@ -138,6 +138,23 @@ def test_frontier_leases_and_a_dead_nodes_requests_come_back(redis_url: str, cra
     assert c.frontier.idle()
 
 
+def test_depth_first_takes_a_hosts_last_request_first(redis_url: str, crawl_id: str) -> None:
+    node = connect(redis_url, crawl_id)
+    node.heartbeat()
+    node.frontier.depth_first = True  # order: depth-first (RedisBackend sets it from the settings)
+    node.frontier.push([Request("http://h.test/1", depth=1), Request("http://h.test/2", depth=1)])
+    lease, first = node.frontier.take("h.test")
+    assert first.url == "http://h.test/2"
+    node.frontier.push([Request("http://h.test/21", depth=2)])  # its links, before its lease ends
+    node.frontier.done([lease])
+    urls = []
+    while (taken := node.frontier.take("h.test")) is not None:
+        urls.append(taken[1].url)
+        node.frontier.done([taken[0]])
+    assert urls == ["http://h.test/21", "http://h.test/1"]  # down the branch first
+    assert node.frontier.idle()
+
+
 def _slots(crawl: Any, host: str) -> set[str]:
     return {m.decode() for m in crawl.client.zrange(f"{crawl.prefix}l:{host}", 0, -1)}
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+from pathlib import Path
 
 from crawlkit.backends.local.frontier import LocalFrontier
+from crawlkit.backends.local.jobdir import JobDir
 from crawlkit.backends.local.limiter import LocalLimiter, Wait
 from crawlkit.backends.local.seen import FingerprintSet, SeenManager
 from crawlkit.http import Request
@@ -169,4 +171,22 @@ def test_a_small_host_is_not_starved_by_a_big_hosts_spilled_backlog() -> None:
     # Hosts take turns: the small host's five come out within the first ten takes, in order.
     assert [u for u in taken if "small" in u] == [f"http://small.test/{i}" for i in range(5)]
     assert [u for u in taken if "big" in u] == [f"http://big.test/{i}" for i in range(5)]
+    f.close()
+
+
+def test_a_resumed_jobdirs_backlog_keeps_priority_and_depth(tmp_path: Path) -> None:
+    journal = JobDir(tmp_path / "job")
+    journal.begin("")
+    journal.add([(i, Request(f"http://a.test/{i}", priority=i % 3, depth=i % 2)) for i in range(1, 13)])
+    journal.commit(0, {})
+    journal.close()
+    resumed = JobDir(tmp_path / "job")
+    assert resumed.resuming
+    f = LocalFrontier(memory_limit=4)  # the backlog comes back in batches, through the spill file
+    for batch in resumed.pending(5):
+        f.push(batch)
+    got = [_url(f.take("a.test")) for _ in range(12)]
+    by_rank = sorted(range(1, 13), key=lambda i: (-(i % 3), i % 2, i))
+    assert got == [f"http://a.test/{i}" for i in by_rank]
+    resumed.close()
     f.close()

@@ -54,31 +54,28 @@ class _Spill:
         self._db = sqlite3.connect(Path(self._dir.name) / "spill.sqlite", isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE spill (id INTEGER PRIMARY KEY, host INTEGER NOT NULL, k1 INTEGER NOT NULL, "
-                         "k2 INTEGER NOT NULL, k3 INTEGER NOT NULL, job INTEGER NOT NULL, request BLOB NOT NULL)")
-        self._db.execute("CREATE INDEX spill_order ON spill (host, k1, k2, k3)")
+        self._db.execute("CREATE TABLE spill (host INTEGER NOT NULL, k1 INTEGER NOT NULL, k2 INTEGER NOT NULL, "
+                         "k3 INTEGER NOT NULL, job INTEGER NOT NULL, request BLOB NOT NULL, "
+                         "PRIMARY KEY (host, k1, k2, k3)) WITHOUT ROWID")
         self.size = 0
 
-    def put(self, rows: list[tuple[int, Key, int, Request]]) -> None:
-        """Store (host id, key, job, request) rows."""
+    def put(self, rows: list[tuple[int, int, int, int, int, bytes]]) -> None:
+        """Store (host id, *key, job, pickled request) rows."""
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT INTO spill (host, k1, k2, k3, job, request) VALUES (?, ?, ?, ?, ?, ?)",
-                             ((host, *key, job, pickle.dumps(r, pickle.HIGHEST_PROTOCOL))
-                              for host, key, job, r in rows))
+        self._db.executemany("INSERT INTO spill (host, k1, k2, k3, job, request) VALUES (?, ?, ?, ?, ?, ?)", rows)
         self._db.execute("COMMIT")
         self.size += len(rows)
 
     def take(self, host: int, n: int) -> tuple[list[tuple[Key, int, Request]], Key | None]:
         """The host's ``n`` best rows as (key, job, request), removed; and the key of its best left, if any."""
-        rows = self._db.execute("SELECT id, k1, k2, k3, job, request FROM spill WHERE host = ? "
+        rows = self._db.execute("SELECT k1, k2, k3, job, request FROM spill WHERE host = ? "
                                 "ORDER BY k1, k2, k3 LIMIT ?", (host, n + 1)).fetchall()
         taken, left = rows[:n], rows[n:]
-        self._db.execute("BEGIN")
-        self._db.executemany("DELETE FROM spill WHERE id = ?", ((row[0],) for row in taken))
-        self._db.execute("COMMIT")
+        last = taken[-1]
+        self._db.execute("DELETE FROM spill WHERE host = ? AND (k1, k2, k3) <= (?, ?, ?)", (host, *last[:3]))
         self.size -= len(taken)
-        return ([((k1, k2, k3), job, pickle.loads(blob)) for _, k1, k2, k3, job, blob in taken],
-                (left[0][1], left[0][2], left[0][3]) if left else None)
+        return ([((k1, k2, k3), job, pickle.loads(blob)) for k1, k2, k3, job, blob in taken],
+                (left[0][0], left[0][1], left[0][2]) if left else None)
 
     def close(self) -> None:
         self._db.close()
@@ -112,20 +109,24 @@ class LocalFrontier:
         return self._spill.size if self._spill is not None else 0
 
     def push(self, entries: Iterable[Entry], not_before: float = 0.0) -> None:
-        overflow: list[tuple[int, Key, int, Request]] = []
+        overflow: list[tuple[int, int, int, int, int, bytes]] = []  # rows of the spill file
+        sign, seq, limit, on_disk = self._sign, self._seq, self._limit, self._on_disk
         for job, request in entries:
             self._size += 1
             if not_before:  # retries: few, and due soon
-                heapq.heappush(self._later, (not_before, next(self._seq), (job, request)))
+                heapq.heappush(self._later, (not_before, next(seq), (job, request)))
                 continue
             host = host_of(request.url)
-            key = self._key(request)
-            if self._limit and self._in_memory >= self._limit:
-                overflow.append((self._host_id(host), key, job, request))
-                best = self._on_disk.get(host)
-                if best is None or key < best:
-                    self._on_disk[host] = key
-                self._offer(host)
+            key = (-request.priority, sign * request.depth, sign * next(seq))
+            if limit and self._in_memory >= limit:
+                best = on_disk.get(host)
+                if best is None:
+                    on_disk[host] = key
+                    self._offer(host)
+                elif key < best:
+                    on_disk[host] = key
+                overflow.append((self._host_ids.get(host) or self._host_id(host), *key, job,
+                                 pickle.dumps(request, pickle.HIGHEST_PROTOCOL)))
             else:
                 self._in_memory += 1
                 self._enqueue(host, key, job, request)
@@ -139,9 +140,8 @@ class LocalFrontier:
         return -request.priority, sign * request.depth, sign * next(self._seq)
 
     def _host_id(self, host: str) -> int:
-        number = self._host_ids.get(host)
-        if number is None:
-            number = self._host_ids[host] = len(self._host_ids)
+        """The host's number in the spill file (from 1), given the first time it spills."""
+        number = self._host_ids[host] = len(self._host_ids) + 1
         return number
 
     def close(self) -> None:
