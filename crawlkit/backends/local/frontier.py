@@ -11,9 +11,11 @@ one of least depth, first come first; depth-first, the one of greatest depth, la
 million requests waiting gets one turn a round, as does a host with ten.
 
 Beyond ``memory_limit`` requests, newly pushed ones spill to a SQLite file, indexed by host and
-by that same order, and each host's best on disk is known in memory: ``take`` loads a batch of
-the host's best from disk when its memory queue is empty or its best on disk comes first. So a
-crawl that discovers millions of URLs holds a bounded number of them in RAM, a spilled request
+by that same order (as do a host's new requests while it has some there, behind them), and each
+host's best on disk is known in memory: ``take`` loads a batch of the host's best from disk when
+its memory queue is empty or its best on disk comes first. So a crawl that discovers millions of
+URLs holds a bounded number of them in RAM (``memory_limit``, and an eighth more for the
+batches read back while memory is full), a spilled request
 keeps its priority, and a small host whose requests were discovered after a big host's backlog
 spilled takes its turns at once: hosts with requests only on disk are in the round too.
 
@@ -41,6 +43,7 @@ from crawlkit.urls import host_of
 
 _NOT_PARKED = object()
 LOAD_MAX = 1_000  # requests of a host loaded from disk at once, at most (as many as memory has room for)
+LOAD_MIN = 32  # requests of a host loaded from disk at once while memory may go an eighth past its bound
 
 #: A request's place in its host's queue, smallest first: (-priority, depth or -depth, seq or -seq).
 Key = tuple[int, int, int]
@@ -118,8 +121,8 @@ class LocalFrontier:
                 continue
             host = host_of(request.url)
             key = (-request.priority, sign * request.depth, sign * next(seq))
-            if limit and self._in_memory >= limit:
-                best = on_disk.get(host)
+            best = on_disk.get(host) if limit else None
+            if best is not None or (limit and self._in_memory >= limit):  # behind the host's requests on disk
                 if best is None:
                     on_disk[host] = key
                     self._offer(host)
@@ -204,9 +207,12 @@ class LocalFrontier:
         return job, request
 
     def _load(self, host: str) -> None:
-        """Move a batch of the host's best spilled requests into memory: as many as it has room for, one at least."""
+        """Move a batch of the host's best spilled requests into memory: as many as it has room for, and
+        ``LOAD_MIN`` at least while memory is less than an eighth past its bound (a read for every
+        request would cost more than the request), one at least."""
         assert self._spill is not None  # the host has requests on disk
-        rows, best = self._spill.take(self._host_ids[host], max(1, min(LOAD_MAX, self._limit - self._in_memory)))
+        room, slack = self._limit - self._in_memory, self._limit + self._limit // 8 - self._in_memory
+        rows, best = self._spill.take(self._host_ids[host], max(1, min(LOAD_MAX, max(room, min(LOAD_MIN, slack)))))
         if best is None:
             del self._on_disk[host]
         else:
