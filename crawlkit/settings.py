@@ -160,7 +160,8 @@ SCRAPY_MISSING: dict[str, str] = {
     "CONCURRENT_REQUESTS_PER_IP": "nearest is per_host (requests in flight per host name)",
     "CLOSESPIDER_ITEMCOUNT": "no item limit: use max_pages",
     "CLOSESPIDER_TIMEOUT": "no time limit: stop the crawl with Ctrl-C (a --jobdir crawl resumes)",
-    "DEFAULT_REQUEST_HEADERS": "set headers in Request(headers=...) or a middleware's process_request",
+    "DEFAULT_REQUEST_HEADERS": "set a hosts rule with headers (hosts: {\"*\": {headers: {...}}}: added to every "
+                               "request, a request's own win), or headers in Request(headers=...)",
     "DEPTH_PRIORITY": "set order: breadth-first (the default: least depth first) or depth-first; priority "
                       "comes first in both",
     "DNS_TIMEOUT": "nearest is connect_timeout (it covers name resolution)",

@@ -11,6 +11,7 @@ from crawlkit.backends.local.jobdir import JobDir
 from crawlkit.backends.local.limiter import LocalLimiter, Wait
 from crawlkit.backends.local.seen import FingerprintSet, SeenManager
 from crawlkit.http import Request
+from crawlkit.urls import host_of
 
 
 def _url(taken: tuple[int, Request] | None) -> str:
@@ -190,3 +191,14 @@ def test_a_resumed_jobdirs_backlog_keeps_priority_and_depth(tmp_path: Path) -> N
     assert got == [f"http://a.test/{i}" for i in by_rank]
     resumed.close()
     f.close()
+
+
+def test_the_frontier_groups_requests_by_host_as_host_of_does() -> None:
+    f = LocalFrontier()
+    urls = ["http://a.test:80/x", "http://a.test:808", "http://A.test/y", "http://a.test:8080?q=/z", "https://a.test/",
+            "http://user@a.test/w", "http://a.test:8080/v"]
+    f.push([(0, Request(url)) for url in urls])
+    taken = []
+    while (host := f.next_host(0.0)) is not None:
+        taken.append((host, _url(f.take(host))))
+    assert sorted(taken) == sorted((host_of(url), url) for url in urls)

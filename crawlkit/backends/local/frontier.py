@@ -43,6 +43,7 @@ from crawlkit.urls import host_of
 
 _NOT_PARKED = object()
 LOAD_MAX = 1_000  # requests of a host loaded from disk at once, at most (as many as memory has room for)
+MAX_ORIGINS = 100_000  # URL starts whose host is remembered, at most (then forgotten, and remembered again)
 LOAD_MIN = 32  # requests of a host loaded from disk at once while memory may go an eighth past its bound
 
 #: A request's place in its host's queue, smallest first: (-priority, depth or -depth, seq or -seq).
@@ -103,6 +104,7 @@ class LocalFrontier:
         self._spill: _Spill | None = None
         self._host_ids: dict[str, int] = {}  # host -> its number in the spill file
         self._on_disk: dict[str, Key] = {}  # host with spilled requests -> the key of its best one
+        self._hosts: dict[str, str] = {}  # a URL's start up to its path -> its host (host_of costs 1 us a URL)
 
     def __len__(self) -> int:
         return self._size
@@ -113,13 +115,17 @@ class LocalFrontier:
 
     def push(self, entries: Iterable[Entry], not_before: float = 0.0) -> None:
         overflow: list[tuple[int, int, int, int, int, bytes]] = []  # rows of the spill file
-        sign, seq, limit, on_disk = self._sign, self._seq, self._limit, self._on_disk
+        sign, seq, limit, on_disk, hosts = self._sign, self._seq, self._limit, self._on_disk, self._hosts
         for job, request in entries:
             self._size += 1
             if not_before:  # retries: few, and due soon
                 heapq.heappush(self._later, (not_before, next(seq), (job, request)))
                 continue
-            host = host_of(request.url)
+            url = request.url
+            end = url.find("/", 8)  # the host is in what comes before the path: one look-up per origin
+            host = hosts.get(url[:end]) if end > 0 else None
+            if host is None:
+                host = self._host_of(url, end)
             key = (-request.priority, sign * request.depth, sign * next(seq))
             best = on_disk.get(host) if limit else None
             if best is not None or (limit and self._in_memory >= limit):  # behind the host's requests on disk
@@ -137,6 +143,16 @@ class LocalFrontier:
             if self._spill is None:
                 self._spill = _Spill()
             self._spill.put(overflow)
+
+    def _host_of(self, url: str, end: int) -> str:
+        """``host_of(url)``, remembered for ``url[:end]`` (its scheme and netloc, and no ``/``:
+        every URL that starts so has that host) when ``end`` is a path's first ``/``."""
+        host = host_of(url)
+        if end > 0:
+            if len(self._hosts) >= MAX_ORIGINS:
+                self._hosts.clear()
+            self._hosts[url[:end]] = host
+        return host
 
     def _key(self, request: Request) -> Key:
         sign = self._sign
