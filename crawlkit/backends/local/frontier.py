@@ -43,8 +43,8 @@ from crawlkit.urls import host_of
 
 _NOT_PARKED = object()
 LOAD_MAX = 1_000  # requests of a host loaded from disk at once, at most (as many as memory has room for)
-MAX_ORIGINS = 100_000  # URL starts whose host is remembered, at most (then forgotten, and remembered again)
 LOAD_MIN = 32  # requests of a host loaded from disk at once while memory may go an eighth past its bound
+MAX_ORIGINS = 100_000  # URL starts whose host is remembered, at most (then forgotten, and remembered again)
 
 #: A request's place in its host's queue, smallest first: (-priority, depth or -depth, seq or -seq).
 Key = tuple[int, int, int]
