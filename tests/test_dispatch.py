@@ -77,7 +77,7 @@ def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int =
     dispatch = Dispatch(channels, frontier, limiter, gate, None, stats, threads=threads, parsers=parsers,
                         concurrency=concurrency, max_inflight=tickets, max_pages=max_pages,
                         max_process_deaths=max_process_deaths, sites=SiteRules(hosts or {}),
-                        drop=(dropped if dropped is not None else []).append)
+                        crawl_count=backend.crawl_count, drop=(dropped if dropped is not None else []).append)
     return dispatch, frontier, limiter, channels
 
 

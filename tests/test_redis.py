@@ -400,6 +400,26 @@ def _pages(items: list[dict[str, Any]]) -> list[str]:
     return [item["url"] for item in items if item["status"] == 200]
 
 
+def test_a_hosts_own_max_pages_counts_the_pages_of_every_node(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    with Site(SiteSpec(hosts=1, pages=40, extras=False)) as site:
+        host = site.urls[0].removeprefix("http://")
+        config = tmp_path / "crawl.yaml"
+        config.write_text(json.dumps({"hosts": {host: {"max_pages": 10}}}))
+        # A delay between starts (held across nodes) longer than a node's reads of the others' counts.
+        nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id,
+                       "--config", str(config), "--delay", "0.3")
+        try:
+            codes = [node.wait() for node in nodes]
+        finally:
+            for node in nodes:
+                node.stop()
+        fetched = [k for k in site.stats()["fetches"] if not k.endswith("/robots.txt")]
+    assert codes == [0, 0], [n.stderr for n in nodes]
+    assert all(n.items() for n in nodes)  # both nodes took part
+    pages = _pages([item for n in nodes for item in n.items()])
+    assert len(pages) == len(fetched) == 10  # the crawl's ten, not ten a node
+
+
 def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(
     tmp_path: Path, redis_url: str, crawl_id: str
 ) -> None:

@@ -16,9 +16,10 @@ every fetcher is up, that could hold a request for a whole read timeout). A requ
 dead process held are re-queued.
 
 A host with its own ``max_pages`` (the ``hosts`` setting) counts its pages done in the stats
-counter ``pages_site:HOST``, which the journal keeps for a resume (and a shared crawl adds to its
-totals); once its pages done and in flight reach it, its other pages are dropped as they come
-up (``dropped_site_max_pages``), after waiting for those in flight, which may fail and leave room.
+counter ``pages_site:HOST``, which the journal keeps for a resume and a shared crawl adds up
+over its nodes (``CrawlBackend.crawl_count``); once its pages done and in flight reach it, its
+other pages are dropped as they come up (``dropped_site_max_pages``), after waiting for those
+in flight, which may fail and leave room.
 """
 
 from __future__ import annotations
@@ -65,13 +66,14 @@ class Dispatch:
 
     ``threads`` is each fetcher's thread count (a queue with that many tasks out is full),
     ``max_inflight`` the number of tickets (the length of ``channels.released``). ``sites`` are
-    the per-site rules (their ``max_pages``); ``drop(lease)`` finishes a request dropped unsent.
+    the per-site rules (their ``max_pages``), counted by ``crawl_count(counter)`` (the backend's:
+    all nodes of a shared crawl); ``drop(lease)`` finishes a request dropped unsent.
     """
 
     def __init__(self, channels: FetchChannels, frontier: Frontier, limiter: Limiter, gate: RobotsGate,
                  cookies: CookieJar | None, stats: Stats, *, threads: int, parsers: int, concurrency: int,
                  max_inflight: int, max_pages: int, max_process_deaths: int, sites: SiteRules,
-                 drop: Callable[[int], None]) -> None:
+                 crawl_count: Callable[[str], int], drop: Callable[[int], None]) -> None:
         self.channels = channels
         self.frontier = frontier
         self.limiter = limiter
@@ -93,6 +95,7 @@ class Dispatch:
         self.next_id = 0
         self.deaths: dict[tuple[str, str], int] = {}  # (method, url) -> process deaths while it was on hand
         self.sites = sites if any("max_pages" in rule for rule in sites.setting.values()) else None
+        self.crawl_count = crawl_count
         self.drop = drop
         self.site_caps: dict[str, tuple[int, str]] = {}  # host -> (its max_pages or 0, its stats counter)
         self.site_inflight: dict[str, int] = {}  # host with a max_pages -> its pages in flight
@@ -165,7 +168,7 @@ class Dispatch:
         cap = self.site_caps.get(host)
         if cap is None:
             cap = self.site_caps[host] = (self.sites.for_host(host).max_pages or 0, "pages_site:" + host)
-        return bool(cap[0]) and self.stats.counts[cap[1]] + self.site_inflight.get(host, 0) >= cap[0]
+        return bool(cap[0]) and self.crawl_count(cap[1]) + self.site_inflight.get(host, 0) >= cap[0]
 
     def _drop_over_site_budget(self, lease: int, request: Request) -> None:
         self.stats.incr("dropped_site_max_pages")

@@ -158,7 +158,7 @@ class Engine:
                                      threads=self.threads, parsers=s.parsers, concurrency=s.concurrency,
                                      max_inflight=self.max_inflight, max_pages=s.max_pages,
                                      max_process_deaths=s.max_process_deaths, sites=self.sites,
-                                     drop=self._drop_unsent)
+                                     crawl_count=self.backend.crawl_count, drop=self._drop_unsent)
             self.supervisor = Supervisor(ctx, channels, notices, self.dispatch, self.stats, self.respawns,
                                          workers=self.workers, callback_timeout=s.callback_timeout,
                                          drain=self._drain, drop=self._dropped)

@@ -62,6 +62,9 @@ class LocalBackend:
     def totals(self) -> tuple[str, dict[str, int]] | None:
         return None
 
+    def crawl_count(self, key: str) -> int:
+        return self._stats.counts[key]
+
     def tick(self, now: float) -> None:
         return None  # nothing expires: the engine sees its processes die
 

@@ -287,6 +287,18 @@ class RedisCrawl:
                 log.error("the crawl's total %.100r in Redis is not a number (%.40r); left out", key, value)
         return totals
 
+    @_guarded
+    def counts(self, keys: list[str]) -> list[int]:
+        """The crawl's totals of counters ``keys`` (0 for one not counted yet), after this node's waiting writes."""
+        self.flush()
+        counts = []
+        for value in self.client.hmget(self.prefix + "stats", keys):
+            try:
+                counts.append(int(value or 0))
+            except ValueError:  # not written by crawlkit: as if not counted
+                counts.append(0)
+        return counts
+
     def leave(self) -> int:
         """Give back what this node still holds and deregister it (at shutdown)."""
         return self.call("leave", self.node)
