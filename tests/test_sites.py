@@ -166,3 +166,17 @@ def test_each_host_gets_its_own_user_agent_headers_robots_group_and_page_budget(
     counts = json.loads((tmp_path / "stats.json").read_text())["counts"]
     assert counts[f"pages_site:{c}"] == 3 and counts["dropped_site_max_pages"] == 5  # 8 links, 3 pages in all
     assert len([item for item in run.items() if c in item["url"]]) == 3
+
+
+def test_a_hosts_own_max_pages_counts_the_pages_of_a_resumed_crawls_earlier_runs(crawlkit, tmp_path: Path) -> None:
+    with three_hosts() as (bases, seen):
+        c = bases[2].removeprefix("http://")
+        (tmp_path / "crawl.yaml").write_text(json.dumps({"hosts": {c: {"max_pages": 5}}}))
+        common = ("crawl", "--config", "crawl.yaml", "--jobdir", "job")
+        first = crawlkit(*common, "--max-pages", "3", seeds=[bases[2] + "/"])
+        second = crawlkit(*common, "--stats", "stats.json", seeds=[bases[2] + "/"])
+        requests = [path for _, path, _ in seen if path != "/robots.txt"]
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert len(requests) == len(set(requests)) == 5  # three in the first run, two in the resumed one
+    counts = json.loads((tmp_path / "stats.json").read_text())["counts"]
+    assert counts[f"pages_site:{c}"] == 5 and len(second.items()) == 5
