@@ -202,3 +202,12 @@ def test_the_frontier_groups_requests_by_host_as_host_of_does() -> None:
     while (host := f.next_host(0.0)) is not None:
         taken.append((host, _url(f.take(host))))
     assert sorted(taken) == sorted((host_of(url), url) for url in urls)
+
+
+def test_priorities_past_64_bits_spill_as_the_greatest() -> None:
+    f = LocalFrontier(memory_limit=1)
+    f.push([(0, Request("http://a.test/0")), (0, Request("http://a.test/huge", priority=10**30)),
+            (0, Request("http://a.test/tiny", priority=-10**30))])
+    assert f.spilled == 2
+    assert [_url(f.take("a.test")) for _ in range(3)] == ["http://a.test/huge", "http://a.test/0", "http://a.test/tiny"]
+    f.close()

@@ -44,10 +44,15 @@ from crawlkit.urls import host_of
 _NOT_PARKED = object()
 LOAD_MAX = 1_000  # requests of a host loaded from disk at once, at most (as many as memory has room for)
 LOAD_MIN = 32  # requests of a host loaded from disk at once while memory may go an eighth past its bound
+PRIORITY_BOUND = 2**62  # priorities beyond count as this: a spill row holds 64-bit integers
 MAX_ORIGINS = 100_000  # URL starts whose host is remembered, at most (then forgotten, and remembered again)
 
 #: A request's place in its host's queue, smallest first: (-priority, depth or -depth, seq or -seq).
 Key = tuple[int, int, int]
+
+
+def _bounded(priority: int) -> int:
+    return max(-PRIORITY_BOUND, min(PRIORITY_BOUND, priority))
 
 
 class _Spill:
@@ -126,7 +131,10 @@ class LocalFrontier:
             host = hosts.get(url[:end]) if end > 0 else None
             if host is None:
                 host = self._host_of(url, end)
-            key = (-request.priority, sign * request.depth, sign * next(seq))
+            priority = request.priority
+            if not -PRIORITY_BOUND <= priority <= PRIORITY_BOUND:
+                priority = _bounded(priority)
+            key = (-priority, sign * request.depth, sign * next(seq))
             best = on_disk.get(host) if limit else None
             if best is not None or (limit and self._in_memory >= limit):  # behind the host's requests on disk
                 if best is None:
@@ -156,7 +164,7 @@ class LocalFrontier:
 
     def _key(self, request: Request) -> Key:
         sign = self._sign
-        return -request.priority, sign * request.depth, sign * next(self._seq)
+        return -_bounded(request.priority), sign * request.depth, sign * next(self._seq)
 
     def _host_id(self, host: str) -> int:
         """The host's number in the spill file (from 1), given the first time it spills."""
