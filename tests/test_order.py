@@ -89,3 +89,9 @@ def test_a_small_host_is_crawled_early_while_a_big_hosts_backlog_waits_on_disk(c
     # Hosts take turns: the small host's six pages come among the first few dozen requests,
     # not after the big host's 280 spilled ones.
     assert len(small) == 6 and small[-1] < 40, small
+
+
+def test_an_unknown_order_is_a_one_line_error(crawlkit) -> None:
+    run = crawlkit("crawl", "http://127.0.0.2:1/", "-s", "order=dfs", output=None)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "Error: -s order=dfs: 'order' must be one of breadth-first, depth-first, got 'dfs'"
