@@ -57,18 +57,20 @@ def _tree(fan_out: int, depth: int) -> dict[str, list[str]]:
     return links
 
 
-@pytest.mark.parametrize(("order", "expected"), [
-    ("breadth-first", ["/", "/0", "/1", "/00", "/01", "/10", "/11", "/000", "/001", "/010", "/011", "/100", "/101",
+@pytest.mark.parametrize(("order", "delay", "expected"), [
+    # One request at a time and one parser: each page's links are queued in the order the pages
+    # were fetched, and breadth-first takes a page's links after every page queued before them.
+    ("breadth-first", "0", ["/", "/0", "/1", "/00", "/01", "/10", "/11", "/000", "/001", "/010", "/011", "/100", "/101",
                        "/110", "/111"]),
-    # A branch to its leaves before the next one, the last link first (as Scrapy's LIFO queues).
-    ("depth-first", ["/", "/1", "/11", "/111", "/110", "/10", "/101", "/100", "/0", "/01", "/011", "/010", "/00",
+    # A branch to its leaves before the next one, the last link first (as Scrapy's LIFO queues);
+    # a delay between starts far longer than a page takes to parse, so that each page's links
+    # are queued before the next start, as they would be on a site of any size.
+    ("depth-first", "0.5", ["/", "/1", "/11", "/111", "/110", "/10", "/101", "/100", "/0", "/01", "/011", "/010", "/00",
                      "/001", "/000"]),
 ])
-def test_the_order_setting_is_the_order_the_server_sees(crawlkit, order: str, expected: list[str]) -> None:
-    # One request at a time, and a delay long enough for each page's links to be queued before the next
-    # start: the order is then the frontier's alone.
+def test_the_order_setting_is_the_order_the_server_sees(crawlkit, order: str, delay: str, expected: list[str]) -> None:
     with pages(_tree(2, 3), "127.0.0.2") as ([base], arrivals):
-        run = crawlkit("crawl", "-s", f"order={order}", "--per-host", "1", "--delay", "0.25", seeds=[base + "/"])
+        run = crawlkit("crawl", "-s", f"order={order}", "--per-host", "1", "--delay", delay, seeds=[base + "/"])
         seen = [path for _, path in arrivals]
     assert run.returncode == 0, run.stderr
     assert seen == expected
