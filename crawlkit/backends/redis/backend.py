@@ -158,7 +158,8 @@ class RedisBackend:
 
     def crawl_count(self, key: str) -> int:
         """This node's count and the other nodes', read every ``COUNTS_EVERY`` once asked for: a
-        host's own max_pages may be passed by the pages other nodes finish between two reads."""
+        host's own max_pages may be passed by the pages other nodes have in flight or finished
+        since the last read."""
         others = self._others.get(key)
         if others is None:
             others = self._others[key] = 0
