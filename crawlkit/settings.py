@@ -69,7 +69,7 @@ _AT_MOST.update(dict.fromkeys(
      "memory_check_interval"), 86_400))
 _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "max_process_deaths"), 100))
 _AT_MOST.update(max_body=1 << 30, max_url_length=65_536)
-_CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
+_CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "order": ("breadth-first", "depth-first")}
 
 _TYPE_PREFIX = re.compile(r"^\((?:(int|str) or null|list of (int|str)|(map) of str to int or null|(rules))\)")
 _TYPE_NAMES = {"int": int, "str": str}
@@ -181,8 +181,10 @@ SCRAPY_MISSING: dict[str, str] = {
     "AUTOTHROTTLE_ENABLED": "no adaptive delay: set delay and per_host",
     "BOT_NAME": "the spider's name names the crawl (logs, stats, a shared crawl's id); remove it",
     "CONCURRENT_REQUESTS_PER_IP": "nearest is per_host (requests in flight per host name)",
-    "DEFAULT_REQUEST_HEADERS": "set headers in Request(headers=...) or a middleware's process_request",
-    "DEPTH_PRIORITY": "the frontier's order is fixed (priority, then first in, first out)",
+    "DEFAULT_REQUEST_HEADERS": "set a hosts rule with headers (hosts: {\"*\": {headers: {...}}}: added to every "
+                               "request, a request's own win), or headers in Request(headers=...)",
+    "DEPTH_PRIORITY": "set order: breadth-first (the default: least depth first) or depth-first; priority "
+                      "comes first in both",
     "DNS_TIMEOUT": "nearest is connect_timeout (it covers name resolution)",
     "DOWNLOAD_WARNSIZE": "no warning size: max_body aborts larger responses",
     "FEEDS": "one feed: -o FILE or -O FILE (the output and overwrite_output settings)",
@@ -201,6 +203,8 @@ SCRAPY_MISSING: dict[str, str] = {
     "REQUEST_FINGERPRINTER_IMPLEMENTATION": "crawlkit has one request fingerprint; remove it",
     "RETRY_ENABLED": "set retries: 0 (RETRY_TIMES) to turn retries off",
     "ROBOTSTXT_USER_AGENT": "robots.txt is matched against user_agent",
+    "SCHEDULER_DISK_QUEUE": "requests beyond frontier_memory spill to a SQLite file kept in order (order, priority)",
+    "SCHEDULER_MEMORY_QUEUE": "set order: breadth-first (FIFO) or depth-first (LIFO)",
     "SPIDER_MIDDLEWARES": "page stages take their place (the stages setting; see \"Page rules as stages\" "
                           "in the README); a Scrapy spider middleware does not run as one",
     "SPIDER_MODULES": "crawlkit has no projects: name the spider with --spider path.py:Class or module:Class",
@@ -282,7 +286,7 @@ class _Spec:
         return text + " or null" if self.nullable else text
 
     def check(self, value: Any) -> Any:
-        """Return ``value`` normalised (float for int, upper-case log level, tuple for list).
+        """Return ``value`` normalised (float for int, a choice as listed (upper-case log level), tuple for list).
 
         Raises ``ValueError`` with "'key' must be ..., got ..." when the value is wrong.
         """
@@ -298,7 +302,7 @@ class _Spec:
             if self.kind is dict:
                 return dict(value)
             if self.key in _CHOICES:
-                return value.upper()
+                return next(choice for choice in _CHOICES[self.key] if choice.upper() == value.upper())
             return value
         raise ValueError(f"'{self.key}' must be {self.expected()}, got {_show(value)}")
 
@@ -322,7 +326,7 @@ class _Spec:
                 isinstance(key, str) and (item is None or type(item) is int) for key, item in value.items()
             )
         if self.key in _CHOICES:
-            return isinstance(value, str) and value.upper() in _CHOICES[self.key]
+            return isinstance(value, str) and value.upper() in (choice.upper() for choice in _CHOICES[self.key])
         return isinstance(value, str)
 
 

@@ -19,6 +19,7 @@ from crawlkit.fetch.fetcher import JOINED, FetchChannels
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask
 from crawlkit.settings import load_settings
+from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
 
 
@@ -60,7 +61,8 @@ class FakeLimiter:
 
 
 def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int = 2, max_pages: int = 0,
-         max_process_deaths: int = 3) -> tuple[Dispatch, LocalFrontier, FakeLimiter, FetchChannels]:
+         max_process_deaths: int = 3, hosts: dict[str, dict[str, int]] | None = None,
+         dropped: list[int] | None = None) -> tuple[Dispatch, LocalFrontier, FakeLimiter, FetchChannels]:
     tickets = 2 * concurrency
     channels = FetchChannels(
         queues=[queue.SimpleQueue() for _ in range(queues)], ready=[threading.Semaphore(0) for _ in range(queues)],
@@ -74,7 +76,8 @@ def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int =
     gate = RobotsGate(None, backend, stats, 0.0)
     dispatch = Dispatch(channels, frontier, limiter, gate, None, stats, threads=threads, parsers=parsers,
                         concurrency=concurrency, max_inflight=tickets, max_pages=max_pages,
-                        max_process_deaths=max_process_deaths)
+                        max_process_deaths=max_process_deaths, sites=SiteRules(hosts or {}),
+                        crawl_count=backend.crawl_count, drop=(dropped if dropped is not None else []).append)
     return dispatch, frontier, limiter, channels
 
 
@@ -219,3 +222,26 @@ def test_a_dead_parser_gives_back_the_pages_it_had_and_blames_only_its_own() -> 
     assert not limiter.released  # the fetcher released that permit itself
     dropped = dispatch.parser_died(1, 4322, 0)  # died between pages: nothing blamed, nothing of its own fetched
     assert not dropped and len(dispatch.inflight) == 3
+
+
+def test_a_host_with_its_own_max_pages_gets_that_many_and_its_other_pages_are_dropped() -> None:
+    dropped: list[int] = []
+    dispatch, frontier, _, channels = make(queues=1, threads=8, hosts={"a.test": {"max_pages": 3}}, dropped=dropped)
+    dispatch.stats.resume({"pages": 1, "pages_site:a.test": 1})  # a resumed crawl: one page of a.test done before
+    dispatch.queue_claimed(0)
+    frontier.push([(job, Request(f"http://a.test/{job}")) for job in range(1, 6)] + urls(2, "b.test"))
+    dispatch.schedule(0.0)
+    tasks = {t.req_id: t.request.url for t in sent(channels, 0)}
+    assert sorted(tasks.values()) == ["http://a.test/1", "http://a.test/2", "http://b.test/0", "http://b.test/1"]
+    assert not dropped  # a.test waits: a page in flight may fail and leave room
+    first, second = (i for i, url in tasks.items() if "a.test" in url)
+    dispatch.done(first)  # failed: no page counted
+    dispatch.schedule(0.0)
+    assert [t.request.url for t in sent(channels, 0)] == ["http://a.test/3"]
+    for req_id in (second, max(tasks) + 1):
+        dispatch.done(req_id)
+        dispatch.site_pages("a.test", 1)
+    dispatch.schedule(0.0)
+    assert dropped == [4, 5] and not sent(channels, 0)  # dropped unsent, by their journal rows
+    assert dispatch.stats.counts["pages_site:a.test"] == 3 and dispatch.stats.counts["dropped_site_max_pages"] == 2
+    assert "pages_site:b.test" not in dispatch.stats.counts and len(frontier) == 0

@@ -138,6 +138,23 @@ def test_frontier_leases_and_a_dead_nodes_requests_come_back(redis_url: str, cra
     assert c.frontier.idle()
 
 
+def test_depth_first_takes_a_hosts_last_request_first(redis_url: str, crawl_id: str) -> None:
+    node = connect(redis_url, crawl_id)
+    node.heartbeat()
+    node.frontier.depth_first = True  # order: depth-first (RedisBackend sets it from the settings)
+    node.frontier.push([Request("http://h.test/1", depth=1), Request("http://h.test/2", depth=1)])
+    lease, first = node.frontier.take("h.test")
+    assert first.url == "http://h.test/2"
+    node.frontier.push([Request("http://h.test/21", depth=2)])  # its links, before its lease ends
+    node.frontier.done([lease])
+    urls = []
+    while (taken := node.frontier.take("h.test")) is not None:
+        urls.append(taken[1].url)
+        node.frontier.done([taken[0]])
+    assert urls == ["http://h.test/21", "http://h.test/1"]  # down the branch first
+    assert node.frontier.idle()
+
+
 def _slots(crawl: Any, host: str) -> set[str]:
     return {m.decode() for m in crawl.client.zrange(f"{crawl.prefix}l:{host}", 0, -1)}
 
@@ -381,6 +398,26 @@ def _seeds(tmp_path: Path, urls: list[str]) -> Path:
 
 def _pages(items: list[dict[str, Any]]) -> list[str]:
     return [item["url"] for item in items if item["status"] == 200]
+
+
+def test_a_hosts_own_max_pages_counts_the_pages_of_every_node(tmp_path: Path, redis_url: str, crawl_id: str) -> None:
+    with Site(SiteSpec(hosts=1, pages=40, extras=False)) as site:
+        host = site.urls[0].removeprefix("http://")
+        config = tmp_path / "crawl.yaml"
+        config.write_text(json.dumps({"hosts": {host: {"max_pages": 10}}}))
+        # A delay between starts (held across nodes) longer than a node's reads of the others' counts.
+        nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id,
+                       "--config", str(config), "--delay", "0.3")
+        try:
+            codes = [node.wait() for node in nodes]
+        finally:
+            for node in nodes:
+                node.stop()
+        fetched = [k for k in site.stats()["fetches"] if not k.endswith("/robots.txt")]
+    assert codes == [0, 0], [n.stderr for n in nodes]
+    assert all(n.items() for n in nodes)  # both nodes took part
+    pages = _pages([item for n in nodes for item in n.items()])
+    assert len(pages) == len(fetched) == 10  # the crawl's ten, not ten a node
 
 
 def test_three_nodes_crawl_every_page_once_within_the_per_host_cap(

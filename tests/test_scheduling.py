@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+from pathlib import Path
 
 from crawlkit.backends.local.frontier import LocalFrontier
+from crawlkit.backends.local.jobdir import JobDir
 from crawlkit.backends.local.limiter import LocalLimiter, Wait
 from crawlkit.backends.local.seen import FingerprintSet, SeenManager
 from crawlkit.http import Request
+from crawlkit.urls import host_of
 
 
 def _url(taken: tuple[int, Request] | None) -> str:
@@ -112,4 +115,99 @@ def test_frontier_spills_beyond_memory_limit_and_keeps_order() -> None:
         assert f.spilled == 0 or len(f) - f.spilled <= 10  # never more than the bound in memory
     # In order, each with its journal row as its lease, through the spill file too.
     assert [(job, r.url) for job, r in got] == [(i, f"http://a.test/{i}") for i in range(100)]
+    f.close()
+
+
+def _crawl_tree(f: LocalFrontier, fan_out: int, depth: int) -> list[str]:
+    """The order in which a frontier hands out the pages of a tree of one host: each page taken
+    is "fetched" at once and its ``fan_out`` children pushed, ``depth`` levels below the root."""
+    f.push([(0, Request("http://t.test/r"))])
+    order = []
+    while (host := f.next_host(0.0)) is not None:
+        taken = f.take(host)
+        assert taken is not None
+        page = taken[1]
+        order.append(page.url.rsplit("/", 1)[1])
+        if page.depth < depth:
+            f.push([(0, Request(f"{page.url}{i}", depth=page.depth + 1)) for i in range(fan_out)])
+    f.close()
+    return order
+
+
+def test_frontier_breadth_first_by_default_and_depth_first_as_set() -> None:
+    assert _crawl_tree(LocalFrontier(), 2, 2) == ["r", "r0", "r1", "r00", "r01", "r10", "r11"]
+    # Depth-first: a branch down to its leaves before the next (the last pushed first, as Scrapy's LIFO queues).
+    assert _crawl_tree(LocalFrontier(depth_first=True), 2, 2) == ["r", "r1", "r11", "r10", "r0", "r01", "r00"]
+
+
+def test_frontier_order_holds_through_the_spill_file() -> None:
+    for depth_first in (False, True):
+        spilled = _crawl_tree(LocalFrontier(memory_limit=3, depth_first=depth_first), 3, 4)
+        assert spilled == _crawl_tree(LocalFrontier(depth_first=depth_first), 3, 4)
+        assert len(spilled) == 1 + 3 + 9 + 27 + 81
+
+
+def test_frontier_keeps_priority_across_a_spill() -> None:
+    f = LocalFrontier(memory_limit=5)
+    f.push([(i, Request(f"http://a.test/low{i}")) for i in range(20)])
+    f.push([(100 + i, Request(f"http://a.test/high{i}", priority=10 - i)) for i in range(3)])
+    assert f.spilled == 18  # the high-priority ones too: memory was full
+    got = [_url(f.take("a.test")) for _ in range(23)]
+    assert got == ([f"http://a.test/high{i}" for i in range(3)] + [f"http://a.test/low{i}" for i in range(20)])
+    assert f.take("a.test") is None and len(f) == 0
+    f.close()
+
+
+def test_a_small_host_is_not_starved_by_a_big_hosts_spilled_backlog() -> None:
+    f = LocalFrontier(memory_limit=10)
+    f.push([(0, Request(f"http://big.test/{i}")) for i in range(10_000)])
+    f.push([(0, Request(f"http://small.test/{i}")) for i in range(5)])  # discovered later: straight to disk
+    assert f.spilled == 10_000 - 10 + 5
+    taken = []
+    for _ in range(10):
+        host = f.next_host(0.0)
+        assert host is not None
+        taken.append(_url(f.take(host)))
+        assert len(f) - f.spilled <= 10  # memory stays within its bound
+    # Hosts take turns: the small host's five come out within the first ten takes, in order.
+    assert [u for u in taken if "small" in u] == [f"http://small.test/{i}" for i in range(5)]
+    assert [u for u in taken if "big" in u] == [f"http://big.test/{i}" for i in range(5)]
+    f.close()
+
+
+def test_a_resumed_jobdirs_backlog_keeps_priority_and_depth(tmp_path: Path) -> None:
+    journal = JobDir(tmp_path / "job")
+    journal.begin("")
+    journal.add([(i, Request(f"http://a.test/{i}", priority=i % 3, depth=i % 2)) for i in range(1, 13)])
+    journal.commit(0, {})
+    journal.close()
+    resumed = JobDir(tmp_path / "job")
+    assert resumed.resuming
+    f = LocalFrontier(memory_limit=4)  # the backlog comes back in batches, through the spill file
+    for batch in resumed.pending(5):
+        f.push(batch)
+    got = [_url(f.take("a.test")) for _ in range(12)]
+    by_rank = sorted(range(1, 13), key=lambda i: (-(i % 3), i % 2, i))
+    assert got == [f"http://a.test/{i}" for i in by_rank]
+    resumed.close()
+    f.close()
+
+
+def test_the_frontier_groups_requests_by_host_as_host_of_does() -> None:
+    f = LocalFrontier()
+    urls = ["http://a.test:80/x", "http://a.test:808", "http://A.test/y", "http://a.test:8080?q=/z", "https://a.test/",
+            "http://user@a.test/w", "http://a.test:8080/v"]
+    f.push([(0, Request(url)) for url in urls])
+    taken = []
+    while (host := f.next_host(0.0)) is not None:
+        taken.append((host, _url(f.take(host))))
+    assert sorted(taken) == sorted((host_of(url), url) for url in urls)
+
+
+def test_priorities_past_64_bits_spill_as_the_greatest() -> None:
+    f = LocalFrontier(memory_limit=1)
+    f.push([(0, Request("http://a.test/0")), (0, Request("http://a.test/huge", priority=10**30)),
+            (0, Request("http://a.test/tiny", priority=-10**30))])
+    assert f.spilled == 2
+    assert [_url(f.take("a.test")) for _ in range(3)] == ["http://a.test/huge", "http://a.test/0", "http://a.test/tiny"]
     f.close()

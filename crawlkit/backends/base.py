@@ -252,6 +252,11 @@ class CrawlBackend(Protocol):
         """(crawl id, counts of all nodes) of a crawl shared with other nodes; None for one of this node alone."""
         ...
 
+    def crawl_count(self, key: str) -> int:
+        """Stats counter ``key`` (a host's ``pages_site:HOST``) for the whole crawl: this node's,
+        plus, in a shared crawl, the other nodes' as last read (``tick`` reads them again)."""
+        ...
+
     def tick(self, now: float) -> None:
         """Called on every pass of the engine's loop (monotonic ``now``); does its periodic work when due."""
         ...

@@ -14,6 +14,12 @@ waits in a fetcher behind slow exchanges while another fetcher idles (at the sta
 every fetcher is up, that could hold a request for a whole read timeout). A request on hand at
 ``max_process_deaths`` deaths of the process working on it is dropped as poison; the others a
 dead process held are re-queued.
+
+A host with its own ``max_pages`` (the ``hosts`` setting) counts its pages done in the stats
+counter ``pages_site:HOST``, which the journal keeps for a resume and a shared crawl adds up
+over its nodes (``CrawlBackend.crawl_count``); once its pages done and in flight reach it, its
+other pages are dropped as they come up (``dropped_site_max_pages``), after waiting for those
+in flight, which may fail and leave room.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crawlkit.backends.base import Frontier, Limiter, Wait
@@ -30,6 +37,7 @@ from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
 from crawlkit.fetch.fetcher import JOINED, FetchChannels
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask
+from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.engine")
@@ -57,12 +65,15 @@ class Dispatch:
     """The in-flight table and its bounds; engine process, not thread-safe.
 
     ``threads`` is each fetcher's thread count (a queue with that many tasks out is full),
-    ``max_inflight`` the number of tickets (the length of ``channels.released``).
+    ``max_inflight`` the number of tickets (the length of ``channels.released``). ``sites`` are
+    the per-site rules (their ``max_pages``), counted by ``crawl_count(counter)`` (the backend's:
+    all nodes of a shared crawl); ``drop(lease)`` finishes a request dropped unsent.
     """
 
     def __init__(self, channels: FetchChannels, frontier: Frontier, limiter: Limiter, gate: RobotsGate,
                  cookies: CookieJar | None, stats: Stats, *, threads: int, parsers: int, concurrency: int,
-                 max_inflight: int, max_pages: int, max_process_deaths: int) -> None:
+                 max_inflight: int, max_pages: int, max_process_deaths: int, sites: SiteRules,
+                 crawl_count: Callable[[str], int], drop: Callable[[int], None]) -> None:
         self.channels = channels
         self.frontier = frontier
         self.limiter = limiter
@@ -83,6 +94,11 @@ class Dispatch:
         self.parser_load = [0] * parsers
         self.next_id = 0
         self.deaths: dict[tuple[str, str], int] = {}  # (method, url) -> process deaths while it was on hand
+        self.sites = sites if any("max_pages" in rule for rule in sites.setting.values()) else None
+        self.crawl_count = crawl_count
+        self.drop = drop
+        self.site_caps: dict[str, tuple[int, str]] = {}  # host -> (its max_pages or 0, its stats counter)
+        self.site_inflight: dict[str, int] = {}  # host with a max_pages -> its pages in flight
 
     def budget_spent(self) -> bool:
         """Whether the pages done and in flight reach ``max_pages``: nothing more is dispatched."""
@@ -101,6 +117,18 @@ class Dispatch:
             host = frontier.next_host(now)
             if host is None:
                 return
+            spent = self.sites is not None and self._site_spent(host)
+            if spent:
+                if self.site_inflight.get(host):
+                    frontier.park(host, None)  # until one is done: it may fail and leave room
+                    continue
+                taken = frontier.take(host)
+                if taken is None:
+                    continue
+                if _is_page(taken[1]):
+                    self._drop_over_site_budget(*taken)
+                    continue
+                frontier.reclaim(*taken)  # robots.txt, a sitemap: sent as usual
             grant = limiter.try_acquire(host, now)
             if isinstance(grant, Wait):
                 frontier.park(host, grant.until)
@@ -111,6 +139,12 @@ class Dispatch:
                 limiter.completed(host)
                 continue
             lease, request = taken
+            page = _is_page(request)
+            if spent and page:
+                limiter.release(host, grant)
+                limiter.completed(host)
+                self._drop_over_site_budget(lease, request)
+                continue
             parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
             ticket = self.tickets.pop()
             channels.released[ticket] = 0
@@ -120,11 +154,33 @@ class Dispatch:
             self.fetching += 1
             queue_load[queue] += 1
             self.parser_load[parser] += 1
-            self.inflight_pages += _is_page(request)
+            self.inflight_pages += page
+            if page and self.sites is not None and self.site_caps[host][0]:
+                self.site_inflight[host] = self.site_inflight.get(host, 0) + 1
             cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
             task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
             channels.send(queue, task)
             self.sent[queue] += 1
+
+    def _site_spent(self, host: str) -> bool:
+        """Whether ``host`` has its own max_pages and its pages done and in flight reach it."""
+        assert self.sites is not None  # asked only with per-site page limits
+        cap = self.site_caps.get(host)
+        if cap is None:
+            cap = self.site_caps[host] = (self.sites.for_host(host).max_pages or 0, "pages_site:" + host)
+        return bool(cap[0]) and self.crawl_count(cap[1]) + self.site_inflight.get(host, 0) >= cap[0]
+
+    def _drop_over_site_budget(self, lease: int, request: Request) -> None:
+        self.stats.incr("dropped_site_max_pages")
+        log.debug("%s dropped: its host reached its own max_pages", request.url)
+        self.drop(lease)
+
+    def site_pages(self, host: str, pages: int) -> None:
+        """Count the pages of a done request of ``host`` towards its own max_pages, if it has one."""
+        if pages and self.sites is not None:
+            cap = self.site_caps.get(host)
+            if cap is not None and cap[0]:
+                self.stats.incr(cap[1], pages)
 
     def read_notices(self, fd: int) -> bool:
         """Take the request ids whose exchanges are over from the notice Pipe's read end (8 bytes
@@ -197,7 +253,15 @@ class Dispatch:
         self._exchange_over(entry)
         self.tickets.append(entry.ticket)
         self.parser_load[entry.parser] -= 1
-        self.inflight_pages -= _is_page(entry.request)
+        if _is_page(entry.request):
+            self.inflight_pages -= 1
+            left = self.site_inflight.get(entry.host)
+            if left is not None:
+                if left > 1:
+                    self.site_inflight[entry.host] = left - 1
+                else:
+                    del self.site_inflight[entry.host]
+                self.frontier.unpark(entry.host)  # parked while its budget waited for this one
 
     def _reclaim(self, ids: list[int], blamed: set[int]) -> tuple[list[InFlight], int]:
         """Take back the requests of a dead process: re-queue them, except the ``blamed`` ones that

@@ -78,6 +78,7 @@ from crawlkit.parse.order import ordered_stages
 from crawlkit.parse.parser import ParserConfig
 from crawlkit.process import context, fetcher_processes, reserve_open_files
 from crawlkit.settings import MAX_WORKERS, Settings
+from crawlkit.sites import SiteRules
 from crawlkit.spider import Spider, close_spider
 from crawlkit.stats import Stats
 
@@ -133,7 +134,8 @@ class Engine:
         self.frontier: Frontier = backend.frontier
         self.limiter: Limiter = backend.limiter
         self.journal: Journal = backend.journal
-        rules = RobotsRules(s.user_agent, backend.robots_rechecks) if s.robots else None
+        self.sites = SiteRules(s.hosts)
+        rules = RobotsRules(s.user_agent, backend.robots_rechecks, self.sites) if s.robots else None
         self.gate = RobotsGate(rules, backend, self.stats, s.robots_recheck_after)
         self.admission = Admission(backend, self.gate, spec.spider, s, self.stats, self.signals)
         resume_at = None
@@ -164,7 +166,8 @@ class Engine:
             self.dispatch = Dispatch(channels, self.frontier, self.limiter, self.gate, self.cookies, self.stats,
                                      threads=self.threads, parsers=s.parsers, concurrency=s.concurrency,
                                      max_inflight=self.max_inflight, max_pages=s.max_pages,
-                                     max_process_deaths=s.max_process_deaths)
+                                     max_process_deaths=s.max_process_deaths, sites=self.sites,
+                                     crawl_count=self.backend.crawl_count, drop=self._drop_unsent)
             self.supervisor = Supervisor(ctx, channels, notices, self.dispatch, self.stats, self.respawns,
                                          workers=self.workers, callback_timeout=s.callback_timeout,
                                          drain=self._drain, drop=self._dropped)
@@ -356,6 +359,7 @@ class Engine:
         if done.retry is None:
             self.journal.done(entry.lease)
         self.stats.page_done(host, done.counts, done.status, done.elapsed)
+        dispatch.site_pages(host, done.counts.get("pages", 0))
         if done.items and self.output is not None:
             failed = self.output.write(done.items)
             if failed:
@@ -404,6 +408,11 @@ class Engine:
         for entry in entries:
             self.journal.done(entry.lease)
             self.admission.finish(entry.lease)
+
+    def _drop_unsent(self, lease: int) -> None:
+        """Finish a request ``Dispatch`` dropped before sending it (its host's own max_pages reached)."""
+        self.journal.done(lease)
+        self.admission.finish(lease)
 
     def _commit(self) -> None:
         """Output first, then the state that says which pages it holds."""

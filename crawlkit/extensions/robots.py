@@ -30,6 +30,7 @@ from protego import Protego
 
 from crawlkit.errors import FetchErrorKind
 from crawlkit.http import Request
+from crawlkit.sites import SiteRules
 from crawlkit.urls import host_of
 
 if TYPE_CHECKING:  # the Redis backend imports this module's constants
@@ -66,10 +67,12 @@ def product_token(user_agent: str) -> str:
 
 
 class RobotsRules:
-    """Rules per host for one user agent; ``None`` state means not asked yet."""
+    """Rules per host for the crawl's user agent, or a host's own (``sites``); ``None`` state means not asked yet."""
 
-    def __init__(self, user_agent: str, rechecks: int = 0) -> None:
+    def __init__(self, user_agent: str, rechecks: int = 0, sites: SiteRules | None = None) -> None:
         self._agent = product_token(user_agent)
+        self._sites = sites if sites else None
+        self._agents: dict[str, str] = {}  # host -> the product token its rules are matched for, with ``sites``
         self._rules: dict[str, Any] = {}  # host -> Protego | _ALLOW_ALL | _DISALLOW_ALL
         self._asked: set[str] = set()
         self.rechecks = rechecks  # how many times an unavailable robots.txt is asked again
@@ -116,7 +119,7 @@ class RobotsRules:
         if 200 <= status < 300:
             rules = Protego.parse(body.decode("utf-8", "replace"))
             self._rules[host] = rules
-            delay = rules.crawl_delay(self._agent)
+            delay = rules.crawl_delay(self._agent_of(host))
             return float(delay) if delay else None
         if 400 <= status < 500 or status == ROBOTS_BLOCKED:
             self._rules[host] = _ALLOW_ALL
@@ -130,12 +133,23 @@ class RobotsRules:
 
     def allowed(self, url: str, host: str | None = None) -> bool:
         """Whether the rules of ``url``'s host (``host``, when the caller has it already) let us fetch it."""
-        rules = self._rules[host or host_of(url)]
+        host = host or host_of(url)
+        rules = self._rules[host]
         if rules is _ALLOW_ALL:
             return True
         if rules is _DISALLOW_ALL:
             return False
-        return rules.can_fetch(url, self._agent)
+        return rules.can_fetch(url, self._agent_of(host))
+
+    def _agent_of(self, host: str) -> str:
+        """The product token robots.txt groups are matched against for ``host``: its own user agent's, if it has one."""
+        if self._sites is None:
+            return self._agent
+        agent = self._agents.get(host)
+        if agent is None:
+            user_agent = self._sites.for_host(host).user_agent
+            agent = self._agents[host] = self._agent if user_agent is None else product_token(user_agent)
+        return agent
 
     def unavailable(self, host: str) -> bool:
         return self._rules.get(host) is _DISALLOW_ALL

@@ -78,6 +78,7 @@ from crawlkit.loader import one_line
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, FetchTask
 from crawlkit.process import child_setup
+from crawlkit.sites import SiteRule, SiteRules
 from crawlkit.urls import host_of, keep_escapes
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ class FetcherConfig:
     allow_private_addresses: bool = True  # False: connect to public addresses only (see destinations.py)
     settings: Settings | None = None  # the crawl's, for the spider the middlewares are given
     content_types: ContentTypes = field(default_factory=lambda: ContentTypes(()))  # what to download (empty: all)
+    sites: SiteRules | None = None  # the ``hosts`` setting: a host's own user agent and headers
 
     @classmethod
     def from_settings(cls, s: Any, threads: int, log: LogConfig, spider: str | None = None,
@@ -119,6 +121,7 @@ class FetcherConfig:
             download_timeout=s.download_timeout, max_body=s.max_body, max_redirects=s.max_redirects, log=log,
             proxy=s.proxy, middlewares=list(s.middlewares), spider=spider, spider_kwargs=spider_kwargs or {},
             allow_private_addresses=s.allow_private_addresses, settings=s, content_types=ContentTypes(s.content_types),
+            sites=SiteRules(s.hosts) if s.hosts else None,
         )
 
 
@@ -548,6 +551,8 @@ def fetch(
     meta = request.meta
     max_body = meta.get("max_body", config.max_body)
     headers = request.headers
+    if config.sites is not None:
+        headers = site_headers(config.sites.for_host(host_of(request.url)), headers, bool(meta.get("follow_redirects")))
     if cookie and "Cookie" not in headers:
         headers = Headers(headers)  # the jar's cookie goes with this send only, not with the request
         headers["Cookie"] = cookie
@@ -607,6 +612,27 @@ def _wanted(content_types: ContentTypes, response: requests.Response, request: R
         or request.callback in (ROBOTS_CALLBACK, SITEMAP_CALLBACK)
         or content_types.wanted(response.headers.get("Content-Type"))
     )
+
+
+def site_headers(rule: SiteRule, headers: Headers, follows_redirects: bool) -> Headers:
+    """The headers sent to a host with a rule: the request's own, then the rule's user agent and headers.
+
+    They are added at send time, for the host the request goes to, and never become part of
+    the request: a redirect is a new request, sent with its own host's rule, so a token meant
+    for one host never reaches another. A request that follows redirects inside the fetcher
+    (robots.txt) gets the user agent only, as its redirects go wherever they point with the
+    headers they started with.
+    """
+    extra = () if follows_redirects else rule.headers
+    if rule.user_agent is not None:
+        extra = (*extra, ("User-Agent", rule.user_agent))
+    if not extra:
+        return headers
+    sent = Headers(headers)
+    for name, value in extra:
+        if name not in sent:
+            sent[name] = value
+    return sent
 
 
 def _fail(result: FetchResult, kind: FetchErrorKind, message: str) -> None:

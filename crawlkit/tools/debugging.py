@@ -28,6 +28,7 @@ from crawlkit.messages import FetchResult, PageDone
 from crawlkit.parse.links import AllowedDomains
 from crawlkit.parse.parser import ParserConfig, Router
 from crawlkit.parse.redirect import redirect_request, redirect_target
+from crawlkit.sites import SiteRules
 from crawlkit.spider import Spider
 from crawlkit.urls import Fingerprinter, host_of, is_http
 
@@ -55,7 +56,7 @@ def fetch_page(target: str | Request, settings: Any, callback: str | None = None
         raise FetchFailed(f"{url!r} cannot be fetched: {exc}") from None
     config = FetcherConfig.from_settings(settings, 1, LogConfig.from_settings(settings))
     session = new_session(config)
-    robots = RobotsRules(settings.user_agent) if settings.robots else None
+    robots = RobotsRules(settings.user_agent, sites=SiteRules(settings.hosts)) if settings.robots else None
     hops, start = 0, url
     try:
         while True:

@@ -36,7 +36,7 @@ class LocalBackend:
 
     def __init__(self, settings: Settings, stats: Stats, journal: Journal, ctx: BaseContext, tickets: int) -> None:
         """``tickets``: how many requests may be in flight at once (the limiter marks send turns by ticket)."""
-        self.frontier = LocalFrontier(memory_limit=settings.frontier_memory)
+        self.frontier = LocalFrontier(settings.frontier_memory, depth_first=settings.order == "depth-first")
         self.limiter = LocalLimiter(ctx, slots=settings.concurrency, per_host=settings.per_host, delay=settings.delay,
                                     tickets=tickets)
         self.journal = journal
@@ -61,6 +61,9 @@ class LocalBackend:
 
     def totals(self) -> tuple[str, dict[str, int]] | None:
         return None
+
+    def crawl_count(self, key: str) -> int:
+        return self._stats.counts[key]
 
     def tick(self, now: float) -> None:
         return None  # nothing expires: the engine sees its processes die

@@ -3,7 +3,7 @@
 Every ``crawlkit crawl --frontier redis://...`` process is a *node* of the crawl named by its
 crawl id; nodes share nothing but these keys (``P`` is ``crawlkit:<crawl id>:``)::
 
-    P q:<host>     LIST   pickled requests of a host (positive priority and robots.txt at the front)
+    P q:<host>     LIST   pickled requests of a host (positive priority, depth-first and given back at the front)
     P hosts        SET    hosts whose queue is not empty
     P delayed      ZSET   retries not to start before a time: "<id>\\n<host>\\n<request>" by due ms
     P queued       STRING requests in the queues and ``delayed``
@@ -287,6 +287,18 @@ class RedisCrawl:
                 log.error("the crawl's total %.100r in Redis is not a number (%.40r); left out", key, value)
         return totals
 
+    @_guarded
+    def counts(self, keys: list[str]) -> list[int]:
+        """The crawl's totals of counters ``keys`` (0 for one not counted yet), after this node's waiting writes."""
+        self.flush()
+        counts = []
+        for value in self.client.hmget(self.prefix + "stats", keys):
+            try:
+                counts.append(int(value or 0))
+            except ValueError:  # not written by crawlkit: as if not counted
+                counts.append(0)
+        return counts
+
     def leave(self) -> int:
         """Give back what this node still holds and deregister it (at shutdown)."""
         return self.call("leave", self.node)
@@ -299,8 +311,10 @@ class RedisFrontier:
     ``POLL_EVERY`` seconds) that this node has not parked; ``take`` leases the host's next
     request, or hands over the one the limiter's grant of a slot for the host leased with it
     (``RedisLimiter.try_acquire``: the engine takes right after a grant). Order within a host
-    is first-come, except that requests with a positive priority and requests given back go to
-    the front.
+    is first-come (breadth-first in effect), or last-come with ``depth_first`` (the ``order``
+    setting); requests with a positive priority and requests given back go to the front.
+    Priorities are not sorted beyond that (a list per host, not a sorted set, keeps a push and
+    a take O(1)); hosts take turns as every node samples hosts with work at random.
 
     robots.txt requests stay with the node that needs the answer (lease 0, never in Redis):
     each node keeps its own rules, the answers are shared through ``RedisCrawl.robots``, and a
@@ -321,6 +335,7 @@ class RedisFrontier:
         self._handed: tuple[str, tuple[int, bytes] | None] | None = None
         # Host -> (grant, lease, pickle) leased ahead, each with its slot, by a grant that leased several.
         self._ready: dict[str, deque[tuple[int, int, bytes]]] = {}
+        self.depth_first = False  # the order setting: every new request goes to the front of its host's queue
 
     def __len__(self) -> int:
         """Requests queued crawl-wide, as of the last look (for progress lines)."""
@@ -351,9 +366,9 @@ class RedisFrontier:
                 continue
             if mark_seen and not request.dont_filter:
                 shard, member = _seen_member(fingerprint(request.url, request.method, request.body))
-                args += [host, int(request.priority > 0), shard, member, blob]
+                args += [host, int(request.priority > 0 or self.depth_first), shard, member, blob]
             else:
-                args += [host, int(request.priority > 0), "", "", blob]
+                args += [host, int(request.priority > 0 or self.depth_first), "", "", blob]
             hosts.add(host)
             if len(args) >= 5 * PUSH_BATCH:
                 self._crawl.call("push", delay_ms, *args)

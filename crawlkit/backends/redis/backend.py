@@ -28,6 +28,7 @@ log = logging.getLogger("crawlkit.redis")
 # Seconds a write held back for this node's next call may wait at most (a busy node sends it
 # sooner, with that call): a slot freed here is then free for every node within this time.
 FLUSH_EVERY = 0.05
+COUNTS_EVERY = 0.2  # seconds between reads of the other nodes' counts of a host's pages (its own max_pages)
 
 
 class SharedFrontier:
@@ -102,6 +103,7 @@ class RedisBackend:
         self._url = settings.frontier
         self._crawl = connect(settings.frontier, settings.crawl_id or crawl_name, settings.lease_time,
                               count=stats.incr)
+        self._crawl.frontier.depth_first = settings.order == "depth-first"
         self.frontier = SharedFrontier(self._crawl.frontier)
         self.seen = SharedSeen(self._crawl.seen)
         self.limiter = self._crawl.limiter(settings.per_host, settings.delay)
@@ -111,6 +113,8 @@ class RedisBackend:
         self._beat_every = settings.lease_time / 4
         self._next_beat = 0.0
         self._next_flush = 0.0
+        self._others: dict[str, int] = {}  # counter asked by crawl_count -> the other nodes' share, as last read
+        self._next_counts = 0.0
 
     def start(self, ctx: BaseContext, log_config: LogConfig, died: Callable[[str], None]) -> None:
         self._crawl.heartbeat()  # before taking any lease: only a known node's leases are reclaimed
@@ -125,6 +129,11 @@ class RedisBackend:
         if now >= self._next_flush:
             self._next_flush = now + FLUSH_EVERY
             self._crawl.flush()
+        if self._others and now >= self._next_counts:
+            self._next_counts = now + COUNTS_EVERY
+            keys = list(self._others)
+            for key, total in zip(keys, self._crawl.counts(keys), strict=True):
+                self._others[key] = max(0, total - self._reported.get(key, 0))
         if now < self._next_beat:
             return
         self._next_beat = now + self._beat_every
@@ -149,6 +158,15 @@ class RedisBackend:
 
     def totals(self) -> tuple[str, dict[str, int]] | None:
         return self._crawl.crawl_id, self._crawl.totals()
+
+    def crawl_count(self, key: str) -> int:
+        """This node's count and the other nodes', read every ``COUNTS_EVERY`` once asked for: a
+        host's own max_pages may be passed by the pages other nodes have in flight or finished
+        since the last read."""
+        others = self._others.get(key)
+        if others is None:
+            others = self._others[key] = 0
+        return self._stats.counts[key] + others
 
     def close(self) -> None:
         self.frontier.close()  # gives back what this node still holds
