@@ -121,6 +121,19 @@ class Limiter(Protocol):
         """Seconds between request starts to ``host`` (the fetcher enforces it at send time)."""
         ...
 
+    def limits(self, host: str) -> tuple[int, float]:
+        """The host's configured (per_host, least delay): its rule's or the crawl's, the delay raised
+        by its robots.txt Crawl-delay. Adaptive politeness stays within them."""
+        ...
+
+    def pace(self, host: str) -> tuple[int, float]:
+        """The host's (per_host, delay) in force now, as every node of the crawl sees it."""
+        ...
+
+    def adapt(self, host: str, per_host: int, delay: float) -> None:
+        """Put the host's cap and delay in force (within ``limits``), for every node of the crawl."""
+        ...
+
     def recover_turn(self, host: str, grant: int, ticket: int) -> None:
         """Give back the send turn of ``host`` if the dead fetcher sending request ``ticket`` held it."""
         ...

@@ -19,6 +19,7 @@ from crawlkit.backends.local.limiter import LocalLimiter
 from crawlkit.backends.local.seen import FingerprintSet, ManagedSeen
 from crawlkit.log import LogConfig
 from crawlkit.settings import Settings
+from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.engine")
@@ -38,7 +39,7 @@ class LocalBackend:
         """``tickets``: how many requests may be in flight at once (the limiter marks send turns by ticket)."""
         self.frontier = LocalFrontier(memory_limit=settings.frontier_memory)
         self.limiter = LocalLimiter(ctx, slots=settings.concurrency, per_host=settings.per_host, delay=settings.delay,
-                                    tickets=tickets)
+                                    tickets=tickets, rules=SiteRules(settings.hosts))
         self.journal = journal
         self.seen: SeenStore = FingerprintSet()
         self.frontier_limit = settings.frontier_memory

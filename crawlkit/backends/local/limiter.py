@@ -1,9 +1,17 @@
 """Per-host politeness: at most ``per_host`` requests in flight to a host, and ``delay`` between starts.
 
+A host's ``per_host`` and ``delay`` are the crawl's, or its own from the ``hosts`` setting
+(``crawlkit.sites``), lowered and raised within those by adaptive politeness (``adapt``; see
+``crawlkit.core.politeness``). A robots.txt Crawl-delay raises a host's least delay.
+
 The cap is held by ``multiprocessing`` Semaphores, one per *slot*. The engine gives each host
 with work in flight a slot of its own and acquires it (without blocking) before it dispatches a
 request; the fetcher process releases it the moment the HTTP exchange is over. So the count the
-server sees is exactly the count of acquired permits, whichever process holds them.
+server sees is at most the count of acquired permits, whichever process holds them. A slot
+serves one host at a time and hosts differ in their caps, so each semaphore is sized for the
+largest cap, and the engine holds a host's own cap by its count of the host's requests in
+flight: that count rises before a permit is acquired and falls only after the fetcher's notice
+that the exchange is over, so it is never below the permits held.
 
 Total in-flight never exceeds ``concurrency``, so no more than ``concurrency`` hosts hold a
 slot at once: that many semaphores are made up front (semaphores reach other processes only by
@@ -38,13 +46,21 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 from crawlkit.backends.base import Wait
+from crawlkit.sites import SiteRules
 
 
 class LocalLimiter:
-    """Semaphore-backed limiter for one machine; lives in the engine, its semaphores in every fetcher."""
+    """Semaphore-backed limiter for one machine; lives in the engine, its semaphores in every fetcher.
 
-    def __init__(self, ctx: BaseContext, slots: int, per_host: int, delay: float, tickets: int) -> None:
-        self.semaphores: list[Any] = [ctx.Semaphore(per_host) for _ in range(slots)]
+    ``rules`` are the ``hosts`` setting's: a host's own ``per_host`` and ``delay`` replace the
+    crawl's for it.
+    """
+
+    def __init__(self, ctx: BaseContext, slots: int, per_host: int, delay: float, tickets: int,
+                 rules: SiteRules | None = None) -> None:
+        self.rules = rules or SiteRules({})
+        largest = max([per_host, *(rule.get("per_host", 0) for rule in self.rules.setting.values())])
+        self.semaphores: list[Any] = [ctx.Semaphore(largest) for _ in range(slots)]
         self.starts = ctx.RawArray("d", slots)  # monotonic time the slot's last request got its headers
         self.turn_locks = [ctx.Lock() for _ in range(slots)]
         self.holders = ctx.RawArray("b", tickets)  # 1 while the request with that ticket holds its slot's turn
@@ -56,12 +72,16 @@ class LocalLimiter:
         self._slot: dict[str, int] = {}  # host -> slot, while the host has requests in flight
         self._inflight: dict[str, int] = {}
         self._next_start: dict[str, float] = {}
-        self._host_delay: dict[str, float] = {}
+        self._host_delay: dict[str, float] = {}  # hosts whose delay now differs from the crawl's
+        self._cap: dict[str, int] = {}  # hosts with a rule of their own or adapted: their cap now
+        self._robots_delay: dict[str, float] = {}  # Crawl-delay of robots.txt, where it asks for one
 
     def try_acquire(self, host: str, now: float) -> int | Wait:
         not_before = self._next_start.get(host, 0.0)
         if now < not_before:
             return Wait(not_before)
+        if self._inflight.get(host, 0) >= (self._cap.get(host) or self._first_sight(host)):
+            return Wait(None)
         slot = self._slot.get(host)
         if slot is None:
             if not self._free:
@@ -91,11 +111,35 @@ class LocalLimiter:
             self._last_start[host] = self.starts[slot]
         self._free.append(slot)
 
+    def _first_sight(self, host: str) -> int:
+        """The cap of a host not capped yet: the crawl's, or its rule's (then kept, with its delay)."""
+        if not self.rules:
+            return self._per_host
+        per_host, delay = self.limits(host)
+        self._cap[host] = per_host
+        if delay != self._delay:
+            self._host_delay[host] = delay
+        return per_host
+
+    def limits(self, host: str) -> tuple[int, float]:
+        rule = self.rules.for_host(host)
+        per_host = self._per_host if rule.per_host is None else rule.per_host
+        delay = self._delay if rule.delay is None else rule.delay
+        return per_host, max(delay, self._robots_delay.get(host, 0.0))
+
+    def pace(self, host: str) -> tuple[int, float]:
+        return self._cap.get(host) or self._first_sight(host), self.delay_of(host)
+
+    def adapt(self, host: str, per_host: int, delay: float) -> None:
+        self._cap[host] = per_host
+        self._host_delay[host] = delay
+
     def delay_of(self, host: str) -> float:
         return self._host_delay.get(host, self._delay)
 
     def set_delay(self, host: str, seconds: float) -> None:
-        self._host_delay[host] = max(self._delay, seconds)
+        self._robots_delay[host] = seconds
+        self._host_delay[host] = max(self.delay_of(host), self.limits(host)[1])
 
     def pause(self, host: str, until: float) -> None:
         self._next_start[host] = max(self._next_start.get(host, 0.0), until)

@@ -1,0 +1,144 @@
+"""Per-site caps in the limiter and the adaptive politeness controller, fed exchanges directly (no process, no server)."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from crawlkit.backends.base import Wait
+from crawlkit.backends.local.limiter import LocalLimiter
+from crawlkit.core.politeness import Throttle
+from crawlkit.sites import SiteRules, check_hosts
+from crawlkit.stats import Stats
+
+CTX = multiprocessing.get_context("spawn")
+
+
+def limiter(per_host: int = 4, delay: float = 0.0, hosts: dict | None = None) -> LocalLimiter:
+    return LocalLimiter(CTX, slots=4, per_host=per_host, delay=delay, tickets=16,
+                        rules=SiteRules(check_hosts(hosts or {})))
+
+
+class Feed:
+    """Exchanges with one host, one after another on a clock of their own."""
+
+    def __init__(self, throttle: Throttle, host: str = "a.test") -> None:
+        self.throttle, self.host, self.now = throttle, host, 100.0
+        self.paces: list[tuple[int, float]] = []
+
+    def __call__(self, n: int, elapsed: float, status: int = 200, counts: dict[str, int] | None = None) -> None:
+        for _ in range(n):
+            self.now += elapsed
+            self.throttle.observe(self.host, self.now, status, elapsed, counts or {})
+            self.paces.append(self.throttle.limiter.pace(self.host))
+
+    @property
+    def pace(self) -> tuple[int, float]:
+        return self.paces[-1]
+
+
+def test_a_host_gets_its_rules_cap_and_delay_and_semaphores_fit_the_largest_cap() -> None:
+    lim = limiter(per_host=2, hosts={"big.test": {"per_host": 5}, "slow.test": {"per_host": 1, "delay": 2.0}})
+    assert lim.semaphores[0].get_value() == 5
+    big = [lim.try_acquire("big.test", 0.0) for _ in range(6)]
+    assert big[:5] == [big[0]] * 5 and big[5] == Wait(None)  # its own cap, 5, exactly
+    other = [lim.try_acquire("other.test", 0.0) for _ in range(3)]
+    assert isinstance(other[0], int) and other[2] == Wait(None)  # the crawl's cap, 2
+    assert isinstance(lim.try_acquire("slow.test", 10.0), int)
+    assert lim.delay_of("slow.test") == 2.0 and lim.delay_of("other.test") == 0.0
+    assert lim.try_acquire("slow.test", 10.5) == Wait(12.0)  # its delay between starts
+    lim.set_delay("slow.test", 3.0)  # a robots.txt Crawl-delay raises it
+    assert lim.limits("slow.test") == (1, 3.0) and lim.delay_of("slow.test") == 3.0
+    lim.set_delay("other.test", 0.5)
+    assert lim.limits("other.test") == (2, 0.5)
+
+
+def test_a_slot_reused_by_a_host_with_a_smaller_cap_holds_that_cap() -> None:
+    lim = LocalLimiter(CTX, slots=1, per_host=1, delay=0.0, tickets=8,
+                       rules=SiteRules(check_hosts({"a": {"per_host": 3}})))
+    grants = [lim.try_acquire("a", 0.0) for _ in range(3)]
+    for grant in grants:
+        assert isinstance(grant, int)
+        lim.release("a", grant)
+        lim.completed("a")
+    slot = lim.try_acquire("b", 0.0)
+    assert isinstance(slot, int) and slot == grants[0]  # the same semaphore, sized for 3
+    assert lim.try_acquire("b", 0.0) == Wait(None)  # but b's cap is 1
+
+
+def test_rising_latency_lowers_concurrency_one_step_at_a_time_then_raises_the_delay() -> None:
+    lim = limiter(per_host=4)
+    feed = Feed(Throttle(lim, Stats(), max_delay=5.0))
+    feed(20, 0.1)
+    assert feed.pace == (4, 0.0)  # healthy: the configured pace
+    feed(60, 0.5)
+    caps = [cap for cap, _ in feed.paces]
+    assert caps[20:] == sorted(caps[20:], reverse=True)  # only down while slow
+    assert all(a - b <= 1 for a, b in zip(caps, caps[1:]))  # one at a time
+    assert feed.pace[0] == 1 and 0.5 <= feed.pace[1] <= 5.0  # then the delay, to the latency at least
+    assert max(delay for _, delay in feed.paces) <= 5.0  # never past adaptive_max_delay
+
+
+def test_a_healthy_host_recovers_stepwise_to_its_caps_and_never_past_them() -> None:
+    lim = limiter(per_host=3, delay=0.2)
+    feed = Feed(Throttle(lim, Stats(), max_delay=10.0))
+    feed(5, 0.1)
+    feed(80, 1.0)  # overloaded for a while: concurrency 1, delay raised
+    assert feed.pace[0] == 1 and feed.pace[1] > 1.0
+    feed(400, 0.1)
+    assert feed.pace == (3, 0.2)  # back to the configured pace...
+    recovery = feed.paces[85:]
+    delays = [delay for _, delay in recovery]
+    assert delays == sorted(delays, reverse=True)  # the delay comes down first...
+    first_raise = next(i for i, (cap, _) in enumerate(recovery) if cap > 1)
+    assert recovery[first_raise][1] == 0.2  # ...to the configured one, then the concurrency rises
+    assert all(cap <= 3 and delay >= 0.2 for cap, delay in feed.paces)  # never past the caps
+
+
+@pytest.mark.parametrize(("status", "counts"), [(429, {}), (503, {}), (0, {"error_read_timeout": 1})])
+def test_429_503_and_timeouts_halve_the_concurrency_then_double_the_delay(status: int, counts: dict) -> None:
+    lim = limiter(per_host=8)
+    feed = Feed(Throttle(lim, Stats(), max_delay=60.0))
+    feed(5, 0.05)
+    feed(1, 0.05, status, counts)
+    assert feed.pace == (4, 0.0)
+    feed(1, 0.05, status, counts)
+    assert feed.pace == (2, 0.0)
+    feed(2, 0.05, status, counts)
+    assert feed.pace[0] == 1 and feed.pace[1] > 0
+    delay = feed.pace[1]
+    feed(1, delay, status, counts)
+    assert feed.pace == (1, 2 * delay)
+
+
+def test_a_connection_refused_is_not_taken_for_overload() -> None:
+    lim = limiter(per_host=4)
+    feed = Feed(Throttle(lim, Stats(), max_delay=60.0))
+    feed(5, 0.05)
+    feed(5, 0.001, 0, {"error_connection_refused": 1})
+    assert feed.pace == (4, 0.0)
+
+
+def test_a_fast_local_host_is_not_throttled_by_the_crawlers_own_jitter() -> None:
+    lim = limiter(per_host=4)
+    feed = Feed(Throttle(lim, Stats(), max_delay=60.0))
+    feed(5, 0.001)
+    feed(50, 0.012)  # 12 times the idle latency, but 11 ms: a fetcher thread waiting for the CPU
+    assert feed.pace == (4, 0.0)
+
+
+def test_a_host_rules_caps_bound_adaptation_and_the_stats_show_the_pace() -> None:
+    lim = limiter(per_host=2, delay=0.0, hosts={"a.test": {"per_host": 6, "delay": 0.3}})
+    stats = Stats()
+    feed = Feed(Throttle(lim, stats, max_delay=60.0))
+    feed(5, 0.1)
+    assert feed.pace == (6, 0.3)
+    feed(30, 0.6)
+    assert feed.pace[0] < 6
+    assert stats.full_dict()["hosts"]["a.test"]["per_host"] == feed.pace[0]
+    lim.set_delay("a.test", 1.0)  # robots.txt's Crawl-delay: a floor adaptation keeps
+    feed(400, 0.1)
+    assert feed.pace == (6, 1.0)
+    shown = stats.full_dict()["hosts"]["a.test"]
+    assert (shown["per_host"], shown["delay_s"]) == (6, 1.0)
