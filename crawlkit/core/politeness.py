@@ -6,13 +6,16 @@ moves its concurrency first. A host starts at its ``per_host`` and ``delay`` (it
 (``observe``, in the engine, from the ``PageDone``'s status and exchange time: no message or
 timing of its own) it keeps two figures: its *idle latency*, the lowest exchange time seen
 (which creeps up slowly, so a host that became slower for good is not throttled for ever), and
-a smoothed latency. At most once per smoothed latency, so that a step is seen to work before
-the next one:
+a smoothed latency. A step waits for the last one to show: two smoothed latencies (the
+requests sent at the old pace are over) and ``SETTLE`` exchanges after it (the smoothed latency
+has taken the new pace in):
 
 - a 429 or 503 answer, or a timeout, halves the host's concurrency; at one, doubles its delay;
-- a smoothed latency over ``SLOW`` times the idle one (and ``NOISE`` more) takes one request off
-  its concurrency; at one, it raises its delay (to the latency at least, as AutoThrottle does
-  for a concurrency of one);
+- a smoothed latency over ``SLOW`` times the idle one (and ``NOISE`` more) lowers its
+  concurrency by one, or in proportion to how far the latency is over (a host answering in 4
+  times its idle latency with 8 in flight gets 8 * 1.5 / 4 = 3: by Little's law the same
+  throughput with fewer waiting); at one, it raises its delay (to the latency at least, as
+  AutoThrottle does for a concurrency of one);
 - a smoothed latency under ``HEALTHY`` times the idle one (and half ``NOISE`` more) is healthy:
   the delay comes back down (halved, to the configured one) and then the concurrency up, one at
   a time.
@@ -36,14 +39,16 @@ from crawlkit.backends.base import Limiter
 from crawlkit.stats import Stats
 
 #: Smoothed over idle latency past which a host is taken for overloaded, and under which for healthy.
-SLOW = 1.6
+SLOW = 1.5
 HEALTHY = 1.2
 #: Seconds of latency that are the crawler's own noise as much as the server's (see above).
-NOISE = 0.02
+NOISE = 0.01
 #: Weight of the newest exchange time in the smoothed latency.
 SMOOTHING = 0.2
 #: Share of the gap to a slower exchange by which the idle latency rises with each one.
-BASELINE_CREEP = 0.005
+BASELINE_CREEP = 0.001
+#: Exchanges after a step before the next one (with the smoothing above, 2/3 of the change shows by then).
+SETTLE = 5
 #: Answers that ask a client to slow down.
 OVERLOADED = frozenset({429, 503})
 #: The delay a host's first raise starts from when it has none and its latency is shorter.
@@ -59,6 +64,7 @@ class HostPace:
     idle: float  # the lowest exchange time, creeping up
     latency: float  # smoothed exchange time
     due: float = 0.0  # monotonic time before which no step is taken
+    seen: int = SETTLE  # exchanges since the last step
 
 
 class Throttle:
@@ -82,7 +88,8 @@ class Throttle:
             idle = pace.idle
             pace.idle = elapsed if elapsed < idle else idle + (elapsed - idle) * BASELINE_CREEP
             pace.latency += (elapsed - pace.latency) * SMOOTHING
-        if now < pace.due:
+        pace.seen += 1
+        if now < pace.due or pace.seen < SETTLE:
             return
         if overloaded:
             self._step(host, pace, now, down=True, halve=True)
@@ -93,7 +100,6 @@ class Throttle:
 
     def _step(self, host: str, pace: HostPace, now: float, *, down: bool, halve: bool) -> None:
         """Move the host's pace one step down (slower) or up (faster), within its limits."""
-        pace.due = now + pace.latency
         most, least = self.limiter.limits(host)
         if not down and pace.per_host >= most and pace.delay <= least:
             return  # at full pace already, as far as this node knows (asking a shared crawl costs a round trip)
@@ -102,7 +108,8 @@ class Throttle:
         delay = max(delay, least)
         if down:
             if per_host > 1:
-                per_host = max(1, per_host // 2) if halve else per_host - 1
+                per_host = max(1, per_host // 2 if halve else
+                               min(per_host - 1, int(per_host * SLOW * pace.idle / pace.latency)))
             else:
                 delay = min(self.max_delay, max(delay * 2, FIRST_DELAY, least, 0.0 if halve else pace.latency))
         elif delay > least:
@@ -112,5 +119,6 @@ class Throttle:
         if (per_host, delay) == (pace.per_host, pace.delay):
             return
         pace.per_host, pace.delay = per_host, delay
+        pace.due, pace.seen = now + 2 * pace.latency, 0
         self.limiter.adapt(host, per_host, delay)
         self.stats.paced(host, per_host, delay)

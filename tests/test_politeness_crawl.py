@@ -1,0 +1,57 @@
+"""Per-site caps and adaptive politeness through the CLI, checked from the server's side."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from support import held_until
+
+from crawlkit.tools.site import Site, SiteSpec
+
+
+def gaps(arrivals: list[float]) -> list[float]:
+    return [b - a for a, b in zip(arrivals, arrivals[1:])]
+
+
+def test_each_host_is_held_to_its_own_rules_cap_and_delay(crawlkit, tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=1, pages=20, latency=0.02, extras=False)
+    with Site(spec) as wide_site, Site(replace(spec, pages=6, first_ip="127.0.0.3")) as narrow_site:
+        wide, narrow = (site.urls[0].split("//", 1)[1] for site in (wide_site, narrow_site))
+        (tmp_path / "hosts.yaml").write_text(
+            f'hosts:\n  "{wide}": {{per_host: 4}}\n  "127.0.0.3": {{per_host: 1, delay: 0.15}}\n')
+        # The wide host's robots.txt, index and the 2 pages it links to answered, then held until it has 4 in flight.
+        reached_4 = lambda: wide_site.stats()["peak_inflight"].get(wide, 0) >= 4  # noqa: E731
+        with held_until(wide_site, 4, reached_4) as reached:
+            run = crawlkit("crawl", "--config", "hosts.yaml", "--workers", "2", "--concurrency", "8",
+                           "--per-host", "2", seeds=[*wide_site.seeds(), *narrow_site.seeds()])
+        wide_stats, narrow_stats = wide_site.stats(), narrow_site.stats()
+        expected = wide_site.expected_urls() | narrow_site.expected_urls()
+    assert run.returncode == 0, run.stderr
+    assert reached.is_set(), wide_stats["peak_inflight"]
+    # Each host's own cap, reached and never exceeded.
+    assert (wide_stats["peak_inflight"], narrow_stats["peak_inflight"]) == ({wide: 4}, {narrow: 1})
+    assert min(gaps(narrow_stats["arrivals"][narrow])) >= 0.15  # its delay between starts, as its server saw them
+    assert min(gaps(wide_stats["arrivals"][wide])) < 0.15  # the other host is not slowed by it
+    assert {item["url"] for item in run.items()} == expected
+
+
+def test_adaptive_politeness_keeps_an_overloaded_hosts_latency_near_idle(crawlkit, tmp_path: Path) -> None:
+    """A host that serves 2 at full speed (latency grows with more in flight), crawled with
+    per_host 8: adaptive politeness brings its concurrency down, so the server's latency over
+    the second half of the crawl stays near its idle latency; the stats file shows the pace."""
+    spec = SiteSpec(hosts=1, pages=80, page_size=2000, latency=0.05, capacity=2, extras=False)
+    with Site(spec) as site:
+        run = crawlkit("crawl", "--workers", "2", "--concurrency", "8", "--per-host", "8", "-s", "adaptive=true",
+                       "--stats", "stats.json", seeds=site.seeds())
+        stats = site.stats()
+    assert run.returncode == 0, run.stderr
+    assert {item["url"] for item in run.items()} == site.expected_urls()
+    (host, latencies), = stats["latencies"].items()
+    second_half = latencies[len(latencies) // 2:]
+    # Under twice the idle latency, so fewer than 4 in flight (2 serve at full speed; 8 would be 4 times it).
+    assert statistics.median(second_half) < 2 * spec.latency, latencies
+    shown = json.loads((tmp_path / "stats.json").read_text())["hosts"][host]
+    assert 1 <= shown["per_host"] < 8 and shown["delay_s"] >= 0.0
