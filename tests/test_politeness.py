@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 
+import lxml.html
 import pytest
+from rich.console import Console
 
 from crawlkit.backends.base import Wait
 from crawlkit.backends.local.limiter import LocalLimiter
 from crawlkit.core.politeness import SETTLE, Throttle
+from crawlkit.core.progress import LiveView
 from crawlkit.sites import SiteRules, check_hosts
 from crawlkit.stats import Stats
+from crawlkit.tools.report import render_report
 
 CTX = multiprocessing.get_context("spawn")
 
@@ -154,3 +159,24 @@ def test_a_host_rules_caps_bound_adaptation_and_the_stats_show_the_pace() -> Non
     assert feed.pace == (6, 1.0)
     shown = stats.full_dict()["hosts"]["a.test"]
     assert (shown["per_host"], shown["delay_s"]) == (6, 1.0)
+
+
+def test_the_report_and_the_live_view_show_the_pace_adaptive_politeness_left() -> None:
+    stats = Stats()
+    for host, per_host, delay in (("calm.test", 8, 0.0), ("tired.test", 2, 0.0), ("spent.test", 1, 1.5)):
+        stats.page_done(host, {"pages": 1, "status_200": 1}, 200, 0.1)
+        stats.paced(host, per_host, delay)
+    page = lxml.html.fromstring(render_report(stats.full_dict(), "paced"))
+    shown = [(g.get("data-host"), g.get("data-per-host"), g.get("data-delay-s"))
+             for g in page.xpath("//*[@class='paced-host']")]
+    assert shown == [("spent.test", "1", "1.5"), ("tired.test", "2", "0.0"), ("calm.test", "8", "0.0")]  # slowest first
+    assert not lxml.html.fromstring(render_report(Stats().full_dict())).xpath("//*[@id='pace-chart']")  # off: none
+
+    reader, writer = CTX.Pipe(duplex=False)
+    view = LiveView("paced", reader, writer)
+    console = Console(record=True, width=120)
+    console.print(view.render(time.monotonic(), stats, ["spent.test", "tired.test"]))
+    screen = console.export_text()
+    assert "pace" in screen and "1 / 1.50s" in screen and "2 / 0.00s" in screen
+    reader.close()
+    writer.close()
