@@ -133,6 +133,9 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
         "adaptive", note="per host, and moves a host's requests at once before its delay (Scrapy's, one delay per "
                          "download slot from the latency); AUTOTHROTTLE_TARGET_CONCURRENCY has no counterpart"),
     "AUTOTHROTTLE_MAX_DELAY": ScrapyName("adaptive_max_delay"),
+    "CONCURRENT_REQUESTS_PER_IP": ScrapyName(
+        "per_ip", bool, note="on or off: a number other than 0 turns it on, and the cap at one address is per_host "
+                             "(CONCURRENT_REQUESTS_PER_DOMAIN), each host's own from the hosts setting"),
     "DEPTH_LIMIT": ScrapyName("max_depth"),
     "CLOSESPIDER_PAGECOUNT": ScrapyName("max_pages", note="counts the pages of every run of a resumed crawl"),
     "RETRY_TIMES": ScrapyName("retries"),
@@ -161,7 +164,6 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
 #: name is taken for a Scrapy setting too, and refused with the general advice.
 SCRAPY_MISSING: dict[str, str] = {
     "BOT_NAME": "the spider's name names the crawl (logs, stats, a shared crawl's id); remove it",
-    "CONCURRENT_REQUESTS_PER_IP": "nearest is per_host (requests in flight per host name)",
     "CLOSESPIDER_ITEMCOUNT": "no item limit: use max_pages",
     "CLOSESPIDER_TIMEOUT": "no time limit: stop the crawl with Ctrl-C (a --jobdir crawl resumes)",
     "DEFAULT_REQUEST_HEADERS": "set headers in Request(headers=...) or a middleware's process_request",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import time
 
 import lxml.html
@@ -10,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from crawlkit.backends.base import Wait
+from crawlkit.backends.local.addresses import TTL, AddressCache
 from crawlkit.backends.local.limiter import LocalLimiter
 from crawlkit.core.politeness import SETTLE, Throttle
 from crawlkit.core.progress import LiveView
@@ -180,3 +182,55 @@ def test_the_report_and_the_live_view_show_the_pace_adaptive_politeness_left() -
     assert "pace" in screen and "1 / 1.50s" in screen and "2 / 0.00s" in screen
     reader.close()
     writer.close()
+
+
+def test_with_per_ip_hosts_at_one_address_share_its_cap_and_a_completion_wakes_the_others() -> None:
+    lim = LocalLimiter(CTX, slots=4, per_host=2, delay=0.0, tickets=16, per_ip=True)
+    a1, a2 = lim.try_acquire("127.0.0.2:8001", 0.0), lim.try_acquire("127.0.0.2:8001", 0.0)
+    assert isinstance(a1, int) and a1 == a2
+    assert lim.try_acquire("127.0.0.2:8002", 0.0) == Wait(None)  # the address has its 2
+    other = lim.try_acquire("127.0.0.3:8002", 0.0)
+    assert isinstance(other, int) and other != a1  # another address is not held up
+    lim.release("127.0.0.2:8001", a1)
+    assert set(lim.completed("127.0.0.2:8001")) == {"127.0.0.2:8002"}  # offered again
+    assert lim.try_acquire("127.0.0.2:8002", 0.0) == a1  # the same slot: one count, one spacing
+    assert lim.try_acquire("127.0.0.2:8002", 0.0) == Wait(None)
+    lim.close()
+
+
+def test_with_per_ip_a_delay_spaces_every_host_at_the_address() -> None:
+    lim = LocalLimiter(CTX, slots=4, per_host=2, delay=0.5, tickets=16, per_ip=True)
+    assert isinstance(lim.try_acquire("127.0.0.2:8001", 10.0), int)
+    assert lim.try_acquire("127.0.0.2:8002", 10.1) == Wait(10.5)
+    lim.close()
+
+
+def test_a_name_is_resolved_off_the_callers_thread_and_kept_for_its_ttl() -> None:
+    cache = AddressCache()
+    try:
+        assert cache.address("127.0.0.2:8001", 0.0) == "127.0.0.2"  # a literal: no lookup
+        assert cache.address("[::1]:8001", 0.0) == "::1"
+        assert cache.address("localhost:8001", 0.0) is None  # asked in a thread; the caller goes on
+        deadline = time.monotonic() + 10
+        while (address := cache.address("localhost:8001", 1.0)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert address in ("127.0.0.1", "::1")
+        assert cache.address("localhost:8001", 1.0 + TTL - 1) == address  # kept
+        assert cache.address("localhost:8001", 1.0 + TTL + 1) == address  # stale: the old answer while asked again
+    finally:
+        cache.close()
+
+
+def test_a_name_that_does_not_resolve_is_its_own_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)  # no lookup leaves the machine
+    cache = AddressCache()
+    try:
+        deadline = time.monotonic() + 10
+        while (address := cache.address("gone.example:80", 1.0)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert address == "gone.example"  # its fetch fails as usual; it is paced alone
+    finally:
+        cache.close()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import statistics
+import threading
+import time
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from support import held_until
+from support import held_until, serve_http
 
 from crawlkit.tools.site import Site, SiteSpec
 
@@ -55,3 +58,48 @@ def test_adaptive_politeness_keeps_an_overloaded_hosts_latency_near_idle(crawlki
     assert statistics.median(second_half) < 2 * spec.latency, latencies
     shown = json.loads((tmp_path / "stats.json").read_text())["hosts"][host]
     assert 1 <= shown["per_host"] < 8 and shown["delay_s"] >= 0.0
+
+
+class OneServer(BaseHTTPRequestHandler):
+    """Two ports, one server: counts the requests in flight over both together (``peak``)."""
+
+    lock = threading.Lock()
+    inflight = 0
+    peak = 0
+    served: list[str] = []
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        with cls.lock:
+            cls.inflight += 1
+            cls.peak = max(cls.peak, cls.inflight)
+            cls.served.append(f"{self.server.server_address[1]}{self.path}")
+        try:
+            if self.path == "/robots.txt":
+                body, status = b"", 404
+            else:
+                time.sleep(0.03)  # the handler is the server's work, not a wait for the test
+                body = "".join(f'<a href="/p/{n}">{n}</a>' for n in range(8)).encode() if self.path == "/" else b"x"
+                status = 200
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        finally:
+            with cls.lock:
+                cls.inflight -= 1
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_with_per_ip_two_ports_of_one_address_share_one_cap(crawlkit) -> None:
+    OneServer.served, OneServer.peak = [], 0
+    with serve_http(OneServer, "127.0.0.2") as first, serve_http(OneServer, "127.0.0.2") as second:
+        run = crawlkit("crawl", "--workers", "2", "--concurrency", "8", "--per-host", "2", "-s", "per_ip=true",
+                       seeds=[first + "/", second + "/"])
+    assert run.returncode == 0, run.stderr
+    assert len(OneServer.served) == 2 * (1 + 1 + 8)  # both hosts crawled whole: robots.txt, index, 8 pages
+    assert OneServer.peak <= 2  # per_host 2 over both ports together, as the server counted them
+    assert len(run.items()) == 2 * 9

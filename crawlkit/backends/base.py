@@ -18,7 +18,7 @@ Everything here runs in the engine's process, except ``Permits``, which every fe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
@@ -105,8 +105,9 @@ class Limiter(Protocol):
         """Free a permit that no fetcher will release (never sent, or its fetcher died)."""
         ...
 
-    def completed(self, host: str) -> None:
-        """A request to ``host`` has finished everywhere (its permit was released by the fetcher)."""
+    def completed(self, host: str) -> Collection[str]:
+        """A request to ``host`` has finished everywhere (its permit was released by the fetcher);
+        the other hosts that waited for it (``per_ip``: a completion at their address), to offer again."""
         ...
 
     def set_delay(self, host: str, seconds: float) -> None:

@@ -108,7 +108,8 @@ class Dispatch:
             taken = frontier.take(host)
             if taken is None or not self.gate.may_start(host, *taken, now):
                 limiter.release(host, grant)
-                limiter.completed(host)
+                for woken in limiter.completed(host):
+                    frontier.unpark(woken)
                 continue
             lease, request = taken
             parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
@@ -187,7 +188,8 @@ class Dispatch:
             return
         entry.fetching = False
         self.fetching -= 1
-        self.limiter.completed(entry.host)
+        for woken in self.limiter.completed(entry.host):  # hosts at its address, with per_ip
+            self.frontier.unpark(woken)
         self.frontier.unpark(entry.host)
         if entry.queue in self.queue_load:
             self.queue_load[entry.queue] -= 1

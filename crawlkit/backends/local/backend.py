@@ -39,7 +39,7 @@ class LocalBackend:
         """``tickets``: how many requests may be in flight at once (the limiter marks send turns by ticket)."""
         self.frontier = LocalFrontier(memory_limit=settings.frontier_memory)
         self.limiter = LocalLimiter(ctx, slots=settings.concurrency, per_host=settings.per_host, delay=settings.delay,
-                                    tickets=tickets, rules=SiteRules(settings.hosts))
+                                    tickets=tickets, rules=SiteRules(settings.hosts), per_ip=settings.per_ip)
         self.journal = journal
         self.seen: SeenStore = FingerprintSet()
         self.frontier_limit = settings.frontier_memory
@@ -70,3 +70,4 @@ class LocalBackend:
         if self._served is not None:
             self._served.close()
         self.frontier.close()
+        self.limiter.close()

@@ -645,10 +645,11 @@ class RedisLimiter:
         self._released[host] = self._released.get(host, 0) + 1
         self._free(host, grant)
 
-    def completed(self, host: str) -> None:
+    def completed(self, host: str) -> tuple[()]:
         """An exchange with ``host`` is over: free a slot of the host, unless ``release`` freed its own.
 
         Which one does not matter: the slots of a host are alike, and each request holds one.
+        No other host waits for it (a shared crawl has no ``per_ip``).
         """
         left = self._inflight[host] - 1
         if left:
@@ -661,12 +662,13 @@ class RedisLimiter:
                 self._released[host] = early - 1
             else:
                 del self._released[host]
-            return
+            return ()
         held = self._held[host]
         grant = held.pop()
         if not held:
             del self._held[host]
         self._free(host, grant)
+        return ()
 
     def _free(self, host: str, grant: int) -> None:
         self._crawl.free(host, grant)
