@@ -103,3 +103,17 @@ def test_with_per_ip_two_ports_of_one_address_share_one_cap(crawlkit) -> None:
     assert len(OneServer.served) == 2 * (1 + 1 + 8)  # both hosts crawled whole: robots.txt, index, 8 pages
     assert OneServer.peak <= 2  # per_host 2 over both ports together, as the server counted them
     assert len(run.items()) == 2 * 9
+
+
+def test_per_ip_in_a_shared_crawl_and_bad_values_are_one_line_errors(crawlkit) -> None:
+    run = crawlkit("crawl", "--frontier", "redis://127.0.0.1:1/0", "-s", "per_ip=true", seeds=["http://127.0.0.2:9/"])
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "Error: per_ip and frontier 'redis://127.0.0.1:1/0' cannot be combined: politeness by IP is kept by one "
+        "machine's limiter; drop per_ip (per_host and the hosts setting hold in a shared crawl)"
+    ]
+    for setting, message in (("adaptive=maybe", "'adaptive' must be true or false, got 'maybe'"),
+                             ("adaptive_max_delay=-1", "'adaptive_max_delay' must be a finite number from 0 to "
+                                                       "86,400, got -1")):
+        run = crawlkit("crawl", "-s", setting, seeds=["http://127.0.0.2:9/"])
+        assert run.returncode == 2 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
