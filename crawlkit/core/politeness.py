@@ -80,7 +80,7 @@ class Throttle:
         """Take in one exchange with ``host``: its HTTP status (0: none), seconds, and its stats deltas."""
         pace = self.hosts.get(host)
         if pace is None:
-            per_host, delay = self.limiter.pace(host)
+            per_host, delay = self.limiter.limits(host)  # where it starts (a shared pace is read at its first step)
             pace = self.hosts[host] = HostPace(per_host, delay, elapsed, elapsed)
             self.stats.paced(host, per_host, delay)
         overloaded = status in OVERLOADED or (not status and any(key.endswith("_timeout") for key in counts))

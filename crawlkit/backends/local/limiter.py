@@ -88,6 +88,7 @@ class LocalLimiter:
         self._host_delay: dict[str, float] = {}  # hosts whose delay now differs from the crawl's
         self._cap: dict[str, int] = {}  # hosts with a rule of their own or adapted: their cap now
         self._robots_delay: dict[str, float] = {}  # Crawl-delay of robots.txt, where it asks for one
+        self._plain = not self.rules  # no host has a rule: a cap is the crawl's unless adapted
         self._addresses = AddressCache() if per_ip else None
         self._key: dict[str, str] = {}  # per_ip: host -> the address its requests in flight count at
         self._host_inflight: dict[str, int] = {}  # per_ip: by host
@@ -103,7 +104,8 @@ class LocalLimiter:
         not_before = self._next_start.get(key, 0.0)
         if now < not_before:
             return Wait(not_before)
-        if self._inflight.get(key, 0) >= (self._cap.get(host) or self._first_sight(host)):
+        cap = self._cap.get(host, self._per_host) if self._plain else (self._cap.get(host) or self._first_sight(host))
+        if self._inflight.get(key, 0) >= cap:
             if self._addresses is not None:
                 self._waiting.setdefault(key, set()).add(host)
             return Wait(None)
@@ -158,7 +160,7 @@ class LocalLimiter:
 
     def _first_sight(self, host: str) -> int:
         """The cap of a host not capped yet: the crawl's, or its rule's (then kept, with its delay)."""
-        if not self.rules:
+        if self._plain:
             return self._per_host
         per_host, delay = self.limits(host)
         self._cap[host] = per_host
