@@ -131,12 +131,13 @@ def test_429_503_and_timeouts_halve_the_concurrency_then_double_the_delay(status
     assert feed.pace == (1, 2 * delay)
 
 
-def test_a_connection_refused_is_not_taken_for_overload() -> None:
+def test_a_connection_refused_is_not_taken_for_overload_nor_for_the_idle_latency() -> None:
     lim = limiter(per_host=4)
     feed = Feed(Throttle(lim, Stats(), max_delay=60.0))
-    feed(5, 0.05)
     feed(5, 0.001, 0, {"error_connection_refused": 1})
-    assert feed.pace == (4, 0.0)
+    feed(20, 0.05)  # 50 times the refusals' time: the host's first answers, its idle latency
+    feed(5, 0.001, 0, {"error_connection_refused": 1})
+    assert set(feed.paces) == {(4, 0.0)}
 
 
 def test_a_fast_local_host_is_not_throttled_by_the_crawlers_own_jitter() -> None:

@@ -33,6 +33,7 @@ all nodes set; each node keeps the latencies it measured itself.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from crawlkit.backends.base import Limiter
@@ -61,8 +62,8 @@ class HostPace:
 
     per_host: int
     delay: float
-    idle: float  # the lowest exchange time, creeping up
-    latency: float  # smoothed exchange time
+    idle: float = math.inf  # the lowest exchange time, creeping up (inf until an answer came)
+    latency: float = 0.0  # smoothed exchange time
     due: float = 0.0  # monotonic time before which no step is taken
     seen: int = SETTLE  # exchanges since the last step
 
@@ -81,13 +82,16 @@ class Throttle:
         pace = self.hosts.get(host)
         if pace is None:
             per_host, delay = self.limiter.limits(host)  # where it starts (a shared pace is read at its first step)
-            pace = self.hosts[host] = HostPace(per_host, delay, elapsed, elapsed)
+            pace = self.hosts[host] = HostPace(per_host, delay)
             self.stats.paced(host, per_host, delay)
         overloaded = status in OVERLOADED or (not status and any(key.endswith("_timeout") for key in counts))
-        if status and not overloaded:
+        if status and not overloaded:  # an answer: a failure's time (a refused connection's 1 ms) says nothing
             idle = pace.idle
-            pace.idle = elapsed if elapsed < idle else idle + (elapsed - idle) * BASELINE_CREEP
-            pace.latency += (elapsed - pace.latency) * SMOOTHING
+            if idle == math.inf:
+                pace.idle = pace.latency = elapsed
+            else:
+                pace.idle = elapsed if elapsed < idle else idle + (elapsed - idle) * BASELINE_CREEP
+                pace.latency += (elapsed - pace.latency) * SMOOTHING
         pace.seen += 1
         if now < pace.due or pace.seen < SETTLE:
             return
