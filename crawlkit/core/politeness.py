@@ -52,7 +52,7 @@ BASELINE_CREEP = 0.001
 SETTLE = 5
 #: Answers that ask a client to slow down.
 OVERLOADED = frozenset({429, 503})
-#: The delay a host's first raise starts from when it has none and its latency is shorter.
+#: The delay a host's first raise for a 429, 503 or timeout starts from when it has none.
 FIRST_DELAY = 0.1
 
 
@@ -115,7 +115,7 @@ class Throttle:
                 per_host = max(1, per_host // 2 if halve else
                                min(per_host - 1, int(per_host * SLOW * pace.idle / pace.latency)))
             else:
-                delay = min(self.max_delay, max(delay * 2, FIRST_DELAY, least, 0.0 if halve else pace.latency))
+                delay = min(self.max_delay, max(delay * 2, least, FIRST_DELAY if halve else pace.latency))
         elif delay > least:
             delay = delay / 2 if delay / 2 > least + FIRST_DELAY / 2 else least
         elif per_host < most:
