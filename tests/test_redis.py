@@ -569,3 +569,23 @@ def test_a_hosts_own_cap_and_delay_and_the_adapted_pace_hold_across_nodes(redis_
     assert isinstance(a.try_acquire("big", time.monotonic()), int)
     a.adapt("big", 2, 1.5)
     assert b.pace("big") == (2, 1.5) and b.delay_of("big") == 1.5
+
+
+def test_a_hosts_own_cap_and_delay_hold_across_nodes_as_the_server_sees_them(
+    tmp_path: Path, redis_url: str, crawl_id: str
+) -> None:
+    with Site(SiteSpec(hosts=2, pages=15, latency=0.02, extras=False, robots=False)) as site:
+        narrow, wide = (url.split("//", 1)[1] for url in site.urls)
+        config = tmp_path / "hosts.yaml"
+        config.write_text('hosts:\n  "127.0.0.2": {per_host: 1, delay: 0.1}\n')
+        nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id, "--per-host", "4",
+                       "--config", str(config), "--no-robots")
+        try:
+            assert [node.wait() for node in nodes] == [0, 0], [n.stderr for n in nodes]
+        finally:
+            for node in nodes:
+                node.stop()
+        stats = site.stats()
+    assert stats["peak_inflight"][narrow] == 1 and stats["peak_inflight"][wide] <= 4
+    arrivals = stats["arrivals"][narrow]
+    assert len(arrivals) == 16 and min(b - a for a, b in zip(arrivals, arrivals[1:])) >= 0.1
