@@ -199,10 +199,15 @@ def test_with_per_ip_hosts_at_one_address_share_its_cap_and_a_completion_wakes_t
     lim.close()
 
 
-def test_with_per_ip_a_delay_spaces_every_host_at_the_address() -> None:
+def test_with_per_ip_a_delay_and_a_retry_after_hold_every_host_at_the_address() -> None:
     lim = LocalLimiter(CTX, slots=4, per_host=2, delay=0.5, tickets=16, per_ip=True)
-    assert isinstance(lim.try_acquire("127.0.0.2:8001", 10.0), int)
+    grant = lim.try_acquire("127.0.0.2:8001", 10.0)
+    assert isinstance(grant, int)
     assert lim.try_acquire("127.0.0.2:8002", 10.1) == Wait(10.5)
+    lim.release("127.0.0.2:8001", grant)
+    lim.completed("127.0.0.2:8001")
+    lim.pause("127.0.0.2:8001", 30.0)  # its Retry-After, after its exchange is over
+    assert lim.try_acquire("127.0.0.2:8002", 11.0) == Wait(30.0)
     lim.close()
 
 

@@ -189,7 +189,9 @@ class LocalLimiter:
         self._host_delay[host] = max(self.delay_of(host), self.limits(host)[1])
 
     def pause(self, host: str, until: float) -> None:
-        key = self._key.get(host, host)
+        key = host
+        if self._addresses is not None:  # the whole address waits, whether the host has requests in flight or not
+            key = self._key.get(host) or self._addresses.address(host, time.monotonic()) or host
         self._next_start[key] = max(self._next_start.get(key, 0.0), until)
 
     def recover_turn(self, host: str, grant: int, ticket: int) -> None:
