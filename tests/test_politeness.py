@@ -13,7 +13,7 @@ from rich.console import Console
 from crawlkit.backends.base import Wait
 from crawlkit.backends.local.addresses import TTL, AddressCache
 from crawlkit.backends.local.limiter import LocalLimiter
-from crawlkit.core.politeness import SETTLE, Throttle
+from crawlkit.core.politeness import RECHECK, SETTLE, Throttle
 from crawlkit.core.progress import LiveView
 from crawlkit.sites import SiteRules, check_hosts
 from crawlkit.stats import Stats
@@ -240,3 +240,16 @@ def test_a_name_that_does_not_resolve_is_its_own_address(monkeypatch: pytest.Mon
         assert address == "gone.example"  # its fetch fails as usual; it is paced alone
     finally:
         cache.close()
+
+
+def test_nodes_step_one_shared_pace_and_a_pace_slowed_by_a_node_that_left_comes_back() -> None:
+    shared = limiter(per_host=4)  # the pace in force, as a shared crawl keeps it for every node
+    left, stays = Feed(Throttle(shared, Stats(), max_delay=5.0)), Feed(Throttle(shared, Stats(), max_delay=5.0))
+    stays(10, 0.1)  # at full pace, as far as it knows
+    left(10, 0.1)
+    left(3, 0.1, 503)  # one node meets 503s and slows the host for all...
+    assert shared.pace("a.test") == (2, 0.0)
+    stays(RECHECK // 2, 0.1)
+    assert shared.pace("a.test") == (2, 0.0)  # ...the other starts from it, without a round trip a page
+    stays(RECHECK + 4 * SETTLE, 0.1)  # the first node left: the healthy one reads the shared pace and raises it
+    assert shared.pace("a.test") == (4, 0.0)

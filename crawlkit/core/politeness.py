@@ -28,7 +28,9 @@ So a host never gets more than its configured ``per_host`` at once nor less than
 ``delay`` between starts (robots.txt's Crawl-delay included), and its delay never goes past
 ``adaptive_max_delay``. The pace in force is the limiter's (``Limiter.pace``/``adapt``): the
 engine's memory for one machine, Redis for a shared crawl, where every node reads the pace
-all nodes set; each node keeps the latencies it measured itself.
+all nodes set before it steps it (a round trip a step, not a page); each node keeps the
+latencies it measured itself. A node that sees its host at full pace reads the shared pace
+every ``RECHECK`` exchanges all the same, so a pace slowed by a node that left comes back up.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ SMOOTHING = 0.2
 BASELINE_CREEP = 0.001
 #: Exchanges after a step before the next one (with the smoothing above, 2/3 of the change shows by then).
 SETTLE = 5
+#: Exchanges at full pace after which a node reads the shared pace again (another node may have slowed the host).
+RECHECK = 100
 #: Answers that ask a client to slow down.
 OVERLOADED = frozenset({429, 503})
 #: The delay a host's first raise for a 429, 503 or timeout starts from when it has none.
@@ -106,7 +110,9 @@ class Throttle:
         """Move the host's pace one step down (slower) or up (faster), within its limits."""
         most, least = self.limiter.limits(host)
         if not down and pace.per_host >= most and pace.delay <= least:
-            return  # at full pace already, as far as this node knows (asking a shared crawl costs a round trip)
+            if pace.seen < RECHECK:
+                return  # at full pace, as far as this node knows (asking a shared crawl costs a round trip)
+            pace.seen = 0  # now and then: a node that slowed the host may have left the crawl
         per_host, delay = self.limiter.pace(host)  # another node's step may have moved it
         per_host = min(per_host, most)
         delay = max(delay, least)
