@@ -12,7 +12,7 @@ from pathlib import Path
 
 from support import held_until, serve_http
 
-from crawlkit.tools.site import Site, SiteSpec
+from crawlkit.tools.site import Site, SiteSpec, respond
 
 
 def gaps(arrivals: list[float]) -> list[float]:
@@ -117,3 +117,24 @@ def test_per_ip_in_a_shared_crawl_and_bad_values_are_one_line_errors(crawlkit) -
                                                        "86,400, got -1")):
         run = crawlkit("crawl", "-s", setting, seeds=["http://127.0.0.2:9/"])
         assert run.returncode == 2 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_adaptive_politeness_backs_off_a_host_answering_503_as_its_server_sees_it(crawlkit, tmp_path: Path) -> None:
+    """Every answer a 503: the host's concurrency halves to one, then its delay rises; the
+    server sees the last requests one at a time and spaced, and the stats file the pace."""
+    # Answers 50 ms apart at most, so the engine hears of them while it still has requests to send.
+    with Site(SiteSpec(hosts=1, pages=1, latency=0.05, extras=False, robots=False)) as site:
+        paths = [f"/busy/{n}" for n in range(30)]
+        for path in paths:
+            site.route(path, respond(503, b"busy"))
+        run = crawlkit("crawl", "--workers", "2", "--concurrency", "8", "--per-host", "4", "-s", "adaptive=true",
+                       "-s", "adaptive_max_delay=0.2", "-s", "retries=0", "--stats", "stats.json",
+                       seeds=[site.urls[0] + path for path in paths])
+        stats = site.stats()
+    assert run.returncode == 0, run.stderr
+    (host, arrivals), = stats["arrivals"].items()
+    assert len(arrivals) == 1 + 30  # robots.txt (a 404) and the pages
+    shown = json.loads((tmp_path / "stats.json").read_text())["hosts"][host]
+    assert shown["per_host"] == 1 and 0.1 <= shown["delay_s"] <= 0.2  # halved twice, then 0.1 s, at most 0.2
+    # After 3 steps (each waits for 5 answers) at most one request was in flight: the last 3 came spaced.
+    assert min(gaps(arrivals[-3:])) >= 0.1, gaps(arrivals)
