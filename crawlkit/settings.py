@@ -69,6 +69,7 @@ _AT_MOST.update(dict.fromkeys(
      "memory_check_interval"), 86_400))
 _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "max_process_deaths"), 100))
 _AT_MOST.update(max_body=1 << 30, max_url_length=65_536)
+_AT_MOST.update(adaptive_max_delay=86_400)
 _CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "order": ("breadth-first", "depth-first")}
 
 _TYPE_PREFIX = re.compile(r"^\((?:(int|str) or null|list of (int|str)|(map) of str to int or null|(rules))\)")
@@ -134,6 +135,13 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
                                                 "template sets true)"),
     "USER_AGENT": ScrapyName("user_agent", note="also the name matched in robots.txt (Scrapy's "
                                                 "ROBOTSTXT_USER_AGENT)"),
+    "AUTOTHROTTLE_ENABLED": ScrapyName(
+        "adaptive", note="per host, and moves a host's requests at once before its delay (Scrapy's, one delay per "
+                         "download slot from the latency); AUTOTHROTTLE_TARGET_CONCURRENCY has no counterpart"),
+    "AUTOTHROTTLE_MAX_DELAY": ScrapyName("adaptive_max_delay"),
+    "CONCURRENT_REQUESTS_PER_IP": ScrapyName(
+        "per_ip", bool, note="on or off: a number other than 0 turns it on, and the cap at one address is per_host "
+                             "(CONCURRENT_REQUESTS_PER_DOMAIN), each host's own from the hosts setting"),
     "DEPTH_LIMIT": ScrapyName("max_depth"),
     "CLOSESPIDER_PAGECOUNT": ScrapyName("max_pages", note="counts the pages of every run of a resumed crawl"),
     "CLOSESPIDER_ITEMCOUNT": ScrapyName("max_items", note="counts the items of every run of a resumed crawl"),
@@ -178,9 +186,7 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
 #: Scrapy settings crawlkit has no setting for, with what to do instead. Any other upper-case
 #: name is taken for a Scrapy setting too, and refused with the general advice.
 SCRAPY_MISSING: dict[str, str] = {
-    "AUTOTHROTTLE_ENABLED": "no adaptive delay: set delay and per_host",
     "BOT_NAME": "the spider's name names the crawl (logs, stats, a shared crawl's id); remove it",
-    "CONCURRENT_REQUESTS_PER_IP": "nearest is per_host (requests in flight per host name)",
     "DEFAULT_REQUEST_HEADERS": "set a hosts rule with headers (hosts: {\"*\": {headers: {...}}}: added to every "
                                "request, a request's own win), or headers in Request(headers=...)",
     "DEPTH_PRIORITY": "set order: breadth-first (the default: least depth first) or depth-first; priority "

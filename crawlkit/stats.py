@@ -30,8 +30,11 @@ class HostStats:
     seconds: float = 0.0  # summed exchange time
     slowest: float = 0.0  # the longest exchange, seconds
     statuses: Counter[int] = field(default_factory=Counter)
+    per_host: int = 0  # adaptive politeness' requests at once and delay in force (0: it is off)
+    delay: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        pace = {"per_host": self.per_host, "delay_s": round(self.delay, 3)} if self.per_host else {}
         return {
             "requests": self.requests,
             "pages": self.pages,
@@ -40,6 +43,7 @@ class HostStats:
             "mean_s": round(self.seconds / self.requests, 4) if self.requests else 0.0,
             "max_s": round(self.slowest, 4),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            **pace,
         }
 
 
@@ -98,6 +102,13 @@ class Stats:
                 figures.errors += n
         figures.pages += deltas.get("pages", 0)
         figures.bytes += deltas.get("bytes", 0)
+
+    def paced(self, host: str, per_host: int, delay: float) -> None:
+        """Note the pace adaptive politeness put in force for ``host``."""
+        figures = self.hosts.get(host)
+        if figures is None:
+            figures = self.hosts[host] = HostStats()
+        figures.per_host, figures.delay = per_host, delay
 
     def sample(self, now: float, queued: int, in_flight: int) -> None:
         """Record a point of the time series if one is due (call it often; it is cheap when not)."""

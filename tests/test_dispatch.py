@@ -46,9 +46,10 @@ class FakeLimiter:
     def release(self, host: str, grant: int) -> None:
         self.released.append((host, grant))
 
-    def completed(self, host: str) -> None:
+    def completed(self, host: str) -> tuple[()]:
         self.completions.append(host)
         self.held[host] -= 1
+        return ()
 
     def delay_of(self, host: str) -> float:
         return 0.0

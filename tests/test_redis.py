@@ -30,6 +30,7 @@ from crawlkit.backends import redis as backend
 from crawlkit.backends.local.limiter import Wait
 from crawlkit.backends.redis import connect
 from crawlkit.http import Request
+from crawlkit.sites import SiteRules, check_hosts
 from crawlkit.tools.site import Site, SiteSpec
 from crawlkit.urls import fingerprint
 
@@ -599,3 +600,51 @@ def test_delay_holds_across_nodes_as_the_server_sees_it(tmp_path: Path, redis_ur
     assert len(arrivals) == 31
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
     assert min(gaps) >= 0.15, gaps
+
+
+def test_a_hosts_own_cap_and_delay_and_the_adapted_pace_hold_across_nodes(redis_url: str, crawl_id: str) -> None:
+    rules = SiteRules(check_hosts({"big": {"per_host": 3}, "slow": {"delay": 5.0}}))
+    node_a, node_b = (connect(redis_url, crawl_id, lease_time=30.0) for _ in range(2))
+    a = node_a.limiter(per_host=1, delay=0.0, rules=rules)
+    b = node_b.limiter(per_host=1, delay=0.0, rules=rules)
+    now = time.monotonic()
+    grants = [a.try_acquire("big", now), a.try_acquire("big", now), b.try_acquire("big", now)]
+    assert all(isinstance(g, int) for g in grants)
+    assert isinstance(b.try_acquire("big", now), Wait) and isinstance(a.try_acquire("big", now), Wait)  # its 3
+    assert isinstance(a.try_acquire("slow", now), int)
+    wait = b.try_acquire("slow", now)
+    assert isinstance(wait, Wait) and wait.until is not None and wait.until > now + 4  # its own delay, on b too
+    assert (a.limits("big"), a.limits("slow"), a.limits("other")) == ((3, 0.0), (1, 5.0), (1, 0.0))
+
+    a.adapt("big", 1, 0.0)  # adaptive politeness on node a slows the host down...
+    assert b.pace("big") == (1, 0.0)  # ...for node b as well
+    for grant in grants[:2]:
+        a.release("big", grant)
+        a.completed("big")
+    assert isinstance(b.try_acquire("big", now), Wait)  # b still holds one: the adapted cap is 1
+    b.release("big", grants[2])
+    b.completed("big")
+    node_b.flush()  # the frees ride with a node's next call
+    assert isinstance(a.try_acquire("big", time.monotonic()), int)
+    a.adapt("big", 2, 1.5)
+    assert b.pace("big") == (2, 1.5) and b.delay_of("big") == 1.5
+
+
+def test_a_hosts_own_cap_and_delay_hold_across_nodes_as_the_server_sees_them(
+    tmp_path: Path, redis_url: str, crawl_id: str
+) -> None:
+    with Site(SiteSpec(hosts=2, pages=15, latency=0.02, extras=False, robots=False)) as site:
+        narrow, wide = (url.split("//", 1)[1] for url in site.urls)
+        config = tmp_path / "hosts.yaml"
+        config.write_text('hosts:\n  "127.0.0.2": {per_host: 1, delay: 0.1}\n')
+        nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id, "--per-host", "4",
+                       "--config", str(config), "--no-robots")
+        try:
+            assert [node.wait() for node in nodes] == [0, 0], [n.stderr for n in nodes]
+        finally:
+            for node in nodes:
+                node.stop()
+        stats = site.stats()
+    assert stats["peak_inflight"][narrow] == 1 and stats["peak_inflight"][wide] <= 4
+    arrivals = stats["arrivals"][narrow]
+    assert len(arrivals) == 16 and min(b - a for a, b in zip(arrivals, arrivals[1:])) >= 0.1

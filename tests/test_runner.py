@@ -83,8 +83,8 @@ def test_settings_under_scrapy_names_reach_the_server_and_output_is_written(tmp_
 
 
 def test_errors_are_raised_not_exits() -> None:
-    with pytest.raises(ConfigError, match="AUTOTHROTTLE_ENABLED is not a crawlkit setting"):
-        crawlkit.crawl(Pages, {"AUTOTHROTTLE_ENABLED": True}, start_urls=["http://127.0.0.1:9/"])
+    with pytest.raises(ConfigError, match="TELNETCONSOLE_ENABLED is not a crawlkit setting"):
+        crawlkit.crawl(Pages, {"TELNETCONSOLE_ENABLED": True}, start_urls=["http://127.0.0.1:9/"])
     with pytest.raises(SeedsError, match="^no seeds"):
         crawlkit.crawl(Pages, FAST)
     with pytest.raises(SpiderError, match="^spider Broken could not be created: RuntimeError: no database"):

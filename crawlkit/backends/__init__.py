@@ -39,6 +39,11 @@ def open_backend(settings: Settings, stats: Stats, crawl_name: str, tickets: int
                 f"jobdir {settings.jobdir!r} and frontier {settings.frontier!r} cannot be combined: Redis already "
                 "keeps the shared crawl's state (run the same command again to rejoin it); drop --jobdir"
             )
+        if settings.per_ip:
+            raise ConfigError(
+                f"per_ip and frontier {settings.frontier!r} cannot be combined: politeness by IP is kept by one "
+                "machine's limiter; drop per_ip (per_host and the hosts setting hold in a shared crawl)"
+            )
         from crawlkit.backends.redis.backend import RedisBackend  # the redis client is an optional extra
 
         return RedisBackend(settings, stats, crawl_name)

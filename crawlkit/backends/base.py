@@ -18,7 +18,7 @@ Everything here runs in the engine's process, except ``Permits``, which every fe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
@@ -105,8 +105,9 @@ class Limiter(Protocol):
         """Free a permit that no fetcher will release (never sent, or its fetcher died)."""
         ...
 
-    def completed(self, host: str) -> None:
-        """A request to ``host`` has finished everywhere (its permit was released by the fetcher)."""
+    def completed(self, host: str) -> Collection[str]:
+        """A request to ``host`` has finished everywhere (its permit was released by the fetcher);
+        the other hosts that waited for it (``per_ip``: a completion at their address), to offer again."""
         ...
 
     def set_delay(self, host: str, seconds: float) -> None:
@@ -119,6 +120,19 @@ class Limiter(Protocol):
 
     def delay_of(self, host: str) -> float:
         """Seconds between request starts to ``host`` (the fetcher enforces it at send time)."""
+        ...
+
+    def limits(self, host: str) -> tuple[int, float]:
+        """The host's configured (per_host, least delay): its rule's or the crawl's, the delay raised
+        by its robots.txt Crawl-delay. Adaptive politeness stays within them."""
+        ...
+
+    def pace(self, host: str) -> tuple[int, float]:
+        """The host's (per_host, delay) in force now, as every node of the crawl sees it."""
+        ...
+
+    def adapt(self, host: str, per_host: int, delay: float) -> None:
+        """Put the host's cap and delay in force (within ``limits``), for every node of the crawl."""
         ...
 
     def recover_turn(self, host: str, grant: int, ticket: int) -> None:

@@ -136,7 +136,8 @@ class Dispatch:
             taken = frontier.take(host)
             if taken is None or not self.gate.may_start(host, *taken, now):
                 limiter.release(host, grant)
-                limiter.completed(host)
+                for woken in limiter.completed(host):
+                    frontier.unpark(woken)
                 continue
             lease, request = taken
             page = _is_page(request)
@@ -243,7 +244,8 @@ class Dispatch:
             return
         entry.fetching = False
         self.fetching -= 1
-        self.limiter.completed(entry.host)
+        for woken in self.limiter.completed(entry.host):  # hosts at its address, with per_ip
+            self.frontier.unpark(woken)
         self.frontier.unpark(entry.host)
         if entry.queue in self.queue_load:
             self.queue_load[entry.queue] -= 1

@@ -60,6 +60,7 @@ from crawlkit.backends import open_backend
 from crawlkit.backends.base import CrawlBackend, Frontier, Journal, Limiter
 from crawlkit.core.admission import Admission
 from crawlkit.core.dispatch import Dispatch, InFlight
+from crawlkit.core.politeness import Throttle
 from crawlkit.core.progress import TICK, Monitor
 from crawlkit.core.stopping import StopConditions
 from crawlkit.core.supervision import CHECK_EVERY, QUEUES_PER_WORKER, Respawns, Supervisor, open_channels
@@ -135,6 +136,7 @@ class Engine:
         self.limiter: Limiter = backend.limiter
         self.journal: Journal = backend.journal
         self.sites = SiteRules(s.hosts)
+        self.throttle = Throttle(self.limiter, self.stats, s.adaptive_max_delay) if s.adaptive else None
         rules = RobotsRules(s.user_agent, backend.robots_rechecks, self.sites) if s.robots else None
         self.gate = RobotsGate(rules, backend, self.stats, s.robots_recheck_after)
         self.admission = Admission(backend, self.gate, spec.spider, s, self.stats, self.signals)
@@ -360,6 +362,8 @@ class Engine:
             self.journal.done(entry.lease)
         self.stats.page_done(host, done.counts, done.status, done.elapsed)
         dispatch.site_pages(host, done.counts.get("pages", 0))
+        if self.throttle is not None:
+            self.throttle.observe(host, time.monotonic(), done.status, done.elapsed, done.counts)
         if done.items and self.output is not None:
             failed = self.output.write(done.items)
             if failed:

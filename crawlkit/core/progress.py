@@ -258,14 +258,18 @@ class LiveView:
                 ("busiest hosts", "left"), ("in flight", "right"), ("pages", "right"), ("errors", "right"),
                 ("avg time", "right"),
             )
-            for name, justify in columns:
+            paced = any(figures.per_host for host, _ in hosts if (figures := stats.hosts.get(host)))
+            for name, justify in (*columns, ("pace", "right")) if paced else columns:
                 table.add_column(name, justify=justify)  # type: ignore[arg-type]
             for host, flying in hosts:
                 figures = stats.hosts.get(host)
                 pages = figures.pages if figures else 0
                 errors = figures.errors if figures else 0
                 mean = figures.seconds / figures.requests if figures and figures.requests else 0.0
-                table.add_row(host, str(flying), f"{pages:,}", f"{errors:,}", f"{mean * 1000:,.0f} ms")
+                row = [host, str(flying), f"{pages:,}", f"{errors:,}", f"{mean * 1000:,.0f} ms"]
+                if paced:  # adaptive politeness: at most so many at once, so far apart
+                    row.append(f"{figures.per_host} / {figures.delay:.2f}s" if figures and figures.per_host else "")
+                table.add_row(*row)
             parts.append(table)
         return Group(*parts)
 

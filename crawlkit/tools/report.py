@@ -100,6 +100,7 @@ def render_report(data: dict[str, Any], title: str = "crawlkit",
         '<p class="meta">Blue: pages; red: errors (failed exchanges, callback errors).</p></section>',
         f"<h2>Slowest hosts (mean response time){_top_note(len(hosts), SLOW_HOSTS)}</h2>",
         f'<section class="chart">{_slow_chart(hosts)}</section>',
+        *_pace_section(hosts),
         "<h2>Errors by kind</h2>",
         _table(["error", "count"], sorted(data["errors"].items(), key=lambda kv: -kv[1]), "errors"),
         "<details><summary>Every counter</summary>",
@@ -270,6 +271,26 @@ def _host_chart(hosts: dict[str, dict[str, Any]]) -> str:
         for host, f in top
     ]
     return _bars("host-chart", rows)
+
+
+def _pace_section(hosts: dict[str, dict[str, Any]]) -> list[str]:
+    """The hosts adaptive politeness slowed most, at the pace it left them (nothing when it was off)."""
+    paced = [(h, f) for h, f in hosts.items() if f.get("per_host")]
+    if not paced:
+        return []
+    slowest = sorted(paced, key=lambda kv: (kv[1]["per_host"], -kv[1]["delay_s"], kv[0]))[:SLOW_HOSTS]
+    rows = [
+        (
+            host,
+            [(f["per_host"], "#16a085")],
+            f"{f['per_host']} at once, {f['delay_s']:g} s between starts",
+            f'class="paced-host" data-host="{html.escape(host)}" data-per-host="{f["per_host"]}" '
+            f'data-delay-s="{f["delay_s"]}"',
+        )
+        for host, f in slowest
+    ]
+    return [f"<h2>Adaptive politeness: the pace of the hosts it slowed most{_top_note(len(paced), SLOW_HOSTS)}</h2>",
+            f'<section class="chart">{_bars("pace-chart", rows)}</section>']
 
 
 def _slow_chart(hosts: dict[str, dict[str, Any]]) -> str:

@@ -43,6 +43,10 @@ class SiteSpec:
     page_size: int = 20_000  # approximate bytes of HTML per page
     links: int = 10  # links to other pages of the same host, per page
     latency: float = 0.0  # seconds before each response
+    # Requests a host serves at full speed, as a server with that many workers: past it each
+    # request's latency grows with the host's requests in flight (latency * in_flight / capacity,
+    # so its throughput stays capacity / latency). 0: the latency is fixed.
+    capacity: int = 0
     first_ip: str = "127.0.0.2"
     port: int = 0  # 0: a free port, the same on every host
     extras: bool = True  # fragments, 404s, redirects, loops, private pages, cross-host links
@@ -246,14 +250,15 @@ class Site:
             self._loop.call_soon_threadsafe(released.set)
 
     def stats(self) -> dict[str, Any]:
-        """What the server saw: ``fetches`` {"ip:port/path": n}, ``peak_inflight`` and ``arrivals`` per "ip:port",
-        and ``peak_inflight_total``, over all hosts together."""
+        """What the server saw: ``fetches`` {"ip:port/path": n}, ``peak_inflight``, ``arrivals`` and ``latencies``
+        (seconds each request waited, in arrival order) per "ip:port", and ``peak_inflight_total``, over all hosts."""
         with self._lock:
             return {
                 "fetches": dict(self._fetches),
                 "peak_inflight": dict(self._peak),
                 "peak_inflight_total": self._peak_total,
                 "arrivals": {k: list(v) for k, v in self._arrivals.items()},
+                "latencies": {k: list(v) for k, v in self._latencies.items()},
                 "user_agents": dict(self._agents),
                 "total": sum(self._fetches.values()),
             }
@@ -265,6 +270,7 @@ class Site:
             self._peak: Counter[str] = Counter()
             self._peak_total = 0
             self._arrivals: dict[str, list[float]] = defaultdict(list)
+            self._latencies: dict[str, list[float]] = defaultdict(list)
             self._agents: Counter[str] = Counter()
 
     # -------------------------------------------------------------- lifecycle
@@ -322,7 +328,7 @@ class Site:
     def _make_handler(self, host: int) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
         netloc = f"{self.ips[host]}:{self.port}"
         table = self._tables[host]
-        latency = self.spec.latency
+        latency, capacity = self.spec.latency, self.spec.capacity
         missing = _response(404, b"<html><title>not found</title></html>", {})
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -352,14 +358,16 @@ class Site:
                         if self._inflight[netloc] > self._peak[netloc]:
                             self._peak[netloc] = self._inflight[netloc]
                         self._peak_total = max(self._peak_total, self._inflight.total())
+                        wait = latency * max(1.0, self._inflight[netloc] / capacity) if capacity else latency
+                        self._latencies[netloc].append(wait)
                         holding = self._hold_from is not None and self._arrived >= self._hold_from
                         held = self._released if holding else None
                         self._arrived += 1
                     try:
                         if held is not None:
                             await held.wait()
-                        if latency:
-                            await asyncio.sleep(latency)
+                        if wait:
+                            await asyncio.sleep(wait)
                         path = target.split("?", 1)[0]
                         if path in self._routes:
                             await self._routes[path](SiteRequest(method, target, headers, host), writer)

@@ -19,6 +19,7 @@ from crawlkit.backends.local.limiter import LocalLimiter
 from crawlkit.backends.local.seen import FingerprintSet, ManagedSeen
 from crawlkit.log import LogConfig
 from crawlkit.settings import Settings
+from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.engine")
@@ -38,7 +39,7 @@ class LocalBackend:
         """``tickets``: how many requests may be in flight at once (the limiter marks send turns by ticket)."""
         self.frontier = LocalFrontier(settings.frontier_memory, depth_first=settings.order == "depth-first")
         self.limiter = LocalLimiter(ctx, slots=settings.concurrency, per_host=settings.per_host, delay=settings.delay,
-                                    tickets=tickets)
+                                    tickets=tickets, rules=SiteRules(settings.hosts), per_ip=settings.per_ip)
         self.journal = journal
         self.seen: SeenStore = FingerprintSet()
         self.frontier_limit = settings.frontier_memory
@@ -72,3 +73,4 @@ class LocalBackend:
         if self._served is not None:
             self._served.close()
         self.frontier.close()
+        self.limiter.close()

@@ -12,6 +12,7 @@ crawl id; nodes share nothing but these keys (``P`` is ``crawlkit:<crawl id>:``)
     P nodes        ZSET   node -> ms after which it counts as dead (its heartbeat pushes it on)
     P l:<host>     ZSET   per-host slots: "<node>:<grant>" -> ms the slot frees itself
     P next / delay HASH   per host: earliest next start (ms), delay between starts (ms)
+    P cap          HASH   per host: its per_host now, where adaptive politeness changed it
     P turn         HASH   per host: when the last response's headers arrived (µs), for ``delay``
     P tl:<host>    STRING the host's send turn: held by one fetch from its send to its headers
     P s:<shard>    SET    seen fingerprints, as integers (an intset, 8 bytes each)
@@ -64,6 +65,7 @@ from crawlkit.backends.redis.scripts import SCRIPTS, TURN_ENTER, TURN_EXIT
 from crawlkit.errors import ConfigError, SharedCrawlError
 from crawlkit.extensions.robots import ROBOTS_CALLBACK
 from crawlkit.http import Request
+from crawlkit.sites import SiteRules
 from crawlkit.urls import fingerprint, host_of
 
 try:
@@ -240,8 +242,8 @@ class RedisCrawl:
         """Free this node's slot ``grant`` of ``host``, with the next call."""
         self.later("free", host, f"{self.node}:{grant}")
 
-    def limiter(self, per_host: int, delay: float) -> RedisLimiter:
-        self._limiter = RedisLimiter(self, per_host, delay)
+    def limiter(self, per_host: int, delay: float, rules: SiteRules | None = None) -> RedisLimiter:
+        self._limiter = RedisLimiter(self, per_host, delay, rules or SiteRules({}))
         return self._limiter
 
     def heartbeat(self) -> int:
@@ -587,14 +589,20 @@ class RedisLimiter:
     (``completed``), and the frees ride with its next call (``RedisCrawl.later``), where a
     fetcher would spend a round trip on each. A slot of a node that died frees itself after
     ``lease_time``; a live node's slots are renewed by its heartbeat.
+
+    A host's own ``per_host`` and ``delay`` (``rules``, the ``hosts`` setting) go with each
+    acquire; what adaptive politeness puts in force (``adapt``) is in ``P cap`` and ``P delay``,
+    which the acquire script reads first, so every node holds it.
     """
 
-    def __init__(self, crawl: RedisCrawl, per_host: int, delay: float) -> None:
+    def __init__(self, crawl: RedisCrawl, per_host: int, delay: float, rules: SiteRules) -> None:
         self._crawl = crawl
         self.url = crawl.url
+        self.rules = rules
         self._per_host = per_host
         self._delay = delay
         self._host_delay: dict[str, float] = {}
+        self._robots_delay: dict[str, float] = {}
         self._inflight: dict[str, int] = {}
         self._held: dict[str, list[int]] = {}  # host -> grants whose slots are held in Redis
         self._released: dict[str, int] = {}  # host -> grants released before their ``completed``
@@ -612,8 +620,9 @@ class RedisLimiter:
             return self._granted(host, ready)
         grant = self._next_grant
         along = frontier._takes_along(host)
+        per_host, delay = self.limits(host) if self.rules else (self._per_host, self._delay)
         ok, wait_ms, *got = crawl.call(
-            "acquire", host, crawl.node, grant, self._per_host, crawl.lease_ms, int(self._delay * 1000),
+            "acquire", host, crawl.node, grant, per_host, crawl.lease_ms, int(delay * 1000),
             TAKE_BATCH if along else 0,
         )
         if ok:
@@ -651,10 +660,11 @@ class RedisLimiter:
         self._released[host] = self._released.get(host, 0) + 1
         self._free(host, grant)
 
-    def completed(self, host: str) -> None:
+    def completed(self, host: str) -> tuple[()]:
         """An exchange with ``host`` is over: free a slot of the host, unless ``release`` freed its own.
 
         Which one does not matter: the slots of a host are alike, and each request holds one.
+        No other host waits for it (a shared crawl has no ``per_ip``).
         """
         left = self._inflight[host] - 1
         if left:
@@ -667,22 +677,47 @@ class RedisLimiter:
                 self._released[host] = early - 1
             else:
                 del self._released[host]
-            return
+            return ()
         held = self._held[host]
         grant = held.pop()
         if not held:
             del self._held[host]
         self._free(host, grant)
+        return ()
 
     def _free(self, host: str, grant: int) -> None:
         self._crawl.free(host, grant)
 
     def delay_of(self, host: str) -> float:
-        return self._host_delay.get(host, self._delay)
+        return self._host_delay.get(host, self.limits(host)[1] if self.rules else self._delay)
+
+    def limits(self, host: str) -> tuple[int, float]:
+        rule = self.rules.for_host(host)
+        per_host = self._per_host if rule.per_host is None else rule.per_host
+        delay = self._delay if rule.delay is None else rule.delay
+        return per_host, max(delay, self._robots_delay.get(host, 0.0))
+
+    @_guarded
+    def pace(self, host: str) -> tuple[int, float]:
+        prefix = self._crawl.prefix
+        with self._crawl.client.pipeline(transaction=False) as pipe:
+            cap, delay_ms = pipe.hget(prefix + "cap", host).hget(prefix + "delay", host).execute()
+        per_host, delay = self.limits(host)
+        if delay_ms is not None:
+            delay = self._host_delay[host] = max(delay, int(delay_ms) / 1000)
+        return (per_host if cap is None else min(per_host, int(cap))), delay
+
+    @_guarded
+    def adapt(self, host: str, per_host: int, delay: float) -> None:
+        self._host_delay[host] = delay
+        prefix = self._crawl.prefix
+        with self._crawl.client.pipeline(transaction=False) as pipe:
+            pipe.hset(prefix + "cap", host, per_host).hset(prefix + "delay", host, int(delay * 1000)).execute()
 
     @_guarded
     def set_delay(self, host: str, seconds: float) -> None:
-        self._host_delay[host] = max(self._delay, seconds)
+        self._robots_delay[host] = seconds
+        self._host_delay[host] = max(self.delay_of(host), self.limits(host)[1])
         self._crawl.client.hset(self._crawl.prefix + "delay", host, int(self._host_delay[host] * 1000))
 
     def pause(self, host: str, until: float) -> None:

@@ -2,13 +2,15 @@
 -- it (given a node) lease the host's next request: a start costs one round trip, not two. Asked
 -- for more, it leases up to `want` requests, each with a slot of its own, while the cap allows
 -- (one only if the host has a delay between starts).
--- KEYS: none (built from P). ARGV: P, host, node, first grant, per_host, lease ms, default delay
--- ms, want (0: the slot alone). Slot members are "<node>:<grant>", grants counting up from the
--- first. Returns {1, 0, lease id, pickled request, ...}: granted, with what it leased (nothing:
--- the queue is empty, or want was 0; the first slot is held all the same); {0, ms}: wait that
--- long; {0, -1}: the cap is full.
+-- KEYS: none (built from P). ARGV: P, host, node, first grant, the host's per_host, lease ms, its
+-- delay ms, want (0: the slot alone). The cap adaptive politeness set (`P cap`) lowers the cap, a
+-- delay it or a Crawl-delay set (`P delay`) replaces the delay. Slot members are "<node>:<grant>",
+-- grants counting up from the first. Returns {1, 0, lease id, pickled request, ...}: granted,
+-- with what it leased (nothing: the queue is empty, or want was 0; the first slot is held all
+-- the same); {0, ms}: wait that long; {0, -1}: the cap is full.
 local P, host, node, first = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local cap, want = tonumber(ARGV[5]), tonumber(ARGV[8])
+cap = math.min(cap, tonumber(redis.call('HGET', P .. 'cap', host) or cap))
 local key = P .. 'l:' .. host
 local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)

@@ -21,6 +21,7 @@ from crawlkit.backends.redis import RedisFrontier, RedisSeen, connect
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
 from crawlkit.settings import Settings
+from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.redis")
@@ -106,7 +107,7 @@ class RedisBackend:
         self._crawl.frontier.depth_first = settings.order == "depth-first"
         self.frontier = SharedFrontier(self._crawl.frontier)
         self.seen = SharedSeen(self._crawl.seen)
-        self.limiter = self._crawl.limiter(settings.per_host, settings.delay)
+        self.limiter = self._crawl.limiter(settings.per_host, settings.delay, SiteRules(settings.hosts))
         self.journal = NullJournal()
         self._stats = stats
         self._reported: dict[str, int] = {}  # the counts already added to the crawl's totals
