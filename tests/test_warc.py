@@ -6,14 +6,22 @@ the site sent; the unit tests build FetchResults and fake transfers directly.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from support import wait_for
 from warcio.archiveiterator import ArchiveIterator
 from warcio.recordloader import ArcWarcRecord
 
@@ -140,3 +148,149 @@ def digest_of(payload: bytes) -> str:
     import hashlib
 
     return "sha1:" + base64.b32encode(hashlib.sha1(payload).digest()).decode()
+
+
+def crawl_into(crawlkit: Any, site: Site, warc_dir: Path, *extra: str) -> dict[str, int]:
+    """Crawl the site and its extra routes into ``warc_dir``; returns the requests the server saw."""
+    site.reset_stats()
+    seeds = site.seeds() + [site.urls[0] + path for path in [*SENT, "/chunked"]]
+    run = crawlkit("crawl", "--parsers", "2", "--warc", str(warc_dir), *extra, seeds=seeds)
+    assert run.returncode == 0, run.stderr
+    fetched: dict[str, int] = site.stats()["fetches"]
+    assert set(fetched.values()) == {1}
+    return fetched
+
+
+def by_uri(warc_dir: Path) -> dict[str, tuple[ArcWarcRecord, bytes]]:
+    """The response or revisit record of each target URI (one each), with its payload as stored."""
+    found: dict[str, tuple[ArcWarcRecord, bytes]] = {}
+    for _, record, content in records(warc_dir):
+        if record.rec_type in ("response", "revisit"):
+            uri = record.rec_headers.get_header("WARC-Target-URI")
+            assert uri not in found
+            found[uri] = record, content
+    return found
+
+
+def test_a_later_crawl_writes_revisits_for_the_payloads_an_earlier_crawl_stored(crawlkit, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    with Site(SiteSpec(hosts=1, pages=8, extras=False)) as site:
+        serve(site)
+        crawl_into(crawlkit, site, first)
+        changed = BINARY[::-1]
+        site.route("/logo.png", _fixed(SENT["/logo.png"][0] + changed))  # the site changes between the crawls
+        fetched = crawl_into(crawlkit, site, second, "-s", f"warc_dedup=[{first}]")
+    earlier = {uri: record for uri, (record, _) in by_uri(first).items()}
+    later = by_uri(second)
+    assert set(later) == {f"http://{key}" for key in fetched}  # every page fetched again, and recorded
+    warcio_check(second)
+    logo = site.urls[0] + "/logo.png"
+    assert later[logo][1] == changed
+    for uri, (record, _) in later.items():
+        status = int(record.http_headers.get_statuscode())
+        if uri == logo or not 200 <= status < 300:
+            assert record.rec_type == "response", uri  # a new payload, or none worth referring to
+            continue
+        assert record.rec_type == "revisit", uri
+        # An unchanged page names the capture of the earlier crawl (twin-b's names twin-a's, the one stored)
+        stored = earlier[uri] if earlier[uri].rec_type == "response" else earlier[
+            earlier[uri].rec_headers.get_header("WARC-Refers-To-Target-URI")]
+        assert record.rec_headers.get_header("WARC-Refers-To-Target-URI") == stored.rec_headers.get_header(
+            "WARC-Target-URI")
+        assert record.rec_headers.get_header("WARC-Refers-To-Date") == stored.rec_headers.get_header("WARC-Date")
+        assert record.rec_headers.get_header("WARC-Payload-Digest") == stored.rec_headers.get_header(
+            "WARC-Payload-Digest")
+
+
+def pywb_tool(name: str) -> str:
+    """The path of one of pywb's commands: on PATH, or in the ``.venv-pywb`` that .ci/run makes (pywb pins
+    redis 2.x, which the test extra's client cannot live with, so it has an environment of its own)."""
+    found = shutil.which(name) or str(Path(__file__).parents[1] / ".venv-pywb" / "bin" / name)
+    if not os.access(found, os.X_OK):
+        message = f"pywb's {name} is not installed: python3 -m venv .venv-pywb && .venv-pywb/bin/pip install pywb"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run the replay test)")
+        pytest.skip(message)
+    return found
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+def replay(port: int, url: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of ``url`` as pywb replays it (``id_``: the archived response, not rewritten)."""
+    opener = urllib.request.build_opener(NoRedirects)
+    try:
+        with opener.open(f"http://127.0.0.1:{port}/crawl/2id_/{url}", timeout=30) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as answer:
+        return answer.code, dict(answer.headers), answer.read()
+
+
+@contextlib.contextmanager
+def wayback(root: Path) -> Iterator[int]:
+    """pywb's replay server over the collections under ``root``, on a free loopback port, stopped at the end."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([pywb_tool("wayback"), "-p", str(port), "-b", "127.0.0.1"], cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def up() -> bool:
+        assert server.poll() is None, server.communicate()[1]
+        with socket.socket() as conn:
+            return conn.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(up, 60, "pywb's wayback to listen")
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+
+
+def test_pywb_replays_what_the_site_served_and_cdxj_indexes_feed_a_later_crawl(crawlkit, tmp_path: Path) -> None:
+    first, second, root = tmp_path / "first", tmp_path / "second", tmp_path / "pywb"
+    root.mkdir()
+    with Site(SiteSpec(hosts=1, pages=5, extras=False)) as site:
+        serve(site)
+        fetched = crawl_into(crawlkit, site, first)
+        page = site.seeds()[0]
+        served_page = urllib.request.urlopen(page, timeout=10).read()
+        base = site.urls[0]
+
+        index = tmp_path / "first.cdxj"
+        indexer = subprocess.run([pywb_tool("cdxj-indexer"), "-o", str(index), str(first)],
+                                 capture_output=True, text=True, timeout=120)
+        assert indexer.returncode == 0, indexer.stderr
+        lines = index.read_text().splitlines()
+        assert {json.loads(line.split(" ", 2)[2])["url"] for line in lines} >= {f"http://{key}" for key in fetched}
+
+        site.route("/gz", _fixed(SENT["/gz"][0].replace(b"kept", b"next") + PACKED))  # headers changed, not payload
+        crawl_into(crawlkit, site, second, "-s", f"warc_dedup=[{index}]")
+    later = by_uri(second)
+    assert later[base + "/gz"][0].rec_type == "revisit"  # the payload is the earlier crawl's, found by its index
+    assert later[base + "/gz"][0].http_headers.get_header("x-odd-CASE") == "next"
+
+    for command in (["init", "crawl"], ["add", "crawl", *map(str, sorted(first.glob("*.warc.gz")))]):
+        made = subprocess.run([pywb_tool("wb-manager"), *command], cwd=root, capture_output=True, text=True,
+                              timeout=120)
+        assert made.returncode == 0, made.stderr
+    with wayback(root) as port:
+        status, headers, body = replay(port, page)
+        assert status == 200 and body == served_page
+        status, headers, body = replay(port, base + "/gz")  # stored gzip, replayed decoded, as a browser gets it
+        assert status == 200 and body == PAGE and headers["X-Archive-Orig-Content-Encoding"] == "gzip"
+        assert headers["x-odd-CASE"] == "kept"
+        status, headers, body = replay(port, base + "/moved")
+        assert status == 301 and headers["Location"] == "/gz"
+        status, headers, body = replay(port, base + "/logo.png")
+        assert status == 200 and body == BINARY and headers["Content-Type"] == "image/png"
+        status, headers, body = replay(port, base + "/twin-b")  # a revisit record: the payload of twin-a's
+        assert status == 200 and body == SHARED
