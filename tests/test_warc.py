@@ -16,16 +16,24 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 from support import wait_for
 from warcio.archiveiterator import ArchiveIterator
 from warcio.recordloader import ArcWarcRecord
 
 from crawlkit import __version__
+from crawlkit.errors import FetchErrorKind
+from crawlkit.extensions.warc import WarcWriter
+from crawlkit.extensions.warc_digests import DigestIndex, seed
+from crawlkit.fetch.fetcher import _decoder, _read_encoded_body
+from crawlkit.http import Request
+from crawlkit.messages import FetchResult
 from crawlkit.tools.site import Site, SiteRequest, SiteSpec
 
 WARCIO = str(Path(sys.executable).with_name("warcio"))
@@ -294,3 +302,159 @@ def test_pywb_replays_what_the_site_served_and_cdxj_indexes_feed_a_later_crawl(c
         assert status == 200 and body == BINARY and headers["Content-Type"] == "image/png"
         status, headers, body = replay(port, base + "/twin-b")  # a revisit record: the payload of twin-a's
         assert status == 200 and body == SHARED
+
+
+def test_a_warc_dedup_entry_that_is_no_archive_stops_the_crawl_with_one_line(crawlkit, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such.warc.gz"
+    run = crawlkit("crawl", "--warc", str(tmp_path / "warc"), "-s", f"warc_dedup=[{missing}]",
+                   seeds=["http://127.0.0.1:9/"])
+    assert run.returncode == 2
+    assert run.stderr == (f"Error: warc_dedup entry {str(missing)!r} is not a WARC file, a directory of them or a "
+                          ".cdxj index; list the WARCs (or their CDXJ index) of the earlier crawl\n")
+
+
+# --------------------------------------------------------------------------- units: no process, no server
+
+
+class Transfer:
+    """What the fetcher reads a body from (urllib3's response): ``read1`` pieces of ``data``, then closed."""
+
+    def __init__(self, data: bytes, piece: int = 4096) -> None:
+        self.pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+        self.reads = 0
+
+    @property
+    def closed(self) -> bool:
+        return not self.pieces
+
+    def read1(self, amount: int, decode_content: bool) -> bytes:
+        assert decode_content is False  # the transferred bytes, decoded by the fetcher itself
+        self.reads += 1
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+FAR = 1e18  # a deadline no unit test reaches
+
+
+def test_an_encoded_body_is_kept_as_transferred_and_decoded_for_the_spider() -> None:
+    for encoding, data in [("gzip", PACKED), ("deflate", zlib.compress(PAGE)), ("GZIP", PACKED)]:
+        decoder = _decoder(encoding)
+        assert decoder is not None
+        body, transferred, kind, _ = _read_encoded_body(Transfer(data), decoder, len(PAGE), FAR, False)
+        assert (body, transferred, kind) == (PAGE, data, None), encoding
+    assert _decoder("") is None and _decoder("identity") is None and _decoder("x-unknown") is None
+
+
+def test_a_gzip_bomb_stops_at_max_body_of_output() -> None:
+    bomb = gzip.compress(b"\0" * 50_000_000)  # 50 MB from 50 kB
+    transfer = Transfer(bomb)
+    decoder = _decoder("gzip")
+    assert decoder is not None
+    body, transferred, kind, message = _read_encoded_body(transfer, decoder, 100_000, FAR, False)
+    assert (body, transferred, kind) == (b"", None, FetchErrorKind.BODY_TOO_LARGE)
+    assert transfer.reads == 1 and "max_body 100000" in message  # stopped at the first piece that went over
+
+    body, transferred, kind, _ = _read_encoded_body(Transfer(bomb), _decoder("gzip"), 100_000, FAR, True)
+    assert body == b"\0" * 100_000 and transferred is not None and bomb.startswith(transferred) and kind is None
+
+
+def test_a_body_that_does_not_decode_is_a_decoding_error() -> None:
+    with pytest.raises(urllib3.exceptions.DecodeError):
+        _read_encoded_body(Transfer(b"not gzip at all"), _decoder("gzip"), 1000, FAR, False)
+
+
+def result_of(url: str, status: int, headers: list[tuple[str, str]], body: bytes, transferred: bytes | None = None,
+              method: str = "GET") -> FetchResult:
+    reason = {200: "OK", 304: "Not Modified"}.get(status, "Status")
+    return FetchResult(
+        req_id=1, request=Request(url, method=method), url=url, status=status,
+        status_line=f"HTTP/1.1 {status} {reason}", headers=headers, body=body, transferred=transferred,
+        request_headers=[("User-Agent", "crawlkit/test"), ("Accept-Encoding", "gzip")], peer="127.0.0.9",
+    )
+
+
+def written(directory: Path) -> list[ArcWarcRecord]:
+    found = []
+    for path in sorted(directory.glob("*.warc.gz")):
+        with open(path, "rb") as stream:
+            for record in ArchiveIterator(stream):
+                record.stored = record.raw_stream.read()
+                found.append(record)
+    return found
+
+
+def test_the_writer_stores_payloads_once_and_writes_revisits_of_both_profiles(tmp_path: Path) -> None:
+    gz = [("Content-Encoding", "gzip"), ("Content-Length", str(len(PACKED)))]
+    one = WarcWriter(str(tmp_path), 10**9, {"software": "crawlkit/test"})
+    other = WarcWriter(str(tmp_path), 10**9, {"software": "crawlkit/test"})  # another parser process's
+    one.write(result_of("http://a.test/1", 200, gz, PAGE, PACKED))
+    other.write(result_of("http://a.test/2", 200, gz, PAGE, PACKED))  # the same payload, elsewhere
+    one.write(result_of("http://a.test/cut", 200, [("Content-Length", "999999")], b"partial"))
+    one.write(result_of("http://a.test/head", 200, [("Content-Length", "50")], b"", method="HEAD"))
+    one.write_revisit(result_of("http://a.test/1", 304, [("ETag", '"v1"')], b""), "server-not-modified",
+                      "http://a.test/1", "2026-01-01T00:00:00Z")
+    one.close()
+    other.close()
+    assert len(list(tmp_path.glob("*.warc.gz"))) == 2 and not list(tmp_path.glob("*.open"))
+    answers = {
+        (r.rec_headers.get_header("WARC-Target-URI"), r.rec_type, r.http_headers.get_statuscode()): r
+        for r in written(tmp_path) if r.rec_type in ("response", "revisit")
+    }
+    stored = answers["http://a.test/1", "response", "200"]
+    assert stored.stored == PACKED and stored.http_headers.get_header("Content-Encoding") == "gzip"
+    assert stored.rec_headers.get_header("WARC-IP-Address") == "127.0.0.9"
+    same = answers["http://a.test/2", "revisit", "200"]
+    assert same.stored == b"" and same.rec_headers.get_header("WARC-Profile").endswith("identical-payload-digest")
+    assert same.rec_headers.get_header("WARC-Refers-To-Target-URI") == "http://a.test/1"
+    assert same.rec_headers.get_header("WARC-Refers-To-Date") == stored.rec_headers.get_header("WARC-Date")
+    assert answers["http://a.test/cut", "response", "200"].rec_headers.get_header("WARC-Truncated") == "length"
+    assert answers["http://a.test/head", "response", "200"].rec_headers.get_header("WARC-Truncated") is None
+    unchanged = answers["http://a.test/1", "revisit", "304"]
+    assert unchanged.rec_headers.get_header("WARC-Profile") == (
+        "http://netpreserve.org/warc/1.1/revisit/server-not-modified")
+    assert unchanged.rec_headers.get_header("WARC-Refers-To-Date") == "2026-01-01T00:00:00Z"
+    assert unchanged.http_headers.get_header("ETag") == '"v1"'
+
+
+def test_a_record_that_fails_gives_its_digest_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = WarcWriter(str(tmp_path), 10**9, {})
+    page = result_of("http://a.test/1", 200, [], SHARED)
+    monkeypatch.setattr(writer, "_write_pair", lambda *args: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        writer.write(page)
+    monkeypatch.undo()
+    writer.write(result_of("http://a.test/2", 200, [], SHARED))
+    writer.close()
+    assert [r.rec_type for r in written(tmp_path) if r.rec_type != "request"] == ["warcinfo", "response"]
+
+
+def test_file_names_are_never_reused(tmp_path: Path) -> None:
+    first = WarcWriter(str(tmp_path), 10**9, {}, revisits=False)
+    first.write(result_of("http://a.test/1", 200, [], b"one"))
+    first.close()
+    again = WarcWriter(str(tmp_path), 10**9, {}, revisits=False)  # a resumed crawl's parser, maybe the same pid
+    again.write(result_of("http://a.test/2", 200, [], b"two"))
+    again.close()
+    assert len(list(tmp_path.glob("*.warc.gz"))) == 2
+    assert sorted(r.stored for r in written(tmp_path) if r.rec_type == "response") == [b"one", b"two"]
+
+
+def test_the_digest_index_is_claimed_once_and_seeded_from_an_earlier_crawl(tmp_path: Path) -> None:
+    index = DigestIndex(tmp_path)
+    assert index.claim("sha1:AAAA", "http://a.test/", "2026-01-01T00:00:00Z") is None
+    assert index.claim("sha1:AAAA", "http://b.test/", "2026-02-01T00:00:00Z") == ("http://a.test/",
+                                                                                  "2026-01-01T00:00:00Z")
+    index.release("sha1:AAAA")
+    assert index.claim("sha1:AAAA", "http://b.test/", "2026-02-01T00:00:00Z") is None
+    (tmp_path / ".crawlkit-digests" / "BB").mkdir()
+    (tmp_path / ".crawlkit-digests" / "BB" / "BB").write_text("")  # being written by another process
+    assert index.claim("sha1:BBBB", "http://c.test/", "2026-03-01T00:00:00Z") is None
+
+    cdxj = tmp_path / "earlier.cdxj"
+    cdxj.write_text(
+        '!meta 0 {"format": "cdxj"}\n'
+        'test,a)/x 20250102030405 {"url": "http://a.test/x", "mime": "text/html", "digest": "CCCC"}\n'
+        'test,a)/y 20250102030405 {"url": "http://a.test/y", "mime": "warc/revisit", "digest": "DDDD"}\n'
+    )
+    assert seed(index, [str(cdxj)]) == 1
+    assert index.claim("sha1:CCCC", "http://a.test/z", "now") == ("http://a.test/x", "2025-01-02T03:04:05Z")
