@@ -215,7 +215,8 @@ def pywb_tool(name: str) -> str:
     redis 2.x, which the test extra's client cannot live with, so it has an environment of its own)."""
     found = shutil.which(name) or str(Path(__file__).parents[1] / ".venv-pywb" / "bin" / name)
     if not os.access(found, os.X_OK):
-        message = f"pywb's {name} is not installed: python3 -m venv .venv-pywb && .venv-pywb/bin/pip install pywb"
+        message = (f"{name} is not installed: python3 -m venv .venv-pywb && "
+                   ".venv-pywb/bin/pip install pywb cdxj-indexer wacz")
         if os.environ.get("CI"):
             pytest.fail(message + " (CI must run the replay test)")
         pytest.skip(message)
@@ -263,7 +264,7 @@ def wayback(root: Path) -> Iterator[int]:
             server.wait(10)
 
 
-def test_pywb_replays_what_the_site_served_and_cdxj_indexes_feed_a_later_crawl(crawlkit, tmp_path: Path) -> None:
+def test_pywb_replays_the_site_a_cdxj_index_feeds_a_later_crawl_wacz_packs_it(crawlkit, tmp_path: Path) -> None:
     first, second, root = tmp_path / "first", tmp_path / "second", tmp_path / "pywb"
     root.mkdir()
     with Site(SiteSpec(hosts=1, pages=5, extras=False)) as site:
@@ -302,6 +303,12 @@ def test_pywb_replays_what_the_site_served_and_cdxj_indexes_feed_a_later_crawl(c
         assert status == 200 and body == BINARY and headers["Content-Type"] == "image/png"
         status, headers, body = replay(port, base + "/twin-b")  # a revisit record: the payload of twin-a's
         assert status == 200 and body == SHARED
+
+    wacz = tmp_path / "crawl.wacz"  # the package ReplayWeb.page opens
+    files = [str(path) for path in sorted(first.glob("*.warc.gz"))]
+    for command in (["create", "-o", str(wacz), *files], ["validate", "-f", str(wacz)]):
+        packed = subprocess.run([pywb_tool("wacz"), *command], capture_output=True, text=True, timeout=120)
+        assert packed.returncode == 0, packed.stdout + packed.stderr
 
 
 def test_a_warc_dedup_entry_that_is_no_archive_stops_the_crawl_with_one_line(crawlkit, tmp_path: Path) -> None:
