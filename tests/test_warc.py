@@ -29,7 +29,7 @@ from warcio.recordloader import ArcWarcRecord
 
 from crawlkit import __version__
 from crawlkit.errors import FetchErrorKind
-from crawlkit.extensions.warc import WarcWriter
+from crawlkit.extensions.warc import WarcWriter, warcinfo_settings
 from crawlkit.extensions.warc_digests import DigestIndex, seed
 from crawlkit.fetch.fetcher import _decoder, _read_encoded_body
 from crawlkit.http import Request
@@ -453,9 +453,8 @@ def test_the_digest_index_is_claimed_once_and_seeded_from_an_earlier_crawl(tmp_p
                                                                                   "2026-01-01T00:00:00Z")
     index.release("sha1:AAAA")
     assert index.claim("sha1:AAAA", "http://b.test/", "2026-02-01T00:00:00Z") is None
-    (tmp_path / ".crawlkit-digests" / "BB").mkdir()
-    (tmp_path / ".crawlkit-digests" / "BB" / "BB").write_text("")  # being written by another process
-    assert index.claim("sha1:BBBB", "http://c.test/", "2026-03-01T00:00:00Z") is None
+    assert DigestIndex(tmp_path).claim("sha1:AAAA", "http://c.test/", "now") == (  # another process's view
+        "http://b.test/", "2026-02-01T00:00:00Z")
 
     cdxj = tmp_path / "earlier.cdxj"
     cdxj.write_text(
@@ -465,3 +464,14 @@ def test_the_digest_index_is_claimed_once_and_seeded_from_an_earlier_crawl(tmp_p
     )
     assert seed(index, [str(cdxj)]) == 1
     assert index.claim("sha1:CCCC", "http://a.test/z", "now") == ("http://a.test/x", "2025-01-02T03:04:05Z")
+
+
+def test_the_warcinfo_settings_leave_credentials_out() -> None:
+    settings = {"proxy": "http://user:secret@proxy.test:3128", "warc_max_size": 5,
+                "hosts": {"*.a.test": {"delay": 1.0, "headers": {"Authorization": "Bearer secret"}}, "b.test": {}}}
+    recorded = warcinfo_settings(settings)
+    assert "secret" not in recorded
+    assert json.loads(recorded) == {
+        "proxy": "http://proxy.test:3128", "warc_max_size": 5,
+        "hosts": {"*.a.test": {"delay": 1.0, "headers": {"Authorization": "(not recorded)"}}, "b.test": {}},
+    }

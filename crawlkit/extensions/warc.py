@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -67,10 +68,18 @@ def prepare_warc_dir(path: str, revisits: bool, earlier: Sequence[str]) -> None:
         raise ConfigError(f"warc directory {path!r}: cannot create it: {exc.strerror}") from None
     if not os.access(path, os.W_OK):
         raise ConfigError(f"warc directory {path!r} is not writable; give another --warc DIR")
-    if earlier and revisits:
+    if revisits:  # the digest index is made here, before the parser processes share it
         check_sources(earlier)
-        added = seed(DigestIndex(path), earlier)
-        log.info("%d payload digests of the earlier crawl (warc_dedup) will be written as revisits", added)
+        index = DigestIndex(path)
+        try:
+            added = seed(index, earlier)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"warc directory {path!r}: cannot use its digest index {str(index.path)!r}: {exc}; "
+                              "give another --warc DIR, or set warc_revisits: false") from None
+        finally:
+            index.close()
+        if earlier:
+            log.info("%d payload digests of the earlier crawl (warc_dedup) will be written as revisits", added)
 
 
 def warcinfo_settings(settings: Mapping[str, Any]) -> str:
@@ -153,6 +162,8 @@ class WarcWriter:
             return
         self.stream.close()
         self.stream = None
+        if self.index is not None:
+            self.index.close()
         final = self.path.with_suffix("")  # "x.warc.gz.open" -> "x.warc.gz"
         os.replace(self.path, final)
         log.info("WARC file %s written", final)

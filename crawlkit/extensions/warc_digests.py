@@ -1,16 +1,17 @@
 """The payload digests already archived, so that a payload is written once and later captures become revisits.
 
 Every parser process writes WARC records of its own, and the same payload may reach two of them
-at once, so the index lives where all of them (and a resumed crawl) see it: in the WARC
-directory, ``DIR/.crawlkit-digests/``, a file per payload digest holding the target URI and
-WARC-Date of the record that stores the payload. Claiming a digest is creating its file with
-``O_CREAT | O_EXCL``, which the kernel makes atomic across processes: exactly one record holds
-each payload, whichever process fetched it, and the cost is one ``open`` per archived 2xx
-response, nothing on the fetch path and nothing when ``warc`` is off. The files stay with the
-WARCs, so a resumed crawl (or another crawl into the same directory) refers to the payloads
-already there. ``warc_dedup`` names the WARC files, directories or CDXJ indexes of an earlier
-crawl: their digests are added before the crawl starts (``seed``), and their records are
-referred to by URI and date like this crawl's own.
+at once, so the index lives where all of them (and a resumed crawl) see it: an SQLite table in
+the WARC directory, ``DIR/.crawlkit-digests.sqlite``, of payload digest -> target URI and
+WARC-Date of the record that stores the payload. Claiming a digest is one ``INSERT OR IGNORE``,
+which SQLite makes atomic across processes: exactly one record holds each payload, whichever
+process fetched it. The cost is one small write transaction (WAL, no fsync: a killed process
+loses nothing the kernel has) per archived 2xx response, nothing on the fetch path and nothing
+when ``warc`` is off; a row is some 100 bytes. The table stays with the WARCs, so a resumed
+crawl (or another crawl into the same directory) refers to the payloads already there.
+``warc_dedup`` names the WARC files, directories or CDXJ indexes of an earlier crawl: their
+digests are added before the crawl starts (``seed``), and their records are referred to by URI
+and date like this crawl's own.
 
 A process killed between claiming a digest and flushing its record leaves a claim whose
 record is missing; the revisits that refer to it name a capture no replay tool finds. That is
@@ -20,7 +21,7 @@ a window of one record write, and a record that fails to be written gives its cl
 from __future__ import annotations
 
 import json
-import os
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -30,67 +31,59 @@ from warcio.timeutils import timestamp_to_iso_date
 
 from crawlkit.errors import ConfigError
 
-INDEX_DIR = ".crawlkit-digests"
+INDEX_FILE = ".crawlkit-digests.sqlite"
 _WARC_SUFFIXES = (".warc", ".warc.gz")
 
 
 class DigestIndex:
-    """The claimed payload digests of one WARC directory; shared through the file system, safe across processes."""
+    """The claimed payload digests of one WARC directory; one connection per process, safe across processes."""
 
     def __init__(self, warc_dir: str | Path) -> None:
-        self.root = Path(warc_dir) / INDEX_DIR
+        self.path = Path(warc_dir) / INDEX_FILE
+        self._db: sqlite3.Connection | None = None
 
     def claim(self, digest: str, uri: str, date: str) -> tuple[str, str] | None:
         """Claim ``digest`` for the record of ``uri`` at ``date``: None if it is now this caller's to write,
-        else the (URI, WARC-Date) of the record that holds it.
-
-        A claim whose file is still empty (another process has just created it) is not referred
-        to: the caller writes the payload again rather than a revisit that might point nowhere.
-        """
-        path = self._path(digest)
-        for _ in range(2):  # a second time after creating the digest's fan-out directory
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                return _read_claim(path)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                continue
-            try:
-                os.write(fd, f"{uri}\n{date}\n".encode())
-            finally:
-                os.close(fd)
+        else the (URI, WARC-Date) of the record that holds it."""
+        db = self._connect()
+        if db.execute("INSERT OR IGNORE INTO digests VALUES (?, ?, ?)", (digest, uri, date)).rowcount:
             return None
-        raise FileNotFoundError(path)  # the directory was removed under the crawl
+        row = db.execute("SELECT uri, date FROM digests WHERE digest = ?", (digest,)).fetchone()
+        return (row[0], row[1]) if row else None  # None: released meanwhile, so write it in full
+
+    def claim_all(self, captures: Iterable[tuple[str, str, str]]) -> int:
+        """Claim many (digest, uri, date) at once, in one transaction (``seed``); returns how many were new."""
+        db = self._connect()
+        with db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO digests VALUES (?, ?, ?)", captures)
+            return db.total_changes - before
 
     def release(self, digest: str) -> None:
         """Give back a claim whose record could not be written, so that a later capture stores the payload."""
-        self._path(digest).unlink(missing_ok=True)
+        self._connect().execute("DELETE FROM digests WHERE digest = ?", (digest,))
 
-    def _path(self, digest: str) -> Path:
-        name = digest.partition(":")[2] or digest  # "sha1:B32..." -> "B32..."
-        return self.root / name[:2] / name[2:]
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
-
-def _read_claim(path: Path) -> tuple[str, str] | None:
-    try:
-        uri, _, date = path.read_text(encoding="utf-8").partition("\n")
-    except OSError:
-        return None
-    date = date.strip()
-    return (uri, date) if uri and date else None
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            # Autocommit (each statement its own transaction); a writer waits for another's up to 60 s.
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("CREATE TABLE IF NOT EXISTS digests (digest TEXT PRIMARY KEY, uri TEXT, date TEXT)")
+            self._db = db
+        return self._db
 
 
 def seed(index: DigestIndex, sources: Sequence[str]) -> int:
     """Add the payload digests of an earlier crawl's WARCs or CDXJ indexes (``warc_dedup``) to ``index``;
     returns how many were new. Main process, before the crawl starts; raises ConfigError for a source
     that cannot be read."""
-    added = 0
-    for source in sources:
-        for digest, uri, date in _captures(source):
-            if index.claim(digest, uri, date) is None:
-                added += 1
-    return added
+    return sum(index.claim_all(_captures(source)) for source in sources)
 
 
 def check_sources(sources: Sequence[str]) -> None:
