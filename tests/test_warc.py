@@ -394,8 +394,8 @@ def test_the_writer_stores_payloads_once_and_writes_revisits_of_both_profiles(tm
     gz = [("Content-Encoding", "gzip"), ("Content-Length", str(len(PACKED)))]
     one = WarcWriter(str(tmp_path), 10**9, {"software": "crawlkit/test"})
     other = WarcWriter(str(tmp_path), 10**9, {"software": "crawlkit/test"})  # another parser process's
-    one.write(result_of("http://a.test/1", 200, gz, PAGE, PACKED))
-    other.write(result_of("http://a.test/2", 200, gz, PAGE, PACKED))  # the same payload, elsewhere
+    kept = one.write(result_of("http://a.test/1", 200, gz, PAGE, PACKED))
+    assert other.write(result_of("http://a.test/2", 200, gz, PAGE, PACKED)) == kept  # the same payload, elsewhere
     one.write(result_of("http://a.test/cut", 200, [("Content-Length", "999999")], b"partial"))
     one.write(result_of("http://a.test/head", 200, [("Content-Length", "50")], b"", method="HEAD"))
     one.write_revisit(result_of("http://a.test/1", 304, [("ETag", '"v1"')], b""), "server-not-modified",
@@ -414,6 +414,7 @@ def test_the_writer_stores_payloads_once_and_writes_revisits_of_both_profiles(tm
     assert same.stored == b"" and same.rec_headers.get_header("WARC-Profile").endswith("identical-payload-digest")
     assert same.rec_headers.get_header("WARC-Refers-To-Target-URI") == "http://a.test/1"
     assert same.rec_headers.get_header("WARC-Refers-To-Date") == stored.rec_headers.get_header("WARC-Date")
+    assert kept == ("http://a.test/1", stored.rec_headers.get_header("WARC-Date"))
     assert answers["http://a.test/cut", "response", "200"].rec_headers.get_header("WARC-Truncated") == "length"
     assert answers["http://a.test/head", "response", "200"].rec_headers.get_header("WARC-Truncated") is None
     unchanged = answers["http://a.test/1", "revisit", "304"]

@@ -38,7 +38,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from warcio.recordloader import ArcWarcRecord
@@ -57,6 +57,13 @@ _PROFILES = {
     "identical-payload-digest": "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest",
     "server-not-modified": "http://netpreserve.org/warc/1.1/revisit/server-not-modified",
 }
+
+
+class Capture(NamedTuple):
+    """The record that holds a payload: its WARC-Target-URI and WARC-Date (a revisit's WARC-Refers-To-*)."""
+
+    uri: str
+    date: str
 
 
 def prepare_warc_dir(path: str, revisits: bool, earlier: Sequence[str]) -> None:
@@ -116,9 +123,13 @@ class WarcWriter:
         self.writer: Any = None
         self.path: Path | None = None
 
-    def write(self, result: FetchResult) -> None:
+    def write(self, result: FetchResult) -> Capture:
         """Append the request and response records of one fetch (one that got an HTTP answer), or a revisit
-        record in place of the response when its payload is stored already."""
+        record in place of the response when its payload is stored already.
+
+        Returns the capture whose record holds the payload (this one's, or the one the revisit names):
+        what a later revisit of the page, a recrawl's 304, refers to.
+        """
         payload = result.body if result.transferred is None else result.transferred
         date = _now()
         claimed: str | None = None
@@ -127,7 +138,7 @@ class WarcWriter:
             earlier = self.index.claim(digest, result.url, date)
             if earlier is not None:
                 self.write_revisit(result, "identical-payload-digest", *earlier, digest=digest)
-                return
+                return Capture(*earlier)
             claimed = digest
         try:
             headers = {"WARC-Date": date}
@@ -139,6 +150,7 @@ class WarcWriter:
             if claimed is not None and self.index is not None:
                 self.index.release(claimed)
             raise
+        return Capture(result.url, date)
 
     def write_revisit(self, result: FetchResult, profile: Profile, refers_to_uri: str, refers_to_date: str,
                       digest: str | None = None) -> None:
