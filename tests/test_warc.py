@@ -476,3 +476,27 @@ def test_the_warcinfo_settings_leave_credentials_out() -> None:
         "proxy": "http://proxy.test:3128", "warc_max_size": 5,
         "hosts": {"*.a.test": {"delay": 1.0, "headers": {"Authorization": "(not recorded)"}}, "b.test": {}},
     }
+
+
+def test_a_second_run_into_the_same_directory_adds_files_and_refers_to_the_first_runs_payloads(
+    crawlkit, tmp_path: Path
+) -> None:
+    warc_dir = tmp_path / "warc"
+    with Site(SiteSpec(hosts=1, pages=4, extras=False)) as site:
+        serve(site)
+        crawl_into(crawlkit, site, warc_dir)
+        first = {path.name: path.read_bytes() for path in warc_dir.glob("*.warc.gz")}
+        site.route("/twin-a", _fixed(SENT["/twin-a"][0] + SHARED.upper()))  # changed between the runs
+        fetched = crawl_into(crawlkit, site, warc_dir)
+    files = {path.name: path.read_bytes() for path in warc_dir.glob("*.warc.gz")}
+    assert len(files) > len(first) and all(files[name] == data for name, data in first.items())  # none reused
+    warcio_check(warc_dir)
+    later: dict[str, ArcWarcRecord] = {}
+    for path, record, _ in records(warc_dir):
+        if path.name not in first and record.rec_type in ("response", "revisit"):
+            later[record.rec_headers.get_header("WARC-Target-URI")] = record
+    assert set(later) == {f"http://{key}" for key in fetched}
+    kinds = {uri.removeprefix(site.urls[0]): record.rec_type for uri, record in later.items()
+             if record.http_headers.get_statuscode() == "200"}
+    assert kinds.pop("/twin-a") == "response"
+    assert set(kinds.values()) == {"revisit"}  # twin-b too: its payload is the first run's twin-a's
