@@ -34,7 +34,9 @@ task (see ``cookies.py``), so the sessions keep none. Redirects are *not* follow
 here: a 3xx goes to the parser, which queues its target through dedup, robots and the per-host
 limiter like any other link (robots.txt requests are the exception, see ``robots.py``).
 With ``allow_private_addresses: false`` the sessions connect only to public addresses, checked
-after DNS resolution (``destinations.py``).
+after DNS resolution (``destinations.py``). With ``warc`` on (``FetcherConfig.archive``), an
+encoded body is read as transferred and decoded here (``_read_encoded_body``), so the WARC record
+keeps the bytes the server sent; with it off, nothing of that is done.
 """
 
 from __future__ import annotations
