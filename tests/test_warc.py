@@ -239,12 +239,12 @@ def replay(port: int, url: str) -> tuple[int, dict[str, str], bytes]:
 
 
 @contextlib.contextmanager
-def wayback(root: Path) -> Iterator[int]:
+def wayback(command: str, root: Path) -> Iterator[int]:
     """pywb's replay server over the collections under ``root``, on a free loopback port, stopped at the end."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([pywb_tool("wayback"), "-p", str(port), "-b", "127.0.0.1"], cwd=root,
+    server = subprocess.Popen([command, "-p", str(port), "-b", "127.0.0.1"], cwd=root,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def up() -> bool:
@@ -265,6 +265,7 @@ def wayback(root: Path) -> Iterator[int]:
 
 
 def test_pywb_replays_the_site_a_cdxj_index_feeds_a_later_crawl_wacz_packs_it(crawlkit, tmp_path: Path) -> None:
+    tool = {name: pywb_tool(name) for name in ("cdxj-indexer", "wb-manager", "wayback", "wacz")}
     first, second, root = tmp_path / "first", tmp_path / "second", tmp_path / "pywb"
     root.mkdir()
     with Site(SiteSpec(hosts=1, pages=5, extras=False)) as site:
@@ -275,7 +276,7 @@ def test_pywb_replays_the_site_a_cdxj_index_feeds_a_later_crawl_wacz_packs_it(cr
         base = site.urls[0]
 
         index = tmp_path / "first.cdxj"
-        indexer = subprocess.run([pywb_tool("cdxj-indexer"), "-o", str(index), str(first)],
+        indexer = subprocess.run([tool["cdxj-indexer"], "-o", str(index), str(first)],
                                  capture_output=True, text=True, timeout=120)
         assert indexer.returncode == 0, indexer.stderr
         lines = index.read_text().splitlines()
@@ -288,10 +289,10 @@ def test_pywb_replays_the_site_a_cdxj_index_feeds_a_later_crawl_wacz_packs_it(cr
     assert later[base + "/gz"][0].http_headers.get_header("x-odd-CASE") == "next"
 
     for command in (["init", "crawl"], ["add", "crawl", *map(str, sorted(first.glob("*.warc.gz")))]):
-        made = subprocess.run([pywb_tool("wb-manager"), *command], cwd=root, capture_output=True, text=True,
+        made = subprocess.run([tool["wb-manager"], *command], cwd=root, capture_output=True, text=True,
                               timeout=120)
         assert made.returncode == 0, made.stderr
-    with wayback(root) as port:
+    with wayback(tool["wayback"], root) as port:
         status, headers, body = replay(port, page)
         assert status == 200 and body == served_page
         status, headers, body = replay(port, base + "/gz")  # stored gzip, replayed decoded, as a browser gets it
@@ -307,7 +308,7 @@ def test_pywb_replays_the_site_a_cdxj_index_feeds_a_later_crawl_wacz_packs_it(cr
     wacz = tmp_path / "crawl.wacz"  # the package ReplayWeb.page opens
     files = [str(path) for path in sorted(first.glob("*.warc.gz"))]
     for command in (["create", "-o", str(wacz), *files], ["validate", "-f", str(wacz)]):
-        packed = subprocess.run([pywb_tool("wacz"), *command], capture_output=True, text=True, timeout=120)
+        packed = subprocess.run([tool["wacz"], *command], capture_output=True, text=True, timeout=120)
         assert packed.returncode == 0, packed.stdout + packed.stderr
 
 
