@@ -312,13 +312,19 @@ def test_pywb_replays_the_site_a_cdxj_index_feeds_a_later_crawl_wacz_packs_it(cr
         assert packed.returncode == 0, packed.stdout + packed.stderr
 
 
-def test_a_warc_dedup_entry_that_is_no_archive_stops_the_crawl_with_one_line(crawlkit, tmp_path: Path) -> None:
+def test_a_warc_dedup_that_cannot_be_used_stops_the_crawl_with_one_line(crawlkit, tmp_path: Path) -> None:
     missing = tmp_path / "no-such.warc.gz"
     run = crawlkit("crawl", "--warc", str(tmp_path / "warc"), "-s", f"warc_dedup=[{missing}]",
                    seeds=["http://127.0.0.1:9/"])
     assert run.returncode == 2
     assert run.stderr == (f"Error: warc_dedup entry {str(missing)!r} is not a WARC file, a directory of them or a "
                           ".cdxj index; list the WARCs (or their CDXJ index) of the earlier crawl\n")
+    (tmp_path / "old").mkdir()
+    run = crawlkit("crawl", "--warc", str(tmp_path / "warc"), "-s", f"warc_dedup=[{tmp_path / 'old'}]",
+                   "-s", "warc_revisits=false", seeds=["http://127.0.0.1:9/"])
+    assert run.returncode == 2
+    assert run.stderr == (f"Error: warc_dedup lists {str(tmp_path / 'old')!r} but warc_revisits is false; set "
+                          "warc_revisits: true to write its payloads as revisits, or leave warc_dedup empty\n")
 
 
 # --------------------------------------------------------------------------- units: no process, no server

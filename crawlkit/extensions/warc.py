@@ -75,6 +75,9 @@ def prepare_warc_dir(path: str, revisits: bool, earlier: Sequence[str]) -> None:
         raise ConfigError(f"warc directory {path!r}: cannot create it: {exc.strerror}") from None
     if not os.access(path, os.W_OK):
         raise ConfigError(f"warc directory {path!r} is not writable; give another --warc DIR")
+    if earlier and not revisits:
+        raise ConfigError(f"warc_dedup lists {earlier[0]!r} but warc_revisits is false; set warc_revisits: true "
+                          "to write its payloads as revisits, or leave warc_dedup empty")
     if revisits:  # the digest index is made here, before the parser processes share it
         check_sources(earlier)
         index = DigestIndex(path)
