@@ -475,12 +475,13 @@ def test_the_digest_index_is_claimed_once_and_seeded_from_an_earlier_crawl(tmp_p
 
 
 def test_the_warcinfo_settings_leave_credentials_out() -> None:
-    settings = {"proxy": "http://user:secret@proxy.test:3128", "warc_max_size": 5,
+    settings = {"proxy": "http://user:secret@proxy.test:3128", "frontier": "redis://:secret@r.test/0",
+                "warc_max_size": 5,
                 "hosts": {"*.a.test": {"delay": 1.0, "headers": {"Authorization": "Bearer secret"}}, "b.test": {}}}
     recorded = warcinfo_settings(settings)
     assert "secret" not in recorded
     assert json.loads(recorded) == {
-        "proxy": "http://proxy.test:3128", "warc_max_size": 5,
+        "proxy": "http://proxy.test:3128", "frontier": "redis://r.test/0", "warc_max_size": 5,
         "hosts": {"*.a.test": {"delay": 1.0, "headers": {"Authorization": "(not recorded)"}}, "b.test": {}},
     }
 

@@ -93,13 +93,13 @@ def prepare_warc_dir(path: str, revisits: bool, earlier: Sequence[str]) -> None:
 
 
 def warcinfo_settings(settings: Mapping[str, Any]) -> str:
-    """The crawl's settings as one JSON line for the warcinfo record, with the proxy's password and the
-    per-site headers' values (credentials, often) left out."""
+    """The crawl's settings as one JSON line for the warcinfo record, with the credentials in URLs (the
+    proxy's, the Redis frontier's) and the per-site headers' values (credentials, often) left out."""
     values = dict(settings)
-    proxy = values.get("proxy")
-    if proxy and "@" in proxy:
-        parts = urlsplit(proxy)
-        values["proxy"] = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    for key, value in values.items():
+        if isinstance(value, str) and "://" in value and "@" in value:
+            parts = urlsplit(value)
+            values[key] = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     hosts = values.get("hosts")
     if isinstance(hosts, Mapping):
         values["hosts"] = {
