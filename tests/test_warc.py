@@ -508,3 +508,23 @@ def test_a_second_run_into_the_same_directory_adds_files_and_refers_to_the_first
              if record.http_headers.get_statuscode() == "200"}
     assert kinds.pop("/twin-a") == "response"
     assert set(kinds.values()) == {"revisit"}  # twin-b too: its payload is the first run's twin-a's
+
+
+def test_with_warc_on_a_gzip_bomb_is_cut_at_max_body_and_left_out_of_the_archive(crawlkit, tmp_path: Path) -> None:
+    warc_dir = tmp_path / "warc"
+    bomb = gzip.compress(bytes(20_000_000), 9)  # 20 MB of zeros in some 20 kB
+    with Site(SiteSpec(hosts=1, pages=2, extras=False)) as site:
+        site.route("/bomb", _fixed(head("200 OK", ("Content-Type", "text/html"), ("Content-Encoding", "gzip"),
+                                        ("Content-Length", str(len(bomb)))) + bomb))
+        site.route("/gz", _fixed(SENT["/gz"][0] + PACKED))
+        seeds = [site.urls[0] + "/bomb", site.urls[0] + "/gz"]
+        run = crawlkit("crawl", "--warc", str(warc_dir), "-s", "max_body=1000000", "--stats", "stats.json",
+                       seeds=seeds)
+        fetched = site.stats()["fetches"]
+    assert run.returncode == 0, run.stderr
+    assert fetched[f"{site.urls[0][7:]}/bomb"] == 1  # not retried: it is no transient fault
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["errors"] == {"body_too_large": 1}, stats
+    stored = by_uri(warc_dir)
+    assert site.urls[0] + "/bomb" not in stored and stored[site.urls[0] + "/gz"][1] == PACKED
+    assert len(run.items()) >= 1  # /gz was parsed from the body decoded in the fetcher
