@@ -50,6 +50,7 @@ def head(status: str, *headers: tuple[str, str]) -> bytes:
 # What each route sends, byte for byte; the chunked one's body is de-chunked in the record.
 SENT: dict[str, tuple[bytes, bytes]] = {
     "/gz": (head("200 OK", ("Content-Type", "text/html"), ("Set-Cookie", "a=1"), ("x-odd-CASE", "kept"),
+                  ("X-Title", "Grüße".encode().decode("latin-1")),  # UTF-8 bytes, not percent-encoded in the record
                   ("Content-Encoding", "gzip"), ("Set-Cookie", "b=2"), ("Content-Length", str(len(PACKED)))), PACKED),
     "/logo.png": (head("200 OK", ("Content-Type", "image/png"), ("Content-Length", str(len(BINARY)))), BINARY),
     "/moved": (head("301 Moved Permanently", ("Location", "/gz"), ("Content-Length", "0")), b""),
@@ -81,6 +82,17 @@ def records(warc_dir: Path) -> Iterator[tuple[Path, ArcWarcRecord, bytes]]:
         with open(path, "rb") as stream:
             for record in ArchiveIterator(stream, no_record_parse=False):
                 yield path, record, record.raw_stream.read()
+
+
+def blocks(warc_dir: Path) -> dict[str, bytes]:
+    """The block of every response record, by target URI: the HTTP head and payload, byte for byte."""
+    found = {}
+    for path in sorted(warc_dir.glob("*.warc.gz")):
+        with open(path, "rb") as stream:
+            for record in ArchiveIterator(stream, no_record_parse=True):
+                if record.rec_type == "response":
+                    found[record.rec_headers.get_header("WARC-Target-URI")] = record.raw_stream.read()
+    return found
 
 
 def warcio_check(warc_dir: Path) -> None:
@@ -127,10 +139,12 @@ def test_records_hold_the_exchanges_as_sent_and_pass_warcio_check(crawlkit, tmp_
     assert json.loads(infos[0]["crawlkit-settings"])["warc_max_size"] == 30000
 
     base = site.urls[0]
+    wire = blocks(warc_dir)
     for path, (sent_head, body) in SENT.items():
         record = answers[base + path]
         if record.rec_type == "revisit":
             continue
+        assert wire[base + path] == sent_head + body, path  # what the server sent, byte for byte
         stored = record.http_headers
         assert stored.statusline == sent_head.split(b"\r\n")[0].decode()[len("HTTP/1.1 "):]
         assert stored.headers == [tuple(line.decode().split(": ", 1)) for line in sent_head.split(b"\r\n")[1:-2]]

@@ -10,8 +10,8 @@ written, renamed when closed, and a new one begun past ``warc_max_size`` bytes; 
 taken (another process, a resumed crawl) is never reused. Records are flushed one pair at a
 time, so a killed process leaves whole records behind.
 
-The response record holds what the server sent: its status line, its headers in their order and
-case (a repeated header repeated), and the body as transferred, de-chunked but with its
+The response record holds what the server sent: its status line, its headers in their order,
+case and bytes (a repeated header repeated), and the body as transferred, de-chunked but with its
 Content-Encoding kept (a gzip response stays gzip, as a replay tool expects), with
 ``WARC-Payload-Digest`` over those bytes and ``WARC-IP-Address`` the address connected to. The
 fetcher keeps those bytes only when ``warc`` is on (``FetcherConfig.archive``). A chunked
@@ -245,13 +245,25 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
     return None
 
 
+class _WireHeaders(StatusAndHeaders):
+    """Status line and headers written back as the bytes that crossed the wire: ``http.client`` reads them as
+    Latin-1 and sends str values as Latin-1, so encoding them so again is exact. (warcio would write
+    non-ASCII values percent-encoded; it still does for a value Latin-1 cannot hold.)"""
+
+    def compute_headers_buffer(self, header_filter: Any = None) -> None:
+        try:
+            self.headers_buff = self.to_str(header_filter).encode("latin-1") + b"\r\n"
+        except UnicodeEncodeError:
+            super().compute_headers_buffer(header_filter)
+
+
 def _request_headers(result: FetchResult) -> StatusAndHeaders:
     parts = urlsplit(result.url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = list(result.request_headers)
     if not any(name.lower() == "host" for name, _ in headers):
         headers.insert(0, ("Host", parts.netloc))
-    return StatusAndHeaders(
+    return _WireHeaders(
         f"{result.request.method} {target}", headers, protocol=_protocol(result), is_http_request=True
     )
 
@@ -264,7 +276,7 @@ def _response_headers(result: FetchResult) -> StatusAndHeaders:
         for name, value in result.headers
     ]
     protocol, _, status = result.status_line.partition(" ")
-    return StatusAndHeaders(status or str(result.status), headers, protocol=protocol or "HTTP/1.1")
+    return _WireHeaders(status or str(result.status), headers, protocol=protocol or "HTTP/1.1")
 
 
 def _protocol(result: FetchResult) -> str:
