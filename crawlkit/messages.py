@@ -41,6 +41,10 @@ class FetchResult:
     headers: list[tuple[str, str]] = field(default_factory=list)  # as sent: a repeated header (Set-Cookie) repeats
     request_headers: list[tuple[str, str]] = field(default_factory=list)  # what was sent (for WARC)
     body: bytes = b""  # decompressed (Content-Encoding undone)
+    # With ``warc`` on, an encoded body as transferred (de-chunked, Content-Encoding kept) for the WARC
+    # record; None when it is ``body`` (no Content-Encoding), or warc is off
+    transferred: bytes | None = None
+    peer: str = ""  # with ``warc`` on, the IP address the fetcher connected to (a proxy's, through one)
     error: str | None = None  # a FetchErrorKind's value ("connect_timeout", ...); None when a response came back
     message: str = ""  # human detail for the log
     elapsed: float = 0.0

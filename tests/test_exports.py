@@ -1,21 +1,16 @@
-"""Exports: JSON array, CSV columns, SQLite table (with resume), and WARC files of the raw responses."""
+"""Exports: JSON array, CSV columns, SQLite table (with resume); WARC files are tested in test_warc.py."""
 
 from __future__ import annotations
 
-import gzip
-import http.client
 import json
 import signal
 import sqlite3
-from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from support import leftover_processes, start_crawl, stop_crawl, wait_for
-from warcio.archiveiterator import ArchiveIterator
 
 from crawlkit.extensions.output import open_output
-from crawlkit.tools.site import Site, SiteSpec, respond
+from crawlkit.tools.site import Site, SiteSpec
 
 
 def rows(path: Path) -> int:
@@ -156,59 +151,6 @@ def test_sqlite_resume_deletes_rows_past_the_committed_count(tmp_path: Path) -> 
 
 
 # ---------------------------------------------------------------- WARC
-
-def raw_get(url: str) -> tuple[int, bytes]:
-    """Status and decoded body of ``url`` as the server sends it (no redirects followed)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    try:
-        conn.request("GET", parts.path or "/")
-        answer = conn.getresponse()
-        body = answer.read()
-        if answer.getheader("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        return answer.status, body
-    finally:
-        conn.close()
-
-
-def test_warc_holds_one_request_and_response_record_per_fetch_with_the_decoded_body(crawlkit, tmp_path: Path) -> None:
-    warc_dir = tmp_path / "warc"
-    packed = gzip.compress(b"<html><title>gzipped</title>" + b"squeeze " * 2000 + b"</html>")
-    with Site(SiteSpec(hosts=2, pages=20, extras=True)) as site:
-        site.route("/gz", respond(200, packed, {"Content-Encoding": "gzip"}))
-        seeds = site.seeds() + [site.urls[0] + "/gz"]
-        run = crawlkit("crawl", "--parsers", "2", "--warc", str(warc_dir), "-s", "warc_max_size=30000", seeds=seeds)
-        assert run.returncode == 0, run.stderr
-        fetched = site.stats()["fetches"]
-        expected = {f"http://{key}": raw_get(f"http://{key}") for key in fetched}
-    assert set(fetched.values()) == {1}
-    files = sorted(warc_dir.iterdir())
-    assert len(files) > 2 and all(f.name.endswith(".warc.gz") for f in files)  # rotated, none left .open
-    responses: Counter[str] = Counter()
-    requests: Counter[str] = Counter()
-    for path in files:
-        with open(path, "rb") as stream:
-            records = list(ArchiveIterator(stream))
-            assert records[0].rec_type == "warcinfo"
-        with open(path, "rb") as stream:
-            for record in ArchiveIterator(stream):
-                uri = record.rec_headers.get_header("WARC-Target-URI")
-                if record.rec_type == "request":
-                    requests[uri] += 1
-                    assert record.http_headers.get_header("User-Agent").startswith("crawlkit/")
-                elif record.rec_type == "response":
-                    responses[uri] += 1
-                    body = record.content_stream().read()
-                    status, sent = expected[uri]
-                    assert record.http_headers.get_statuscode() == str(status) and body == sent, uri
-                    assert record.http_headers.get_header("Content-Length") == str(len(body))
-                    if uri.endswith("/gz"):
-                        assert record.http_headers.get_header("Content-Encoding") is None
-                        assert record.http_headers.get_header("X-Crawlkit-Orig-Content-Encoding") == "gzip"
-    assert responses == Counter(list(expected)) == requests  # every fetch the server saw, exactly once
-    assert any(uri.endswith("/redirect/7") for uri in responses) and any("/missing/" in uri for uri in responses)
-
 
 NON_FINITE = '''
 from crawlkit import Spider

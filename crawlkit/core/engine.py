@@ -72,7 +72,7 @@ from crawlkit.extensions.output import open_output
 from crawlkit.extensions.pipelines import load_pipelines
 from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.signals import Signals
-from crawlkit.extensions.warc import check_warc_dir
+from crawlkit.extensions.warc import prepare_warc_dir
 from crawlkit.fetch.fetcher import FetcherConfig, check_proxy
 from crawlkit.messages import Links, PageDone, StartFailed
 from crawlkit.parse.order import ordered_stages
@@ -127,7 +127,7 @@ class Engine:
         self.signals = Signals.of(s.extensions, spec.spider, self.stats)  # None: no extension, nothing to call
         ordered_stages(s.stages)
         if s.warc:
-            check_warc_dir(s.warc)
+            prepare_warc_dir(s.warc, s.warc_revisits, s.warc_dedup)
         check_proxy(s.proxy)
         self.cookies = CookieJar() if s.cookies else None
         backend: CrawlBackend = open_backend(s, self.stats, spec.spider.name, self.max_inflight)

@@ -34,7 +34,9 @@ task (see ``cookies.py``), so the sessions keep none. Redirects are *not* follow
 here: a 3xx goes to the parser, which queues its target through dedup, robots and the per-host
 limiter like any other link (robots.txt requests are the exception, see ``robots.py``).
 With ``allow_private_addresses: false`` the sessions connect only to public addresses, checked
-after DNS resolution (``destinations.py``).
+after DNS resolution (``destinations.py``). With ``warc`` on (``FetcherConfig.archive``), an
+encoded body is read as transferred and decoded here (``_read_encoded_body``), so the WARC record
+keeps the bytes the server sent; with it off, nothing of that is done.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
+from urllib3.response import ContentDecoder, HTTPResponse, _get_decoder
 
 from crawlkit.backends.base import Permits
 from crawlkit.errors import ConfigError, FetchErrorKind
@@ -111,6 +114,8 @@ class FetcherConfig:
     settings: Settings | None = None  # the crawl's, for the spider the middlewares are given
     content_types: ContentTypes = field(default_factory=lambda: ContentTypes(()))  # what to download (empty: all)
     sites: SiteRules | None = None  # the ``hosts`` setting: a host's own user agent and headers
+    # ``warc`` is on: keep the body as transferred, the headers in their order and the peer address
+    archive: bool = False
 
     @classmethod
     def from_settings(cls, s: Any, threads: int, log: LogConfig, spider: str | None = None,
@@ -122,6 +127,7 @@ class FetcherConfig:
             proxy=s.proxy, middlewares=list(s.middlewares), spider=spider, spider_kwargs=spider_kwargs or {},
             allow_private_addresses=s.allow_private_addresses, settings=s, content_types=ContentTypes(s.content_types),
             sites=SiteRules(s.hosts) if s.hosts else None,
+            archive=bool(s.warc),
         )
 
 
@@ -576,7 +582,10 @@ def fetch(
         result.status = response.status_code
         version = "HTTP/1.0" if response.raw.version == 10 else "HTTP/1.1"
         result.status_line = f"{version} {response.status_code} {response.reason or ''}".rstrip()
-        result.headers = list(response.raw.headers.items())  # urllib3's: repeated headers stay apart
+        if config.archive:
+            _archive_exchange(result, response, exchange)
+        else:
+            result.headers = list(response.raw.headers.items())  # urllib3's: repeated headers stay apart
         result.request_headers = list(response.request.headers.items())
         length = response.headers.get("Content-Length", "")
         if config.content_types and not _wanted(config.content_types, response, request):
@@ -586,9 +595,15 @@ def fetch(
         elif length.isdigit() and int(length) > max_body and not meta.get("truncate"):
             _fail(result, FetchErrorKind.BODY_TOO_LARGE, f"Content-Length {length} > max_body {max_body}")
         else:
-            result.body, kind, message = _read_body(
-                response.raw, max_body, exchange.deadline, bool(meta.get("truncate"))
-            )
+            decoder = _decoder(response.headers.get("Content-Encoding", "")) if config.archive else None
+            if decoder is None:
+                result.body, kind, message = _read_body(
+                    response.raw, max_body, exchange.deadline, bool(meta.get("truncate"))
+                )
+            else:
+                result.body, result.transferred, kind, message = _read_encoded_body(
+                    response.raw, decoder, max_body, exchange.deadline, bool(meta.get("truncate"))
+                )
             if kind is not None:
                 _fail(result, kind, message)
     except Exception as exc:
@@ -704,6 +719,60 @@ def _read_body(
             return bytes(body), None, ""
         if time.monotonic() > deadline:
             return (b"", FetchErrorKind.DOWNLOAD_TIMEOUT,
+                    f"body not complete after download_timeout, {len(body)} bytes read")
+
+
+def _archive_exchange(result: FetchResult, response: requests.Response, exchange: _Exchange) -> None:
+    """What the WARC record needs besides the body: the headers in the order and case the server sent them
+    (``http.client``'s list; urllib3's dict groups a repeated header), and the address connected to."""
+    original = response.raw._original_response
+    result.headers = original.msg.items() if original is not None else list(response.raw.headers.items())
+    if exchange.sock is not None:
+        try:
+            result.peer = str(exchange.sock.getpeername()[0])
+        except OSError:  # the socket is closed already: the record goes without WARC-IP-Address
+            pass
+
+
+def _decoder(encoding: str) -> ContentDecoder | None:
+    """A decoder for the Content-Encoding ``encoding`` (gzip, deflate, br, zstd or a list of them) as urllib3
+    would choose it, or None when the body is not encoded (or in an encoding urllib3 leaves alone)."""
+    encoding = encoding.lower()
+    if encoding in HTTPResponse.CONTENT_DECODERS:
+        return _get_decoder(encoding)
+    if "," in encoding and any(e.strip() in HTTPResponse.CONTENT_DECODERS for e in encoding.split(",")):
+        return _get_decoder(encoding)
+    return None
+
+
+def _read_encoded_body(
+    raw: Any, decoder: ContentDecoder, max_body: int, deadline: float, truncate: bool,
+) -> tuple[bytes, bytes | None, FetchErrorKind | None, str]:
+    """``_read_body`` for an archived exchange: the body as transferred (de-chunked, still encoded), for the
+    WARC record, and decoded here, for the spider: (decoded, transferred, error kind, message).
+
+    ``max_body`` bounds both: the decoded size, so that a gzip bomb stops at ``max_body`` bytes of output
+    (the decoder is asked for no more than that), and the transferred size, so that an encoded stream that
+    decodes to nothing cannot run on either.
+    """
+    transferred, body = bytearray(), bytearray()
+    while True:
+        chunk = raw.read1(CHUNK, decode_content=False)
+        ended = not chunk and raw.closed
+        if chunk or ended:
+            transferred += chunk
+            try:
+                body += decoder.flush() if ended else decoder.decompress(chunk, max_length=max_body + 1 - len(body))
+            except Exception as exc:
+                raise urllib3.exceptions.DecodeError(f"cannot decode the body: {one_line(exc)}") from exc
+            if len(body) > max_body or len(transferred) > max_body:
+                if truncate:
+                    return bytes(body[:max_body]), bytes(transferred), None, ""
+                return b"", None, FetchErrorKind.BODY_TOO_LARGE, f"body over max_body {max_body} bytes"
+            if ended:
+                return bytes(body), bytes(transferred), None, ""
+        if time.monotonic() > deadline:
+            return (b"", None, FetchErrorKind.DOWNLOAD_TIMEOUT,
                     f"body not complete after download_timeout, {len(body)} bytes read")
 
 

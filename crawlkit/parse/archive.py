@@ -36,7 +36,8 @@ class WarcStage:
 
     def __init__(self, setup: StageSetup) -> None:
         config = setup.config
-        self.writer = WarcWriter(config.warc, config.warc_max_size, config.warc_info) if config.warc else None
+        self.writer = (WarcWriter(config.warc, config.warc_max_size, config.warc_info, config.warc_revisits)
+                       if config.warc else None)
         self.active = self.writer is not None
 
     def on_response(self, page: Page, response: Response) -> Response | None:

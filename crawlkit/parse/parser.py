@@ -38,6 +38,7 @@ from crawlkit.errors import Failure, FetchErrorKind, HttpError, SpiderError, fet
 from crawlkit.extensions.middlewares import DROPPED
 from crawlkit.extensions.pipelines import ItemPipelines, load_pipelines
 from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_CALLBACK
+from crawlkit.extensions.warc import warcinfo_settings
 from crawlkit.http import MAX_HTML_DEPTH, Request, Response
 from crawlkit.items import as_dict, is_item
 from crawlkit.loader import load_spider, one_line
@@ -84,6 +85,7 @@ class ParserConfig:
     warc: str | None
     warc_max_size: int
     warc_info: dict[str, str]
+    warc_revisits: bool
 
     @classmethod
     def from_settings(cls, s: Any, spider: str | None, spider_kwargs: dict[str, Any], log: LogConfig) -> ParserConfig:
@@ -101,7 +103,8 @@ class ParserConfig:
             warc=s.warc, warc_max_size=s.warc_max_size, warc_info={
                 "software": f"crawlkit/{__version__}", "http-header-user-agent": s.user_agent,
                 "robots": "obey" if s.robots else "ignore", "description": f"spider {spider or 'crawlkit (built-in)'}",
-            },
+                "crawlkit-settings": warcinfo_settings(s),
+            } if s.warc else {}, warc_revisits=s.warc_revisits,
         )
 
 
