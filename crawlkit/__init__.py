@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from crawlkit.http import Headers, Request, Response
     from crawlkit.items import Field, Item
     from crawlkit.runner import CrawlResult, crawl
+    from crawlkit.sitemap_spider import SitemapSpider
     from crawlkit.spider import LinkSpider, Spider
 
 # Where each public name lives. They are imported on first use (PEP 562), not with the package:
@@ -56,6 +57,7 @@ _HOMES = {
     "Field": "crawlkit.items", "Item": "crawlkit.items",
     "CrawlResult": "crawlkit.runner", "crawl": "crawlkit.runner",
     "LinkSpider": "crawlkit.spider", "Spider": "crawlkit.spider",
+    "SitemapSpider": "crawlkit.sitemap_spider",
 }
 
 
@@ -95,6 +97,7 @@ __all__ = [
     "Response",
     "RetryRequest",
     "SeedsError",
+    "SitemapSpider",
     "Spider",
     "SpiderError",
     "UnresolvableHost",

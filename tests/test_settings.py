@@ -364,7 +364,7 @@ def test_a_bad_value_under_a_scrapy_name_names_both():
 
 @pytest.mark.parametrize(("key", "advice"), [
     ("AUTOTHROTTLE_ENABLED", "no adaptive delay: set delay and per_host"),
-    ("HTTPCACHE_ENABLED", "no HTTP cache"),
+    ("TELNETCONSOLE_ENABLED", "there is no telnet console"),
     ("FEEDS", "one feed: -o FILE or -O FILE"),
     ("SPIDER_MIDDLEWARES", "page stages take their place"),
 ])

@@ -71,6 +71,7 @@ from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.middlewares import RequestHooks, load_middlewares
 from crawlkit.extensions.robots import ROBOTS_CALLBACK
 from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
+from crawlkit.fetch.cache import HttpCache
 from crawlkit.fetch.content_types import ContentTypes
 from crawlkit.fetch.destinations import DestinationBlocked, PublicOnly, check_host
 from crawlkit.http import Headers, Request
@@ -109,6 +110,7 @@ class FetcherConfig:
     allow_private_addresses: bool = True  # False: connect to public addresses only (see destinations.py)
     settings: Settings | None = None  # the crawl's, for the spider the middlewares are given
     content_types: ContentTypes = field(default_factory=lambda: ContentTypes(()))  # what to download (empty: all)
+    http_cache: HttpCache | None = None  # answers served from disk without the server (see cache.py)
 
     @classmethod
     def from_settings(cls, s: Any, threads: int, log: LogConfig, spider: str | None = None,
@@ -119,6 +121,7 @@ class FetcherConfig:
             download_timeout=s.download_timeout, max_body=s.max_body, max_redirects=s.max_redirects, log=log,
             proxy=s.proxy, middlewares=list(s.middlewares), spider=spider, spider_kwargs=spider_kwargs or {},
             allow_private_addresses=s.allow_private_addresses, settings=s, content_types=ContentTypes(s.content_types),
+            http_cache=HttpCache.from_settings(s),
         )
 
 
@@ -285,6 +288,7 @@ def _fetch_loop(
     if hooks is not None:
         hooks.open()
     notices = channels.notices.fileno()
+    cache = config.http_cache
     debug = log.isEnabledFor(logging.DEBUG)  # a line an exchange at DEBUG; otherwise this one test a page
     while True:
         task = inbox.get()
@@ -310,7 +314,11 @@ def _fetch_loop(
                 # The engine chose the cookies for the request's host; a hook may have sent it elsewhere.
                 same_host = to_send is task.request or host_of(to_send.url) == host_of(task.request.url)
                 cookie = task.cookie if same_host else ""
-                result = fetch(session, to_send, config, turn, cookie)
+                if cache is None:
+                    result = fetch(session, to_send, config, turn, cookie)
+                else:  # a hit neither waits for the host's turn nor reaches the server
+                    result = cache.fetch(to_send, functools.partial(fetch, session, config=config, turn=turn,
+                                                                    cookie=cookie))
         finally:
             channels.permits.release(task.slot, host)
             channels.released[task.ticket] = 1
@@ -320,7 +328,7 @@ def _fetch_loop(
         if debug:
             _log_exchange(result)
         if hooks is not None and hooks.errors:  # open() failures reach the stats with the first result
-            result.counts = dict(hooks.errors)
+            result.counts.update(hooks.errors)
             hooks.errors.clear()
         try:
             outboxes[task.parser].send(result)
