@@ -5,8 +5,10 @@ the server nothing it answered before. The cache sits in the fetch thread, after
 hooks and before the exchange (``fetcher._fetch_loop``), so everything after it is unchanged:
 a cached answer is a ``FetchResult`` like a fetched one and goes down the same Pipe to the
 same parser stages (robots.txt answers, each redirect hop, the spider's callbacks, WARC).
-A hit is not an exchange: it does not wait for the host's ``delay`` turn (the server never
-sees it), though it still holds one of the host's ``per_host`` permits for its few microseconds.
+A hit is not an exchange: in the fetcher it does not wait for the host's ``delay`` turn (the
+server never sees it). The engine still spaces its dispatches to a host by ``delay``: it cannot
+know before sending whether a request will hit, and reading the cache there would put file
+reads on the engine's loop; so a rerun from a complete cache is fastest with ``delay: 0``.
 
 Storage: one file per request (method, URL as sent, body), named by its SHA-256, under two
 levels of directories. A file is a JSON line (status, headers, URL, when stored) followed by
