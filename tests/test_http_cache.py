@@ -10,7 +10,7 @@ import pytest
 
 from crawlkit.errors import ConfigError
 from crawlkit.fetch import cache as cache_module
-from crawlkit.fetch.cache import HttpCache
+from crawlkit.fetch.cache import HttpCache, check_cache_dir
 from crawlkit.http import Request
 from crawlkit.messages import FetchResult
 from crawlkit.settings import load_settings
@@ -213,8 +213,10 @@ def test_settings_and_scrapy_names(tmp_path: Path) -> None:
         load_settings(spider_settings={"HTTPCACHE_POLICY": "my.Policy"})
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(ConfigError, match=r"^http_cache '.*/file/cache': cannot create the directory"):
-        HttpCache.from_settings(load_settings(cli={"http_cache": str(blocker / "cache")}))
-    made = HttpCache.from_settings(load_settings(cli={"http_cache": str(tmp_path / "new")}))
-    assert made is not None and Path(made.directory).is_dir()
+    with pytest.raises(ConfigError, match=r"^http_cache '.*/file/cache': cannot create the directory \(Not a dir"):
+        check_cache_dir(str(blocker / "cache"))
+    check_cache_dir(str(tmp_path / "new"))
+    assert (tmp_path / "new").is_dir()
+    made = HttpCache.from_settings(load_settings(cli={"http_cache": "dev", "http_cache_ttl": 5}))
+    assert made == HttpCache(str(Path("dev").resolve()), 5.0, frozenset(), False)
     assert HttpCache.from_settings(load_settings()) is None

@@ -120,3 +120,13 @@ def test_rfc9111_revalidates_with_if_none_match_and_serves_the_304_from_the_cach
     stats = counts(tmp_path)
     assert (stats["http_cache_revalidated"], stats["http_cache_hits"], stats["http_cache_misses"]) == (1, 1, 3)
     assert "status_304" not in stats
+
+
+def test_a_cache_directory_that_cannot_be_made_is_one_line_before_any_request(crawlkit, tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("")
+    with Site(SiteSpec(hosts=1, pages=1, extras=False)) as site:
+        run = crawlkit("crawl", "--http-cache", "blocker/cache", seeds=site.seeds())
+        assert site.stats()["total"] == 0
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == ["Error: http_cache 'blocker/cache': cannot create the directory (Not a "
+                                       "directory); give a directory crawlkit may write"]

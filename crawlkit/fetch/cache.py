@@ -65,14 +65,9 @@ class HttpCache:
 
     @classmethod
     def from_settings(cls, s: Any) -> HttpCache | None:
-        """The cache the settings ask for, its directory made; None without ``http_cache``. Main process."""
+        """The cache the settings ask for (its directory made by ``check_cache_dir``); None without ``http_cache``."""
         if s.http_cache is None:
             return None
-        try:
-            os.makedirs(s.http_cache, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"http_cache {s.http_cache!r}: cannot create the directory ({exc.strerror}); "
-                              "give a directory crawlkit may write") from None
         return cls(str(Path(s.http_cache).resolve()), s.http_cache_ttl, frozenset(s.http_cache_ignore_statuses),
                    s.http_cache_rfc9111)
 
@@ -161,6 +156,17 @@ class HttpCache:
             temporary.unlink(missing_ok=True)
             return False
         return True
+
+
+def check_cache_dir(path: str) -> None:
+    """Create the cache's directory, or raise a ConfigError saying why it cannot be (main process, before the crawl)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"http_cache {path!r}: cannot create the directory ({exc.strerror}); "
+                          "give a directory crawlkit may write") from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"http_cache {path!r}: the directory is not writable; give a directory crawlkit may write")
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:
