@@ -11,7 +11,8 @@ after the filter, as it does for ``use_sitemaps`` (``crawlkit.extensions.sitemap
 
 A sitemap is fetched as a request for the callback ``_parse_sitemap``, in the parser process
 like any page: deduplicated, robots-checked and rate-limited as one, and counted as a page (as
-in Scrapy). Sitemaps read as ``use_sitemaps`` reads them: gzip, a text sitemap, ``max_body``.
+in Scrapy); ``content_types`` never drops it, as it drops no sitemap. Sitemaps are read as
+``use_sitemaps`` reads them: gzip, a text sitemap, ``max_body``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from protego import Protego
 
 from crawlkit.errors import SitemapError
-from crawlkit.extensions.sitemaps import changed_since, parse_lastmod, read_entries
+from crawlkit.extensions.sitemaps import SPIDER_SITEMAP_CALLBACK, changed_since, parse_lastmod, read_entries
 from crawlkit.http import Callback, Request, Response
 from crawlkit.spider import Spider
 
@@ -52,7 +53,7 @@ class SitemapSpider(Spider):
 
     def start_requests(self) -> Iterable[Request]:
         for url in self.sitemap_urls:
-            yield Request(url, callback=self._parse_sitemap)
+            yield Request(url, callback=SPIDER_SITEMAP_CALLBACK)
 
     def sitemap_filter(self, entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         """The entries of a sitemap to use (each a dict: ``loc``, ``lastmod``...); override to choose."""
@@ -61,7 +62,7 @@ class SitemapSpider(Spider):
     def _parse_sitemap(self, response: Response) -> Iterator[Request]:
         if response.url.endswith("/robots.txt"):
             for url in Protego.parse(response.text).sitemaps:
-                yield Request(url, callback=self._parse_sitemap)
+                yield Request(url, callback=SPIDER_SITEMAP_CALLBACK)
             return
         try:
             kind, entries = read_entries(response.body, self.settings.max_body)
@@ -76,7 +77,7 @@ class SitemapSpider(Spider):
         if kind == "sitemapindex":
             for url in self._locations(chosen):
                 if any(pattern.search(url) for pattern in self._follow):
-                    yield Request(url, callback=self._parse_sitemap)
+                    yield Request(url, callback=SPIDER_SITEMAP_CALLBACK)
             return
         for url in self._locations(chosen):
             for pattern, callback in self._cbs:

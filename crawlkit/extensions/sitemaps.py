@@ -35,6 +35,7 @@ from crawlkit.http import Request
 from crawlkit.urls import host_of
 
 SITEMAP_CALLBACK = "__sitemap__"
+SPIDER_SITEMAP_CALLBACK = "_parse_sitemap"  # SitemapSpider's, a callback of the spider (crawlkit.sitemap_spider)
 GZIP_MAGIC = b"\x1f\x8b"
 
 

@@ -70,7 +70,7 @@ from crawlkit.backends.base import Permits
 from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.middlewares import RequestHooks, load_middlewares
 from crawlkit.extensions.robots import ROBOTS_CALLBACK
-from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, SPIDER_SITEMAP_CALLBACK
 from crawlkit.fetch.cache import HttpCache
 from crawlkit.fetch.content_types import ContentTypes
 from crawlkit.fetch.destinations import DestinationBlocked, PublicOnly, check_host
@@ -612,7 +612,7 @@ def _wanted(content_types: ContentTypes, response: requests.Response, request: R
     """Whether the body of ``response`` is to be read: see ``content_types.py`` for what is never dropped."""
     return (
         not 200 <= response.status_code < 300
-        or request.callback in (ROBOTS_CALLBACK, SITEMAP_CALLBACK)
+        or request.callback in (ROBOTS_CALLBACK, SITEMAP_CALLBACK, SPIDER_SITEMAP_CALLBACK)
         or content_types.wanted(response.headers.get("Content-Type"))
     )
 
