@@ -54,21 +54,36 @@ def sitemap_request(url: str) -> Request:
 def read_sitemap(body: bytes, max_body: int, since: datetime | None = None) -> tuple[list[str], list[str]]:
     """(sitemap URLs, page URLs) listed in ``body``, those changed before ``since`` left out;
     raises SitemapError when it is no sitemap."""
-    kind, entries = read_entries(body, max_body)
-    if since is not None:
-        entries = list(changed_since(entries, since))
-    locs = [entry["loc"] for entry in entries]
+    kind, parsed = _parse(body, max_body)
+    if kind == "text":
+        locs = parsed
+    elif since is None:  # the URLs alone, in one XPath: twice as fast as reading whole entries
+        locs = [text.strip() for text in parsed.xpath(f"{_ENTRIES}/*[local-name()='loc']/text()")]
+        locs = [loc for loc in locs if loc]
+    else:
+        locs = [entry["loc"] for entry in changed_since(_entries(parsed), since)]
     return (locs, []) if kind == "sitemapindex" else ([], locs)
 
 
 def read_entries(body: bytes, max_body: int) -> tuple[str, list[dict[str, Any]]]:
     """The kind of sitemap in ``body`` ("sitemapindex", "urlset" or "text") and its entries, each a dict
     with ``loc`` and whatever else the entry gives (see the module docstring); SitemapError when it is no sitemap."""
+    kind, parsed = _parse(body, max_body)
+    if kind == "text":
+        return kind, [{"loc": url} for url in parsed]
+    return kind, _entries(parsed)
+
+
+_ENTRIES = "./*[local-name()='sitemap' or local-name()='url']"
+
+
+def _parse(body: bytes, max_body: int) -> tuple[str, Any]:
+    """("text", its URLs) for a plain text sitemap, else ("sitemapindex" or "urlset", the XML root element)."""
     if body.startswith(GZIP_MAGIC):
         body = _gunzip(body, max_body)
     start = body.lstrip()[:1]
     if start != b"<" and not body.startswith(b"\xef\xbb\xbf<"):
-        return "text", [{"loc": url} for url in _text_urls(body)]
+        return "text", _text_urls(body)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=True,
                              remove_comments=True, remove_pis=True)
     try:
@@ -80,21 +95,28 @@ def read_entries(body: bytes, max_body: int) -> tuple[str, list[dict[str, Any]]]
     kind = etree.QName(root).localname.lower()
     if kind not in ("sitemapindex", "urlset"):
         raise SitemapError(f"the root element is <{etree.QName(root).localname}>, not <urlset> or <sitemapindex>")
+    return kind, root
+
+
+def _entries(root: Any) -> list[dict[str, Any]]:
+    """The entries under a sitemap's root element, each a dict of its children's text by local name."""
     entries = []
-    for element in root.xpath("./*[local-name()='sitemap' or local-name()='url']"):
+    for element in root.xpath(_ENTRIES):
         entry: dict[str, Any] = {}
         for child in element:
-            if not isinstance(child.tag, str):
+            tag = child.tag
+            if not isinstance(tag, str):
                 continue
-            name = etree.QName(child).localname
+            name = tag.rpartition("}")[2]
             if name == "link":
-                if child.get("rel") == "alternate" and child.get("href"):
-                    entry.setdefault("alternate", []).append(child.get("href").strip())
+                href = child.get("href")
+                if child.get("rel") == "alternate" and href:
+                    entry.setdefault("alternate", []).append(href.strip())
             elif name not in entry:
                 entry[name] = (child.text or "").strip()
         if entry.get("loc"):
             entries.append(entry)
-    return kind, entries
+    return entries
 
 
 def changed_since(entries: Iterable[dict[str, Any]], since: datetime) -> Iterator[dict[str, Any]]:
