@@ -124,6 +124,8 @@ def test_ignored_statuses_and_failures_are_never_stored(tmp_path: Path) -> None:
         assert len(server.seen) == 2
     cache.fetch(Request(URL), Server(lambda r: answer(r, status=404)))
     assert cache.fetch(Request(URL), Server()).status == 404  # not ignored: stored
+    ignoring = make_cache(tmp_path, ignore=(404,))  # a later run that ignores it asks again
+    assert ignoring.fetch(Request(URL), Server(lambda r: answer(r, body=b"found"))).body == b"found"
 
 
 def test_the_default_policy_serves_what_http_would_not(tmp_path: Path) -> None:

@@ -117,7 +117,8 @@ class HttpCache:
         return Path(self.directory, name[:2], name)
 
     def load(self, request: Request) -> tuple[float, FetchResult] | None:
-        """(when stored, the answer) for ``request``, or None: none stored, older than ``ttl``, or unreadable."""
+        """(when stored, the answer) for ``request``, or None: none stored, older than ``ttl``, of an ignored
+        status, or unreadable."""
         try:
             data = self.path(request).read_bytes()
             head_line, _, body = data.partition(b"\n")
@@ -132,8 +133,8 @@ class HttpCache:
             )
         except (OSError, ValueError, KeyError, TypeError):  # none stored, or not a file this module wrote
             return None
-        if self.ttl and time.time() - when > self.ttl:
-            return None
+        if (self.ttl and time.time() - when > self.ttl) or answer.status in self.ignore_statuses:
+            return None  # expired, or stored before its status was ignored
         return when, answer
 
     def store(self, request: Request, result: FetchResult) -> bool:
