@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,6 +100,19 @@ def test_writes_are_atomic_and_leave_no_temporary_file(tmp_path: Path, monkeypat
                                                                         "http_cache_unwritten": 1}
     monkeypatch.undo()
     assert cache.fetch(Request(URL), Server()).body == b"kept"
+    assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
+
+
+def test_writers_racing_on_one_answer_leave_one_whole_answer(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+    bodies = {bytes([n]) * 200_000 for n in range(8)}
+    threads = [threading.Thread(target=cache.store, args=(Request(URL), answer(Request(URL), body=body)))
+               for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.fetch(Request(URL), Server()).body in bodies
     assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
 
 
