@@ -78,6 +78,7 @@ def test_changed_since_keeps_changed_entries_and_those_without_a_date() -> None:
 def test_sitemap_since_is_checked_like_every_setting() -> None:
     assert load_settings(cli={"sitemap_since": "2026-05-01"}).sitemap_since == "2026-05-01"
     assert load_settings().sitemap_since is None
+    assert load_settings(cli={"sitemap_since": "2026"}).sitemap_since == "2026"  # a year, read by YAML as a number
     with pytest.raises(ConfigError) as error:
         load_settings(cli={"sitemap_since": "last week"})
     assert str(error.value) == ("-s sitemap_since=last week: 'sitemap_since' must be a date or time as sitemaps "

@@ -152,6 +152,8 @@ def parse_lastmod(text: str | None) -> datetime | None:
 
 def check_since(value: Any) -> str | None:
     """The ``sitemap_since`` setting: null, or a W3C datetime (returned as written); ValueError otherwise."""
+    if type(value) is int:  # YAML reads a bare year as a number
+        value = str(value)
     if value is not None and (not isinstance(value, str) or parse_lastmod(value) is None):
         raise ValueError(f"'sitemap_since' must be a date or time as sitemaps write them (2026-01-31 or "
                          f"2026-01-31T08:00:00Z) or null, got {value!r}")
