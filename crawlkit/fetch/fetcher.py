@@ -34,7 +34,8 @@ task (see ``cookies.py``), so the sessions keep none. Redirects are *not* follow
 here: a 3xx goes to the parser, which queues its target through dedup, robots and the per-host
 limiter like any other link (robots.txt requests are the exception, see ``robots.py``).
 With ``allow_private_addresses: false`` the sessions connect only to public addresses, checked
-after DNS resolution (``destinations.py``).
+after DNS resolution (``destinations.py``). With ``http_cache`` a request, once its hooks have
+run, is first looked up on disk (``cache.py``): a hit is the result, without the host's turn.
 """
 
 from __future__ import annotations

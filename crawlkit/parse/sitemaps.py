@@ -1,7 +1,8 @@
 """The sitemaps stage: a sitemap fetch becomes requests, for more sitemaps (an index) and for pages.
 
 Reading a sitemap (XML, text, gzip, bounded in size) is ``crawlkit.extensions.sitemaps``; this
-stage routes the answers to the requests that module made (``SITEMAP_CALLBACK``).
+stage routes the answers to the requests that module made (``SITEMAP_CALLBACK``). With
+``sitemap_since`` the entries whose ``lastmod`` is older are left out.
 """
 
 from __future__ import annotations
