@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from crawlkit.link import Link
     from crawlkit.linkextractors import LinkExtractor
     from crawlkit.runner import CrawlResult, crawl
+    from crawlkit.sitemap_spider import SitemapSpider
     from crawlkit.spider import LinkSpider, Spider
 
 # Where each public name lives. They are imported on first use (PEP 562), not with the package:
@@ -61,6 +62,7 @@ _HOMES = {
     "Link": "crawlkit.link", "LinkExtractor": "crawlkit.linkextractors",
     "CrawlResult": "crawlkit.runner", "crawl": "crawlkit.runner",
     "LinkSpider": "crawlkit.spider", "Spider": "crawlkit.spider",
+    "SitemapSpider": "crawlkit.sitemap_spider",
 }
 
 
@@ -104,6 +106,7 @@ __all__ = [
     "RetryRequest",
     "Rule",
     "SeedsError",
+    "SitemapSpider",
     "Spider",
     "SpiderError",
     "UnresolvableHost",

@@ -87,6 +87,7 @@ def crawl_options(f: Any) -> Any:
         click.option("-O", "--overwrite-output", "overwrite_output", metavar="FILE",
                      help=flag_help("overwrite_output", sets=True, note="Writes FILE, as -o does.")),
         click.option("--warc", type=click.Path(file_okay=False), help=flag_help("warc")),
+        click.option("--http-cache", "http_cache", type=click.Path(file_okay=False), help=flag_help("http_cache")),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
         click.option("--max-pages", type=int, help=flag_help("max_pages")),
         click.option("--max-depth", type=int, help=flag_help("max_depth")),
@@ -118,6 +119,7 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
         for key in (
             "workers", "concurrency", "per_host", "delay", "parsers", "output", "max_pages", "max_depth",
             "user_agent", "log_level", "log_file", "jobdir", "warc", "frontier", "crawl_id",
+            "http_cache",
         )
         if kw.get(key) is not None
     }

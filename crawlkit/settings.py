@@ -67,6 +67,7 @@ _AT_MOST.update(dict.fromkeys(
     ("delay", "robots_recheck_after", "retry_backoff", "retry_after_max", "connect_timeout", "read_timeout",
      "download_timeout", "progress_interval", "shutdown_timeout", "lease_time", "callback_timeout",
      "memory_check_interval"), 86_400))
+_AT_MOST.update(http_cache_ttl=10 * 365 * 86_400)  # ten years: longer is "for ever", which 0 says
 _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "max_process_deaths"), 100))
 _AT_MOST.update(max_body=1 << 30, max_url_length=65_536)
 _AT_MOST.update(adaptive_max_delay=86_400)
@@ -85,6 +86,7 @@ _SHAPES: dict[str, str] = {
     "url_rewrites": "crawlkit.urlnorm:check_rewrites",
     "content_types": "crawlkit.fetch.content_types:check_content_types",
     "follow": "crawlkit.linkextractors:check_follow",
+    "sitemap_since": "crawlkit.extensions.sitemaps:check_since",
 }
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).
@@ -112,6 +114,21 @@ def _by_order(name: str) -> Callable[[Any], list[str]]:
 def _no_limit_is_most(value: Any) -> Any:
     """Scrapy's ``DOWNLOAD_MAXSIZE: 0`` means no limit; crawlkit's largest ``max_body`` is 1 GiB."""
     return _AT_MOST["max_body"] if value == 0 and not isinstance(value, bool) else value
+
+
+def _scrapy_cache_dir(value: Any) -> Any:
+    """Scrapy's ``HTTPCACHE_ENABLED``: true caches in ``httpcache`` (Scrapy's HTTPCACHE_DIR default), false in none."""
+    if not isinstance(value, bool):
+        raise ValueError(f"'HTTPCACHE_ENABLED' must be true or false, got {_show(value)}")
+    return "httpcache" if value else None
+
+
+def _scrapy_cache_policy(value: Any) -> Any:
+    """Scrapy's ``HTTPCACHE_POLICY`` class path: its RFC2616Policy is ``http_cache_rfc9111``, DummyPolicy not."""
+    name = value.rsplit(".", 1)[-1] if isinstance(value, str) else None
+    if name not in ("RFC2616Policy", "DummyPolicy"):
+        raise ValueError(f"'HTTPCACHE_POLICY' must name Scrapy's RFC2616Policy or DummyPolicy, got {_show(value)}")
+    return name == "RFC2616Policy"
 
 
 @dataclass(frozen=True)
@@ -176,6 +193,14 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
     "ITEM_PIPELINES": ScrapyName("pipelines", _by_order("ITEM_PIPELINES"),
                                  note="run in the order of their numbers; `null` ones are left out; "
                                       "`package.module.Class` is read as `package.module:Class`"),
+    "HTTPCACHE_ENABLED": ScrapyName("http_cache", _scrapy_cache_dir,
+                                    note="true caches in ./httpcache; HTTPCACHE_DIR names another directory"),
+    "HTTPCACHE_DIR": ScrapyName("http_cache", note="a directory, relative to where crawlkit runs (Scrapy's is "
+                                                   "relative to the project's .scrapy); setting it turns the cache on"),
+    "HTTPCACHE_EXPIRATION_SECS": ScrapyName("http_cache_ttl"),
+    "HTTPCACHE_IGNORE_HTTP_CODES": ScrapyName("http_cache_ignore_statuses"),
+    "HTTPCACHE_POLICY": ScrapyName("http_cache_rfc9111", _scrapy_cache_policy,
+                                   note="RFC2616Policy is http_cache_rfc9111: true, DummyPolicy false"),
     "DOWNLOADER_MIDDLEWARES": ScrapyName("middlewares", _by_order("DOWNLOADER_MIDDLEWARES"),
                                          note="`process_request` (in the fetcher) and `process_response` (in "
                                               "the parser) both run in the order of their numbers (Scrapy runs "
@@ -197,7 +222,6 @@ SCRAPY_MISSING: dict[str, str] = {
     "FEED_EXPORT_ENCODING": "exports are always UTF-8; remove it",
     "FEED_FORMAT": "the output file's extension picks the format (output)",
     "FEED_URI": "use -o FILE (the output setting)",
-    "HTTPCACHE_ENABLED": "no HTTP cache: --jobdir resumes a crawl, --warc records every response",
     "HTTPERROR_ALLOWED_CODES": "set handle_error_statuses = True on the spider",
     "HTTPPROXY_ENABLED": "set proxy (http://[user:pass@]host:port) or a request's meta['proxy']",
     "LOG_ENABLED": "nearest is quiet (warnings, errors and the summary only) or log_level",

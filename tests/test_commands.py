@@ -225,7 +225,7 @@ def test_readme_documents_every_command_and_option() -> None:
 SETTING_FLAGS = {
     "crawlkit crawl": {
         "spider", "workers", "concurrency", "per_host", "delay", "parsers", "output", "overwrite_output", "warc",
-        "max_pages", "max_depth",
+        "http_cache", "max_pages", "max_depth",
         "allowed_domains", "user_agent", "robots", "log_level", "log_file", "jobdir", "frontier", "crawl_id",
         "quiet", "stats_file", "report", "log_json",
     },

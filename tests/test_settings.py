@@ -364,7 +364,6 @@ def test_a_bad_value_under_a_scrapy_name_names_both():
 
 @pytest.mark.parametrize(("key", "advice"), [
     ("TELNETCONSOLE_ENABLED", "there is no telnet console"),
-    ("HTTPCACHE_ENABLED", "no HTTP cache"),
     ("FEEDS", "one feed: -o FILE or -O FILE"),
     ("SPIDER_MIDDLEWARES", "page stages take their place"),
 ])

@@ -87,8 +87,8 @@ def test_the_spider_and_its_custom_settings_are_there(tmp_path: Path) -> None:
 
 
 def test_a_bad_setting_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
-    run = shell(tmp_path, [], "http://127.0.0.1:9/", "-s", "HTTPCACHE_ENABLED=true")
+    run = shell(tmp_path, [], "http://127.0.0.1:9/", "-s", "TELNETCONSOLE_ENABLED=true")
     assert run.returncode == 2
     assert run.stderr.splitlines() == [
-        "Error: -s HTTPCACHE_ENABLED=true: Scrapy's HTTPCACHE_ENABLED is not a crawlkit setting; "
-        "no HTTP cache: --jobdir resumes a crawl, --warc records every response"]
+        "Error: -s TELNETCONSOLE_ENABLED=true: Scrapy's TELNETCONSOLE_ENABLED is not a crawlkit setting; "
+        "there is no telnet console; remove it"]

@@ -73,6 +73,7 @@ from crawlkit.extensions.pipelines import load_pipelines
 from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.signals import Signals
 from crawlkit.extensions.warc import prepare_warc_dir
+from crawlkit.fetch.cache import check_cache_dir
 from crawlkit.fetch.fetcher import FetcherConfig, check_proxy
 from crawlkit.messages import Links, PageDone, StartFailed
 from crawlkit.parse.order import ordered_stages
@@ -128,6 +129,8 @@ class Engine:
         ordered_stages(s.stages)
         if s.warc:
             prepare_warc_dir(s.warc, s.warc_revisits, s.warc_dedup)
+        if s.http_cache:
+            check_cache_dir(s.http_cache)
         check_proxy(s.proxy)
         self.cookies = CookieJar() if s.cookies else None
         backend: CrawlBackend = open_backend(s, self.stats, spec.spider.name, self.max_inflight)

@@ -36,7 +36,9 @@ limiter like any other link (robots.txt requests are the exception, see ``robots
 With ``allow_private_addresses: false`` the sessions connect only to public addresses, checked
 after DNS resolution (``destinations.py``). With ``warc`` on (``FetcherConfig.archive``), an
 encoded body is read as transferred and decoded here (``_read_encoded_body``), so the WARC record
-keeps the bytes the server sent; with it off, nothing of that is done.
+keeps the bytes the server sent; with it off, nothing of that is done. With ``http_cache`` a
+request, once its hooks have run, is first looked up on disk (``cache.py``): a hit is the
+result, without the host's turn.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ from crawlkit.backends.base import Permits
 from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.middlewares import RequestHooks, load_middlewares
 from crawlkit.extensions.robots import ROBOTS_CALLBACK
-from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, SPIDER_SITEMAP_CALLBACK
+from crawlkit.fetch.cache import HttpCache
 from crawlkit.fetch.content_types import ContentTypes
 from crawlkit.fetch.destinations import DestinationBlocked, PublicOnly, check_host
 from crawlkit.http import Headers, Request
@@ -116,6 +119,7 @@ class FetcherConfig:
     sites: SiteRules | None = None  # the ``hosts`` setting: a host's own user agent and headers
     # ``warc`` is on: keep the body as transferred, the headers in their order and the peer address
     archive: bool = False
+    http_cache: HttpCache | None = None  # answers served from disk without the server (see cache.py)
 
     @classmethod
     def from_settings(cls, s: Any, threads: int, log: LogConfig, spider: str | None = None,
@@ -128,6 +132,7 @@ class FetcherConfig:
             allow_private_addresses=s.allow_private_addresses, settings=s, content_types=ContentTypes(s.content_types),
             sites=SiteRules(s.hosts) if s.hosts else None,
             archive=bool(s.warc),
+            http_cache=HttpCache.from_settings(s),
         )
 
 
@@ -294,6 +299,7 @@ def _fetch_loop(
     if hooks is not None:
         hooks.open()
     notices = channels.notices.fileno()
+    cache = config.http_cache
     debug = log.isEnabledFor(logging.DEBUG)  # a line an exchange at DEBUG; otherwise this one test a page
     while True:
         task = inbox.get()
@@ -319,7 +325,11 @@ def _fetch_loop(
                 # The engine chose the cookies for the request's host; a hook may have sent it elsewhere.
                 same_host = to_send is task.request or host_of(to_send.url) == host_of(task.request.url)
                 cookie = task.cookie if same_host else ""
-                result = fetch(session, to_send, config, turn, cookie)
+                if cache is None:
+                    result = fetch(session, to_send, config, turn, cookie)
+                else:  # a hit neither waits for the host's turn nor reaches the server
+                    result = cache.fetch(to_send, functools.partial(fetch, session, config=config, turn=turn,
+                                                                    cookie=cookie))
         finally:
             channels.permits.release(task.slot, host)
             channels.released[task.ticket] = 1
@@ -329,7 +339,7 @@ def _fetch_loop(
         if debug:
             _log_exchange(result)
         if hooks is not None and hooks.errors:  # open() failures reach the stats with the first result
-            result.counts = dict(hooks.errors)
+            result.counts.update(hooks.errors)
             hooks.errors.clear()
         try:
             outboxes[task.parser].send(result)
@@ -624,7 +634,7 @@ def _wanted(content_types: ContentTypes, response: requests.Response, request: R
     """Whether the body of ``response`` is to be read: see ``content_types.py`` for what is never dropped."""
     return (
         not 200 <= response.status_code < 300
-        or request.callback in (ROBOTS_CALLBACK, SITEMAP_CALLBACK)
+        or request.callback in (ROBOTS_CALLBACK, SITEMAP_CALLBACK, SPIDER_SITEMAP_CALLBACK)
         or content_types.wanted(response.headers.get("Content-Type"))
     )
 

@@ -1,14 +1,15 @@
 """The sitemaps stage: a sitemap fetch becomes requests, for more sitemaps (an index) and for pages.
 
 Reading a sitemap (XML, text, gzip, bounded in size) is ``crawlkit.extensions.sitemaps``; this
-stage routes the answers to the requests that module made (``SITEMAP_CALLBACK``).
+stage routes the answers to the requests that module made (``SITEMAP_CALLBACK``). With
+``sitemap_since`` the entries whose ``lastmod`` is older are left out.
 """
 
 from __future__ import annotations
 
 import logging
 
-from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, SitemapError, read_sitemap, sitemap_request
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, SitemapError, parse_lastmod, read_sitemap, sitemap_request
 from crawlkit.http import Request, Response
 from crawlkit.parse.stages import Page, StageSetup
 
@@ -20,6 +21,8 @@ class SitemapStage:
 
     def __init__(self, setup: StageSetup) -> None:
         self.max_body = setup.config.max_body
+        since = setup.config.settings.sitemap_since
+        self.since = parse_lastmod(since) if since is not None else None  # sitemap_since: only entries changed since
 
     def on_response(self, page: Page, response: Response) -> Response | None:
         if response.request.callback != SITEMAP_CALLBACK:
@@ -28,7 +31,7 @@ class SitemapStage:
             log.info("no sitemap at %s (HTTP %s)", response.url, response.status)
             return None
         try:
-            sitemaps, pages = read_sitemap(response.body, self.max_body)
+            sitemaps, pages = read_sitemap(response.body, self.max_body, self.since)
         except SitemapError as exc:
             page.counts["error_sitemap"] += 1
             log.warning("sitemap %s cannot be read: %s", response.url, exc)
