@@ -17,6 +17,9 @@ from typing import Any
 
 from crawlkit.http import Request
 
+#: (ETag, Last-Modified) of an answer: what a recrawl revisits the page with.
+Validators = tuple[str | None, str | None]
+
 LINKS_CHUNK = 2_000  # candidates in one Links message, and in the PageDone that ends a page
 
 
@@ -77,6 +80,7 @@ class PageDone:
     counts: dict[str, int] = field(default_factory=dict)  # stats deltas: "status_200", "error_read_timeout", ...
     status: int = 0  # the HTTP status of the exchange; 0 when no response came back
     elapsed: float = 0.0  # seconds the exchange took (for the per-host response times)
+    validators: Validators | None = None  # (ETag, Last-Modified) for a job directory's recrawl
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
+from crawlkit.messages import Validators
 
 #: A request on its way into the frontier, with its journal row (0: not journaled).
 Entry = tuple[int, Request]
@@ -159,8 +160,9 @@ class Journal(Protocol):
         """Journal newly admitted (fingerprint, request) pairs as pending; their frontier entries."""
         ...
 
-    def done(self, job: int) -> None:
-        """Mark a journaled request finished (job 0, a request not journaled, is ignored)."""
+    def done(self, job: int, status: int | None = None, validators: Validators | None = None) -> None:
+        """Mark a journaled request finished (job 0, a request not journaled, is ignored), with the
+        status and (ETag, Last-Modified) of its answer when it was fetched (what a recrawl revisits with)."""
         ...
 
     def commit(self, output_bytes: int, stats: dict[str, int]) -> None:

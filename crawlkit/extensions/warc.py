@@ -14,6 +14,10 @@ What is stored is what crawlkit received after undoing the transfer: ``requests`
 ``Content-Length`` set to its length and the original ``Content-Encoding``,
 ``Transfer-Encoding`` and ``Content-Length`` kept as ``X-Crawlkit-Orig-*`` headers: a WARC
 reader replays exactly the bytes in the record.
+
+A 304 answering a recrawl's conditional revisit (``meta["revisit"]``, see ``crawlkit.recrawl``)
+is written as a ``revisit`` record of the server-not-modified profile (WARC 1.1, 6.7.3): its
+headers and no payload, referring to the same URI, whose content an earlier crawl recorded.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from crawlkit.messages import FetchResult
 log = logging.getLogger("crawlkit.warc")
 
 _REWRITTEN = ("content-encoding", "transfer-encoding", "content-length")
+NOT_MODIFIED_PROFILE = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
 
 
 def check_warc_dir(path: str) -> None:
@@ -68,10 +73,16 @@ class WarcWriter:
             result.url, "request", payload=io.BytesIO(result.request.body),
             http_headers=_request_headers(result), length=len(result.request.body),
         )
-        response = writer.create_warc_record(
-            result.url, "response", payload=io.BytesIO(result.body),
-            http_headers=_response_headers(result), length=len(result.body),
-        )
+        if result.status == 304 and result.request.meta.get("revisit"):
+            response = writer.create_warc_record(
+                result.url, "revisit", payload=io.BytesIO(b""), http_headers=_response_headers(result), length=0,
+                warc_headers_dict={"WARC-Profile": NOT_MODIFIED_PROFILE, "WARC-Refers-To-Target-URI": result.url},
+            )
+        else:
+            response = writer.create_warc_record(
+                result.url, "response", payload=io.BytesIO(result.body),
+                http_headers=_response_headers(result), length=len(result.body),
+            )
         writer.write_request_response_pair(request, response)
         stream.flush()
         if stream.tell() >= self.max_size:

@@ -276,7 +276,8 @@ class Router:
         counts["pages"] += 1
         counts["bytes"] += len(response.body)
         request = response.request
-        if not 200 <= response.status < 300 and not getattr(self.spider, "handle_error_statuses", False):
+        if (not 200 <= response.status < 300 and not getattr(self.spider, "handle_error_statuses", False)
+                and not request.meta.get("unchanged")):  # a recrawl's 304 with recrawl_callbacks_on_304
             if request.errback is None:
                 return []
             return self._errback(Failure(request, HttpError(response)), done, counts)
