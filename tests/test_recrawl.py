@@ -1,4 +1,5 @@
-"""Incremental recrawls through the CLI, against a local site whose pages change between runs.
+"""Incremental recrawls: the pieces on their own (durations, the schedule, the policy, a journal's
+round, the recrawl stage), then through the CLI against a local site whose pages change between runs.
 
 The site records every request with its conditional headers, so each run is checked from the
 server's side: which pages a recrawl asked for, with which If-None-Match / If-Modified-Since,
@@ -9,17 +10,205 @@ directory's clock (its ``finished_at`` and each page's ``fetched``), never by sl
 from __future__ import annotations
 
 import json
+import pickle
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
+import pytest
 from support import serve_http
 from warcio.archiveiterator import ArchiveIterator
 
+from crawlkit.backends.local.jobdir import JobDir
+from crawlkit.errors import ConfigError
+from crawlkit.http import Request, Response
+from crawlkit.log import LogConfig
+from crawlkit.messages import FetchResult, PageDone
+from crawlkit.parse.parser import ParserConfig, Router, build_spider
+from crawlkit.parse.recrawl import RecrawlStage
+from crawlkit.parse.retry import RetryPolicy
+from crawlkit.parse.stages import Page, StageSetup
+from crawlkit.recrawl import RecrawlPolicy, Schedule, duration
+from crawlkit.settings import load_settings
+from crawlkit.spider import Spider
+from crawlkit.urls import Fingerprinter
+
 OLD_DATE = "Mon, 02 Nov 2026 10:00:00 GMT"
+URL = "http://a.test/page"
+HOUR, DAY = 3_600.0, 86_400.0
+
+
+# ---------------------------------------------------------------- durations, schedule, policy
+
+@pytest.mark.parametrize("value, seconds", [(90, 90.0), (1.5, 1.5), ("45", 45.0), ("15m", 900.0), ("12h", 43_200.0),
+                                            ("7d", 604_800.0), ("2w", 1_209_600.0), (" 1.5h ", 5_400.0)])
+def test_a_duration_is_seconds_or_a_number_with_a_unit(value: Any, seconds: float) -> None:
+    assert duration("recrawl_after", value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "7 days", "-1h", "0", 0, True, [1], "1y"])
+def test_a_wrong_recrawl_after_is_a_one_line_error_naming_the_key_value_and_fix(value: Any) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(cli={"recrawl_after": value})
+    message = str(raised.value)
+    assert "'recrawl_after' must be a duration" in message and "e.g. 12h, 7d" in message and "\n" not in message
+
+
+def test_the_schedule_grows_an_unchanged_pages_interval_and_shrinks_a_changed_ones_within_bounds() -> None:
+    schedule = Schedule(initial=DAY, least=HOUR, most=4 * DAY, grow=2.0, shrink=0.5)
+    assert schedule.next(None, 200) == DAY  # a first visit
+    assert schedule.next(DAY, 304) == 2 * DAY
+    assert schedule.next(3 * DAY, 304) == 4 * DAY  # capped at refetch_max
+    assert schedule.next(DAY, 200) == DAY / 2
+    assert schedule.next(1.5 * HOUR, 200) == HOUR  # floored at refetch_min
+    assert schedule.next(DAY, 503) == DAY and schedule.next(DAY, 0) == DAY  # an error says nothing of change
+
+
+def settings(**values: Any) -> Any:
+    return load_settings(cli=values)
+
+
+def test_the_policy_begins_a_round_with_recrawl_or_once_recrawl_after_has_passed() -> None:
+    now = 1_000_000.0
+    assert RecrawlPolicy.of(settings(jobdir="j", recrawl=True)).starts(now, now) == "--recrawl"
+    after = RecrawlPolicy.of(settings(jobdir="j", recrawl_after="1h"))
+    assert after.starts(now - HOUR + 1, now) is None
+    assert after.starts(now - HOUR, now) == "recrawl_after (3600s)"
+    assert after.starts(None, now) is not None  # a crawl finished before finished_at was kept
+    assert "the next recrawl is due at 1970-01-12 14:46:40 UTC" in after.not_started(now)
+    plain = RecrawlPolicy.of(settings(jobdir="j"))
+    assert plain.starts(0.0, now) is None and plain.schedule is None
+    assert "--recrawl (or recrawl_after) revisits its pages" in plain.not_started(now)
+    adaptive = RecrawlPolicy.of(settings(jobdir="j", refetch_interval="1d", refetch_min="2h"))
+    assert adaptive.schedule == Schedule(DAY, 2 * HOUR, 30 * DAY, 1.5, 0.5)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"recrawl": True}, "recrawl: recrawling revisits the pages a job directory remembers; give --jobdir DIR"),
+    ({"recrawl_after": "7d"}, "recrawl_after: recrawling revisits the pages a job directory remembers"),
+    ({"recrawl": True, "frontier": "redis://127.0.0.1:1/0"},
+     "recrawl: a shared crawl (frontier 'redis://127.0.0.1:1/0') cannot be recrawled"),
+    ({"jobdir": "j", "refetch_min": "2d", "refetch_max": "1d"},
+     "refetch_min (172800s) is more than refetch_max (86400s); make refetch_min the smaller"),
+])
+def test_recrawl_settings_that_cannot_work_are_a_one_line_error(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        RecrawlPolicy.of(settings(**values))
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+# ---------------------------------------------------------------- the journal's rounds
+
+def pending(journal: JobDir) -> list[Request]:
+    return [request for batch in journal.pending() for _, request in batch]
+
+
+def test_a_round_makes_the_known_pages_pending_again_with_their_validators(tmp_path: Path) -> None:
+    journal = JobDir(tmp_path)
+    assert journal.begin("") is None
+    pages = ["/etag", "/modified", "/none", "/gone", "/failed", "/dropped"]
+    jobs = [job for job, _ in journal.add((n, Request("http://a.test" + path)) for n, path in enumerate(pages, 1))]
+    journal.done(jobs[0], 200, ('"v1"', None))
+    journal.done(jobs[1], 200, (None, OLD_DATE))
+    journal.done(jobs[2], 200, None)
+    journal.done(jobs[3], 410, None)
+    journal.done(jobs[4], 0, None)  # no answer
+    journal.done(jobs[5])  # dropped before it was fetched
+    journal.commit(0, {"pages": 5})
+    journal.close()
+
+    unchanged = JobDir(tmp_path)  # no policy: a finished crawl stays finished
+    assert unchanged.begin("") == (0, {"pages": 5}) and pending(unchanged) == []
+    unchanged.close()
+
+    again = JobDir(tmp_path, recrawl=RecrawlPolicy(True, None, None))
+    assert again.begin("") == (0, {})  # a round's stats start from zero
+    requests = {request.url.removeprefix("http://a.test"): request for request in pending(again)}
+    assert sorted(requests) == ["/dropped", "/etag", "/failed", "/modified", "/none"]  # never the gone page
+    assert dict(requests["/etag"].headers.items()) == {"If-None-Match": '"v1"'}
+    assert dict(requests["/modified"].headers.items()) == {"If-Modified-Since": OLD_DATE}
+    assert not requests["/none"].headers and requests["/none"].meta == {"revisit": True}
+    assert requests["/dropped"].meta == {}  # never fetched: no revisit
+    # A 304 that sends no validator keeps the stored ones.
+    etag_job = jobs[0]
+    again.done(etag_job, 304, None)
+    row = again.db.execute("SELECT status, etag FROM requests WHERE id = ?", (etag_job,)).fetchone()
+    assert row == (304, '"v1"')
+    again.close()
+
+
+def test_adaptive_refetch_keeps_an_interval_per_page_and_a_round_takes_the_due_ones(tmp_path: Path) -> None:
+    policy = RecrawlPolicy(True, None, Schedule(DAY, HOUR, 30 * DAY, 2.0, 0.5))
+    journal = JobDir(tmp_path, recrawl=policy)
+    journal.begin("")
+    jobs = [job for job, _ in journal.add([(1, Request("http://a.test/1")), (2, Request("http://a.test/2"))])]
+    for job in jobs:
+        journal.done(job, 200, ('"x"', None))
+    rows = journal.db.execute("SELECT interval FROM requests ORDER BY id").fetchall()
+    assert rows == [(DAY,), (DAY,)]
+    journal.db.execute("UPDATE requests SET fetched = fetched - ? WHERE id = ?", (DAY, jobs[0]))  # a day ago
+    journal.commit(0, {})
+    journal.close()
+    again = JobDir(tmp_path, recrawl=policy)
+    again.begin("")
+    assert [request.url for request in pending(again)] == ["http://a.test/1"]
+    again.done(jobs[0], 304, None)
+    assert again.db.execute("SELECT interval FROM requests WHERE id = ?", (jobs[0],)).fetchone() == (2 * DAY,)
+    again.close()
+
+
+# ---------------------------------------------------------------- the recrawl stage
+
+def stage(**values: Any) -> RecrawlStage:
+    config = ParserConfig.from_settings(load_settings(cli={"jobdir": "j", **values}), None, {}, LogConfig())
+    return RecrawlStage(StageSetup(config, Spider(start_urls=[URL]), Fingerprinter(), RetryPolicy(0, 1.0, 1.0)))
+
+
+def answer(status: int, revisit: bool, **headers: str) -> tuple[Page, Response]:
+    request = Request(URL, meta={"revisit": True} if revisit else None)
+    page = Page(FetchResult(1, request, URL, status=status), PageDone(req_id=1, host="a.test"), Counter())
+    return page, Response(URL, status, {k.replace("_", "-"): v for k, v in headers.items()}, b"", request)
+
+
+def test_the_recrawl_stage_sends_the_validators_and_ends_a_revisits_304() -> None:
+    recrawl = stage()
+    page, response = answer(200, False, ETag='"v1"', Last_Modified=OLD_DATE)
+    assert recrawl.on_response(page, response) is response
+    assert page.done.validators == ('"v1"', OLD_DATE) and not page.counts
+    page, response = answer(200, False)
+    assert recrawl.on_response(page, response) is response and page.done.validators is None
+    page, response = answer(304, True, ETag='"v1"')
+    assert recrawl.on_response(page, response) is None and page.counts == {"unchanged": 1}
+    page, response = answer(410, True)
+    assert recrawl.on_response(page, response) is response and page.counts == {"gone": 1}
+    page, response = answer(404, False)  # a first visit's 404 is not a page that went
+    assert recrawl.on_response(page, response) is response and not page.counts
+    assert not stage(jobdir=None).active  # without a job directory it costs nothing per page
+
+
+class Unchanged(Spider):
+    name = "unchanged"
+
+    def parse(self, response: Response) -> Iterable[dict[str, Any]]:
+        yield {"status": response.status, "unchanged": response.meta.get("unchanged", False)}
+
+
+def test_recrawl_callbacks_on_304_runs_the_callback_which_sees_meta_unchanged() -> None:
+    result = FetchResult(1, Request(URL, meta={"revisit": True}), URL, status=304, headers=[("ETag", '"v1"')])
+    for on_304, items in ((False, []), (True, [{"status": 304, "unchanged": True}])):
+        values = {"jobdir": "j", "recrawl_callbacks_on_304": on_304}
+        config = ParserConfig.from_settings(load_settings(cli=values), "test_recrawl:Unchanged", {}, LogConfig())
+        router = Router(build_spider(config.spider, {}), config)
+        done: PageDone = pickle.loads(router.handle(result))
+        assert done.items == items and done.counts["unchanged"] == 1
+
+
+# ---------------------------------------------------------------- through the CLI
 
 
 class ChangingSite:
