@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 from support import serve_http
 from warcio.archiveiterator import ArchiveIterator
@@ -36,6 +37,8 @@ from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.recrawl import RecrawlPolicy, Schedule, duration
 from crawlkit.settings import load_settings
 from crawlkit.spider import Spider
+from crawlkit.stats import Stats
+from crawlkit.tools.report import render_report
 from crawlkit.urls import Fingerprinter
 
 OLD_DATE = "Mon, 02 Nov 2026 10:00:00 GMT"
@@ -206,6 +209,20 @@ def test_recrawl_callbacks_on_304_runs_the_callback_which_sees_meta_unchanged() 
         router = Router(build_spider(config.spider, {}), config)
         done: PageDone = pickle.loads(router.handle(result))
         assert done.items == items and done.counts["unchanged"] == 1
+
+
+def test_the_stats_file_and_the_report_list_the_gone_pages() -> None:
+    stats = Stats()
+    stats.incr("gone", 2)
+    stats.went("http://a.test/old?a=<b>")
+    stats.went("http://a.test/older")
+    data = stats.full_dict()
+    assert data["gone"] == ["http://a.test/old?a=<b>", "http://a.test/older"]
+    page = lxml.html.fromstring(render_report(data))
+    assert page.xpath("//ul[@id='gone']/li/text()") == data["gone"]
+    assert "Gone since the last crawl" in page.xpath("string(//h2[contains(., 'Gone')])")
+    assert "gone" not in Stats().full_dict()
+    assert "recrawl: 0 unchanged (304), 2 gone (404/410)" in stats.summary()
 
 
 # ---------------------------------------------------------------- through the CLI

@@ -153,7 +153,8 @@ class Journal(Protocol):
 
     def begin(self, output: str) -> tuple[int, dict[str, int]] | None:
         """Start a run writing to ``output`` (a path, or "" for none): None for a new crawl; when
-        resuming, the output bytes that belong to committed work and the stats to go on from."""
+        resuming, the output bytes that belong to committed work and the stats to go on from (none
+        for a new recrawl round of a finished crawl)."""
         ...
 
     def add(self, items: Iterable[tuple[int | None, Request]]) -> list[Entry]:

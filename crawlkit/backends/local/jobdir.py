@@ -170,7 +170,8 @@ class JobDir:
 
     def begin(self, output: str) -> tuple[int, dict[str, int]] | None:
         """Start a run writing to ``output`` ("" for none); when resuming, (output bytes of committed
-        work, stats committed last). ConfigError if the crawl journaled here wrote elsewhere."""
+        work, stats committed last, or none when a recrawl round begins). ConfigError if the crawl
+        journaled here wrote elsewhere."""
         started_with = self.meta("output")
         if self.resuming and started_with is not None and started_with != output:
             raise ConfigError(
@@ -205,7 +206,8 @@ class JobDir:
                 revisits = self.db.execute(
                     f"UPDATE requests SET state = 0 WHERE {due} AND coalesce(fetched + interval <= ?, 1)", (now,)
                 ).rowcount
-            rounds = int(self.meta("rounds", "0") or 0) + 1
+            counted = self.meta("rounds", "0")
+            rounds = (int(counted) if isinstance(counted, str) and counted.isdigit() else 0) + 1
             self.set_meta("rounds", str(rounds))
         log.info("jobdir %s: recrawl round %d (%s): %d known pages to revisit%s", self.path, rounds, why, revisits,
                  f", {later} not due yet (refetch_interval)" if self.policy.schedule is not None else "")
