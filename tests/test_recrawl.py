@@ -385,3 +385,24 @@ def test_adaptive_refetch_revisits_only_the_pages_that_are_due(crawlkit, tmp_pat
         assert crawlkit(*common, seeds=[base + "/"]).returncode == 0
         assert [(path, inm) for path, inm, _, _ in site.requests()] == [
             ("/b", '"b-2"'), ("/new1", None), ("/new2", None), ("/new3", None)]
+
+
+def test_a_round_cut_short_is_resumed_before_any_new_round(crawlkit, tmp_path: Path) -> None:
+    site = ChangingSite()
+    with site.serve() as base:
+        common = ["crawl", "--jobdir", str(tmp_path / "job"), "--no-robots", "--recrawl"]
+        assert crawlkit(*common, seeds=[base + "/"]).returncode == 0
+        first = site.requests()
+        # A 304 is no page: max_pages 1 lets the round go on to the first page that answers 200 (/gone).
+        cut = crawlkit(*common, "--max-pages", "1", seeds=[base + "/"])
+        assert cut.returncode == 0 and "recrawl round 1 (--recrawl): 6 known pages to revisit" in cut.stderr
+        assert "finished (max_pages reached)" in cut.stderr
+        part = site.requests()
+        assert [(path, status) for path, _, _, status in part] == [
+            ("/", 304), ("/a", 304), ("/b", 304), ("/c", 304), ("/gone", 200)]
+        rest = crawlkit(*common, "--max-pages", "10", seeds=[base + "/"])  # pages pending: this run resumes the round
+        assert rest.returncode == 0 and "recrawl round" not in rest.stderr
+        assert [path for path, *_ in site.requests()] == ["/new1"]
+    assert [(path, inm, ims) for path, inm, ims, _ in part if inm or ims] == [
+        ("/", '"/-1"', None), ("/a", '"/a-1"', None), ("/b", '"b-1"', None), ("/c", None, OLD_DATE)]
+    assert len(first) == 6
