@@ -4,8 +4,9 @@ A parser process reads FetchResults from the Pipes its fetchers registered and h
 to its ``Router``, which walks the page rules as ordered stages: ``stages.py`` says what a stage
 is, ``order.py`` lists them in order, and one module holds each family (``archive.py``: cookies
 and WARC; ``hooks.py``: the middlewares' ``process_response``; ``retry.py``, ``robots.py``,
-``redirect.py``, ``sitemaps.py``; ``normalize.py`` and ``links.py``: the link stages). A page no stage ends goes to
-the spider's callback (with the request's ``cb_kwargs``); a failed fetch no stage took (a
+``redirect.py``, ``recrawl.py``, ``sitemaps.py``; ``normalize.py`` and ``links.py``: the link
+stages). A page no stage ends goes to the spider's callback (with the request's ``cb_kwargs``);
+a failed fetch no stage took (a
 retry), or a non-2xx page the spider does not take, goes to the request's errback, if it has
 one, as a ``Failure``. The items either yields go through the item pipelines
 (``crawlkit.extensions.pipelines``) and become dicts (``crawlkit.items``); the requests, once
