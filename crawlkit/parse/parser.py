@@ -6,9 +6,8 @@ is, ``order.py`` lists them in order, and one module holds each family (``archiv
 and WARC; ``hooks.py``: the middlewares' ``process_response``; ``retry.py``, ``robots.py``,
 ``redirect.py``, ``recrawl.py``, ``sitemaps.py``; ``normalize.py`` and ``links.py``: the link
 stages). A page no stage ends goes to the spider's callback (with the request's ``cb_kwargs``);
-a failed fetch no stage took (a
-retry), or a non-2xx page the spider does not take, goes to the request's errback, if it has
-one, as a ``Failure``. The items either yields go through the item pipelines
+a failed fetch no stage took (a retry), or a non-2xx page the spider does not take, goes to
+the request's errback, if it has one, as a ``Failure``. The items either yields go through the item pipelines
 (``crawlkit.extensions.pipelines``) and become dicts (``crawlkit.items``); the requests, once
 their callback and errback are known to be methods of the spider, go through the link
 stages; then they are
