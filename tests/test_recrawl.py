@@ -25,6 +25,7 @@ import pytest
 from support import serve_http
 from warcio.archiveiterator import ArchiveIterator
 
+from crawlkit import safepickle
 from crawlkit.backends.local.jobdir import JobDir
 from crawlkit.errors import ConfigError
 from crawlkit.http import Request, Response
@@ -163,6 +164,24 @@ def test_adaptive_refetch_keeps_an_interval_per_page_and_a_round_takes_the_due_o
     again.done(jobs[0], 304, None)
     assert again.db.execute("SELECT interval FROM requests WHERE id = ?", (jobs[0],)).fetchone() == (2 * DAY,)
     again.close()
+
+
+def test_a_job_directory_written_before_recrawls_gains_the_columns_and_is_recrawled(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "crawl.sqlite")
+    db.executescript("""
+        CREATE TABLE requests (id INTEGER PRIMARY KEY, fp INTEGER, state INTEGER NOT NULL, request BLOB NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE robots (host TEXT PRIMARY KEY, status INTEGER NOT NULL, body BLOB NOT NULL);
+    """)
+    db.execute("INSERT INTO requests VALUES (1, 7, 1, ?)", (safepickle.dumps(Request(URL)),))
+    db.commit()
+    db.close()
+    journal = JobDir(tmp_path, recrawl=RecrawlPolicy(True, None, None))
+    assert journal.begin("") == (0, {})
+    assert [request.url for request in pending(journal)] == [URL]  # fetched again, without validators to send
+    journal.done(1, 200, ('"v2"', None))
+    assert journal.db.execute("SELECT status, etag FROM requests").fetchall() == [(200, '"v2"')]
+    journal.close()
 
 
 # ---------------------------------------------------------------- the recrawl stage
