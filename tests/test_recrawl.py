@@ -121,7 +121,7 @@ def test_a_round_makes_the_known_pages_pending_again_with_their_validators(tmp_p
     journal.done(jobs[1], 200, (None, OLD_DATE))
     journal.done(jobs[2], 200, None)
     journal.done(jobs[3], 410, None)
-    journal.done(jobs[4], 0, None)  # no answer
+    journal.done(jobs[4], 0, ("bad\r\nX-Injected: 1", "x" * 5_000))  # no answer, and validators no server sends
     journal.done(jobs[5])  # dropped before it was fetched
     journal.commit(0, {"pages": 5})
     journal.close()
@@ -138,6 +138,7 @@ def test_a_round_makes_the_known_pages_pending_again_with_their_validators(tmp_p
     assert dict(requests["/modified"].headers.items()) == {"If-Modified-Since": OLD_DATE}
     assert not requests["/none"].headers and requests["/none"].meta == {"revisit": True}
     assert requests["/dropped"].meta == {}  # never fetched: no revisit
+    assert not requests["/failed"].headers and requests["/failed"].meta == {"revisit": True}
     # A 304 that sends no validator keeps the stored ones.
     etag_job = jobs[0]
     again.done(etag_job, 304, None)

@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS robots (host TEXT PRIMARY KEY, status INTEGER NOT NUL
 """
 
 
+_MAX_VALIDATOR = 4_096  # characters of an ETag or Last-Modified sent back; a longer one is no server's
+
 # Columns added since the first schema: a job directory written before them gains them on opening.
 _ADDED = {"status": "INTEGER", "etag": "TEXT", "modified": "TEXT", "fetched": "REAL", "interval": "REAL"}
 
@@ -90,6 +92,11 @@ _DONE = ("UPDATE requests SET state = 1, status = ?1, etag = CASE WHEN ?1 = 304 
 _DONE_PLAIN = _DONE + " WHERE id = ?4"
 # With adaptive refetch, also when (?5) and the interval the schedule gives next.
 _DONE_ADAPTIVE = _DONE + ", fetched = ?5, interval = refetch(interval, ?1) WHERE id = ?4"
+
+
+def _header_value(value: object) -> bool:
+    """Whether a validator read back can be sent as a header value (a damaged row's junk is not sent)."""
+    return isinstance(value, str) and len(value) <= _MAX_VALIDATOR and value.isprintable()
 
 
 def _signed(fp: int) -> int:
@@ -328,9 +335,9 @@ class JobDir:
                     continue
                 if status is not None:
                     request.meta["revisit"] = True
-                    if isinstance(etag, str):
+                    if _header_value(etag):
                         request.headers["If-None-Match"] = etag
-                    if isinstance(modified, str):
+                    if _header_value(modified):
                         request.headers["If-Modified-Since"] = modified
                 entries.append((row_id, request))
             yield entries
