@@ -26,11 +26,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from crawlkit.errors import ConfigError
+from crawlkit.http import Request
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 #: What a round never revisits: pages the server said are gone (reported once, when they went).
 GONE = (404, 410)
+#: The headers a revisit carries, from the validators of the page's last answer.
+CONDITIONAL_HEADERS = ("If-None-Match", "If-Modified-Since")
+
+
+def forget_revisit(request: Request) -> None:
+    """Drop the revisit flag and validators from ``request``, a revisit's copy made for another URL (a
+    redirect's target): they belong to the URL they were stored for, and would make a new page a 304."""
+    if request.meta.pop("revisit", None):
+        for name in CONDITIONAL_HEADERS:
+            request.headers.pop(name, None)
 
 
 def duration(key: str, value: Any) -> float:

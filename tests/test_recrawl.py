@@ -33,6 +33,7 @@ from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
 from crawlkit.parse.parser import ParserConfig, Router, build_spider
 from crawlkit.parse.recrawl import RecrawlStage
+from crawlkit.parse.redirect import redirect_request
 from crawlkit.parse.retry import RetryPolicy
 from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.recrawl import RecrawlPolicy, Schedule, duration
@@ -183,6 +184,17 @@ def test_a_job_directory_written_before_recrawls_gains_the_columns_and_is_recraw
     journal.done(1, 200, ('"v2"', None))
     assert journal.db.execute("SELECT status, etag FROM requests").fetchall() == [(200, '"v2"')]
     journal.close()
+
+
+def test_a_revisit_that_redirects_sends_its_target_without_its_validators() -> None:
+    revisit = Request(URL, headers={"If-None-Match": '"v1"', "If-Modified-Since": OLD_DATE, "X-Mine": "1"},
+                      meta={"revisit": True, "mine": 1})
+    follow = redirect_request(revisit, "http://a.test/moved")
+    assert dict(follow.headers.items()) == {"X-Mine": "1"} and follow.meta["mine"] == 1 and "revisit" not in follow.meta
+    assert revisit.meta["revisit"] and revisit.headers["If-None-Match"] == '"v1"'  # the request fetched keeps them
+    # A spider's own conditional request, no revisit, is left as it is.
+    own = redirect_request(Request(URL, headers={"If-None-Match": '"x"'}), "http://a.test/moved")
+    assert own.headers["If-None-Match"] == '"x"'
 
 
 # ---------------------------------------------------------------- the recrawl stage

@@ -56,7 +56,7 @@ from crawlkit.backends.base import Entry
 from crawlkit.errors import ConfigError, WriteFailed
 from crawlkit.http import Request
 from crawlkit.messages import Validators
-from crawlkit.recrawl import GONE, RecrawlPolicy
+from crawlkit.recrawl import CONDITIONAL_HEADERS, GONE, RecrawlPolicy
 
 log = logging.getLogger("crawlkit.jobdir")
 
@@ -335,10 +335,9 @@ class JobDir:
                     continue
                 if status is not None:
                     request.meta["revisit"] = True
-                    if _header_value(etag):
-                        request.headers["If-None-Match"] = etag
-                    if _header_value(modified):
-                        request.headers["If-Modified-Since"] = modified
+                    for name, value in zip(CONDITIONAL_HEADERS, (etag, modified)):
+                        if _header_value(value):
+                            request.headers[name] = value
                 entries.append((row_id, request))
             yield entries
 
