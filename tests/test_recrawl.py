@@ -140,11 +140,15 @@ def test_a_round_makes_the_known_pages_pending_again_with_their_validators(tmp_p
     assert not requests["/none"].headers and requests["/none"].meta == {"revisit": True}
     assert requests["/dropped"].meta == {}  # never fetched: no revisit
     assert not requests["/failed"].headers and requests["/failed"].meta == {"revisit": True}
-    # A 304 that sends no validator keeps the stored ones.
+    # A 304 or a failed fetch that sends no validator keeps the stored ones; new content replaces them.
     etag_job = jobs[0]
+    row = "SELECT status, etag FROM requests WHERE id = ?"
     again.done(etag_job, 304, None)
-    row = again.db.execute("SELECT status, etag FROM requests WHERE id = ?", (etag_job,)).fetchone()
-    assert row == (304, '"v1"')
+    assert again.db.execute(row, (etag_job,)).fetchone() == (304, '"v1"')
+    again.done(etag_job, 0, None)
+    assert again.db.execute(row, (etag_job,)).fetchone() == (0, '"v1"')
+    again.done(etag_job, 200, None)
+    assert again.db.execute(row, (etag_job,)).fetchone() == (200, None)
     again.close()
 
 

@@ -85,10 +85,12 @@ _MAX_VALIDATOR = 4_096  # characters of an ETag or Last-Modified sent back; a lo
 # Columns added since the first schema: a job directory written before them gains them on opening.
 _ADDED = {"status": "INTEGER", "etag": "TEXT", "modified": "TEXT", "fetched": "REAL", "interval": "REAL"}
 
-# Marking a page done, with what its answer says (?1 status, ?2 ETag, ?3 Last-Modified, ?4 row id): a 304
-# keeps the validators stored unless it sent new ones.
-_DONE = ("UPDATE requests SET state = 1, status = ?1, etag = CASE WHEN ?1 = 304 THEN coalesce(?2, etag) ELSE ?2 END, "
-         "modified = CASE WHEN ?1 = 304 THEN coalesce(?3, modified) ELSE ?3 END")
+# Marking a page done, with what its answer says (?1 status, ?2 ETag, ?3 Last-Modified, ?4 row id): the
+# validators of new content (a 2xx) replace the stored ones; any other answer (a 304, an error) keeps
+# those stored unless it sent new ones.
+_DONE = ("UPDATE requests SET state = 1, status = ?1, "
+         "etag = CASE WHEN ?1 BETWEEN 200 AND 299 THEN ?2 ELSE coalesce(?2, etag) END, "
+         "modified = CASE WHEN ?1 BETWEEN 200 AND 299 THEN ?3 ELSE coalesce(?3, modified) END")
 _DONE_PLAIN = _DONE + " WHERE id = ?4"
 # With adaptive refetch, also when (?5) and the interval the schedule gives next.
 _DONE_ADAPTIVE = _DONE + ", fetched = ?5, interval = refetch(interval, ?1) WHERE id = ?4"
