@@ -101,6 +101,7 @@ def crawl_options(f: Any) -> Any:
                      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)),
         click.option("--log-file", type=click.Path(dir_okay=False), help=flag_help("log_file")),
         click.option("--jobdir", type=click.Path(file_okay=False), help=flag_help("jobdir")),
+        click.option("--recrawl", is_flag=True, help=flag_help("recrawl", sets=True)),
         click.option("--frontier", help=flag_help("frontier")),
         click.option("--crawl-id", "crawl_id", help=flag_help("crawl_id")),
         click.option("-q", "--quiet", is_flag=True, help=flag_help("quiet", sets=True)),
@@ -124,7 +125,7 @@ def _cli_settings(kw: dict[str, Any]) -> dict[str, Any]:
         if kw.get(key) is not None
     }
     flags.update({key: kw[key] for key in ("stats_file", "report") if kw.get(key) is not None})
-    flags.update({key: True for key in ("quiet", "log_json") if kw.get(key)})
+    flags.update({key: True for key in ("quiet", "log_json", "recrawl") if kw.get(key)})
     if flags.get("log_level"):
         flags["log_level"] = flags["log_level"].upper()
     if kw.get("overwrite_output"):

@@ -17,6 +17,9 @@ from typing import Any
 
 from crawlkit.http import Request
 
+#: (ETag, Last-Modified) of an answer: what a recrawl revisits the page with.
+Validators = tuple[str | None, str | None]
+
 LINKS_CHUNK = 2_000  # candidates in one Links message, and in the PageDone that ends a page
 
 
@@ -84,6 +87,7 @@ class PageDone:
     # The fingerprint of the page's canonical URL when it is another page's and skip_duplicate_canonical is on:
     # the engine drops the page (items, candidates) if that URL was seen, and marks it seen otherwise.
     canonical: int | None = None
+    validators: Validators | None = None  # (ETag, Last-Modified) for a job directory's recrawl
 
 
 @dataclass(slots=True)

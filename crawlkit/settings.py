@@ -50,10 +50,13 @@ _SEE_ALL = "(see configs/default.yaml for every setting)"
 
 # Numeric settings must be >= 0; these must be >= 1 (a zero here would crawl nothing).
 _AT_LEAST_ONE = frozenset(
-    {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body", "lease_time", "max_process_deaths"}
+    {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body", "lease_time", "max_process_deaths",
+     "refetch_grow"}
 )
 # Timeouts of 0 would fail every fetch, a memory check every 0 s would be all the engine did: these must be more than 0.
-_MORE_THAN_ZERO = frozenset({"connect_timeout", "read_timeout", "download_timeout", "memory_check_interval"})
+_MORE_THAN_ZERO = frozenset(
+    {"connect_timeout", "read_timeout", "download_timeout", "memory_check_interval", "refetch_shrink"}
+)
 # Upper bounds where a larger value fails the crawl at start: every fetcher receives both ends
 # of every fetch queue (4 per fetcher) and parser channel, and a process can be handed at most
 # 256 descriptors at its start (multiprocessing's forkserver); a unit of concurrency is a
@@ -69,7 +72,7 @@ _AT_MOST.update(dict.fromkeys(
      "memory_check_interval"), 86_400))
 _AT_MOST.update(http_cache_ttl=10 * 365 * 86_400)  # ten years: longer is "for ever", which 0 says
 _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "max_process_deaths"), 100))
-_AT_MOST.update(max_body=1 << 30, max_url_length=65_536)
+_AT_MOST.update(max_body=1 << 30, max_url_length=65_536, refetch_grow=100, refetch_shrink=1)
 _AT_MOST.update(adaptive_max_delay=86_400)
 _CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "order": ("breadth-first", "depth-first")}
 
@@ -87,6 +90,10 @@ _SHAPES: dict[str, str] = {
     "content_types": "crawlkit.fetch.content_types:check_content_types",
     "follow": "crawlkit.linkextractors:check_follow",
     "sitemap_since": "crawlkit.extensions.sitemaps:check_since",
+    "recrawl_after": "crawlkit.recrawl:check_recrawl_after",
+    "refetch_interval": "crawlkit.recrawl:check_refetch_interval",
+    "refetch_min": "crawlkit.recrawl:check_refetch_min",
+    "refetch_max": "crawlkit.recrawl:check_refetch_max",
 }
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).

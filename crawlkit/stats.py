@@ -17,6 +17,7 @@ from typing import Any
 SERIES_POINTS = 720
 SERIES_STEP = 1.0  # seconds between points at first
 SERIES_COLUMNS = ["t", "pages", "errors", "queued", "in_flight"]
+GONE_LISTED = 10_000  # URLs of gone pages listed in the stats file at most (all are counted)
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ class Stats:
         self.series_step = SERIES_STEP
         self.queued = 0  # the last sample's frontier size and requests in flight
         self.in_flight = 0
+        self.gone: list[str] = []  # pages a recrawl found gone (404/410), for the stats file and report
 
     def add(self, deltas: dict[str, int]) -> None:
         self.counts.update(deltas)
@@ -121,6 +123,11 @@ class Stats:
             self.series = self.series[::2]
             self.series_step *= 2
 
+    def went(self, url: str) -> None:
+        """List a page a recrawl found gone (the parser counted it), up to ``GONE_LISTED`` of them."""
+        if len(self.gone) < GONE_LISTED:
+            self.gone.append(url)
+
     def error_count(self) -> int:
         return sum(v for k, v in self.counts.items() if k.startswith("error_"))
 
@@ -166,6 +173,8 @@ class Stats:
             now[0] = rows.pop()[0]
         rows.append(now)
         d["series"] = {"step_s": self.series_step, "columns": SERIES_COLUMNS, "rows": rows}
+        if self.gone:
+            d["gone"] = self.gone
         return d
 
     def summary(self) -> str:
@@ -185,6 +194,8 @@ class Stats:
             f"  robots: {c['robots_disallowed']} disallowed, {c['robots_unavailable']} on unreachable hosts; "
             f"filtered: {fmt(dropped)}",
         ]
+        if c["unchanged"] or c["gone"]:
+            lines.append(f"  recrawl: {c['unchanged']} unchanged (304), {c['gone']} gone (404/410)")
         if c["items_dropped"]:
             lines.append(f"  items dropped by pipelines: {c['items_dropped']}")
         if c["pages_noindex"] or c["pages_nofollow"]:

@@ -226,7 +226,7 @@ SETTING_FLAGS = {
     "crawlkit crawl": {
         "spider", "workers", "concurrency", "per_host", "delay", "parsers", "output", "overwrite_output", "warc",
         "http_cache", "max_pages", "max_depth",
-        "allowed_domains", "user_agent", "robots", "log_level", "log_file", "jobdir", "frontier", "crawl_id",
+        "allowed_domains", "user_agent", "robots", "log_level", "log_file", "jobdir", "recrawl", "frontier", "crawl_id",
         "quiet", "stats_file", "report", "log_json",
     },
     "crawlkit fetch": {"user_agent", "robots"},

@@ -274,7 +274,7 @@ def test_the_built_in_order_and_how_the_setting_changes_it() -> None:
     assert names({"redirect": 50})[:2] == ["redirect", "cookies"]
     mine = "test_stages:Seen"
     order = names({mine: 600, "offsite": None})
-    assert order[order.index("redirect"):order.index("redirect") + 3] == ["redirect", mine, "sitemaps"]
+    assert order[order.index("redirect"):order.index("redirect") + 3] == ["redirect", mine, "recrawl"]
     assert "offsite" not in order
     assert names({mine: None}) == list(BUILTIN_STAGES)  # a class set to null is simply not added
 

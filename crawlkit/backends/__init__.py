@@ -33,6 +33,9 @@ def open_backend(settings: Settings, stats: Stats, crawl_name: str, tickets: int
     The backends are imported here, in the engine's process only: the fetcher, parser and
     seen-store processes import this package (for ``base`` and the local pieces) at their start.
     """
+    from crawlkit.recrawl import RecrawlPolicy
+
+    recrawl = RecrawlPolicy.of(settings)  # a shared crawl, or none without a job directory, is refused here
     if settings.frontier:
         if settings.jobdir:
             raise ConfigError(
@@ -51,5 +54,5 @@ def open_backend(settings: Settings, stats: Stats, crawl_name: str, tickets: int
     from crawlkit.backends.local.jobdir import JobDir, NullJournal
     from crawlkit.process import context
 
-    journal = JobDir(settings.jobdir, count=stats.incr) if settings.jobdir else NullJournal()
+    journal = JobDir(settings.jobdir, count=stats.incr, recrawl=recrawl) if settings.jobdir else NullJournal()
     return LocalBackend(settings, stats, journal, context(), tickets)

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
+from crawlkit.messages import Validators
 
 #: A request on its way into the frontier, with its journal row (0: not journaled).
 Entry = tuple[int, Request]
@@ -170,15 +171,17 @@ class Journal(Protocol):
 
     def begin(self, output: str) -> tuple[int, dict[str, int]] | None:
         """Start a run writing to ``output`` (a path, or "" for none): None for a new crawl; when
-        resuming, the output bytes that belong to committed work and the stats to go on from."""
+        resuming, the output bytes that belong to committed work and the stats to go on from (none
+        for a new recrawl round of a finished crawl)."""
         ...
 
     def add(self, items: Iterable[tuple[int | None, Request]]) -> list[Entry]:
         """Journal newly admitted (fingerprint, request) pairs as pending; their frontier entries."""
         ...
 
-    def done(self, job: int) -> None:
-        """Mark a journaled request finished (job 0, a request not journaled, is ignored)."""
+    def done(self, job: int, status: int | None = None, validators: Validators | None = None) -> None:
+        """Mark a journaled request finished (job 0, a request not journaled, is ignored), with the
+        status and (ETag, Last-Modified) of its answer when it was fetched (what a recrawl revisits with)."""
         ...
 
     def commit(self, output_bytes: int, stats: dict[str, int]) -> None:

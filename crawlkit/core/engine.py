@@ -362,7 +362,9 @@ class Engine:
             return
         host = entry.host
         if done.retry is None:
-            self.journal.done(entry.lease)
+            self.journal.done(entry.lease, done.status, done.validators)
+            if "gone" in done.counts:  # a recrawl's revisit answered 404 or 410
+                self.stats.went(entry.request.url)
         self.stats.page_done(host, done.counts, done.status, done.elapsed)
         dispatch.site_pages(host, done.counts.get("pages", 0))
         if self.throttle is not None:

@@ -21,7 +21,10 @@ its chunks are not; a body cut at ``max_body`` (``meta["truncate"]``) is marked 
 A 2xx payload already stored (by any parser process of this crawl, an earlier run into the same
 directory, or the crawl ``warc_dedup`` names: see ``warc_digests.py``) is written as a
 ``revisit`` record of the identical-payload-digest profile instead, naming the record that holds
-it; ``write_revisit`` writes one of either profile (a 304 of a recrawl is server-not-modified).
+it; ``write_revisit`` writes one of either profile. A 304 answering a recrawl's conditional
+revisit (``meta["revisit"]``, see ``crawlkit.recrawl``) is a revisit record of the
+server-not-modified profile: its headers and no payload, referring to the same URI, whose content
+an earlier crawl recorded (the job directory keeps no capture date, so it has no Refers-To-Date).
 """
 
 from __future__ import annotations
@@ -133,6 +136,9 @@ class WarcWriter:
         Returns the capture whose record holds the payload (this one's, or the one the revisit names):
         what a later revisit of the page, a recrawl's 304, refers to.
         """
+        if result.status == 304 and result.request.meta.get("revisit"):
+            self.write_revisit(result, "server-not-modified", result.url, None)
+            return Capture(result.url, _now())
         payload = result.body if result.transferred is None else result.transferred
         date = _now()
         claimed: str | None = None
@@ -155,7 +161,7 @@ class WarcWriter:
             raise
         return Capture(result.url, date)
 
-    def write_revisit(self, result: FetchResult, profile: Profile, refers_to_uri: str, refers_to_date: str,
+    def write_revisit(self, result: FetchResult, profile: Profile, refers_to_uri: str, refers_to_date: str | None,
                       digest: str | None = None) -> None:
         """Append the request record of ``result`` and a revisit record of ``profile`` holding its status line
         and headers, naming the earlier capture (its target URI and WARC-Date) whose payload stands for it.
@@ -163,10 +169,9 @@ class WarcWriter:
         ``identical-payload-digest``: ``result``'s payload is the one of digest ``digest`` already stored.
         ``server-not-modified``: ``result`` is a 304 (or another answer saying the stored capture still holds).
         """
-        headers = {
-            "WARC-Date": _now(), "WARC-Profile": _PROFILES[profile],
-            "WARC-Refers-To-Target-URI": refers_to_uri, "WARC-Refers-To-Date": refers_to_date,
-        }
+        headers = {"WARC-Date": _now(), "WARC-Profile": _PROFILES[profile], "WARC-Refers-To-Target-URI": refers_to_uri}
+        if refers_to_date is not None:
+            headers["WARC-Refers-To-Date"] = refers_to_date
         if digest is not None:
             headers["WARC-Payload-Digest"] = digest
         self._write_pair(result, self._record(result, "revisit", b"", headers))

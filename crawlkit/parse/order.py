@@ -10,6 +10,7 @@ SPIDER_MIDDLEWARES numbers place middlewares::
     400 retry               retryable fetch errors and retry_http_codes        (on_failure, on_response)
     500 robots              robots.txt answers and their Sitemap lines         (on_failure, on_response)
     600 redirect            3xx with a Location: a request for the target      (on_response)
+    650 recrawl             validators to the jobdir; a revisit's 304, 404/410 (on_response)
     700 sitemaps            a sitemap's URLs as requests                       (on_response)
     800 directives          robots meta/X-Robots-Tag, canonical; nofollow      (on_response, on_links)
         (the spider's callback, as if at 1000)
@@ -54,6 +55,7 @@ from crawlkit.parse.directives import DirectivesStage
 from crawlkit.parse.hooks import MiddlewareStage
 from crawlkit.parse.links import DepthFilter, LengthFilter, OffsiteFilter, RepeatedSegmentsFilter, SchemeFilter
 from crawlkit.parse.normalize import NormalizeStage
+from crawlkit.parse.recrawl import RecrawlStage
 from crawlkit.parse.redirect import RedirectStage
 from crawlkit.parse.retry import RetryStage
 from crawlkit.parse.robots import RobotsStage
@@ -70,6 +72,7 @@ BUILTIN_STAGES: dict[str, tuple[int, type]] = {
     "retry": (400, RetryStage),
     "robots": (500, RobotsStage),
     "redirect": (600, RedirectStage),
+    "recrawl": (650, RecrawlStage),
     "sitemaps": (700, SitemapStage),
     "directives": (800, DirectivesStage),
     "scheme": (1100, SchemeFilter),

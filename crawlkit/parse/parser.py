@@ -4,7 +4,7 @@ A parser process reads FetchResults from the Pipes its fetchers registered and h
 to its ``Router``, which walks the page rules as ordered stages: ``stages.py`` says what a stage
 is, ``order.py`` lists them in order, and one module holds each family (``archive.py``: cookies
 and WARC; ``hooks.py``: the middlewares' ``process_response``; ``retry.py``, ``robots.py``,
-``redirect.py``, ``sitemaps.py``; ``directives.py``: robots directives in pages and canonical
+``redirect.py``, ``recrawl.py``, ``sitemaps.py``; ``directives.py``: robots directives in pages and canonical
 URLs; ``normalize.py`` and ``links.py``: the link stages). A page no stage ends goes to
 the spider's callback (with the request's ``cb_kwargs``); a failed fetch no stage took (a
 retry), or a non-2xx page the spider does not take, goes to the request's errback, if it has
@@ -282,7 +282,8 @@ class Router:
         counts["pages"] += 1
         counts["bytes"] += len(response.body)
         request = response.request
-        if not 200 <= response.status < 300 and not getattr(self.spider, "handle_error_statuses", False):
+        if (not 200 <= response.status < 300 and not getattr(self.spider, "handle_error_statuses", False)
+                and not request.meta.get("unchanged")):  # a recrawl's 304 with recrawl_callbacks_on_304
             if request.errback is None:
                 return []
             return self._errback(Failure(request, HttpError(response)), done, counts)

@@ -15,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 from crawlkit.errors import FetchErrorKind, fetch_error
 from crawlkit.http import Request, Response
 from crawlkit.parse.stages import Page, StageSetup
+from crawlkit.recrawl import forget_revisit
 from crawlkit.urlnorm import UrlNormalizer
 from crawlkit.urls import Fingerprinter, is_http, port_of
 
@@ -107,6 +108,7 @@ def redirect_request(request: Request, target: str) -> Request:
     """
     chain = request.meta.get("redirect_urls", []) + [request.url]
     follow = request.replace(url=target, meta={**request.meta, "redirect_urls": chain, "retry_times": 0})
+    forget_revisit(follow)
     if _origin(target) != _origin(request.url):
         for name in CREDENTIAL_HEADERS:
             follow.headers.pop(name, None)

@@ -103,11 +103,22 @@ def render_report(data: dict[str, Any], title: str = "crawlkit",
         *_pace_section(hosts),
         "<h2>Errors by kind</h2>",
         _table(["error", "count"], sorted(data["errors"].items(), key=lambda kv: -kv[1]), "errors"),
+        *_gone(data.get("gone", []), counts.get("gone", 0)),
         "<details><summary>Every counter</summary>",
         _table(["counter", "value"], sorted(counts.items()), "counts"),
         "</details></main></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _gone(urls: list[str], count: int) -> list[str]:
+    """The pages a recrawl found gone (404 or 410), if any: what an archivist looks for first."""
+    if not urls:
+        return []
+    listed = f" ({len(urls):,} listed)" if count > len(urls) else ""
+    items = "".join(f"<li>{html.escape(url)}</li>" for url in urls)
+    return [f"<h2>Gone since the last crawl (404 or 410 to a recrawl): {count:,}{listed}</h2>",
+            f'<ul id="gone">{items}</ul>']
 
 
 def _run_table(rows: Sequence[tuple[str, Any, str]]) -> str:

@@ -24,6 +24,15 @@ last complete record and the journal is not committed again: the transaction in 
 rolled back, so ``output_bytes`` only ever names bytes that were written, and the same command
 resumes from the last commit once there is room (``WriteFailed``, raised by every writing method).
 
+Every fetched page's row also keeps what a recrawl needs (``crawlkit.recrawl``): the status it
+answered, its ``ETag`` and ``Last-Modified``, and with adaptive refetch when it was fetched and
+its interval, written by the same UPDATE that marks it done. When a run opens a finished crawl
+(nothing pending) and the ``RecrawlPolicy`` begins a round, the known pages that are due (all
+of them without adaptive refetch; never the gone ones) are made pending again, read back with
+``If-None-Match`` / ``If-Modified-Since`` and ``meta["revisit"]`` set, and the round's stats
+start from zero; a round cut short is resumed as any crawl is. Each time a run ends with
+nothing pending, ``finished_at`` is noted, from which ``recrawl_after`` counts.
+
 A request's row id travels beside it, as its frontier entry's job and then its lease (see
 ``crawlkit.backends.base``), never in its ``meta``. A crawl without a job directory journals
 into a ``NullJournal``, which keeps nothing.
@@ -37,6 +46,7 @@ import logging
 import os
 import pickle
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +55,8 @@ from crawlkit import safepickle
 from crawlkit.backends.base import Entry
 from crawlkit.errors import ConfigError, WriteFailed
 from crawlkit.http import Request
+from crawlkit.messages import Validators
+from crawlkit.recrawl import CONDITIONAL_HEADERS, GONE, RecrawlPolicy
 
 log = logging.getLogger("crawlkit.jobdir")
 
@@ -55,12 +67,38 @@ CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
     fp INTEGER,              -- signed 64-bit view of the fingerprint; NULL for dont_filter
     state INTEGER NOT NULL,  -- 0 pending, 1 done (fetched, failed for good, or dropped)
-    request BLOB NOT NULL
+    request BLOB NOT NULL,
+    status INTEGER,          -- of the last fetch (0: no answer); NULL: never fetched
+    etag TEXT,               -- the validators the last answer carried, for a recrawl's conditional request
+    modified TEXT,
+    fetched REAL,            -- with adaptive refetch: when it was last fetched (epoch seconds), and
+    interval REAL            -- the seconds after which a round revisits it
 );
 CREATE INDEX IF NOT EXISTS requests_pending ON requests(state) WHERE state = 0;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS robots (host TEXT PRIMARY KEY, status INTEGER NOT NULL, body BLOB NOT NULL);
 """
+
+
+_MAX_VALIDATOR = 4_096  # characters of an ETag or Last-Modified sent back; a longer one is no server's
+
+# Columns added since the first schema: a job directory written before them gains them on opening.
+_ADDED = {"status": "INTEGER", "etag": "TEXT", "modified": "TEXT", "fetched": "REAL", "interval": "REAL"}
+
+# Marking a page done, with what its answer says (?1 status, ?2 ETag, ?3 Last-Modified, ?4 row id): the
+# validators of new content (a 2xx) replace the stored ones; any other answer (a 304, an error) keeps
+# those stored unless it sent new ones.
+_DONE = ("UPDATE requests SET state = 1, status = ?1, "
+         "etag = CASE WHEN ?1 BETWEEN 200 AND 299 THEN ?2 ELSE coalesce(?2, etag) END, "
+         "modified = CASE WHEN ?1 BETWEEN 200 AND 299 THEN ?3 ELSE coalesce(?3, modified) END")
+_DONE_PLAIN = _DONE + " WHERE id = ?4"
+# With adaptive refetch, also when (?5) and the interval the schedule gives next.
+_DONE_ADAPTIVE = _DONE + ", fetched = ?5, interval = refetch(interval, ?1) WHERE id = ?4"
+
+
+def _header_value(value: object) -> bool:
+    """Whether a validator read back can be sent as a header value (a damaged row's junk is not sent)."""
+    return isinstance(value, str) and len(value) <= _MAX_VALIDATOR and value.isprintable()
 
 
 def _signed(fp: int) -> int:
@@ -72,13 +110,17 @@ class JobDir:
 
     durable = True
 
-    def __init__(self, path: str | os.PathLike[str], count: Callable[[str], None] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], count: Callable[[str], None] | None = None,
+                 recrawl: RecrawlPolicy | None = None) -> None:
         """Open (or create) the journal in ``path``; ConfigError if its database cannot be read.
 
-        ``count`` adds one to a stats counter (rows skipped, requests not journaled).
+        ``count`` adds one to a stats counter (rows skipped, requests not journaled); ``recrawl``
+        says whether a finished crawl begins a new round, and the refetch schedule (None: never, none).
         """
         self.path = Path(path)
         self.count = count or (lambda key: None)
+        self.policy = recrawl or RecrawlPolicy(False, None, None)
+        self.idle = False  # a run of a finished crawl that began no round: it leaves finished_at as it was
         self._warned_unresumable = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -105,7 +147,15 @@ class JobDir:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            have = {row[1] for row in self.db.execute("PRAGMA table_info(requests)")}
+            for column, kind in _ADDED.items():
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE requests ADD COLUMN {column} {kind}")
             self.db.execute("BEGIN")
+        schedule = self.policy.schedule
+        if schedule is not None:
+            self.db.create_function("refetch", 2, schedule.next, deterministic=True)
+        self._done_sql = _DONE_PLAIN if schedule is None else _DONE_ADAPTIVE
         self._next_id = (self.db.execute("SELECT max(id) FROM requests").fetchone()[0] or 0) + 1
 
     @contextlib.contextmanager
@@ -129,7 +179,8 @@ class JobDir:
 
     def begin(self, output: str) -> tuple[int, dict[str, int]] | None:
         """Start a run writing to ``output`` ("" for none); when resuming, (output bytes of committed
-        work, stats committed last). ConfigError if the crawl journaled here wrote elsewhere."""
+        work, stats committed last, or none when a recrawl round begins). ConfigError if the crawl
+        journaled here wrote elsewhere."""
         started_with = self.meta("output")
         if self.resuming and started_with is not None and started_with != output:
             raise ConfigError(
@@ -139,7 +190,37 @@ class JobDir:
         self.set_meta("output", output)
         if not self.resuming:
             return None
-        return self.output_bytes(), self.counts()
+        counts = self.counts()
+        if not self.pending_count() and self._new_round(time.time()):
+            counts = {}  # a round's stats are its own
+        return self.output_bytes(), counts
+
+    def _new_round(self, now: float) -> bool:
+        """Begin a round of recrawling if the policy says so (else log why not): the due known pages pending again."""
+        value = self.meta("finished_at")
+        finished_at = float(value) if isinstance(value, str) and value.replace(".", "", 1).isdigit() else None
+        why = self.policy.starts(finished_at, now)
+        if why is None:
+            self.idle = True
+            log.info("jobdir %s: %s", self.path, self.policy.not_started(finished_at))
+            return False
+        due = f"state = 1 AND (status IS NULL OR status NOT IN {GONE})"
+        with self._writing():
+            if self.policy.schedule is None:
+                later = 0
+                revisits = self.db.execute(f"UPDATE requests SET state = 0 WHERE {due}").rowcount
+            else:
+                later = self.db.execute(f"SELECT count(*) FROM requests WHERE {due} AND fetched + interval > ?",
+                                        (now,)).fetchone()[0]
+                revisits = self.db.execute(
+                    f"UPDATE requests SET state = 0 WHERE {due} AND coalesce(fetched + interval <= ?, 1)", (now,)
+                ).rowcount
+            counted = self.meta("rounds", "0")
+            rounds = (int(counted) if isinstance(counted, str) and counted.isdigit() else 0) + 1
+            self.set_meta("rounds", str(rounds))
+        log.info("jobdir %s: recrawl round %d (%s): %d known pages to revisit%s", self.path, rounds, why, revisits,
+                 f", {later} not due yet (refetch_interval)" if self.policy.schedule is not None else "")
+        return True
 
     def add(self, items: Iterable[tuple[int | None, Request]]) -> list[Entry]:
         """Journal newly admitted requests as pending; their frontier entries, each with its row id.
@@ -171,11 +252,17 @@ class JobDir:
                         "data in a request's meta (str, numbers, bytes, lists, dicts, sets, dates); counted as "
                         "unresumable_request from now on", self.path, request.url, exc)
 
-    def done(self, job: int) -> None:
-        """Mark journal row ``job`` finished (0, robots.txt and other unjournaled requests, is ignored)."""
+    def done(self, job: int, status: int | None = None, validators: Validators | None = None) -> None:
+        """Mark journal row ``job`` finished (0, robots.txt and other unjournaled requests, is ignored),
+        with the ``status`` and (ETag, Last-Modified) ``validators`` of its answer when it was fetched."""
         if job:
             try:  # once a page: a bare try, not _writing()
-                self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (job,))
+                if status is None:
+                    self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (job,))
+                else:
+                    etag, modified = validators or (None, None)
+                    self.db.execute(self._done_sql, (status, etag, modified, job, time.time()) if self.policy.schedule
+                                    else (status, etag, modified, job))
             except sqlite3.Error as exc:
                 raise self._refused(exc) from None
 
@@ -227,15 +314,19 @@ class JobDir:
         Each batch is a query of its own (by row id, from where the last one ended), so the
         engine can take them while it crawls and journals new requests (which come after the
         last row of the run's start and are not read again).
+
+        A request fetched before (in an earlier round) comes back as a revisit: ``meta["revisit"]``
+        set, with ``If-None-Match`` / ``If-Modified-Since`` from the validators of its last answer.
         """
         last, end = 0, self._next_id - 1
         while rows := self.db.execute(
-            "SELECT id, request FROM requests WHERE state = 0 AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+            "SELECT id, request, status, etag, modified FROM requests WHERE state = 0 AND id > ? AND id <= ? "
+            "ORDER BY id LIMIT ?",
             (last, end, batch),
         ).fetchall():
             last = rows[-1][0]
             entries: list[Entry] = []
-            for row_id, blob in rows:
+            for row_id, blob, status, etag, modified in rows:
                 try:
                     request = safepickle.load_request(blob)
                 except pickle.UnpicklingError as exc:
@@ -244,6 +335,11 @@ class JobDir:
                     self.count("error_unreadable_jobdir_data")
                     self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (row_id,))
                     continue
+                if status is not None:
+                    request.meta["revisit"] = True
+                    for name, value in zip(CONDITIONAL_HEADERS, (etag, modified)):
+                        if _header_value(value):
+                            request.headers[name] = value
                 entries.append((row_id, request))
             yield entries
 
@@ -274,9 +370,13 @@ class JobDir:
     def close(self, commit: bool = True) -> None:
         """Close the database, committing unless told not to or a write was refused (the
         transaction in progress is then dropped). Never raises: a refused final commit leaves
-        the last one standing, which is consistent with the output."""
+        the last one standing, which is consistent with the output. A run that leaves nothing
+        pending notes when it finished, from which ``recrawl_after`` counts."""
         try:
             if commit and not self.broken:
+                if not self.idle and not self.pending_count():
+                    self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('finished_at', ?)",
+                                    (repr(time.time()),))
                 self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("jobdir %s: the last commit failed (%s); a resume starts from the one before", self.file, exc)
@@ -296,7 +396,7 @@ class NullJournal:
     def add(self, items: Iterable[tuple[int | None, Request]]) -> list[Entry]:
         return [(0, request) for _, request in items]
 
-    def done(self, job: int) -> None:
+    def done(self, job: int, status: int | None = None, validators: Validators | None = None) -> None:
         return None
 
     def commit(self, output_bytes: int, stats: dict[str, int]) -> None:

@@ -1,0 +1,444 @@
+"""Incremental recrawls: the pieces on their own (durations, the schedule, the policy, a journal's
+round, the recrawl stage), then through the CLI against a local site whose pages change between runs.
+
+The site records every request with its conditional headers, so each run is checked from the
+server's side: which pages a recrawl asked for, with which If-None-Match / If-Modified-Since,
+and which answered 304. Time passing between rounds is simulated by moving the job
+directory's clock (its ``finished_at`` and each page's ``fetched``), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import lxml.html
+import pytest
+from support import serve_http
+from warcio.archiveiterator import ArchiveIterator
+
+from crawlkit import safepickle
+from crawlkit.backends.local.jobdir import JobDir
+from crawlkit.errors import ConfigError
+from crawlkit.http import Request, Response
+from crawlkit.log import LogConfig
+from crawlkit.messages import FetchResult, PageDone
+from crawlkit.parse.parser import ParserConfig, Router, build_spider
+from crawlkit.parse.recrawl import RecrawlStage
+from crawlkit.parse.redirect import redirect_request
+from crawlkit.parse.retry import RetryPolicy
+from crawlkit.parse.stages import Page, StageSetup
+from crawlkit.recrawl import RecrawlPolicy, Schedule, duration
+from crawlkit.settings import load_settings
+from crawlkit.spider import Spider
+from crawlkit.stats import Stats
+from crawlkit.tools.report import render_report
+from crawlkit.urls import Fingerprinter
+
+OLD_DATE = "Mon, 02 Nov 2026 10:00:00 GMT"
+URL = "http://a.test/page"
+HOUR, DAY = 3_600.0, 86_400.0
+
+
+# ---------------------------------------------------------------- durations, schedule, policy
+
+@pytest.mark.parametrize("value, seconds", [(90, 90.0), (1.5, 1.5), ("45", 45.0), ("15m", 900.0), ("12h", 43_200.0),
+                                            ("7d", 604_800.0), ("2w", 1_209_600.0), (" 1.5h ", 5_400.0)])
+def test_a_duration_is_seconds_or_a_number_with_a_unit(value: Any, seconds: float) -> None:
+    assert duration("recrawl_after", value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "7 days", "-1h", "0", 0, True, [1], "1y"])
+def test_a_wrong_recrawl_after_is_a_one_line_error_naming_the_key_value_and_fix(value: Any) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(cli={"recrawl_after": value})
+    message = str(raised.value)
+    assert "'recrawl_after' must be a duration" in message and "e.g. 12h, 7d" in message and "\n" not in message
+
+
+def test_the_schedule_grows_an_unchanged_pages_interval_and_shrinks_a_changed_ones_within_bounds() -> None:
+    schedule = Schedule(initial=DAY, least=HOUR, most=4 * DAY, grow=2.0, shrink=0.5)
+    assert schedule.next(None, 200) == DAY  # a first visit
+    assert schedule.next(DAY, 304) == 2 * DAY
+    assert schedule.next(3 * DAY, 304) == 4 * DAY  # capped at refetch_max
+    assert schedule.next(DAY, 200) == DAY / 2
+    assert schedule.next(1.5 * HOUR, 200) == HOUR  # floored at refetch_min
+    assert schedule.next(DAY, 503) == DAY and schedule.next(DAY, 0) == DAY  # an error says nothing of change
+
+
+def settings(**values: Any) -> Any:
+    return load_settings(cli=values)
+
+
+def test_the_policy_begins_a_round_with_recrawl_or_once_recrawl_after_has_passed() -> None:
+    now = 1_000_000.0
+    assert RecrawlPolicy.of(settings(jobdir="j", recrawl=True)).starts(now, now) == "--recrawl"
+    after = RecrawlPolicy.of(settings(jobdir="j", recrawl_after="1h"))
+    assert after.starts(now - HOUR + 1, now) is None
+    assert after.starts(now - HOUR, now) == "recrawl_after (3600s)"
+    assert after.starts(None, now) is not None  # a crawl finished before finished_at was kept
+    assert "the next recrawl is due at 1970-01-12 14:46:40 UTC" in after.not_started(now)
+    plain = RecrawlPolicy.of(settings(jobdir="j"))
+    assert plain.starts(0.0, now) is None and plain.schedule is None
+    assert "--recrawl (or recrawl_after) revisits its pages" in plain.not_started(now)
+    adaptive = RecrawlPolicy.of(settings(jobdir="j", refetch_interval="1d", refetch_min="2h"))
+    assert adaptive.schedule == Schedule(DAY, 2 * HOUR, 30 * DAY, 1.5, 0.5)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"recrawl": True}, "recrawl: recrawling revisits the pages a job directory remembers; give --jobdir DIR"),
+    ({"recrawl_after": "7d"}, "recrawl_after: recrawling revisits the pages a job directory remembers"),
+    ({"recrawl": True, "frontier": "redis://127.0.0.1:1/0"},
+     "recrawl: a shared crawl (frontier 'redis://127.0.0.1:1/0') cannot be recrawled"),
+    ({"jobdir": "j", "refetch_min": "2d", "refetch_max": "1d"},
+     "refetch_min (172800s) is more than refetch_max (86400s); make refetch_min the smaller"),
+])
+def test_recrawl_settings_that_cannot_work_are_a_one_line_error(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        RecrawlPolicy.of(settings(**values))
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+# ---------------------------------------------------------------- the journal's rounds
+
+def pending(journal: JobDir) -> list[Request]:
+    return [request for batch in journal.pending() for _, request in batch]
+
+
+def test_a_round_makes_the_known_pages_pending_again_with_their_validators(tmp_path: Path) -> None:
+    journal = JobDir(tmp_path)
+    assert journal.begin("") is None
+    pages = ["/etag", "/modified", "/none", "/gone", "/failed", "/dropped"]
+    jobs = [job for job, _ in journal.add((n, Request("http://a.test" + path)) for n, path in enumerate(pages, 1))]
+    journal.done(jobs[0], 200, ('"v1"', None))
+    journal.done(jobs[1], 200, (None, OLD_DATE))
+    journal.done(jobs[2], 200, None)
+    journal.done(jobs[3], 410, None)
+    journal.done(jobs[4], 0, ("bad\r\nX-Injected: 1", "x" * 5_000))  # no answer, and validators no server sends
+    journal.done(jobs[5])  # dropped before it was fetched
+    journal.commit(0, {"pages": 5})
+    journal.close()
+
+    unchanged = JobDir(tmp_path)  # no policy: a finished crawl stays finished
+    assert unchanged.begin("") == (0, {"pages": 5}) and pending(unchanged) == []
+    unchanged.close()
+
+    again = JobDir(tmp_path, recrawl=RecrawlPolicy(True, None, None))
+    assert again.begin("") == (0, {})  # a round's stats start from zero
+    requests = {request.url.removeprefix("http://a.test"): request for request in pending(again)}
+    assert sorted(requests) == ["/dropped", "/etag", "/failed", "/modified", "/none"]  # never the gone page
+    assert dict(requests["/etag"].headers.items()) == {"If-None-Match": '"v1"'}
+    assert dict(requests["/modified"].headers.items()) == {"If-Modified-Since": OLD_DATE}
+    assert not requests["/none"].headers and requests["/none"].meta == {"revisit": True}
+    assert requests["/dropped"].meta == {}  # never fetched: no revisit
+    assert not requests["/failed"].headers and requests["/failed"].meta == {"revisit": True}
+    # A 304 or a failed fetch that sends no validator keeps the stored ones; new content replaces them.
+    etag_job = jobs[0]
+    row = "SELECT status, etag FROM requests WHERE id = ?"
+    again.done(etag_job, 304, None)
+    assert again.db.execute(row, (etag_job,)).fetchone() == (304, '"v1"')
+    again.done(etag_job, 0, None)
+    assert again.db.execute(row, (etag_job,)).fetchone() == (0, '"v1"')
+    again.done(etag_job, 200, None)
+    assert again.db.execute(row, (etag_job,)).fetchone() == (200, None)
+    again.close()
+
+
+def test_adaptive_refetch_keeps_an_interval_per_page_and_a_round_takes_the_due_ones(tmp_path: Path) -> None:
+    policy = RecrawlPolicy(True, None, Schedule(DAY, HOUR, 30 * DAY, 2.0, 0.5))
+    journal = JobDir(tmp_path, recrawl=policy)
+    journal.begin("")
+    jobs = [job for job, _ in journal.add([(1, Request("http://a.test/1")), (2, Request("http://a.test/2"))])]
+    for job in jobs:
+        journal.done(job, 200, ('"x"', None))
+    rows = journal.db.execute("SELECT interval FROM requests ORDER BY id").fetchall()
+    assert rows == [(DAY,), (DAY,)]
+    journal.db.execute("UPDATE requests SET fetched = fetched - ? WHERE id = ?", (DAY, jobs[0]))  # a day ago
+    journal.commit(0, {})
+    journal.close()
+    again = JobDir(tmp_path, recrawl=policy)
+    again.begin("")
+    assert [request.url for request in pending(again)] == ["http://a.test/1"]
+    again.done(jobs[0], 304, None)
+    assert again.db.execute("SELECT interval FROM requests WHERE id = ?", (jobs[0],)).fetchone() == (2 * DAY,)
+    again.close()
+
+
+def test_a_job_directory_written_before_recrawls_gains_the_columns_and_is_recrawled(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "crawl.sqlite")
+    db.executescript("""
+        CREATE TABLE requests (id INTEGER PRIMARY KEY, fp INTEGER, state INTEGER NOT NULL, request BLOB NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE robots (host TEXT PRIMARY KEY, status INTEGER NOT NULL, body BLOB NOT NULL);
+    """)
+    db.execute("INSERT INTO requests VALUES (1, 7, 1, ?)", (safepickle.dumps(Request(URL)),))
+    db.commit()
+    db.close()
+    journal = JobDir(tmp_path, recrawl=RecrawlPolicy(True, None, None))
+    assert journal.begin("") == (0, {})
+    assert [request.url for request in pending(journal)] == [URL]  # fetched again, without validators to send
+    journal.done(1, 200, ('"v2"', None))
+    assert journal.db.execute("SELECT status, etag FROM requests").fetchall() == [(200, '"v2"')]
+    journal.close()
+
+
+def test_a_revisit_that_redirects_sends_its_target_without_its_validators() -> None:
+    revisit = Request(URL, headers={"If-None-Match": '"v1"', "If-Modified-Since": OLD_DATE, "X-Mine": "1"},
+                      meta={"revisit": True, "mine": 1})
+    follow = redirect_request(revisit, "http://a.test/moved")
+    assert dict(follow.headers.items()) == {"X-Mine": "1"} and follow.meta["mine"] == 1 and "revisit" not in follow.meta
+    assert revisit.meta["revisit"] and revisit.headers["If-None-Match"] == '"v1"'  # the request fetched keeps them
+    # A spider's own conditional request, no revisit, is left as it is.
+    own = redirect_request(Request(URL, headers={"If-None-Match": '"x"'}), "http://a.test/moved")
+    assert own.headers["If-None-Match"] == '"x"'
+
+
+# ---------------------------------------------------------------- the recrawl stage
+
+def stage(**values: Any) -> RecrawlStage:
+    config = ParserConfig.from_settings(load_settings(cli={"jobdir": "j", **values}), None, {}, LogConfig())
+    return RecrawlStage(StageSetup(config, Spider(start_urls=[URL]), Fingerprinter(), RetryPolicy(0, 1.0, 1.0)))
+
+
+def answer(status: int, revisit: bool, **headers: str) -> tuple[Page, Response]:
+    request = Request(URL, meta={"revisit": True} if revisit else None)
+    page = Page(FetchResult(1, request, URL, status=status), PageDone(req_id=1, host="a.test"), Counter())
+    return page, Response(URL, status, {k.replace("_", "-"): v for k, v in headers.items()}, b"", request)
+
+
+def test_the_recrawl_stage_sends_the_validators_and_ends_a_revisits_304() -> None:
+    recrawl = stage()
+    page, response = answer(200, False, ETag='"v1"', Last_Modified=OLD_DATE)
+    assert recrawl.on_response(page, response) is response
+    assert page.done.validators == ('"v1"', OLD_DATE) and not page.counts
+    page, response = answer(200, False)
+    assert recrawl.on_response(page, response) is response and page.done.validators is None
+    page, response = answer(304, True, ETag='"v1"')
+    assert recrawl.on_response(page, response) is None and page.counts == {"unchanged": 1}
+    page, response = answer(410, True)
+    assert recrawl.on_response(page, response) is response and page.counts == {"gone": 1}
+    page, response = answer(404, False)  # a first visit's 404 is not a page that went
+    assert recrawl.on_response(page, response) is response and not page.counts
+    assert not stage(jobdir=None).active  # without a job directory it costs nothing per page
+
+
+class Unchanged(Spider):
+    name = "unchanged"
+
+    def parse(self, response: Response) -> Iterable[dict[str, Any]]:
+        yield {"status": response.status, "unchanged": response.meta.get("unchanged", False)}
+
+
+def test_recrawl_callbacks_on_304_runs_the_callback_which_sees_meta_unchanged() -> None:
+    result = FetchResult(1, Request(URL, meta={"revisit": True}), URL, status=304, headers=[("ETag", '"v1"')])
+    for on_304, items in ((False, []), (True, [{"status": 304, "unchanged": True}])):
+        values = {"jobdir": "j", "recrawl_callbacks_on_304": on_304}
+        config = ParserConfig.from_settings(load_settings(cli=values), "test_recrawl:Unchanged", {}, LogConfig())
+        router = Router(build_spider(config.spider, {}), config)
+        done: PageDone = pickle.loads(router.handle(result))
+        assert done.items == items and done.counts["unchanged"] == 1
+
+
+def test_the_stats_file_and_the_report_list_the_gone_pages() -> None:
+    stats = Stats()
+    stats.incr("gone", 2)
+    stats.went("http://a.test/old?a=<b>")
+    stats.went("http://a.test/older")
+    data = stats.full_dict()
+    assert data["gone"] == ["http://a.test/old?a=<b>", "http://a.test/older"]
+    page = lxml.html.fromstring(render_report(data))
+    assert page.xpath("//ul[@id='gone']/li/text()") == data["gone"]
+    assert "Gone since the last crawl" in page.xpath("string(//h2[contains(., 'Gone')])")
+    assert "gone" not in Stats().full_dict()
+    assert "recrawl: 0 unchanged (304), 2 gone (404/410)" in stats.summary()
+
+
+# ---------------------------------------------------------------- through the CLI
+
+
+class ChangingSite:
+    """Pages that change between runs (``round`` is bumped by the test), and what the server saw.
+
+    ``/`` links to every page; ``/a`` never changes (ETag), ``/c`` never changes (Last-Modified
+    only), ``/b`` changes every round and links to a page new in that round, ``/gone`` is 404 from
+    round 2 on. A request whose validator matches the page's current one gets a 304.
+    """
+
+    def __init__(self) -> None:
+        self.round = 1
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, str | None, str | None, int]] = []  # path, If-None-Match, If-Modified-Since, status
+
+    def page(self, path: str) -> tuple[int, dict[str, str], str]:
+        links = {"/": ["/a", "/b", "/c", "/gone"], "/b": [f"/new{self.round}"]}.get(path, [])
+        body = "".join(f'<a href="{link}">{link}</a>' for link in links)
+        if path == "/" or path == "/a":
+            return 200, {"ETag": f'"{path}-1"'}, body
+        if path == "/b":
+            return 200, {"ETag": f'"b-{self.round}"'}, f"<title>b {self.round}</title>{body}"
+        if path == "/c":
+            return 200, {"Last-Modified": OLD_DATE}, body
+        if path == "/gone" and self.round == 1 or path.startswith("/new"):
+            return 200, {}, body
+        return 404, {}, "not here"
+
+    def requests(self) -> list[tuple[str, str | None, str | None, int]]:
+        with self.lock:
+            seen, self.seen = self.seen, []
+        return sorted(seen)
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status, headers, body = site.page(self.path)
+                inm, ims = self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")
+                matches = (inm and inm == headers.get("ETag")) or (ims and ims == headers.get("Last-Modified"))
+                if status == 200 and matches:
+                    status, body = 304, ""
+                with site.lock:
+                    site.seen.append((self.path, inm, ims, status))
+                data = body.encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "text/html")
+                if status != 304:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if status != 304:
+                    self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        with serve_http(Handler, "127.0.0.41") as base:
+            yield base
+
+
+def _age(jobdir: Path, seconds: float) -> None:
+    """Move the job directory's clock back by ``seconds``: as if its rounds ran that long ago."""
+    db = sqlite3.connect(jobdir / "crawl.sqlite")
+    with db:
+        db.execute("UPDATE meta SET value = CAST(value AS REAL) - ? WHERE key = 'finished_at'", (seconds,))
+        db.execute("UPDATE requests SET fetched = fetched - ? WHERE fetched IS NOT NULL", (seconds,))
+    db.close()
+
+
+def test_recrawl_revisits_known_pages_with_their_validators(crawlkit, tmp_path: Path) -> None:
+    site = ChangingSite()
+    job = tmp_path / "job"
+    stats = tmp_path / "stats.json"
+    with site.serve() as base:
+        common = ["crawl", "--jobdir", str(job), "--no-robots", "--stats", str(stats)]
+        first = crawlkit(*common, seeds=[base + "/"])
+        assert first.returncode == 0, first.stderr
+        assert site.requests() == [("/", None, None, 200), ("/a", None, None, 200), ("/b", None, None, 200),
+                                   ("/c", None, None, 200), ("/gone", None, None, 200), ("/new1", None, None, 200)]
+        written = len(first.items())
+        assert written == 6
+
+        again = crawlkit(*common, seeds=[base + "/"])  # finished, neither --recrawl nor recrawl_after: nothing to do
+        assert again.returncode == 0, again.stderr
+        assert "nothing to do: --recrawl (or recrawl_after) revisits its pages" in again.stderr
+        assert site.requests() == []
+
+        site.round = 2
+        recrawl = crawlkit(*common, "--recrawl", "--warc", str(tmp_path / "warc"), seeds=[base + "/"])
+        assert recrawl.returncode == 0, recrawl.stderr
+        assert site.requests() == [
+            ("/", '"/-1"', None, 304), ("/a", '"/a-1"', None, 304), ("/b", '"b-1"', None, 200),
+            ("/c", None, OLD_DATE, 304), ("/gone", None, None, 404), ("/new1", None, None, 200),
+            ("/new2", None, None, 200),  # the changed page's new link is followed
+        ]
+        report = json.loads(stats.read_text())
+        assert report["counts"]["unchanged"] == 3 and report["counts"]["gone"] == 1
+        assert report["gone"] == [base + "/gone"]
+        assert "gone: " + base + "/gone answered 404 to a recrawl" in recrawl.stderr
+        # Items of the changed and new pages only (/new1 sends no validator: a 200 is a change), and of
+        # the gone page, which the built-in spider lists with its status as it lists every 404.
+        items = recrawl.items()[written:]
+        assert sorted((item["url"].removeprefix(base), item["status"]) for item in items) == [
+            ("/b", 200), ("/gone", 404), ("/new1", 200), ("/new2", 200)]
+        revisits = []
+        for warc in (tmp_path / "warc").glob("*.warc.gz"):
+            with open(warc, "rb") as f:
+                revisits += [(r.rec_headers.get_header("WARC-Target-URI"), r.rec_headers.get_header("WARC-Profile"),
+                              r.http_headers.get_statuscode())
+                             for r in ArchiveIterator(f) if r.rec_type == "revisit"]
+        profile = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+        assert sorted(revisits) == sorted((base + path, profile, "304") for path in ("/", "/a", "/c"))
+
+        # recrawl_after: not due yet an hour after the round; due once the round is two hours old.
+        site.round = 3
+        early = crawlkit(*common, "-s", "recrawl_after=2h", seeds=[base + "/"])
+        assert early.returncode == 0 and "the next recrawl is due at" in early.stderr
+        assert site.requests() == []
+        _age(job, 7200)
+        due = crawlkit(*common, "-s", "recrawl_after=2h", seeds=[base + "/"])
+        assert due.returncode == 0, due.stderr
+        # The gone page is not asked for again; the page that was new last round is revisited.
+        assert [path for path, *_ in site.requests()] == ["/", "/a", "/b", "/c", "/new1", "/new2", "/new3"]
+
+
+def test_adaptive_refetch_revisits_only_the_pages_that_are_due(crawlkit, tmp_path: Path) -> None:
+    site = ChangingSite()
+    job = tmp_path / "job"
+    day = 86_400
+    with site.serve() as base:
+        common = ["crawl", "--jobdir", str(job), "--no-robots", "--recrawl", "-s", "refetch_interval=1d",
+                  "-s", "refetch_grow=2", "-s", "refetch_shrink=0.5"]
+        first = crawlkit(*common, seeds=[base + "/"])  # a new jobdir: --recrawl has nothing to revisit yet
+        assert first.returncode == 0, first.stderr
+        assert len(site.requests()) == 6
+
+        nothing = crawlkit(*common, seeds=[base + "/"])  # every page's interval (1 day) is still running
+        assert nothing.returncode == 0, nothing.stderr
+        assert "0 known pages to revisit, 6 not due yet" in nothing.stderr
+        assert site.requests() == []
+
+        _age(job, day)
+        site.round = 2
+        assert crawlkit(*common, seeds=[base + "/"]).returncode == 0
+        seen = site.requests()
+        assert [(path, status) for path, _, _, status in seen] == [
+            ("/", 304), ("/a", 304), ("/b", 200), ("/c", 304), ("/gone", 404), ("/new1", 200), ("/new2", 200)]
+
+        # A day later: /b changed (its interval halved to 12 h), the page fetched a day ago
+        # for the first time (/new2) are due, as is /new1 (a 200 again: 12 h); the unchanged ones (2 days) are not.
+        _age(job, day)
+        site.round = 3
+        assert crawlkit(*common, seeds=[base + "/"]).returncode == 0
+        assert [(path, inm) for path, inm, _, _ in site.requests()] == [
+            ("/b", '"b-2"'), ("/new1", None), ("/new2", None), ("/new3", None)]
+
+
+def test_a_round_cut_short_is_resumed_before_any_new_round(crawlkit, tmp_path: Path) -> None:
+    site = ChangingSite()
+    with site.serve() as base:
+        common = ["crawl", "--jobdir", str(tmp_path / "job"), "--no-robots", "--recrawl"]
+        assert crawlkit(*common, seeds=[base + "/"]).returncode == 0
+        first = site.requests()
+        # A 304 is no page: max_pages 1 lets the round go on to the first page that answers 200 (/gone).
+        cut = crawlkit(*common, "--max-pages", "1", seeds=[base + "/"])
+        assert cut.returncode == 0 and "recrawl round 1 (--recrawl): 6 known pages to revisit" in cut.stderr
+        assert "finished (max_pages reached)" in cut.stderr
+        part = site.requests()
+        assert [(path, status) for path, _, _, status in part] == [
+            ("/", 304), ("/a", 304), ("/b", 304), ("/c", 304), ("/gone", 200)]
+        rest = crawlkit(*common, "--max-pages", "10", seeds=[base + "/"])  # pages pending: this run resumes the round
+        assert rest.returncode == 0 and "recrawl round" not in rest.stderr
+        assert [path for path, *_ in site.requests()] == ["/new1"]
+    assert [(path, inm, ims) for path, inm, ims, _ in part if inm or ims] == [
+        ("/", '"/-1"', None), ("/a", '"/a-1"', None), ("/b", '"b-1"', None), ("/c", None, OLD_DATE)]
+    assert len(first) == 6
