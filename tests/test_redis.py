@@ -408,7 +408,7 @@ def test_a_hosts_own_max_pages_counts_the_pages_of_every_node(tmp_path: Path, re
         config.write_text(json.dumps({"hosts": {host: {"max_pages": 10}}}))
         # A delay between starts (held across nodes) longer than a node's reads of the others' counts.
         nodes = _nodes(tmp_path, 2, _seeds(tmp_path, site.seeds()), redis_url, crawl_id,
-                       "--config", str(config), "--delay", "0.3")
+                       "--config", str(config), "--delay", "0.6")
         try:
             codes = [node.wait() for node in nodes]
         finally:
