@@ -85,6 +85,7 @@ def prepare_warc_dir(path: str, revisits: bool, earlier: Sequence[str]) -> None:
         check_sources(earlier)
         index = DigestIndex(path)
         try:
+            index.create()
             added = seed(index, earlier)
         except sqlite3.Error as exc:
             raise ConfigError(f"warc directory {path!r}: cannot use its digest index {str(index.path)!r}: {exc}; "

@@ -63,6 +63,12 @@ class DigestIndex:
         """Give back a claim whose record could not be written, so that a later capture stores the payload."""
         self._connect().execute("DELETE FROM digests WHERE digest = ?", (digest,))
 
+    def create(self) -> None:
+        """Make the index file (in WAL mode, with its table) before the parser processes open it: processes
+        switching one new file to WAL at the same moment can fail at once with "database is locked", without
+        the busy timeout, and the first records of the crawl (its robots.txt answers) would go unwritten."""
+        self._connect()
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -72,7 +78,8 @@ class DigestIndex:
         if self._db is None:
             # Autocommit (each statement its own transaction); a writer waits for another's up to 60 s.
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # made so by create(), normally
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")
             db.execute("CREATE TABLE IF NOT EXISTS digests (digest TEXT PRIMARY KEY, uri TEXT, date TEXT)")
             self._db = db
