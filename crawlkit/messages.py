@@ -1,6 +1,7 @@
 """The plain-data messages that cross process boundaries, in the order a page travels.
 
     engine --FetchTask--> fetch queue (one per fetcher) --> fetcher --FetchResult--> Pipe --> parser
+    (a rendered page: --> render queue --> renderer --RenderResult--> Pipe --> parser)
     parser --PageDone--> engine
 
 Each is a small slotted dataclass of str/bytes/int/float/list/dict, so pickling stays cheap. A
@@ -52,6 +53,19 @@ class FetchResult:
     message: str = ""  # human detail for the log
     elapsed: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)  # the fetch thread's own failures (a hook's open()), once
+
+
+@dataclass(slots=True)
+class RenderResult(FetchResult):
+    """A page a browser rendered: the main document's URL, status and headers with the DOM as ``body``.
+
+    A subclass, so the plain path's FetchResult pickles no extra field. ``resources`` are the
+    page's network responses as the browser received them (for the WARC; empty with ``warc``
+    off); ``meta`` is what the page actions returned, merged into ``response.meta``.
+    """
+
+    resources: list[FetchResult] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
