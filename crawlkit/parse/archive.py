@@ -12,6 +12,7 @@ import logging
 from crawlkit.extensions.warc import WarcWriter
 from crawlkit.http import Response
 from crawlkit.loader import one_line
+from crawlkit.messages import RenderResult
 from crawlkit.parse.stages import Page, StageSetup
 
 log = logging.getLogger("crawlkit.parser")
@@ -32,7 +33,12 @@ class CookieStage:
 
 
 class WarcStage:
-    """Writes every answer to the WARC files (``warc``); a write that fails is counted, and the crawl goes on."""
+    """Writes every answer to the WARC files (``warc``); a write that fails is counted, and the crawl goes on.
+
+    A rendered page (a RenderResult) is written as the network responses its browser received
+    (``resources``: the document, scripts, fetch() answers...), each a request and a response or
+    revisit record, so a replay tool can rebuild it; its DOM, which no server sent, is not written.
+    """
 
     def __init__(self, setup: StageSetup) -> None:
         config = setup.config
@@ -42,11 +48,13 @@ class WarcStage:
 
     def on_response(self, page: Page, response: Response) -> Response | None:
         assert self.writer is not None  # an inactive stage is never called
-        try:
-            self.writer.write(page.result)
-        except Exception as exc:  # a full disk must not stop the crawl; the count shows the gap
-            page.counts["error_warc"] += 1
-            log.error("WARC record for %s not written: %s", page.result.url, one_line(exc))
+        result = page.result
+        for exchange in result.resources if isinstance(result, RenderResult) else (result,):
+            try:
+                self.writer.write(exchange)
+            except Exception as exc:  # a full disk must not stop the crawl; the count shows the gap
+                page.counts["error_warc"] += 1
+                log.error("WARC record for %s not written: %s", exchange.url, one_line(exc))
         return response
 
     def close(self) -> None:
