@@ -22,6 +22,7 @@ from crawlkit.urls import default_port, port_of
 
 if TYPE_CHECKING:
     from crawlkit.linkextractors import LinkExtractor
+    from crawlkit.render.screenshots import ScreenshotFiles
     from crawlkit.settings import Settings
 
 
@@ -181,7 +182,7 @@ class LinkSpider(Spider):
         if response.is_html:
             found = response.xpath("//title/text()").get()
             title = " ".join(found.split()) if found is not None else None
-        yield {
+        item = {
             "url": response.url,
             "status": response.status,
             "title": title,
@@ -192,9 +193,22 @@ class LinkSpider(Spider):
             "canonical": response.meta.get("canonical"),
             "links": listed[:self.max_links] if self.max_links else listed,
         }
+        if self.screenshots is not None:
+            shot = response.meta.get("screenshot")
+            item["screenshot"] = self.screenshots.save(response.url, shot) if shot else None
+        yield item
         rules = self.follow_rules
         for url in links if rules is None else rules.urls(response):
             yield Request(url)
+
+    @functools.cached_property
+    def screenshots(self) -> ScreenshotFiles | None:
+        """Where rendered pages' screenshots go (``render_screenshots``); None when the setting is off."""
+        if not self.settings.render_screenshots:
+            return None
+        from crawlkit.render.screenshots import ScreenshotFiles
+
+        return ScreenshotFiles(self.settings.render_screenshots)
 
     @functools.cached_property
     def follow_rules(self) -> LinkExtractor | None:

@@ -79,6 +79,7 @@ from crawlkit.messages import Links, PageDone, StartFailed
 from crawlkit.parse.order import ordered_stages
 from crawlkit.parse.parser import ParserConfig
 from crawlkit.process import context, fetcher_processes, reserve_open_files
+from crawlkit.render.screenshots import prepare_screenshot_dir
 from crawlkit.settings import MAX_WORKERS, Settings
 from crawlkit.sites import SiteRules
 from crawlkit.spider import Spider, close_spider
@@ -131,6 +132,8 @@ class Engine:
             prepare_warc_dir(s.warc, s.warc_revisits, s.warc_dedup)
         if s.http_cache:
             check_cache_dir(s.http_cache)
+        if s.render_screenshots:
+            prepare_screenshot_dir(s.render_screenshots)
         check_proxy(s.proxy)
         self.cookies = CookieJar() if s.cookies else None
         backend: CrawlBackend = open_backend(s, self.stats, spec.spider.name, self.max_inflight)
