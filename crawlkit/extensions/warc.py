@@ -25,6 +25,9 @@ it; ``write_revisit`` writes one of either profile. A 304 answering a recrawl's 
 revisit (``meta["revisit"]``, see ``crawlkit.recrawl``) is a revisit record of the
 server-not-modified profile: its headers and no payload, referring to the same URI, whose content
 an earlier crawl recorded (the job directory keeps no capture date, so it has no Refers-To-Date).
+
+A rendered page is written as the network responses its browser received, each through ``write``
+(``parse/archive.py``); ``crawlkit.render.capture`` makes their headers fit the decoded bodies.
 """
 
 from __future__ import annotations
