@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from crawlkit.http import Request
 from crawlkit.messages import FetchResult
@@ -69,15 +69,19 @@ class NetworkCapture:
         """The page's responses as FetchResults, in the order received, within the caps; stops listening.
 
         Waits at most ``BODY_WAIT`` seconds in all for bodies still loading (a stream that never
-        ends is left out, counted in ``skipped``).
+        ends is left out, counted in ``skipped``). The small parts of every response are asked for
+        at once; the bodies one by one, so that no more than the byte budget is ever brought over.
         """
         self.page.remove_listener("response", self._received)
         until = time.monotonic() + BODY_WAIT
+        heads = await asyncio.gather(*(_head(response) for response in self.responses), return_exceptions=True)
         results: list[FetchResult] = []
         budget = self.max_bytes
-        for response in self.responses:
+        for response, head in zip(self.responses, heads):
             try:
-                result = await self._result(response, budget, until)
+                if isinstance(head, BaseException):
+                    raise head
+                result = await _result(response, head, budget, until)
             except Exception as exc:  # an unfinished answer, a body evicted: the others are still worth storing
                 log.debug("response %s of %s not captured: %s", response.url, self.page.url, exc)
                 result = None
@@ -92,36 +96,51 @@ class NetworkCapture:
                         self.max_resources, self.max_bytes)
         return results
 
-    async def _result(self, response: Response, budget: int, until: float) -> FetchResult | None:
-        """One response as a FetchResult, or None when its body would pass the byte budget."""
-        headers = [(h["name"], h["value"]) for h in await response.headers_array() if not h["name"].startswith(":")]
-        sent = _header(headers, "content-length")
-        if sent is not None and sent.isdigit() and int(sent) > budget:
-            return None  # not fetched from the browser at all
-        request = response.request
-        if request.redirected_to is not None:
-            body = b""  # Chromium keeps no body of a redirect
-        else:
-            body = await asyncio.wait_for(response.body(), max(until - time.monotonic(), 0.001))
-        if len(body) > budget:
-            return None
-        version = await response.http_version()
-        address = await response.server_addr()
-        timing = request.timing
-        return FetchResult(
-            req_id=0,  # not a request the engine dispatched: the page's own is the RenderResult's
-            request=Request(response.url, method=request.method, body=request.post_data_buffer or b""),
-            url=response.url,
-            status=response.status,
-            status_line=f"{'HTTP/1.0' if version.upper() == 'HTTP/1.0' else 'HTTP/1.1'} {response.status} "
-                        f"{response.status_text}".rstrip(),
-            headers=_as_stored(headers, body),
-            request_headers=[(h["name"], h["value"]) for h in await request.headers_array()
-                             if not h["name"].startswith(":")],
-            body=body,
-            peer=address["ipAddress"].strip("[]") if address else "",
-            elapsed=max(timing["responseEnd"], 0.0) / 1000,
-        )
+
+class _Head(NamedTuple):
+    """What the browser tells of a response besides its body."""
+
+    headers: list[tuple[str, str]]
+    request_headers: list[tuple[str, str]]
+    version: str
+    peer: str
+
+
+async def _head(response: Response) -> _Head:
+    headers, request_headers, version, address = await asyncio.gather(
+        response.headers_array(), response.request.headers_array(), response.http_version(), response.server_addr())
+    return _Head(
+        [(h["name"], h["value"]) for h in headers if not h["name"].startswith(":")],  # HTTP/2's pseudo-headers
+        [(h["name"], h["value"]) for h in request_headers if not h["name"].startswith(":")],
+        version, address["ipAddress"].strip("[]") if address else "",
+    )
+
+
+async def _result(response: Response, head: _Head, budget: int, until: float) -> FetchResult | None:
+    """One response as a FetchResult, or None when its body would pass the byte budget."""
+    sent = _header(head.headers, "content-length")
+    if sent is not None and sent.isdigit() and int(sent) > budget:
+        return None  # not brought over from the browser at all
+    request = response.request
+    if request.redirected_to is not None:
+        body = b""  # Chromium keeps no body of a redirect
+    else:
+        body = await asyncio.wait_for(response.body(), max(until - time.monotonic(), 0.001))
+    if len(body) > budget:
+        return None
+    return FetchResult(
+        req_id=0,  # not a request the engine dispatched: the page's own is the RenderResult's
+        request=Request(response.url, method=request.method, body=request.post_data_buffer or b""),
+        url=response.url,
+        status=response.status,
+        status_line=f"{'HTTP/1.0' if head.version.upper() == 'HTTP/1.0' else 'HTTP/1.1'} {response.status} "
+                    f"{response.status_text}".rstrip(),
+        headers=_as_stored(head.headers, body),
+        request_headers=head.request_headers,
+        body=body,
+        peer=head.peer,
+        elapsed=max(request.timing["responseEnd"], 0.0) / 1000,
+    )
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:
