@@ -118,7 +118,7 @@ def test_each_scroll_loads_one_batch(browser: Chromium, served: tuple[str, list[
 def test_scrolling_stops_when_nothing_new_comes(browser: Chromium, served: tuple[str, list[Any]]) -> None:
     base, seen = served
     before = len(seen)
-    meta, dom = render(browser, f"{base}/scroll", {"scroll": 10, "scroll_wait": 1})
+    meta, dom = render(browser, f"{base}/scroll", {"scroll": 10, "scroll_wait": 2})
     assert meta == {"scrolled": BATCHES}
     # The fourth scroll asked for a batch that came empty, and no fifth was tried.
     assert scroll_batches(seen[before:]) == [f"/batch?n={n}" for n in range(1, BATCHES + 2)]
