@@ -171,7 +171,7 @@ def test_no_action_waits_past_the_deadline(browser: Chromium, served: tuple[str,
     start = time.monotonic()
     meta, dom = render(browser, f"{base}/busy", {"wait_until": "networkidle", "script": "1 + 1"}, seconds=1.5)
     took = time.monotonic() - start
-    assert meta["render_errors"] == ["deadline: the page's time ran out before wait_until, script"]
+    assert meta["render_errors"] == ["deadline: the page's time ran out; not done: wait_until, script"]
     assert "<p>busy</p>" in dom
     assert took < 1.5 + 5  # navigation, the content and a wide margin for a loaded machine; never the 20 s bound
 

@@ -156,7 +156,7 @@ async def run_actions(page: Page, actions: dict[str, Any], deadline: float) -> d
             await step()
         except _PastDeadline:
             skipped = ", ".join(dict.fromkeys(later for later, _ in steps[index:]))
-            errors.append(f"deadline: the page's time ran out before {skipped}")
+            errors.append(f"deadline: the page's time ran out; not done: {skipped}")
             break
         except Exception as exc:  # a page's failure is the page's, reported beside it (see the docstring)
             errors.append(f"{name}: {_reason(exc)}")
