@@ -158,7 +158,9 @@ class LinkSpider(Spider):
 
     Each item: url, status, title, depth, referer, content_type, size (bytes), canonical (the URL
     the page names as its canonical one, or None: ``parse/directives.py``), links (absolute
-    outgoing links, the first ``max_links_per_page`` of them, none over ``max_url_length``).
+    outgoing links, the first ``max_links_per_page`` of them, none over ``max_url_length``), and with
+    ``render_screenshots`` set, screenshot (the name of the file holding the rendered page's PNG, or
+    None: ``render/screenshots.py``).
     Offsite links are listed in ``links`` but not followed; so are those the ``follow`` setting's
     link rules leave out, when it sets some.
     """
