@@ -102,10 +102,15 @@ def fixed(content_type: str, body: bytes, *headers: tuple[str, str]) -> Answer:
 
 
 @contextlib.contextmanager
-def site(routes: dict[str, Answer], ip: str = "127.0.0.1") -> Iterator[tuple[str, list[Exchange]]]:
-    """Serve ``routes`` (by path; 404 elsewhere) on ``ip``; yields the base URL and the exchanges so far."""
+def site(routes: dict[str, Answer], ip: str = "127.0.0.1", held: str = "") -> Iterator[tuple[str, list[Exchange]]]:
+    """Serve ``routes`` (by path; 404 elsewhere) on ``ip``; yields the base URL and the exchanges so far.
+
+    The answer for path ``held`` stops after the body its route gives (send less than its
+    Content-Length for an answer that never ends) until the block ends.
+    """
     seen: list[Exchange] = []
     lock = threading.Lock()
+    done = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -123,6 +128,10 @@ def site(routes: dict[str, Answer], ip: str = "127.0.0.1") -> Iterator[tuple[str
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+            if path == held:
+                self.wfile.flush()
+                done.wait(60)
+                self.close_connection = True
 
         do_GET = do_POST = answer
 
@@ -130,4 +139,7 @@ def site(routes: dict[str, Answer], ip: str = "127.0.0.1") -> Iterator[tuple[str
             pass
 
     with serve_http(Handler, ip) as base:
-        yield base, seen
+        try:
+            yield base, seen
+        finally:
+            done.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from crawlkit.parse.archive import WarcStage
 from crawlkit.parse.parser import ParserConfig
 from crawlkit.parse.retry import RetryPolicy
 from crawlkit.parse.stages import Page, StageSetup
-from crawlkit.render.capture import NetworkCapture
+from crawlkit.render.capture import BODY_WAIT, NetworkCapture
 from crawlkit.settings import load_settings
 from crawlkit.spider import Spider
 from crawlkit.urls import Fingerprinter
@@ -136,6 +137,28 @@ def test_the_caps_count_what_they_leave_out(browser: Chromium) -> None:
         assert len(few) == 2 and few_skipped == len(seen) - 2
         assert sum(len(r.body) for r in small) <= len(APP) + 500 and small_skipped == len(seen) - len(small)
         assert any(r.url.endswith("/app.js") for r in small) and not any(r.url.endswith("/style.css") for r in small)
+
+
+def test_a_response_still_loading_is_left_out_after_a_bounded_wait(browser: Chromium) -> None:
+    routes: dict[str, Answer] = {
+        "/page": fixed("text/html", b"<link rel=icon href='data:,'><script>fetch('/endless')</script>"),
+        "/endless": lambda query, received: (200, [("Content-Type", "text/plain"), ("Content-Length", "100000")],
+                                             b"the first of 100000 bytes"),
+    }
+
+    async def go() -> tuple[list[FetchResult], int, float]:
+        async with browser.page() as page:
+            captured = NetworkCapture(page)
+            async with page.expect_response(f"{base}/endless"):
+                await page.goto(f"{base}/page")
+            start = time.monotonic()
+            resources = await captured.finish()
+            return resources, captured.skipped, time.monotonic() - start
+
+    with site(routes, held="/endless") as (base, seen):
+        resources, skipped, took = browser.run(go())
+    assert [urlsplit(r.url).path for r in resources] == ["/page"] and skipped == 1
+    assert BODY_WAIT <= took < BODY_WAIT + 5  # a wide margin for a loaded machine, far below the 60 s hold
 
 
 def warc_records(directory: Path) -> list[Any]:
