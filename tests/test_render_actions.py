@@ -7,6 +7,7 @@ does. ``check_actions``'s tests need no browser.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import time
 from collections.abc import Iterator
@@ -153,12 +154,15 @@ def test_a_screenshot_is_png_of_the_viewport_or_the_full_page(browser: Chromium,
     assert width == 1280 and height > 3000
 
 
-def test_a_failing_action_is_reported_and_the_others_still_run(browser: Chromium,
-                                                               served: tuple[str, list[Any]]) -> None:
+def test_a_failing_action_is_reported_and_the_others_still_run(browser: Chromium, served: tuple[str, list[Any]],
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     base, _ = served
-    meta, dom = render(browser, f"{base}/buttons", {"click": ["#a", "button[", "#b"],
-                                                    "script": "() => { throw new Error('boom'); }",
-                                                    "screenshot": True})
+    with caplog.at_level(logging.WARNING, logger="crawlkit.render"):
+        meta, dom = render(browser, f"{base}/buttons", {"click": ["#a", "button[", "#b"],
+                                                        "script": "() => { throw new Error('boom'); }",
+                                                        "screenshot": True})
+    logged = "; ".join(meta["render_errors"])
+    assert [r.getMessage() for r in caplog.records] == [f"render actions failed on {base}/buttons: {logged}"]
     assert '<ol id="order"><li>a</li><li>b</li></ol>' in dom  # the page is still there, with what worked
     errors = meta["render_errors"]
     assert [error.partition(":")[0] for error in errors] == ["click", "script"]
