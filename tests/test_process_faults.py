@@ -176,7 +176,9 @@ def test_a_crawl_survives_more_fetcher_deaths_than_it_has_fetch_queues(tmp_path:
     assert proc.returncode == 0, stderr[-3000:]
     assert len(killed) == kills and f"fetcher_died {kills}" in stderr
     got = [re.search(r'"url": "([^"]+)"', line).group(1) for line in out.read_text().splitlines()]
-    assert set(got) == site.expected_urls() and len(got) == len(set(got))
+    # A page missing here is lost or dropped as poison (in flight at max_process_deaths kills): the stderr says which.
+    missing = site.expected_urls() - set(got)
+    assert not missing and len(got) == len(set(got)), (sorted(missing), stderr[-3000:])
     assert max(stats["fetches"].values()) <= 2
     assert max(stats["peak_inflight"].values()) <= 2
     assert not leftover_processes(marker)
