@@ -30,6 +30,8 @@ from crawlkit.messages import Validators
 
 #: A request on its way into the frontier, with its journal row (0: not journaled).
 Entry = tuple[int, Request]
+#: The slot of a request dispatched without a permit (an http_cache hit): no fetcher releases it, no turn is taken.
+NO_GRANT = -1
 
 
 @dataclass(slots=True)
