@@ -4,7 +4,8 @@ A spider author reruns a crawl while writing callbacks; with the cache, the seco
 the server nothing it answered before. The cache sits in the fetch thread, after the request
 hooks and before the exchange (``fetcher._fetch_loop``), so everything after it is unchanged:
 a cached answer is a ``FetchResult`` like a fetched one and goes down the same Pipe to the
-same parser stages (robots.txt answers, each redirect hop, the spider's callbacks, WARC).
+same parser stages (robots.txt answers, each redirect hop, the spider's callbacks; the WARC
+stage alone leaves it out, as it did not come over the wire: ``parse/archive.py``).
 A hit is not an exchange: it neither takes one of the host's permits nor waits for its
 ``delay``. The engine cannot read files on its loop, so at the start it lists the cache once
 (``StoredAnswers``: the names of the files and their times, no contents) and dispatches a

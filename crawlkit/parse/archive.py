@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from crawlkit.extensions.warc import WarcWriter
+from crawlkit.fetch.cache import HITS, REVALIDATED
 from crawlkit.http import Response
 from crawlkit.loader import one_line
 from crawlkit.parse.stages import Page, StageSetup
@@ -32,7 +33,13 @@ class CookieStage:
 
 
 class WarcStage:
-    """Writes every answer to the WARC files (``warc``); a write that fails is counted, and the crawl goes on."""
+    """Writes every answer to the WARC files (``warc``); a write that fails is counted, and the crawl goes on.
+
+    An answer the ``http_cache`` served (a hit, or a stored answer a 304 revalidated) did not come
+    over the wire in this crawl: a record of it would claim a capture at a time nobody fetched it,
+    with the body as the cache keeps it (decoded), not as it was sent. It is not written, but
+    counted (``warc_skipped_http_cache``); the run that fetched it, if it had ``--warc``, holds its record.
+    """
 
     def __init__(self, setup: StageSetup) -> None:
         config = setup.config
@@ -42,6 +49,10 @@ class WarcStage:
 
     def on_response(self, page: Page, response: Response) -> Response | None:
         assert self.writer is not None  # an inactive stage is never called
+        counts = page.result.counts
+        if HITS in counts or REVALIDATED in counts:
+            page.counts["warc_skipped_http_cache"] += 1
+            return response
         try:
             self.writer.write(page.result)
         except Exception as exc:  # a full disk must not stop the crawl; the count shows the gap
