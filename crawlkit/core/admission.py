@@ -9,6 +9,9 @@ does links::
     start requests (batches) ---+--> seen store (one add_many a batch) --> journal --> RobotsGate --> frontier
     journal's pending (resume) -------------------------------------------------------^
 
+In a recrawl, a known page that a sitemap lists again with a ``lastmod`` is not a duplicate
+like the others: the journal decides from its last fetch whether to revisit it (``JobDir.relist``).
+
 It works a batch per pass of the engine's loop, so that a page of 600,000 links or a seeds
 file of a million lines never holds up dispatch to other hosts or the progress display. A page's
 lease is finished only once every candidate received up to its PageDone is queued (see
@@ -227,6 +230,14 @@ class Admission:
             finished, self.finished = finished[:ready], finished[ready:]
         self.backend.frontier.done([lease for _, lease in finished])
 
+    def _relist(self, fresh: dict[int, Request], new: list[int]) -> None:
+        """In a recrawl, the known pages among ``fresh`` that a sitemap lists with a lastmod: the journal
+        makes those changed since their last fetch pending again, and they are queued (``JobDir.relist``)."""
+        kept = set(new)
+        listed = [(fp, page) for fp, page in fresh.items() if fp not in kept and "sitemap_lastmod" in page.meta]
+        if listed:
+            self.gate.admit(self.backend.journal.relist(listed))
+
     def _admit_new(self, batch: Iterable[tuple[int | None, Request]]) -> None:
         fresh: dict[int, Request] = {}
         admitted: list[tuple[int | None, Request]] = []
@@ -244,6 +255,8 @@ class Admission:
             new = self.backend.seen.add_many(list(fresh))
             self.stats.incr("duplicates", len(fresh) - len(new))
             admitted.extend((fp, fresh[fp]) for fp in new)
+            if len(new) < len(fresh) and self.backend.journal.recrawling:
+                self._relist(fresh, new)
             if signals is not None and len(new) < len(fresh):
                 kept = set(new)
                 for fp, request in fresh.items():
