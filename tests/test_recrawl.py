@@ -212,11 +212,13 @@ def test_a_round_leaves_the_pages_a_sitemap_dated_to_it_and_relists_those_change
     journal.begin("")
     assert not journal.recrawling
     urls = ["http://a.test/p1", "http://a.test/p2", "http://a.test/sitemap.xml", "http://a.test/"]
-    requests = [Request(urls[0], meta={"sitemap_lastmod": 0.0}), Request(urls[1], meta={"sitemap_lastmod": 0.0}),
-                sitemap_request(urls[2]), Request(urls[3])]
+    # /p1 came from a sitemap; /p2 was found by a link first, then a sitemap listed it too.
+    requests = [Request(urls[0], meta={"sitemap_lastmod": 0.0}), Request(urls[1]), sitemap_request(urls[2]),
+                Request(urls[3])]
     jobs = [job for job, _ in journal.add(enumerate(requests, 1))]
     for job in jobs:
         journal.done(job, 200, ('"v1"', None))
+    assert journal.relist([(2, Request(urls[1], meta={"sitemap_lastmod": 0.0}))]) == []  # no round: nothing to do
     journal.close()
 
     journal = JobDir(tmp_path, lambda key: counted.update([key]), policy)

@@ -190,14 +190,9 @@ class Journal(Protocol):
         """Make everything so far durable with the output length it corresponds to (flushed first)."""
         ...
 
-    @property
-    def recrawling(self) -> bool:
-        """Whether this crawl is a recrawl (a round has begun): a sitemap's known pages are then ``relist``-ed."""
-        ...
-
     def relist(self, listed: list[tuple[int, Request]]) -> list[Entry]:
-        """Known pages a sitemap lists again with a ``meta["sitemap_lastmod"]`` (fingerprint, request): the
-        frontier entries of those changed since their last fetch, made pending again as revisits."""
+        """Known pages a sitemap lists again with a ``meta["sitemap_lastmod"]`` (fingerprint, request): in a
+        recrawl, the frontier entries of those changed since their last fetch, made pending again as revisits."""
         ...
 
     def fingerprints(self) -> Iterator[list[int]]:

@@ -231,7 +231,7 @@ class Admission:
         self.backend.frontier.done([lease for _, lease in finished])
 
     def _relist(self, fresh: dict[int, Request], new: list[int]) -> None:
-        """In a recrawl, the known pages among ``fresh`` that a sitemap lists with a lastmod: the journal
+        """The known pages among ``fresh`` that a sitemap lists with a lastmod, to the journal: in a recrawl it
         makes those changed since their last fetch pending again, and they are queued (``JobDir.relist``)."""
         kept = set(new)
         listed = [(fp, page) for fp, page in fresh.items() if fp not in kept and "sitemap_lastmod" in page.meta]
@@ -255,7 +255,7 @@ class Admission:
             new = self.backend.seen.add_many(list(fresh))
             self.stats.incr("duplicates", len(fresh) - len(new))
             admitted.extend((fp, fresh[fp]) for fp in new)
-            if len(new) < len(fresh) and self.backend.journal.recrawling:
+            if len(new) < len(fresh) and self.backend.journal.durable:
                 self._relist(fresh, new)
             if signals is not None and len(new) < len(fresh):
                 kept = set(new)

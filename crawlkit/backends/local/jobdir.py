@@ -129,6 +129,7 @@ class JobDir:
         self.policy = recrawl or RecrawlPolicy(False, None, None)
         self.idle = False  # a run of a finished crawl that began no round: it leaves finished_at as it was
         self.recrawling = False  # a round has begun, in this run or the one it resumes: sitemaps relist pages
+        self._by_fp = False  # whether the index by fingerprint that relist reads is known to exist
         self._warned_unresumable = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -159,7 +160,6 @@ class JobDir:
             for column, kind in _ADDED.items():
                 if column not in have:
                     self.db.execute(f"ALTER TABLE requests ADD COLUMN {column} {kind}")
-            self.db.execute(f"CREATE INDEX IF NOT EXISTS requests_listed ON requests(fp) WHERE sitemap = {LISTED}")
             self.db.execute("BEGIN")
         schedule = self.policy.schedule
         if schedule is not None:
@@ -260,17 +260,33 @@ class JobDir:
         return entries
 
     def relist(self, listed: list[tuple[int, Request]]) -> list[Entry]:
-        """The known pages a sitemap lists again whose ``meta["sitemap_lastmod"]`` is after their last fetch
-        (or that were never fetched), pending again as revisits (counted ``sitemap_changed``): a round
-        left them to the sitemap, whatever their refetch interval. Those not changed since are counted
-        ``sitemap_unchanged`` and not fetched; pages pending already, or not left to a sitemap, are let be."""
+        """Known pages a sitemap lists again, each with its ``meta["sitemap_lastmod"]``: the frontier entries
+        of those to revisit now.
+
+        A page is marked as left to its sitemap the first time one lists it with a lastmod (found
+        by a link first, it was not marked when it was added). In a recrawl, a page left to its
+        sitemap and not pending is made pending again as a revisit when its lastmod is after its
+        last fetch (or it was never fetched), counted ``sitemap_changed``, whatever its refetch
+        interval; otherwise it is counted ``sitemap_unchanged`` and not fetched.
+        """
+        if not self._by_fp:  # made once a sitemap relists a page: a crawl without sitemaps never pays for it
+            with self._writing():
+                self.db.execute("CREATE INDEX IF NOT EXISTS requests_fp ON requests(fp)")
+            self._by_fp = True
         entries: list[Entry] = []
         for fp, listing in listed:
-            row = self.db.execute(f"SELECT id, request, status, etag, modified, fetched FROM requests "
-                                  f"WHERE fp = ? AND sitemap = {LISTED} AND state = 1", (_signed(fp),)).fetchone()
+            row = self.db.execute("SELECT id, request, state, status, etag, modified, fetched, sitemap FROM requests "
+                                  "WHERE fp = ?", (_signed(fp),)).fetchone()
             if row is None:
                 continue
-            row_id, blob, status, etag, modified, fetched = row
+            row_id, blob, state, status, etag, modified, fetched, sitemap = row
+            if sitemap is None:
+                with self._writing():
+                    self.db.execute(f"UPDATE requests SET sitemap = {LISTED} WHERE id = ?", (row_id,))
+            elif sitemap != LISTED:
+                continue
+            if not self.recrawling or state != DONE:
+                continue
             lastmod = listing.meta["sitemap_lastmod"]
             if isinstance(fetched, float) and isinstance(lastmod, float) and lastmod <= fetched:
                 self.count("sitemap_unchanged")
@@ -440,7 +456,6 @@ class NullJournal:
 
     durable = False
     resuming = False
-    recrawling = False
 
     def begin(self, output: str) -> None:
         return None
