@@ -230,23 +230,20 @@ class Admission:
             finished, self.finished = finished[:ready], finished[ready:]
         self.backend.frontier.done([lease for _, lease in finished])
 
-    def _relist(self, fresh: dict[int, Request], new: list[int]) -> None:
-        """The known pages among ``fresh`` that a sitemap lists with a lastmod, to the journal: in a recrawl it
-        makes those changed since their last fetch pending again, and they are queued (``JobDir.relist``)."""
-        kept = set(new)
-        listed = [(fp, page) for fp, page in fresh.items() if fp not in kept and "sitemap_lastmod" in page.meta]
-        if listed:
-            self.gate.admit(self.backend.journal.relist(listed))
-
     def _admit_new(self, batch: Iterable[tuple[int | None, Request]]) -> None:
         fresh: dict[int, Request] = {}
         admitted: list[tuple[int | None, Request]] = []
         signals = self.signals
+        journal = self.backend.journal
+        # Known pages a sitemap lists with a lastmod, for the journal to decide on (JobDir.relist).
+        listed: list[tuple[int, Request]] | None = [] if journal.durable else None
         for fp, request in batch:
             if fp is None:
                 admitted.append((None, request))
             elif fp in fresh:
                 self.stats.incr("duplicates")
+                if listed is not None and "sitemap_lastmod" in request.meta:
+                    listed.append((fp, request))
                 if signals is not None:
                     signals.request_dropped(request, "duplicate")
             else:
@@ -255,8 +252,9 @@ class Admission:
             new = self.backend.seen.add_many(list(fresh))
             self.stats.incr("duplicates", len(fresh) - len(new))
             admitted.extend((fp, fresh[fp]) for fp in new)
-            if len(new) < len(fresh) and self.backend.journal.durable:
-                self._relist(fresh, new)
+            if listed is not None and len(new) < len(fresh):
+                known = fresh.keys() - set(new)
+                listed += [(fp, fresh[fp]) for fp in known if "sitemap_lastmod" in fresh[fp].meta]
             if signals is not None and len(new) < len(fresh):
                 kept = set(new)
                 for fp, request in fresh.items():
@@ -265,4 +263,6 @@ class Admission:
         if signals is not None:
             for _, request in admitted:
                 signals.request_scheduled(request)
-        self.gate.admit(self.backend.journal.add(admitted))
+        self.gate.admit(journal.add(admitted))
+        if listed:  # after add: a page of this very batch is known by now
+            self.gate.admit(journal.relist(listed))

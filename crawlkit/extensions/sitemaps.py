@@ -41,6 +41,7 @@ from crawlkit.urls import host_of
 
 SITEMAP_CALLBACK = "__sitemap__"
 SPIDER_SITEMAP_CALLBACK = "_parse_sitemap"  # SitemapSpider's, a callback of the spider (crawlkit.sitemap_spider)
+SITEMAP_CALLBACKS = (SITEMAP_CALLBACK, SPIDER_SITEMAP_CALLBACK)  # a request for a sitemap, of either
 GZIP_MAGIC = b"\x1f\x8b"
 
 

@@ -54,7 +54,7 @@ from typing import Any, TypeGuard
 from crawlkit import safepickle
 from crawlkit.backends.base import Entry
 from crawlkit.errors import ConfigError, WriteFailed
-from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK, SPIDER_SITEMAP_CALLBACK
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACKS
 from crawlkit.http import Request
 from crawlkit.messages import Validators
 from crawlkit.recrawl import CONDITIONAL_HEADERS, GONE, RecrawlPolicy
@@ -90,7 +90,6 @@ _ADDED = {"status": "INTEGER", "etag": "TEXT", "modified": "TEXT", "fetched": "R
 # The sitemap column: a page a sitemap listed with a lastmod, which a round leaves to the sitemap (relist), and
 # a sitemap, which every round revisits, whatever its interval, as its lastmods decide about those pages.
 LISTED, SITEMAP = 1, 2
-SITEMAP_CALLBACKS = (SITEMAP_CALLBACK, SPIDER_SITEMAP_CALLBACK)
 
 # Marking a page done, with what its answer says (?1 status, ?2 ETag, ?3 Last-Modified, ?4 row id): the
 # validators of new content (a 2xx) replace the stored ones; any other answer (a 304, an error) keeps
