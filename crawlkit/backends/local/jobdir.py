@@ -25,13 +25,15 @@ rolled back, so ``output_bytes`` only ever names bytes that were written, and th
 resumes from the last commit once there is room (``WriteFailed``, raised by every writing method).
 
 Every fetched page's row also keeps what a recrawl needs (``crawlkit.recrawl``): the status it
-answered, its ``ETag`` and ``Last-Modified``, and with adaptive refetch when it was fetched and
-its interval, written by the same UPDATE that marks it done. When a run opens a finished crawl
-(nothing pending) and the ``RecrawlPolicy`` begins a round, the known pages that are due (all
-of them without adaptive refetch; never the gone ones) are made pending again, read back with
-``If-None-Match`` / ``If-Modified-Since`` and ``meta["revisit"]`` set, and the round's stats
-start from zero; a round cut short is resumed as any crawl is. Each time a run ends with
-nothing pending, ``finished_at`` is noted, from which ``recrawl_after`` counts.
+answered, its ``ETag`` and ``Last-Modified``, when it was fetched, and with adaptive refetch its
+interval, written by the same UPDATE that marks it done; and whether it is a sitemap or a page a
+sitemap listed with a ``lastmod`` (``sitemap``), which a round leaves to that sitemap (``relist``).
+When a run opens a finished crawl (nothing pending) and the ``RecrawlPolicy`` begins a round, the
+known pages that are due (all of them without adaptive refetch, and every sitemap; never the gone
+ones, nor the pages left to a sitemap) are made pending again, read back with ``If-None-Match``
+/ ``If-Modified-Since`` and ``meta["revisit"]`` set, and the round's stats start from zero; a
+round cut short is resumed as any crawl is. Each time a run ends with nothing pending,
+``finished_at`` is noted, from which ``recrawl_after`` counts.
 
 A request's row id travels beside it, as its frontier entry's job and then its lease (see
 ``crawlkit.backends.base``), never in its ``meta``. A crawl without a job directory journals
