@@ -173,6 +173,16 @@ def test_the_parser_asks_the_kind_whether_to_retry(kind: FetchErrorKind) -> None
         assert done.counts[f"error_{kind.value}"] == 1
 
 
+def test_an_evicted_cache_hit_is_sent_again_at_once_whatever_the_retries() -> None:
+    config = ParserConfig.from_settings(load_settings(cli={"retries": 0}), "crawlkit.tools.bench:LightSpider", {},
+                                        LogConfig())
+    request = Request(URL)
+    result = FetchResult(1, request, URL, error=FetchErrorKind.CACHE_EVICTED.value, message="gone")
+    done: PageDone = pickle.loads(Router(build_spider(config.spider, {"start_urls": [URL]}), config).handle(result))
+    assert done.retry is not None and done.retry.url == URL and done.retry_at == 0.0
+    assert done.counts == {"error_http_cache_evicted": 1}  # no retry counted, none spent
+
+
 def test_a_robots_txt_that_failed_reads_as_its_kind() -> None:
     assert routed(FetchErrorKind.DESTINATION_BLOCKED, ROBOTS_CALLBACK).robots == (ROBOTS_BLOCKED, b"")
     assert routed(FetchErrorKind.BAD_RESPONSE, ROBOTS_CALLBACK).robots == (0, b"")
