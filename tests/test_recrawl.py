@@ -233,6 +233,12 @@ def test_a_round_leaves_the_pages_a_sitemap_dated_to_it_and_relists_those_change
     assert counted == {"sitemap_changed": 1, "sitemap_unchanged": 1}
     assert journal.relist([(1, Request(urls[0], meta={"sitemap_lastmod": now + 60}))]) == []  # pending already
     journal.close()
+    # A round cut short here is resumed with the relisted page still to revisit.
+    journal = JobDir(tmp_path, lambda key: counted.update([key]), RecrawlPolicy(False, None, None))
+    journal.begin("")
+    assert sorted((request.url, request.meta.get("revisit")) for request in pending(journal)) == [
+        (urls[3], True), (urls[0], True), (urls[2], True)]
+    journal.close()
 
 
 def test_the_sitemap_stage_dates_its_page_requests_with_a_jobdir_only() -> None:
