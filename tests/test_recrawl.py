@@ -211,19 +211,19 @@ def test_a_round_leaves_the_pages_a_sitemap_dated_to_it_and_relists_those_change
     journal = JobDir(tmp_path, lambda key: counted.update([key]), policy)
     journal.begin("")
     assert not journal.recrawling
-    urls = ["http://a.test/p1", "http://a.test/p2", "http://a.test/sitemap.xml", "http://a.test/"]
-    # /p1 came from a sitemap; /p2 was found by a link first, then a sitemap listed it too.
+    urls = ["http://a.test/p1", "http://a.test/p2", "http://a.test/sitemap.xml", "http://a.test/", "http://a.test/p3"]
+    # /p1 came from a sitemap; /p2 was found by a link first, then a sitemap listed it too; /p3 failed.
     requests = [Request(urls[0], meta={"sitemap_lastmod": 0.0}), Request(urls[1]), sitemap_request(urls[2]),
-                Request(urls[3])]
+                Request(urls[3]), Request(urls[4], meta={"sitemap_lastmod": 0.0})]
     jobs = [job for job, _ in journal.add(enumerate(requests, 1))]
-    for job in jobs:
-        journal.done(job, 200, ('"v1"', None))
+    for job, status in zip(jobs, (200, 200, 200, 200, 503)):
+        journal.done(job, status, ('"v1"', None))
     assert journal.relist([(2, Request(urls[1], meta={"sitemap_lastmod": 0.0}))]) == []  # no round: nothing to do
     journal.close()
 
     journal = JobDir(tmp_path, lambda key: counted.update([key]), policy)
     journal.begin("")
-    assert journal.recrawling and sorted(request.url for request in pending(journal)) == urls[2:][::-1]
+    assert journal.recrawling and sorted(request.url for request in pending(journal)) == [urls[3], urls[4], urls[2]]
     now = time.time()
     entries = journal.relist([(1, Request(urls[0], meta={"sitemap_lastmod": now + 60})),  # changed since its fetch
                               (2, Request(urls[1], meta={"sitemap_lastmod": now - 60})),  # not
@@ -237,7 +237,7 @@ def test_a_round_leaves_the_pages_a_sitemap_dated_to_it_and_relists_those_change
     journal = JobDir(tmp_path, lambda key: counted.update([key]), RecrawlPolicy(False, None, None))
     journal.begin("")
     assert sorted((request.url, request.meta.get("revisit")) for request in pending(journal)) == [
-        (urls[3], True), (urls[0], True), (urls[2], True)]
+        (urls[3], True), (urls[0], True), (urls[4], True), (urls[2], True)]
     journal.close()
 
 

@@ -92,6 +92,8 @@ _ADDED = {"status": "INTEGER", "etag": "TEXT", "modified": "TEXT", "fetched": "R
 # The sitemap column: a page a sitemap listed with a lastmod, which a round leaves to the sitemap (relist), and
 # a sitemap, which every round revisits, whatever its interval, as its lastmods decide about those pages.
 LISTED, SITEMAP = 1, 2
+# A listed page a round leaves to its sitemap: one whose last answer was good (a failed one is due as any page).
+_LEFT_TO_SITEMAP = f"(sitemap IS {LISTED} AND coalesce(status, 0) BETWEEN 200 AND 399)"
 
 # Marking a page done, with what its answer says (?1 status, ?2 ETag, ?3 Last-Modified, ?4 row id): the
 # validators of new content (a 2xx) replace the stored ones; any other answer (a 304, an error) keeps
@@ -215,9 +217,10 @@ class JobDir:
             self.idle = True
             log.info("jobdir %s: %s", self.path, self.policy.not_started(finished_at))
             return False
-        due = f"state = 1 AND (status IS NULL OR status NOT IN {GONE}) AND sitemap IS NOT {LISTED}"
+        due = f"state = 1 AND (status IS NULL OR status NOT IN {GONE}) AND NOT {_LEFT_TO_SITEMAP}"
         with self._writing():
-            listed = self.db.execute(f"SELECT count(*) FROM requests WHERE sitemap = {LISTED}").fetchone()[0]
+            listed = self.db.execute(f"SELECT count(*) FROM requests WHERE state = 1 AND {_LEFT_TO_SITEMAP}"
+                                     ).fetchone()[0]
             if self.policy.schedule is None:
                 later = 0
                 revisits = self.db.execute(f"UPDATE requests SET state = 0 WHERE {due}").rowcount
