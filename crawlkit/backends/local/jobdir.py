@@ -292,7 +292,8 @@ class JobDir:
             if not self.recrawling or state != DONE:
                 continue
             lastmod = listing.meta["sitemap_lastmod"]
-            if isinstance(fetched, float) and isinstance(lastmod, float) and lastmod <= fetched:
+            answered = isinstance(status, int) and 200 <= status < 400  # else its last fetch failed: fetch it
+            if answered and isinstance(fetched, float) and isinstance(lastmod, float) and lastmod <= fetched:
                 self.count("sitemap_unchanged")
                 continue
             request = self._read(row_id, blob)
