@@ -79,6 +79,8 @@ class FetchErrorKind(Enum):
     MIDDLEWARE = "middleware", False  # a process_request hook raised or returned something else
     DROPPED = "dropped_middleware", False  # not a failure: a process_request hook raised IgnoreRequest
     CONTENT_TYPE = "dropped_content_type", False  # not a failure: a type content_types leaves out, body unread
+    # dispatched as an http_cache hit, without the host's permit, but its file was gone: sent again with one
+    CACHE_EVICTED = "http_cache_evicted", True
 
 
 class CrawlkitError(Exception):

@@ -12,7 +12,9 @@ after the filter, as it does for ``use_sitemaps`` (``crawlkit.extensions.sitemap
 A sitemap is fetched as a request for the callback ``_parse_sitemap``, in the parser process
 like any page: deduplicated, robots-checked and rate-limited as one, and counted as a page (as
 in Scrapy); ``content_types`` never drops it, as it drops no sitemap. Sitemaps are read as
-``use_sitemaps`` reads them: gzip, a text sitemap, ``max_body``.
+``use_sitemaps`` reads them: gzip, a text sitemap, ``max_body``. With a job directory a page's
+request carries its entry's ``lastmod`` (``meta["sitemap_lastmod"]``), which decides in a recrawl
+whether the page is fetched again (``crawlkit.extensions.sitemaps.dated_request``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from typing import Any
 from protego import Protego
 
 from crawlkit.errors import SitemapError
-from crawlkit.extensions.sitemaps import SPIDER_SITEMAP_CALLBACK, changed_since, parse_lastmod, read_entries
+from crawlkit.extensions.sitemaps import (
+    SPIDER_SITEMAP_CALLBACK,
+    changed_since,
+    dated_request,
+    parse_lastmod,
+    read_entries,
+)
 from crawlkit.http import Callback, Request, Response
 from crawlkit.spider import Spider
 
@@ -79,11 +87,14 @@ class SitemapSpider(Spider):
                 if any(pattern.search(url) for pattern in self._follow):
                     yield Request(url, callback=SPIDER_SITEMAP_CALLBACK)
             return
-        for url in self._locations(chosen):
-            for pattern, callback in self._cbs:
-                if pattern.search(url):
-                    yield Request(url, callback=callback)
-                    break
+        dated = bool(self.settings.jobdir)  # pages carry their lastmod, for a recrawl
+        for entry in chosen:
+            for url in self._locations([entry]):
+                for pattern, callback in self._cbs:
+                    if pattern.search(url):
+                        yield (dated_request({**entry, "loc": url}, callback) if dated
+                               else Request(url, callback=callback))
+                        break
 
     def _locations(self, entries: Iterable[dict[str, Any]]) -> Iterator[str]:
         """Each entry's URL, then its alternates when ``sitemap_alternate_links`` asks for them."""

@@ -9,12 +9,13 @@ import os
 import queue
 import threading
 
-from crawlkit.backends.base import Wait
+from crawlkit.backends.base import NO_GRANT, Wait
 from crawlkit.backends.local.backend import LocalBackend
 from crawlkit.backends.local.frontier import LocalFrontier
 from crawlkit.backends.local.jobdir import NullJournal
 from crawlkit.core.dispatch import Dispatch
 from crawlkit.extensions.robots import RobotsGate
+from crawlkit.fetch.cache import StoredAnswers, key
 from crawlkit.fetch.fetcher import JOINED, FetchChannels
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask
@@ -63,7 +64,8 @@ class FakeLimiter:
 
 def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int = 2, max_pages: int = 0,
          max_process_deaths: int = 3, hosts: dict[str, dict[str, int]] | None = None,
-         dropped: list[int] | None = None) -> tuple[Dispatch, LocalFrontier, FakeLimiter, FetchChannels]:
+         dropped: list[int] | None = None, cached: StoredAnswers | None = None,
+         ) -> tuple[Dispatch, LocalFrontier, FakeLimiter, FetchChannels]:
     tickets = 2 * concurrency
     channels = FetchChannels(
         queues=[queue.SimpleQueue() for _ in range(queues)], ready=[threading.Semaphore(0) for _ in range(queues)],
@@ -78,7 +80,8 @@ def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int =
     dispatch = Dispatch(channels, frontier, limiter, gate, None, stats, threads=threads, parsers=parsers,
                         concurrency=concurrency, max_inflight=tickets, max_pages=max_pages,
                         max_process_deaths=max_process_deaths, sites=SiteRules(hosts or {}),
-                        crawl_count=backend.crawl_count, drop=(dropped if dropped is not None else []).append)
+                        crawl_count=backend.crawl_count, drop=(dropped if dropped is not None else []).append,
+                        cached=cached)
     return dispatch, frontier, limiter, channels
 
 
@@ -246,3 +249,26 @@ def test_a_host_with_its_own_max_pages_gets_that_many_and_its_other_pages_are_dr
     assert dropped == [4, 5] and not sent(channels, 0)  # dropped unsent, by their journal rows
     assert dispatch.stats.counts["pages_site:a.test"] == 3 and dispatch.stats.counts["dropped_site_max_pages"] == 2
     assert "pages_site:b.test" not in dispatch.stats.counts and len(frontier) == 0
+
+
+def test_a_cache_hit_goes_out_without_a_permit_and_once_only() -> None:
+    # One grant a host: the two stored pages go out beside the one that is not, then the host is full.
+    entries = urls(4)
+    stored = StoredAnswers({key(entries[1][1]), key(entries[2][1])})
+    dispatch, frontier, limiter, channels = make(queues=1, threads=8, cached=stored)
+    limiter.per_host = 1
+    dispatch.queue_claimed(0)
+    frontier.push(entries)
+    dispatch.schedule(0.0)
+    tasks = {t.request.url: t for t in sent(channels, 0)}
+    assert set(tasks) == {"http://a.test/0", "http://a.test/1", "http://a.test/2"}
+    assert tasks["http://a.test/1"].slot == tasks["http://a.test/2"].slot == NO_GRANT
+    assert tasks["http://a.test/1"].delay == 0.0 and tasks["http://a.test/0"].slot != NO_GRANT
+    assert limiter.held == {"a.test": 1} and not stored.names  # each listed answer is taken once
+    # A hit's end gives nothing back to the limiter; its own request, again, takes a permit.
+    notify(dispatch, tasks["http://a.test/1"].req_id)
+    assert dispatch.done(tasks["http://a.test/1"].req_id) is not None and not limiter.completions
+    dispatch.done(tasks["http://a.test/0"].req_id)
+    frontier.push([(0, Request("http://a.test/1"))])
+    dispatch.schedule(0.0)
+    assert {t.request.url: t.slot != NO_GRANT for t in sent(channels, 0)} == {"http://a.test/3": True}

@@ -106,7 +106,8 @@ def test_each_transport_exception_is_classified_once_into_its_kind(exc: BaseExce
 
 def test_every_kind_is_made_somewhere_and_tested_here() -> None:
     beyond_classify = {FetchErrorKind.DOWNLOAD_TIMEOUT, FetchErrorKind.BODY_TOO_LARGE, FetchErrorKind.MIDDLEWARE,
-                       FetchErrorKind.DROPPED, FetchErrorKind.CONTENT_TYPE}  # tested below, and in test_urlnorm.py
+                       FetchErrorKind.DROPPED, FetchErrorKind.CONTENT_TYPE,
+                       FetchErrorKind.CACHE_EVICTED}  # tested below, and in test_urlnorm.py
     assert {kind for _, kind in CLASSIFIED} | beyond_classify == set(FetchErrorKind)
 
 
@@ -143,7 +144,7 @@ def test_retryability_is_a_property_of_the_kind() -> None:
     # Another attempt may change these; the others would fail the same way again.
     assert retryable == {
         "connect_timeout", "read_timeout", "download_timeout", "connection_refused", "unresolvable_host",
-        "connection_reset", "connection_error", "fetch_error",
+        "connection_reset", "connection_error", "fetch_error", "http_cache_evicted",
     }
     assert FetchErrorKind("bad_response") is FetchErrorKind.BAD_RESPONSE
     assert FetchErrorKind.DROPPED.value == "dropped_middleware"  # counted as that, not as an error_ key
@@ -170,6 +171,16 @@ def test_the_parser_asks_the_kind_whether_to_retry(kind: FetchErrorKind) -> None
         assert done.counts == {kind.value: 1}
     else:
         assert done.counts[f"error_{kind.value}"] == 1
+
+
+def test_an_evicted_cache_hit_is_sent_again_at_once_whatever_the_retries() -> None:
+    config = ParserConfig.from_settings(load_settings(cli={"retries": 0}), "crawlkit.tools.bench:LightSpider", {},
+                                        LogConfig())
+    request = Request(URL)
+    result = FetchResult(1, request, URL, error=FetchErrorKind.CACHE_EVICTED.value, message="gone")
+    done: PageDone = pickle.loads(Router(build_spider(config.spider, {"start_urls": [URL]}), config).handle(result))
+    assert done.retry is not None and done.retry.url == URL and done.retry_at == 0.0
+    assert done.counts == {"error_http_cache_evicted": 1}  # no retry counted, none spent
 
 
 def test_a_robots_txt_that_failed_reads_as_its_kind() -> None:

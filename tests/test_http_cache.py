@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -236,3 +237,28 @@ def test_settings_and_scrapy_names(tmp_path: Path) -> None:
     made = HttpCache.from_settings(load_settings(cli={"http_cache": "dev", "http_cache_ttl": 5}))
     assert made == HttpCache(str(Path("dev").resolve()), 5.0, frozenset(), False)
     assert HttpCache.from_settings(load_settings()) is None
+
+
+def test_the_engine_lists_the_answers_stored_and_not_about_to_expire(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, ttl=3600)
+    old, new = Request(URL), Request(URL + "?new")
+    for request in (old, new):
+        assert cache.store(request, answer(request))
+    stored_at = cache.path(old).stat().st_mtime
+    # An hour after the first was stored: the first is within EXPIRY_MARGIN of its ttl; the second, younger, is not.
+    os.utime(cache.path(new), (stored_at + 600, stored_at + 600))
+    listed = cache.stored_answers(stored_at + 3600 - cache_module.EXPIRY_MARGIN)
+    assert listed is not None and listed.names == {cache_module.key(new)}
+    assert listed.take(new) and not listed.take(new) and not listed.take(old)
+    forever = make_cache(tmp_path)
+    assert forever.stored_answers(stored_at + 10**9).names == {cache_module.key(old), cache_module.key(new)}
+    assert make_cache(tmp_path, rfc9111=True).stored_answers(stored_at) is None  # freshness is in the headers
+
+
+def test_a_hit_is_read_from_its_file_alone(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+    request = Request(URL)
+    assert cache.hit(request) is None
+    cache.store(request, answer(request))
+    hit = cache.hit(request)
+    assert hit is not None and hit.body == b"<title>one</title>" and hit.counts == {cache_module.HITS: 1}

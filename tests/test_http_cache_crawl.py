@@ -44,6 +44,23 @@ def test_a_second_run_with_the_cache_asks_the_server_nothing(crawlkit, tmp_path:
     assert (stats["status_301"], stats["status_302"], stats["error_redirect_loop"]) == (2, 2, 1)  # each hop cached
 
 
+def test_a_hit_waits_for_no_delay(crawlkit, tmp_path: Path) -> None:
+    # The first run fills the cache at full speed; the second asks for a second between requests to the host.
+    with Site(SiteSpec(hosts=1, pages=12, page_size=2_000)) as site:
+        first = crawlkit("crawl", "--http-cache", "cache", "--delay", "0", seeds=site.seeds())
+        assert first.returncode == 0, first.stderr
+        asked = site.stats()["total"]
+        site.reset_stats()
+        second = crawlkit("crawl", "--http-cache", "cache", "--delay", "1", "--stats", "stats.json",
+                          "-O", "two.jsonl", output=None, seeds=site.seeds())
+        assert second.returncode == 0, second.stderr
+        assert site.stats()["total"] == 0
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["http_cache_hits"] == asked >= 20
+    # Spaced by the delay, the answers would take asked - 1 seconds; as hits they take none of it.
+    assert stats["elapsed_s"] < (asked - 1) / 4
+
+
 def test_expired_and_ignored_answers_are_asked_for_again(crawlkit, tmp_path: Path) -> None:
     with Site(SiteSpec(hosts=1, pages=12, page_size=2_000)) as site:
         base = site.urls[0]

@@ -13,9 +13,11 @@ import json
 import pickle
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from warcio.archiveiterator import ArchiveIterator
 from crawlkit import safepickle
 from crawlkit.backends.local.jobdir import JobDir
 from crawlkit.errors import ConfigError
+from crawlkit.extensions.sitemaps import sitemap_request
 from crawlkit.http import Request, Response
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
@@ -35,6 +38,7 @@ from crawlkit.parse.parser import ParserConfig, Router, build_spider
 from crawlkit.parse.recrawl import RecrawlStage
 from crawlkit.parse.redirect import redirect_request
 from crawlkit.parse.retry import RetryPolicy
+from crawlkit.parse.sitemaps import SitemapStage
 from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.recrawl import RecrawlPolicy, Schedule, duration
 from crawlkit.settings import load_settings
@@ -199,6 +203,58 @@ def test_a_revisit_that_redirects_sends_its_target_without_its_validators() -> N
     # A spider's own conditional request, no revisit, is left as it is.
     own = redirect_request(Request(URL, headers={"If-None-Match": '"x"'}), "http://a.test/moved")
     assert own.headers["If-None-Match"] == '"x"'
+
+
+def test_a_round_leaves_the_pages_a_sitemap_dated_to_it_and_relists_those_changed(tmp_path: Path) -> None:
+    counted: Counter[str] = Counter()
+    policy = RecrawlPolicy(True, None, None)
+    journal = JobDir(tmp_path, lambda key: counted.update([key]), policy)
+    journal.begin("")
+    assert not journal.recrawling
+    urls = ["http://a.test/p1", "http://a.test/p2", "http://a.test/sitemap.xml", "http://a.test/", "http://a.test/p3"]
+    # /p1 came from a sitemap; /p2 was found by a link first, then a sitemap listed it too; /p3 failed.
+    requests = [Request(urls[0], meta={"sitemap_lastmod": 0.0}), Request(urls[1]), sitemap_request(urls[2]),
+                Request(urls[3]), Request(urls[4], meta={"sitemap_lastmod": 0.0})]
+    jobs = [job for job, _ in journal.add(enumerate(requests, 1))]
+    for job, status in zip(jobs, (200, 200, 200, 200, 503)):
+        journal.done(job, status, ('"v1"', None))
+    assert journal.relist([(2, Request(urls[1], meta={"sitemap_lastmod": 0.0}))]) == []  # no round: nothing to do
+    journal.close()
+
+    journal = JobDir(tmp_path, lambda key: counted.update([key]), policy)
+    journal.begin("")
+    assert journal.recrawling and sorted(request.url for request in pending(journal)) == [urls[3], urls[4], urls[2]]
+    now = time.time()
+    entries = journal.relist([(1, Request(urls[0], meta={"sitemap_lastmod": now + 60})),  # changed since its fetch
+                              (2, Request(urls[1], meta={"sitemap_lastmod": now - 60})),  # not
+                              (9, Request("http://a.test/new", meta={"sitemap_lastmod": now}))])  # not known: new
+    assert [(job, request.url, request.meta, request.headers.get("If-None-Match")) for job, request in entries] == [
+        (jobs[0], urls[0], {"sitemap_lastmod": now + 60, "revisit": True}, '"v1"')]
+    assert counted == {"sitemap_changed": 1, "sitemap_unchanged": 1}
+    assert journal.relist([(1, Request(urls[0], meta={"sitemap_lastmod": now + 60}))]) == []  # pending already
+    journal.close()
+    # A round cut short here is resumed with the relisted page still to revisit.
+    journal = JobDir(tmp_path, lambda key: counted.update([key]), RecrawlPolicy(False, None, None))
+    journal.begin("")
+    assert sorted((request.url, request.meta.get("revisit")) for request in pending(journal)) == [
+        (urls[3], True), (urls[0], True), (urls[4], True), (urls[2], True)]
+    journal.close()
+
+
+def test_the_sitemap_stage_dates_its_page_requests_with_a_jobdir_only() -> None:
+    body = (b"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url><loc>http://a.test/p1</loc>"
+            b"<lastmod>2026-11-02T10:00:00Z</lastmod></url><url><loc>http://a.test/p2</loc></url></urlset>")
+    request = sitemap_request("http://a.test/sitemap.xml")
+    made = []
+    for values in ({"jobdir": "j"}, {}):
+        config = ParserConfig.from_settings(load_settings(cli=values), None, {}, LogConfig())
+        stage = SitemapStage(StageSetup(config, Spider(start_urls=[URL]), Fingerprinter(), RetryPolicy(0, 1.0, 1.0)))
+        page = Page(FetchResult(1, request, request.url, status=200), PageDone(req_id=1, host="a.test"), Counter())
+        assert stage.on_response(page, Response(request.url, 200, {}, body, request)) is None
+        made.append([(candidate.url, candidate.meta) for candidate in page.candidates])
+    stamp = datetime(2026, 11, 2, 10, tzinfo=timezone.utc).timestamp()
+    assert made == [[("http://a.test/p1", {"sitemap_lastmod": stamp}), ("http://a.test/p2", {})],
+                    [("http://a.test/p1", {}), ("http://a.test/p2", {})]]
 
 
 # ---------------------------------------------------------------- the recrawl stage
@@ -442,3 +498,78 @@ def test_a_round_cut_short_is_resumed_before_any_new_round(crawlkit, tmp_path: P
     assert [(path, inm, ims) for path, inm, ims, _ in part if inm or ims] == [
         ("/", '"/-1"', None), ("/a", '"/a-1"', None), ("/b", '"b-1"', None), ("/c", None, OLD_DATE)]
     assert len(first) == 6
+
+
+class SitemapSite:
+    """``/sitemap.xml`` lists ``/p1``... with the ``lastmod`` of ``self.lastmod``; a page's ETag changes with it."""
+
+    def __init__(self, lastmod: dict[str, str]) -> None:
+        self.lastmod = lastmod
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, str | None, int]] = []  # path, If-None-Match, status
+
+    def requests(self) -> list[tuple[str, str | None, int]]:
+        with self.lock:
+            seen, self.seen = self.seen, []
+        return sorted(seen)
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                base = f"http://{self.headers['Host']}"
+                inm = self.headers.get("If-None-Match")
+                status, etag = 200, f'"{self.path} {site.lastmod.get(self.path)}"'
+                if self.path == "/sitemap.xml":
+                    etag, body = "", "<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>" + "".join(
+                        f"<url><loc>{base}{path}</loc><lastmod>{changed}</lastmod></url>"
+                        for path, changed in site.lastmod.items()) + "</urlset>"
+                elif self.path in site.lastmod or self.path == "/":
+                    body = f"<title>{self.path}</title>"
+                    status = 304 if inm == etag else 200
+                else:
+                    status, etag, body = 404, "", "not here"
+                with site.lock:
+                    site.seen.append((self.path, inm, status))
+                data = b"" if status == 304 else body.encode()
+                self.send_response(status)
+                if etag:
+                    self.send_header("ETag", etag)
+                self.send_header("Content-Type", "application/xml" if self.path == "/sitemap.xml" else "text/html")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        with serve_http(Handler, "127.0.0.42") as base:
+            yield base
+
+
+def test_a_recrawl_fetches_only_the_pages_the_sitemap_says_changed_since_their_last_fetch(
+        crawlkit, tmp_path: Path) -> None:
+    old = "2026-01-01"
+    site = SitemapSite({"/p1": old, "/p2": old, "/p3": "2026-02-01T10:00:00+01:00", "/p4": old})
+    job, stats = tmp_path / "job", tmp_path / "stats.json"
+    # A 30-day refetch interval: after a day, no page is due by its interval; the sitemap always is.
+    common = ["crawl", "--jobdir", str(job), "--no-robots", "--recrawl", "-s", "use_sitemaps=true",
+              "-s", "refetch_interval=30d", "--stats", str(stats)]
+    with site.serve() as base:
+        first = crawlkit(*common, seeds=[base + "/"])
+        assert first.returncode == 0, first.stderr
+        assert [path for path, *_ in site.requests()] == ["/", "/p1", "/p2", "/p3", "/p4", "/sitemap.xml"]
+
+        _age(job, DAY)
+        # Since then /p2 and /p3 changed (by the sitemap), /p5 is new; /p1 and /p4 did not change.
+        an_hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - HOUR))
+        site.lastmod.update({"/p2": an_hour_ago, "/p3": an_hour_ago, "/p5": old})
+        again = crawlkit(*common, seeds=[base + "/"])
+        assert again.returncode == 0, again.stderr
+        assert "4 left to their sitemaps' lastmod" in again.stderr
+        assert site.requests() == [("/p2", f'"/p2 {old}"', 200), ("/p3", '"/p3 2026-02-01T10:00:00+01:00"', 200),
+                                   ("/p5", None, 200), ("/sitemap.xml", None, 200)]
+    counts = json.loads(stats.read_text())["counts"]
+    assert (counts["sitemap_changed"], counts["sitemap_unchanged"]) == (2, 2)

@@ -141,6 +141,21 @@ def test_sitemap_filter_sees_lastmod_and_sitemap_since_applies_after_it() -> Non
     assert [entry.get("lastmod") for entry in spider.seen] == ["2026-01-01", "2026-06-01", None, "2026-07-01"]
 
 
+def test_with_a_jobdir_the_sitemap_spiders_page_requests_carry_their_lastmod() -> None:
+    body = urlset([("http://a.test/product/1", "2026-03-04T10:30:00+02:00"), ("http://a.test/product/2", None)],
+                  {"http://a.test/product/1": "http://a.test/de/product/1"})
+    response = Response("http://a.test/maps/shop.xml", body=body, headers=XML,
+                        request=Request("http://a.test/maps/shop.xml", callback="_parse_sitemap"))
+    stamp = datetime(2026, 3, 4, 8, 30, tzinfo=timezone.utc).timestamp()
+    spider = shop(jobdir="job")
+    spider.sitemap_alternate_links = True
+    assert [(r.url, r.callback, r.meta) for r in spider._parse_sitemap(response)] == [
+        ("http://a.test/product/1", "parse_product", {"sitemap_lastmod": stamp}),
+        ("http://a.test/de/product/1", "parse_product", {"sitemap_lastmod": stamp}),
+        ("http://a.test/product/2", "parse_product", {})]
+    assert all(not r.meta for r in shop()._parse_sitemap(response))  # without one, nothing to compare it with
+
+
 SPIDER = '''
 from crawlkit import SitemapSpider
 

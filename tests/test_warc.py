@@ -17,6 +17,7 @@ import sys
 import urllib.error
 import urllib.request
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,19 @@ from crawlkit import __version__
 from crawlkit.errors import FetchErrorKind
 from crawlkit.extensions.warc import WarcWriter, warcinfo_settings
 from crawlkit.extensions.warc_digests import DigestIndex, seed
+from crawlkit.fetch.cache import HITS, REVALIDATED
 from crawlkit.fetch.fetcher import _decoder, _read_encoded_body
-from crawlkit.http import Request
-from crawlkit.messages import FetchResult
+from crawlkit.http import Request, Response
+from crawlkit.log import LogConfig
+from crawlkit.messages import FetchResult, PageDone
+from crawlkit.parse.archive import WarcStage
+from crawlkit.parse.parser import ParserConfig
+from crawlkit.parse.retry import RetryPolicy
+from crawlkit.parse.stages import Page, StageSetup
+from crawlkit.settings import load_settings
+from crawlkit.spider import Spider
 from crawlkit.tools.site import Site, SiteRequest, SiteSpec
+from crawlkit.urls import Fingerprinter
 
 WARCIO = str(Path(sys.executable).with_name("warcio"))
 PAGE = b"<html><head><title>kept</title></head><body>" + b"squeeze " * 3000 + b"</body></html>"
@@ -542,3 +552,43 @@ def test_with_warc_on_a_gzip_bomb_is_cut_at_max_body_and_left_out_of_the_archive
     stored = by_uri(warc_dir)
     assert site.urls[0] + "/bomb" not in stored and stored[site.urls[0] + "/gz"][1] == PACKED
     assert len(run.items()) >= 1  # /gz was parsed from the body decoded in the fetcher
+
+
+def test_answers_from_the_http_cache_are_not_recorded(crawlkit, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    with Site(SiteSpec(hosts=1, pages=8, extras=False)) as site:
+        serve(site)
+        seeds = site.seeds() + [site.urls[0] + "/gz"]
+        run = crawlkit("crawl", "--http-cache", "cache", "--warc", str(first), seeds=seeds)
+        assert run.returncode == 0, run.stderr
+        asked = site.stats()["total"]
+        site.reset_stats()
+        new = site.urls[0] + "/chunked"  # not in the cache: the one exchange of the second run
+        run = crawlkit("crawl", "--http-cache", "cache", "--warc", str(second), "--stats", "stats.json",
+                       seeds=[*seeds, new])
+        assert run.returncode == 0, run.stderr
+        assert site.stats()["total"] == 1
+    warcio_check(first)  # the run that fetched them recorded them, as sent
+    assert len(by_uri(first)) == asked
+    assert by_uri(first)[site.urls[0] + "/gz"][0].http_headers.get_header("Content-Encoding") == "gzip"
+    counts = json.loads((tmp_path / "stats.json").read_text())["counts"]
+    assert counts["warc_skipped_http_cache"] == counts["http_cache_hits"] == asked
+    warcio_check(second)
+    assert list(by_uri(second)) == [new]  # what came over the wire in this run, and nothing else
+
+
+def test_the_warc_stage_leaves_cached_answers_out(tmp_path: Path) -> None:
+    config = ParserConfig.from_settings(load_settings(cli={"warc": str(tmp_path)}), None, {}, LogConfig())
+    url = "http://a.test/page"
+    stage = WarcStage(StageSetup(config, Spider(start_urls=[url]), Fingerprinter(), RetryPolicy(0, 1.0, 1.0)))
+    pages = []
+    for counted in ({HITS: 1}, {REVALIDATED: 1}, {}):
+        result = result_of(url, 200, [("Content-Length", "4")], b"page")
+        result.counts = dict(counted)
+        page = Page(result, PageDone(req_id=1, host="a.test"), Counter())
+        response = Response(url, 200, {}, b"page", result.request)
+        assert stage.on_response(page, response) is response  # passed on, recorded or not
+        pages.append(page.counts)
+    stage.close()
+    assert pages == [{"warc_skipped_http_cache": 1}, {"warc_skipped_http_cache": 1}, {}]
+    assert [record.rec_type for record in written(tmp_path)] == ["warcinfo", "response", "request"]

@@ -30,6 +30,8 @@ from crawlkit.messages import Validators
 
 #: A request on its way into the frontier, with its journal row (0: not journaled).
 Entry = tuple[int, Request]
+#: The slot of a request dispatched without a permit (an http_cache hit): no fetcher releases it, no turn is taken.
+NO_GRANT = -1
 
 
 @dataclass(slots=True)
@@ -186,6 +188,11 @@ class Journal(Protocol):
 
     def commit(self, output_bytes: int, stats: dict[str, int]) -> None:
         """Make everything so far durable with the output length it corresponds to (flushed first)."""
+        ...
+
+    def relist(self, listed: list[tuple[int, Request]]) -> list[Entry]:
+        """Known pages a sitemap lists again with a ``meta["sitemap_lastmod"]`` (fingerprint, request): in a
+        recrawl, the frontier entries of those changed since their last fetch, made pending again as revisits."""
         ...
 
     def fingerprints(self) -> Iterator[list[int]]:

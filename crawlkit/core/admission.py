@@ -9,6 +9,9 @@ does links::
     start requests (batches) ---+--> seen store (one add_many a batch) --> journal --> RobotsGate --> frontier
     journal's pending (resume) -------------------------------------------------------^
 
+In a recrawl, a known page that a sitemap lists again with a ``lastmod`` is not a duplicate
+like the others: the journal decides from its last fetch whether to revisit it (``JobDir.relist``).
+
 It works a batch per pass of the engine's loop, so that a page of 600,000 links or a seeds
 file of a million lines never holds up dispatch to other hosts or the progress display. A page's
 lease is finished only once every candidate received up to its PageDone is queued (see
@@ -231,11 +234,16 @@ class Admission:
         fresh: dict[int, Request] = {}
         admitted: list[tuple[int | None, Request]] = []
         signals = self.signals
+        journal = self.backend.journal
+        # Known pages a sitemap lists with a lastmod, for the journal to decide on (JobDir.relist).
+        listed: list[tuple[int, Request]] | None = [] if journal.durable else None
         for fp, request in batch:
             if fp is None:
                 admitted.append((None, request))
             elif fp in fresh:
                 self.stats.incr("duplicates")
+                if listed is not None and "sitemap_lastmod" in request.meta:
+                    listed.append((fp, request))
                 if signals is not None:
                     signals.request_dropped(request, "duplicate")
             else:
@@ -244,6 +252,9 @@ class Admission:
             new = self.backend.seen.add_many(list(fresh))
             self.stats.incr("duplicates", len(fresh) - len(new))
             admitted.extend((fp, fresh[fp]) for fp in new)
+            if listed is not None and len(new) < len(fresh):
+                known = fresh.keys() - set(new)
+                listed += [(fp, fresh[fp]) for fp in known if "sitemap_lastmod" in fresh[fp].meta]
             if signals is not None and len(new) < len(fresh):
                 kept = set(new)
                 for fp, request in fresh.items():
@@ -252,4 +263,6 @@ class Admission:
         if signals is not None:
             for _, request in admitted:
                 signals.request_scheduled(request)
-        self.gate.admit(self.backend.journal.add(admitted))
+        self.gate.admit(journal.add(admitted))
+        if listed:  # after add: a page of this very batch is known by now
+            self.gate.admit(journal.relist(listed))

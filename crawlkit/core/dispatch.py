@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crawlkit.backends.base import Frontier, Limiter, Wait
+from crawlkit.backends.base import NO_GRANT, Frontier, Limiter, Wait
 from crawlkit.extensions.cookies import CookieJar
 from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate
 from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
+from crawlkit.fetch.cache import StoredAnswers
 from crawlkit.fetch.fetcher import JOINED, FetchChannels
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask
@@ -67,13 +68,16 @@ class Dispatch:
     ``threads`` is each fetcher's thread count (a queue with that many tasks out is full),
     ``max_inflight`` the number of tickets (the length of ``channels.released``). ``sites`` are
     the per-site rules (their ``max_pages``), counted by ``crawl_count(counter)`` (the backend's:
-    all nodes of a shared crawl); ``drop(lease)`` finishes a request dropped unsent.
+    all nodes of a shared crawl); ``drop(lease)`` finishes a request dropped unsent. ``cached``
+    (``http_cache``) lists the requests whose answers are stored: those go out as hits, without
+    a permit or the host's delay (``NO_GRANT``), as the server never sees them.
     """
 
     def __init__(self, channels: FetchChannels, frontier: Frontier, limiter: Limiter, gate: RobotsGate,
                  cookies: CookieJar | None, stats: Stats, *, threads: int, parsers: int, concurrency: int,
                  max_inflight: int, max_pages: int, max_process_deaths: int, sites: SiteRules,
-                 crawl_count: Callable[[str], int], drop: Callable[[int], None]) -> None:
+                 crawl_count: Callable[[str], int], drop: Callable[[int], None],
+                 cached: StoredAnswers | None = None) -> None:
         self.channels = channels
         self.frontier = frontier
         self.limiter = limiter
@@ -97,6 +101,7 @@ class Dispatch:
         self.sites = sites if any("max_pages" in rule for rule in sites.setting.values()) else None
         self.crawl_count = crawl_count
         self.drop = drop
+        self.cached = cached  # http_cache: the requests to send as hits, without a permit
         self.site_caps: dict[str, tuple[int, str]] = {}  # host -> (its max_pages or 0, its stats counter)
         self.site_inflight: dict[str, int] = {}  # host with a max_pages -> its pages in flight
 
@@ -106,7 +111,7 @@ class Dispatch:
 
     def schedule(self, now: float) -> None:
         """Dispatch requests while there is room in flight and a host that may start now."""
-        limiter, frontier, channels, queue_load = self.limiter, self.frontier, self.channels, self.queue_load
+        limiter, frontier, queue_load = self.limiter, self.frontier, self.queue_load
         while (self.fetching < self.concurrency and len(self.inflight) < self.max_inflight and queue_load
                and not self.budget_spent()):
             queue = min(queue_load, key=queue_load.__getitem__)
@@ -129,39 +134,56 @@ class Dispatch:
                     self._drop_over_site_budget(*taken)
                     continue
                 frontier.reclaim(*taken)  # robots.txt, a sitemap: sent as usual
+            taken = None
+            if self.cached is not None and not spent:
+                taken = frontier.take(host)
+                if taken is None:
+                    continue
+                if self.cached.take(taken[1]):  # a hit: no permit, no delay, not even the fetcher's turn
+                    if self.gate.may_start(host, *taken, now):
+                        self._send(host, *taken, NO_GRANT, queue)
+                    continue
             grant = limiter.try_acquire(host, now)
             if isinstance(grant, Wait):
+                if taken is not None:
+                    frontier.reclaim(*taken)
                 frontier.park(host, grant.until)
                 continue
-            taken = frontier.take(host)
+            if taken is None:
+                taken = frontier.take(host)
             if taken is None or not self.gate.may_start(host, *taken, now):
                 limiter.release(host, grant)
                 for woken in limiter.completed(host):
                     frontier.unpark(woken)
                 continue
             lease, request = taken
-            page = _is_page(request)
-            if spent and page:
+            if spent and _is_page(request):
                 limiter.release(host, grant)
                 limiter.completed(host)
                 self._drop_over_site_budget(lease, request)
                 continue
-            parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
-            ticket = self.tickets.pop()
-            channels.released[ticket] = 0
-            channels.deadlines[ticket] = 0.0
-            self.next_id += 1
-            self.inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser)
-            self.fetching += 1
-            queue_load[queue] += 1
-            self.parser_load[parser] += 1
-            self.inflight_pages += page
-            if page and self.sites is not None and self.site_caps[host][0]:
-                self.site_inflight[host] = self.site_inflight.get(host, 0) + 1
-            cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
-            task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
-            channels.send(queue, task)
-            self.sent[queue] += 1
+            self._send(host, lease, request, grant, queue)
+
+    def _send(self, host: str, lease: int, request: Request, grant: int, queue: int) -> None:
+        """Put ``request`` in flight on fetch queue ``queue`` with the limiter's ``grant`` (``NO_GRANT``: none)."""
+        channels = self.channels
+        page = _is_page(request)
+        parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
+        ticket = self.tickets.pop()
+        channels.released[ticket] = 0
+        channels.deadlines[ticket] = 0.0
+        self.next_id += 1
+        self.inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser)
+        self.fetching += 1
+        self.queue_load[queue] += 1
+        self.parser_load[parser] += 1
+        self.inflight_pages += page
+        if page and self.sites is not None and self.site_caps[host][0]:
+            self.site_inflight[host] = self.site_inflight.get(host, 0) + 1
+        cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
+        delay = 0.0 if grant == NO_GRANT else self.limiter.delay_of(host)
+        channels.send(queue, FetchTask(self.next_id, grant, ticket, parser, delay, request, cookie))
+        self.sent[queue] += 1
 
     def _site_spent(self, host: str) -> bool:
         """Whether ``host`` has its own max_pages and its pages done and in flight reach it."""
@@ -244,8 +266,9 @@ class Dispatch:
             return
         entry.fetching = False
         self.fetching -= 1
-        for woken in self.limiter.completed(entry.host):  # hosts at its address, with per_ip
-            self.frontier.unpark(woken)
+        if entry.slot != NO_GRANT:
+            for woken in self.limiter.completed(entry.host):  # hosts at its address, with per_ip
+                self.frontier.unpark(woken)
         self.frontier.unpark(entry.host)
         if entry.queue in self.queue_load:
             self.queue_load[entry.queue] -= 1
@@ -275,7 +298,7 @@ class Dispatch:
         dropped: list[InFlight] = []
         for req_id in ids:
             entry = self.inflight.pop(req_id)
-            if not released[entry.ticket]:
+            if not released[entry.ticket] and entry.slot != NO_GRANT:
                 self.limiter.release(entry.host, entry.slot)
                 self.limiter.recover_turn(entry.host, entry.slot, entry.ticket)
                 if deadlines[entry.ticket]:  # a fetch thread had taken it: perhaps sent

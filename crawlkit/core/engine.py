@@ -73,7 +73,7 @@ from crawlkit.extensions.pipelines import load_pipelines
 from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.signals import Signals
 from crawlkit.extensions.warc import prepare_warc_dir
-from crawlkit.fetch.cache import check_cache_dir
+from crawlkit.fetch.cache import HttpCache, StoredAnswers, check_cache_dir
 from crawlkit.fetch.fetcher import FetcherConfig, check_proxy
 from crawlkit.messages import Links, PageDone, StartFailed
 from crawlkit.parse.order import ordered_stages
@@ -175,7 +175,8 @@ class Engine:
                                      threads=self.threads, parsers=s.parsers, concurrency=s.concurrency,
                                      max_inflight=self.max_inflight, max_pages=s.max_pages,
                                      max_process_deaths=s.max_process_deaths, sites=self.sites,
-                                     crawl_count=self.backend.crawl_count, drop=self._drop_unsent)
+                                     crawl_count=self.backend.crawl_count, drop=self._drop_unsent,
+                                     cached=self._stored_answers())
             self.supervisor = Supervisor(ctx, channels, notices, self.dispatch, self.stats, self.respawns,
                                          workers=self.workers, callback_timeout=s.callback_timeout,
                                          drain=self._drain, drop=self._dropped)
@@ -210,6 +211,11 @@ class Engine:
             self.failed = exc
         self.stopping = 2
         self.stats.reason = "stopped (a write failed)"
+
+    def _stored_answers(self) -> StoredAnswers | None:
+        """With ``http_cache``, the answers stored now, which Dispatch sends as hits (``cache.py``)."""
+        cache = HttpCache.from_settings(self.settings)
+        return cache.stored_answers(time.time()) if cache is not None else None
 
     def _fetcher_config(self) -> FetcherConfig:
         spec = self.spec

@@ -16,6 +16,11 @@ date (the ``sitemap_since`` setting, and a recrawl's "since the last crawl"): an
 ``lastmod`` is kept, since nothing says it did not change. ``crawlkit.sitemap_spider`` is the
 spider that maps entries to callbacks.
 
+With a job directory, a page request made from an entry with a ``lastmod`` carries it
+(``dated_request``: ``meta["sitemap_lastmod"]``, epoch seconds). A recrawl leaves such pages to
+their sitemap: it revisits the sitemap, and a page only when the sitemap says it changed after
+its last fetch, even if its refetch interval has not come (``crawlkit.backends.local.jobdir``).
+
 The XML comes from strangers: entities are not expanded, no DTD or network access, and the
 body (gzip-compressed files included) is capped at ``max_body`` bytes after decompression.
 """
@@ -31,11 +36,12 @@ from typing import Any
 from lxml import etree
 
 from crawlkit.errors import SitemapError
-from crawlkit.http import Request
+from crawlkit.http import Callback, Request
 from crawlkit.urls import host_of
 
 SITEMAP_CALLBACK = "__sitemap__"
 SPIDER_SITEMAP_CALLBACK = "_parse_sitemap"  # SitemapSpider's, a callback of the spider (crawlkit.sitemap_spider)
+SITEMAP_CALLBACKS = (SITEMAP_CALLBACK, SPIDER_SITEMAP_CALLBACK)  # a request for a sitemap, of either
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -117,6 +123,14 @@ def _entries(root: Any) -> list[dict[str, Any]]:
         if entry.get("loc"):
             entries.append(entry)
     return entries
+
+
+def dated_request(entry: dict[str, Any], callback: Callback = None) -> Request:
+    """The request for a sitemap entry's page, with its ``lastmod`` (epoch seconds) as ``meta["sitemap_lastmod"]``
+    when it has a readable one: in a recrawl, what decides whether the page is fetched again (``JobDir.relist``)."""
+    changed = parse_lastmod(entry.get("lastmod"))
+    meta = {"sitemap_lastmod": changed.timestamp()} if changed is not None else None
+    return Request(entry["loc"], callback=callback, meta=meta)
 
 
 def changed_since(entries: Iterable[dict[str, Any]], since: datetime) -> Iterator[dict[str, Any]]:

@@ -4,11 +4,16 @@ A spider author reruns a crawl while writing callbacks; with the cache, the seco
 the server nothing it answered before. The cache sits in the fetch thread, after the request
 hooks and before the exchange (``fetcher._fetch_loop``), so everything after it is unchanged:
 a cached answer is a ``FetchResult`` like a fetched one and goes down the same Pipe to the
-same parser stages (robots.txt answers, each redirect hop, the spider's callbacks, WARC).
-A hit is not an exchange: in the fetcher it does not wait for the host's ``delay`` turn (the
-server never sees it). The engine still spaces its dispatches to a host by ``delay``: it cannot
-know before sending whether a request will hit, and reading the cache there would put file
-reads on the engine's loop; so a rerun from a complete cache is fastest with ``delay: 0``.
+same parser stages (robots.txt answers, each redirect hop, the spider's callbacks; the WARC
+stage alone leaves it out, as it did not come over the wire: ``parse/archive.py``).
+A hit is not an exchange: it neither takes one of the host's permits nor waits for its
+``delay``. The engine cannot read files on its loop, so at the start it lists the cache once
+(``StoredAnswers``: the names of the files and their times, no contents) and dispatches a
+request whose answer is stored and not expired without a permit (``NO_GRANT``); the fetcher
+then serves it from the file (``HttpCache.hit``) and never sends it. Should the file be gone
+or unreadable by then, the request comes back as a retryable ``http_cache_evicted`` failure
+and is sent again as any request is. With ``http_cache_rfc9111`` whether an answer is fresh
+depends on its headers, which the listing does not read: every request takes its turn.
 
 Storage: one file per request (method, URL as sent, body), named by its SHA-256, under two
 levels of directories. A file is a JSON line (status, headers, URL, when stored) followed by
@@ -45,6 +50,7 @@ from crawlkit.messages import FetchResult
 
 FORMAT = 1  # the "v" of a cache file's head line; files of another version are misses
 HITS, MISSES, REVALIDATED = "http_cache_hits", "http_cache_misses", "http_cache_revalidated"
+EXPIRY_MARGIN = 60.0  # seconds: an answer expiring sooner is not dispatched as a hit (StoredAnswers)
 UNWRITTEN = "http_cache_unwritten"  # answers that could not be stored (a full disk, a directory made read-only)
 # Statuses RFC 9111 lets a cache keep fresh by heuristic (section 4.2.2: "heuristically cacheable").
 _HEURISTIC = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
@@ -71,15 +77,24 @@ class HttpCache:
         return cls(str(Path(s.http_cache).resolve()), s.http_cache_ttl, frozenset(s.http_cache_ignore_statuses),
                    s.http_cache_rfc9111)
 
+    def hit(self, request: Request) -> FetchResult | None:
+        """The stored answer to ``request`` (counted as a hit) when the default policy serves it; None: a miss."""
+        stored = self.load(request)
+        if stored is None:
+            return None
+        answer = stored[1]
+        answer.counts[HITS] = 1
+        return answer
+
     def fetch(self, request: Request, send: Send) -> FetchResult:
         """The answer to ``request``: from the cache when the policy allows, else from ``send`` (then stored)."""
-        asked = _directives(request.headers.get("Cache-Control")) if self.rfc9111 else {}
+        if not self.rfc9111:
+            answer = self.hit(request)
+            return answer if answer is not None else self._keep(request, send(request), {})
+        asked = _directives(request.headers.get("Cache-Control"))
         stored = None if "no-store" in asked else self.load(request)
         if stored is not None:
             when, answer = stored
-            if not self.rfc9111:
-                answer.counts[HITS] = 1
-                return answer
             age = time.time() - when + _seconds(_header(answer.headers, "Age"))
             lifetime = _lifetime(answer, when)
             if "max-age" in asked:  # the request's own limit on the age it accepts
@@ -112,9 +127,27 @@ class HttpCache:
 
     def path(self, request: Request) -> Path:
         """The file of ``request``'s answer: named by the SHA-256 of its method, URL and body."""
-        digest = hashlib.sha256(b"\0".join((request.method.encode(), request.url.encode(), request.body or b"")))
-        name = digest.hexdigest()
+        name = key(request)
         return Path(self.directory, name[:2], name)
+
+    def stored_answers(self, now: float) -> StoredAnswers | None:
+        """What the engine dispatches as hits (the files in the cache now, not expired by ``now``, epoch
+        seconds); None with ``http_cache_rfc9111``, whose freshness needs each file's headers."""
+        if self.rfc9111:
+            return None
+        # A file is served for ttl seconds from when it was stored (its time, as it is renamed into place
+        # at once); one expiring within EXPIRY_MARGIN seconds may expire before its turn, so it takes one.
+        newest = now - self.ttl + EXPIRY_MARGIN
+        names: set[str] = set()
+        try:
+            folders = [entry for entry in os.scandir(self.directory) if len(entry.name) == 2 and entry.is_dir()]
+            for folder in folders:
+                with os.scandir(folder.path) as files:
+                    names.update(entry.name for entry in files if len(entry.name) == 64 and (
+                        not self.ttl or entry.stat().st_mtime > newest))
+        except OSError:  # a directory removed meanwhile: those answers are misses, fetched with a turn
+            pass
+        return StoredAnswers(names)
 
     def load(self, request: Request) -> tuple[float, FetchResult] | None:
         """(when stored, the answer) for ``request``, or None: none stored, older than ``ttl``, of an ignored
@@ -157,6 +190,31 @@ class HttpCache:
             temporary.unlink(missing_ok=True)
             return False
         return True
+
+
+class StoredAnswers:
+    """The engine's list of the cache's answers: which requests to dispatch as hits, without a permit.
+
+    Each is taken out once it is dispatched: another request of the same key (a retry, a
+    ``dont_filter`` one) takes its turn, as does one whose file was gone at the fetcher.
+    """
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def take(self, request: Request) -> bool:
+        """Whether ``request``'s answer is stored (then no longer listed): dispatch it as a hit."""
+        name = key(request)
+        if name in self.names:
+            self.names.discard(name)
+            return True
+        return False
+
+
+def key(request: Request) -> str:
+    """The name of ``request``'s cache file: the SHA-256 of its method, URL and body, in hex."""
+    digest = hashlib.sha256(b"\0".join((request.method.encode(), request.url.encode(), request.body or b"")))
+    return digest.hexdigest()
 
 
 def check_cache_dir(path: str) -> None:

@@ -38,7 +38,8 @@ after DNS resolution (``destinations.py``). With ``warc`` on (``FetcherConfig.ar
 encoded body is read as transferred and decoded here (``_read_encoded_body``), so the WARC record
 keeps the bytes the server sent; with it off, nothing of that is done. With ``http_cache`` a
 request, once its hooks have run, is first looked up on disk (``cache.py``): a hit is the
-result, without the host's turn.
+result, without the host's turn; one the engine sent as a hit (``NO_GRANT``: no permit) is
+never sent to the server.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 from urllib3.response import ContentDecoder, HTTPResponse, _get_decoder
 
-from crawlkit.backends.base import Permits
+from crawlkit.backends.base import NO_GRANT, Permits
 from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.middlewares import RequestHooks, load_middlewares
 from crawlkit.extensions.robots import ROBOTS_CALLBACK
@@ -327,11 +328,16 @@ def _fetch_loop(
                 cookie = task.cookie if same_host else ""
                 if cache is None:
                     result = fetch(session, to_send, config, turn, cookie)
+                elif task.slot == NO_GRANT:  # sent as a hit, without a permit: never to the server
+                    result = cache.hit(to_send) or FetchResult(
+                        0, task.request, task.request.url, error=FetchErrorKind.CACHE_EVICTED.value,
+                        message="its http_cache file is gone; sent again with the host's turn")
                 else:  # a hit neither waits for the host's turn nor reaches the server
                     result = cache.fetch(to_send, functools.partial(fetch, session, config=config, turn=turn,
                                                                     cookie=cookie))
         finally:
-            channels.permits.release(task.slot, host)
+            if task.slot != NO_GRANT:
+                channels.permits.release(task.slot, host)
             channels.released[task.ticket] = 1
             _notify(notices, task.req_id)
         result.req_id = task.req_id

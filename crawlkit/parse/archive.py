@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from crawlkit.extensions.warc import WarcWriter
+from crawlkit.fetch.cache import HITS, REVALIDATED
 from crawlkit.http import Response
 from crawlkit.loader import one_line
 from crawlkit.messages import RenderResult
@@ -38,6 +39,11 @@ class WarcStage:
     A rendered page (a RenderResult) is written as the network responses its browser received
     (``resources``: the document, scripts, fetch() answers...), each a request and a response or
     revisit record, so a replay tool can rebuild it; its DOM, which no server sent, is not written.
+
+    An answer the ``http_cache`` served (a hit, or a stored answer a 304 revalidated) did not come
+    over the wire in this crawl: a record of it would claim a capture at a time nobody fetched it,
+    with the body as the cache keeps it (decoded), not as it was sent. It is not written, but
+    counted (``warc_skipped_http_cache``); the run that fetched it, if it had ``--warc``, holds its record.
     """
 
     def __init__(self, setup: StageSetup) -> None:
@@ -49,6 +55,9 @@ class WarcStage:
     def on_response(self, page: Page, response: Response) -> Response | None:
         assert self.writer is not None  # an inactive stage is never called
         result = page.result
+        if HITS in result.counts or REVALIDATED in result.counts:
+            page.counts["warc_skipped_http_cache"] += 1
+            return response
         for exchange in result.resources if isinstance(result, RenderResult) else (result,):
             try:
                 self.writer.write(exchange)

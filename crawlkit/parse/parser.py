@@ -38,6 +38,7 @@ from crawlkit.errors import Failure, FetchErrorKind, HttpError, SpiderError, fet
 from crawlkit.extensions.middlewares import DROPPED
 from crawlkit.extensions.pipelines import ItemPipelines, load_pipelines
 from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_CALLBACK
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACKS
 from crawlkit.extensions.warc import warcinfo_settings
 from crawlkit.http import MAX_HTML_DEPTH, Request, Response
 from crawlkit.items import as_dict, is_item
@@ -190,6 +191,7 @@ class Router:
             spider.max_links, spider.max_url_length = config.max_links_per_page, config.max_url_length
         self.fingerprints = Fingerprinter()
         self.sent: set[int] = set()  # fingerprints of the candidates sent to the engine (see _admit)
+        self.dated = bool(config.settings.jobdir)  # a sitemap's pages carry their lastmod (see _admit)
         self.spider_name = getattr(spider, "name", type(spider).__name__)
         self.pipelines = ItemPipelines(load_pipelines(config.pipelines), spider)
         retry = RetryPolicy(config.retries, config.retry_backoff, config.retry_after_max)
@@ -404,6 +406,9 @@ class Router:
         counts, fingerprint = page.counts, self.fingerprints.fingerprint
         out: dict[int, Request] = {}
         unfiltered: list[tuple[int | None, Request]] = []
+        # With a jobdir, a sitemap's pages go to the engine even if sent before: their lastmod is news for
+        # the journal (JobDir.relist), which marks them as left to their sitemap in a recrawl.
+        dated = self.dated and page.request.callback in SITEMAP_CALLBACKS
         for request in candidates:
             try:
                 fp = fingerprint(request.url, request.method, request.body)
@@ -413,7 +418,7 @@ class Router:
                 continue
             if request.dont_filter:
                 unfiltered.append((None, request))
-            elif fp in out or fp in self.sent:
+            elif fp in out or fp in self.sent and not dated:
                 counts["duplicates"] += 1
             else:
                 out[fp] = request

@@ -94,6 +94,9 @@ class RetryStage:
 
     def on_failure(self, page: Page, kind: FetchErrorKind) -> bool:
         result = page.result
+        if kind is FetchErrorKind.CACHE_EVICTED:  # never sent: again at once, with the host's turn, no attempt spent
+            page.done.retry = result.request
+            return True
         if kind.retryable and self.policy.retry(page, result.request, None):
             log.info("retrying %s after %s: %s", result.request.url, result.error, result.message)
             return True

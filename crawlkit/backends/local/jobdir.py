@@ -25,13 +25,15 @@ rolled back, so ``output_bytes`` only ever names bytes that were written, and th
 resumes from the last commit once there is room (``WriteFailed``, raised by every writing method).
 
 Every fetched page's row also keeps what a recrawl needs (``crawlkit.recrawl``): the status it
-answered, its ``ETag`` and ``Last-Modified``, and with adaptive refetch when it was fetched and
-its interval, written by the same UPDATE that marks it done. When a run opens a finished crawl
-(nothing pending) and the ``RecrawlPolicy`` begins a round, the known pages that are due (all
-of them without adaptive refetch; never the gone ones) are made pending again, read back with
-``If-None-Match`` / ``If-Modified-Since`` and ``meta["revisit"]`` set, and the round's stats
-start from zero; a round cut short is resumed as any crawl is. Each time a run ends with
-nothing pending, ``finished_at`` is noted, from which ``recrawl_after`` counts.
+answered, its ``ETag`` and ``Last-Modified``, when it was fetched, and with adaptive refetch its
+interval, written by the same UPDATE that marks it done; and whether it is a sitemap or a page a
+sitemap listed with a ``lastmod`` (``sitemap``), which a round leaves to that sitemap (``relist``).
+When a run opens a finished crawl (nothing pending) and the ``RecrawlPolicy`` begins a round, the
+known pages that are due (all of them without adaptive refetch, and every sitemap; never the gone
+ones, nor the pages left to a sitemap) are made pending again, read back with ``If-None-Match``
+/ ``If-Modified-Since`` and ``meta["revisit"]`` set, and the round's stats start from zero; a
+round cut short is resumed as any crawl is. Each time a run ends with nothing pending,
+``finished_at`` is noted, from which ``recrawl_after`` counts.
 
 A request's row id travels beside it, as its frontier entry's job and then its lease (see
 ``crawlkit.backends.base``), never in its ``meta``. A crawl without a job directory journals
@@ -49,11 +51,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from crawlkit import safepickle
 from crawlkit.backends.base import Entry
 from crawlkit.errors import ConfigError, WriteFailed
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACKS
 from crawlkit.http import Request
 from crawlkit.messages import Validators
 from crawlkit.recrawl import CONDITIONAL_HEADERS, GONE, RecrawlPolicy
@@ -71,8 +74,9 @@ CREATE TABLE IF NOT EXISTS requests (
     status INTEGER,          -- of the last fetch (0: no answer); NULL: never fetched
     etag TEXT,               -- the validators the last answer carried, for a recrawl's conditional request
     modified TEXT,
-    fetched REAL,            -- with adaptive refetch: when it was last fetched (epoch seconds), and
-    interval REAL            -- the seconds after which a round revisits it
+    fetched REAL,            -- when it was last fetched (epoch seconds), and with adaptive refetch
+    interval REAL,           -- the seconds after which a round revisits it
+    sitemap INTEGER          -- 1: a page a sitemap listed with a lastmod; 2: a sitemap (see LISTED, SITEMAP)
 );
 CREATE INDEX IF NOT EXISTS requests_pending ON requests(state) WHERE state = 0;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,7 +87,13 @@ CREATE TABLE IF NOT EXISTS robots (host TEXT PRIMARY KEY, status INTEGER NOT NUL
 _MAX_VALIDATOR = 4_096  # characters of an ETag or Last-Modified sent back; a longer one is no server's
 
 # Columns added since the first schema: a job directory written before them gains them on opening.
-_ADDED = {"status": "INTEGER", "etag": "TEXT", "modified": "TEXT", "fetched": "REAL", "interval": "REAL"}
+_ADDED = {"status": "INTEGER", "etag": "TEXT", "modified": "TEXT", "fetched": "REAL", "interval": "REAL",
+          "sitemap": "INTEGER"}
+# The sitemap column: a page a sitemap listed with a lastmod, which a round leaves to the sitemap (relist), and
+# a sitemap, which every round revisits, whatever its interval, as its lastmods decide about those pages.
+LISTED, SITEMAP = 1, 2
+# A listed page a round leaves to its sitemap: one whose last answer was good (a failed one is due as any page).
+_LEFT_TO_SITEMAP = f"(sitemap IS {LISTED} AND coalesce(status, 0) BETWEEN 200 AND 399)"
 
 # Marking a page done, with what its answer says (?1 status, ?2 ETag, ?3 Last-Modified, ?4 row id): the
 # validators of new content (a 2xx) replace the stored ones; any other answer (a 304, an error) keeps
@@ -91,12 +101,12 @@ _ADDED = {"status": "INTEGER", "etag": "TEXT", "modified": "TEXT", "fetched": "R
 _DONE = ("UPDATE requests SET state = 1, status = ?1, "
          "etag = CASE WHEN ?1 BETWEEN 200 AND 299 THEN ?2 ELSE coalesce(?2, etag) END, "
          "modified = CASE WHEN ?1 BETWEEN 200 AND 299 THEN ?3 ELSE coalesce(?3, modified) END")
-_DONE_PLAIN = _DONE + " WHERE id = ?4"
-# With adaptive refetch, also when (?5) and the interval the schedule gives next.
+_DONE_PLAIN = _DONE + ", fetched = ?5 WHERE id = ?4"  # when (?5): what a sitemap's lastmod is compared with
+# With adaptive refetch, also the interval the schedule gives next.
 _DONE_ADAPTIVE = _DONE + ", fetched = ?5, interval = refetch(interval, ?1) WHERE id = ?4"
 
 
-def _header_value(value: object) -> bool:
+def _header_value(value: object) -> TypeGuard[str]:
     """Whether a validator read back can be sent as a header value (a damaged row's junk is not sent)."""
     return isinstance(value, str) and len(value) <= _MAX_VALIDATOR and value.isprintable()
 
@@ -121,6 +131,8 @@ class JobDir:
         self.count = count or (lambda key: None)
         self.policy = recrawl or RecrawlPolicy(False, None, None)
         self.idle = False  # a run of a finished crawl that began no round: it leaves finished_at as it was
+        self.recrawling = False  # a round has begun, in this run or the one it resumes: sitemaps relist pages
+        self._by_fp = False  # whether the index by fingerprint that relist reads is known to exist
         self._warned_unresumable = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -193,6 +205,7 @@ class JobDir:
         counts = self.counts()
         if not self.pending_count() and self._new_round(time.time()):
             counts = {}  # a round's stats are its own
+        self.recrawling = self.meta("rounds") is not None
         return self.output_bytes(), counts
 
     def _new_round(self, now: float) -> bool:
@@ -204,22 +217,26 @@ class JobDir:
             self.idle = True
             log.info("jobdir %s: %s", self.path, self.policy.not_started(finished_at))
             return False
-        due = f"state = 1 AND (status IS NULL OR status NOT IN {GONE})"
+        due = f"state = 1 AND (status IS NULL OR status NOT IN {GONE}) AND NOT {_LEFT_TO_SITEMAP}"
         with self._writing():
+            listed = self.db.execute(f"SELECT count(*) FROM requests WHERE state = 1 AND {_LEFT_TO_SITEMAP}"
+                                     ).fetchone()[0]
             if self.policy.schedule is None:
                 later = 0
                 revisits = self.db.execute(f"UPDATE requests SET state = 0 WHERE {due}").rowcount
             else:
-                later = self.db.execute(f"SELECT count(*) FROM requests WHERE {due} AND fetched + interval > ?",
-                                        (now,)).fetchone()[0]
+                later = self.db.execute(f"SELECT count(*) FROM requests WHERE {due} AND fetched + interval > ? "
+                                        f"AND sitemap IS NOT {SITEMAP}", (now,)).fetchone()[0]
                 revisits = self.db.execute(
-                    f"UPDATE requests SET state = 0 WHERE {due} AND coalesce(fetched + interval <= ?, 1)", (now,)
+                    f"UPDATE requests SET state = 0 WHERE {due} "
+                    f"AND (sitemap IS {SITEMAP} OR coalesce(fetched + interval <= ?, 1))", (now,)
                 ).rowcount
             counted = self.meta("rounds", "0")
             rounds = (int(counted) if isinstance(counted, str) and counted.isdigit() else 0) + 1
             self.set_meta("rounds", str(rounds))
-        log.info("jobdir %s: recrawl round %d (%s): %d known pages to revisit%s", self.path, rounds, why, revisits,
-                 f", {later} not due yet (refetch_interval)" if self.policy.schedule is not None else "")
+        log.info("jobdir %s: recrawl round %d (%s): %d known pages to revisit%s%s", self.path, rounds, why, revisits,
+                 f", {later} not due yet (refetch_interval)" if self.policy.schedule is not None else "",
+                 f", {listed} left to their sitemaps' lastmod" if listed else "")
         return True
 
     def add(self, items: Iterable[tuple[int | None, Request]]) -> list[Entry]:
@@ -237,11 +254,56 @@ class JobDir:
                 self._unresumable(request, exc)
                 entries.append((0, request))
                 continue
-            rows.append((self._next_id, None if fp is None else _signed(fp), blob))
+            sitemap = (SITEMAP if request.callback in SITEMAP_CALLBACKS
+                       else LISTED if "sitemap_lastmod" in request.meta and fp is not None else None)
+            rows.append((self._next_id, None if fp is None else _signed(fp), blob, sitemap))
             entries.append((self._next_id, request))
             self._next_id += 1
         with self._writing():
-            self.db.executemany("INSERT INTO requests (id, fp, state, request) VALUES (?, ?, 0, ?)", rows)
+            self.db.executemany("INSERT INTO requests (id, fp, state, request, sitemap) VALUES (?, ?, 0, ?, ?)", rows)
+        return entries
+
+    def relist(self, listed: list[tuple[int, Request]]) -> list[Entry]:
+        """Known pages a sitemap lists again, each with its ``meta["sitemap_lastmod"]``: the frontier entries
+        of those to revisit now.
+
+        A page is marked as left to its sitemap the first time one lists it with a lastmod (found
+        by a link first, it was not marked when it was added). In a recrawl, a page left to its
+        sitemap and not pending is made pending again as a revisit when its lastmod is after its
+        last fetch (or it was never fetched), counted ``sitemap_changed``, whatever its refetch
+        interval; otherwise it is counted ``sitemap_unchanged`` and not fetched.
+        """
+        if not self._by_fp:  # made once a sitemap relists a page: a crawl without sitemaps never pays for it
+            with self._writing():
+                self.db.execute("CREATE INDEX IF NOT EXISTS requests_fp ON requests(fp)")
+            self._by_fp = True
+        entries: list[Entry] = []
+        for fp, listing in listed:
+            row = self.db.execute("SELECT id, request, state, status, etag, modified, fetched, sitemap FROM requests "
+                                  "WHERE fp = ?", (_signed(fp),)).fetchone()
+            if row is None:
+                continue
+            row_id, blob, state, status, etag, modified, fetched, sitemap = row
+            if sitemap is None:
+                with self._writing():
+                    self.db.execute(f"UPDATE requests SET sitemap = {LISTED} WHERE id = ?", (row_id,))
+            elif sitemap != LISTED:
+                continue
+            if not self.recrawling or state != DONE:
+                continue
+            lastmod = listing.meta["sitemap_lastmod"]
+            answered = isinstance(status, int) and 200 <= status < 400  # else its last fetch failed: fetch it
+            if answered and isinstance(fetched, float) and isinstance(lastmod, float) and lastmod <= fetched:
+                self.count("sitemap_unchanged")
+                continue
+            request = self._read(row_id, blob)
+            if request is None:
+                continue
+            self.count("sitemap_changed")
+            request.meta["sitemap_lastmod"] = lastmod
+            with self._writing():
+                self.db.execute("UPDATE requests SET state = 0 WHERE id = ?", (row_id,))
+            entries.append((row_id, _revisit(request, status, etag, modified)))
         return entries
 
     def _unresumable(self, request: Request, exc: Exception) -> None:
@@ -261,8 +323,7 @@ class JobDir:
                     self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (job,))
                 else:
                     etag, modified = validators or (None, None)
-                    self.db.execute(self._done_sql, (status, etag, modified, job, time.time()) if self.policy.schedule
-                                    else (status, etag, modified, job))
+                    self.db.execute(self._done_sql, (status, etag, modified, job, time.time()))
             except sqlite3.Error as exc:
                 raise self._refused(exc) from None
 
@@ -327,21 +388,21 @@ class JobDir:
             last = rows[-1][0]
             entries: list[Entry] = []
             for row_id, blob, status, etag, modified in rows:
-                try:
-                    request = safepickle.load_request(blob)
-                except pickle.UnpicklingError as exc:
-                    # Not written by crawlkit: never run, never retried (marked done), counted.
-                    log.error("skipped request row %d of %s, which crawlkit did not write (%s)", row_id, self.path, exc)
-                    self.count("error_unreadable_jobdir_data")
-                    self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (row_id,))
-                    continue
-                if status is not None:
-                    request.meta["revisit"] = True
-                    for name, value in zip(CONDITIONAL_HEADERS, (etag, modified)):
-                        if _header_value(value):
-                            request.headers[name] = value
-                entries.append((row_id, request))
+                request = self._read(row_id, blob)
+                if request is not None:
+                    entries.append((row_id, _revisit(request, status, etag, modified)))
             yield entries
+
+    def _read(self, row_id: int, blob: bytes) -> Request | None:
+        """The request of row ``row_id``; None (marked done, logged, counted) when crawlkit did not write it:
+        never run, never retried."""
+        try:
+            return safepickle.load_request(blob)
+        except pickle.UnpicklingError as exc:
+            log.error("skipped request row %d of %s, which crawlkit did not write (%s)", row_id, self.path, exc)
+            self.count("error_unreadable_jobdir_data")
+            self.db.execute("UPDATE requests SET state = 1 WHERE id = ?", (row_id,))
+            return None
 
     def save_robots(self, host: str, status: int, body: bytes) -> None:
         """Keep a host's robots.txt answer, so a resumed crawl need not wait for it again."""
@@ -384,6 +445,17 @@ class JobDir:
             self.db.close()  # an open transaction is rolled back
 
 
+def _revisit(request: Request, status: int | None, etag: object, modified: object) -> Request:
+    """``request`` read back from its row: a revisit (``meta["revisit"]``, the stored validators as
+    ``If-None-Match`` / ``If-Modified-Since``) when it was fetched before (``status`` not None)."""
+    if status is not None:
+        request.meta["revisit"] = True
+        for name, value in zip(CONDITIONAL_HEADERS, (etag, modified)):
+            if _header_value(value):
+                request.headers[name] = value
+    return request
+
+
 class NullJournal:
     """The journal of a crawl without a job directory: keeps nothing, resumes nothing."""
 
@@ -401,6 +473,9 @@ class NullJournal:
 
     def commit(self, output_bytes: int, stats: dict[str, int]) -> None:
         return None
+
+    def relist(self, listed: list[tuple[int, Request]]) -> list[Entry]:
+        return []
 
     def fingerprints(self) -> Iterator[list[int]]:
         return iter(())
