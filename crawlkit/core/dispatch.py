@@ -143,7 +143,8 @@ class Dispatch:
             page = _is_page(request)
             if spent and page:
                 limiter.release(host, grant)
-                limiter.completed(host)
+                for woken in limiter.completed(host):
+                    frontier.unpark(woken)
                 self._drop_over_site_budget(lease, request)
                 continue
             parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
