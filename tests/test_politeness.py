@@ -15,6 +15,7 @@ from crawlkit.backends.local.addresses import TTL, AddressCache
 from crawlkit.backends.local.limiter import LocalLimiter
 from crawlkit.core.politeness import RECHECK, SETTLE, Throttle
 from crawlkit.core.progress import LiveView
+from crawlkit.fetch.cache import HITS
 from crawlkit.sites import SiteRules, check_hosts
 from crawlkit.stats import Stats
 from crawlkit.tools.report import render_report
@@ -137,6 +138,14 @@ def test_a_connection_refused_is_not_taken_for_overload_nor_for_the_idle_latency
     feed(5, 0.001, 0, {"error_connection_refused": 1})
     feed(20, 0.05)  # 50 times the refusals' time: the host's first answers, its idle latency
     feed(5, 0.001, 0, {"error_connection_refused": 1})
+    assert set(feed.paces) == {(4, 0.0)}
+
+
+def test_answers_from_the_http_cache_say_nothing_of_the_hosts_latency() -> None:
+    lim = limiter(per_host=4)
+    feed = Feed(Throttle(lim, Stats(), max_delay=60.0))
+    feed(20, 0.0, 200, {HITS: 1})  # served from disk: no exchange, no time
+    feed(30, 0.05)  # the host's own answers, as fast as they ever are
     assert set(feed.paces) == {(4, 0.0)}
 
 
