@@ -199,9 +199,6 @@ class LocalLimiter:
             self.holders[ticket] = 0
             self.turn_locks[grant].release()
 
-    def inflight(self, host: str) -> int:
-        return self._inflight.get(host, 0)
-
 
 class SemaphorePermits:
     """The fetcher's side of ``LocalLimiter``: inherited by every fetcher process at its start."""
