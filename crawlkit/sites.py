@@ -18,8 +18,9 @@ first written wins, as in a firewall's rule list. What a rule leaves out keeps t
 
 The keys and their meaning are the top-level settings of the same names, checked with the same
 types and bounds (``settings.check_as``): ``per_host``, ``delay``, ``max_pages`` (pages of that
-host, 0 = no limit of its own), ``user_agent`` (also the name robots.txt is matched against for
-that host) and ``headers`` (added to each request to the host, a request's own headers win).
+host, 0 = no limit of its own), ``user_agent`` (also the name robots.txt and the robots directives
+of its pages are matched against for that host) and ``headers`` (added to each request to the
+host, a request's own headers win).
 
 ``SiteRules`` resolves a host once and remembers it, so asking per request costs a dict look-up;
 it pickles small (the rules, not the cache), for the fetcher and parser processes.
