@@ -76,6 +76,12 @@ class SiteRules:
     def __reduce__(self) -> tuple[type[SiteRules], tuple[Mapping[str, Mapping[str, Any]]]]:
         return (SiteRules, (self.setting,))
 
+    def limits(self, host: str, per_host: int, delay: float) -> tuple[int, float]:
+        """``host``'s (per_host, delay): its rule's where the rule sets them, else the crawl's ``per_host`` and
+        ``delay``; what both limiters (local and Redis) start a host from."""
+        rule = self.for_host(host)
+        return (per_host if rule.per_host is None else rule.per_host), (delay if rule.delay is None else rule.delay)
+
     def for_host(self, host: str) -> SiteRule:
         """The rule of ``host`` (as ``urls.host_of`` gives it), or ``NO_RULE``."""
         rule = self._cache.get(host)
