@@ -56,7 +56,8 @@ def test_headers_and_pickling() -> None:
     ('{"a b": {}}', "'a b' is not a host pattern"),
     ('{"a": 3}', "'hosts' → 'a' must be a mapping of settings"),
     ('{"a": {foo: 1}}', "unknown key 'foo'; a host rule may set per_host, delay, max_pages, user_agent, headers"),
-    ('{"a": {per_host: 0}}', "'hosts' → 'a': 'per_host' must be an integer ≥ 1, got 0"),
+    ('{"a": {per_host: 0}}', "'hosts' → 'a': 'per_host' must be an integer from 1 to 1,024, got 0"),
+    ('{"a": {per_host: 100000000000}}', "'per_host' must be an integer from 1 to 1,024"),  # not a semaphore's crash
     ('{"a": {delay: .inf}}', "'delay' must be a finite number from 0 to 86,400"),
     ('{"a": {delay: null}}', "'delay' must not be null"),
     ('{"a": {headers: {"x y": v}}}', "'x y' is not an HTTP header name"),
