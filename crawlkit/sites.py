@@ -11,8 +11,9 @@ The ``hosts`` setting maps a host pattern to the settings that differ for it::
 
 A pattern is matched, as ``fnmatch`` does (``*``, ``?``, ``[...]``; case-insensitive), against the
 host of a URL as per-host limits key it (``host_of``: lower-case, IDNA, ``host:port`` unless the
-port is the scheme's default) and against the bare host name; ``*.example.org`` matches
-``a.example.org`` but not ``example.org`` (list both if both are meant). One rule applies to a
+port is the scheme's default; a pattern's non-ASCII labels are made IDNA likewise) and against
+the bare host name; ``*.example.org`` matches ``a.example.org`` but not ``example.org`` (list
+both if both are meant). One rule applies to a
 host, never a merge of several: an exact pattern (no ``*?[``) beats every glob, and among globs the
 first written wins, as in a firewall's rule list. What a rule leaves out keeps the crawl's value.
 
@@ -33,6 +34,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import idna
 
 #: A rule's keys: each is checked as the top-level setting of the same name (``headers`` apart).
 RULE_KEYS = ("per_host", "delay", "max_pages", "user_agent", "headers")
@@ -134,8 +137,29 @@ def check_hosts(value: Any) -> dict[str, dict[str, Any]]:
                 fields[key] = check_as(key, item)
             except ValueError as exc:
                 raise ValueError(f"{where}: {exc}") from None
-        rules[pattern.lower()] = fields
+        rules[_idna(pattern.lower())] = fields
     return rules
+
+
+def _idna(pattern: str) -> str:
+    """``pattern`` with its non-ASCII labels IDNA-encoded, as ``urls.host_of`` gives hosts (``bücher.de`` is
+    keyed ``xn--bcher-kva.de``): written in Unicode, it would match no host. ValueError for a label that
+    cannot be encoded, or mixes glob characters into non-ASCII (no IDNA form says what it matches)."""
+    if pattern.isascii():
+        return pattern
+    name, colon, port = pattern.partition(":")
+    labels = []
+    for label in name.split("."):
+        if not label.isascii():
+            if _GLOB.search(label):
+                raise ValueError(f"'hosts': {pattern!r} mixes a glob into a non-ASCII label; write that label "
+                                 "in its IDNA form (xn--...)")
+            try:
+                label = idna.encode(label, uts46=True).decode("ascii")
+            except idna.IDNAError as exc:
+                raise ValueError(f"'hosts': {pattern!r} is not a host pattern ({exc})") from None
+        labels.append(label)
+    return ".".join(labels) + colon + port
 
 
 def _check_headers(where: str, headers: Any) -> dict[str, str]:

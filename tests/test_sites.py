@@ -22,6 +22,7 @@ from crawlkit.fetch.fetcher import site_headers
 from crawlkit.http import Headers
 from crawlkit.settings import load_settings
 from crawlkit.sites import NO_RULE, SiteRules
+from crawlkit.urls import host_of
 
 
 def rules(text: str) -> SiteRules:
@@ -43,6 +44,14 @@ def test_ports_and_case() -> None:
     assert r.for_host("127.0.0.2:8002") is NO_RULE
     assert r.for_host("docs.example.com:8080").user_agent == "me/1.0"  # a bare host matches every port
     assert r.for_host("[::1]:8080").per_host == 4
+
+
+def test_a_pattern_written_in_unicode_matches_the_hosts_idna_form() -> None:
+    r = rules('{"*.bücher.de": {per_host: 1}, "Bücher.de:8080": {delay: 2}}')
+    assert r.for_host(host_of("http://shop.bücher.de/")).per_host == 1  # hosts are keyed as xn--bcher-kva.de
+    assert r.for_host(host_of("http://bücher.de:8080/")).delay == 2.0
+    with pytest.raises(ConfigError, match="'hosts': 'bü\\*.de' mixes a glob into a non-ASCII label"):
+        rules('{"bü*.de": {per_host: 1}}')
 
 
 def test_headers_and_pickling() -> None:
