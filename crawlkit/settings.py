@@ -60,9 +60,10 @@ _MORE_THAN_ZERO = frozenset(
 # Upper bounds where a larger value fails the crawl at start: every fetcher receives both ends
 # of every fetch queue (4 per fetcher) and parser channel, and a process can be handed at most
 # 256 descriptors at its start (multiprocessing's forkserver); a unit of concurrency is a
-# thread, a semaphore and a socket. The comments in default.yaml say so.
+# thread, a semaphore and a socket; per_host is a semaphore's count (a C int), and more than
+# concurrency allows is never in flight. The comments in default.yaml say so.
 MAX_WORKERS = 24
-_AT_MOST: dict[str, float] = {"workers": MAX_WORKERS, "parsers": 16, "concurrency": 1024}
+_AT_MOST: dict[str, float] = {"workers": MAX_WORKERS, "parsers": 16, "concurrency": 1024, "per_host": 1024}
 # Absurd values that would not fail at start but stall or sink the crawl later: a delay or a
 # timeout of 1e300 s waits for ever, a million retries hammer a server, a body of a terabyte is
 # held in a fetcher's memory. A day, a hundred tries and a gibibyte are past any real need.

@@ -11,15 +11,17 @@ The ``hosts`` setting maps a host pattern to the settings that differ for it::
 
 A pattern is matched, as ``fnmatch`` does (``*``, ``?``, ``[...]``; case-insensitive), against the
 host of a URL as per-host limits key it (``host_of``: lower-case, IDNA, ``host:port`` unless the
-port is the scheme's default) and against the bare host name; ``*.example.org`` matches
-``a.example.org`` but not ``example.org`` (list both if both are meant). One rule applies to a
+port is the scheme's default; a pattern's non-ASCII labels are made IDNA likewise) and against
+the bare host name; ``*.example.org`` matches ``a.example.org`` but not ``example.org`` (list
+both if both are meant). One rule applies to a
 host, never a merge of several: an exact pattern (no ``*?[``) beats every glob, and among globs the
 first written wins, as in a firewall's rule list. What a rule leaves out keeps the crawl's value.
 
 The keys and their meaning are the top-level settings of the same names, checked with the same
 types and bounds (``settings.check_as``): ``per_host``, ``delay``, ``max_pages`` (pages of that
-host, 0 = no limit of its own), ``user_agent`` (also the name robots.txt is matched against for
-that host) and ``headers`` (added to each request to the host, a request's own headers win).
+host, 0 = no limit of its own), ``user_agent`` (also the name robots.txt and the robots directives
+of its pages are matched against for that host) and ``headers`` (added to each request to the
+host, a request's own headers win).
 
 ``SiteRules`` resolves a host once and remembers it, so asking per request costs a dict look-up;
 it pickles small (the rules, not the cache), for the fetcher and parser processes.
@@ -32,6 +34,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import idna
 
 #: A rule's keys: each is checked as the top-level setting of the same name (``headers`` apart).
 RULE_KEYS = ("per_host", "delay", "max_pages", "user_agent", "headers")
@@ -74,6 +78,12 @@ class SiteRules:
 
     def __reduce__(self) -> tuple[type[SiteRules], tuple[Mapping[str, Mapping[str, Any]]]]:
         return (SiteRules, (self.setting,))
+
+    def limits(self, host: str, per_host: int, delay: float) -> tuple[int, float]:
+        """``host``'s (per_host, delay): its rule's where the rule sets them, else the crawl's ``per_host`` and
+        ``delay``; what both limiters (local and Redis) start a host from."""
+        rule = self.for_host(host)
+        return (per_host if rule.per_host is None else rule.per_host), (delay if rule.delay is None else rule.delay)
 
     def for_host(self, host: str) -> SiteRule:
         """The rule of ``host`` (as ``urls.host_of`` gives it), or ``NO_RULE``."""
@@ -127,8 +137,29 @@ def check_hosts(value: Any) -> dict[str, dict[str, Any]]:
                 fields[key] = check_as(key, item)
             except ValueError as exc:
                 raise ValueError(f"{where}: {exc}") from None
-        rules[pattern.lower()] = fields
+        rules[_idna(pattern.lower())] = fields
     return rules
+
+
+def _idna(pattern: str) -> str:
+    """``pattern`` with its non-ASCII labels IDNA-encoded, as ``urls.host_of`` gives hosts (``bücher.de`` is
+    keyed ``xn--bcher-kva.de``): written in Unicode, it would match no host. ValueError for a label that
+    cannot be encoded, or mixes glob characters into non-ASCII (no IDNA form says what it matches)."""
+    if pattern.isascii():
+        return pattern
+    name, colon, port = pattern.partition(":")
+    labels = []
+    for label in name.split("."):
+        if not label.isascii():
+            if _GLOB.search(label):
+                raise ValueError(f"'hosts': {pattern!r} mixes a glob into a non-ASCII label; write that label "
+                                 "in its IDNA form (xn--...)")
+            try:
+                label = idna.encode(label, uts46=True).decode("ascii")
+            except idna.IDNAError as exc:
+                raise ValueError(f"'hosts': {pattern!r} is not a host pattern ({exc})") from None
+        labels.append(label)
+    return ".".join(labels) + colon + port
 
 
 def _check_headers(where: str, headers: Any) -> dict[str, str]:

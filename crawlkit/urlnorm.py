@@ -30,6 +30,8 @@ from typing import Any
 
 #: A user rule that rewrites a URL: what ``url_rewrites`` holds once checked.
 Rewrite = tuple[re.Pattern[str], str]
+#: URLs a normalizer remembers (a site's navigation links, met on every page), then forgets all at once.
+CACHE_ENTRIES = 100_000
 
 
 class UrlNormalizer:
@@ -38,12 +40,11 @@ class UrlNormalizer:
     Not shared between processes and not thread-safe (its cache); each process builds its own.
     """
 
-    def __init__(self, strip: Iterable[str], rewrites: Iterable[Mapping[str, str]], max_entries: int = 100_000) -> None:
+    def __init__(self, strip: Iterable[str], rewrites: Iterable[Mapping[str, str]]) -> None:
         globs = [fnmatch.translate(glob.lower()) for glob in strip]
         self._strip = re.compile("|".join(globs), re.IGNORECASE).fullmatch if globs else None
         self._rewrites: list[Rewrite] = [(re.compile(rule["pattern"]), rule["replace"]) for rule in rewrites]
         self._cache: dict[str, str] = {}
-        self._max_entries = max_entries
 
     def __bool__(self) -> bool:
         """False when there is no rule: nothing to do at all."""
@@ -59,7 +60,7 @@ class UrlNormalizer:
         normal = self._strip_params(url) if self._strip is not None else url
         for pattern, replace in self._rewrites:
             normal = pattern.sub(replace, normal)
-        if len(self._cache) >= self._max_entries:
+        if len(self._cache) >= CACHE_ENTRIES:
             self._cache.clear()
         self._cache[url] = normal
         return normal

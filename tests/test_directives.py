@@ -172,3 +172,17 @@ def test_a_claim_on_the_seen_store_is_won_once() -> None:
     assert seen.add_many([5]) == [5]
     assert seen.claim(7) is True and seen.claim(7) is False and seen.claim(5) is False
     assert seen.add_many([7, 8]) == [8]
+
+
+def test_a_host_with_a_user_agent_of_its_own_is_addressed_by_that_agents_name_as_its_robots_txt_is() -> None:
+    directives = stage(hosts={"a.test": {"user_agent": "OtherBot/1.0 (+https://example.test)"}})
+    own, _ = read(directives, head('<meta name="otherbot" content="noindex">'))
+    assert own.drop_items == "noindex"
+    crawls, _ = read(directives, head('<meta name="crawlkit" content="noindex">'))  # the crawl's name: not this host's
+    assert crawls.drop_items == "" and not crawls.counts
+    tagged, response = read(directives, "<p>x</p>", headers=[("X-Robots-Tag", "otherbot: nofollow")])
+    assert response.meta["robots"] == {"nofollow"} and tagged.robots is not None and tagged.robots.nofollow
+    other = Request("http://b.test/")  # another host keeps the crawl's name
+    page = Page(FetchResult(1, other, "http://b.test/"), PageDone(req_id=1, host="b.test"), Counter())
+    response = Response("http://b.test/", 200, HTML, head('<meta name="crawlkit" content="noindex">').encode(), other)
+    assert directives.on_response(page, response) is response and page.drop_items == "noindex"

@@ -15,6 +15,7 @@ from crawlkit.backends.local.frontier import LocalFrontier
 from crawlkit.backends.local.jobdir import NullJournal
 from crawlkit.core.dispatch import Dispatch
 from crawlkit.extensions.robots import RobotsGate
+from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
 from crawlkit.fetch.cache import StoredAnswers, key
 from crawlkit.fetch.fetcher import JOINED, FetchChannels
 from crawlkit.http import Request
@@ -272,3 +273,25 @@ def test_a_cache_hit_goes_out_without_a_permit_and_once_only() -> None:
     frontier.push([(0, Request("http://a.test/1"))])
     dispatch.schedule(0.0)
     assert {t.request.url: t.slot != NO_GRANT for t in sent(channels, 0)} == {"http://a.test/3": True}
+
+class WakingLimiter(FakeLimiter):
+    """A limiter whose completions at a.test's address wake b.test (what ``per_ip`` does for hosts of one server)."""
+
+    def completed(self, host: str) -> tuple[str, ...]:
+        super().completed(host)
+        return ("b.test",) if host == "a.test" else ()
+
+
+def test_a_page_dropped_over_its_hosts_budget_after_its_grant_still_wakes_the_hosts_waiting_at_its_address() -> None:
+    dropped: list[int] = []
+    dispatch, frontier, _, channels = make(queues=1, threads=8, hosts={"a.test": {"max_pages": 1}}, dropped=dropped)
+    limiter = dispatch.limiter = WakingLimiter()
+    dispatch.stats.resume({"pages": 1, "pages_site:a.test": 1})  # a.test's one page is done
+    dispatch.queue_claimed(0)
+    # The sitemap is taken first, given back behind the page, and the page then comes with the grant.
+    frontier.push([(1, Request("http://a.test/sitemap.xml", callback=SITEMAP_CALLBACK)), (2, Request("http://a.test/p"))])
+    frontier.push(urls(1, "b.test"))
+    frontier.park("b.test", None)  # waiting for a completion at its address
+    dispatch.schedule(0.0)
+    assert dropped == [2] and limiter.completions == ["a.test"]
+    assert sorted(t.request.url for t in sent(channels, 0)) == ["http://a.test/sitemap.xml", "http://b.test/0"]

@@ -617,7 +617,8 @@ BAD_SPIDER_FILES = {
 @pytest.mark.parametrize("args, message", [
     (["--config", "syntax.yaml"], "Error: syntax.yaml, line 3: not valid YAML: mapping values are not allowed here"),
     (["--config", "unknown.yaml"], "Error: unknown.yaml, line 2: unknown setting 'per_hots'; did you mean 'per_host'?"),
-    (["--config", "badvalue.yaml"], "Error: badvalue.yaml, line 1: 'per_host' must be an integer ≥ 1, got 'two'"),
+    (["--config", "badvalue.yaml"],
+     "Error: badvalue.yaml, line 1: 'per_host' must be an integer from 1 to 1,024, got 'two'"),
     (["--spider", "missing.py:Spider"], "Error: spider file 'missing.py' does not exist"),
     (["--spider", "raises.py:Spider"],
      "Error: raises.py, line 5: importing it raised RuntimeError: no config for this host"),

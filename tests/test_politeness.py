@@ -15,6 +15,7 @@ from crawlkit.backends.local.addresses import TTL, AddressCache
 from crawlkit.backends.local.limiter import LocalLimiter
 from crawlkit.core.politeness import RECHECK, SETTLE, Throttle
 from crawlkit.core.progress import LiveView
+from crawlkit.fetch.cache import HITS
 from crawlkit.sites import SiteRules, check_hosts
 from crawlkit.stats import Stats
 from crawlkit.tools.report import render_report
@@ -140,6 +141,14 @@ def test_a_connection_refused_is_not_taken_for_overload_nor_for_the_idle_latency
     assert set(feed.paces) == {(4, 0.0)}
 
 
+def test_answers_from_the_http_cache_say_nothing_of_the_hosts_latency() -> None:
+    lim = limiter(per_host=4)
+    feed = Feed(Throttle(lim, Stats(), max_delay=60.0))
+    feed(20, 0.0, 200, {HITS: 1})  # served from disk: no exchange, no time
+    feed(30, 0.05)  # the host's own answers, as fast as they ever are
+    assert set(feed.paces) == {(4, 0.0)}
+
+
 def test_a_fast_local_host_is_not_throttled_by_the_crawlers_own_jitter() -> None:
     lim = limiter(per_host=4)
     feed = Feed(Throttle(lim, Stats(), max_delay=60.0))
@@ -217,9 +226,8 @@ def test_a_name_is_resolved_off_the_callers_thread_and_kept_for_its_ttl() -> Non
         assert cache.address("127.0.0.2:8001", 0.0) == "127.0.0.2"  # a literal: no lookup
         assert cache.address("[::1]:8001", 0.0) == "::1"
         assert cache.address("localhost:8001", 0.0) is None  # asked in a thread; the caller goes on
-        deadline = time.monotonic() + 10
-        while (address := cache.address("localhost:8001", 1.0)) is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        cache._asking["localhost:8001"].result(timeout=10)  # the lookup is over (no polling)
+        address = cache.address("localhost:8001", 1.0)
         assert address in ("127.0.0.1", "::1")
         assert cache.address("localhost:8001", 1.0 + TTL - 1) == address  # kept
         assert cache.address("localhost:8001", 1.0 + TTL + 1) == address  # stale: the old answer while asked again
@@ -234,10 +242,9 @@ def test_a_name_that_does_not_resolve_is_its_own_address(monkeypatch: pytest.Mon
     monkeypatch.setattr(socket, "getaddrinfo", fail)  # no lookup leaves the machine
     cache = AddressCache()
     try:
-        deadline = time.monotonic() + 10
-        while (address := cache.address("gone.example:80", 1.0)) is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert address == "gone.example"  # its fetch fails as usual; it is paced alone
+        assert cache.address("gone.example:80", 1.0) is None
+        cache._asking["gone.example:80"].result(timeout=10)  # the lookup is over (no polling)
+        assert cache.address("gone.example:80", 1.0) == "gone.example"  # its fetch fails as usual; it is paced alone
     finally:
         cache.close()
 

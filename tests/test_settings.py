@@ -87,7 +87,7 @@ def test_every_setting_has_a_comment():
 
 def test_settings_doc_pairs_each_key_with_its_own_comment():
     doc = {key: (default, comment) for key, default, comment in settings_doc()}
-    assert doc["per_host"] == (2, "Requests in flight to one host at once, at most.")
+    assert doc["per_host"] == (2, "Requests in flight to one host at once, at most; up to 1024 (as concurrency).")
     assert doc["workers"][1].startswith("(int or null) ")
     assert doc["allowed_domains"] == ([], doc["allowed_domains"][1])
     assert doc["allowed_domains"][1].startswith("(list of str) ")
@@ -211,19 +211,19 @@ def test_unknown_key_without_a_close_match(config):
 
 def test_bad_value_in_file_names_file_line_key_and_value(config):
     path = config("concurrency: 8\nrobots: true\nper_host: two\n")
-    assert config_error(config_file=path) == f"{path}, line 3: 'per_host' must be an integer ≥ 1, got 'two'"
+    assert config_error(config_file=path) == f"{path}, line 3: 'per_host' must be an integer from 1 to 1,024, got 'two'"
 
 
 def test_relative_path_is_shown_as_given(config, monkeypatch):
     path = config("per_host: 0\n")
     monkeypatch.chdir(path.parent)
-    assert config_error(config_file="x.yaml") == "x.yaml, line 1: 'per_host' must be an integer ≥ 1, got 0"
+    assert config_error(config_file="x.yaml") == "x.yaml, line 1: 'per_host' must be an integer from 1 to 1,024, got 0"
 
 
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("per_host", 0, "an integer ≥ 1, got 0"),
+        ("per_host", 0, "an integer from 1 to 1,024, got 0"),
         ("workers", 0, "an integer from 1 to 24 or null, got 0"),
         ("concurrency", 1.5, "an integer from 1 to 1,024, got 1.5"),
         ("parsers", True, "an integer from 1 to 16, got true"),
@@ -255,7 +255,7 @@ def test_yaml_one_point_one_booleans_are_not_booleans(config):
 
 
 def test_dash_s_errors_show_the_argument():
-    assert config_error(cli={"per_host": "0"}) == "-s per_host=0: 'per_host' must be an integer ≥ 1, got 0"
+    assert config_error(cli={"per_host": "0"}) == "-s per_host=0: 'per_host' must be an integer from 1 to 1,024, got 0"
     assert config_error(cli={"robots": "yes"}) == "-s robots=yes: 'robots' must be true or false, got 'yes'"
     assert config_error(cli={"per_hots": "3"}) == (
         "-s per_hots=3: unknown setting 'per_hots'; did you mean 'per_host'? "

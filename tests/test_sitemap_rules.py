@@ -66,6 +66,13 @@ def test_lastmod_is_read_as_a_utc_time(text: str | None, moment: datetime | None
     assert parse_lastmod(text) == moment
 
 
+def test_a_lastmod_whose_utc_time_falls_outside_the_calendar_is_unreadable_not_a_crash() -> None:
+    assert parse_lastmod("0001-01-01T00:00:00+01:00") is None  # a hostile sitemap's, or a typo's
+    assert parse_lastmod("9999-12-31T23:00:00-05:00") is None
+    with pytest.raises(ConfigError):
+        load_settings(cli={"sitemap_since": "0001-01-01T00:00:00+01:00"})
+
+
 def test_changed_since_keeps_changed_entries_and_those_without_a_date() -> None:
     entries = [{"loc": "old", "lastmod": "2026-01-01"}, {"loc": "new", "lastmod": "2026-06-01T00:00:00+00:00"},
                {"loc": "undated"}, {"loc": "unreadable", "lastmod": "soon"}, {"loc": "same", "lastmod": "2026-05-01"}]

@@ -22,6 +22,7 @@ from crawlkit.fetch.fetcher import site_headers
 from crawlkit.http import Headers
 from crawlkit.settings import load_settings
 from crawlkit.sites import NO_RULE, SiteRules
+from crawlkit.urls import host_of
 
 
 def rules(text: str) -> SiteRules:
@@ -45,6 +46,14 @@ def test_ports_and_case() -> None:
     assert r.for_host("[::1]:8080").per_host == 4
 
 
+def test_a_pattern_written_in_unicode_matches_the_hosts_idna_form() -> None:
+    r = rules('{"*.bücher.de": {per_host: 1}, "Bücher.de:8080": {delay: 2}}')
+    assert r.for_host(host_of("http://shop.bücher.de/")).per_host == 1  # hosts are keyed as xn--bcher-kva.de
+    assert r.for_host(host_of("http://bücher.de:8080/")).delay == 2.0
+    with pytest.raises(ConfigError, match="'hosts': 'bü\\*.de' mixes a glob into a non-ASCII label"):
+        rules('{"bü*.de": {per_host: 1}}')
+
+
 def test_headers_and_pickling() -> None:
     r = pickle.loads(pickle.dumps(rules('{"*": {headers: {X-Token: abc, Accept-Language: fr}}}')))
     assert r.for_host("anything:81").headers == (("X-Token", "abc"), ("Accept-Language", "fr"))
@@ -56,7 +65,8 @@ def test_headers_and_pickling() -> None:
     ('{"a b": {}}', "'a b' is not a host pattern"),
     ('{"a": 3}', "'hosts' → 'a' must be a mapping of settings"),
     ('{"a": {foo: 1}}', "unknown key 'foo'; a host rule may set per_host, delay, max_pages, user_agent, headers"),
-    ('{"a": {per_host: 0}}', "'hosts' → 'a': 'per_host' must be an integer ≥ 1, got 0"),
+    ('{"a": {per_host: 0}}', "'hosts' → 'a': 'per_host' must be an integer from 1 to 1,024, got 0"),
+    ('{"a": {per_host: 100000000000}}', "'per_host' must be an integer from 1 to 1,024"),  # not a semaphore's crash
     ('{"a": {delay: .inf}}', "'delay' must be a finite number from 0 to 86,400"),
     ('{"a": {delay: null}}', "'delay' must not be null"),
     ('{"a": {headers: {"x y": v}}}', "'x y' is not an HTTP header name"),

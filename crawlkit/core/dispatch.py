@@ -159,7 +159,8 @@ class Dispatch:
             lease, request = taken
             if spent and _is_page(request):
                 limiter.release(host, grant)
-                limiter.completed(host)
+                for woken in limiter.completed(host):
+                    frontier.unpark(woken)
                 self._drop_over_site_budget(lease, request)
                 continue
             self._send(host, lease, request, grant, queue)

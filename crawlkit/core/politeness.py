@@ -4,11 +4,11 @@ Scrapy's AutoThrottle sets one delay from the latency; crawlkit adapts each host
 moves its concurrency first. A host starts at its ``per_host`` and ``delay`` (its rule in the
 ``hosts`` setting, or the crawl's: ``Limiter.limits``), and from each finished exchange
 (``observe``, in the engine, from the ``PageDone``'s status and exchange time: no message or
-timing of its own) it keeps two figures: its *idle latency*, the lowest exchange time seen
-(which creeps up slowly, so a host that became slower for good is not throttled for ever), and
-a smoothed latency. A step waits for the last one to show: two smoothed latencies (the
-requests sent at the old pace are over) and ``SETTLE`` exchanges after it (the smoothed latency
-has taken the new pace in):
+timing of its own; an answer the HTTP cache served is no exchange and is left out) it keeps
+two figures: its *idle latency*, the lowest exchange time seen (which creeps up slowly, so a
+host that became slower for good is not throttled for ever), and a smoothed latency. A step
+waits for the last one to show: two smoothed latencies (the requests sent at the old pace are
+over) and ``SETTLE`` exchanges after it (the smoothed latency has taken the new pace in):
 
 - a 429 or 503 answer, or a timeout, halves the host's concurrency; at one, doubles its delay;
 - a smoothed latency over ``SLOW`` times the idle one (and ``NOISE`` more) lowers its
@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass
 
 from crawlkit.backends.base import Limiter
+from crawlkit.fetch.cache import HITS
 from crawlkit.stats import Stats
 
 #: Smoothed over idle latency past which a host is taken for overloaded, and under which for healthy.
@@ -83,6 +84,8 @@ class Throttle:
 
     def observe(self, host: str, now: float, status: int, elapsed: float, counts: dict[str, int]) -> None:
         """Take in one exchange with ``host``: its HTTP status (0: none), seconds, and its stats deltas."""
+        if HITS in counts:  # served from the HTTP cache: no exchange, and its 0 s would become the idle latency
+            return
         pace = self.hosts.get(host)
         if pace is None:
             per_host, delay = self.limiter.limits(host)  # where it starts (a shared pace is read at its first step)

@@ -160,7 +160,7 @@ def parse_lastmod(text: str | None) -> datetime | None:
             year, month, day = short.groups()
             return datetime(int(year), int(month or 1), int(day or 1), tzinfo=timezone.utc)
         return _utc(datetime.fromisoformat(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a time zone moves it outside years 1 to 9999
         return None
 
 

@@ -1,7 +1,8 @@
 """The directives stage: what a page tells crawlers about itself (robots meta, X-Robots-Tag, nofollow, canonical).
 
 Before the callback it reads the ``<meta name="robots">`` and ``<meta name="crawlkit">`` tags
-(the robots product token of ``user_agent``, as robots.txt groups are matched), the
+(the robots product token of ``user_agent``, or of the host's own in the ``hosts`` setting, as
+robots.txt groups are matched), the
 ``X-Robots-Tag`` headers (``noindex``, or ``crawlkit: noindex`` for this crawler only), the
 ``rel="nofollow"`` of ``<a>`` and ``<area>`` links, and the canonical URL (``<link
 rel="canonical">`` or a ``Link: <...>; rel="canonical"`` header). The spider sees them as
@@ -31,6 +32,7 @@ from urllib.parse import urldefrag, urljoin
 from crawlkit.extensions.robots import product_token
 from crawlkit.http import Request, Response
 from crawlkit.parse.stages import Page, StageSetup
+from crawlkit.sites import SiteRules
 
 log = logging.getLogger("crawlkit.parser")
 
@@ -60,15 +62,20 @@ class DirectivesStage:
         self.agent = product_token(settings.user_agent).strip().lower()
         self.agent_bytes = self.agent.encode("utf-8", "replace")
         self.fingerprints = setup.fingerprints
+        # Hosts with a user agent of their own are addressed by its name, as their robots.txt is (sites.py).
+        sites = SiteRules(settings.hosts)
+        self.sites = sites if any("user_agent" in rule for rule in sites.setting.values()) else None
+        self._agents: dict[str, tuple[str, bytes]] = {}  # host -> its name, lower-case, as str and bytes
 
     def on_response(self, page: Page, response: Response) -> Response | None:
         headers = response.headers
         directives: frozenset[str] = frozenset()
         canonical: str | None = None
+        agent, agent_bytes = (self.agent, self.agent_bytes) if self.sites is None else self._agent_of(page.done.host)
         if self.obey:
             tags = headers.getlist("X-Robots-Tag")
             if tags:
-                directives = header_directives(tags, self.agent)
+                directives = header_directives(tags, agent)
         link = headers.get("Link")
         if link is not None and "canonical" in link.lower():
             canonical = header_canonical(link, response.url)
@@ -76,9 +83,8 @@ class DirectivesStage:
         if response.is_html:
             body = response.body
             head = _head(body)
-            agent = self.agent_bytes
-            if (self.obey and (b"robots" in head or (agent and agent in head))) or b"canonical" in head:
-                meta, linked = head_directives(response, self.agent)
+            if (self.obey and (b"robots" in head or (agent_bytes and agent_bytes in head))) or b"canonical" in head:
+                meta, linked = head_directives(response, agent)
                 if self.obey:
                     directives |= meta
                 canonical = canonical or linked
@@ -98,6 +104,20 @@ class DirectivesStage:
         elif meta_dict:
             meta_dict.pop("canonical", None)
         return response
+
+    def _agent_of(self, host: str) -> tuple[str, bytes]:
+        """The name ``host``'s pages address this crawler by: its rule's user agent's product token, or the crawl's."""
+        known = self._agents.get(host)
+        if known is None:
+            assert self.sites is not None  # asked only when a rule has a user agent
+            user_agent = self.sites.for_host(host).user_agent
+            if user_agent is None:
+                known = self.agent, self.agent_bytes
+            else:
+                agent = product_token(user_agent).strip().lower()
+                known = agent, agent.encode("utf-8", "replace")
+            self._agents[host] = known
+        return known
 
     def _honour(self, page: Page, directives: frozenset[str], nofollow_urls: frozenset[str]) -> None:
         if NOINDEX in directives:

@@ -169,9 +169,7 @@ class LocalLimiter:
         return per_host
 
     def limits(self, host: str) -> tuple[int, float]:
-        rule = self.rules.for_host(host)
-        per_host = self._per_host if rule.per_host is None else rule.per_host
-        delay = self._delay if rule.delay is None else rule.delay
+        per_host, delay = self.rules.limits(host, self._per_host, self._delay)
         return per_host, max(delay, self._robots_delay.get(host, 0.0))
 
     def pace(self, host: str) -> tuple[int, float]:
@@ -198,9 +196,6 @@ class LocalLimiter:
         if self.holders[ticket]:
             self.holders[ticket] = 0
             self.turn_locks[grant].release()
-
-    def inflight(self, host: str) -> int:
-        return self._inflight.get(host, 0)
 
 
 class SemaphorePermits:

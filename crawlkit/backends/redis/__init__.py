@@ -692,9 +692,7 @@ class RedisLimiter:
         return self._host_delay.get(host, self.limits(host)[1] if self.rules else self._delay)
 
     def limits(self, host: str) -> tuple[int, float]:
-        rule = self.rules.for_host(host)
-        per_host = self._per_host if rule.per_host is None else rule.per_host
-        delay = self._delay if rule.delay is None else rule.delay
+        per_host, delay = self.rules.limits(host, self._per_host, self._delay)
         return per_host, max(delay, self._robots_delay.get(host, 0.0))
 
     @_guarded
