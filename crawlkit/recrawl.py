@@ -44,6 +44,10 @@ def forget_revisit(request: Request) -> None:
             request.headers.pop(name, None)
 
 
+#: The longest duration a setting takes: a date that far ahead still fits a timestamp (1e300 seconds would not).
+MAX_DURATION = 100 * 365.25 * 86400
+
+
 def duration(key: str, value: Any) -> float:
     """``value`` (seconds, or "12h", "7d"...) in seconds; ValueError "'key' ..." when it is not a duration > 0."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -54,8 +58,8 @@ def duration(key: str, value: Any) -> float:
             raise ValueError(f"'{key}' must be a duration: seconds or a number with s, m, h, d or w (e.g. 12h, 7d), "
                              f"got {value!r}")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if not 0 < seconds < float("inf"):
-        raise ValueError(f"'{key}' must be a duration more than 0 (e.g. 12h, 7d), got {value!r}")
+    if not 0 < seconds <= MAX_DURATION:
+        raise ValueError(f"'{key}' must be a duration more than 0 and at most 100 years (e.g. 12h, 7d), got {value!r}")
     return seconds
 
 

@@ -60,7 +60,7 @@ def test_a_duration_is_seconds_or_a_number_with_a_unit(value: Any, seconds: floa
     assert duration("recrawl_after", value) == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "7 days", "-1h", "0", 0, True, [1], "1y"])
+@pytest.mark.parametrize("value", ["soon", "7 days", "-1h", "0", 0, True, [1], "1y", 1e300, "5300w"])
 def test_a_wrong_recrawl_after_is_a_one_line_error_naming_the_key_value_and_fix(value: Any) -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(cli={"recrawl_after": value})
