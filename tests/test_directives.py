@@ -129,6 +129,10 @@ def test_the_canonical_url_from_the_head_or_the_link_header_and_its_fingerprint_
     assert header_canonical('<https://b.test/p>; rel="alternate"', URL) is None
     off, _ = read(stage(), head('<link rel="canonical" href="/other">'))
     assert off.done.canonical is None  # skip_duplicate_canonical off: the engine is not asked
+    # Another host's URL is not this page's to speak for: a hostile page would keep it from ever being fetched.
+    elsewhere, response = read(directives, head('<link rel="canonical" href="http://b.test/dir/other">'))
+    assert response.meta["canonical"] == "http://b.test/dir/other"
+    assert elsewhere.done.canonical is None and elsewhere.counts["canonical_other_host"] == 1
 
 
 def test_the_router_drops_a_noindex_pages_items_before_the_pipelines_and_a_nofollow_pages_links() -> None:

@@ -33,6 +33,7 @@ from crawlkit.extensions.robots import product_token
 from crawlkit.http import Request, Response
 from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.sites import SiteRules
+from crawlkit.urls import host_of
 
 log = logging.getLogger("crawlkit.parser")
 
@@ -100,7 +101,7 @@ class DirectivesStage:
         if canonical is not None:
             meta_dict["canonical"] = canonical
             if self.skip_duplicates:
-                page.done.canonical = self._foreign(canonical, response.url)
+                page.done.canonical = self._foreign(canonical, response.url, page)
         elif meta_dict:
             meta_dict.pop("canonical", None)
         return response
@@ -129,10 +130,15 @@ class DirectivesStage:
         elif nofollow_urls:
             page.robots = PageRobots(False, nofollow_urls)
 
-    def _foreign(self, canonical: str, url: str) -> int | None:
-        """The fingerprint of ``canonical`` when it names another page than ``url``; None when the same or invalid."""
+    def _foreign(self, canonical: str, url: str, page: Page) -> int | None:
+        """The fingerprint of ``canonical`` when it names another page of ``url``'s host; None when the same,
+        invalid, or on another host (counted): a page may speak for its own site's URLs, but a hostile one
+        naming another site's would mark them seen, and they would never be fetched."""
         fingerprint = self.fingerprints.fingerprint
         try:
+            if host_of(canonical) != host_of(url):
+                page.counts["canonical_other_host"] += 1
+                return None
             fp = fingerprint(canonical)
             return None if fp == fingerprint(url) else fp
         except ValueError:
