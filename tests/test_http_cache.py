@@ -20,8 +20,9 @@ from crawlkit.settings import load_settings
 URL = "http://127.0.0.2:8000/page/1.html"
 
 
-def make_cache(tmp_path: Path, ttl: float = 0.0, ignore: tuple[int, ...] = (), rfc9111: bool = False) -> HttpCache:
-    return HttpCache(str(tmp_path / "cache"), ttl, frozenset(ignore), rfc9111)
+def make_cache(tmp_path: Path, ttl: float = 0.0, ignore: tuple[int, ...] = (), rfc9111: bool = False,
+               max_body: int = 10_000_000) -> HttpCache:
+    return HttpCache(str(tmp_path / "cache"), ttl, frozenset(ignore), rfc9111, max_body)
 
 
 def answer(request: Request, status: int = 200, headers: list[tuple[str, str]] | None = None,
@@ -61,6 +62,26 @@ def test_an_answer_round_trips_and_a_hit_does_not_reach_the_server(tmp_path: Pat
     [path] = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert path == cache.path(request)
     assert json.loads(path.read_bytes().partition(b"\n")[0])["request_url"] == URL
+
+
+def test_credentials_sent_are_not_kept_in_the_cache_file(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+    sent = [("User-Agent", "crawlkit"), ("Cookie", "session=s3cret"), ("Authorization", "Bearer t0ken"),
+            ("proxy-authorization", "Basic cHc=")]
+    cache.fetch(Request(URL), Server(lambda r: FetchResult(1, r, r.url, 200, "HTTP/1.1 200 OK", [], sent, b"x")))
+    data = cache.path(Request(URL)).read_bytes()
+    assert b"s3cret" not in data and b"t0ken" not in data and b"cHc=" not in data
+    assert cache.fetch(Request(URL), Server()).request_headers == [("User-Agent", "crawlkit")]
+
+
+def test_a_file_longer_than_max_body_is_a_miss_and_not_read_whole(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path, max_body=1000)
+    cache.fetch(Request(URL), Server(lambda r: answer(r, body=b"x" * 1000)))
+    assert cache.hit(Request(URL)) is not None  # a body of max_body is served
+    path = cache.path(Request(URL))
+    with open(path, "ab") as file:  # someone else's edit: more than max_body and the head line allow
+        file.write(b"y" * (1 << 20))
+    assert cache.hit(Request(URL)) is None
 
 
 def test_method_and_body_are_part_of_the_key(tmp_path: Path) -> None:
@@ -235,7 +256,7 @@ def test_settings_and_scrapy_names(tmp_path: Path) -> None:
     check_cache_dir(str(tmp_path / "new"))
     assert (tmp_path / "new").is_dir()
     made = HttpCache.from_settings(load_settings(cli={"http_cache": "dev", "http_cache_ttl": 5}))
-    assert made == HttpCache(str(Path("dev").resolve()), 5.0, frozenset(), False)
+    assert made == HttpCache(str(Path("dev").resolve()), 5.0, frozenset(), False, 10_485_760)
     assert HttpCache.from_settings(load_settings()) is None
 
 

@@ -17,7 +17,9 @@ depends on its headers, which the listing does not read: every request takes its
 
 Storage: one file per request (method, URL as sent, body), named by its SHA-256, under two
 levels of directories. A file is a JSON line (status, headers, URL, when stored) followed by
-the body bytes; nothing read back can run code (no pickle). It is written to a temporary name
+the body bytes; nothing read back can run code (no pickle), and a file longer than ``max_body``
+allows is a miss, not read whole. The request's Cookie and Authorization headers are not kept
+(``SECRET``): a cache directory is copied and kept, and the credentials would outlive the crawl. It is written to a temporary name
 and renamed over the old one, so several fetcher processes may write at once, and a process
 killed mid-write leaves the old answer or none, never half of one. A file that does not read
 back as an answer for its request is a miss.
@@ -51,6 +53,10 @@ from crawlkit.messages import FetchResult
 FORMAT = 1  # the "v" of a cache file's head line; files of another version are misses
 HITS, MISSES, REVALIDATED = "http_cache_hits", "http_cache_misses", "http_cache_revalidated"
 EXPIRY_MARGIN = 60.0  # seconds: an answer expiring sooner is not dispatched as a hit (StoredAnswers)
+HEAD_MAX = 1 << 20  # bytes of a cache file's head line (status, headers, URLs) at most
+# Request headers a cache file leaves out: a cache directory is shared, copied and kept, and a
+# credential in it would outlive the crawl (a hit sends nothing, so nothing needs them).
+SECRET = frozenset({"cookie", "authorization", "proxy-authorization"})
 UNWRITTEN = "http_cache_unwritten"  # answers that could not be stored (a full disk, a directory made read-only)
 # Statuses RFC 9111 lets a cache keep fresh by heuristic (section 4.2.2: "heuristically cacheable").
 _HEURISTIC = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
@@ -68,6 +74,7 @@ class HttpCache:
     ttl: float  # seconds a stored answer is served for; 0 = for ever
     ignore_statuses: frozenset[int]
     rfc9111: bool
+    max_body: int  # a file longer than this and its head line is a miss, never read whole (one edited by someone else)
 
     @classmethod
     def from_settings(cls, s: Any) -> HttpCache | None:
@@ -75,7 +82,7 @@ class HttpCache:
         if s.http_cache is None:
             return None
         return cls(str(Path(s.http_cache).resolve()), s.http_cache_ttl, frozenset(s.http_cache_ignore_statuses),
-                   s.http_cache_rfc9111)
+                   s.http_cache_rfc9111, s.max_body)
 
     def hit(self, request: Request) -> FetchResult | None:
         """The stored answer to ``request`` (counted as a hit) when the default policy serves it; None: a miss."""
@@ -153,7 +160,10 @@ class HttpCache:
         """(when stored, the answer) for ``request``, or None: none stored, older than ``ttl``, of an ignored
         status, or unreadable."""
         try:
-            data = self.path(request).read_bytes()
+            with open(self.path(request), "rb") as file:
+                data = file.read(self.max_body + HEAD_MAX + 1)
+            if len(data) > self.max_body + HEAD_MAX:
+                return None
             head_line, _, body = data.partition(b"\n")
             head = json.loads(head_line)
             if head["v"] != FORMAT or head["method"] != request.method or head["request_url"] != request.url:
@@ -176,7 +186,8 @@ class HttpCache:
         head = {
             "v": FORMAT, "method": request.method, "request_url": request.url, "stored": time.time(),
             "url": result.url, "status": result.status, "status_line": result.status_line,
-            "headers": result.headers, "request_headers": result.request_headers,
+            "headers": result.headers,
+            "request_headers": [(name, value) for name, value in result.request_headers if name.lower() not in SECRET],
         }
         path = self.path(request)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
