@@ -29,9 +29,10 @@ answered, its ``ETag`` and ``Last-Modified``, and with adaptive refetch when it 
 its interval, written by the same UPDATE that marks it done. When a run opens a finished crawl
 (nothing pending) and the ``RecrawlPolicy`` begins a round, the known pages that are due (all
 of them without adaptive refetch; never the gone ones) are made pending again, read back with
-``If-None-Match`` / ``If-Modified-Since`` and ``meta["revisit"]`` set, and the round's stats
-start from zero; a round cut short is resumed as any crawl is. Each time a run ends with
-nothing pending, ``finished_at`` is noted, from which ``recrawl_after`` counts.
+``If-None-Match`` / ``If-Modified-Since`` and ``meta["revisit"]`` set, the kept robots.txt
+answers are dropped (the round asks each host again), and the round's stats start from zero;
+a round cut short is resumed as any crawl is. Each time a run ends with nothing pending,
+``finished_at`` is noted, from which ``recrawl_after`` counts.
 
 A request's row id travels beside it, as its frontier entry's job and then its lease (see
 ``crawlkit.backends.base``), never in its ``meta``. A crawl without a job directory journals
@@ -215,6 +216,7 @@ class JobDir:
                 revisits = self.db.execute(
                     f"UPDATE requests SET state = 0 WHERE {due} AND coalesce(fetched + interval <= ?, 1)", (now,)
                 ).rowcount
+            self.db.execute("DELETE FROM robots")  # a round may come days later: robots.txt is asked anew (RFC 9309)
             counted = self.meta("rounds", "0")
             rounds = (int(counted) if isinstance(counted, str) and counted.isdigit() else 0) + 1
             self.set_meta("rounds", str(rounds))
