@@ -443,7 +443,7 @@ def load_settings(
         scrapy = _scrapy_name(key, where)
         spec = _spec_for(specs, scrapy.key if scrapy else key, where)
         if text:
-            value = _parse_cli_string(spec, value, where)
+            value = _parse_cli_string(spec, value, where, scrapy is not None and scrapy.convert is not None)
         try:
             if scrapy is not None and scrapy.convert is not None:
                 value = scrapy.convert(value)
@@ -594,9 +594,11 @@ def _spec_for(specs: Mapping[str, _Spec], key: str, where: str) -> _Spec:
     raise ConfigError(f"{where}: unknown setting '{key}'{hint} {_SEE_ALL}")
 
 
-def _parse_cli_string(spec: _Spec, text: str, where: str) -> Any:
-    """Read a ``-s`` value: verbatim for string settings, as a YAML scalar or flow list otherwise."""
-    if spec.kind is str:
+def _parse_cli_string(spec: _Spec, text: str, where: str, scrapy_value: bool = False) -> Any:
+    """Read a ``-s`` value: verbatim for string settings, as a YAML scalar or flow list otherwise, and
+    always as YAML when it is a ``scrapy_value`` a converter turns into the setting's (HTTPCACHE_ENABLED
+    is a boolean, though http_cache is a string)."""
+    if spec.kind is str and not scrapy_value:
         cleared = spec.nullable and text.strip() in ("", "~", "null", "Null", "NULL")
         return None if cleared else text
     from crawlkit.yamlfile import read_value  # here: processes that only unpickle Settings never load PyYAML
