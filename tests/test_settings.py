@@ -357,6 +357,8 @@ def test_scrapy_units_and_zero_for_no_limit():
     assert load_settings(spider_settings={"DOWNLOAD_MAXSIZE": 2048}).max_body == 2048  # bytes, as Scrapy's
     assert load_settings(spider_settings={"DOWNLOAD_MAXSIZE": 0}).max_body == 1 << 30  # Scrapy's 0: no limit
     assert load_settings(spider_settings={"DOWNLOAD_TIMEOUT": 30}).download_timeout == 30.0  # seconds
+    assert load_settings(cli={"URLLENGTH_LIMIT": "500"}).max_url_length == 500
+    assert load_settings(cli={"URLLENGTH_LIMIT": "0"}).max_url_length == 65_536  # Scrapy's 0: no limit
 
 
 def test_a_bad_value_under_a_scrapy_name_names_both():
