@@ -74,7 +74,7 @@ class HttpCache:
     def fetch(self, request: Request, send: Send) -> FetchResult:
         """The answer to ``request``: from the cache when the policy allows, else from ``send`` (then stored)."""
         asked = _directives(request.headers.get("Cache-Control")) if self.rfc9111 else {}
-        stored = None if "no-store" in asked else self.load(request)
+        stored = None if "no-store" in asked or request.meta.get("revisit") else self.load(request)  # a revisit asks
         if stored is not None:
             when, answer = stored
             if not self.rfc9111:
