@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crawlkit.backends import joins_without_seeds
-from crawlkit.errors import SeedsError, SpiderError
+from crawlkit.errors import ConfigError, SeedsError, SpiderError
 from crawlkit.loader import load_spider, one_line, spider_spec
 from crawlkit.process import context
 from crawlkit.settings import Settings, load_settings
@@ -67,6 +67,10 @@ class Crawl:
         self.spider_spec: str | None = load_settings(config_file, None, top).spider
         self.spider_cls = spider if isinstance(spider, type) else load_spider(self.spider_spec)
         self.settings: Settings = load_settings(config_file, self.spider_cls.custom_settings, top)
+        if self.settings.follow and not issubclass(self.spider_cls, LinkSpider):  # rules that would do nothing
+            raise ConfigError(f"'follow' is the built-in spider's link rules, and {self.spider_cls.__name__} follows "
+                              "the requests its callbacks yield; remove follow, or give the spider rules "
+                              "(CrawlSpider, Rule, LinkExtractor)")
         self.spider_kwargs = dict(spider_args or {})
         self.seeds: SeedFile | None = None
         if seeds is not None:

@@ -119,9 +119,14 @@ def _by_order(name: str) -> Callable[[Any], list[str]]:
     return convert
 
 
-def _no_limit_is_most(value: Any) -> Any:
-    """Scrapy's ``DOWNLOAD_MAXSIZE: 0`` means no limit; crawlkit's largest ``max_body`` is 1 GiB."""
-    return _AT_MOST["max_body"] if value == 0 and not isinstance(value, bool) else value
+def _no_limit_is_most(key: str) -> Callable[[Any], Any]:
+    """A converter of a Scrapy limit whose 0 means none (``DOWNLOAD_MAXSIZE``, ``URLLENGTH_LIMIT``) to
+    crawlkit's ``key``, whose largest value stands for it (1 GiB of body, 65,536 characters of URL)."""
+
+    def convert(value: Any) -> Any:
+        return _AT_MOST[key] if value == 0 and not isinstance(value, bool) else value
+
+    return convert
 
 
 def _scrapy_cache_dir(value: Any) -> Any:
@@ -186,9 +191,11 @@ SCRAPY_SETTINGS: dict[str, ScrapyName] = {
     "RETRY_HTTP_CODES": ScrapyName("retry_http_codes"),
     "DOWNLOAD_TIMEOUT": ScrapyName("download_timeout", note="seconds for the whole exchange; connect_timeout and "
                                                             "read_timeout bound its parts"),
-    "DOWNLOAD_MAXSIZE": ScrapyName("max_body", _no_limit_is_most,
+    "DOWNLOAD_MAXSIZE": ScrapyName("max_body", _no_limit_is_most("max_body"),
                                    note="bytes of decompressed body; 0 (no limit) becomes 1 GiB, crawlkit's most"),
     "REDIRECT_MAX_TIMES": ScrapyName("max_redirects"),
+    "URLLENGTH_LIMIT": ScrapyName("max_url_length", _no_limit_is_most("max_url_length"),
+                                  note="characters; 0 (no limit) becomes 65,536, crawlkit's most"),
     "COOKIES_ENABLED": ScrapyName("cookies"),
     "LOG_LEVEL": ScrapyName("log_level"),
     "LOG_FILE": ScrapyName("log_file", note="the log goes to stderr as well"),
@@ -444,7 +451,7 @@ def load_settings(
         scrapy = _scrapy_name(key, where)
         spec = _spec_for(specs, scrapy.key if scrapy else key, where)
         if text:
-            value = _parse_cli_string(spec, value, where)
+            value = _parse_cli_string(spec, value, where, scrapy is not None and scrapy.convert is not None)
         try:
             if scrapy is not None and scrapy.convert is not None:
                 value = scrapy.convert(value)
@@ -595,9 +602,11 @@ def _spec_for(specs: Mapping[str, _Spec], key: str, where: str) -> _Spec:
     raise ConfigError(f"{where}: unknown setting '{key}'{hint} {_SEE_ALL}")
 
 
-def _parse_cli_string(spec: _Spec, text: str, where: str) -> Any:
-    """Read a ``-s`` value: verbatim for string settings, as a YAML scalar or flow list otherwise."""
-    if spec.kind is str:
+def _parse_cli_string(spec: _Spec, text: str, where: str, scrapy_value: bool = False) -> Any:
+    """Read a ``-s`` value: verbatim for string settings, as a YAML scalar or flow list otherwise, and
+    always as YAML when it is a ``scrapy_value`` a converter turns into the setting's (HTTPCACHE_ENABLED
+    is a boolean, though http_cache is a string)."""
+    if spec.kind is str and not scrapy_value:
         cleared = spec.nullable and text.strip() in ("", "~", "null", "Null", "NULL")
         return None if cleared else text
     from crawlkit.yamlfile import read_value  # here: processes that only unpickle Settings never load PyYAML

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -162,6 +163,23 @@ def test_ignored_statuses_and_failures_are_never_stored(tmp_path: Path) -> None:
     assert cache.fetch(Request(URL), Server()).status == 404  # not ignored: stored
     ignoring = make_cache(tmp_path, ignore=(404,))  # a later run that ignores it asks again
     assert ignoring.fetch(Request(URL), Server(lambda r: answer(r, body=b"found"))).body == b"found"
+
+
+def test_a_recrawl_revisit_asks_the_server_and_a_change_replaces_the_stored_answer(tmp_path: Path) -> None:
+    """A recrawl round exists to ask the server whether a page changed: the stored answer would make
+    every revisit a changed page (a 200), its items written again, whatever the server says."""
+    cache = make_cache(tmp_path)
+    cache.fetch(Request(URL), Server(lambda r: answer(r, body=b"v1")))
+    revisit = Request(URL, headers={"If-None-Match": '"v1"'}, meta={"revisit": True})
+    server = Server(lambda r: answer(r, status=304, body=b""), lambda r: answer(r, body=b"v2"))
+    unchanged = cache.fetch(revisit, server)
+    assert (unchanged.status, unchanged.counts) == (304, {"http_cache_misses": 1})
+    assert cache.fetch(revisit, server).body == b"v2"
+    assert [r.headers["If-None-Match"] for r in server.seen] == ['"v1"', '"v1"']
+    assert cache.fetch(Request(URL), Server()).body == b"v2"  # the change is what a later run gets
+    # Nor does the engine dispatch a revisit as a hit (without a permit, served from the file).
+    stored = cache.stored_answers(time.time())
+    assert stored is not None and not stored.take(revisit) and stored.take(Request(URL))
 
 
 def test_the_default_policy_serves_what_http_would_not(tmp_path: Path) -> None:

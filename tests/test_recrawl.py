@@ -156,6 +156,29 @@ def test_a_round_makes_the_known_pages_pending_again_with_their_validators(tmp_p
     again.close()
 
 
+def test_a_round_asks_for_robots_txt_again_and_a_resume_does_not(tmp_path: Path) -> None:
+    """A round may come days later (recrawl_after), when the site's rules may have changed; RFC 9309
+    asks a crawler not to use a robots.txt for more than a day. A resume of a cut-short run keeps it."""
+    journal = JobDir(tmp_path)
+    journal.begin("")
+    [(job, _)] = journal.add([(1, Request("http://a.test/"))])
+    journal.save_robots("a.test", 200, b"User-agent: *\nDisallow: /private/\n")
+    journal.commit(0, {"pages": 0})
+    journal.close()
+
+    resumed = JobDir(tmp_path, recrawl=RecrawlPolicy(True, None, None))  # a page still pending: a resume
+    resumed.begin("")
+    assert list(resumed.robots()) == [("a.test", 200, b"User-agent: *\nDisallow: /private/\n")]
+    resumed.done(job, 200, None)
+    resumed.commit(0, {"pages": 1})
+    resumed.close()
+
+    again = JobDir(tmp_path, recrawl=RecrawlPolicy(True, None, None))  # finished: a new round
+    assert again.begin("") == (0, {})
+    assert list(again.robots()) == []
+    again.close()
+
+
 def test_adaptive_refetch_keeps_an_interval_per_page_and_a_round_takes_the_due_ones(tmp_path: Path) -> None:
     policy = RecrawlPolicy(True, None, Schedule(DAY, HOUR, 30 * DAY, 2.0, 0.5))
     journal = JobDir(tmp_path, recrawl=policy)

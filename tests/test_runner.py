@@ -89,6 +89,8 @@ def test_errors_are_raised_not_exits() -> None:
         crawlkit.crawl(Pages, FAST)
     with pytest.raises(SpiderError, match="^spider Broken could not be created: RuntimeError: no database"):
         crawlkit.crawl(Broken, FAST)
+    with pytest.raises(ConfigError, match="^'follow' is the built-in spider's link rules, and Pages follows"):
+        Crawl(Pages, {"follow": {"allow": ["/docs/"]}})  # a spider of its own would ignore them
 
 
 def test_a_spider_class_travels_by_an_importable_name() -> None:

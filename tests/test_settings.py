@@ -345,10 +345,20 @@ def test_scrapy_component_maps_become_ordered_class_lists():
     assert load_settings(cli={"ITEM_PIPELINES": "{a.B: 2, c.D: 1}"}).pipelines == ("c:D", "a:B")
 
 
+def test_a_scrapy_name_given_with_s_is_read_as_scrapys_value_not_as_the_crawlkit_settings():
+    # http_cache is a string (a directory); HTTPCACHE_ENABLED a boolean, as Scrapy users write it.
+    assert load_settings(cli={"HTTPCACHE_ENABLED": "True"}).http_cache == "httpcache"
+    assert load_settings(cli={"HTTPCACHE_ENABLED": "false"}).http_cache is None
+    assert load_settings(cli={"HTTPCACHE_DIR": "true"}).http_cache == "true"  # no converter: verbatim
+    assert load_settings(cli={"HTTPCACHE_POLICY": "scrapy.extensions.httpcache.RFC2616Policy"}).http_cache_rfc9111
+
+
 def test_scrapy_units_and_zero_for_no_limit():
     assert load_settings(spider_settings={"DOWNLOAD_MAXSIZE": 2048}).max_body == 2048  # bytes, as Scrapy's
     assert load_settings(spider_settings={"DOWNLOAD_MAXSIZE": 0}).max_body == 1 << 30  # Scrapy's 0: no limit
     assert load_settings(spider_settings={"DOWNLOAD_TIMEOUT": 30}).download_timeout == 30.0  # seconds
+    assert load_settings(cli={"URLLENGTH_LIMIT": "500"}).max_url_length == 500
+    assert load_settings(cli={"URLLENGTH_LIMIT": "0"}).max_url_length == 65_536  # Scrapy's 0: no limit
 
 
 def test_a_bad_value_under_a_scrapy_name_names_both():

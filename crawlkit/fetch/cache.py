@@ -19,10 +19,10 @@ Storage: one file per request (method, URL as sent, body), named by its SHA-256,
 levels of directories. A file is a JSON line (status, headers, URL, when stored) followed by
 the body bytes; nothing read back can run code (no pickle), and a file longer than ``max_body``
 allows is a miss, not read whole. The request's Cookie and Authorization headers are not kept
-(``SECRET``): a cache directory is copied and kept, and the credentials would outlive the crawl. It is written to a temporary name
-and renamed over the old one, so several fetcher processes may write at once, and a process
-killed mid-write leaves the old answer or none, never half of one. A file that does not read
-back as an answer for its request is a miss.
+(``SECRET``): a cache directory is copied and kept, and the credentials would outlive the crawl.
+It is written to a temporary name and renamed over the old one, so several fetcher processes
+may write at once, and a process killed mid-write leaves the old answer or none, never half of
+one. A file that does not read back as an answer for its request is a miss.
 
 Two policies. By default every stored answer is served until it is ``http_cache_ttl`` seconds
 old (0: for ever), as Scrapy's DummyPolicy. With ``http_cache_rfc9111`` one is served only
@@ -95,11 +95,12 @@ class HttpCache:
 
     def fetch(self, request: Request, send: Send) -> FetchResult:
         """The answer to ``request``: from the cache when the policy allows, else from ``send`` (then stored)."""
+        revisit = bool(request.meta.get("revisit"))  # a recrawl's revisit asks the server, whatever is stored
         if not self.rfc9111:
-            answer = self.hit(request)
+            answer = None if revisit else self.hit(request)
             return answer if answer is not None else self._keep(request, send(request), {})
         asked = _directives(request.headers.get("Cache-Control"))
-        stored = None if "no-store" in asked else self.load(request)
+        stored = None if "no-store" in asked or revisit else self.load(request)
         if stored is not None:
             when, answer = stored
             age = time.time() - when + _seconds(_header(answer.headers, "Age"))
@@ -214,7 +215,10 @@ class StoredAnswers:
         self.names = names
 
     def take(self, request: Request) -> bool:
-        """Whether ``request``'s answer is stored (then no longer listed): dispatch it as a hit."""
+        """Whether ``request``'s answer is stored (then no longer listed): dispatch it as a hit. Never a
+        recrawl's revisit, which asks the server whether the page changed."""
+        if request.meta.get("revisit"):
+            return False
         name = key(request)
         if name in self.names:
             self.names.discard(name)

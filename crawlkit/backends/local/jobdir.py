@@ -31,8 +31,9 @@ sitemap listed with a ``lastmod`` (``sitemap``), which a round leaves to that si
 When a run opens a finished crawl (nothing pending) and the ``RecrawlPolicy`` begins a round, the
 known pages that are due (all of them without adaptive refetch, and every sitemap; never the gone
 ones, nor the pages left to a sitemap) are made pending again, read back with ``If-None-Match``
-/ ``If-Modified-Since`` and ``meta["revisit"]`` set, and the round's stats start from zero; a
-round cut short is resumed as any crawl is. Each time a run ends with nothing pending,
+/ ``If-Modified-Since`` and ``meta["revisit"]`` set, the kept robots.txt answers are dropped (the
+round asks each host again), and the round's stats start from zero; a round cut short is
+resumed as any crawl is. Each time a run ends with nothing pending,
 ``finished_at`` is noted, from which ``recrawl_after`` counts.
 
 A request's row id travels beside it, as its frontier entry's job and then its lease (see
@@ -231,6 +232,7 @@ class JobDir:
                     f"UPDATE requests SET state = 0 WHERE {due} "
                     f"AND (sitemap IS {SITEMAP} OR coalesce(fetched + interval <= ?, 1))", (now,)
                 ).rowcount
+            self.db.execute("DELETE FROM robots")  # a round may come days later: robots.txt is asked anew (RFC 9309)
             counted = self.meta("rounds", "0")
             rounds = (int(counted) if isinstance(counted, str) and counted.isdigit() else 0) + 1
             self.set_meta("rounds", str(rounds))
