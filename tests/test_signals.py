@@ -144,6 +144,34 @@ def test_each_event_reaches_the_handlers_with_its_arguments() -> None:
     assert stats.counts["error_extension"] == 1  # the handler that raised is counted; the others ran
 
 
+class Counted:
+    """An extension that counts its instances: the crawl makes one."""
+
+    made = 0
+
+    def __init__(self) -> None:
+        Counted.made += 1
+
+    def crawl_opened(self, spider: Spider) -> None:
+        return None
+
+
+class Unmakeable:
+    def __init__(self) -> None:
+        raise RuntimeError("no config file")
+
+    def crawl_opened(self, spider: Spider) -> None:
+        return None
+
+
+def test_an_extension_is_made_once_and_one_that_cannot_be_is_a_one_line_error() -> None:
+    Counted.made = 0
+    assert Signals.of([f"{__name__}:Counted"], Spider(), Stats()) is not None
+    assert Counted.made == 1
+    with pytest.raises(SpiderError, match=r"^extension '.*:Unmakeable' could not be created: .*no config file$"):
+        Signals.of([f"{__name__}:Unmakeable"], Spider(), Stats())
+
+
 def test_a_class_without_any_event_method_is_a_one_line_error() -> None:
     with pytest.raises(SpiderError, match=r"^extension 'crawlkit.stats:Stats' must name a class .* with a "
                                           r"crawl_opened\(\) or crawl_closed\(\)"):

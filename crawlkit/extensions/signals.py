@@ -32,7 +32,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from crawlkit.extensions.components import Components, check_components, load_components
+from crawlkit.errors import SpiderError
+from crawlkit.extensions.components import load_components
 from crawlkit.http import Request
 from crawlkit.loader import one_line
 from crawlkit.messages import PageDone
@@ -49,13 +50,17 @@ class Signals:
     """The extensions' handlers, by event; engine process. ``of`` gives None when there is no extension."""
 
     def __init__(self, specs: Sequence[str], spider: Spider, stats: Stats) -> None:
-        loaded = load_components(specs, "extension", EVENTS)
-        check_components(loaded, "extension")  # a class that cannot be made stops the crawl before it starts
+        instances: list[tuple[str, Any]] = []
+        for spec, cls in load_components(specs, "extension", EVENTS):
+            try:  # made once, here: the engine process is the only one extensions run in
+                instances.append((spec, cls()))
+            except Exception as exc:  # a class that cannot be made stops the crawl before it starts
+                raise SpiderError(f"extension {spec!r} could not be created: {one_line(exc)}") from exc
         self.spider = spider
         self.stats = stats
-        extensions = Components(loaded, "extension", spider)
         self.handlers: dict[str, list[tuple[str, Callable[..., Any]]]] = {
-            event: extensions.hooks(event) for event in EVENTS
+            event: [(spec, getattr(obj, event)) for spec, obj in instances if callable(getattr(obj, event, None))]
+            for event in EVENTS
         }
         self.opened = False
 
