@@ -268,7 +268,7 @@ def _page_setup(url: str | None, kw: dict[str, Any]) -> Crawl:
     if not kw.get("spider") and url is not None:
         spider_args["start_urls"] = [url]  # the built-in spider stays on the page's host, as on its seeds' hosts
     page = Crawl(kw.get("spider"), cli, config_file=kw.get("config_file"), spider_args=spider_args)
-    from crawlkit.core.progress import check_writable
+    from crawlkit.paths import check_writable
 
     check_writable("log_file", page.settings.log_file)
     setup_logging(LogConfig.from_settings(page.settings))

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -32,8 +31,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from crawlkit.errors import ConfigError
 from crawlkit.log import PROGRESS, LogConfig, setup_logging
+from crawlkit.paths import check_writable
 from crawlkit.process import context
 from crawlkit.stats import Stats
 
@@ -58,30 +57,6 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def check_writable(key: str, path: str | None) -> None:
-    """A ConfigError now, before any process starts, if ``path`` cannot be written.
-
-    The directory must exist and take a new file (a file is made and removed there, as
-    ``write_atomic`` will: a read-only or special directory fails here, not at the crawl's
-    end); an existing file must be writable, as the log file is appended to.
-    """
-    if path is None:
-        return
-    target = Path(path)
-    parent = target.resolve().parent
-    if not parent.is_dir():
-        raise ConfigError(f"{key} {path!r}: directory {str(parent)!r} does not exist; create it or choose another path")
-    if target.is_dir():
-        raise ConfigError(f"{key} {path!r} is a directory; give a file name")
-    try:
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{target.name}.", suffix=".probe"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{key} {path!r} cannot be written: {exc.strerror}; choose another path") from None
-    if target.exists() and not os.access(target, os.W_OK):
-        raise ConfigError(f"{key} {path!r} cannot be written: permission denied; choose another path")
 
 
 class Monitor:

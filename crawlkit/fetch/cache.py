@@ -46,9 +46,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from crawlkit.errors import ConfigError
 from crawlkit.http import Headers, Request
 from crawlkit.messages import FetchResult
+from crawlkit.paths import make_writable_dir
 
 FORMAT = 1  # the "v" of a cache file's head line; files of another version are misses
 HITS, MISSES, REVALIDATED = "http_cache_hits", "http_cache_misses", "http_cache_revalidated"
@@ -234,13 +234,7 @@ def key(request: Request) -> str:
 
 def check_cache_dir(path: str) -> None:
     """Create the cache's directory, or raise a ConfigError saying why it cannot be (main process, before the crawl)."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"http_cache {path!r}: cannot create the directory ({exc.strerror}); "
-                          "give a directory crawlkit may write") from None
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"http_cache {path!r}: the directory is not writable; give a directory crawlkit may write")
+    make_writable_dir("http_cache", path)
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:

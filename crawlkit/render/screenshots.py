@@ -10,22 +10,14 @@ is never reused.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
-from crawlkit.errors import ConfigError
+from crawlkit.paths import make_writable_dir
 
 
 def prepare_screenshot_dir(path: str) -> None:
     """Create the directory, or raise a ConfigError saying why it cannot be (main process, before the crawl)."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"render_screenshots {path!r}: cannot create the directory ({exc.strerror}); "
-                          "give a directory crawlkit may write") from None
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"render_screenshots {path!r}: the directory is not writable; "
-                          "give a directory crawlkit may write")
+    make_writable_dir("render_screenshots", path)
 
 
 class ScreenshotFiles:
