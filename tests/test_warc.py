@@ -30,7 +30,7 @@ from warcio.recordloader import ArcWarcRecord
 
 from crawlkit import __version__
 from crawlkit.errors import FetchErrorKind
-from crawlkit.extensions.warc import WarcWriter, warcinfo_settings
+from crawlkit.extensions.warc import WarcWriter, prepare_warc_dir, warcinfo_settings
 from crawlkit.extensions.warc_digests import DigestIndex, seed
 from crawlkit.fetch.cache import HITS, REVALIDATED
 from crawlkit.fetch.fetcher import _decoder, _read_encoded_body
@@ -352,6 +352,15 @@ def test_a_warc_dedup_that_cannot_be_used_stops_the_crawl_with_one_line(crawlkit
 
 
 # --------------------------------------------------------------------------- units: no process, no server
+
+
+def test_a_warc_dedup_source_with_no_digest_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    garbage = tmp_path / "old.cdxj"  # index lines, but none with a digest (a directory of other files would do too)
+    garbage.write_text('com,example)/ 20260101000000 {"url": "http://example.com/", "status": "200"}\n')
+    with caplog.at_level("WARNING", logger="crawlkit"):
+        prepare_warc_dir(str(tmp_path / "warc"), True, [str(garbage)])
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"warc_dedup: no payload digest found in {str(garbage)!r}; check they are")
 
 
 class Transfer:

@@ -95,7 +95,10 @@ def prepare_warc_dir(path: str, revisits: bool, earlier: Sequence[str]) -> None:
                               "give another --warc DIR, or set warc_revisits: false") from None
         finally:
             index.close()
-        if earlier:
+        if earlier and not added:  # files that hold no record crawlkit can read: say so, the crawl goes on
+            log.warning("warc_dedup: no payload digest found in %s; check they are the earlier crawl's WARC or "
+                        "CDXJ files (every payload will be written in full)", ", ".join(map(repr, earlier)))
+        elif earlier:
             log.info("%d payload digests of the earlier crawl (warc_dedup) will be written as revisits", added)
 
 
