@@ -176,7 +176,7 @@ class Engine:
                                      max_inflight=self.max_inflight, max_pages=s.max_pages,
                                      max_process_deaths=s.max_process_deaths, sites=self.sites,
                                      crawl_count=self.backend.crawl_count, drop=self._drop_unsent,
-                                     cached=self._stored_answers())
+                                     cached=self._stored_answers(), revalidate=self._revalidates())
             self.supervisor = Supervisor(ctx, channels, notices, self.dispatch, self.stats, self.respawns,
                                          workers=self.workers, callback_timeout=s.callback_timeout,
                                          drain=self._drain, drop=self._dropped)
@@ -211,6 +211,27 @@ class Engine:
             self.failed = exc
         self.stopping = 2
         self.stats.reason = "stopped (a write failed)"
+
+    def _revalidates(self) -> bool:
+        """Whether a recrawl's revisits go in revalidation batches (``dispatch.py``), whose 304s reach the
+        engine alone: not when something else must see them (the spider, with ``recrawl_callbacks_on_304``;
+        the WARC; middlewares' hooks; the HTTP cache) or time them (adaptive politeness)."""
+        s = self.settings
+        return bool(s.jobdir) and not (s.recrawl_callbacks_on_304 or s.warc or s.middlewares or s.http_cache
+                                       or s.adaptive)
+
+    def _unchanged(self, entries: list[InFlight]) -> None:
+        """Finish the pages a revalidation batch found unchanged (a 304 with the validators stored), as the
+        parser's recrawl stage and ``_handle`` finish a revisit's 304: counted, journaled, their leases done."""
+        self.respawns.page_done()
+        for entry in entries:
+            counts = {"status_304": 1, "unchanged": 1}
+            self.journal.done(entry.lease, 304)
+            self.stats.page_done(entry.host, counts, 304, 0.0)
+            if self.signals is not None:
+                self.signals.page_done(entry.request, PageDone(0, entry.host, counts=counts, status=304))
+            self.admission.finish(entry.lease)
+        entries.clear()
 
     def _stored_answers(self) -> StoredAnswers | None:
         """With ``http_cache``, the answers stored now, which Dispatch sends as hits (``cache.py``)."""
@@ -277,6 +298,9 @@ class Engine:
                 if conn is notices:
                     if dispatch.read_notices(notices.fileno()):
                         supervisor.joined()  # take its queue in at once
+                    if dispatch.unchanged:
+                        self._unchanged(dispatch.unchanged)
+                        pages = True
                 elif isinstance(conn, int):  # a process sentinel: that process has died
                     fired.append(conn)
                 else:

@@ -52,6 +52,7 @@ import math
 import os
 import pickle
 import re
+import select
 import socket
 import threading
 import time
@@ -83,7 +84,7 @@ from crawlkit.fetch.destinations import DestinationBlocked, PublicOnly, check_ho
 from crawlkit.http import Headers, Request
 from crawlkit.loader import one_line
 from crawlkit.log import LogConfig
-from crawlkit.messages import FetchResult, FetchTask
+from crawlkit.messages import FetchResult, FetchTask, RevalidateTask
 from crawlkit.process import child_setup
 from crawlkit.sites import SiteRule, SiteRules
 from crawlkit.urls import host_of, keep_escapes
@@ -97,6 +98,9 @@ CHUNK = 64 * 1024
 JOINED = 0  # the notice of a fetcher that has claimed its queue (request ids start at 1)
 RETIRED = -1  # an owners entry whose reader died inside get (its queue's lock may be held for ever)
 CLOSED = -2  # an owners entry the engine closed at shutdown
+# The flag of a notice saying its request (a revalidation batch's entry) was answered 304 with the validators it
+# was sent with: the page is done, unchanged, and no FetchResult follows (request ids stay far below it).
+UNCHANGED = 1 << 62
 WATCH_EVERY = 0.5  # seconds between the watchdog's rounds (heartbeat, cutting exchanges past their deadline)
 
 
@@ -184,7 +188,7 @@ class FetchChannels:
     deadlines: Any
     heartbeats: Any  # RawArray('d') by fetch queue: monotonic time its process's watchdog last ran
 
-    def send(self, index: int, task: FetchTask | None) -> None:
+    def send(self, index: int, task: FetchTask | RevalidateTask | None) -> None:
         """Put ``task`` (None: a STOP) on fetch queue ``index`` and give its reader a permit; engine."""
         self.queues[index].put(task)
         self.ready[index].release()
@@ -231,11 +235,11 @@ class _Inbox:
         self.index = index
         self.lock = threading.Lock()
 
-    def get(self) -> FetchTask | None:
+    def get(self) -> FetchTask | RevalidateTask | None:
         self.ready.acquire()  # an idle thread waits here, not inside get, which waits holding the queue's lock
         with self.lock:
             self.reads[self.index] += 1
-            task: FetchTask | None = self.queue.get()
+            task: FetchTask | RevalidateTask | None = self.queue.get()
             self.reads[self.index] += 1
         return task
 
@@ -306,6 +310,9 @@ def _fetch_loop(
         task = inbox.get()
         if task is None:  # one STOP sentinel per thread
             break
+        if isinstance(task, RevalidateTask):
+            _revalidate(session, task, config, channels, outboxes[task.parser], notices, debug)
+            continue
         host = host_of(task.request.url)
         turn: Any = nullcontext()
         budget = config.connect_timeout + config.download_timeout
@@ -354,6 +361,86 @@ def _fetch_loop(
     if hooks is not None:
         hooks.close()
     session.close()
+
+
+def _revalidate(session: requests.Session, task: RevalidateTask, config: FetcherConfig, channels: FetchChannels,
+                outbox: _Outbox, notices: int, debug: bool) -> None:
+    """Send a revalidation batch's requests one after another, each in the host's turn, under the batch's one permit.
+
+    Each entry is an exchange as ``fetch`` makes it (timeouts, watchdog, destination checks,
+    site headers), with its own deadline and ticket, so that a death of this process blames
+    the entry on hand only. An entry's 304 that carries no new validators is only noted: all of
+    them are written, with the notice that the batch is over, in one write after the permit is
+    released; any other answer goes to the parser as its FetchResult at once.
+    """
+    entries = task.entries
+    host = host_of(entries[0][2].url)
+    limit = config.connect_timeout + config.read_timeout + task.delay
+    budget = config.connect_timeout + config.download_timeout + (limit + task.delay if task.delay else 0.0)
+    unchanged = bytearray()
+    last: FetchResult | None = None
+    try:
+        for req_id, ticket, request, cookie in entries:
+            turn = channels.permits.turn(task.slot, host, task.delay, limit, ticket) if task.delay else None
+            channels.deadlines[ticket] = time.monotonic() + budget
+            result = fetch(session, request, config, turn, cookie)
+            result.req_id = req_id
+            if debug:
+                _log_exchange(result)
+            if req_id == entries[-1][0]:
+                last = result  # sent once the batch is over, after its notice
+            else:
+                channels.released[ticket] = 1  # over: a parser's death now takes it back, not a fetcher's
+            if _unchanged(result, request):
+                unchanged += (UNCHANGED | req_id).to_bytes(8, "little")
+                if result is last:
+                    last = None
+            elif result is not last:
+                _hand_over(outbox, result)
+    finally:
+        channels.permits.release(task.slot, host)
+        channels.released[entries[-1][1]] = 1
+        _notify_all(notices, entries[-1][0].to_bytes(8, "little") + unchanged)
+    if last is not None:
+        _hand_over(outbox, last)
+
+
+def _unchanged(result: FetchResult, request: Request) -> bool:
+    """Whether ``result`` is a 304 to ``request`` with no validators but those it was sent with (the journal keeps
+    the stored ones then): the page is done with nothing to parse or to store."""
+    if result.status != 304 or result.error is not None:
+        return False
+    sent = request.headers
+    for name, value in result.headers:
+        lower = name.lower()
+        if (lower == "etag" and value != sent.get("If-None-Match")
+                or lower == "last-modified" and value != sent.get("If-Modified-Since")):
+            return False
+    return True
+
+
+def _hand_over(outbox: _Outbox, result: FetchResult) -> None:
+    try:
+        outbox.send(result)
+    except OSError as exc:
+        log.error("could not hand %s to a parser: %s", result.request.url, exc)
+
+
+def _notify_all(fd: int, data: bytes) -> None:
+    """Write notices that must not be dropped (a batch's 304s: nothing else tells the engine), in one write.
+
+    Up to ``select.PIPE_BUF`` bytes a write is atomic, so they never interleave with other
+    threads' notices; while the engine has not read the pipe, wait for room (the engine reads it
+    on every pass of its loop). Dropped only when the engine is gone.
+    """
+    while True:
+        try:
+            os.write(fd, data)
+            return
+        except BlockingIOError:
+            select.select([], [fd], [], WATCH_EVERY)
+        except BrokenPipeError:
+            return
 
 
 def _log_exchange(result: FetchResult) -> None:
