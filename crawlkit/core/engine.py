@@ -186,6 +186,10 @@ class Engine:
             if self.signals is not None:
                 self.signals.crawl_opened()
             self.admission.seed()
+            if self.journal.durable:
+                # Now, not with the first answers: a recrawl round just begun (its pages pending again) must
+                # survive a kill before a revalidation batch, which reports its 304s at its end, is over.
+                self._commit()
             self._loop()
         except WriteFailed as exc:
             self._write_failed(exc)
