@@ -451,7 +451,9 @@ class _Revisits:
         sent.update(headers)
         if cookie and "Cookie" not in headers:
             sent["Cookie"] = cookie
-        lines = [f"GET {target} HTTP/1.1", f"Host: {netloc.removesuffix(':80')}"]
+        lines = [f"GET {target} HTTP/1.1"]
+        if "Host" not in sent:  # one of the request's own is sent instead, as urllib3 does
+            lines.append(f"Host: {netloc.removesuffix(':80')}")
         lines += [f"{name}: {value}" for name, value in sent.items()]
         if any("\r" in line or "\n" in line or not line.isascii() for line in lines):
             return fetch(self.session, request, config, turn, cookie)  # requests' checks and encoding decide
@@ -529,20 +531,20 @@ class _Revisits:
         session would have received it, then read by ``fetch``'s code; the connection is not reused."""
         sock, self.sock = self.sock, None
         assert sock is not None  # _exchange made it
-        original = http.client.HTTPResponse(_Replayed(received, sock), method="GET")  # type: ignore[arg-type]
-        original.begin()
-        raw = HTTPResponse(body=original, headers=urllib3.HTTPHeaderDict(original.msg.items()),
-                           status=original.status, version=original.version, reason=original.reason,
-                           preload_content=False, decode_content=True, original_response=original,
-                           request_method="GET", request_url=result.url)
-        prepared = requests.PreparedRequest()
-        prepared.prepare_method("GET")
-        prepared.prepare_url(result.url, None)
-        prepared.prepare_headers(sent)
-        adapter = self.session.get_adapter(result.url)
-        assert isinstance(adapter, HTTPAdapter)  # new_session mounts one for http://
-        response = adapter.build_response(prepared, raw)
         try:
+            original = http.client.HTTPResponse(_Replayed(received, sock), method="GET")  # type: ignore[arg-type]
+            original.begin()
+            raw = HTTPResponse(body=original, headers=urllib3.HTTPHeaderDict(original.msg.items()),
+                               status=original.status, version=original.version, reason=original.reason,
+                               preload_content=False, decode_content=True, original_response=original,
+                               request_method="GET", request_url=result.url)
+            prepared = requests.PreparedRequest()
+            prepared.prepare_method("GET")
+            prepared.prepare_url(result.url, None)
+            prepared.prepare_headers(sent)
+            adapter = self.session.get_adapter(result.url)
+            assert isinstance(adapter, HTTPAdapter)  # new_session mounts one for http://
+            response = adapter.build_response(prepared, raw)
             return _answer(result, response, self.config, exchange, started)
         finally:
             sock.close()
