@@ -39,7 +39,10 @@ encoded body is read as transferred and decoded here (``_read_encoded_body``), s
 keeps the bytes the server sent; with it off, nothing of that is done. With ``http_cache`` a
 request, once its hooks have run, is first looked up on disk (``cache.py``): a hit is the
 result, without the host's turn; one the engine sent as a hit (``NO_GRANT``: no permit) is
-never sent to the server.
+never sent to the server. A recrawl's ``RevalidateTask`` (``_revalidate``) is a batch of one
+host's revisits run one after another by one thread under one permit; a 304 that says nothing
+new is written to the notice pipe (``UNCHANGED``) instead of going to a parser, and plain-HTTP
+revisits skip ``requests`` for the 304's head (``_Revisits``).
 """
 
 from __future__ import annotations
