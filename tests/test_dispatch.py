@@ -13,7 +13,7 @@ from crawlkit.backends.base import NO_GRANT, Wait
 from crawlkit.backends.local.backend import LocalBackend
 from crawlkit.backends.local.frontier import LocalFrontier
 from crawlkit.backends.local.jobdir import NullJournal
-from crawlkit.core.dispatch import BATCH, Dispatch
+from crawlkit.core.dispatch import BATCH, Dispatch, batch_tickets
 from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate
 from crawlkit.fetch.cache import StoredAnswers, key
 from crawlkit.fetch.fetcher import JOINED, UNCHANGED, FetchChannels
@@ -66,7 +66,7 @@ def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int =
          max_process_deaths: int = 3, hosts: dict[str, dict[str, int]] | None = None,
          dropped: list[int] | None = None, cached: StoredAnswers | None = None, revalidate: bool = False,
          ) -> tuple[Dispatch, LocalFrontier, FakeLimiter, FetchChannels]:
-    tickets = 2 * concurrency
+    tickets = 2 * concurrency + (batch_tickets(concurrency) if revalidate else 0)
     channels = FetchChannels(
         queues=[queue.SimpleQueue() for _ in range(queues)], ready=[threading.Semaphore(0) for _ in range(queues)],
         reads=[0] * queues, owners=[0] * queues, registrations=[None] * parsers, permits=None,
@@ -78,7 +78,7 @@ def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int =
     backend.limiter = limiter  # type: ignore[assignment]  # a fake that records what it is given back
     gate = RobotsGate(None, backend, stats, 0.0)
     dispatch = Dispatch(channels, frontier, limiter, gate, None, stats, threads=threads, parsers=parsers,
-                        concurrency=concurrency, max_inflight=tickets, max_pages=max_pages,
+                        concurrency=concurrency, max_inflight=2 * concurrency, max_pages=max_pages,
                         max_process_deaths=max_process_deaths, sites=SiteRules(hosts or {}),
                         crawl_count=backend.crawl_count, drop=(dropped if dropped is not None else []).append,
                         cached=cached, revalidate=revalidate)
@@ -285,7 +285,7 @@ def revisit(path: str, host: str = "a.test", **headers: str) -> Request:
 
 
 def test_a_hosts_revisits_with_validators_go_in_one_batch_under_one_permit() -> None:
-    dispatch, frontier, limiter, channels = make(concurrency=32, revalidate=True)
+    dispatch, frontier, limiter, channels = make(revalidate=True)
     dispatch.queue_claimed(0)
     frontier.push([(0, revisit(f"/{i}")) for i in range(BATCH + 5)])
     frontier.push([(0, revisit("/modified", **{"If-Modified-Since": "Mon, 02 Nov 2026 10:00:00 GMT"}))])
@@ -297,7 +297,22 @@ def test_a_hosts_revisits_with_validators_go_in_one_batch_under_one_permit() -> 
     ids = [req_id for req_id, _, _, _ in first.entries + second.entries]
     tickets = [ticket for _, ticket, _, _ in first.entries + second.entries]
     assert ids == list(range(1, BATCH + 7)) and len(set(tickets)) == len(tickets)  # an id and a ticket each
-    assert len(dispatch.inflight) == BATCH + 6 and dispatch.inflight_pages == BATCH + 6
+    assert len(dispatch.inflight) == BATCH + 6 and dispatch.inflight_pages == BATCH + 6 == dispatch.batched
+
+
+def test_batches_of_many_hosts_go_out_at_once_beyond_the_bound_in_flight_of_other_requests() -> None:
+    """Batched revisits have tickets of their own and do not count against ``2 * concurrency``: one batch
+    does not hold up the other hosts, whose batches (and plain requests) go out beside it."""
+    dispatch, frontier, _, channels = make(queues=1, threads=8, concurrency=4, revalidate=True)
+    dispatch.queue_claimed(0)
+    for host in ("a.test", "b.test", "c.test"):
+        frontier.push([(0, revisit(f"/{i}", host=host)) for i in range(BATCH)])
+    frontier.push(urls(20, host="d.test"))
+    dispatch.schedule(0.0)
+    tasks = sent(channels, 0)
+    batches = [t for t in tasks if isinstance(t, RevalidateTask)]
+    assert sorted(len(t.entries) for t in batches) == [BATCH] * 3 and len(tasks) == 4  # concurrency 4: one more
+    assert len(dispatch.inflight) == 3 * BATCH + 1 and dispatch.fetching == 4
 
 
 def test_only_revisits_that_a_304_can_end_go_in_a_batch() -> None:
@@ -365,7 +380,8 @@ def test_a_batchs_304s_settle_their_entries_and_its_permit_is_over_with_its_noti
     notify(dispatch, ids[3], *(UNCHANGED | i for i in (ids[0], ids[1], ids[3])))
     assert [e.request.url for e in dispatch.unchanged] == ["http://a.test/0", "http://a.test/1", "http://a.test/3"]
     assert dispatch.fetching == 0 and limiter.completions == ["a.test"]  # once for the batch
-    assert not dispatch.inflight and dispatch.inflight_pages == 0 and sorted(dispatch.tickets) == list(range(16))
+    assert not dispatch.inflight and dispatch.inflight_pages == 0 and dispatch.batched == 0
+    assert sorted(dispatch.tickets) == list(range(len(channels.released)))
     notify(dispatch, UNCHANGED | ids[0])  # a 304 of an entry settled already (re-queued): nothing happens
     assert len(dispatch.unchanged) == 3
 

@@ -25,8 +25,12 @@ In a recrawl round (``revalidate``), a page revisited with its validators, a pla
 out in a revalidation batch (``RevalidateTask``): up to ``BATCH`` of its host's due revisits
 under one permit, counted as one exchange (one request in flight for ``per_host`` and
 ``concurrency``: the fetcher sends them one at a time), each entry with its own id, ticket and
-``InFlight``, the batch's ``Batch`` shared. A 304 comes back as a notice and settles its entry
-at once (``unchanged``, for the engine to finish); other answers come through a parser as usual.
+``InFlight``, the batch's ``Batch`` shared. Batched entries have tickets of their own
+(``concurrency * BATCH`` more: ``batch_tickets``) and are not counted against ``2 * concurrency``,
+which would otherwise let one batch hold up every other host; their changed pages, few in a
+recrawl, reach the parsers without that back-pressure, at most ``concurrency * BATCH`` at once.
+A 304 comes back as a notice and settles its entry at once (``unchanged``, for the engine to
+finish); other answers come through a parser as usual.
 """
 
 from __future__ import annotations
@@ -88,7 +92,8 @@ class Dispatch:
     """The in-flight table and its bounds; engine process, not thread-safe.
 
     ``threads`` is each fetcher's thread count (a queue with that many tasks out is full),
-    ``max_inflight`` the number of tickets (the length of ``channels.released``). ``sites`` are
+    ``max_inflight`` the bound on requests in flight but batched revisits; there is a ticket for
+    each of those and each batched one (``channels.released`` has them all: ``tickets``). ``sites`` are
     the per-site rules (their ``max_pages``), counted by ``crawl_count(counter)`` (the backend's:
     all nodes of a shared crawl); ``drop(lease)`` finishes a request dropped unsent. ``cached``
     (``http_cache``) lists the requests whose answers are stored: those go out as hits, without
@@ -116,7 +121,7 @@ class Dispatch:
         self.inflight: dict[int, InFlight] = {}
         self.fetching = 0  # requests in flight whose exchange is not over
         self.inflight_pages = 0  # requests in flight that count against max_pages
-        self.tickets = list(range(max_inflight - 1, -1, -1))
+        self.tickets = list(range(len(channels.released) - 1, -1, -1))
         self.queue_load: dict[int, int] = {}  # live fetch queue -> requests dispatched to it
         self.sent = [0] * len(channels.queues)  # by fetch queue: tasks put on it since it was last claimed
         self.parser_load = [0] * parsers
@@ -129,6 +134,7 @@ class Dispatch:
         self.site_caps: dict[str, tuple[int, str]] = {}  # host -> (its max_pages or 0, its stats counter)
         self.site_inflight: dict[str, int] = {}  # host with a max_pages -> its pages in flight
         self.revalidate = revalidate
+        self.batched = 0  # entries of revalidation batches in flight: not counted against max_inflight
         self.unchanged: list[InFlight] = []  # settled by a 304 notice; the engine finishes them
 
     def budget_spent(self) -> bool:
@@ -138,8 +144,8 @@ class Dispatch:
     def schedule(self, now: float) -> None:
         """Dispatch requests while there is room in flight and a host that may start now."""
         limiter, frontier, queue_load = self.limiter, self.frontier, self.queue_load
-        while (self.fetching < self.concurrency and len(self.inflight) < self.max_inflight and queue_load
-               and not self.budget_spent()):
+        while (self.fetching < self.concurrency and len(self.inflight) - self.batched < self.max_inflight
+               and queue_load and not self.budget_spent()):
             queue = min(queue_load, key=queue_load.__getitem__)
             if queue_load[queue] >= self.threads:
                 # Every live fetcher's threads are busy (the others are not up yet, or are being
@@ -233,7 +239,7 @@ class Dispatch:
                 self.site_inflight[host] = self.site_inflight.get(host, 0) + 1
             cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
             entries.append((self.next_id, ticket, request, cookie))
-            if (len(entries) >= BATCH or len(inflight) >= self.max_inflight or self.budget_spent()
+            if (len(entries) >= BATCH or not self.tickets or self.budget_spent()
                     or self.sites is not None and self._site_spent(host)):
                 break
             taken = frontier.take(host)
@@ -246,6 +252,7 @@ class Dispatch:
                 break
             lease, request = taken
         batch.last, batch.members = entries[-1][1], len(entries)
+        self.batched += len(entries)
         self.fetching += 1
         self.queue_load[queue] += 1
         delay = self.limiter.delay_of(host)
@@ -356,6 +363,7 @@ class Dispatch:
             self._exchange_over(entry)
         else:
             batch.members -= 1
+            self.batched -= 1
             if not batch.members:
                 self._exchange_over(entry)
         self.tickets.append(entry.ticket)
@@ -410,6 +418,11 @@ class Dispatch:
         log.error("%s %s dropped: a crawlkit process died while on it %d times (max_process_deaths)",
                   request.method, request.url, deaths)
         return True
+
+
+def batch_tickets(concurrency: int) -> int:
+    """The tickets revalidation batches need besides the ``2 * concurrency`` of the other requests."""
+    return concurrency * BATCH
 
 
 def _revalidates(request: Request) -> bool:

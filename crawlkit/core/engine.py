@@ -59,7 +59,7 @@ from typing import Any
 from crawlkit.backends import open_backend
 from crawlkit.backends.base import CrawlBackend, Frontier, Journal, Limiter
 from crawlkit.core.admission import Admission
-from crawlkit.core.dispatch import Dispatch, InFlight
+from crawlkit.core.dispatch import Dispatch, InFlight, batch_tickets
 from crawlkit.core.politeness import Throttle
 from crawlkit.core.progress import TICK, Monitor
 from crawlkit.core.stopping import StopConditions
@@ -136,7 +136,9 @@ class Engine:
             prepare_screenshot_dir(s.render_screenshots)
         check_proxy(s.proxy)
         self.cookies = CookieJar() if s.cookies else None
-        backend: CrawlBackend = open_backend(s, self.stats, spec.spider.name, self.max_inflight)
+        # A ticket for each request in flight, and for each revisit a revalidation batch may hold
+        self.tickets = self.max_inflight + (batch_tickets(s.concurrency) if self._revalidates() else 0)
+        backend: CrawlBackend = open_backend(s, self.stats, spec.spider.name, self.tickets)
         self.backend = backend
         self.frontier: Frontier = backend.frontier
         self.limiter: Limiter = backend.limiter
@@ -170,7 +172,7 @@ class Engine:
         try:
             ctx = context()
             self.backend.start(ctx, self.monitor.log, lambda kind: self.respawns.died(kind, time.monotonic()))
-            channels, notices = open_channels(ctx, self.workers, s.parsers, self.limiter.permits, self.max_inflight)
+            channels, notices = open_channels(ctx, self.workers, s.parsers, self.limiter.permits, self.tickets)
             self.dispatch = Dispatch(channels, self.frontier, self.limiter, self.gate, self.cookies, self.stats,
                                      threads=self.threads, parsers=s.parsers, concurrency=s.concurrency,
                                      max_inflight=self.max_inflight, max_pages=s.max_pages,
