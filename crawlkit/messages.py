@@ -1,6 +1,7 @@
 """The plain-data messages that cross process boundaries, in the order a page travels.
 
     engine --FetchTask--> fetch queue (one per fetcher) --> fetcher --FetchResult--> Pipe --> parser
+    (a recrawl's revalidation batch: --RevalidateTask--> fetcher --304s as notices--> engine)
     (a rendered page: --> render queue --> renderer --RenderResult--> Pipe --> parser)
     parser --PageDone--> engine
 
@@ -33,6 +34,25 @@ class FetchTask:
     delay: float  # the host's delay between request starts; 0 for none
     request: Request
     cookie: str = ""  # the Cookie header from the engine's jar (cookies.py); "" for none
+
+
+@dataclass(slots=True)
+class RevalidateTask:
+    """Revisits of one host's known pages, sent to a fetcher as one task under one per-host permit.
+
+    A recrawl of an unchanged site is mostly 304s, each costing the engine a task, a notice and
+    a PageDone, and a parser an unpickling, when the answer says only "unchanged": a batch pays
+    those once for up to ``dispatch.BATCH`` pages. The fetcher sends the ``entries`` one after
+    another, each in the host's turn (``delay`` apart), and releases the permit ``slot`` after the
+    last; each entry has its own request id and ticket, so a fetcher's death re-queues just those
+    not answered. A 304 comes back as a notice (``fetcher.UNCHANGED``); any other answer goes to
+    ``parser`` as the FetchResult of that entry's id, as a FetchTask's would.
+    """
+
+    slot: int
+    parser: int
+    delay: float
+    entries: list[tuple[int, int, Request, str]]  # (req_id, ticket, request, Cookie header or "") in sending order
 
 
 @dataclass(slots=True)

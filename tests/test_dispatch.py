@@ -13,13 +13,13 @@ from crawlkit.backends.base import NO_GRANT, Wait
 from crawlkit.backends.local.backend import LocalBackend
 from crawlkit.backends.local.frontier import LocalFrontier
 from crawlkit.backends.local.jobdir import NullJournal
-from crawlkit.core.dispatch import Dispatch
-from crawlkit.extensions.robots import RobotsGate
+from crawlkit.core.dispatch import BATCH, Dispatch, batch_tickets
+from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate
 from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
 from crawlkit.fetch.cache import StoredAnswers, key
-from crawlkit.fetch.fetcher import JOINED, FetchChannels
+from crawlkit.fetch.fetcher import JOINED, UNCHANGED, FetchChannels
 from crawlkit.http import Request
-from crawlkit.messages import FetchTask
+from crawlkit.messages import FetchTask, RevalidateTask
 from crawlkit.settings import load_settings
 from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
@@ -65,9 +65,9 @@ class FakeLimiter:
 
 def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int = 2, max_pages: int = 0,
          max_process_deaths: int = 3, hosts: dict[str, dict[str, int]] | None = None,
-         dropped: list[int] | None = None, cached: StoredAnswers | None = None,
+         dropped: list[int] | None = None, cached: StoredAnswers | None = None, revalidate: bool = False,
          ) -> tuple[Dispatch, LocalFrontier, FakeLimiter, FetchChannels]:
-    tickets = 2 * concurrency
+    tickets = 2 * concurrency + (batch_tickets(concurrency) if revalidate else 0)
     channels = FetchChannels(
         queues=[queue.SimpleQueue() for _ in range(queues)], ready=[threading.Semaphore(0) for _ in range(queues)],
         reads=[0] * queues, owners=[0] * queues, registrations=[None] * parsers, permits=None,
@@ -79,14 +79,14 @@ def make(queues: int = 2, threads: int = 2, concurrency: int = 8, parsers: int =
     backend.limiter = limiter  # type: ignore[assignment]  # a fake that records what it is given back
     gate = RobotsGate(None, backend, stats, 0.0)
     dispatch = Dispatch(channels, frontier, limiter, gate, None, stats, threads=threads, parsers=parsers,
-                        concurrency=concurrency, max_inflight=tickets, max_pages=max_pages,
+                        concurrency=concurrency, max_inflight=2 * concurrency, max_pages=max_pages,
                         max_process_deaths=max_process_deaths, sites=SiteRules(hosts or {}),
                         crawl_count=backend.crawl_count, drop=(dropped if dropped is not None else []).append,
-                        cached=cached)
+                        cached=cached, revalidate=revalidate)
     return dispatch, frontier, limiter, channels
 
 
-def sent(channels: FetchChannels, index: int) -> list[FetchTask]:
+def sent(channels: FetchChannels, index: int) -> list[FetchTask | RevalidateTask]:
     tasks = []
     while not channels.queues[index].empty():
         tasks.append(channels.queues[index].get())
@@ -295,3 +295,137 @@ def test_a_page_dropped_over_its_hosts_budget_after_its_grant_still_wakes_the_ho
     dispatch.schedule(0.0)
     assert dropped == [2] and limiter.completions == ["a.test"]
     assert sorted(t.request.url for t in sent(channels, 0)) == ["http://a.test/sitemap.xml", "http://b.test/0"]
+
+
+# ------------------------------------------------------------------ revalidation batches (a recrawl round)
+
+
+def revisit(path: str, host: str = "a.test", **headers: str) -> Request:
+    """A recrawl's revisit of a known page, as the journal queues it (its validators as conditional headers)."""
+    request = Request(f"http://{host}{path}", headers=headers or {"If-None-Match": '"v1"'})
+    request.meta["revisit"] = True
+    return request
+
+
+def test_a_hosts_revisits_with_validators_go_in_one_batch_under_one_permit() -> None:
+    dispatch, frontier, limiter, channels = make(revalidate=True)
+    dispatch.queue_claimed(0)
+    frontier.push([(0, revisit(f"/{i}")) for i in range(BATCH + 5)])
+    frontier.push([(0, revisit("/modified", **{"If-Modified-Since": "Mon, 02 Nov 2026 10:00:00 GMT"}))])
+    dispatch.schedule(0.0)
+    first, second = sent(channels, 0)
+    assert isinstance(first, RevalidateTask) and isinstance(second, RevalidateTask)
+    assert len(first.entries) == BATCH and len(second.entries) == 6  # the rest: another permit, another batch
+    assert limiter.held["a.test"] == 2 and dispatch.fetching == 2 and dispatch.queue_load[0] == 2
+    ids = [req_id for req_id, _, _, _ in first.entries + second.entries]
+    tickets = [ticket for _, ticket, _, _ in first.entries + second.entries]
+    assert ids == list(range(1, BATCH + 7)) and len(set(tickets)) == len(tickets)  # an id and a ticket each
+    assert len(dispatch.inflight) == BATCH + 6 and dispatch.inflight_pages == BATCH + 6 == dispatch.batched
+
+
+def test_batches_of_many_hosts_go_out_at_once_beyond_the_bound_in_flight_of_other_requests() -> None:
+    """Batched revisits have tickets of their own and do not count against ``2 * concurrency``: one batch
+    does not hold up the other hosts, whose batches (and plain requests) go out beside it."""
+    dispatch, frontier, _, channels = make(queues=1, threads=8, concurrency=4, revalidate=True)
+    dispatch.queue_claimed(0)
+    for host in ("a.test", "b.test", "c.test"):
+        frontier.push([(0, revisit(f"/{i}", host=host)) for i in range(BATCH)])
+    frontier.push(urls(20, host="d.test"))
+    dispatch.schedule(0.0)
+    tasks = sent(channels, 0)
+    batches = [t for t in tasks if isinstance(t, RevalidateTask)]
+    assert sorted(len(t.entries) for t in batches) == [BATCH] * 3 and len(tasks) == 4  # concurrency 4: one more
+    assert len(dispatch.inflight) == 3 * BATCH + 1 and dispatch.fetching == 4
+
+
+def test_only_revisits_that_a_304_can_end_go_in_a_batch() -> None:
+    """Not a page without validators, a POST, a GET with a body, a first visit, robots.txt; nor any revisit
+    when batches are off (``Engine._revalidates``: the WARC, recrawl_callbacks_on_304, middlewares...)."""
+    def one(request: Request, revalidate: bool = True) -> FetchTask | RevalidateTask:
+        dispatch, frontier, _, channels = make(revalidate=revalidate)
+        dispatch.queue_claimed(0)
+        frontier.push([(0, request), (0, revisit("/next"))])
+        dispatch.schedule(0.0)
+        return sent(channels, 0)[0]
+
+    bare = Request("http://a.test/bare")
+    bare.meta["revisit"] = True  # known, but it sent no ETag or Last-Modified: a 304 cannot come
+    post = revisit("/post")
+    post.method = "POST"
+    body = revisit("/body")
+    body.body = b"q=1"
+    robots = revisit("/robots.txt")
+    robots.callback = ROBOTS_CALLBACK
+    for request in (bare, post, body, Request("http://a.test/new"), robots):
+        assert isinstance(one(request), FetchTask), request
+    assert isinstance(one(revisit("/a"), revalidate=False), FetchTask)
+    batch = one(revisit("/a"))
+    assert isinstance(batch, RevalidateTask) and [r.url for _, _, r, _ in batch.entries] == [
+        "http://a.test/a", "http://a.test/next"]
+
+
+def test_a_batch_stops_at_a_request_it_cannot_take_and_at_the_page_budgets() -> None:
+    dispatch, frontier, _, channels = make(revalidate=True)
+    dispatch.queue_claimed(0)
+    first_visit = Request("http://a.test/z-new")
+    frontier.push([(0, revisit("/a")), (0, revisit("/b")), (0, first_visit)])
+    dispatch.schedule(0.0)
+    batch, alone = sent(channels, 0)
+    assert isinstance(batch, RevalidateTask) and len(batch.entries) == 2
+    assert isinstance(alone, FetchTask) and alone.request is first_visit  # given back, sent on its own
+
+    dispatch, frontier, _, channels = make(max_pages=3, revalidate=True)
+    dispatch.queue_claimed(0)
+    frontier.push([(0, revisit(f"/{i}")) for i in range(10)])
+    dispatch.schedule(0.0)
+    assert [len(t.entries) for t in sent(channels, 0)] == [3]  # type: ignore[union-attr]
+
+    dispatch, frontier, _, channels = make(hosts={"a.test": {"max_pages": 2}}, revalidate=True)
+    dispatch.queue_claimed(0)
+    frontier.push([(0, revisit(f"/{i}")) for i in range(10)] + [(0, revisit("/0", host="b.test"))])
+    dispatch.schedule(0.0)
+    assert sorted(len(t.entries) for t in sent(channels, 0)) == [1, 2]  # type: ignore[union-attr]
+
+
+def test_a_batchs_304s_settle_their_entries_and_its_permit_is_over_with_its_notice() -> None:
+    dispatch, frontier, limiter, channels = make(revalidate=True)
+    dispatch.queue_claimed(0)
+    frontier.push([(0, revisit(f"/{i}")) for i in range(4)])
+    dispatch.schedule(0.0)
+    (task,) = sent(channels, 0)
+    assert isinstance(task, RevalidateTask)
+    ids = [req_id for req_id, _, _, _ in task.entries]
+    # /2 changed: its FetchResult went to a parser, whose PageDone may come before the batch is over.
+    assert dispatch.done(ids[2]) is not None
+    assert dispatch.fetching == 1 and limiter.completions == []  # the batch is still sending
+    for _, ticket, _, _ in task.entries:
+        channels.released[ticket] = 1
+    notify(dispatch, ids[3], *(UNCHANGED | i for i in (ids[0], ids[1], ids[3])))
+    assert [e.request.url for e in dispatch.unchanged] == ["http://a.test/0", "http://a.test/1", "http://a.test/3"]
+    assert dispatch.fetching == 0 and limiter.completions == ["a.test"]  # once for the batch
+    assert not dispatch.inflight and dispatch.inflight_pages == 0 and dispatch.batched == 0
+    assert sorted(dispatch.tickets) == list(range(len(channels.released)))
+    notify(dispatch, UNCHANGED | ids[0])  # a 304 of an entry settled already (re-queued): nothing happens
+    assert len(dispatch.unchanged) == 3
+
+
+def test_a_fetcher_dead_mid_batch_gives_back_the_permit_once_and_requeues_the_entries_not_answered() -> None:
+    dispatch, frontier, limiter, channels = make(revalidate=True)
+    dispatch.queue_claimed(0)
+    frontier.push([(0, revisit(f"/{i}")) for i in range(5)])
+    dispatch.schedule(0.0)
+    (task,) = sent(channels, 0)
+    assert isinstance(task, RevalidateTask)
+    (_, t0, _, _), (id1, t1, _, _), (_, t2, _, _) = task.entries[:3]
+    channels.released[t0] = 1  # /0 answered 304 (not reported yet: the batch's notices come at its end)
+    channels.released[t1] = 1  # /1 changed: its PageDone came
+    assert dispatch.done(id1) is not None
+    channels.deadlines[t2] = 100.0  # /2 on hand when the fetcher died
+    assert dispatch.fetcher_died(0, 1234, None) == []
+    assert limiter.released == [("a.test", task.slot)]  # the batch's one permit, once
+    assert [ticket for _, _, ticket in limiter.recovered] == [e[1] for e in task.entries[2:]]
+    assert limiter.paused == ["a.test"]  # /2 may have been sent
+    requeued = iter(lambda: frontier.take("a.test"), None)
+    assert sorted(r.url for _, r in requeued) == [
+        "http://a.test/0", "http://a.test/2", "http://a.test/3", "http://a.test/4"]  # /0 again: never reported
+    assert not dispatch.inflight and dispatch.fetching == 0 and dispatch.stats.counts["requeued"] == 4

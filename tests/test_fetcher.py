@@ -119,3 +119,80 @@ def test_elapsed_is_the_exchange_without_the_wait_for_the_hosts_turn(server: str
     result = fetch(new_session(config()), Request(f"http://{server}/slow-turn"), config(), minute_long_turn())
     assert result.status == 200 and Recorder.seen[0]["path"] == "/slow-turn"
     assert 0 < result.elapsed < 60
+
+
+# ------------------------------------------------------------------ a revalidation batch's own exchanges
+
+
+def test_a_batchs_revisit_is_sent_as_the_session_sends_it_and_its_answer_read_as_fetch_reads_it(server: str) -> None:
+    """The same request through ``fetch`` and through a revalidation batch's socket: the server sees the same
+    headers, and a 200 (no 304: handed to http.client and urllib3) comes back the same."""
+    request = Request(f"http://{server}/page?x=1", headers={"If-None-Match": '"v1"', "X-Extra": "1"})
+    session = new_session(config())
+    try:
+        plain = fetch(session, request, config(), cookie="a=1")
+        revisits = fetcher._Revisits(session, config())
+        batched = revisits.fetch(request, None, "a=1")
+        revisits.close()
+    finally:
+        session.close()
+    assert [seen["path"] for seen in Recorder.seen] == ["/page?x=1", "/page?x=1"]
+    assert Recorder.seen[0]["headers"] == Recorder.seen[1]["headers"]
+    assert Recorder.seen[1]["headers"]["cookie"] == "a=1" and Recorder.seen[1]["headers"]["if-none-match"] == '"v1"'
+    assert (batched.status, batched.body, batched.error, batched.status_line) == (
+        plain.status, plain.body, plain.error, plain.status_line) == (200, b"<html>ok</html>", None, "HTTP/1.0 200 OK")
+    assert dict(batched.headers)["Content-Type"] == "text/html" and batched.request_headers == plain.request_headers
+
+
+def _answer_twice(peer: socket.socket, answers: list[bytes], heads: list[bytes]) -> None:
+    """The peer of a batch's connection: reads each request head and writes the next answer."""
+    with peer:
+        for answer in answers:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += peer.recv(65_536)
+            heads.append(received)
+            peer.sendall(answer)
+
+
+def test_a_batchs_304_is_read_without_requests_and_its_connection_kept_for_the_next_revisit() -> None:
+    """On one connection (a socket pair: no server), a 304 then a chunked 200: the 304's head is read here and
+    the connection reused; the 200 is de-chunked as fetch would, and its connection then dropped."""
+    ours, peer = socket.socketpair()
+    heads: list[bytes] = []
+    answers = [b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nDate: Mon, 02 Nov 2026 10:00:00 GMT\r\n\r\n',
+               b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: \"v2\"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"]
+    thread = threading.Thread(target=_answer_twice, args=(peer, answers, heads))
+    thread.start()
+    session = new_session(config())
+    revisits = fetcher._Revisits(session, config())
+    revisits.sock = ours  # as if connected to a.test by an earlier revisit of the batch
+    try:
+        request = Request("http://a.test/a", headers={"If-None-Match": '"v1"'})
+        unchanged = revisits.fetch(request, None, "")
+        assert (unchanged.status, unchanged.status_line, unchanged.error) == (304, "HTTP/1.1 304 Not Modified", None)
+        assert unchanged.headers == [("ETag", '"v1"'), ("Date", "Mon, 02 Nov 2026 10:00:00 GMT")]
+        assert fetcher._unchanged(unchanged, request) and revisits.sock is ours
+        changed = revisits.fetch(Request("http://a.test/b", headers={"If-None-Match": '"v1"'}), None, "")
+        assert (changed.status, changed.body, changed.error) == (200, b"hello", None)
+        assert not fetcher._unchanged(changed, request) and revisits.sock is None
+    finally:
+        revisits.close()
+        ours.close()
+        session.close()
+        thread.join(10)
+    assert [head.split(b"\r\n")[:2] for head in heads] == [[b"GET /a HTTP/1.1", b"Host: a.test"],
+                                                           [b"GET /b HTTP/1.1", b"Host: a.test"]]
+    assert b'\r\nIf-None-Match: "v1"\r\n' in heads[0] and b"\r\nUser-Agent: crawlkit-test/1.0\r\n" in heads[0]
+
+
+def test_a_304_with_new_validators_is_not_unchanged() -> None:
+    request = Request("http://a.test/a", headers={"If-None-Match": '"v1"', "If-Modified-Since": "then"})
+    answer = fetcher.FetchResult(0, request, request.url, status=304)
+    assert fetcher._unchanged(answer, request)
+    answer.headers = [("etag", '"v1"'), ("Last-Modified", "then")]
+    assert fetcher._unchanged(answer, request)
+    answer.headers = [("ETag", '"v2"')]
+    assert not fetcher._unchanged(answer, request)
+    answer.headers, answer.error = [], "read_timeout"
+    assert not fetcher._unchanged(answer, request)

@@ -10,7 +10,9 @@ directory's clock (its ``finished_at`` and each page's ``fetched``), never by sl
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
 import sqlite3
 import threading
 import time
@@ -596,3 +598,188 @@ def test_a_recrawl_fetches_only_the_pages_the_sitemap_says_changed_since_their_l
                                    ("/p5", None, 200), ("/sitemap.xml", None, 200)]
     counts = json.loads(stats.read_text())["counts"]
     assert (counts["sitemap_changed"], counts["sitemap_unchanged"]) == (2, 2)
+
+
+# ---------------------------------------------------------------- revalidation batches, through the CLI
+
+
+class ManyPages:
+    """``/`` links to ``/p0``... ``/p{n-1}``, each with an ETag, over keep-alive HTTP/1.1; what the server saw.
+
+    From round 2 ``/p3`` has changed (a new ETag, and a link to ``/fresh``) and ``/p5`` is gone (410).
+    A request for ``hold`` with an If-None-Match waits, once, for ``release`` (``held`` says it came), so a
+    test can act while a batch is on it. ``inflight`` is how many requests the server is answering.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.paths = ["/"] + [f"/p{i}" for i in range(n)]
+        self.round = 1
+        self.lock = threading.Lock()
+        self.seen: list[list[Any]] = []  # path, If-None-Match, status (0 until answered), start, inflight
+        self.inflight = 0
+        self.hold: str | None = None
+        self.held, self.release = threading.Event(), threading.Event()
+
+    def page(self, path: str) -> tuple[int, str, str]:
+        """(status, ETag, body) of ``path`` this round."""
+        if path == "/":
+            return 200, '"root"', "".join(f'<a href="{p}">{p}</a>' for p in self.paths[1:])
+        if path == "/p3" and self.round > 1:
+            return 200, '"p3-2"', '<title>p3 changed</title><a href="/fresh">fresh</a>'
+        if path == "/p5" and self.round > 1:
+            return 410, "", "gone"
+        if path in self.paths:
+            return 200, f'"{path}"', f"<title>{path}</title>"
+        if path == "/fresh":
+            return 200, "", "<title>fresh</title>"
+        return 404, "", "not here"
+
+    def requests(self) -> list[tuple[str, str | None, int, float, int]]:
+        with self.lock:
+            seen, self.seen = self.seen, []
+        return [(path, inm, status, start, inflight) for path, inm, status, start, inflight in seen]
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                started = time.monotonic()
+                inm = self.headers.get("If-None-Match")
+                with site.lock:
+                    site.inflight += 1
+                    record = [self.path, inm, 0, started, site.inflight]
+                    site.seen.append(record)
+                try:
+                    if self.path == site.hold and inm and not site.held.is_set():
+                        site.held.set()
+                        site.release.wait(60)
+                    status, etag, body = site.page(self.path)
+                    if inm and inm == etag:
+                        status, body = 304, ""
+                    record[2] = status
+                    data = body.encode()
+                    self.send_response(status)
+                    if etag:
+                        self.send_header("ETag", etag)
+                    if status != 304:
+                        self.send_header("Content-Type", "text/html")
+                        self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client was killed
+                    self.close_connection = True
+                finally:
+                    with site.lock:
+                        site.inflight -= 1
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        with serve_http(Handler, "127.0.0.43") as base:
+            yield base
+
+
+def test_a_recrawl_revalidates_each_page_once_within_the_hosts_cap_and_delay(crawlkit, tmp_path: Path) -> None:
+    """Revisits go out in batches (engine and fetcher side: ``Dispatch``); as the server sees them, every
+    known page is asked for once with its ETag, at most ``per_host`` at once and ``delay`` apart; the
+    changed page is parsed and its new link followed, the gone one reported."""
+    site = ManyPages(60)
+    job, stats = tmp_path / "job", tmp_path / "stats.json"
+    delay = 0.04
+    common = ["crawl", "--jobdir", str(job), "--no-robots", "--per-host", "2", "-s", f"delay={delay}",
+              "--stats", str(stats)]
+    with site.serve() as base:
+        first = crawlkit(*common, seeds=[base + "/"])
+        assert first.returncode == 0, first.stderr
+        assert sorted(path for path, *_ in site.requests()) == sorted(site.paths)
+        written = len(first.items())
+        site.round = 2
+        again = crawlkit(*common, "--recrawl", seeds=[base + "/"])
+        assert again.returncode == 0, again.stderr
+        seen = site.requests()
+        report = json.loads(stats.read_text())
+        items = again.items()[written:]
+        third = crawlkit(*common, "--recrawl", seeds=[base + "/"])
+        assert third.returncode == 0, third.stderr
+        asked = {path: inm for path, inm, *_ in site.requests()}
+    etags = {path: site.page(path)[1] for path in site.paths}
+    site.round = 1
+    first_etags = {path: site.page(path)[1] for path in site.paths}
+    assert sorted((path, inm) for path, inm, *_ in seen) == sorted(
+        [(path, first_etags[path]) for path in site.paths] + [("/fresh", None)])
+    statuses = {path: status for path, _, status, _, _ in seen}
+    assert statuses["/p3"] == 200 and statuses["/p5"] == 410 and statuses["/fresh"] == 200
+    assert {statuses[p] for p in site.paths if p not in ("/p3", "/p5")} == {304}
+    assert max(inflight for *_, inflight in seen) <= 2
+    starts = sorted(start for _, _, _, start, _ in seen)
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.75 * delay
+    counts = report["counts"]
+    assert counts["unchanged"] == counts["status_304"] == len(site.paths) - 2
+    assert report["gone"] == [base + "/p5"]
+    assert sorted((item["url"].removeprefix(base), item["status"]) for item in items) == [
+        ("/fresh", 200), ("/p3", 200), ("/p5", 410)]
+    # The next round revisits the changed page with its new ETag, and no more the gone one.
+    assert asked["/p3"] == etags["/p3"] == '"p3-2"' and "/p5" not in asked and asked["/p4"] == '"/p4"'
+
+
+def test_a_fetcher_killed_mid_batch_loses_no_revisit(crawlkit, tmp_path: Path) -> None:
+    """The only fetcher is killed while a batch is on ``/p20``: the batch's entries not reported come back,
+    and every known page is answered once or twice, none lost."""
+    from types import SimpleNamespace
+
+    from support import wait_for
+    from test_durability import pids, start
+
+    site = ManyPages(60)
+    common = ["--jobdir", str(tmp_path / "job"), "--no-robots", "--per-host", "2", "--workers", "1"]
+    with site.serve() as base:
+        seeds = SimpleNamespace(seeds=lambda: [base + "/"])
+        assert crawlkit("crawl", *common, seeds=[base + "/"]).returncode == 0
+        site.requests()
+        site.hold = "/p20"
+        with start(tmp_path, seeds, *common, "--recrawl") as (proc, _, log, _):  # type: ignore[arg-type]
+            wait_for(lambda: site.held.is_set() and bool(pids(log, r"fetcher process (\d+) reads")), 60, "/p20 held")
+            os.kill(pids(log, r"fetcher process (\d+) reads")[0], signal.SIGKILL)
+            site.release.set()
+            _, stderr = proc.communicate(timeout=120)
+        seen = site.requests()
+    assert proc.returncode == 0, stderr
+    assert "fetcher_died 1" in stderr
+    asked = Counter(path for path, *_ in seen)
+    assert set(asked) == set(site.paths) and max(asked.values()) <= 2
+    assert asked["/p20"] == 2
+
+
+def test_an_interrupted_recrawl_resumes_its_round(crawlkit, tmp_path: Path) -> None:
+    """A recrawl SIGKILLed while a batch is on ``/p20`` is resumed by the next run (no new round): between the
+    two runs every known page is revisited, none more than twice."""
+    from types import SimpleNamespace
+
+    from support import wait_for
+    from test_durability import start
+
+    site = ManyPages(60)
+    job = tmp_path / "job"
+    common = ["crawl", "--jobdir", str(job), "--no-robots", "--per-host", "2"]
+    with site.serve() as base:
+        assert crawlkit(*common, seeds=[base + "/"]).returncode == 0
+        site.requests()
+        site.hold = "/p20"
+        seeds = SimpleNamespace(seeds=lambda: [base + "/"])
+        with start(tmp_path, seeds, *common[1:], "--recrawl") as (proc, _, _, _):  # type: ignore[arg-type]
+            wait_for(site.held.is_set, 60, "/p20 held")
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        site.release.set()
+        cut = [path for path, _, status, _, _ in site.requests() if status == 304 and path != site.hold]
+        rest = crawlkit(*common, seeds=[base + "/"])
+        assert rest.returncode == 0, rest.stderr
+        assert "recrawl round" not in rest.stderr
+        resumed = site.requests()
+    assert set(cut) | {path for path, *_ in resumed} == set(site.paths)
+    assert max(Counter(cut + [path for path, *_ in resumed]).values()) <= 2
+    assert ("/p20", '"/p20"', 304) in [(path, inm, status) for path, inm, status, _, _ in resumed]

@@ -20,6 +20,17 @@ counter ``pages_site:HOST``, which the journal keeps for a resume and a shared c
 over its nodes (``CrawlBackend.crawl_count``); once its pages done and in flight reach it, its
 other pages are dropped as they come up (``dropped_site_max_pages``), after waiting for those
 in flight, which may fail and leave room.
+
+In a recrawl round (``revalidate``), a page revisited with its validators, a plain GET, goes
+out in a revalidation batch (``RevalidateTask``): up to ``BATCH`` of its host's due revisits
+under one permit, counted as one exchange (one request in flight for ``per_host`` and
+``concurrency``: the fetcher sends them one at a time), each entry with its own id, ticket and
+``InFlight``, the batch's ``Batch`` shared. Batched entries have tickets of their own
+(``concurrency * BATCH`` more: ``batch_tickets``) and are not counted against ``2 * concurrency``,
+which would otherwise let one batch hold up every other host; their changed pages, few in a
+recrawl, reach the parsers without that back-pressure, at most ``concurrency * BATCH`` at once.
+A 304 comes back as a notice and settles its entry at once (``unchanged``, for the engine to
+finish); other answers come through a parser as usual.
 """
 
 from __future__ import annotations
@@ -35,9 +46,9 @@ from crawlkit.extensions.cookies import CookieJar
 from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate
 from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
 from crawlkit.fetch.cache import StoredAnswers
-from crawlkit.fetch.fetcher import JOINED, FetchChannels
+from crawlkit.fetch.fetcher import JOINED, UNCHANGED, FetchChannels
 from crawlkit.http import Request
-from crawlkit.messages import FetchTask
+from crawlkit.messages import FetchTask, RevalidateTask
 from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
 
@@ -46,6 +57,20 @@ log = logging.getLogger("crawlkit.engine")
 # Seconds a host gets nothing new after a fetcher died in an exchange with it: the server goes on
 # with a request whose client vanished until it answers, and the re-sent one must not overlap it.
 DEAD_EXCHANGE_GRACE = 0.25
+# Revisits in one revalidation batch, at most: enough that a task, a notice and a fetch thread's
+# wake-up are paid once for many 304s; few enough that a batch (one permit, sent one at a time)
+# does not hold a host's turn for long, nor strand many pages in a fetcher that dies.
+BATCH = 32
+
+
+@dataclass(slots=True, eq=False)
+class Batch:
+    """What the entries of one revalidation batch hold together: one permit, one exchange at a time."""
+
+    last: int = 0  # the ticket of its last entry: the fetcher marks it released once the permit is released
+    members: int = 0  # entries not settled yet
+    fetching: bool = True  # until the fetcher's notice (or its last entry's settling) says the batch is over
+    permit: bool = True  # the permit is not given back yet (by the engine, for a dead fetcher)
 
 
 @dataclass(slots=True)
@@ -60,24 +85,28 @@ class InFlight:
     queue: int
     parser: int
     fetching: bool = True  # until the fetcher's notice (or the PageDone) says the exchange is over
+    batch: Batch | None = None  # the revalidation batch it went in, which holds its permit and exchange
 
 
 class Dispatch:
     """The in-flight table and its bounds; engine process, not thread-safe.
 
     ``threads`` is each fetcher's thread count (a queue with that many tasks out is full),
-    ``max_inflight`` the number of tickets (the length of ``channels.released``). ``sites`` are
+    ``max_inflight`` the bound on requests in flight but batched revisits; there is a ticket for
+    each of those and each batched one (``channels.released`` has them all: ``tickets``). ``sites`` are
     the per-site rules (their ``max_pages``), counted by ``crawl_count(counter)`` (the backend's:
     all nodes of a shared crawl); ``drop(lease)`` finishes a request dropped unsent. ``cached``
     (``http_cache``) lists the requests whose answers are stored: those go out as hits, without
-    a permit or the host's delay (``NO_GRANT``), as the server never sees them.
+    a permit or the host's delay (``NO_GRANT``), as the server never sees them. ``revalidate``
+    sends revisits in batches (see the module docstring); the engine turns it on only when nothing
+    needs to see a 304 but the journal (``Engine._revalidates``).
     """
 
     def __init__(self, channels: FetchChannels, frontier: Frontier, limiter: Limiter, gate: RobotsGate,
                  cookies: CookieJar | None, stats: Stats, *, threads: int, parsers: int, concurrency: int,
                  max_inflight: int, max_pages: int, max_process_deaths: int, sites: SiteRules,
                  crawl_count: Callable[[str], int], drop: Callable[[int], None],
-                 cached: StoredAnswers | None = None) -> None:
+                 cached: StoredAnswers | None = None, revalidate: bool = False) -> None:
         self.channels = channels
         self.frontier = frontier
         self.limiter = limiter
@@ -92,7 +121,7 @@ class Dispatch:
         self.inflight: dict[int, InFlight] = {}
         self.fetching = 0  # requests in flight whose exchange is not over
         self.inflight_pages = 0  # requests in flight that count against max_pages
-        self.tickets = list(range(max_inflight - 1, -1, -1))
+        self.tickets = list(range(len(channels.released) - 1, -1, -1))
         self.queue_load: dict[int, int] = {}  # live fetch queue -> requests dispatched to it
         self.sent = [0] * len(channels.queues)  # by fetch queue: tasks put on it since it was last claimed
         self.parser_load = [0] * parsers
@@ -104,6 +133,9 @@ class Dispatch:
         self.cached = cached  # http_cache: the requests to send as hits, without a permit
         self.site_caps: dict[str, tuple[int, str]] = {}  # host -> (its max_pages or 0, its stats counter)
         self.site_inflight: dict[str, int] = {}  # host with a max_pages -> its pages in flight
+        self.revalidate = revalidate
+        self.batched = 0  # entries of revalidation batches in flight: not counted against max_inflight
+        self.unchanged: list[InFlight] = []  # settled by a 304 notice; the engine finishes them
 
     def budget_spent(self) -> bool:
         """Whether the pages done and in flight reach ``max_pages``: nothing more is dispatched."""
@@ -112,8 +144,8 @@ class Dispatch:
     def schedule(self, now: float) -> None:
         """Dispatch requests while there is room in flight and a host that may start now."""
         limiter, frontier, queue_load = self.limiter, self.frontier, self.queue_load
-        while (self.fetching < self.concurrency and len(self.inflight) < self.max_inflight and queue_load
-               and not self.budget_spent()):
+        while (self.fetching < self.concurrency and len(self.inflight) - self.batched < self.max_inflight
+               and queue_load and not self.budget_spent()):
             queue = min(queue_load, key=queue_load.__getitem__)
             if queue_load[queue] >= self.threads:
                 # Every live fetcher's threads are busy (the others are not up yet, or are being
@@ -163,6 +195,9 @@ class Dispatch:
                     frontier.unpark(woken)
                 self._drop_over_site_budget(lease, request)
                 continue
+            if self.revalidate and _revalidates(request):
+                self._send_batch(host, lease, request, grant, queue, now)
+                continue
             self._send(host, lease, request, grant, queue)
 
     def _send(self, host: str, lease: int, request: Request, grant: int, queue: int) -> None:
@@ -184,6 +219,45 @@ class Dispatch:
         cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
         delay = 0.0 if grant == NO_GRANT else self.limiter.delay_of(host)
         channels.send(queue, FetchTask(self.next_id, grant, ticket, parser, delay, request, cookie))
+        self.sent[queue] += 1
+
+    def _send_batch(self, host: str, lease: int, request: Request, grant: int, queue: int, now: float) -> None:
+        """Put ``request`` in flight in a revalidation batch with the host's next revisits, up to ``BATCH``,
+        within the bounds in flight, max_pages and the host's own max_pages; robots.txt checked for each."""
+        channels, frontier, inflight = self.channels, self.frontier, self.inflight
+        parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
+        batch = Batch()
+        entries: list[tuple[int, int, Request, str]] = []
+        while True:
+            ticket = self.tickets.pop()
+            channels.released[ticket] = 0
+            channels.deadlines[ticket] = 0.0
+            self.next_id += 1
+            inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser, False, batch)
+            self.parser_load[parser] += 1
+            self.inflight_pages += 1
+            if self.sites is not None and self.site_caps[host][0]:
+                self.site_inflight[host] = self.site_inflight.get(host, 0) + 1
+            cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
+            entries.append((self.next_id, ticket, request, cookie))
+            if (len(entries) >= BATCH or not self.tickets or self.budget_spent()
+                    or self.sites is not None and self._site_spent(host)):
+                break
+            taken = frontier.take(host)
+            while taken is not None and _revalidates(taken[1]) and not self.gate.may_start(host, *taken, now):
+                taken = frontier.take(host)  # that one waits for robots.txt, or was disallowed
+            if taken is None:
+                break
+            if not _revalidates(taken[1]):
+                frontier.reclaim(*taken)
+                break
+            lease, request = taken
+        batch.last, batch.members = entries[-1][1], len(entries)
+        self.batched += len(entries)
+        self.fetching += 1
+        self.queue_load[queue] += 1
+        delay = self.limiter.delay_of(host)
+        channels.send(queue, RevalidateTask(grant, parser, delay, entries))
         self.sent[queue] += 1
 
     def _site_spent(self, host: str) -> bool:
@@ -214,6 +288,12 @@ class Dispatch:
         joined = False
         for start in range(0, len(data), 8):
             req_id = int.from_bytes(data[start:start + 8], "little")
+            if req_id & UNCHANGED:  # a revalidation batch's 304: the page is done
+                entry = inflight.pop(req_id ^ UNCHANGED, None)
+                if entry is not None:  # else it was re-queued
+                    self._settle(entry)
+                    self.unchanged.append(entry)
+                continue
             entry = inflight.get(req_id)
             if entry is not None:  # else its PageDone came first, or it was re-queued
                 self._exchange_over(entry)
@@ -262,10 +342,12 @@ class Dispatch:
         return dropped
 
     def _exchange_over(self, entry: InFlight) -> None:
-        """Return what a request held while being fetched (its host's count, its fetch queue's load), once."""
-        if not entry.fetching:
+        """Return what a request held while being fetched (its host's count, its fetch queue's load), once;
+        for a batch's entry, what the batch held."""
+        hold = entry if entry.batch is None else entry.batch
+        if not hold.fetching:
             return
-        entry.fetching = False
+        hold.fetching = False
         self.fetching -= 1
         if entry.slot != NO_GRANT:
             for woken in self.limiter.completed(entry.host):  # hosts at its address, with per_ip
@@ -275,8 +357,16 @@ class Dispatch:
             self.queue_load[entry.queue] -= 1
 
     def _settle(self, entry: InFlight) -> None:
-        """Return what a request held while in flight (the above, its ticket and its parser's load)."""
-        self._exchange_over(entry)
+        """Return what a request held while in flight (the above, its ticket and its parser's load); a batch's
+        exchange is over at the latest when its last entry is settled."""
+        batch = entry.batch
+        if batch is None:
+            self._exchange_over(entry)
+        else:
+            batch.members -= 1
+            self.batched -= 1
+            if not batch.members:
+                self._exchange_over(entry)
         self.tickets.append(entry.ticket)
         self.parser_load[entry.parser] -= 1
         if _is_page(entry.request):
@@ -293,14 +383,18 @@ class Dispatch:
         """Take back the requests of a dead process: re-queue them, except the ``blamed`` ones that
         have now been on hand at ``max_process_deaths`` deaths (poison); those dropped, and how many re-queued.
 
-        The per-host permits and send turns a request's fetcher never gave back are released here.
+        The per-host permits and send turns a request's fetcher never gave back are released here
+        (a batch's permit once, with its first entry not released).
         """
         released, deadlines = self.channels.released, self.channels.deadlines
         dropped: list[InFlight] = []
         for req_id in ids:
             entry = self.inflight.pop(req_id)
             if not released[entry.ticket] and entry.slot != NO_GRANT:
-                self.limiter.release(entry.host, entry.slot)
+                if entry.batch is None or entry.batch.permit:
+                    self.limiter.release(entry.host, entry.slot)
+                    if entry.batch is not None:
+                        entry.batch.permit = False
                 self.limiter.recover_turn(entry.host, entry.slot, entry.ticket)
                 if deadlines[entry.ticket]:  # a fetch thread had taken it: perhaps sent
                     self.limiter.pause(entry.host, time.monotonic() + DEAD_EXCHANGE_GRACE)
@@ -325,6 +419,18 @@ class Dispatch:
         log.error("%s %s dropped: a crawlkit process died while on it %d times (max_process_deaths)",
                   request.method, request.url, deaths)
         return True
+
+
+def batch_tickets(concurrency: int) -> int:
+    """The tickets revalidation batches need besides the ``2 * concurrency`` of the other requests."""
+    return concurrency * BATCH
+
+
+def _revalidates(request: Request) -> bool:
+    """Whether ``request`` may go in a revalidation batch: a page's revisit with validators, a GET without a body."""
+    headers = request.headers
+    return (bool(request.meta.get("revisit")) and request.method == "GET" and not request.body
+            and ("If-None-Match" in headers or "If-Modified-Since" in headers) and _is_page(request))
 
 
 def _is_page(request: Request) -> bool:

@@ -59,7 +59,7 @@ from typing import Any
 from crawlkit.backends import open_backend
 from crawlkit.backends.base import CrawlBackend, Frontier, Journal, Limiter
 from crawlkit.core.admission import Admission
-from crawlkit.core.dispatch import Dispatch, InFlight
+from crawlkit.core.dispatch import Dispatch, InFlight, batch_tickets
 from crawlkit.core.politeness import Throttle
 from crawlkit.core.progress import TICK, Monitor
 from crawlkit.core.stopping import StopConditions
@@ -136,7 +136,9 @@ class Engine:
             prepare_screenshot_dir(s.render_screenshots)
         check_proxy(s.proxy)
         self.cookies = CookieJar() if s.cookies else None
-        backend: CrawlBackend = open_backend(s, self.stats, spec.spider.name, self.max_inflight)
+        # A ticket for each request in flight, and for each revisit a revalidation batch may hold
+        self.tickets = self.max_inflight + (batch_tickets(s.concurrency) if self._revalidates() else 0)
+        backend: CrawlBackend = open_backend(s, self.stats, spec.spider.name, self.tickets)
         self.backend = backend
         self.frontier: Frontier = backend.frontier
         self.limiter: Limiter = backend.limiter
@@ -170,13 +172,13 @@ class Engine:
         try:
             ctx = context()
             self.backend.start(ctx, self.monitor.log, lambda kind: self.respawns.died(kind, time.monotonic()))
-            channels, notices = open_channels(ctx, self.workers, s.parsers, self.limiter.permits, self.max_inflight)
+            channels, notices = open_channels(ctx, self.workers, s.parsers, self.limiter.permits, self.tickets)
             self.dispatch = Dispatch(channels, self.frontier, self.limiter, self.gate, self.cookies, self.stats,
                                      threads=self.threads, parsers=s.parsers, concurrency=s.concurrency,
                                      max_inflight=self.max_inflight, max_pages=s.max_pages,
                                      max_process_deaths=s.max_process_deaths, sites=self.sites,
                                      crawl_count=self.backend.crawl_count, drop=self._drop_unsent,
-                                     cached=self._stored_answers())
+                                     cached=self._stored_answers(), revalidate=self._revalidates())
             self.supervisor = Supervisor(ctx, channels, notices, self.dispatch, self.stats, self.respawns,
                                          workers=self.workers, callback_timeout=s.callback_timeout,
                                          drain=self._drain, drop=self._dropped)
@@ -186,6 +188,10 @@ class Engine:
             if self.signals is not None:
                 self.signals.crawl_opened()
             self.admission.seed()
+            if self.journal.durable:
+                # Now, not with the first answers: a recrawl round just begun (its pages pending again) must
+                # survive a kill before a revalidation batch, which reports its 304s at its end, is over.
+                self._commit()
             self._loop()
         except WriteFailed as exc:
             self._write_failed(exc)
@@ -211,6 +217,27 @@ class Engine:
             self.failed = exc
         self.stopping = 2
         self.stats.reason = "stopped (a write failed)"
+
+    def _revalidates(self) -> bool:
+        """Whether a recrawl's revisits go in revalidation batches (``dispatch.py``), whose 304s reach the
+        engine alone: not when something else must see them (the spider, with ``recrawl_callbacks_on_304``;
+        the WARC; middlewares' hooks; the HTTP cache) or time them (adaptive politeness)."""
+        s = self.settings
+        return bool(s.jobdir) and not (s.recrawl_callbacks_on_304 or s.warc or s.middlewares or s.http_cache
+                                       or s.adaptive)
+
+    def _unchanged(self, entries: list[InFlight]) -> None:
+        """Finish the pages a revalidation batch found unchanged (a 304 with the validators stored), as the
+        parser's recrawl stage and ``_handle`` finish a revisit's 304: counted, journaled, their leases done."""
+        self.respawns.page_done()
+        for entry in entries:
+            counts = {"status_304": 1, "unchanged": 1}
+            self.journal.done(entry.lease, 304)
+            self.stats.page_done(entry.host, counts, 304, 0.0)
+            if self.signals is not None:
+                self.signals.page_done(entry.request, PageDone(0, entry.host, counts=counts, status=304))
+            self.admission.finish(entry.lease)
+        entries.clear()
 
     def _stored_answers(self) -> StoredAnswers | None:
         """With ``http_cache``, the answers stored now, which Dispatch sends as hits (``cache.py``)."""
@@ -277,6 +304,9 @@ class Engine:
                 if conn is notices:
                     if dispatch.read_notices(notices.fileno()):
                         supervisor.joined()  # take its queue in at once
+                    if dispatch.unchanged:
+                        self._unchanged(dispatch.unchanged)
+                        pages = True
                 elif isinstance(conn, int):  # a process sentinel: that process has died
                     fired.append(conn)
                 else:

@@ -39,7 +39,10 @@ encoded body is read as transferred and decoded here (``_read_encoded_body``), s
 keeps the bytes the server sent; with it off, nothing of that is done. With ``http_cache`` a
 request, once its hooks have run, is first looked up on disk (``cache.py``): a hit is the
 result, without the host's turn; one the engine sent as a hit (``NO_GRANT``: no permit) is
-never sent to the server.
+never sent to the server. A recrawl's ``RevalidateTask`` (``_revalidate``) is a batch of one
+host's revisits run one after another by one thread under one permit; a 304 that says nothing
+new is written to the notice pipe (``UNCHANGED``) instead of going to a parser, and plain-HTTP
+revisits skip ``requests`` for the 304's head (``_Revisits``).
 """
 
 from __future__ import annotations
@@ -47,11 +50,13 @@ from __future__ import annotations
 import functools
 import http.client
 import http.cookiejar
+import io
 import logging
 import math
 import os
 import pickle
 import re
+import select
 import socket
 import threading
 import time
@@ -83,7 +88,7 @@ from crawlkit.fetch.destinations import DestinationBlocked, PublicOnly, check_ho
 from crawlkit.http import Headers, Request
 from crawlkit.loader import one_line
 from crawlkit.log import LogConfig
-from crawlkit.messages import FetchResult, FetchTask
+from crawlkit.messages import FetchResult, FetchTask, RevalidateTask
 from crawlkit.process import child_setup
 from crawlkit.sites import SiteRule, SiteRules
 from crawlkit.urls import host_of, keep_escapes
@@ -97,6 +102,9 @@ CHUNK = 64 * 1024
 JOINED = 0  # the notice of a fetcher that has claimed its queue (request ids start at 1)
 RETIRED = -1  # an owners entry whose reader died inside get (its queue's lock may be held for ever)
 CLOSED = -2  # an owners entry the engine closed at shutdown
+# The flag of a notice saying its request (a revalidation batch's entry) was answered 304 with the validators it
+# was sent with: the page is done, unchanged, and no FetchResult follows (request ids stay far below it).
+UNCHANGED = 1 << 62
 WATCH_EVERY = 0.5  # seconds between the watchdog's rounds (heartbeat, cutting exchanges past their deadline)
 
 
@@ -184,7 +192,7 @@ class FetchChannels:
     deadlines: Any
     heartbeats: Any  # RawArray('d') by fetch queue: monotonic time its process's watchdog last ran
 
-    def send(self, index: int, task: FetchTask | None) -> None:
+    def send(self, index: int, task: FetchTask | RevalidateTask | None) -> None:
         """Put ``task`` (None: a STOP) on fetch queue ``index`` and give its reader a permit; engine."""
         self.queues[index].put(task)
         self.ready[index].release()
@@ -231,11 +239,11 @@ class _Inbox:
         self.index = index
         self.lock = threading.Lock()
 
-    def get(self) -> FetchTask | None:
+    def get(self) -> FetchTask | RevalidateTask | None:
         self.ready.acquire()  # an idle thread waits here, not inside get, which waits holding the queue's lock
         with self.lock:
             self.reads[self.index] += 1
-            task: FetchTask | None = self.queue.get()
+            task: FetchTask | RevalidateTask | None = self.queue.get()
             self.reads[self.index] += 1
         return task
 
@@ -306,6 +314,9 @@ def _fetch_loop(
         task = inbox.get()
         if task is None:  # one STOP sentinel per thread
             break
+        if isinstance(task, RevalidateTask):
+            _revalidate(session, task, config, channels, outboxes[task.parser], notices, debug)
+            continue
         host = host_of(task.request.url)
         turn: Any = nullcontext()
         budget = config.connect_timeout + config.download_timeout
@@ -354,6 +365,261 @@ def _fetch_loop(
     if hooks is not None:
         hooks.close()
     session.close()
+
+
+def _revalidate(session: requests.Session, task: RevalidateTask, config: FetcherConfig, channels: FetchChannels,
+                outbox: _Outbox, notices: int, debug: bool) -> None:
+    """Send a revalidation batch's requests one after another, each in the host's turn, under the batch's one permit.
+
+    Each entry is an exchange as ``fetch`` makes it (timeouts, watchdog, destination checks,
+    site headers), with its own deadline and ticket, so that a death of this process blames
+    the entry on hand only. An entry's 304 that carries no new validators is only noted: all of
+    them are written, with the notice that the batch is over, in one write after the permit is
+    released; any other answer goes to the parser as its FetchResult at once.
+    """
+    entries = task.entries
+    host = host_of(entries[0][2].url)
+    limit = config.connect_timeout + config.read_timeout + task.delay
+    budget = config.connect_timeout + config.download_timeout + (limit + task.delay if task.delay else 0.0)
+    unchanged = bytearray()
+    last: FetchResult | None = None
+    revisits = _Revisits(session, config)
+    try:
+        for req_id, ticket, request, cookie in entries:
+            turn = channels.permits.turn(task.slot, host, task.delay, limit, ticket) if task.delay else None
+            channels.deadlines[ticket] = time.monotonic() + budget
+            result = revisits.fetch(request, turn, cookie)
+            result.req_id = req_id
+            if debug:
+                _log_exchange(result)
+            if req_id == entries[-1][0]:
+                last = result  # sent once the batch is over, after its notice
+            else:
+                channels.released[ticket] = 1  # over: a parser's death now takes it back, not a fetcher's
+            if _unchanged(result, request):
+                unchanged += (UNCHANGED | req_id).to_bytes(8, "little")
+                if result is last:
+                    last = None
+            elif result is not last:
+                _hand_over(outbox, result)
+    finally:
+        revisits.close()
+        channels.permits.release(task.slot, host)
+        channels.released[entries[-1][1]] = 1
+        _notify_all(notices, entries[-1][0].to_bytes(8, "little") + unchanged)
+    if last is not None:
+        _hand_over(outbox, last)
+
+
+# A request target ``requests`` would send as it is (no escapes to keep, nothing to quote), and a plain host.
+_PLAIN_TARGET = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*")
+_PLAIN_HOST = re.compile(r"[a-z0-9\-.]+(?::\d{1,5})?")
+
+
+class _Revisits:
+    """A revalidation batch's exchanges: its own keep-alive connection for the plain-HTTP revisits, the
+    session (``fetch``) for the others.
+
+    Most of a 304's cost through ``requests`` is machinery its answer does not need (preparing the
+    request, urllib3's pool and response objects, ``http.client``'s header parsing through the
+    email package). A revisit of an ``http://`` URL with no proxy, no address check
+    (``allow_private_addresses``) and no escapes in its URL is sent here on a socket of the batch's
+    own, with the same headers ``requests`` sends (the session's, then the request's, the site's
+    and the cookie), within the same timeouts, watched by the same watchdog. A 304 head is read
+    here; any other answer is handed to ``http.client`` and urllib3 as the session would have
+    received it, and read by ``fetch``'s own code (``_answer``), so its body, caps and errors are
+    the same. The connection is closed after such an answer, and at the batch's end.
+    """
+
+    def __init__(self, session: requests.Session, config: FetcherConfig) -> None:
+        self.session, self.config = session, config
+        self.sock: socket.socket | None = None
+        self.base = {name: value for name, value in session.headers.items() if isinstance(value, str)}
+        self.lean = config.allow_private_addresses and not config.proxy and len(self.base) == len(session.headers)
+
+    def fetch(self, request: Request, turn: AbstractContextManager[Any] | None, cookie: str) -> FetchResult:
+        config = self.config
+        url = request.url
+        origin = _origin(url)
+        netloc = origin[7:]
+        target = url[len(origin):] or "/"
+        if (not self.lean or not url.startswith("http://") or request.meta.get("proxy")
+                or not _PLAIN_HOST.fullmatch(netloc) or not _PLAIN_TARGET.fullmatch(target)
+                or _environment_proxy(origin)):
+            return fetch(self.session, request, config, turn, cookie)
+        headers = request.headers
+        if config.sites is not None:
+            headers = site_headers(config.sites.for_host(host_of(url)), headers, False)
+        sent: CaseInsensitiveDict[str] = CaseInsensitiveDict(self.base)
+        sent.update(headers)
+        if cookie and "Cookie" not in headers:
+            sent["Cookie"] = cookie
+        lines = [f"GET {target} HTTP/1.1"]
+        if "Host" not in sent:  # one of the request's own is sent instead, as urllib3 does
+            lines.append(f"Host: {netloc.removesuffix(':80')}")
+        lines += [f"{name}: {value}" for name, value in sent.items()]
+        if any("\r" in line or "\n" in line or not line.isascii() for line in lines):
+            return fetch(self.session, request, config, turn, cookie)  # requests' checks and encoding decide
+        lines.append("\r\n")
+        text = "\r\n".join(lines)
+        host, _, port = netloc.partition(":")
+        result = FetchResult(req_id=0, request=request, url=url)
+        exchange = _WATCHDOG.watch(math.inf)
+        started = time.monotonic()
+        try:
+            with turn or nullcontext():
+                started = time.monotonic()
+                exchange.deadline = started + config.download_timeout
+                head, rest = self._exchange(host, int(port or 80), text.encode(), exchange)
+            status_line, _, fields = head.partition(b"\r\n")
+            version, _, answer = status_line.partition(b" ")
+            status, _, reason = answer.partition(b" ")
+            if not version.startswith(b"HTTP/") or len(status) != 3 or not status.isdigit():
+                raise http.client.BadStatusLine(status_line.decode("latin-1"))
+            if status != b"304":
+                return self._other(result, sent, head + b"\r\n\r\n" + rest, exchange, started)
+            names = []
+            for line in fields.split(b"\r\n") if fields else ():
+                name, colon, value = line.partition(b":")
+                if not colon or name[:1] in (b" ", b"\t"):  # folded or broken: not for a quick reading
+                    raise http.client.BadStatusLine(line.decode("latin-1"))
+                names.append((name.decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+        except Exception as exc:
+            self.close()
+            _fail(result, *_failure(exc, exchange, config))
+            result.elapsed = time.monotonic() - started
+            _WATCHDOG.done()
+            return result
+        _WATCHDOG.done()
+        if rest or version == b"HTTP/1.0" or any(n.lower() == "connection" and "close" in v.lower() for n, v in names):
+            self.close()
+        result.status = 304
+        result.status_line = f"{'HTTP/1.0' if version == b'HTTP/1.0' else 'HTTP/1.1'} 304 " \
+                             f"{reason.decode('latin-1')}".rstrip()
+        result.headers = names
+        result.request_headers = list(sent.items())
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _exchange(self, host: str, port: int, data: bytes, exchange: _Exchange) -> tuple[bytes, bytes]:
+        """Send ``data`` on the batch's connection (a new one if it has none, or the server closed it) and
+        read the answer's head: (status line and fields, what came after them)."""
+        sock = self.sock
+        if sock is not None and select.select([sock], [], [], 0)[0]:  # closed by the server, or junk: not reused
+            self.close()
+            sock = None
+        if sock is None:
+            try:
+                sock = socket.create_connection((host, port), self.config.connect_timeout)
+            except TimeoutError as exc:
+                raise urllib3.exceptions.ConnectTimeoutError(None, f"connection to {host}:{port} timed out") from exc
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock = sock
+        sock.settimeout(self.config.read_timeout)
+        exchange.sock = sock
+        sock.sendall(data)
+        received = b""
+        while (end := received.find(b"\r\n\r\n")) < 0:
+            if len(received) > 65_536:
+                raise http.client.LineTooLong("header")
+            chunk = sock.recv(65_536)
+            if not chunk:
+                raise http.client.RemoteDisconnected("Remote end closed connection without response")
+            received += chunk
+        return received[:end], received[end + 4:]
+
+    def _other(self, result: FetchResult, sent: CaseInsensitiveDict[str], received: bytes, exchange: _Exchange,
+               started: float) -> FetchResult:
+        """An answer that is no 304, its head read already: handed to ``http.client`` and urllib3 as the
+        session would have received it, then read by ``fetch``'s code; the connection is not reused."""
+        sock, self.sock = self.sock, None
+        assert sock is not None  # _exchange made it
+        try:
+            original = http.client.HTTPResponse(_Replayed(received, sock), method="GET")  # type: ignore[arg-type]
+            original.begin()
+            raw = HTTPResponse(body=original, headers=urllib3.HTTPHeaderDict(original.msg.items()),
+                               status=original.status, version=original.version, reason=original.reason,
+                               preload_content=False, decode_content=True, original_response=original,
+                               request_method="GET", request_url=result.url)
+            prepared = requests.PreparedRequest()
+            prepared.prepare_method("GET")
+            prepared.prepare_url(result.url, None)
+            prepared.prepare_headers(sent)
+            adapter = self.session.get_adapter(result.url)
+            assert isinstance(adapter, HTTPAdapter)  # new_session mounts one for http://
+            response = adapter.build_response(prepared, raw)
+            return _answer(result, response, self.config, exchange, started)
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class _Replayed:
+    """A socket as ``http.client`` reads it: the bytes already received, then the socket's."""
+
+    def __init__(self, received: bytes, sock: socket.socket) -> None:
+        self.received, self.sock = received, sock
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_ReplayedRaw(self.received, self.sock), CHUNK)
+
+
+class _ReplayedRaw(io.RawIOBase):
+    def __init__(self, received: bytes, sock: socket.socket) -> None:
+        self.received, self.sock = memoryview(received), sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.received:
+            n = min(len(buffer), len(self.received))
+            buffer[:n] = self.received[:n]
+            self.received = self.received[n:]
+            return n
+        return self.sock.recv_into(buffer)
+
+
+def _unchanged(result: FetchResult, request: Request) -> bool:
+    """Whether ``result`` is a 304 to ``request`` with no validators but those it was sent with (the journal keeps
+    the stored ones then): the page is done with nothing to parse or to store."""
+    if result.status != 304 or result.error is not None:
+        return False
+    sent = request.headers
+    for name, value in result.headers:
+        lower = name.lower()
+        if (lower == "etag" and value != sent.get("If-None-Match")
+                or lower == "last-modified" and value != sent.get("If-Modified-Since")):
+            return False
+    return True
+
+
+def _hand_over(outbox: _Outbox, result: FetchResult) -> None:
+    try:
+        outbox.send(result)
+    except OSError as exc:
+        log.error("could not hand %s to a parser: %s", result.request.url, exc)
+
+
+def _notify_all(fd: int, data: bytes) -> None:
+    """Write notices that must not be dropped (a batch's 304s: nothing else tells the engine), in one write.
+
+    Up to ``select.PIPE_BUF`` bytes a write is atomic, so they never interleave with other
+    threads' notices; while the engine has not read the pipe, wait for room (the engine reads it
+    on every pass of its loop). Dropped only when the engine is gone.
+    """
+    while True:
+        try:
+            os.write(fd, data)
+            return
+        except BlockingIOError:
+            select.select([], [fd], [], WATCH_EVERY)
+        except BrokenPipeError:
+            return
 
 
 def _log_exchange(result: FetchResult) -> None:
@@ -571,7 +837,6 @@ def fetch(
     started = time.monotonic()
     result = FetchResult(req_id=0, request=request, url=request.url)
     meta = request.meta
-    max_body = meta.get("max_body", config.max_body)
     headers = request.headers
     if config.sites is not None:
         headers = site_headers(config.sites.for_host(host_of(request.url)), headers, bool(meta.get("follow_redirects")))
@@ -593,6 +858,15 @@ def fetch(
         result.elapsed = time.monotonic() - started
         _WATCHDOG.done()
         return result
+    return _answer(result, response, config, exchange, started)
+
+
+def _answer(result: FetchResult, response: requests.Response, config: FetcherConfig, exchange: _Exchange,
+            started: float) -> FetchResult:
+    """The rest of ``fetch`` once the response head is in: the body read within the caps, the watch ended."""
+    request = result.request
+    meta = request.meta
+    max_body = meta.get("max_body", config.max_body)
     try:
         result.url = response.url
         result.status = response.status_code

@@ -9,6 +9,9 @@ callback, which then sees ``response.meta["unchanged"]``; a 404 or 410 is counte
 logged, and listed in the stats file by the engine. A changed page (a 2xx) goes on as any page.
 
 It comes after the archive stages (a 304 is archived, as a revisit record) and after redirect.
+A recrawl's revisits that only a 304 can end go in revalidation batches (``core/dispatch.py``),
+whose 304s never reach this stage: the engine counts them as this stage would (``unchanged``,
+``status_304``) and the journal adapts their intervals with the same SQL (``Engine._unchanged``).
 """
 
 from __future__ import annotations
