@@ -9,6 +9,12 @@ or the process holding it dies (``fetcher_died``, ``parser_died``). Two bounds h
 request starts while the page is still being parsed), and at most ``2 * concurrency`` requests
 in flight (fetched pages waiting for a parser count), which gives the parsers back-pressure.
 
+A page that ``RenderChoice`` (``render/choose.py``) says is to be rendered goes to a renderer's
+queue instead (``render/pool.py``), the least loaded one with a page slot free, under the same
+permit, ticket and in-flight entry as a fetched page; the first such page starts the renderer
+processes (``start_renderers``), and until one has claimed its queue, or while every browser's
+pages are taken, the page goes back to its host, which waits ``RENDER_WAIT`` seconds.
+
 A task goes to the least loaded live fetch queue, and only to one with a thread free, so none
 waits in a fetcher behind slow exchanges while another fetcher idles (at the start, before
 every fetcher is up, that could hold a request for a whole read timeout). A request on hand at
@@ -37,6 +43,7 @@ from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
 from crawlkit.fetch.fetcher import JOINED, FetchChannels
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask
+from crawlkit.render.choose import RenderChoice
 from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
 
@@ -45,6 +52,7 @@ log = logging.getLogger("crawlkit.engine")
 # Seconds a host gets nothing new after a fetcher died in an exchange with it: the server goes on
 # with a request whose client vanished until it answers, and the re-sent one must not overlap it.
 DEAD_EXCHANGE_GRACE = 0.25
+RENDER_WAIT = 0.05  # seconds a host with a page to render waits for a renderer to start or to free a page slot
 
 
 @dataclass(slots=True)
@@ -67,13 +75,17 @@ class Dispatch:
     ``threads`` is each fetcher's thread count (a queue with that many tasks out is full),
     ``max_inflight`` the number of tickets (the length of ``channels.released``). ``sites`` are
     the per-site rules (their ``max_pages``), counted by ``crawl_count(counter)`` (the backend's:
-    all nodes of a shared crawl); ``drop(lease)`` finishes a request dropped unsent.
+    all nodes of a shared crawl); ``drop(lease)`` finishes a request dropped unsent. ``render``
+    chooses the pages to render (None: none), ``start_renderers()`` starts the renderer
+    processes, each rendering ``render_pages`` pages at once.
     """
 
     def __init__(self, channels: FetchChannels, frontier: Frontier, limiter: Limiter, gate: RobotsGate,
                  cookies: CookieJar | None, stats: Stats, *, threads: int, parsers: int, concurrency: int,
                  max_inflight: int, max_pages: int, max_process_deaths: int, sites: SiteRules,
-                 crawl_count: Callable[[str], int], drop: Callable[[int], None]) -> None:
+                 crawl_count: Callable[[str], int], drop: Callable[[int], None],
+                 render: RenderChoice | None = None, start_renderers: Callable[[], None] | None = None,
+                 render_pages: int = 0) -> None:
         self.channels = channels
         self.frontier = frontier
         self.limiter = limiter
@@ -99,6 +111,11 @@ class Dispatch:
         self.drop = drop
         self.site_caps: dict[str, tuple[int, str]] = {}  # host -> (its max_pages or 0, its stats counter)
         self.site_inflight: dict[str, int] = {}  # host with a max_pages -> its pages in flight
+        self.render = render
+        self.start_renderers = start_renderers
+        self.render_pages = render_pages
+        self.first_render = len(channels.queues) - channels.renderers  # the render queues come last
+        self.render_load: dict[int, int] = {}  # live render queue -> pages dispatched to it
 
     def budget_spent(self) -> bool:
         """Whether the pages done and in flight reach ``max_pages``: nothing more is dispatched."""
@@ -146,6 +163,17 @@ class Dispatch:
                 limiter.completed(host)
                 self._drop_over_site_budget(lease, request)
                 continue
+            load = queue_load
+            if page and self.render is not None and self.render.wants(request, host):
+                queue = self._render_queue()
+                if queue < 0:
+                    limiter.release(host, grant)
+                    for woken in limiter.completed(host):
+                        frontier.unpark(woken)
+                    frontier.reclaim(lease, request)
+                    frontier.park(host, now + RENDER_WAIT)
+                    continue
+                load = self.render_load
             parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
             ticket = self.tickets.pop()
             channels.released[ticket] = 0
@@ -153,7 +181,7 @@ class Dispatch:
             self.next_id += 1
             self.inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser)
             self.fetching += 1
-            queue_load[queue] += 1
+            load[queue] += 1
             self.parser_load[parser] += 1
             self.inflight_pages += page
             if page and self.sites is not None and self.site_caps[host][0]:
@@ -162,6 +190,17 @@ class Dispatch:
             task = FetchTask(self.next_id, grant, ticket, parser, limiter.delay_of(host), request, cookie)
             channels.send(queue, task)
             self.sent[queue] += 1
+
+    def _render_queue(self) -> int:
+        """The render queue for a page to render, or -1: no renderer is up yet (the first ask starts them),
+        or every one has its ``render_pages`` pages."""
+        load = self.render_load
+        if not load:
+            assert self.start_renderers is not None  # given with ``render``
+            self.start_renderers()
+            return -1
+        queue = min(load, key=load.__getitem__)
+        return queue if load[queue] < self.render_pages else -1
 
     def _site_spent(self, host: str) -> bool:
         """Whether ``host`` has its own max_pages and its pages done and in flight reach it."""
@@ -205,8 +244,8 @@ class Dispatch:
         return entry
 
     def queue_claimed(self, index: int) -> None:
-        """A fetcher has claimed fetch queue ``index``: tasks may go to it."""
-        self.queue_load.setdefault(index, 0)
+        """A fetcher (or a renderer, for a render queue) has claimed fetch queue ``index``: tasks may go to it."""
+        (self.render_load if index >= self.first_render else self.queue_load).setdefault(index, 0)
 
     def fetcher_died(self, index: int, pid: int, blamed: set[int] | None) -> list[InFlight]:
         """Take back every request sent to fetch queue ``index``, whose reader ``pid`` died; the dropped ones.
@@ -216,12 +255,14 @@ class Dispatch:
         not finished is blamed.
         """
         self.queue_load.pop(index, None)
+        self.render_load.pop(index, None)
         lost = [i for i, e in self.inflight.items() if e.queue == index]
         if blamed is None:
             released, deadlines = self.channels.released, self.channels.deadlines
             blamed = {i for i in lost if deadlines[self.inflight[i].ticket] and not released[self.inflight[i].ticket]}
         dropped, requeued = self._reclaim(lost, blamed)
-        log.warning("fetcher process %d died; re-queued its %d requests in flight", pid, requeued)
+        log.warning("%s process %d died; re-queued its %d requests in flight",
+                    "renderer" if index >= self.first_render else "fetcher", pid, requeued)
         return dropped
 
     def queue_freed(self, index: int) -> None:
@@ -249,6 +290,8 @@ class Dispatch:
         self.frontier.unpark(entry.host)
         if entry.queue in self.queue_load:
             self.queue_load[entry.queue] -= 1
+        elif entry.queue in self.render_load:
+            self.render_load[entry.queue] -= 1
 
     def _settle(self, entry: InFlight) -> None:
         """Return what a request held while in flight (the above, its ticket and its parser's load)."""

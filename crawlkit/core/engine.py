@@ -79,6 +79,8 @@ from crawlkit.messages import Links, PageDone, StartFailed
 from crawlkit.parse.order import ordered_stages
 from crawlkit.parse.parser import ParserConfig
 from crawlkit.process import context, fetcher_processes, reserve_open_files
+from crawlkit.render.choose import RenderChoice
+from crawlkit.render.pool import RenderConfig, RenderProcesses
 from crawlkit.settings import MAX_WORKERS, Settings
 from crawlkit.sites import SiteRules
 from crawlkit.spider import Spider, close_spider
@@ -163,19 +165,26 @@ class Engine:
         keeps its last commit, which names only output that was written.
         """
         s = self.settings
+        render = RenderChoice(s.render, self.sites)
+        # When the settings render pages, a missing browser fails the crawl now; else at the first page to render.
+        render_config = RenderConfig.from_settings(s, self.monitor.log) if render.by_settings or s.render_when else None
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             ctx = context()
             self.backend.start(ctx, self.monitor.log, lambda kind: self.respawns.died(kind, time.monotonic()))
-            channels, notices = open_channels(ctx, self.workers, s.parsers, self.limiter.permits, self.max_inflight)
+            channels, notices = open_channels(ctx, self.workers, s.parsers, self.limiter.permits, self.max_inflight,
+                                              s.render_processes)
+            renderers = RenderProcesses(ctx, channels, s, self.monitor.log,
+                                        lambda kind: self.respawns.died(kind, time.monotonic()), render_config)
             self.dispatch = Dispatch(channels, self.frontier, self.limiter, self.gate, self.cookies, self.stats,
                                      threads=self.threads, parsers=s.parsers, concurrency=s.concurrency,
                                      max_inflight=self.max_inflight, max_pages=s.max_pages,
                                      max_process_deaths=s.max_process_deaths, sites=self.sites,
-                                     crawl_count=self.backend.crawl_count, drop=self._drop_unsent)
+                                     crawl_count=self.backend.crawl_count, drop=self._drop_unsent,
+                                     render=render, start_renderers=renderers.start, render_pages=s.render_pages)
             self.supervisor = Supervisor(ctx, channels, notices, self.dispatch, self.stats, self.respawns,
                                          workers=self.workers, callback_timeout=s.callback_timeout,
-                                         drain=self._drain, drop=self._dropped)
+                                         drain=self._drain, drop=self._dropped, renderers=renderers)
             self.supervisor.start(self._fetcher_config(), self._parser_config())
             self.stats.crawl_started = time.monotonic()
             self.limits = StopConditions.of(s, self.stats, self.stats.crawl_started)
