@@ -57,6 +57,8 @@ class Seen:
         self.requests: list[dict[str, Any]] = []
         self.inflight: dict[str, int] = {}
         self.peak: dict[str, int] = {}
+        self.hold_path: str | None = None  # an answer held until ``release`` is set (or 30 s pass)
+        self.release = threading.Event()
 
     def enter(self, host: str) -> None:
         with self.lock:
@@ -66,6 +68,10 @@ class Seen:
     def leave(self, host: str) -> None:
         with self.lock:
             self.inflight[host] -= 1
+
+    def saw(self, path: str) -> bool:
+        with self.lock:
+            return any(r["path"] == path for r in self.requests)
 
     def paths(self, browser: bool | None = None) -> list[str]:
         with self.lock:
@@ -84,6 +90,8 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
                     seen.requests.append({"path": self.path, "browser": "Sec-CH-UA" in self.headers,
                                           "user_agent": self.headers.get("User-Agent", "")})
                 time.sleep(LATENCY)
+                if self.path == seen.hold_path:
+                    seen.release.wait(30)
                 status, kind, body = self.answer(self.path)
             finally:
                 seen.leave(host)
