@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+import lxml.html
 import pytest
 
 from crawlkit import Request, Response
@@ -30,6 +31,7 @@ from crawlkit.settings import check_as, load_settings
 from crawlkit.sites import SiteRules, check_hosts
 from crawlkit.spider import Spider
 from crawlkit.stats import Stats
+from crawlkit.tools.report import render_report
 from tests.test_dispatch import FakeLimiter, sent
 
 # ---------------------------------------------------------------- the choice, engine side
@@ -265,3 +267,21 @@ def test_a_renderer_gets_at_most_render_pages_pages_and_gives_them_back_as_they_
     assert len(sent(channels, 1)) == 1
     lost = dispatch.fetcher_died(1, 1234, None)  # the renderer died: its pages go back to the frontier
     assert not lost and dispatch.render_load == {} and not dispatch.inflight
+
+
+# ---------------------------------------------------------------- stats
+
+
+def test_the_summary_and_the_report_tell_what_the_browsers_did() -> None:
+    stats = Stats()
+    stats.reason = "finished"
+    assert "rendered" not in stats.summary()
+    assert not lxml.html.fromstring(render_report(stats.full_dict())).xpath("//div[@data-key='rendered']")
+    stats.incr("rendered", 40)
+    stats.incr("render_adaptive", 3)
+    stats.incr("render_recycled", 2)
+    stats.incr("render_crashed")
+    assert ("  rendered: 40 pages (3 after a plain fetch failed render_when); browsers recycled 2, crashed 1"
+            in stats.summary().splitlines())
+    card = lxml.html.fromstring(render_report(stats.full_dict())).xpath("//div[@data-key='rendered']")[0]
+    assert card.get("data-value") == "40" and card.text_content() == "Rendered in a browser40 (2 recycled, 1 crashed)"

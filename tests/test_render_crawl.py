@@ -97,6 +97,8 @@ def test_a_rendered_crawl_finds_every_page_and_holds_the_per_host_cap_with_sub_r
         run = crawlkit("runspider", spider(tmp_path, [(base + "/", None)]), "-s", "render=true", "-s", "per_host=1",
                        "-s", "render_pages=4", "--stats", "stats.json")
         assert items(run) == js_pages(base)  # links written by a script and by fetch() of JSON, titles by fetch()
+        assert f"  rendered: {PAGES + 1} pages (0 after a plain fetch failed render_when); browsers recycled 0, " \
+            "crashed 0" in run.stderr.splitlines()
         pages = {"/", *(f"/p/{n}" for n in range(1, PAGES + 1))}
         assert set(seen.paths(browser=True)) >= pages | {"/api/more.json", "/s.css", "/app.js"}
         assert not [p for p in seen.paths() if p.startswith("/img/")]  # render_block: images are never asked for
