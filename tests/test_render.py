@@ -15,7 +15,7 @@ from typing import Any
 import lxml.html
 import pytest
 
-from crawlkit import Request, Response
+from crawlkit import Request, Response, safepickle
 from crawlkit.backends.local.backend import LocalBackend
 from crawlkit.backends.local.jobdir import NullJournal
 from crawlkit.core.dispatch import Dispatch
@@ -130,6 +130,15 @@ def test_request_render_is_kept_in_meta_and_checked() -> None:
         "wait_until": "networkidle"}
     with pytest.raises(ValueError, match="'render': 'wait_until' must be one of"):
         Request("http://a.test/", render={"wait_until": "soon"})
+
+
+def test_render_options_survive_the_jobdir_and_redis_as_plain_data() -> None:
+    """Both keep requests as ``safepickle`` pickles, which build plain data only."""
+    for request in (Request("http://a.test/", render={"wait_until": "networkidle"}),
+                    Request("http://a.test/", meta={"playwright": True, AUTO: True})):
+        back = safepickle.load_request(safepickle.dumps(request))
+        assert back.meta == request.meta
+        assert choice().wants(back, "a.test")
 
 
 def test_without_playwright_or_a_browser_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,9 +95,10 @@ def test_a_rendered_crawl_finds_every_page_and_holds_the_per_host_cap_with_sub_r
         crawlkit: Callable[..., Run], tmp_path: Path) -> None:
     with site() as (base, seen):
         run = crawlkit("runspider", spider(tmp_path, [(base + "/", None)]), "-s", "render=true", "-s", "per_host=1",
-                       "-s", "render_pages=4", "--stats", "stats.json")
+                       "-s", "render_pages=4", "-s", "render_recycle_pages=4", "--stats", "stats.json")
         assert items(run) == js_pages(base)  # links written by a script and by fetch() of JSON, titles by fetch()
-        assert f"  rendered: {PAGES + 1} pages (0 after a plain fetch failed render_when); browsers recycled 0, " \
+        # The fifth page waited for the first four to end, and a new browser: render_recycle_pages.
+        assert f"  rendered: {PAGES + 1} pages (0 after a plain fetch failed render_when); browsers recycled 1, " \
             "crashed 0" in run.stderr.splitlines()
         pages = {"/", *(f"/p/{n}" for n in range(1, PAGES + 1))}
         assert set(seen.paths(browser=True)) >= pages | {"/api/more.json", "/s.css", "/app.js"}
@@ -183,6 +184,17 @@ def test_a_killed_browser_or_renderer_loses_nothing(tmp_path: Path, victim: str)
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["counts"]["render_crashed"] == 1, stats
     assert stats["counts"]["requeued"] >= 1, stats
+
+
+def test_with_allow_private_addresses_false_the_browser_reaches_no_private_address(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    with site() as (base, seen):
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/", True)]), "-s", "allow_private_addresses=false",
+                       "-s", "retries=0", "--stats", "stats.json")
+        assert run.returncode == 0, run.stderr
+        assert seen.paths() == []
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["errors"] == {"destination_blocked": 2}, stats  # robots.txt, fetched plainly, and the page
 
 
 def test_without_a_browser_a_crawl_that_renders_fails_at_start_in_one_line(

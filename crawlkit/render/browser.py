@@ -7,14 +7,15 @@ request the page makes goes through ``_route``, which is where the crawl's rules
 - only http(s) URLs, and none of the resource types ``render_block`` lists;
 - with ``allow_private_addresses: false``, no request to a name that resolves to (or an
   address that is) not public (``destinations.public_addresses``; the name is resolved again
-  by the browser's network stack, as it is by ``requests`` on the plain path's proxy branch);
+  by Playwright's HTTP client that sends it: a DNS answer that changes in between is not seen);
 - a host's ``headers`` and ``user_agent`` (the ``hosts`` rules) are added to the requests to
   that host only, the request's own headers and the engine's cookie to the main document only;
 - the requests are sent by Playwright itself (``route.fetch``, redirects not followed, so a
-  redirect is a new request through here) one at a time per page, the main document under the
-  host's send turn (``delay``). The engine gave the page one permit of its host, so a page has
-  at most one request in flight at the server, whichever host it goes to: the per-host cap
-  holds at the server with sub-resources counted.
+  redirect is a new request through here) one at a time per page, each to the page's own host
+  in a send turn of that host (``delay``). The engine gave the page one permit of its host, so
+  the page has at most one request in flight at the server: the per-host cap holds there with
+  sub-resources counted. A sub-resource of another host (a CDN's script) goes under the page's
+  permit, not one of that host's: its cap counts the pages sent to it, not the sub-resources.
 
 The main document's redirect is not followed in the browser: the 3xx goes to the parser as the
 plain path's does, whose redirect stage queues the target through dedup, robots.txt and the
@@ -29,6 +30,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -60,6 +62,7 @@ LAUNCH_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
 EXIT_BROWSER_GONE = 3  # a renderer's exit code when its browser died under it
 MEMORY_EVERY = 20  # pages between the checks of the browser's memory (render_recycle_mb)
 SETTLE_POLL = 0.005  # seconds between looks at a settling page's requests in progress
+Turns = Callable[[], AbstractContextManager[Any]]  # makes a send turn of the page's host (Permits.turn)
 _DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # of the DOM, not the bytes
 
 
@@ -70,11 +73,12 @@ class BrowserGone(Exception):
 class _Visit:
     """One page's render: its task, the main document's answer, and the lock that sends its requests one at a time."""
 
-    __slots__ = ("task", "turn", "deadline", "lock", "main", "sent", "error", "redirect", "blocked", "pending",
+    __slots__ = ("task", "host", "turn", "deadline", "lock", "main", "sent", "error", "redirect", "blocked", "pending",
                  "started")
 
-    def __init__(self, task: FetchTask, turn: AbstractContextManager[Any] | None, deadline: float) -> None:
+    def __init__(self, task: FetchTask, turn: Turns | None, deadline: float) -> None:
         self.task = task
+        self.host = host_of(task.request.url)
         self.turn = turn
         self.deadline = deadline
         self.lock = asyncio.Lock()
@@ -124,8 +128,11 @@ class Browser:
         return bool(config.recycle_mb and rendered and rendered % MEMORY_EVERY == 0
                     and memory(os.getpid()) > config.recycle_mb * 1024 * 1024)
 
-    async def render(self, task: FetchTask, turn: AbstractContextManager[Any] | None) -> RenderResult:
-        """Render the page of ``task``; never raises but BrowserGone: failures come back as ``RenderResult.error``."""
+    async def render(self, task: FetchTask, turn: Turns | None) -> RenderResult:
+        """Render the page of ``task``; never raises but BrowserGone: failures come back as ``RenderResult.error``.
+
+        ``turn`` makes the send turns of the page's host, when it has a delay.
+        """
         request = task.request
         started = time.monotonic()
         result = RenderResult(req_id=task.req_id, request=request, url=request.url)
@@ -147,6 +154,8 @@ class Browser:
             await context.route("**/*", lambda route: self._route(route, visit))
             page = await context.new_page()
             context.on("page", _close_popup)
+            # WARC: with warc on (self.config.archive), crawlkit/render/capture.py's NetworkCapture(page) is made
+            # here, before the navigation, and _visit puts ``await capture.finish()`` into result.resources.
             await asyncio.wait_for(self._visit(page, visit, options, result), self.config.timeout + 5)
         except asyncio.TimeoutError:
             result.error = FetchErrorKind.DOWNLOAD_TIMEOUT.value
@@ -187,8 +196,6 @@ class Browser:
         result.status = main.status
         result.status_line = f"HTTP/1.1 {main.status} {main.status_text}".rstrip()
         result.request_headers = list(visit.sent.items())
-        # WARC: with warc on (config.archive), crawlkit/render/capture.py's NetworkCapture(page), made before
-        # the navigation, puts the page's network responses into result.resources here.
         if visit.redirect:
             result.headers = [(h["name"], h["value"]) for h in main.headers_array]
             return
@@ -271,12 +278,13 @@ class Browser:
         async with visit.lock:  # one request of this page at the server at a time
             timeout = max(0.5, visit.deadline - time.monotonic()) * 1000
             try:
-                if main and visit.turn is not None:
-                    await loop.run_in_executor(None, visit.turn.__enter__)
+                if visit.turn is not None and (main or host_of(route.request.url) == visit.host):
+                    turn = visit.turn()  # the host's delay spaces its sub-resources too
+                    await loop.run_in_executor(None, turn.__enter__)
                     try:
                         response = await route.fetch(headers=headers, max_redirects=0, timeout=timeout)
                     finally:
-                        visit.turn.__exit__(None, None, None)
+                        turn.__exit__(None, None, None)
                 else:
                     response = await route.fetch(headers=headers, max_redirects=0, timeout=timeout)
             except PlaywrightError as exc:

@@ -18,6 +18,7 @@ Before a page the browser is recycled if it is due (``render_recycle_pages``,
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import logging
 import os
@@ -25,7 +26,6 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -40,7 +40,7 @@ from crawlkit.sites import SiteRules
 from crawlkit.urls import host_of
 
 if TYPE_CHECKING:
-    from crawlkit.render.browser import Browser
+    from crawlkit.render.browser import Browser, Turns
 
 log = logging.getLogger("crawlkit.renderer")
 
@@ -215,11 +215,11 @@ class _Renderer:
             if task is None:  # one STOP per slot
                 return
             host = host_of(task.request.url)
-            turn: AbstractContextManager[Any] | None = None
+            turn: Turns | None = None
             budget = self.config.timeout + 10
             if task.delay:
                 limit = self.config.connect_timeout + self.config.read_timeout + task.delay
-                turn = channels.permits.turn(task.slot, host, task.delay, limit, task.ticket)
+                turn = functools.partial(channels.permits.turn, task.slot, host, task.delay, limit, task.ticket)
                 budget += limit + task.delay
             channels.deadlines[task.ticket] = time.monotonic() + budget  # from now on, a death blames this page
             try:
