@@ -186,6 +186,17 @@ def test_a_killed_browser_or_renderer_loses_nothing(tmp_path: Path, victim: str)
     assert stats["counts"]["requeued"] >= 1, stats
 
 
+def test_a_page_gets_render_timeout_seconds(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    with site() as (base, seen):
+        seen.hold_path = "/p/3"  # its main document never comes (until the test ends)
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/", None)]), "-s", "render=true",
+                       "-s", "render_timeout=2", "-s", "retries=0", "--stats", "stats.json")
+        found = items(run)
+        assert found == {url: item for url, item in js_pages(base).items() if not url.endswith("/p/3")}
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["errors"] == {"download_timeout": 1}, stats
+
+
 def test_with_allow_private_addresses_false_the_browser_reaches_no_private_address(
         crawlkit: Callable[..., Run], tmp_path: Path) -> None:
     with site() as (base, seen):
@@ -210,3 +221,13 @@ def test_without_a_browser_a_crawl_that_renders_fails_at_start_in_one_line(
         run = crawlkit("runspider", spider(tmp_path, [(base + "/", True)]), "-s", "render_executable=/no/chromium")
         assert run.returncode == 2
         assert run.stderr.strip().splitlines()[-1].startswith("Error: render_executable '/no/chromium'")
+
+
+def test_the_benchmark_renders_its_site_with_render(crawlkit: Callable[..., Run]) -> None:
+    run = crawlkit("bench", "--render", "--hosts", "1", "--pages", "12", "--per-host", "2", "--json", output=None)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["settings"]["render"] is True
+    assert result["items"] == result["expected_pages"] > 0
+    assert 1 <= result["server"]["peak_inflight_per_host"] <= 2
+    assert result["cpu_s_by_role"]["renderer"] > 0

@@ -8,7 +8,8 @@ Data flow (one arrow, one channel)::
         |          fetch queues (a multiprocessing.Queue per fetcher process) of FetchTask
         |                                    v
         |             fetcher Pool (N processes x T threads, requests sessions, process_request hooks)
-        |                                    | FetchResult, a Pipe per fetcher and parser
+        |             (a page to render: render queues -> renderer processes, a browser each, render/)
+        |                                    | FetchResult (RenderResult), a Pipe per fetcher and parser
         |                                    v
         |          parser processes (WARC, process_response hooks, spider callbacks, item
         |                            pipelines, sitemaps, filters, fingerprints)

@@ -1,8 +1,10 @@
 """One browser in a renderer process: Chromium driven by Playwright's async API, and the pages it renders.
 
-Each page is rendered in a fresh browser context (no cookies, storage or cache from another
-page; downloads refused, service workers blocked; a popup is closed as it opens), and every
-request the page makes goes through ``_route``, which is where the crawl's rules hold:
+Pages are rendered in tabs (``_Tab``): a browser context each (downloads refused, service
+workers blocked, a popup closed as it opens) whose page renders one page after another, its
+cookies cleared and its page blanked in between (a context per page would cost twice the CPU:
+each starts a renderer process); a tab that fails a page is closed. Every request a page makes
+goes through ``_route``, which is where the crawl's rules hold:
 
 - only http(s) URLs, and none of the resource types ``render_block`` lists;
 - with ``allow_private_addresses: false``, no request to a name that resolves to (or an
@@ -37,8 +39,8 @@ from urllib.parse import urlsplit
 
 import psutil
 from playwright.async_api import Browser as PlaywrightBrowser
+from playwright.async_api import BrowserContext, Page, Playwright, Route
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, Playwright, Route
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from crawlkit.errors import FetchErrorKind
@@ -91,6 +93,18 @@ class _Visit:
         self.started = 0  # requests of the page sent so far
 
 
+class _Tab:
+    """A browser context and its page, rendering one page after another (a context costs a renderer
+    process start: twice the CPU of the page); ``visit`` is the page being rendered, None between two."""
+
+    __slots__ = ("context", "page", "visit")
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.page: Page
+        self.visit: _Visit | None = None
+
+
 class Browser:
     """A Chromium of this renderer process: launch, render a page, recycle when due, close."""
 
@@ -100,6 +114,7 @@ class Browser:
         self.browser: PlaywrightBrowser | None = None
         self.rendered = 0  # pages since the launch
         self.closing = False
+        self.free: list[_Tab] = []  # tabs between two pages
 
     async def launch(self) -> None:
         self.browser = await self.playwright.chromium.launch(
@@ -114,6 +129,7 @@ class Browser:
             os._exit(EXIT_BROWSER_GONE)
 
     async def close(self) -> None:
+        self.free.clear()
         if self.browser is not None:
             self.closing = True
             await self.browser.close()
@@ -141,22 +157,14 @@ class Browser:
         except ValueError as exc:
             result.error, result.message = FetchErrorKind.RENDER_OPTIONS.value, str(exc)
             return result
-        assert self.browser is not None  # launched before the first task
         visit = _Visit(task, turn, started + self.config.timeout)
         self.rendered += 1
+        tab = await self._tab()
+        tab.visit = visit
         try:
-            context = await self.browser.new_context(
-                user_agent=self.config.user_agent, accept_downloads=False, service_workers="block",
-            )
-        except PlaywrightError as exc:
-            raise BrowserGone(str(exc)) from None
-        try:
-            await context.route("**/*", lambda route: self._route(route, visit))
-            page = await context.new_page()
-            context.on("page", _close_popup)
-            # WARC: with warc on (self.config.archive), crawlkit/render/capture.py's NetworkCapture(page) is made
-            # here, before the navigation, and _visit puts ``await capture.finish()`` into result.resources.
-            await asyncio.wait_for(self._visit(page, visit, options, result), self.config.timeout + 5)
+            # WARC: with warc on (self.config.archive), crawlkit/render/capture.py's NetworkCapture(tab.page) is
+            # made here, before the navigation, and _visit puts ``await capture.finish()`` into result.resources.
+            await asyncio.wait_for(self._visit(tab.page, visit, options, result), self.config.timeout + 5)
         except asyncio.TimeoutError:
             result.error = FetchErrorKind.DOWNLOAD_TIMEOUT.value
             result.message = f"not rendered within render_timeout ({self.config.timeout:g}s)"
@@ -164,15 +172,41 @@ class Browser:
             if self.browser is None or not self.browser.is_connected():
                 raise BrowserGone(str(exc)) from None
             result.error, result.message = FetchErrorKind.RENDER_ERROR.value, _one_line(exc)
-        finally:
-            try:
-                await asyncio.wait_for(context.close(), 5)
-            except (PlaywrightError, asyncio.TimeoutError):
-                pass  # the browser is gone or stuck: the next page or the engine's stall check finds out
+        tab.visit = None  # what the page still asks for is refused
+        try:
+            if result.error is None:
+                await asyncio.wait_for(self._release(tab), 5)
+            else:  # a tab that failed a page is not trusted with another
+                await asyncio.wait_for(tab.context.close(), 5)
+        except (PlaywrightError, asyncio.TimeoutError):
+            pass  # the browser is gone or stuck: the next page or the engine's stall check finds out
         if visit.blocked:
             result.counts["render_blocked"] = visit.blocked
         result.elapsed = time.monotonic() - started
         return result
+
+    async def _tab(self) -> _Tab:
+        """A free tab, or a new one: its own browser context, with every request of its page through ``_route``."""
+        if self.free:
+            return self.free.pop()
+        assert self.browser is not None  # launched before the first task
+        try:
+            context = await self.browser.new_context(
+                user_agent=self.config.user_agent, accept_downloads=False, service_workers="block",
+            )
+            tab = _Tab(context)
+            await context.route("**/*", lambda route: self._route(route, tab.visit))
+            tab.page = await context.new_page()
+        except PlaywrightError as exc:
+            raise BrowserGone(str(exc)) from None
+        context.on("page", _close_popup)  # any page after this one
+        return tab
+
+    async def _release(self, tab: _Tab) -> None:
+        """Make a tab that rendered a page fit for the next (its page blank, its cookies gone) and free it."""
+        await tab.page.goto("about:blank")
+        await tab.context.clear_cookies()
+        self.free.append(tab)
 
     async def _visit(self, page: Page, visit: _Visit, options: dict[str, Any], result: RenderResult) -> None:
         """Navigate, run the page actions, read the DOM into ``result``."""
@@ -213,8 +247,11 @@ class Browser:
         request.meta["rendered"] = True
         request.meta.update(meta)
 
-    async def _route(self, route: Route, visit: _Visit) -> None:
+    async def _route(self, route: Route, visit: _Visit | None) -> None:
         """Send one request of the page under the crawl's rules (see the module docstring), or refuse it."""
+        if visit is None:  # a request of a page already rendered
+            await _abort(route)
+            return
         sent = route.request
         url = sent.url
         main = visit.main is None and sent.is_navigation_request()

@@ -31,10 +31,11 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
-from crawlkit.errors import ConfigError
+from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.fetch.fetcher import _WATCHDOG, CLOSED, JOINED, FetchChannels, _Inbox, _notify, _Outbox, claim
+from crawlkit.loader import one_line
 from crawlkit.log import LogConfig
-from crawlkit.messages import FetchTask
+from crawlkit.messages import FetchTask, RenderResult
 from crawlkit.process import child_setup
 from crawlkit.sites import SiteRules
 from crawlkit.urls import host_of
@@ -205,7 +206,7 @@ class _Renderer:
         self.threads.shutdown()
 
     async def _slot(self, browser: Browser) -> None:
-        from crawlkit.render.browser import BrowserGone
+        from crawlkit.render.browser import EXIT_BROWSER_GONE, BrowserGone
 
         loop = asyncio.get_running_loop()
         channels = self.channels
@@ -221,7 +222,6 @@ class _Renderer:
                 limit = self.config.connect_timeout + self.config.read_timeout + task.delay
                 turn = functools.partial(channels.permits.turn, task.slot, host, task.delay, limit, task.ticket)
                 budget += limit + task.delay
-            channels.deadlines[task.ticket] = time.monotonic() + budget  # from now on, a death blames this page
             try:
                 async with self.recycling:  # one slot recycles, the others wait for the new browser
                     while browser.due():
@@ -232,12 +232,18 @@ class _Renderer:
                             await browser.close()
                             await browser.launch()
                             self.recycled += 1
+                # From now on (not while a recycle was waited for), a death of this process blames this page.
+                channels.deadlines[task.ticket] = time.monotonic() + budget
                 self.rendering += 1
                 try:
                     result = await browser.render(task, turn)
                 except BrowserGone as exc:
                     log.error("renderer %d: the browser died rendering %s (%s)", os.getpid(), task.request.url, exc)
-                    os._exit(3)
+                    os._exit(EXIT_BROWSER_GONE)
+                except Exception as exc:  # a bug of ours must not lose the page, nor stop the other slots
+                    log.exception("renderer %d: internal error rendering %s", os.getpid(), task.request.url)
+                    result = RenderResult(task.req_id, task.request, task.request.url,
+                                          error=FetchErrorKind.RENDER_ERROR.value, message=one_line(exc))
                 finally:
                     self.rendering -= 1
                     if not self.rendering:
