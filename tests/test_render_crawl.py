@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from tests.render_site import PAGES, Seen, handler
-from tests.support import Run, leftover_processes, start_crawl, stop_crawl, wait_for
+from tests.support import Run, leftover_processes, redis_server, start_crawl, stop_crawl, wait_for
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -184,6 +184,22 @@ def test_a_killed_browser_or_renderer_loses_nothing(tmp_path: Path, victim: str)
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["counts"]["render_crashed"] == 1, stats
     assert stats["counts"]["requeued"] >= 1, stats
+
+
+def test_a_shared_redis_crawl_renders_as_one_node_does(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """The render options travel in the request's meta through Redis; the renderers are the node's own."""
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: apt-get install redis-server (CI must run this test)")
+        pytest.skip("redis-server is not installed: apt-get install redis-server")
+    (tmp_path / "redis").mkdir()
+    with redis_server(server, tmp_path / "redis") as url, site() as (base, seen):
+        start: list[tuple[str, bool | None]] = [(base + "/p/1", True), (base + "/plain/1", None)]
+        run = crawlkit("runspider", spider(tmp_path, start), "--frontier", url, "--crawl-id", "render-redis")
+        assert items(run) == {base + "/p/1": ("Title 1", True),
+                              **{f"{base}/plain/{n}": (f"Plain {n}", False) for n in (1, 2, 3)}}
+        assert sorted(seen.paths(browser=True)) == ["/api/1.json", "/app.js", "/p/1", "/s.css"]
 
 
 def test_a_page_gets_render_timeout_seconds(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
