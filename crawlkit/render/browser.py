@@ -173,6 +173,8 @@ class Browser:
                 raise BrowserGone(str(exc)) from None
             result.error, result.message = FetchErrorKind.RENDER_ERROR.value, _one_line(exc)
         tab.visit = None  # what the page still asks for is refused
+        while visit.pending and time.monotonic() < visit.deadline:  # the page's permit is held until they end
+            await asyncio.sleep(SETTLE_POLL)
         try:
             if result.error is None:
                 await asyncio.wait_for(self._release(tab), 5)

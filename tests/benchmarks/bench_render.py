@@ -5,8 +5,9 @@ finds them all too) and running a script that ``fetch()``es a JSON endpoint and 
 content into the page, with a stylesheet, a script and an image (blocked by default). The same
 site is crawled plainly, then with ``render: true`` for each ``--render-pages`` value given, by
 ``crawlkit crawl`` (a process of its own); runs alternate, ``--runs`` times each, and the medians
-are reported: pages/s, CPU per page (every process of the crawl, the browsers included) and the
-peak proportional set size (PSS) of the browsers' processes, sampled every half second.
+are reported: pages/s, CPU per page (every process of the crawl, the browsers included, as last
+sampled: a process that ends loses its last half second) and the peak proportional set size
+(PSS) of the browsers' processes, sampled every half second.
 
     python tests/benchmarks/bench_render.py                    # ~2 min
     python tests/benchmarks/bench_render.py --pages 400 --render-pages 1 4 8 --runs 3
@@ -105,7 +106,7 @@ def crawl(base: str, pages: int, render_pages: int | None) -> dict[str, float]:
             for process in crawl_processes(marker):
                 try:
                     times = process.cpu_times()
-                    cpu[process.pid] = times.user + times.system + times.children_user + times.children_system
+                    cpu[process.pid] = times.user + times.system  # not children_*: a reaped child was seen itself
                     if process.name() == "chromium":
                         pss += process.memory_full_info().pss
                 except psutil.Error:
