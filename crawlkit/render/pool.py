@@ -23,6 +23,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -153,15 +154,29 @@ class RenderProcesses:
         deadline = time.monotonic() + timeout
         for process in self.processes:
             process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join()
+            if process.pid is not None:
+                bury(process.pid)
+            process.join()
         self.processes.clear()
+
+
+def bury(pid: int) -> None:
+    """SIGKILL what is left of renderer ``pid``'s process group (itself, Playwright's driver, the browser).
+
+    A renderer killed outright leaves its driver and browser behind for as long as they take to
+    notice; the group (``renderer_main`` makes one) ends them at once. Called as soon as the
+    renderer is known dead, before another is started; a group already empty is no error.
+    """
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def renderer_main(config: RenderConfig, channels: FetchChannels) -> None:
     """A renderer process's whole life: claim a render queue, connect to every parser, render until STOP."""
     child_setup(config.log, "renderer")
+    os.setpgid(0, 0)  # a group of its own, with Playwright's driver and the browser: see RenderProcesses.bury
     pid = os.getpid()
     index = claim(channels, len(channels.queues) - channels.renderers, len(channels.queues), pid)
     if index is None:
