@@ -70,7 +70,9 @@ _AT_MOST.update(dict.fromkeys(
     ("delay", "robots_recheck_after", "retry_backoff", "retry_after_max", "connect_timeout", "read_timeout",
      "download_timeout", "progress_interval", "shutdown_timeout", "lease_time", "callback_timeout",
      "memory_check_interval", "render_timeout"), 86_400))
-_AT_MOST.update(render_processes=8, render_pages=64)  # a browser each, a tab each: past these the machine swaps
+# A browser each, a tab each: past these a machine swaps. Each renderer's 2 fetch queues are handed to every
+# fetcher too, so 24 workers and 4 renderers stay under the 256 descriptors a process is handed at its start.
+_AT_MOST.update(render_processes=4, render_pages=64)
 _AT_MOST.update(http_cache_ttl=10 * 365 * 86_400)  # ten years: longer is "for ever", which 0 says
 _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "max_process_deaths"), 100))
 _AT_MOST.update(max_body=1 << 30, max_url_length=65_536, refetch_grow=100, refetch_shrink=1)
