@@ -81,7 +81,7 @@ from crawlkit.parse.order import ordered_stages
 from crawlkit.parse.parser import ParserConfig
 from crawlkit.process import context, fetcher_processes, reserve_open_files
 from crawlkit.render.choose import RenderChoice
-from crawlkit.render.pool import RenderConfig, RenderProcesses
+from crawlkit.render.pool import QUEUES_PER_RENDERER, RenderConfig, RenderProcesses
 from crawlkit.settings import MAX_WORKERS, Settings
 from crawlkit.sites import SiteRules
 from crawlkit.spider import Spider, close_spider
@@ -109,9 +109,10 @@ class Engine:
         cpus = os.cpu_count() or 1
         self.workers = fetcher_processes(s.workers, s.concurrency, cpus) if s.workers else min(cpus, MAX_WORKERS)
         self.threads = math.ceil(s.concurrency / self.workers)
-        # Each process holds both ends of every fetch queue and parser channel (a fetcher gets
-        # them all), a socket per fetch thread, and some for Python, logs and SQLite.
-        reserve_open_files(2 * QUEUES_PER_WORKER * self.workers + 4 * s.parsers + self.workers + 2 * self.threads + 100,
+        # Each process holds both ends of every fetch queue (the renderers' too) and parser channel
+        # (a fetcher gets them all), a socket per fetch thread, and some for Python, logs and SQLite.
+        queues = QUEUES_PER_WORKER * self.workers + QUEUES_PER_RENDERER * s.render_processes
+        reserve_open_files(2 * queues + 4 * s.parsers + self.workers + 2 * self.threads + 100,
                            f"workers {self.workers}, parsers {s.parsers} and concurrency {s.concurrency}")
         self.stats = Stats()
         self.monitor = spec.monitor or Monitor(s)
