@@ -7,7 +7,7 @@ pages carry their links and text in the HTML (a plain fetch sees them); ``/shell
 are empty until a script runs, and link to the next shell page. The server counts requests in
 flight per host (navigations and sub-resources alike), at most, and records every request:
 path, whether a browser sent it (``Sec-CH-UA``, which Chromium sends and ``requests`` does
-not), and the User-Agent.
+not), the User-Agent and when it arrived.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
             try:
                 with seen.lock:
                     seen.requests.append({"path": self.path, "browser": "Sec-CH-UA" in self.headers,
-                                          "user_agent": self.headers.get("User-Agent", "")})
+                                          "user_agent": self.headers.get("User-Agent", ""), "at": time.monotonic()})
                 time.sleep(LATENCY)
                 if self.path == seen.hold_path:
                     seen.release.wait(30)

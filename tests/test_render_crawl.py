@@ -202,6 +202,17 @@ def test_a_shared_redis_crawl_renders_as_one_node_does(crawlkit: Callable[..., R
         assert sorted(seen.paths(browser=True)) == ["/api/1.json", "/app.js", "/p/1", "/s.css"]
 
 
+def test_a_hosts_delay_spaces_a_rendered_pages_requests_sub_resources_included(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    with site() as (base, seen):
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/p/1", True)]), "-s", "delay=0.2")
+        assert items(run) == {base + "/p/1": ("Title 1", True)}
+        arrivals = [r["at"] for r in seen.requests]
+    paths = [r["path"] for r in seen.requests]
+    assert paths[:2] == ["/robots.txt", "/p/1"] and sorted(paths[2:]) == ["/api/1.json", "/app.js", "/s.css"]
+    assert min(b - a for a, b in zip(arrivals, arrivals[1:])) >= 0.2, arrivals  # as the server saw them
+
+
 def test_a_page_gets_render_timeout_seconds(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
     with site() as (base, seen):
         seen.hold_path = "/p/3"  # its main document never comes (until the test ends)
