@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -151,8 +152,12 @@ def browsers(marker: str) -> list[psutil.Process]:
 
 
 def renderers(marker: str) -> list[psutil.Process]:
-    return [p for p in leftover_processes(marker) if "crawlkit-render" in " ".join(p.cmdline())
-            or p.name() == "crawlkit-render"]
+    found = []
+    for process in leftover_processes(marker):
+        with contextlib.suppress(psutil.Error):
+            if process.name() == "crawlkit-render":
+                found.append(process)
+    return found
 
 
 @pytest.mark.parametrize("victim", ["browser", "renderer"])
@@ -177,6 +182,7 @@ def test_a_killed_browser_or_renderer_loses_nothing(tmp_path: Path, victim: str)
                 stop_crawl(proc, marker, signal.SIGKILL)
         assert proc.returncode == 0, stderr
         assert not leftover_processes(marker)
+        assert not list(Path(tempfile.gettempdir()).glob(f"crawlkit-render-{victims[0].pid}"))  # its browser's files
         found = {item["url"]: (item["title"], item["rendered"])
                  for item in map(json.loads, out.read_text().splitlines())}
         assert found == js_pages(base)

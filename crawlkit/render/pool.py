@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -161,16 +162,19 @@ class RenderProcesses:
 
 
 def bury(pid: int) -> None:
-    """SIGKILL what is left of renderer ``pid``'s process group (itself, Playwright's driver, the browser).
+    """SIGKILL what is left of renderer ``pid``'s process group (itself, Playwright's driver, the browser)
+    and remove its temporary files.
 
     A renderer killed outright leaves its driver and browser behind for as long as they take to
-    notice; the group (``renderer_main`` makes one) ends them at once. Called as soon as the
-    renderer is known dead, before another is started; a group already empty is no error.
+    notice, and their files (a browser profile: megabytes) for good; the group (``renderer_main``
+    makes one) ends them at once. Called as soon as the renderer is known dead, before another is
+    started; a group already empty is no error.
     """
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
         pass
+    shutil.rmtree(scratch(pid), ignore_errors=True)
 
 
 def renderer_main(config: RenderConfig, channels: FetchChannels) -> None:
@@ -189,8 +193,16 @@ def renderer_main(config: RenderConfig, channels: FetchChannels) -> None:
     _notify(channels.notices.fileno(), JOINED)
     outboxes = [_Outbox(registration) for registration in channels.registrations]
     log.debug("renderer process %d reads render queue %d", pid, index)
+    os.makedirs(scratch(pid), exist_ok=True)
+    os.environ["TMPDIR"] = scratch(pid)  # the driver's and the browser's temporary files: see bury
     asyncio.run(_Renderer(config, channels, inbox, outboxes).run())
+    shutil.rmtree(scratch(pid), ignore_errors=True)
     raise SystemExit(0)
+
+
+def scratch(pid: int) -> str:
+    """The directory of renderer ``pid``'s driver and browser temporary files (the browser's profile among them)."""
+    return os.path.join(tempfile.gettempdir(), f"crawlkit-render-{pid}")
 
 
 class _Renderer:
