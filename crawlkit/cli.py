@@ -440,6 +440,7 @@ def demo(output: str, hosts: int, pages: int, workers: int | None) -> None:
 @click.option("--parsers", type=int, help=flag_help("parsers"))
 @click.option("--spider", default="light", show_default=True,
               help="light (CSS), soup (BeautifulSoup html.parser), or path.py:Class.")
+@click.option("--render", is_flag=True, help="Render every page in a browser (render: true; needs crawlkit[render]).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 def bench(as_json: bool, **kw: Any) -> None:
     """Crawl a generated local site; print pages/s, CPU per page, peak memory and what the server saw.
@@ -449,6 +450,7 @@ def bench(as_json: bool, **kw: Any) -> None:
     \b
     Example:
       crawlkit bench --pages 3000 --workers 2 --per-host 8 --spider soup
+      crawlkit bench --pages 100 --render
     """
     import json
 

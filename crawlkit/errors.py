@@ -76,6 +76,8 @@ class FetchErrorKind(Enum):
     DECODING_ERROR = "decoding_error", False  # a body that does not decode as its Content-Encoding says
     BAD_RESPONSE = "bad_response", False  # the peer does not speak HTTP
     BODY_TOO_LARGE = "body_too_large", False  # over max_body
+    RENDER_ERROR = "render_error", True  # the browser failed the page (its tab crashed, it refused to navigate)
+    RENDER_OPTIONS = "render_options", False  # a request's render options were refused (render/actions.py)
     MIDDLEWARE = "middleware", False  # a process_request hook raised or returned something else
     DROPPED = "dropped_middleware", False  # not a failure: a process_request hook raised IgnoreRequest
     CONTENT_TYPE = "dropped_content_type", False  # not a failure: a type content_types leaves out, body unread

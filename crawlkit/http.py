@@ -170,6 +170,13 @@ class Headers(MutableMapping[str, str]):
         return f"Headers({pairs!r})"
 
 
+def _render_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A request's render options checked (``render/actions.py``); ValueError "'render' ..." for wrong ones."""
+    from crawlkit.render.actions import check_actions
+
+    return check_actions(options)
+
+
 class Request:
     """A request for a URL, yielded by a spider (``Request(url, callback=self.parse_item)``).
 
@@ -179,7 +186,9 @@ class Request:
     must pickle (and, to survive a resume or a shared crawl, be plain data: str, numbers, lists,
     dicts...). ``headers`` may be given as a dict (or any ``Headers`` input) and reads back as
     ``Headers``. ``depth`` and ``referer`` are filled in by crawlkit when a callback yields the
-    request. ``dont_filter=True`` skips the seen-URL check.
+    request. ``dont_filter=True`` skips the seen-URL check. ``render=True`` (or a dict of render
+    options) has a browser render the page, ``render=False`` fetches it plainly whatever the
+    settings say (``meta["render"]``; see ``render/choose.py``).
     """
 
     # _headers and _cb_kwargs are None until first read or set: the links a page yields, most
@@ -201,6 +210,7 @@ class Request:
         referer: str | None = None,
         cb_kwargs: dict[str, Any] | None = None,
         errback: Callback = None,
+        render: bool | dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"Request url must be a str, got {type(url).__name__}")
@@ -216,6 +226,8 @@ class Request:
         self.referer = referer
         self._cb_kwargs = dict(cb_kwargs) if cb_kwargs else None
         self.errback = _callback_name(errback)
+        if render is not None:  # in meta, where the plain path's requests carry nothing for it
+            self.meta["render"] = render if isinstance(render, bool) else _render_options(render)
 
     @property
     def headers(self) -> Headers:

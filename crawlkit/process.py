@@ -40,7 +40,8 @@ THREADS_PER_FETCHER = 32
 
 # The name each kind of child shows in ps, top and psutil (Linux keeps 15 characters of it), by
 # role; ``crawlkit bench`` splits CPU time by these names.
-PROCESS_NAMES = {"fetcher": "crawlkit-fetch", "parser": "crawlkit-parse", "seen-manager": "crawlkit-seen"}
+PROCESS_NAMES = {"fetcher": "crawlkit-fetch", "parser": "crawlkit-parse", "seen-manager": "crawlkit-seen",
+                 "renderer": "crawlkit-render"}
 
 
 def context() -> BaseContext:

@@ -51,11 +51,11 @@ _SEE_ALL = "(see configs/default.yaml for every setting)"
 # Numeric settings must be >= 0; these must be >= 1 (a zero here would crawl nothing).
 _AT_LEAST_ONE = frozenset(
     {"workers", "concurrency", "per_host", "parsers", "max_url_length", "max_body", "lease_time", "max_process_deaths",
-     "refetch_grow"}
+     "refetch_grow", "render_processes", "render_pages"}
 )
 # Timeouts of 0 would fail every fetch, a memory check every 0 s would be all the engine did: these must be more than 0.
 _MORE_THAN_ZERO = frozenset(
-    {"connect_timeout", "read_timeout", "download_timeout", "memory_check_interval", "refetch_shrink"}
+    {"connect_timeout", "read_timeout", "download_timeout", "memory_check_interval", "refetch_shrink", "render_timeout"}
 )
 # Upper bounds where a larger value fails the crawl at start: every fetcher receives both ends
 # of every fetch queue (4 per fetcher) and parser channel, and a process can be handed at most
@@ -70,7 +70,10 @@ _AT_MOST: dict[str, float] = {"workers": MAX_WORKERS, "parsers": 16, "concurrenc
 _AT_MOST.update(dict.fromkeys(
     ("delay", "robots_recheck_after", "retry_backoff", "retry_after_max", "connect_timeout", "read_timeout",
      "download_timeout", "progress_interval", "shutdown_timeout", "lease_time", "callback_timeout",
-     "memory_check_interval"), 86_400))
+     "memory_check_interval", "render_timeout"), 86_400))
+# A browser each, a tab each: past these a machine swaps. Each renderer's 2 fetch queues are handed to every
+# fetcher too, so 24 workers and 4 renderers stay under the 256 descriptors a process is handed at its start.
+_AT_MOST.update(render_processes=4, render_pages=64)
 _AT_MOST.update(http_cache_ttl=10 * 365 * 86_400)  # ten years: longer is "for ever", which 0 says
 _AT_MOST.update(dict.fromkeys(("retries", "robots_rechecks", "max_redirects", "max_process_deaths"), 100))
 _AT_MOST.update(max_body=1 << 30, max_url_length=65_536, refetch_grow=100, refetch_shrink=1)
@@ -95,6 +98,9 @@ _SHAPES: dict[str, str] = {
     "refetch_interval": "crawlkit.recrawl:check_refetch_interval",
     "refetch_min": "crawlkit.recrawl:check_refetch_min",
     "refetch_max": "crawlkit.recrawl:check_refetch_max",
+    "render": "crawlkit.render.choose:check_render",
+    "render_when": "crawlkit.render.choose:check_render_when",
+    "render_block": "crawlkit.render.choose:check_render_block",
 }
 
 #: A settings file is a page of YAML; more than this is not one (and is not read further).

@@ -20,8 +20,9 @@ first written wins, as in a firewall's rule list. What a rule leaves out keeps t
 The keys and their meaning are the top-level settings of the same names, checked with the same
 types and bounds (``settings.check_as``): ``per_host``, ``delay``, ``max_pages`` (pages of that
 host, 0 = no limit of its own), ``user_agent`` (also the name robots.txt and the robots directives
-of its pages are matched against for that host) and ``headers`` (added to each request to the
-host, a request's own headers win).
+of its pages are matched against for that host), ``headers`` (added to each request to the
+host, a request's own headers win) and ``render`` (true, false or render options: whether its
+pages are rendered in a browser, see ``render/choose.py``).
 
 ``SiteRules`` resolves a host once and remembers it, so asking per request costs a dict look-up;
 it pickles small (the rules, not the cache), for the fetcher and parser processes.
@@ -38,7 +39,7 @@ from typing import Any
 import idna
 
 #: A rule's keys: each is checked as the top-level setting of the same name (``headers`` apart).
-RULE_KEYS = ("per_host", "delay", "max_pages", "user_agent", "headers")
+RULE_KEYS = ("per_host", "delay", "max_pages", "user_agent", "headers", "render")
 _GLOB = re.compile(r"[*?]|(?<!^)\[|^\[(?![0-9a-f:.]+\])")  # a leading [::1] is an IPv6 host, not a set
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 # A host pattern is a page of text at most; more rules than this are not a site list but a mistake.
@@ -55,6 +56,7 @@ class SiteRule:
     max_pages: int | None = None
     user_agent: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    render: bool | dict[str, Any] | None = None  # render the host's pages (a dict: with these render options)
 
 
 #: The rule of a host that no pattern matches.

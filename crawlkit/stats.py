@@ -198,6 +198,9 @@ class Stats:
             lines.append(f"  recrawl: {c['unchanged']} unchanged (304), {c['gone']} gone (404/410)")
         if c["items_dropped"]:
             lines.append(f"  items dropped by pipelines: {c['items_dropped']}")
+        if c["rendered"] or c["render_crashed"] or c["render_adaptive"]:
+            lines.append(f"  rendered: {c['rendered']} pages ({c['render_adaptive']} after a plain fetch failed "
+                         f"render_when); browsers recycled {c['render_recycled']}, crashed {c['render_crashed']}")
         if c["pages_noindex"] or c["pages_nofollow"]:
             lines.append(f"  robots directives in pages: {c['pages_noindex']} noindex ({c['items_noindex']} items not "
                          f"written), {c['pages_nofollow']} nofollow")

@@ -114,7 +114,7 @@ def test_process_and_request_counts_are_bounded(tmp_path: Path, flag: str, most:
 def test_a_crawl_needing_more_open_files_than_allowed_is_refused_before_it_starts(tmp_path: Path) -> None:
     # The hard limit cannot be raised unprivileged; the soft limit is raised up to it when it is enough.
     line = one_line_error(tmp_path, "--workers", "24", "--parsers", "16", "--concurrency", "1024", limit_files=256)
-    assert line == ("Error: workers 24, parsers 16 and concurrency 1024 need about 466 open files, "
+    assert line == ("Error: workers 24, parsers 16 and concurrency 1024 need about 470 open files, "
                     "over this system's limit of 256 (ulimit -Hn); lower them")
 
 

@@ -9,6 +9,13 @@ or the process holding it dies (``fetcher_died``, ``parser_died``). Two bounds h
 request starts while the page is still being parsed), and at most ``2 * concurrency`` requests
 in flight (fetched pages waiting for a parser count), which gives the parsers back-pressure.
 
+A page that ``RenderChoice`` (``render/choose.py``) says is to be rendered goes to a renderer's
+queue instead (``render/pool.py``), the least loaded one with a page slot free, under the same
+permit, ticket and in-flight entry as a fetched page; the first such page starts the renderer
+processes (``start_renderers``), and until one has claimed its queue, or while every browser's
+pages are taken, the page goes back to its host, which waits ``RENDER_WAIT`` seconds. A page to
+render is never put in a revalidation batch.
+
 A task goes to the least loaded live fetch queue, and only to one with a thread free, so none
 waits in a fetcher behind slow exchanges while another fetcher idles (at the start, before
 every fetcher is up, that could hold a request for a whole read timeout). A request on hand at
@@ -49,6 +56,7 @@ from crawlkit.fetch.cache import StoredAnswers
 from crawlkit.fetch.fetcher import JOINED, UNCHANGED, FetchChannels
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask, RevalidateTask
+from crawlkit.render.choose import RenderChoice
 from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
 
@@ -57,6 +65,7 @@ log = logging.getLogger("crawlkit.engine")
 # Seconds a host gets nothing new after a fetcher died in an exchange with it: the server goes on
 # with a request whose client vanished until it answers, and the re-sent one must not overlap it.
 DEAD_EXCHANGE_GRACE = 0.25
+RENDER_WAIT = 0.05  # seconds a host with a page to render waits for a renderer to start or to free a page slot
 # Revisits in one revalidation batch, at most: enough that a task, a notice and a fetch thread's
 # wake-up are paid once for many 304s; few enough that a batch (one permit, sent one at a time)
 # does not hold a host's turn for long, nor strand many pages in a fetcher that dies.
@@ -99,14 +108,18 @@ class Dispatch:
     (``http_cache``) lists the requests whose answers are stored: those go out as hits, without
     a permit or the host's delay (``NO_GRANT``), as the server never sees them. ``revalidate``
     sends revisits in batches (see the module docstring); the engine turns it on only when nothing
-    needs to see a 304 but the journal (``Engine._revalidates``).
+    needs to see a 304 but the journal (``Engine._revalidates``). ``render`` chooses the pages to
+    render (None: none), ``start_renderers()`` starts the renderer processes, each rendering
+    ``render_pages`` pages at once.
     """
 
     def __init__(self, channels: FetchChannels, frontier: Frontier, limiter: Limiter, gate: RobotsGate,
                  cookies: CookieJar | None, stats: Stats, *, threads: int, parsers: int, concurrency: int,
                  max_inflight: int, max_pages: int, max_process_deaths: int, sites: SiteRules,
                  crawl_count: Callable[[str], int], drop: Callable[[int], None],
-                 cached: StoredAnswers | None = None, revalidate: bool = False) -> None:
+                 cached: StoredAnswers | None = None, revalidate: bool = False,
+                 render: RenderChoice | None = None, start_renderers: Callable[[], None] | None = None,
+                 render_pages: int = 0) -> None:
         self.channels = channels
         self.frontier = frontier
         self.limiter = limiter
@@ -136,6 +149,11 @@ class Dispatch:
         self.revalidate = revalidate
         self.batched = 0  # entries of revalidation batches in flight: not counted against max_inflight
         self.unchanged: list[InFlight] = []  # settled by a 304 notice; the engine finishes them
+        self.render = render
+        self.start_renderers = start_renderers
+        self.render_pages = render_pages
+        self.first_render = len(channels.queues) - channels.renderers  # the render queues come last
+        self.render_load: dict[int, int] = {}  # live render queue -> pages dispatched to it
 
     def budget_spent(self) -> bool:
         """Whether the pages done and in flight reach ``max_pages``: nothing more is dispatched."""
@@ -195,10 +213,30 @@ class Dispatch:
                     frontier.unpark(woken)
                 self._drop_over_site_budget(lease, request)
                 continue
-            if self.revalidate and _revalidates(request):
+            if self.render is not None and _is_page(request) and self.render.wants(request, host):
+                queue = self._render_queue()
+                if queue < 0:
+                    limiter.release(host, grant)
+                    for woken in limiter.completed(host):
+                        frontier.unpark(woken)
+                    frontier.reclaim(lease, request)
+                    frontier.park(host, now + RENDER_WAIT)
+                    continue
+            elif self.revalidate and _revalidates(request):
                 self._send_batch(host, lease, request, grant, queue, now)
                 continue
             self._send(host, lease, request, grant, queue)
+
+    def _render_queue(self) -> int:
+        """The render queue for a page to render, or -1: no renderer is up yet (the first ask starts them),
+        or every one has its ``render_pages`` pages."""
+        load = self.render_load
+        if not load:
+            assert self.start_renderers is not None  # given with ``render``
+            self.start_renderers()
+            return -1
+        queue = min(load, key=load.__getitem__)
+        return queue if load[queue] < self.render_pages else -1
 
     def _send(self, host: str, lease: int, request: Request, grant: int, queue: int) -> None:
         """Put ``request`` in flight on fetch queue ``queue`` with the limiter's ``grant`` (``NO_GRANT``: none)."""
@@ -211,7 +249,7 @@ class Dispatch:
         self.next_id += 1
         self.inflight[self.next_id] = InFlight(host, request, lease, grant, ticket, queue, parser)
         self.fetching += 1
-        self.queue_load[queue] += 1
+        (self.render_load if queue >= self.first_render else self.queue_load)[queue] += 1
         self.parser_load[parser] += 1
         self.inflight_pages += page
         if page and self.sites is not None and self.site_caps[host][0]:
@@ -248,7 +286,7 @@ class Dispatch:
                 taken = frontier.take(host)  # that one waits for robots.txt, or was disallowed
             if taken is None:
                 break
-            if not _revalidates(taken[1]):
+            if not _revalidates(taken[1]) or (self.render is not None and self.render.wants(taken[1], host)):
                 frontier.reclaim(*taken)
                 break
             lease, request = taken
@@ -308,8 +346,8 @@ class Dispatch:
         return entry
 
     def queue_claimed(self, index: int) -> None:
-        """A fetcher has claimed fetch queue ``index``: tasks may go to it."""
-        self.queue_load.setdefault(index, 0)
+        """A fetcher (or a renderer, for a render queue) has claimed fetch queue ``index``: tasks may go to it."""
+        (self.render_load if index >= self.first_render else self.queue_load).setdefault(index, 0)
 
     def fetcher_died(self, index: int, pid: int, blamed: set[int] | None) -> list[InFlight]:
         """Take back every request sent to fetch queue ``index``, whose reader ``pid`` died; the dropped ones.
@@ -319,12 +357,14 @@ class Dispatch:
         not finished is blamed.
         """
         self.queue_load.pop(index, None)
+        self.render_load.pop(index, None)
         lost = [i for i, e in self.inflight.items() if e.queue == index]
         if blamed is None:
             released, deadlines = self.channels.released, self.channels.deadlines
             blamed = {i for i in lost if deadlines[self.inflight[i].ticket] and not released[self.inflight[i].ticket]}
         dropped, requeued = self._reclaim(lost, blamed)
-        log.warning("fetcher process %d died; re-queued its %d requests in flight", pid, requeued)
+        log.warning("%s process %d died; re-queued its %d requests in flight",
+                    "renderer" if index >= self.first_render else "fetcher", pid, requeued)
         return dropped
 
     def queue_freed(self, index: int) -> None:
@@ -355,6 +395,8 @@ class Dispatch:
         self.frontier.unpark(entry.host)
         if entry.queue in self.queue_load:
             self.queue_load[entry.queue] -= 1
+        elif entry.queue in self.render_load:
+            self.render_load[entry.queue] -= 1
 
     def _settle(self, entry: InFlight) -> None:
         """Return what a request held while in flight (the above, its ticket and its parser's load); a batch's

@@ -8,7 +8,8 @@ Data flow (one arrow, one channel)::
         |          fetch queues (a multiprocessing.Queue per fetcher process) of FetchTask
         |                                    v
         |             fetcher Pool (N processes x T threads, requests sessions, process_request hooks)
-        |                                    | FetchResult, a Pipe per fetcher and parser
+        |             (a page to render: render queues -> renderer processes, a browser each, render/)
+        |                                    | FetchResult (RenderResult), a Pipe per fetcher and parser
         |                                    v
         |          parser processes (WARC, process_response hooks, spider callbacks, item
         |                            pipelines, sitemaps, filters, fingerprints)
@@ -79,6 +80,8 @@ from crawlkit.messages import Links, PageDone, StartFailed
 from crawlkit.parse.order import ordered_stages
 from crawlkit.parse.parser import ParserConfig
 from crawlkit.process import context, fetcher_processes, reserve_open_files
+from crawlkit.render.choose import RenderChoice
+from crawlkit.render.pool import QUEUES_PER_RENDERER, RenderConfig, RenderProcesses
 from crawlkit.render.screenshots import prepare_screenshot_dir
 from crawlkit.settings import MAX_WORKERS, Settings
 from crawlkit.sites import SiteRules
@@ -107,9 +110,10 @@ class Engine:
         cpus = os.cpu_count() or 1
         self.workers = fetcher_processes(s.workers, s.concurrency, cpus) if s.workers else min(cpus, MAX_WORKERS)
         self.threads = math.ceil(s.concurrency / self.workers)
-        # Each process holds both ends of every fetch queue and parser channel (a fetcher gets
-        # them all), a socket per fetch thread, and some for Python, logs and SQLite.
-        reserve_open_files(2 * QUEUES_PER_WORKER * self.workers + 4 * s.parsers + self.workers + 2 * self.threads + 100,
+        # Each process holds both ends of every fetch queue (the renderers' too) and parser channel
+        # (a fetcher gets them all), a socket per fetch thread, and some for Python, logs and SQLite.
+        queues = QUEUES_PER_WORKER * self.workers + QUEUES_PER_RENDERER * s.render_processes
+        reserve_open_files(2 * queues + 4 * s.parsers + self.workers + 2 * self.threads + 100,
                            f"workers {self.workers}, parsers {s.parsers} and concurrency {s.concurrency}")
         self.stats = Stats()
         self.monitor = spec.monitor or Monitor(s)
@@ -168,20 +172,27 @@ class Engine:
         keeps its last commit, which names only output that was written.
         """
         s = self.settings
+        render = RenderChoice(s.render, self.sites)
+        # When the settings render pages, a missing browser fails the crawl now; else at the first page to render.
+        render_config = RenderConfig.from_settings(s, self.monitor.log) if render.by_settings or s.render_when else None
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             ctx = context()
             self.backend.start(ctx, self.monitor.log, lambda kind: self.respawns.died(kind, time.monotonic()))
-            channels, notices = open_channels(ctx, self.workers, s.parsers, self.limiter.permits, self.tickets)
+            channels, notices = open_channels(ctx, self.workers, s.parsers, self.limiter.permits, self.tickets,
+                                              s.render_processes)
+            renderers = RenderProcesses(ctx, channels, s, self.monitor.log,
+                                        lambda kind: self.respawns.died(kind, time.monotonic()), render_config)
             self.dispatch = Dispatch(channels, self.frontier, self.limiter, self.gate, self.cookies, self.stats,
                                      threads=self.threads, parsers=s.parsers, concurrency=s.concurrency,
                                      max_inflight=self.max_inflight, max_pages=s.max_pages,
                                      max_process_deaths=s.max_process_deaths, sites=self.sites,
                                      crawl_count=self.backend.crawl_count, drop=self._drop_unsent,
-                                     cached=self._stored_answers(), revalidate=self._revalidates())
+                                     cached=self._stored_answers(), revalidate=self._revalidates(),
+                                     render=render, start_renderers=renderers.start, render_pages=s.render_pages)
             self.supervisor = Supervisor(ctx, channels, notices, self.dispatch, self.stats, self.respawns,
                                          workers=self.workers, callback_timeout=s.callback_timeout,
-                                         drain=self._drain, drop=self._dropped)
+                                         drain=self._drain, drop=self._dropped, renderers=renderers)
             self.supervisor.start(self._fetcher_config(), self._parser_config())
             self.stats.crawl_started = time.monotonic()
             self.limits = StopConditions.of(s, self.stats, self.stats.crawl_started)

@@ -17,6 +17,10 @@ memory) or has a fetch thread past its task's deadline by ``STALL_GRACE``, and a
 has spent more than ``callback_timeout`` on one page; each is killed, and its death handled
 like any other. Processes of one kind that keep dying with no page done in between stop the
 crawl (``Respawns``).
+
+The renderer processes (``render/pool.py``) are fetchers of another kind, on the last fetch
+queues: watched, checked, buried and stopped the same way; ``RenderProcesses`` starts them at
+the first page to render and a dead one's replacement (no Pool does it for them).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from crawlkit.core.dispatch import Dispatch, InFlight
 from crawlkit.errors import CrashLoopError
 from crawlkit.fetch.fetcher import CLOSED, RETIRED, FetchChannels, FetcherConfig, worker_init
 from crawlkit.parse.parser import ParserConfig, parser_main
+from crawlkit.render.pool import QUEUES_PER_RENDERER, RenderProcesses, bury
 from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.engine")
@@ -77,11 +82,11 @@ class Respawns:
 
 
 def open_channels(ctx: BaseContext, workers: int, parsers: int, permits: Any,
-                  tickets: int) -> tuple[FetchChannels, Connection]:
-    """The channels every fetcher inherits, for ``workers`` fetcher processes and ``parsers``
-    parsers, with the limiter's ``permits`` and ``tickets`` request tickets; and the read end
-    of the fetchers' notice Pipe, which the engine waits on."""
-    queues = [ctx.Queue() for _ in range(workers * QUEUES_PER_WORKER)]
+                  tickets: int, renderers: int = 0) -> tuple[FetchChannels, Connection]:
+    """The channels every fetcher inherits, for ``workers`` fetcher processes, ``renderers`` renderer
+    processes and ``parsers`` parsers, with the limiter's ``permits`` and ``tickets`` request tickets;
+    and the read end of the fetchers' notice Pipe, which the engine waits on."""
+    queues = [ctx.Queue() for _ in range(workers * QUEUES_PER_WORKER + renderers * QUEUES_PER_RENDERER)]
     notices, notices_writer = ctx.Pipe(duplex=False)
     channels = FetchChannels(
         queues=queues,
@@ -94,6 +99,7 @@ def open_channels(ctx: BaseContext, workers: int, parsers: int, permits: Any,
         notices=notices_writer,
         deadlines=ctx.RawArray("d", tickets),
         heartbeats=ctx.RawArray("d", len(queues)),
+        renderers=renderers * QUEUES_PER_RENDERER,
     )
     return channels, notices
 
@@ -153,7 +159,8 @@ class Supervisor:
 
     def __init__(self, ctx: BaseContext, channels: FetchChannels, notices: Connection, dispatch: Dispatch,
                  stats: Stats, respawns: Respawns, *, workers: int, callback_timeout: float,
-                 drain: Callable[[Connection], None], drop: Callable[[list[InFlight]], None]) -> None:
+                 drain: Callable[[Connection], None], drop: Callable[[list[InFlight]], None],
+                 renderers: RenderProcesses | None = None) -> None:
         self.ctx = ctx
         self.channels = channels
         self.notices = notices
@@ -164,6 +171,7 @@ class Supervisor:
         self.callback_timeout = callback_timeout
         self.drain = drain
         self.drop = drop
+        self.renderers = renderers
         parsers = len(channels.registrations)
         self.working = ctx.RawArray("q", parsers)  # by parser: the request id it is handling, 0 none
         self.parsers: list[BaseProcess | None] = [None] * parsers
@@ -235,6 +243,8 @@ class Supervisor:
         True (a second Ctrl-C) to stop waiting. Then close the channels."""
         if self.pool is not None:
             self._stop_pool(self.pool, 30.0 if idle else 0.0 if hurry() else 2.0, hurry)
+        if self.renderers is not None:  # their STOPs were sent with the fetchers'; most have left already
+            self.renderers.join(0.0 if hurry() else 5.0)
         channels = self.channels
         for registration, process in zip(channels.registrations, self.parsers):
             if process is None:
@@ -300,7 +310,10 @@ class Supervisor:
         channels = self.channels
         channels.owners[index] = RETIRED  # no new fetcher claims it before it is emptied
         dropped = self.dispatch.fetcher_died(index, pid, self.killed.pop(pid, None))
-        self.stats.incr("error_fetcher_died")
+        renderer = index >= self.dispatch.first_render
+        if renderer:
+            bury(pid)  # its browser, before another renderer starts one
+        self.stats.incr("render_crashed" if renderer else "error_fetcher_died")
         if dropped:
             self.drop(dropped)
             self.respawns.page_done()  # the crawl moves on past them
@@ -309,7 +322,10 @@ class Supervisor:
             channels.owners[index] = 0
         else:
             log.warning("fetcher process %d died reading fetch queue %d; that queue is retired", pid, index)
-        self.respawns.died("fetcher", time.monotonic())
+        if not renderer:
+            self.respawns.died("fetcher", time.monotonic())
+        elif self.renderers is not None:  # counts the death as it starts another
+            self.renderers.start()
 
     def _parser_died(self, index: int) -> None:
         """Read what a dead parser sent, take back the pages it had, and start another on its registration queue.
@@ -367,8 +383,10 @@ class Supervisor:
                 if pid == 0:
                     owners[index] = CLOSED
         self._take_in(claimed)
+        dispatch = self.dispatch
         for index, pid in enumerate(claimed):
-            for _ in range(self.dispatch.threads if pid > 0 else 0):
+            slots = dispatch.threads if index < dispatch.first_render else dispatch.render_pages
+            for _ in range(slots if pid > 0 else 0):
                 self.channels.send(index, None)
         deadline = time.monotonic() + grace
         running = list(self.fetchers)

@@ -191,6 +191,7 @@ class FetchChannels:
     # RawArray('d') by ticket: monotonic time a fetch thread that took the task must be done by; 0 untaken
     deadlines: Any
     heartbeats: Any  # RawArray('d') by fetch queue: monotonic time its process's watchdog last ran
+    renderers: int = 0  # the last queues are the renderer processes' (render/pool.py): no fetcher claims them
 
     def send(self, index: int, task: FetchTask | RevalidateTask | None) -> None:
         """Put ``task`` (None: a STOP) on fetch queue ``index`` and give its reader a permit; engine."""
@@ -258,19 +259,16 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     """
     child_setup(config.log, "fetcher")
     pid = os.getpid()
-    with channels.owners.get_lock():
-        free = [i for i, owner in enumerate(channels.owners) if owner == 0]
-        if free:
-            channels.owners[free[0]] = pid
-    if not free:
+    free = claim(channels, 0, len(channels.queues) - channels.renderers, pid)
+    if free is None:
         if CLOSED in channels.owners[:]:
             raise SystemExit(0)  # the crawl is shutting down
         log.error("fetcher %d: no fetch queue left to claim (too many fetcher processes died); idle", pid)
         return
-    inbox = _Inbox(channels, free[0])
-    _WATCHDOG.start((channels.heartbeats, free[0]))
+    inbox = _Inbox(channels, free)
+    _WATCHDOG.start((channels.heartbeats, free))
     os.set_blocking(channels.notices.fileno(), False)
-    log.debug("fetcher process %d reads fetch queue %d", pid, free[0])
+    log.debug("fetcher process %d reads fetch queue %d", pid, free)
     _notify(channels.notices.fileno(), JOINED)  # the engine may use the queue now, not at its next check
     outboxes = [_Outbox(registration) for registration in channels.registrations]
     hooks: tuple[list[tuple[str, type]], Any] | None = None  # middleware classes and the spider they are given
@@ -297,6 +295,16 @@ def worker_init(config: FetcherConfig, channels: FetchChannels) -> None:
     # that queue's lock, and a worker killed there would leave every other worker unable to
     # receive the Pool's exit sentinel. We end here once our threads have had their STOPs.
     raise SystemExit(0)
+
+
+def claim(channels: FetchChannels, first: int, end: int, pid: int) -> int | None:
+    """Claim the first free queue among ``first`` to ``end`` for process ``pid``: its index, or None if none is free."""
+    with channels.owners.get_lock():
+        for index in range(first, end):
+            if channels.owners[index] == 0:
+                channels.owners[index] = pid
+                return index
+    return None
 
 
 def _fetch_loop(

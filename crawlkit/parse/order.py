@@ -12,6 +12,7 @@ SPIDER_MIDDLEWARES numbers place middlewares::
     600 redirect            3xx with a Location: a request for the target      (on_response)
     650 recrawl             validators to the jobdir; a revisit's 304, 404/410 (on_response)
     700 sitemaps            a sitemap's URLs as requests                       (on_response)
+    750 render_check        render_when, needs_render: render a plain page     (on_response)
     800 directives          robots meta/X-Robots-Tag, canonical; nofollow      (on_response, on_links)
         (the spider's callback, as if at 1000)
     1100 scheme             only http(s) links                                 (on_links)
@@ -61,6 +62,7 @@ from crawlkit.parse.retry import RetryStage
 from crawlkit.parse.robots import RobotsStage
 from crawlkit.parse.sitemaps import SitemapStage
 from crawlkit.parse.stages import FailureStage, LinkStage, ResponseStage, StageSetup
+from crawlkit.render.choose import RenderCheck
 
 log = logging.getLogger("crawlkit.parser")
 
@@ -74,6 +76,7 @@ BUILTIN_STAGES: dict[str, tuple[int, type]] = {
     "redirect": (600, RedirectStage),
     "recrawl": (650, RecrawlStage),
     "sitemaps": (700, SitemapStage),
+    "render_check": (750, RenderCheck),
     "directives": (800, DirectivesStage),
     "scheme": (1100, SchemeFilter),
     "normalize": (1150, NormalizeStage),

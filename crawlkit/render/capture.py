@@ -65,6 +65,10 @@ class NetworkCapture:
         else:
             self.skipped += 1
 
+    def stop(self) -> None:
+        """Listen to the page no more (``finish`` does it too): a tab's page outlives the visit it captured."""
+        self.page.remove_listener("response", self._received)
+
     async def finish(self) -> list[FetchResult]:
         """The page's responses as FetchResults, in the order received, within the caps; stops listening.
 
@@ -72,7 +76,7 @@ class NetworkCapture:
         ends is left out, counted in ``skipped``). The small parts of every response are asked for
         at once; the bodies one by one, so that no more than the byte budget is ever brought over.
         """
-        self.page.remove_listener("response", self._received)
+        self.stop()
         until = time.monotonic() + BODY_WAIT
         heads = await asyncio.gather(*(_head(response) for response in self.responses), return_exceptions=True)
         results: list[FetchResult] = []

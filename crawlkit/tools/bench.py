@@ -171,8 +171,10 @@ class TreeMonitor:
 
 
 def build_engine(seeds: list[str], spider: str, workers: int | None = None, concurrency: int | None = None,
-                 per_host: int | None = None, parsers: int | None = None, max_pages: int | None = None) -> Engine:
-    """An Engine crawling from ``seeds`` with robots on and no output; ``spider`` is light, soup or path.py:Class.
+                 per_host: int | None = None, parsers: int | None = None, max_pages: int | None = None,
+                 render: bool = False) -> Engine:
+    """An Engine crawling from ``seeds`` with robots on and no output; ``spider`` is light, soup or path.py:Class;
+    ``render``: every page rendered in a browser (``render: true``).
 
     Unset numbers keep crawlkit's defaults. Logs warnings and errors only, to stderr.
     """
@@ -181,7 +183,7 @@ def build_engine(seeds: list[str], spider: str, workers: int | None = None, conc
 
     flags = {
         "workers": workers, "concurrency": concurrency, "per_host": per_host, "parsers": parsers,
-        "max_pages": max_pages, "robots": True, "output": None, "log_level": "WARNING",
+        "max_pages": max_pages, "robots": True, "output": None, "log_level": "WARNING", "render": render,
     }
     crawl = Crawl(SPIDERS.get(spider, spider), flags, spider_args={"start_urls": seeds})
     setup_logging(LogConfig.from_settings(crawl.settings))
@@ -246,17 +248,18 @@ def launch_to_first_request(site: SiteProcess) -> float:
 
 def run_bench(hosts: int = 2, pages: int = 1000, page_size: int = 20_000, latency: float = 0.0, spider: str = "light",
               workers: int | None = None, concurrency: int | None = None, per_host: int | None = None,
-              parsers: int | None = None) -> dict[str, Any]:
+              parsers: int | None = None, render: bool = False) -> dict[str, Any]:
     """Serve the site in a child process, crawl it here, and return the figures (JSON-ready).
 
     Blocks for the whole crawl. ``pages`` counts every final response (404s included, as
     Scrapy's response count does); the benchmark spiders yield one item per 2xx page, so
-    ``items`` should equal ``expected_pages``, the pages a correct crawler reaches.
+    ``items`` should equal ``expected_pages``, the pages a correct crawler reaches. With ``render``
+    every page is rendered in a browser, whose processes count as the crawl's (role ``other``).
     """
     from crawlkit.tools.site import SiteProcess, SiteSpec
 
     with SiteProcess(SiteSpec(hosts=hosts, pages=pages, page_size=page_size, latency=latency)) as site:
-        engine = build_engine(site.seeds(), spider, workers, concurrency, per_host, parsers)
+        engine = build_engine(site.seeds(), spider, workers, concurrency, per_host, parsers, render=render)
         # The site is not crawlkit's cost.
         with TreeMonitor(os.getpid(), exclude=[site.pid], role=crawl_roles(os.getpid())) as monitor:
             stats = engine.run()
@@ -271,7 +274,7 @@ def run_bench(hosts: int = 2, pages: int = 1000, page_size: int = 20_000, latenc
         "site": {"hosts": hosts, "pages": pages, "page_size": page_size, "latency": latency},
         "settings": {
             "spider": spider, "workers": engine.workers, "concurrency": s.concurrency, "per_host": s.per_host,
-            "parsers": s.parsers,
+            "parsers": s.parsers, "render": s.render,
         },
         "reason": stats.reason,
         "pages": done,

@@ -73,6 +73,10 @@ def render_report(data: dict[str, Any], title: str = "crawlkit",
         ),
         ("offsite", "Offsite links", counts.get("dropped_offsite", 0), f"{counts.get('dropped_offsite', 0):,}"),
     ]
+    rendered, crashed = counts.get("rendered", 0), counts.get("render_crashed", 0)
+    if rendered or crashed:  # a crawl that rendered pages: how many, and how its browsers fared
+        cards.append(("rendered", "Rendered in a browser", rendered,
+                      f"{rendered:,} <small>({counts.get('render_recycled', 0)} recycled, {crashed} crashed)</small>"))
     card_html = "".join(
         f'<div class="card{" bad" if key == "errors" and value else ""}" data-key="{key}" data-value="{value}">'
         f'<div class="label">{label}</div><div class="value">{text}</div></div>'

@@ -1,0 +1,403 @@
+"""One browser in a renderer process: Chromium driven by Playwright's async API, and the pages it renders.
+
+Pages are rendered in tabs (``_Tab``): a browser context each (downloads refused, service
+workers blocked, a popup closed as it opens) whose page renders one page after another, its
+cookies cleared and its page blanked in between (a context per page would cost twice the CPU:
+each starts a renderer process); a tab that fails a page is closed. Every request a page makes
+goes through ``_route``, which is where the crawl's rules hold:
+
+- only http(s) URLs, and none of the resource types ``render_block`` lists;
+- with ``allow_private_addresses: false``, no request to a name that resolves to (or an
+  address that is) not public (``destinations.public_addresses``; the name is resolved again
+  by Playwright's HTTP client that sends it: a DNS answer that changes in between is not seen);
+- a host's ``headers`` and ``user_agent`` (the ``hosts`` rules) are added to the requests to
+  that host only, the request's own headers and the engine's cookie to the main document only;
+- the requests are sent by Playwright itself (``route.fetch``, redirects not followed, so a
+  redirect is a new request through here) one at a time per page, each to the page's own host
+  in a send turn of that host (``delay``). The engine gave the page one permit of its host, so
+  the page has at most one request in flight at the server: the per-host cap holds there with
+  sub-resources counted. A sub-resource of another host (a CDN's script) goes under the page's
+  permit, not one of that host's: its cap counts the pages sent to it, not the sub-resources.
+
+The main document's redirect is not followed in the browser: the 3xx goes to the parser as the
+plain path's does, whose redirect stage queues the target through dedup, robots.txt and the
+limiter (with the request's render options). A browser that dies under its pages takes the
+renderer process with it (``os._exit``): the engine re-queues the pages, blaming them as it
+blames a dead fetcher's (``max_process_deaths``), and starts another renderer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import psutil
+from playwright.async_api import Browser as PlaywrightBrowser
+from playwright.async_api import BrowserContext, Page, Playwright, Route
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+from crawlkit.errors import FetchErrorKind
+from crawlkit.fetch.destinations import DestinationBlocked, public_addresses
+from crawlkit.messages import FetchTask, RenderResult
+from crawlkit.render.actions import run_actions
+from crawlkit.render.capture import NetworkCapture
+from crawlkit.render.choose import options_for
+from crawlkit.urls import host_of
+
+if TYPE_CHECKING:
+    from playwright.async_api import APIResponse
+
+    from crawlkit.render.pool import RenderConfig
+
+log = logging.getLogger("crawlkit.renderer")
+
+# As root, Chromium needs --no-sandbox; the others keep it off the network except for the pages'
+# own requests (no update checks, sync, field trials), which a closed network refuses anyway.
+LAUNCH_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
+EXIT_BROWSER_GONE = 3  # a renderer's exit code when its browser died under it
+MEMORY_EVERY = 20  # pages between the checks of the browser's memory (render_recycle_mb)
+SETTLE_POLL = 0.005  # seconds between looks at a settling page's requests in progress
+Turns = Callable[[], AbstractContextManager[Any]]  # makes a send turn of the page's host (Permits.turn)
+_DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # of the DOM, not the bytes
+
+
+class BrowserGone(Exception):
+    """The browser died (killed, crashed) or was closed under a page."""
+
+
+class _Visit:
+    """One page's render: its task, the main document's answer, and the lock that sends its requests one at a time."""
+
+    __slots__ = ("task", "host", "turn", "deadline", "lock", "main", "sent", "error", "redirect", "blocked", "pending",
+                 "started")
+
+    def __init__(self, task: FetchTask, turn: Turns | None, deadline: float) -> None:
+        self.task = task
+        self.host = host_of(task.request.url)
+        self.turn = turn
+        self.deadline = deadline
+        self.lock = asyncio.Lock()
+        self.main: APIResponse | None = None  # the main document's answer
+        self.sent: dict[str, str] = {}  # the main document's request headers
+        self.error: tuple[FetchErrorKind, str] | None = None  # why the main document has no answer
+        self.redirect = False  # the main document answered a redirect: the parser follows it
+        self.blocked = 0  # requests refused (render_block, a scheme, a private address)
+        self.pending = 0  # requests of the page being sent now (or waiting for their turn)
+        self.started = 0  # requests of the page sent so far
+
+
+class _Tab:
+    """A browser context and its page, rendering one page after another (a context costs a renderer
+    process start: twice the CPU of the page); ``visit`` is the page being rendered, None between two."""
+
+    __slots__ = ("context", "page", "visit")
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.page: Page
+        self.visit: _Visit | None = None
+
+
+class Browser:
+    """A Chromium of this renderer process: launch, render a page, recycle when due, close."""
+
+    def __init__(self, playwright: Playwright, config: RenderConfig) -> None:
+        self.playwright = playwright
+        self.config = config
+        self.browser: PlaywrightBrowser | None = None
+        self.rendered = 0  # pages since the launch
+        self.closing = False
+        self.free: list[_Tab] = []  # tabs between two pages
+
+    async def launch(self) -> None:
+        self.browser = await self.playwright.chromium.launch(
+            executable_path=self.config.executable, args=list(LAUNCH_ARGS), timeout=60_000,
+        )
+        self.browser.on("disconnected", self._disconnected)
+        self.rendered = 0
+
+    def _disconnected(self, _: PlaywrightBrowser) -> None:
+        if not self.closing:
+            log.error("renderer %d: the browser died; its pages are re-queued by the engine", os.getpid())
+            os._exit(EXIT_BROWSER_GONE)
+
+    async def close(self) -> None:
+        self.free.clear()
+        if self.browser is not None:
+            self.closing = True
+            await self.browser.close()
+            self.browser = None
+            self.closing = False
+
+    def due(self) -> bool:
+        """Whether the browser has rendered ``render_recycle_pages`` pages or grown past ``render_recycle_mb``."""
+        config, rendered = self.config, self.rendered
+        if config.recycle_pages and rendered >= config.recycle_pages:
+            return True
+        return bool(config.recycle_mb and rendered and rendered % MEMORY_EVERY == 0
+                    and memory(os.getpid()) > config.recycle_mb * 1024 * 1024)
+
+    async def render(self, task: FetchTask, turn: Turns | None) -> RenderResult:
+        """Render the page of ``task``; never raises but BrowserGone: failures come back as ``RenderResult.error``.
+
+        ``turn`` makes the send turns of the page's host, when it has a delay.
+        """
+        request = task.request
+        started = time.monotonic()
+        result = RenderResult(req_id=task.req_id, request=request, url=request.url)
+        try:
+            options = options_for(request, self.config.sites, self.config.crawl)
+        except ValueError as exc:
+            result.error, result.message = FetchErrorKind.RENDER_OPTIONS.value, str(exc)
+            return result
+        visit = _Visit(task, turn, started + self.config.timeout)
+        self.rendered += 1
+        tab = await self._tab()
+        tab.visit = visit
+        # With warc on, every response the page receives in this visit, for the WARC stage (a tab is reused:
+        # the capture is the visit's, and stops listening when finished).
+        capture = NetworkCapture(tab.page) if self.config.archive else None
+        try:
+            await asyncio.wait_for(self._visit(tab.page, visit, options, result), self.config.timeout + 5)
+            if capture is not None:
+                result.resources = await capture.finish()
+                if capture.skipped:
+                    result.counts["render_capture_skipped"] = capture.skipped
+                capture = None
+        except asyncio.TimeoutError:
+            result.error = FetchErrorKind.DOWNLOAD_TIMEOUT.value
+            result.message = f"not rendered within render_timeout ({self.config.timeout:g}s)"
+        except PlaywrightError as exc:
+            if self.browser is None or not self.browser.is_connected():
+                raise BrowserGone(str(exc)) from None
+            result.error, result.message = FetchErrorKind.RENDER_ERROR.value, _one_line(exc)
+        if capture is not None:  # the visit failed: what came is not kept, and the page is listened to no more
+            capture.stop()
+        tab.visit = None  # what the page still asks for is refused
+        while visit.pending and time.monotonic() < visit.deadline:  # the page's permit is held until they end
+            await asyncio.sleep(SETTLE_POLL)
+        try:
+            if result.error is None:
+                await asyncio.wait_for(self._release(tab), 5)
+            else:  # a tab that failed a page is not trusted with another
+                await asyncio.wait_for(tab.context.close(), 5)
+        except (PlaywrightError, asyncio.TimeoutError):
+            pass  # the browser is gone or stuck: the next page or the engine's stall check finds out
+        if visit.blocked:
+            result.counts["render_blocked"] = visit.blocked
+        result.elapsed = time.monotonic() - started
+        return result
+
+    async def _tab(self) -> _Tab:
+        """A free tab, or a new one: its own browser context, with every request of its page through ``_route``."""
+        if self.free:
+            return self.free.pop()
+        assert self.browser is not None  # launched before the first task
+        try:
+            context = await self.browser.new_context(
+                user_agent=self.config.user_agent, accept_downloads=False, service_workers="block",
+            )
+            tab = _Tab(context)
+            await context.route("**/*", lambda route: self._route(route, tab.visit))
+            tab.page = await context.new_page()
+        except PlaywrightError as exc:
+            raise BrowserGone(str(exc)) from None
+        context.on("page", _close_popup)  # any page after this one
+        return tab
+
+    async def _release(self, tab: _Tab) -> None:
+        """Make a tab that rendered a page fit for the next (its page blank, its cookies gone) and free it."""
+        await tab.page.goto("about:blank")
+        await tab.context.clear_cookies()
+        self.free.append(tab)
+
+    async def _visit(self, page: Page, visit: _Visit, options: dict[str, Any], result: RenderResult) -> None:
+        """Navigate, run the page actions, read the DOM into ``result``."""
+        request = visit.task.request
+        try:
+            await page.goto(request.url, wait_until=options.get("wait_until", "load"),
+                            timeout=max(1.0, visit.deadline - time.monotonic()) * 1000)
+        except PlaywrightTimeout:
+            if visit.main is None:  # else: the document came, its load event did not; the DOM is what there is
+                result.error = (visit.error or (FetchErrorKind.DOWNLOAD_TIMEOUT, ""))[0].value
+                result.message = f"no answer within render_timeout ({self.config.timeout:g}s)"
+                return
+        except PlaywrightError as exc:
+            if visit.main is None or not visit.redirect:
+                kind, message = visit.error or (FetchErrorKind.RENDER_ERROR, _one_line(exc))
+                result.error, result.message = kind.value, message
+                return
+        main = visit.main
+        assert main is not None  # goto succeeded or the main document answered a redirect
+        result.url = main.url
+        result.status = main.status
+        result.status_line = f"HTTP/1.1 {main.status} {main.status_text}".rstrip()
+        result.request_headers = list(visit.sent.items())
+        if visit.redirect:
+            result.headers = [(h["name"], h["value"]) for h in main.headers_array]
+            return
+        if options.get("wait_until", "load") == "load":
+            await _settle(page, visit)
+        meta = await run_actions(page, options, visit.deadline)
+        body = await page.content()
+        result.headers = [(h["name"], h["value"]) for h in main.headers_array
+                          if h["name"].lower() not in _DROPPED_HEADERS and h["name"].lower() != "content-type"]
+        result.headers.append(("Content-Type", "text/html; charset=utf-8"))  # the DOM, serialised by us
+        result.body = body.encode("utf-8")
+        result.meta = meta
+        result.counts["rendered"] = 1
+        # The renderer's own copy of the request, pickled to the parser: response.meta sees these.
+        request.meta["rendered"] = True
+        request.meta.update(meta)
+
+    async def _route(self, route: Route, visit: _Visit | None) -> None:
+        """Send one request of the page under the crawl's rules (see the module docstring), or refuse it."""
+        if visit is None:  # a request of a page already rendered
+            await _abort(route)
+            return
+        sent = route.request
+        url = sent.url
+        main = visit.main is None and sent.is_navigation_request()
+        if not main and (sent.resource_type in self.config.block or sent.is_navigation_request()):
+            visit.blocked += 1  # a blocked type, or another navigation (a script's, a frame's): not this page
+            await _abort(route)
+            return
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            visit.blocked += 1
+            await _abort(route)
+            return
+        headers = await sent.all_headers()
+        if self.config.sites is not None:
+            rule = self.config.sites.for_host(host_of(url))
+            for name, value in rule.headers:
+                headers.setdefault(name.lower(), value)
+            if rule.user_agent is not None:
+                headers["user-agent"] = rule.user_agent
+        loop = asyncio.get_running_loop()
+        if main:
+            for name, value in visit.task.request.headers.items():
+                headers[name.lower()] = value
+            if visit.task.cookie and "cookie" not in headers:
+                headers["cookie"] = visit.task.cookie
+            visit.sent = headers
+        if not self.config.allow_private_addresses:
+            try:
+                await loop.run_in_executor(None, public_addresses, parts.hostname, parts.port or 443)
+            except DestinationBlocked as exc:
+                visit.blocked += 1
+                if main:
+                    visit.error = (FetchErrorKind.DESTINATION_BLOCKED, str(exc))
+                await _abort(route)
+                return
+            except OSError:
+                pass  # a name that does not resolve: the browser's own attempt fails the same way
+        visit.pending += 1
+        visit.started += 1
+        try:
+            response = await self._send(route, visit, main, headers)
+        finally:
+            visit.pending -= 1
+        if response is None:
+            return
+        if main:
+            visit.main = response
+            if 300 <= response.status < 400 and "location" in response.headers:
+                visit.redirect = True  # the parser's redirect stage queues the target, under the crawl's rules
+                await _abort(route)
+                return
+        try:
+            await route.fulfill(response=response)
+        except PlaywrightError:
+            pass  # the page was closed meanwhile
+
+    async def _send(self, route: Route, visit: _Visit, main: bool, headers: dict[str, str]) -> APIResponse | None:
+        """Send one request of the page, after its others are over (the main document in its host's turn);
+        None when it failed (the route is aborted, the main document's failure kept in ``visit``)."""
+        loop = asyncio.get_running_loop()
+        async with visit.lock:  # one request of this page at the server at a time
+            timeout = max(0.5, visit.deadline - time.monotonic()) * 1000
+            try:
+                if visit.turn is not None and (main or host_of(route.request.url) == visit.host):
+                    turn = visit.turn()  # the host's delay spaces its sub-resources too
+                    await loop.run_in_executor(None, turn.__enter__)
+                    try:
+                        response = await route.fetch(headers=headers, max_redirects=0, timeout=timeout)
+                    finally:
+                        turn.__exit__(None, None, None)
+                else:
+                    response = await route.fetch(headers=headers, max_redirects=0, timeout=timeout)
+            except PlaywrightError as exc:
+                if main:
+                    visit.error = classify(exc)
+                await _abort(route)
+                return None
+        return response
+
+
+async def _abort(route: Route) -> None:
+    try:
+        await route.abort("blockedbyclient")
+    except PlaywrightError:
+        pass  # the page was closed meanwhile
+
+
+async def _settle(page: Page, visit: _Visit) -> None:
+    """After the load event, wait until the page's requests are over and a turn of its event loop starts
+    no other (a script's ``fetch()`` and what it writes into the DOM), up to the page's deadline.
+
+    Every request of the page passes through ``_route``, so this is known exactly, where Playwright's
+    ``networkidle`` waits for half a second of silence on every page.
+    """
+    while time.monotonic() < visit.deadline:
+        if visit.pending:
+            await asyncio.sleep(SETTLE_POLL)
+            continue
+        started = visit.started
+        await page.evaluate("() => new Promise(resolve => setTimeout(resolve, 0))")
+        if not visit.pending and visit.started == started:
+            return
+
+
+def _close_popup(page: Page) -> None:
+    """A page the rendered page opened (window.open, target=_blank): closed unseen."""
+    asyncio.ensure_future(page.close())
+
+
+def classify(exc: PlaywrightError) -> tuple[FetchErrorKind, str]:
+    """The kind of a failed request of the browser, from Playwright's message (it has no types for these)."""
+    text = _one_line(exc)
+    for marks, kind in (
+        (("ECONNREFUSED", "ERR_CONNECTION_REFUSED"), FetchErrorKind.CONNECTION_REFUSED),
+        (("ENOTFOUND", "EAI_AGAIN", "ERR_NAME_NOT_RESOLVED"), FetchErrorKind.UNRESOLVABLE_HOST),
+        (("ECONNRESET", "ERR_CONNECTION_RESET", "socket hang up"), FetchErrorKind.CONNECTION_RESET),
+        (("Timeout", "ETIMEDOUT", "timed out"), FetchErrorKind.DOWNLOAD_TIMEOUT),
+    ):
+        if any(mark in text for mark in marks):
+            return kind, text
+    return FetchErrorKind.CONNECTION_ERROR, text
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def memory(pid: int, pss: bool = False) -> int:
+    """Bytes the browser processes under ``pid`` use: resident set, or with ``pss`` their proportional share."""
+    total = 0
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if "chrom" not in child.name():
+                continue
+            total += child.memory_full_info().pss if pss else child.memory_info().rss
+        except psutil.Error:
+            pass  # gone meanwhile
+    return total

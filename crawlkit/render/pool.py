@@ -1,0 +1,289 @@
+"""The renderer processes: beside the fetcher Pool, each with one browser rendering ``render_pages`` pages at once.
+
+A renderer is a fetcher of another kind, and is handled as one wherever it can be: it claims
+one of the fetch queues kept for renderers (the last ``channels.renderers`` of them; the Pool's
+workers never claim those), reads ``FetchTask`` s from it through the fetchers' ``_Inbox``,
+beats and keeps each task's deadline in the same shared arrays, releases the host's permit and
+notifies the engine when a page is done, and sends a ``RenderResult`` down the same Pipes to
+the parsers (``_Outbox``). So the engine's dispatch, stall checks and death handling
+(re-queueing, ``max_process_deaths``) apply to it unchanged; the supervisor starts one
+(``RenderProcesses``) at the first page to render and replaces one that dies.
+
+Inside, an asyncio loop runs the async Playwright API (``browser.py``): one coroutine per page
+slot takes a task (``_Inbox.get`` in a thread, as it blocks), renders it and sends the result.
+Before a page the browser is recycled if it is due (``render_recycle_pages``,
+``render_recycle_mb``), once its pages in progress are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
+
+from crawlkit.errors import ConfigError, FetchErrorKind
+from crawlkit.fetch.fetcher import _WATCHDOG, CLOSED, JOINED, FetchChannels, _Inbox, _notify, _Outbox, claim
+from crawlkit.loader import one_line
+from crawlkit.log import LogConfig
+from crawlkit.messages import FetchTask, RenderResult
+from crawlkit.process import child_setup
+from crawlkit.sites import SiteRules
+from crawlkit.urls import host_of
+
+if TYPE_CHECKING:
+    from crawlkit.render.browser import Browser, Turns
+
+log = logging.getLogger("crawlkit.renderer")
+
+QUEUES_PER_RENDERER = 2  # render queues made per renderer process: the spare serves a replacement
+INSTALL = "pip install 'crawlkit[render]'"
+
+
+@dataclass(slots=True)
+class RenderConfig:
+    executable: str
+    pages: int
+    block: tuple[str, ...]
+    timeout: float
+    recycle_pages: int
+    recycle_mb: int
+    user_agent: str
+    connect_timeout: float
+    read_timeout: float
+    allow_private_addresses: bool
+    sites: SiteRules | None  # the ``hosts`` setting: a host's headers, user agent and render options
+    crawl: bool | dict[str, Any]  # the ``render`` setting: its render options, if a dict
+    log: LogConfig
+    archive: bool  # ``warc`` is on: the page's network responses go into RenderResult.resources
+
+    @classmethod
+    def from_settings(cls, s: Any, log: LogConfig) -> RenderConfig:
+        """The renderers' part of the settings; ConfigError when Playwright or the browser is missing."""
+        return cls(
+            executable=find_browser(s.render_executable), pages=s.render_pages, block=tuple(s.render_block),
+            timeout=s.render_timeout, recycle_pages=s.render_recycle_pages, recycle_mb=s.render_recycle_mb,
+            user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
+            allow_private_addresses=s.allow_private_addresses, sites=SiteRules(s.hosts) if s.hosts else None,
+            crawl=s.render, log=log, archive=bool(s.warc),
+        )
+
+
+def find_browser(executable: str | None) -> str:
+    """The browser to start (``render_executable``, else chromium on PATH); ConfigError, in one line, when
+    Playwright is not installed or no browser is found."""
+    if importlib.util.find_spec("playwright") is None:
+        raise ConfigError(f"rendering pages needs Playwright, which is not installed: {INSTALL}")
+    if executable is not None:
+        found = shutil.which(executable)
+        if found is None:
+            raise ConfigError(f"render_executable {executable!r} is not an executable file; install chromium or "
+                              "set render_executable to a Chromium or Chrome executable")
+        return found
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        raise ConfigError("rendering pages needs Chromium, and neither chromium nor chromium-browser is on PATH: "
+                          "install chromium (apt-get install chromium) or set render_executable")
+    return found
+
+
+class RenderProcesses:
+    """The engine's handle on the renderer processes: started at the first page to render, replaced when one dies.
+
+    A renderer's death is seen twice: by the supervisor, through its claimed queue (its pages are
+    re-queued there), and here, at the next ``start``, which counts it with ``died`` (the
+    engine's ``Respawns``) and starts another; one that dies before claiming a queue is seen here only.
+
+    ``config`` is made at the first ``start`` unless given (the engine makes it before the crawl
+    starts when the settings render pages), so a crawl whose spider asks for rendering without
+    Playwright or a browser fails there, in one line.
+    """
+
+    def __init__(self, ctx: BaseContext, channels: FetchChannels, settings: Any, log_config: LogConfig,
+                 died: Callable[[str], None], config: RenderConfig | None = None) -> None:
+        self.ctx = ctx
+        self.died = died
+        self.channels = channels
+        self.settings = settings
+        self.log_config = log_config
+        self.config = config
+        self.processes: list[BaseProcess] = []
+
+    @property
+    def first(self) -> int:
+        """The index of the first render queue in ``channels.queues``."""
+        return len(self.channels.queues) - self.channels.renderers
+
+    def start(self) -> None:
+        """Have ``render_processes`` renderers running: the first page to render asks, and asks again while
+        no renderer has claimed a queue; a dead one's death counts (``died``: a crash loop stops the crawl).
+
+        ConfigError when rendering cannot work (no Playwright, no browser).
+        """
+        if self.config is None:
+            self.config = RenderConfig.from_settings(self.settings, self.log_config)
+        alive = []
+        for process in self.processes:
+            if process.is_alive():  # which reaps the dead
+                alive.append(process)
+            else:
+                self.died("renderer")
+        self.processes = alive
+        while len(self.processes) < self.settings.render_processes:
+            self._start_one()
+
+    def _start_one(self) -> None:
+        process = self.ctx.Process(  # type: ignore[attr-defined]  # typeshed puts Process on each concrete context only
+            target=renderer_main, args=(self.config, self.channels), name="crawlkit-renderer",
+        )
+        process.start()
+        self.processes.append(process)
+
+    def join(self, timeout: float) -> None:
+        """After the STOPs (the supervisor's): wait for the renderers to close their browsers, kill the late ones."""
+        deadline = time.monotonic() + timeout
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.pid is not None:
+                bury(process.pid)
+            process.join()
+        self.processes.clear()
+
+
+def bury(pid: int) -> None:
+    """SIGKILL what is left of renderer ``pid``'s process group (itself, Playwright's driver, the browser)
+    and remove its temporary files.
+
+    A renderer killed outright leaves its driver and browser behind for as long as they take to
+    notice, and their files (a browser profile: megabytes) for good; the group (``renderer_main``
+    makes one) ends them at once. Called as soon as the renderer is known dead, before another is
+    started; a group already empty is no error.
+    """
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    shutil.rmtree(scratch(pid), ignore_errors=True)
+
+
+def renderer_main(config: RenderConfig, channels: FetchChannels) -> None:
+    """A renderer process's whole life: claim a render queue, connect to every parser, render until STOP."""
+    child_setup(config.log, "renderer")
+    os.setpgid(0, 0)  # a group of its own, with Playwright's driver and the browser: see RenderProcesses.bury
+    pid = os.getpid()
+    index = claim(channels, len(channels.queues) - channels.renderers, len(channels.queues), pid)
+    if index is None:
+        if CLOSED not in channels.owners[:]:
+            log.error("renderer %d: no render queue left to claim (too many renderer processes died)", pid)
+        raise SystemExit(0)
+    inbox = _Inbox(channels, index)
+    _WATCHDOG.start((channels.heartbeats, index))
+    os.set_blocking(channels.notices.fileno(), False)
+    _notify(channels.notices.fileno(), JOINED)
+    outboxes = [_Outbox(registration) for registration in channels.registrations]
+    log.debug("renderer process %d reads render queue %d", pid, index)
+    os.makedirs(scratch(pid), exist_ok=True)
+    os.environ["TMPDIR"] = scratch(pid)  # the driver's and the browser's temporary files: see bury
+    asyncio.run(_Renderer(config, channels, inbox, outboxes).run())
+    shutil.rmtree(scratch(pid), ignore_errors=True)
+    raise SystemExit(0)
+
+
+def scratch(pid: int) -> str:
+    """The directory of renderer ``pid``'s driver and browser temporary files (the browser's profile among them)."""
+    return os.path.join(tempfile.gettempdir(), f"crawlkit-render-{pid}")
+
+
+class _Renderer:
+    """The page slots of one renderer process around its browser."""
+
+    def __init__(self, config: RenderConfig, channels: FetchChannels, inbox: _Inbox, outboxes: list[_Outbox]) -> None:
+        self.config = config
+        self.channels = channels
+        self.inbox = inbox
+        self.outboxes = outboxes
+        self.rendering = 0  # pages in progress
+        self.idle = asyncio.Event()  # set when no page is in progress: a due browser may be recycled
+        self.idle.set()
+        self.recycling = asyncio.Lock()
+        self.recycled = 0  # browsers recycled since the last result sent (its stats carry them)
+        self.threads = ThreadPoolExecutor(config.pages, thread_name_prefix="render-inbox")
+
+    async def run(self) -> None:
+        from playwright.async_api import async_playwright
+
+        from crawlkit.render.browser import Browser
+
+        async with async_playwright() as playwright:
+            browser = Browser(playwright, self.config)
+            await browser.launch()
+            await asyncio.gather(*(self._slot(browser) for _ in range(self.config.pages)))
+            await browser.close()
+        self.threads.shutdown()
+
+    async def _slot(self, browser: Browser) -> None:
+        from crawlkit.render.browser import EXIT_BROWSER_GONE, BrowserGone
+
+        loop = asyncio.get_running_loop()
+        channels = self.channels
+        notices = channels.notices.fileno()
+        while True:
+            task = await loop.run_in_executor(self.threads, self.inbox.get)
+            if task is None:  # one STOP per slot
+                return
+            assert isinstance(task, FetchTask)  # a render queue is sent no revalidation batch (dispatch.py)
+            host = host_of(task.request.url)
+            turn: Turns | None = None
+            budget = self.config.timeout + 10
+            if task.delay:
+                limit = self.config.connect_timeout + self.config.read_timeout + task.delay
+                turn = functools.partial(channels.permits.turn, task.slot, host, task.delay, limit, task.ticket)
+                budget += limit + task.delay
+            try:
+                async with self.recycling:  # one slot recycles, the others wait for the new browser
+                    while browser.due():
+                        if self.rendering:
+                            self.idle.clear()
+                            await self.idle.wait()
+                        else:
+                            await browser.close()
+                            await browser.launch()
+                            self.recycled += 1
+                # From now on (not while a recycle was waited for), a death of this process blames this page.
+                channels.deadlines[task.ticket] = time.monotonic() + budget
+                self.rendering += 1
+                try:
+                    result = await browser.render(task, turn)
+                except BrowserGone as exc:
+                    log.error("renderer %d: the browser died rendering %s (%s)", os.getpid(), task.request.url, exc)
+                    os._exit(EXIT_BROWSER_GONE)
+                except Exception as exc:  # a bug of ours must not lose the page, nor stop the other slots
+                    log.exception("renderer %d: internal error rendering %s", os.getpid(), task.request.url)
+                    result = RenderResult(task.req_id, task.request, task.request.url,
+                                          error=FetchErrorKind.RENDER_ERROR.value, message=one_line(exc))
+                finally:
+                    self.rendering -= 1
+                    if not self.rendering:
+                        self.idle.set()
+            finally:
+                channels.permits.release(task.slot, host)
+                channels.released[task.ticket] = 1
+                _notify(notices, task.req_id)
+            if self.recycled:
+                result.counts["render_recycled"] = self.recycled
+                self.recycled = 0
+            try:
+                self.outboxes[task.parser].send(result)
+            except OSError as exc:
+                log.error("could not hand %s to parser %d: %s", task.request.url, task.parser, exc)

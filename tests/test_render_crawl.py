@@ -1,0 +1,266 @@
+"""Crawls through the real CLI of local sites whose links and content exist only after JavaScript runs.
+
+What is asserted is what the server saw (``render_site.py``): which pages a browser asked for
+(Chromium sends ``Sec-CH-UA``, ``requests`` does not) and which were fetched plainly, the most
+requests of a host in flight at once, navigations and sub-resources counted. They need
+Playwright and Chromium: they skip without them, and fail under CI (``.ci/run`` installs both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.render_site import PAGES, Seen, handler
+from tests.support import Run, leftover_processes, redis_server, start_crawl, stop_crawl, wait_for
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser() -> None:
+    message = None
+    if importlib.util.find_spec("playwright") is None:
+        message = "Playwright is not installed: pip install -e '.[test]'"
+    elif shutil.which("chromium") is None:
+        message = "chromium is not installed: apt-get install chromium"
+    if message is not None:
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run the rendering tests)")
+        pytest.skip(message)
+
+
+@contextlib.contextmanager
+def site(ip: str = "127.0.0.1") -> Iterator[tuple[str, Seen]]:
+    seen = Seen()
+    server = ThreadingHTTPServer((ip, 0), handler(seen))
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{ip}:{server.server_address[1]}", seen
+    finally:
+        seen.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+SPIDER = '''
+from crawlkit import Request, Spider
+
+
+class Pages(Spider):
+    name = "pages"
+    seeds = {start!r}
+
+    async def start(self):
+        for url, render in self.seeds:
+            yield Request(url, render=render)
+
+    def parse(self, response):
+        yield {{"url": response.url, "title": response.css("#t::text").get(),
+                "rendered": bool(response.meta.get("rendered"))}}
+        for href in response.css("a::attr(href)").getall():
+            yield response.follow(href)
+'''
+
+
+def spider(tmp_path: Path, start: list[tuple[str, bool | None]]) -> str:
+    """Write the spider starting from ``start`` ((URL, its render=) pairs); its file, for ``crawlkit runspider``."""
+    (tmp_path / "pages.py").write_text(SPIDER.format(start=start))
+    return "pages.py"
+
+
+def items(run: Run) -> dict[str, tuple[str | None, bool]]:
+    assert run.returncode == 0, run.stderr
+    return {item["url"]: (item["title"], item["rendered"]) for item in run.items()}
+
+
+def js_pages(base: str) -> dict[str, tuple[str | None, bool]]:
+    """The items of the script-built site from ``/``: every page found, each with the title its script fetched."""
+    return {f"{base}/": (None, True), **{f"{base}/p/{n}": (f"Title {n}", True) for n in range(1, PAGES + 1)}}
+
+
+def test_a_rendered_crawl_finds_every_page_and_holds_the_per_host_cap_with_sub_resources_counted(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    with site() as (base, seen):
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/", None)]), "-s", "render=true", "-s", "per_host=1",
+                       "-s", "render_pages=4", "-s", "render_recycle_pages=4", "--stats", "stats.json")
+        assert items(run) == js_pages(base)  # links written by a script and by fetch() of JSON, titles by fetch()
+        # The fifth page waited for the first four to end, and a new browser: render_recycle_pages.
+        assert f"  rendered: {PAGES + 1} pages (0 after a plain fetch failed render_when); browsers recycled 1, " \
+            "crashed 0" in run.stderr.splitlines()
+        pages = {"/", *(f"/p/{n}" for n in range(1, PAGES + 1))}
+        assert set(seen.paths(browser=True)) >= pages | {"/api/more.json", "/s.css", "/app.js"}
+        assert not [p for p in seen.paths() if p.startswith("/img/")]  # render_block: images are never asked for
+        assert set(seen.paths(browser=False)) == {"/robots.txt"}  # robots.txt stays plain
+        assert seen.peak == {base.removeprefix("http://"): 1}  # per_host 1, 4 pages at once, css, js and fetch()
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["rendered"] == PAGES + 1, stats
+    assert stats["counts"]["render_blocked"] >= PAGES, stats
+
+
+def test_per_request_per_host_and_adaptive_rendering_each_go_their_own_way(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    with site("127.0.0.2") as (rule_base, by_rule), site("127.0.0.3") as (auto_base, adaptive), \
+            site("127.0.0.4") as (plain_base, plain):
+        start: list[tuple[str, bool | None]] = [
+            (rule_base + "/", None), (rule_base + "/plain/3", False),  # the host rule renders, the request says no
+            (auto_base + "/shell/1", None),  # render_when: the plain page has no #t, so it is rendered
+            (plain_base + "/plain/1", None), (plain_base + "/p/1", True),  # only the request asks
+        ]
+        hosts = json.dumps({rule_base.removeprefix("http://"): {"render": True}})
+        run = crawlkit("runspider", spider(tmp_path, start), "-s", f"hosts={hosts}",
+                       "-s", 'render_when={missing: "#t"}', "--stats", "stats.json")
+        found = items(run)
+        assert {url: found[url] for url in js_pages(rule_base)} == js_pages(rule_base)
+        assert found[rule_base + "/plain/3"] == ("Plain 3", False)
+        assert "/plain/3" in by_rule.paths(browser=False) and "/plain/3" not in by_rule.paths(browser=True)
+        # Adaptive: shell 1 fetched plainly once, then by the browser; its host's later pages straight to the browser.
+        assert {url: found[url] for url in found if url.startswith(auto_base)} == {
+            f"{auto_base}/shell/{n}": (f"Shell {n}", True) for n in (1, 2, 3)}
+        assert adaptive.paths(browser=False) == ["/robots.txt", "/shell/1"]
+        assert adaptive.paths(browser=True) == ["/shell/1", "/shell/2", "/shell/3"]
+        # A host without a rule: plain pages stay plain (they pass the check); the page a request asks for is rendered.
+        expected = {f"{plain_base}/plain/{n}": (f"Plain {n}", False) for n in (1, 2, 3)}
+        expected[plain_base + "/p/1"] = ("Title 1", True)
+        assert {url: found[url] for url in found if url.startswith(plain_base)} == expected
+        assert sorted(plain.paths(browser=True)) == ["/api/1.json", "/app.js", "/p/1", "/s.css"]
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["render_adaptive"] == 1, stats
+
+
+def browsers(marker: str) -> list[psutil.Process]:
+    """The crawl's browsers: its chromium processes whose parent is not a chromium (Playwright's driver is)."""
+    found = []
+    for process in leftover_processes(marker):
+        with contextlib.suppress(psutil.Error):
+            if process.name() == "chromium" and process.parent().name() != "chromium":
+                found.append(process)
+    return found
+
+
+def renderers(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in leftover_processes(marker):
+        with contextlib.suppress(psutil.Error):
+            if process.name() == "crawlkit-render":
+                found.append(process)
+    return found
+
+
+@pytest.mark.parametrize("victim", ["browser", "renderer"])
+def test_a_killed_browser_or_renderer_loses_nothing(tmp_path: Path, victim: str) -> None:
+    with site() as (base, seen):
+        seen.hold_path = "/p/3"  # held until its renderer is killed, so it is in flight then
+        out = tmp_path / "out.jsonl"
+        proc, marker = start_crawl(tmp_path, [base + "/"], out, "-s", "render=true", "-s", "spider=pages.py:Pages",
+                                   "--stats", "stats.json")
+        spider(tmp_path, [(base + "/", None)])
+        try:
+            wait_for(lambda: seen.saw("/p/3"), 60, "the held page's request")
+            pick: Callable[[str], list[Any]] = browsers if victim == "browser" else renderers
+            victims = pick(marker)
+            assert len(victims) == 1, victims
+            victims[0].send_signal(signal.SIGKILL)
+            seen.hold_path = None
+            seen.release.set()
+            stderr = proc.communicate(timeout=120)[1]
+        finally:
+            if proc.poll() is None:
+                stop_crawl(proc, marker, signal.SIGKILL)
+        assert proc.returncode == 0, stderr
+        assert not leftover_processes(marker)
+        assert not list(Path(tempfile.gettempdir()).glob(f"crawlkit-render-{victims[0].pid}"))  # its browser's files
+        found = {item["url"]: (item["title"], item["rendered"])
+                 for item in map(json.loads, out.read_text().splitlines())}
+        assert found == js_pages(base)
+        assert seen.paths().count("/p/3") == 2  # sent again by the renderer that took the dead one's place
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["render_crashed"] == 1, stats
+    assert stats["counts"]["requeued"] >= 1, stats
+
+
+def test_a_shared_redis_crawl_renders_as_one_node_does(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """The render options travel in the request's meta through Redis; the renderers are the node's own."""
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: apt-get install redis-server (CI must run this test)")
+        pytest.skip("redis-server is not installed: apt-get install redis-server")
+    (tmp_path / "redis").mkdir()
+    with redis_server(server, tmp_path / "redis") as url, site() as (base, seen):
+        start: list[tuple[str, bool | None]] = [(base + "/p/1", True), (base + "/plain/1", None)]
+        run = crawlkit("runspider", spider(tmp_path, start), "--frontier", url, "--crawl-id", "render-redis")
+        assert items(run) == {base + "/p/1": ("Title 1", True),
+                              **{f"{base}/plain/{n}": (f"Plain {n}", False) for n in (1, 2, 3)}}
+        assert sorted(seen.paths(browser=True)) == ["/api/1.json", "/app.js", "/p/1", "/s.css"]
+
+
+def test_a_hosts_delay_spaces_a_rendered_pages_requests_sub_resources_included(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    with site() as (base, seen):
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/p/1", True)]), "-s", "delay=0.2")
+        assert items(run) == {base + "/p/1": ("Title 1", True)}
+        arrivals = [r["at"] for r in seen.requests]
+    paths = [r["path"] for r in seen.requests]
+    assert paths[:2] == ["/robots.txt", "/p/1"] and sorted(paths[2:]) == ["/api/1.json", "/app.js", "/s.css"]
+    assert min(b - a for a, b in zip(arrivals, arrivals[1:])) >= 0.2, arrivals  # as the server saw them
+
+
+def test_a_page_gets_render_timeout_seconds(crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    with site() as (base, seen):
+        seen.hold_path = "/p/3"  # its main document never comes (until the test ends)
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/", None)]), "-s", "render=true",
+                       "-s", "render_timeout=2", "-s", "retries=0", "--stats", "stats.json")
+        found = items(run)
+        assert found == {url: item for url, item in js_pages(base).items() if not url.endswith("/p/3")}
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["errors"] == {"download_timeout": 1}, stats
+
+
+def test_with_allow_private_addresses_false_the_browser_reaches_no_private_address(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    with site() as (base, seen):
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/", True)]), "-s", "allow_private_addresses=false",
+                       "-s", "retries=0", "--stats", "stats.json")
+        assert run.returncode == 0, run.stderr
+        assert seen.paths() == []
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["errors"] == {"destination_blocked": 2}, stats  # robots.txt, fetched plainly, and the page
+
+
+def test_without_a_browser_a_crawl_that_renders_fails_at_start_in_one_line(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    with site() as (base, seen):
+        run = crawlkit("crawl", "-s", "render=true", "-s", "render_executable=/no/chromium", seeds=[base + "/"])
+        assert run.returncode == 2
+        assert run.stderr.strip().splitlines()[-1] == (
+            "Error: render_executable '/no/chromium' is not an executable file; install chromium or set "
+            "render_executable to a Chromium or Chrome executable")
+        assert seen.paths() == []
+        # Only the spider asks: the crawl fails at its first page to render.
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/", True)]), "-s", "render_executable=/no/chromium")
+        assert run.returncode == 2
+        assert run.stderr.strip().splitlines()[-1].startswith("Error: render_executable '/no/chromium'")
+
+
+def test_the_benchmark_renders_its_site_with_render(crawlkit: Callable[..., Run]) -> None:
+    run = crawlkit("bench", "--render", "--hosts", "1", "--pages", "12", "--per-host", "2", "--json", output=None)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["settings"]["render"] is True
+    assert result["items"] == result["expected_pages"] > 0
+    assert 1 <= result["server"]["peak_inflight_per_host"] <= 2
+    assert result["cpu_s_by_role"]["renderer"] > 0
