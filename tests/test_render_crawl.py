@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
@@ -264,3 +266,35 @@ def test_the_benchmark_renders_its_site_with_render(crawlkit: Callable[..., Run]
     assert result["items"] == result["expected_pages"] > 0
     assert 1 <= result["server"]["peak_inflight_per_host"] <= 2
     assert result["cpu_s_by_role"]["renderer"] > 0
+
+
+def test_a_rendered_crawl_archives_every_response_the_browser_received_and_runs_the_page_actions(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """The built-in spider, rendering with a script action and a screenshot: the WARC holds the network
+    responses of each page (document, script, stylesheet, fetch()ed JSON) as the server sent them and
+    passes ``warcio check``; each item names its screenshot, a PNG file."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    with site() as (base, seen):
+        render = json.dumps({"script": "document.title", "screenshot": True})
+        run = crawlkit("crawl", "-s", f"render={render}", "-s", "render_screenshots=shots", "--warc", "warc",
+                       "-s", "max_depth=0", seeds=[base + "/p/1"])
+        assert run.returncode == 0, run.stderr
+        served = set(seen.paths(browser=True))
+    assert served >= {"/p/1", "/api/1.json", "/s.css", "/app.js"}
+    [item] = [i for i in run.items() if i["url"] == base + "/p/1"]
+    shot = tmp_path / "shots" / item["screenshot"]
+    assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    files = sorted((tmp_path / "warc").glob("*.warc.gz"))
+    warcio = str(Path(sys.executable).with_name("warcio"))
+    check = subprocess.run([warcio, "check", "-v", *map(str, files)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    responses = {}
+    for path in files:
+        with open(path, "rb") as stream:
+            for record in ArchiveIterator(stream):
+                if record.rec_type == "response":
+                    responses[record.rec_headers.get_header("WARC-Target-URI")] = record.content_stream().read()
+    assert {base + p for p in ("/p/1", "/api/1.json", "/s.css", "/app.js")} <= set(responses)
+    assert b'"title"' in responses[base + "/api/1.json"]  # the JSON as served, not the DOM
+    assert b"<h1 id=\"t\"></h1>" in responses[base + "/p/1"]  # the document as served, before its script ran
