@@ -107,7 +107,8 @@ def test_each_transport_exception_is_classified_once_into_its_kind(exc: BaseExce
 def test_every_kind_is_made_somewhere_and_tested_here() -> None:
     beyond_classify = {FetchErrorKind.DOWNLOAD_TIMEOUT, FetchErrorKind.BODY_TOO_LARGE, FetchErrorKind.MIDDLEWARE,
                        FetchErrorKind.DROPPED, FetchErrorKind.CONTENT_TYPE,
-                       FetchErrorKind.CACHE_EVICTED}  # tested below, and in test_urlnorm.py
+                       FetchErrorKind.CACHE_EVICTED,  # tested below, and in test_urlnorm.py
+                       FetchErrorKind.RENDER_ERROR, FetchErrorKind.RENDER_OPTIONS}  # the renderer's: test_render*.py
     assert {kind for _, kind in CLASSIFIED} | beyond_classify == set(FetchErrorKind)
 
 
@@ -145,6 +146,7 @@ def test_retryability_is_a_property_of_the_kind() -> None:
     assert retryable == {
         "connect_timeout", "read_timeout", "download_timeout", "connection_refused", "unresolvable_host",
         "connection_reset", "connection_error", "fetch_error", "http_cache_evicted",
+        "render_error",  # the browser failed the page: another browser, or the same later, may not
     }
     assert FetchErrorKind("bad_response") is FetchErrorKind.BAD_RESPONSE
     assert FetchErrorKind.DROPPED.value == "dropped_middleware"  # counted as that, not as an error_ key
