@@ -65,6 +65,7 @@ LAUNCH_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
 EXIT_BROWSER_GONE = 3  # a renderer's exit code when its browser died under it
 MEMORY_EVERY = 20  # pages between the checks of the browser's memory (render_recycle_mb)
 SETTLE_POLL = 0.005  # seconds between looks at a settling page's requests in progress
+SETTLE_QUIET = 0.05  # seconds of a page's time with no request started before its DOM is read (see _settle)
 Turns = Callable[[], AbstractContextManager[Any]]  # makes a send turn of the page's host (Permits.turn)
 _DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # of the DOM, not the bytes
 
@@ -351,18 +352,22 @@ async def _abort(route: Route) -> None:
 
 
 async def _settle(page: Page, visit: _Visit) -> None:
-    """After the load event, wait until the page's requests are over and a turn of its event loop starts
-    no other (a script's ``fetch()`` and what it writes into the DOM), up to the page's deadline.
+    """After the load event, wait until the page's requests are over and ``SETTLE_QUIET`` seconds of its
+    own time pass with no other started (a script's ``fetch()`` and what it writes into the DOM), up to
+    the page's deadline.
 
-    Every request of the page passes through ``_route``, so this is known exactly, where Playwright's
-    ``networkidle`` waits for half a second of silence on every page.
+    Every request of the page passes through ``_route``, so the requests in progress are known
+    exactly; the quiet time is for what is not: a request the page made that has not reached
+    ``_route`` yet, and the script that reads an answer and writes it into the DOM after the
+    request is over (both later under load). Playwright's ``networkidle`` waits for half a second.
     """
     while time.monotonic() < visit.deadline:
         if visit.pending:
             await asyncio.sleep(SETTLE_POLL)
             continue
         started = visit.started
-        await page.evaluate("() => new Promise(resolve => setTimeout(resolve, 0))")
+        await page.evaluate(f"() => new Promise(resolve => setTimeout(resolve, {SETTLE_QUIET * 1000:g}))")
+        await asyncio.sleep(0)  # a route call that came with the answer is counted before the look
         if not visit.pending and visit.started == started:
             return
 

@@ -119,6 +119,9 @@ class RenderProcesses:
         self.log_config = log_config
         self.config = config
         self.processes: list[BaseProcess] = []
+        # Renderers that died: their files are removed again at the end, as a browser killed with its group
+        # may still be writing its profile when ``bury`` removes it.
+        self.dead: list[int] = []
 
     @property
     def first(self) -> int:
@@ -139,6 +142,8 @@ class RenderProcesses:
                 alive.append(process)
             else:
                 self.died("renderer")
+                if process.pid is not None:
+                    self.dead.append(process.pid)
         self.processes = alive
         while len(self.processes) < self.settings.render_processes:
             self._start_one()
@@ -159,6 +164,9 @@ class RenderProcesses:
                 bury(process.pid)
             process.join()
         self.processes.clear()
+        for pid in self.dead:
+            shutil.rmtree(scratch(pid), ignore_errors=True)
+        self.dead.clear()
 
 
 def bury(pid: int) -> None:
