@@ -298,3 +298,36 @@ def test_a_rendered_crawl_archives_every_response_the_browser_received_and_runs_
     assert {base + p for p in ("/p/1", "/api/1.json", "/s.css", "/app.js")} <= set(responses)
     assert b'"title"' in responses[base + "/api/1.json"]  # the JSON as served, not the DOM
     assert b"<h1 id=\"t\"></h1>" in responses[base + "/p/1"]  # the document as served, before its script ran
+
+
+def test_a_frozen_browser_is_replaced_and_loses_nothing(tmp_path: Path) -> None:
+    """A browser that stops answering (SIGSTOP: a hung GPU process, a swapped-out machine) holds its page
+    past ``render_timeout``: its renderer is killed and replaced, with its browser, and the page is
+    rendered again by the new one."""
+    with site() as (base, seen):
+        seen.hold_path = "/p/3"  # held until the browser is frozen, so the page is in flight then
+        out = tmp_path / "out.jsonl"
+        proc, marker = start_crawl(tmp_path, [base + "/"], out, "-s", "render=true", "-s", "spider=pages.py:Pages",
+                                   "-s", "render_timeout=3", "--stats", "stats.json")
+        spider(tmp_path, [(base + "/", None)])
+        frozen: list[psutil.Process] = []
+        try:
+            wait_for(lambda: seen.saw("/p/3"), 60, "the held page's request")
+            [browser] = browsers(marker)
+            frozen = [browser, *browser.children(recursive=True)]
+            for process in frozen:
+                process.suspend()
+            seen.hold_path = None
+            seen.release.set()
+            stderr = proc.communicate(timeout=150)[1]
+        finally:
+            if proc.poll() is None:
+                stop_crawl(proc, marker, signal.SIGKILL)
+            for process in frozen:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+        assert proc.returncode == 0, stderr
+        # Every process of the crawl ended: wait_for gives the frozen ones killed above their moment to go.
+        wait_for(lambda: not leftover_processes(marker), 10, "the frozen browser's processes to end")
+    found = {item["url"]: (item["title"], item["rendered"]) for item in map(json.loads, out.read_text().splitlines())}
+    assert found == js_pages(base)
