@@ -183,3 +183,16 @@ def route_canonical_pages(site: Any) -> None:
     site.route("/q2", page('<a href="/from-q">on</a>', headers={"Link": '</q>; rel="canonical"'}))
     for leaf in ("/from-p", "/from-q", "/q"):
         site.route(leaf, page(""))
+
+
+def warc_records(directory: Path) -> list[Any]:
+    """Every record of the WARC files in ``directory``, in file order, each with its block bytes as ``stored``."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    found = []
+    for path in sorted(directory.glob("*.warc.gz")):
+        with open(path, "rb") as stream:
+            for record in ArchiveIterator(stream):
+                record.stored = record.raw_stream.read()
+                found.append(record)
+    return found

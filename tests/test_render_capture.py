@@ -14,12 +14,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from browser import Answer, Chromium, Exchange, chromium, fixed, site
-from warcio.archiveiterator import ArchiveIterator
+from support import warc_records
 
 from crawlkit.extensions.warc import prepare_warc_dir
 from crawlkit.http import Request, Response
@@ -159,16 +158,6 @@ def test_a_response_still_loading_is_left_out_after_a_bounded_wait(browser: Chro
         resources, skipped, took = browser.run(go())
     assert [urlsplit(r.url).path for r in resources] == ["/page"] and skipped == 1
     assert BODY_WAIT <= took < BODY_WAIT + 5  # a wide margin for a loaded machine, far below the 60 s hold
-
-
-def warc_records(directory: Path) -> list[Any]:
-    found = []
-    for path in sorted(directory.glob("*.warc.gz")):
-        with open(path, "rb") as stream:
-            for record in ArchiveIterator(stream):
-                record.stored = record.raw_stream.read()
-                found.append(record)
-    return found
 
 
 def test_the_warc_stage_writes_a_rendered_pages_responses_and_warcio_checks_them(

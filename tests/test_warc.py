@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import urllib3
-from support import wait_for
+from support import wait_for, warc_records
 from warcio.archiveiterator import ArchiveIterator
 from warcio.recordloader import ArcWarcRecord
 
@@ -420,16 +420,6 @@ def result_of(url: str, status: int, headers: list[tuple[str, str]], body: bytes
     )
 
 
-def written(directory: Path) -> list[ArcWarcRecord]:
-    found = []
-    for path in sorted(directory.glob("*.warc.gz")):
-        with open(path, "rb") as stream:
-            for record in ArchiveIterator(stream):
-                record.stored = record.raw_stream.read()
-                found.append(record)
-    return found
-
-
 def test_the_writer_stores_payloads_once_and_writes_revisits_of_both_profiles(tmp_path: Path) -> None:
     gz = [("Content-Encoding", "gzip"), ("Content-Length", str(len(PACKED)))]
     one = WarcWriter(str(tmp_path), 10**9, {"software": "crawlkit/test"})
@@ -445,7 +435,7 @@ def test_the_writer_stores_payloads_once_and_writes_revisits_of_both_profiles(tm
     assert len(list(tmp_path.glob("*.warc.gz"))) == 2 and not list(tmp_path.glob("*.open"))
     answers = {
         (r.rec_headers.get_header("WARC-Target-URI"), r.rec_type, r.http_headers.get_statuscode()): r
-        for r in written(tmp_path) if r.rec_type in ("response", "revisit")
+        for r in warc_records(tmp_path) if r.rec_type in ("response", "revisit")
     }
     stored = answers["http://a.test/1", "response", "200"]
     assert stored.stored == PACKED and stored.http_headers.get_header("Content-Encoding") == "gzip"
@@ -473,7 +463,7 @@ def test_a_record_that_fails_gives_its_digest_back(tmp_path: Path, monkeypatch: 
     monkeypatch.undo()
     writer.write(result_of("http://a.test/2", 200, [], SHARED))
     writer.close()
-    assert [r.rec_type for r in written(tmp_path) if r.rec_type != "request"] == ["warcinfo", "response"]
+    assert [r.rec_type for r in warc_records(tmp_path) if r.rec_type != "request"] == ["warcinfo", "response"]
 
 
 def test_file_names_are_never_reused(tmp_path: Path) -> None:
@@ -484,7 +474,7 @@ def test_file_names_are_never_reused(tmp_path: Path) -> None:
     again.write(result_of("http://a.test/2", 200, [], b"two"))
     again.close()
     assert len(list(tmp_path.glob("*.warc.gz"))) == 2
-    assert sorted(r.stored for r in written(tmp_path) if r.rec_type == "response") == [b"one", b"two"]
+    assert sorted(r.stored for r in warc_records(tmp_path) if r.rec_type == "response") == [b"one", b"two"]
 
 
 def test_the_digest_index_is_claimed_once_and_seeded_from_an_earlier_crawl(tmp_path: Path) -> None:
@@ -600,4 +590,4 @@ def test_the_warc_stage_leaves_cached_answers_out(tmp_path: Path) -> None:
         pages.append(page.counts)
     stage.close()
     assert pages == [{"warc_skipped_http_cache": 1}, {"warc_skipped_http_cache": 1}, {}]
-    assert [record.rec_type for record in written(tmp_path)] == ["warcinfo", "response", "request"]
+    assert [record.rec_type for record in warc_records(tmp_path)] == ["warcinfo", "response", "request"]
