@@ -58,11 +58,12 @@ def test_meta_robots_noindex_nofollow_drops_the_items_and_every_request_and_is_c
 def test_the_crawlers_own_meta_counts_other_crawlers_do_not_and_none_and_all_mean_what_google_says() -> None:
     directives = stage(user_agent="MyBot/2.0 (+https://example.test)")
     mine, _ = read(directives, head('<meta name="mybot" content="noindex">', '<meta name="googlebot" content="none">'))
-    assert mine.drop_items == "noindex" and mine.robots is None and mine.counts == {"pages_noindex": 1}
+    assert mine.drop_items == "noindex" and mine.counts == {"pages_noindex": 1}
+    assert links(directives, mine, "http://a.test/x") == ["http://a.test/x"]
     none, response = read(directives, head('<meta name="robots" content="none">'))
     assert {"noindex", "nofollow"} <= response.meta["robots"] and none.drop_items == "noindex"
     everything, response = read(directives, head('<meta name="robots" content="all">'))
-    assert everything.drop_items == "" and everything.robots is None and not everything.counts
+    assert everything.drop_items == "" and not everything.counts
     assert links(directives, everything, "http://a.test/x") == ["http://a.test/x"]
 
 
@@ -97,13 +98,25 @@ def test_rel_nofollow_drops_the_requests_for_those_links_only() -> None:
     assert page.counts == {"dropped_nofollow": 3}
 
 
+def test_rel_nofollow_in_capitals_counts_whether_or_not_the_callback_built_the_tree() -> None:
+    directives = stage()
+    body = '<html><body><a rel="NOFOLLOW" href="/ad">ad</a> <a href="/ok">ok</a></body></html>'
+    for parsed in (False, True):
+        page, response = read(directives, body)
+        if parsed:
+            assert response.css("a::attr(href)").getall() == ["/ad", "/ok"]  # as a callback would
+        assert links(directives, page, "http://a.test/ad", "http://a.test/ok") == ["http://a.test/ok"]
+        assert page.counts == {"dropped_nofollow": 1}
+
+
 def test_a_page_that_names_no_directive_is_never_parsed_and_its_requests_pass() -> None:
     directives = stage()
     page, response = read(directives, head('<meta charset="utf-8">', '<link rel="stylesheet" href="/s.css">'),
                           request=Request(URL, meta={"robots": frozenset({"nofollow"}), "canonical": "http://x"}))
     assert response._tree is None  # no tree built: the callback's parse is the page's only one
     assert "robots" not in response.meta and "canonical" not in response.meta  # copied from the linking page
-    assert page.robots is None and links(directives, page, "http://a.test/x") == ["http://a.test/x"]
+    assert links(directives, page, "http://a.test/x") == ["http://a.test/x"]
+    assert response._tree is None  # nor by the nofollow check: its bytes name no nofollow
 
 
 def test_robots_meta_false_follows_and_keeps_everything_but_still_reads_the_canonical() -> None:

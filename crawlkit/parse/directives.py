@@ -17,9 +17,12 @@ which alone can tell whether it was seen (``Engine._drop_if_duplicate``).
 
 It runs on every page, so it looks before it parses: a header lookup, then, in an HTML page,
 substring checks of the lower-cased ``<head>`` bytes for ``robots``, the product token and
-``canonical``, and of the body for ``nofollow``; only a page that has one is looked at in its
-lxml tree, the one the callback then uses (built here a moment earlier, not twice), and of
-that tree only the children of ``<head>``, or the links that carry a ``rel``.
+``canonical``; only a page that has one is looked at in its lxml tree, the one the callback
+then uses (built here a moment earlier, not twice), and of that tree only the children of
+``<head>``. The ``rel="nofollow"`` links are read after the callback, and only when it made
+requests: from the tree it built (a walk over the ``<a>`` and ``<area>`` elements costs less
+than a search of the page's bytes), or, when it built none, from a tree built only if the
+lower-cased bytes hold ``nofollow``.
 """
 
 from __future__ import annotations
@@ -47,10 +50,11 @@ _REL = re.compile(r"""\brel\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s;,]*))""", re.IGNO
 
 @dataclass(slots=True)
 class PageRobots:
-    """What a page's directives ask of its requests: none followed, or none to these URLs (without fragments)."""
+    """What a page's directives ask of its requests: none followed, or none to the URLs its ``rel="nofollow"``
+    links name (``links_of``: the response whose links are read when it made requests)."""
 
     nofollow: bool
-    nofollow_urls: frozenset[str]
+    links_of: Response | None = None
 
 
 class DirectivesStage:
@@ -80,20 +84,17 @@ class DirectivesStage:
         link = headers.get("Link")
         if link is not None and "canonical" in link.lower():
             canonical = header_canonical(link, response.url)
-        nofollow_urls: frozenset[str] = frozenset()
-        if response.is_html:
-            body = response.body
-            head = _head(body)
+        html = response.is_html
+        if html:
+            head = _head(response.body)
             if (self.obey and (b"robots" in head or (agent_bytes and agent_bytes in head))) or b"canonical" in head:
                 meta, linked = head_directives(response, agent)
                 if self.obey:
                     directives |= meta
                 canonical = canonical or linked
-            if self.obey and b"nofollow" in body and NOFOLLOW not in directives:
-                nofollow_urls = nofollow_links(response)
         meta_dict = response.meta
-        if directives or nofollow_urls:
-            self._honour(page, directives, nofollow_urls)
+        if self.obey and (directives or html):
+            self._honour(page, directives, response if html else None)
         if directives:
             meta_dict["robots"] = directives
         elif meta_dict:
@@ -120,15 +121,15 @@ class DirectivesStage:
             self._agents[host] = known
         return known
 
-    def _honour(self, page: Page, directives: frozenset[str], nofollow_urls: frozenset[str]) -> None:
+    def _honour(self, page: Page, directives: frozenset[str], html: Response | None) -> None:
         if NOINDEX in directives:
             page.counts["pages_noindex"] += 1
             page.drop_items = NOINDEX
         if NOFOLLOW in directives:
             page.counts["pages_nofollow"] += 1
-            page.robots = PageRobots(True, frozenset())
-        elif nofollow_urls:
-            page.robots = PageRobots(False, nofollow_urls)
+            page.robots = PageRobots(True)
+        elif html is not None:
+            page.robots = PageRobots(False, html)
 
     def _foreign(self, canonical: str, url: str, page: Page) -> int | None:
         """The fingerprint of ``canonical`` when it names another page of ``url``'s host; None when the same,
@@ -146,12 +147,15 @@ class DirectivesStage:
 
     def on_links(self, page: Page, requests: list[Request]) -> list[Request]:
         robots = page.robots
-        if robots is None:
+        if robots is None or not requests:
             return requests
         if robots.nofollow:
             kept: list[Request] = []
         else:
-            urls = robots.nofollow_urls
+            assert robots.links_of is not None  # set for every HTML page not wholly nofollow
+            urls = nofollow_links(robots.links_of)
+            if not urls:
+                return requests
             kept = [r for r in requests if r.url.partition("#")[0] not in urls]
         if len(kept) != len(requests):
             page.counts["dropped_nofollow"] += len(requests) - len(kept)
@@ -230,12 +234,20 @@ def header_canonical(link: str, base: str) -> str | None:
 
 
 def nofollow_links(response: Response) -> frozenset[str]:
-    """Absolute URLs (without fragments) of the page's ``<a>`` and ``<area>`` links whose ``rel`` has ``nofollow``."""
+    """Absolute URLs (without fragments) of the page's ``<a>`` and ``<area>`` links whose ``rel`` has ``nofollow``.
+
+    A tree the callback built is walked (about 6 µs for a 20 kB page: less than a search of its
+    bytes); without one, the page is parsed only if its lower-cased bytes hold ``nofollow``.
+    """
+    if response._tree is None and b"nofollow" not in response.body.lower():
+        return frozenset()
     urls = set()
-    for element in response.tree.xpath("//a[@rel and @href]|//area[@rel and @href]"):
-        if NOFOLLOW in element.get("rel").lower().split():
+    for element in response.tree.iter("a", "area"):
+        rel = element.get("rel")
+        href = element.get("href")
+        if rel and href is not None and NOFOLLOW in rel.lower().split():
             try:
-                urls.add(urldefrag(response.urljoin(element.get("href").strip()))[0])
+                urls.add(urldefrag(response.urljoin(href.strip()))[0])
             except ValueError:
                 continue
     return frozenset(urls)
