@@ -234,6 +234,9 @@ def page_options(f: Any, callback: bool = True) -> Any:
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings file."),
         click.option("--user-agent", help=flag_help("user_agent")),
         click.option("--no-robots", is_flag=True, help=flag_help("robots", sets=False)),
+        click.option("--render/--no-render", default=None,
+                     help="Render the page in a browser, or fetch it plainly, whatever the request, the hosts "
+                          "rules and the render settings say (default: as the crawl would)."),
         click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Any setting, e.g. -s read_timeout=5."),
         SPIDER_ARG,
@@ -290,7 +293,7 @@ def _one_page(url: str, kw: dict[str, Any], show_headers: bool, spider_required:
         logging.getLogger("crawlkit.parser").setLevel(logging.DEBUG)
     # A FetchFailed is a CrawlkitError with exit code 1: the Group prints its one line.
     sys.exit(show_page(url, page.settings, spider, page.spider_spec, kw.get("callback"), show_headers, meta,
-                       cb_kwargs))
+                       cb_kwargs, kw.get("render")))
 
 
 @cli.command()
@@ -301,6 +304,8 @@ def fetch(url: str, **kw: Any) -> None:
 
     With --spider, print what its callback yields instead of the body. Redirects are followed
     (each is shown on stderr); nothing is retried. Exit code 1 when the page cannot be fetched.
+    A page the crawl would render is rendered in a browser and its DOM printed (--render and
+    --no-render force either way).
 
     \b
     Example:
@@ -322,7 +327,9 @@ def parse(url: str, **kw: Any) -> None:
     Links the crawl would not follow (offsite, too deep, ...) are counted, and listed on stderr;
     an exception in the callback is shown with its traceback and makes the exit code 1.
     Without --spider, the built-in spider runs (as in `crawlkit crawl`). --meta and --cbkwargs
-    give the request what an earlier page would have (as Scrapy's parse does).
+    give the request what an earlier page would have (as Scrapy's parse does). A page the crawl
+    would render (the request's render=, the spider's own start request for URL, a hosts rule,
+    the render settings) is rendered and the callback gets its DOM; --render/--no-render force it.
 
     \b
     Example:
@@ -339,8 +346,9 @@ def shell(url: str | None, **kw: Any) -> None:
     """Open a Python prompt with URL fetched into `response`, to try selectors on (IPython when installed).
 
     The page is fetched as `crawlkit fetch` fetches it (robots.txt, redirects, settings, and the
-    --spider's custom_settings); `fetch(url)` loads another, `view(response)` opens it in a
-    browser; `spider`, `settings` and `request` are there too; `shelp()` lists them.
+    --spider's custom_settings; rendered when the crawl would render it, or with --render);
+    `fetch(url)` loads another, `view(response)` opens it in a browser; `spider`, `settings` and
+    `request` are there too; `shelp()` lists them.
 
     \b
     Example:
@@ -352,7 +360,7 @@ def shell(url: str | None, **kw: Any) -> None:
 
     page = _page_setup(url, kw)
     domains = [*(page.spider.allowed_domains if kw.get("spider") else []), *page.settings.allowed_domains]
-    prompt = Shell(page.settings, page.spider, AllowedDomains(domains))
+    prompt = Shell(page.settings, page.spider, AllowedDomains(domains), kw.get("render"))
     if url is not None:
         prompt.fetch(url)
     prompt.run()

@@ -4,7 +4,8 @@
 with ``fetch()`` (``/p/4`` .. ``/p/6``); each ``/p/N`` writes its title with a script that
 ``fetch()``es ``/api/N.json``, and asks for an image, a stylesheet and a script. ``/plain/N``
 pages carry their links and text in the HTML (a plain fetch sees them); ``/shell/N`` pages
-are empty until a script runs, and link to the next shell page. The server counts requests in
+are empty until a script runs, and link to the next shell page; ``/to/shell/N`` redirects (302)
+to ``/shell/N``. The server counts requests in
 flight per host (navigations and sub-resources alike), at most, and records every request:
 path, whether a browser sent it (``Sec-CH-UA``, which Chromium sends and ``requests`` does
 not), the User-Agent and when it arrived.
@@ -98,6 +99,8 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", kind)
+            if 300 <= status < 400:
+                self.send_header("Location", body)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             try:
@@ -121,6 +124,8 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
                 return 200, html, PAGE.format(n=match[1])
             if match := _API.match(path):
                 return 200, "application/json", f'{{"title": "Title {match[1]}"}}'
+            if path.startswith("/to/"):
+                return 302, html, path.removeprefix("/to")
             if match := _SHELL.match(path):
                 n = int(match[1])
                 return 200, html, SHELL.format(n=n, next=n + 1)

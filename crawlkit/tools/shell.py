@@ -7,7 +7,8 @@ built-in one), ``settings``, ``fetch(url_or_request)`` to load another page into
 ``view(response)`` to look at a page in a browser, and ``shelp()`` to list them. IPython is the
 prompt when it is installed and the shell runs on a terminal; otherwise (a pipe, as the tests drive
 it) it is the standard library's ``code.interact``. A page that cannot be fetched is one line on
-stderr, and the prompt goes on.
+stderr, and the prompt goes on. A page the crawl would render is rendered (``fetch_page``), unless
+``--render``/``--no-render`` say otherwise; the banner says when ``response`` was.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from typing import Any
 
 import click
 
-from crawlkit.errors import FetchFailed
+from crawlkit.errors import ConfigError, FetchFailed
 from crawlkit.forms import FormRequest
 from crawlkit.http import Request, Response
 from crawlkit.parse.links import AllowedDomains
 from crawlkit.settings import Settings
 from crawlkit.spider import Spider
-from crawlkit.tools.debugging import fetch_page
+from crawlkit.tools.debugging import fetch_page, status_line
 
 HELP = """Available crawlkit objects:
   response   the page fetched last (response.css(), .xpath(), .text, .status, .headers)
@@ -45,26 +46,28 @@ Shortcuts:
 class Shell:
     """The prompt's namespace and its ``fetch``; ``run`` opens the prompt."""
 
-    def __init__(self, settings: Settings, spider: Spider, allowed: AllowedDomains) -> None:
+    def __init__(self, settings: Settings, spider: Spider, allowed: AllowedDomains, render: bool | None = None) -> None:
         self.settings = settings
         self.allowed = allowed
+        self.render = render  # --render (True), --no-render (False), or the crawl's choice (None)
         self.namespace: dict[str, Any] = {
             "response": None, "request": None, "spider": spider, "settings": settings,
             "fetch": self.fetch, "view": view, "shelp": self.help, "Request": Request, "FormRequest": FormRequest,
         }
 
     def fetch(self, target: str | Request) -> None:
-        """Fetch ``target`` (a URL or a Request) as ``crawlkit fetch`` does, into ``response`` and ``request``."""
+        """Fetch ``target`` (a URL or a Request) as ``crawlkit fetch`` does, into ``response`` and ``request``:
+        rendered when the crawl would render it, or as ``--render``/``--no-render`` say."""
         hop = lambda result, location: click.echo(f"{result.status} {result.url} -> {location}", err=True)  # noqa: E731
         try:
-            result = fetch_page(target, self.settings, on_hop=hop, allowed=self.allowed)
-        except FetchFailed as exc:
+            result = fetch_page(target, self.settings, on_hop=hop, allowed=self.allowed, render=self.render,
+                                spider=self.namespace["spider"])
+        except (FetchFailed, ConfigError) as exc:  # ConfigError: rendering without Playwright or a browser
             click.echo(f"fetch failed: {exc}", err=True)
             return
         response = Response(result.url, result.status, result.headers, result.body, result.request)
         self.namespace.update(response=response, request=result.request)
-        click.echo(f"{result.status} {result.url} ({result.elapsed * 1000:,.0f} ms, {len(result.body):,} bytes)",
-                   err=True)
+        click.echo(status_line(result), err=True)
 
     def help(self) -> None:
         spider = self.namespace["spider"]
@@ -73,6 +76,10 @@ class Shell:
     def run(self) -> None:
         """The prompt, until end of input or ``exit()``; IPython's on a terminal when it is installed."""
         banner = HELP.format(spider=type(self.namespace["spider"]).__name__)
+        response = self.namespace["response"]
+        if response is not None and response.meta.get("rendered"):
+            banner += ("\nresponse was rendered by a browser: the DOM after the page's scripts ran "
+                       "(--no-render fetches it plainly)")
         if sys.stdin.isatty():
             try:
                 from IPython import start_ipython
