@@ -65,8 +65,9 @@ def fetch_page(target: str | Request, settings: Any, callback: str | None = None
     hop the crawl would render is rendered in this process (a ``RenderResult``; ConfigError
     when Playwright or the browser is missing); ``render`` True or False forces it (``forced``).
     With ``spider``, a URL that is one of its start requests takes that request's render choice,
-    unless ``meta`` makes one; and a final page fetched plainly that fails the adaptive check
-    (``render_after_check``, with ``spider``'s ``needs_render``) is rendered, as the crawl would.
+    unless ``meta`` makes one. A final page fetched plainly that fails the adaptive check
+    (``render_after_check``: ``render_when``, and ``spider``'s ``needs_render``) is rendered, as the
+    crawl would.
     """
     request = target if isinstance(target, Request) else Request(target, callback=callback, meta=meta,
                                                                    cb_kwargs=cb_kwargs)
@@ -159,7 +160,7 @@ def start_choice(request: Request, spider: Spider) -> Request:
             if isinstance(own, Request) and asked(own) is not None and fingerprints.fingerprint(own.url) == page:
                 choice = {key: own.meta[key] for key in ("render", "playwright") if key in own.meta}
                 return request.replace(meta={**request.meta, **choice})
-    except Exception as exc:  # the spider's code: the tool goes on without its choice
+    except Exception as exc:  # the spider's code (or a URL of it that is no URL): the tool goes on without it
         log.warning("the spider's start requests could not be read (%s: %s); --render renders the page",
                     type(exc).__name__, exc)
     return request
