@@ -38,7 +38,8 @@ HELP = """Available crawlkit objects:
   settings   the settings (settings.user_agent, settings["per_host"])
   Request, FormRequest
 Shortcuts:
-  fetch(url_or_request)   fetch a page into response and request (robots.txt, redirects, settings)
+  fetch(url_or_request)   fetch a page into response and request (robots.txt, redirects, settings;
+                          rendered in a browser when the crawl would render it)
   view(response)          write the page to a temporary file, print its path, open it in a browser
   shelp()                 this help"""
 
