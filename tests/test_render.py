@@ -278,6 +278,30 @@ def test_a_renderer_gets_at_most_render_pages_pages_and_gives_them_back_as_they_
     assert not lost and dispatch.render_load == {} and not dispatch.inflight
 
 
+# ---------------------------------------------------------------- the renderer's choices, without a browser
+
+
+def test_a_rendered_page_goes_through_the_proxy_of_the_plain_path_its_credentials_apart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("playwright")
+    from crawlkit.fetch.fetcher import _environment_proxy
+    from crawlkit.render.browser import Proxy
+
+    own = Proxy.of(Request("http://a.test/", meta={"proxy": "http://agent:p%40ss@own.test:3128"}), "http://set.test:8")
+    assert own == Proxy("http://agent:p%40ss@own.test:3128", None)
+    assert own.settings() == {"server": "http://own.test:3128", "username": "agent", "password": "p@ss"}
+    assert Proxy.of(Request("http://a.test/"), "http://set.test:8") == Proxy("http://set.test:8", None)
+    monkeypatch.setenv("HTTP_PROXY", "env.test:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.test")
+    _environment_proxy.cache_clear()
+    try:
+        found = Proxy.of(Request("http://a.test/"), None)
+        assert found is not None and found.settings() == {"server": "http://env.test:3128", "bypass": "direct.test"}
+        assert Proxy.of(Request("http://direct.test/"), None) is None
+    finally:
+        _environment_proxy.cache_clear()
+
+
 # ---------------------------------------------------------------- stats
 
 

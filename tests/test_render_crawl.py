@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from base64 import b64encode
+from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +27,7 @@ from threading import Thread
 import psutil
 import pytest
 
+from tests.forward_proxy import ForwardProxy
 from tests.render_site import PAGES, Seen, handler
 from tests.support import Run, leftover_processes, redis_server, start_crawl, stop_crawl, wait_for
 
@@ -310,3 +313,44 @@ def test_a_rendered_crawl_archives_every_response_the_browser_received_and_runs_
     assert b'"title"' in responses[base + "/api/1.json"]  # the JSON as served, not the DOM
     assert b"<h1 id=\"t\"></h1>" in responses[base + "/p/1"]  # the document as served, before its script ran
 
+
+
+@pytest.mark.parametrize("source", ["setting", "request meta", "environment"])
+def test_a_rendered_page_and_its_sub_resources_go_through_the_proxy_the_plain_path_would_use(
+        crawlkit: Callable[..., Run], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """The ``proxy`` setting, the request's ``meta["proxy"]`` or HTTP_PROXY: the server sees only what the proxy
+    relayed, navigation and sub-resources alike; the proxy's credentials go to the proxy (Proxy-Authorization)."""
+    with site() as (base, seen), ForwardProxy("127.0.0.5") as proxy:
+        via = proxy.url.replace("http://", "http://agent:p%40ss@")
+        args: tuple[str, ...] = ()
+        start: list[tuple[str, bool | None]] = [(base + "/p/1", True)]
+        if source == "setting":
+            args = ("-s", f"proxy={via}")
+        elif source == "environment":
+            monkeypatch.setenv("HTTP_PROXY", via)
+            monkeypatch.setenv("NO_PROXY", "")
+        else:
+            (tmp_path / "via.py").write_text(f'''
+from crawlkit import Request
+from pages import Pages
+
+
+class Via(Pages):
+    async def start(self):
+        yield Request({base + "/p/1"!r}, render=True, meta={{"proxy": {via!r}}})
+''')
+        spider(tmp_path, start)
+        run = crawlkit("runspider", "via.py" if source == "request meta" else "pages.py", *args)
+        assert items(run) == {base + "/p/1": ("Title 1", True)}
+        served = Counter(base + path for path in seen.paths())
+        if source == "request meta":  # the page's own proxy: robots.txt went direct
+            served -= Counter([base + "/robots.txt"])
+        # Every request of the page the server saw came through the proxy. (Chromium's own update check may too,
+        # under HTTP_PROXY: not the site's.)
+        assert Counter(url for url in proxy.urls() if url.startswith(base)) == served
+        assert set(served) >= {base + p for p in ("/p/1", "/api/1.json", "/s.css", "/app.js")}
+        assert set(seen.paths(browser=True)) == {"/p/1", "/api/1.json", "/s.css", "/app.js"}
+        credentials = "Basic " + b64encode(b"agent:p@ss").decode()
+        assert proxy.tunnels and {headers.get("proxy-authorization") for _, headers in proxy.tunnels} == {credentials}
+        browser = [headers for _, _, headers in proxy.seen if "sec-ch-ua" in headers]  # sent in the tunnels
+        assert len(browser) == 4 and not [headers for headers in browser if "proxy-authorization" in headers]

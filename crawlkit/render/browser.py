@@ -9,9 +9,12 @@ goes through ``_route``, which is where the crawl's rules hold:
 - only http(s) URLs, and none of the resource types ``render_block`` lists;
 - with ``allow_private_addresses: false``, no request to a name that resolves to (or an
   address that is) not public (``destinations.public_addresses``; the name is resolved again
-  by Playwright's HTTP client that sends it: a DNS answer that changes in between is not seen);
+  by Playwright's HTTP client that sends it: a DNS answer that changes in between is not seen;
+  through a proxy, as on the plain path, only an address written in the URL is checked);
 - a host's ``headers`` and ``user_agent`` (the ``hosts`` rules) are added to the requests to
   that host only, the request's own headers and the engine's cookie to the main document only;
+- the requests are sent through the proxy the plain path would use for the page (``Proxy``: a
+  browser context has one, so tabs are kept per proxy), the proxy resolving the names;
 - the requests are sent by Playwright itself (``route.fetch``, redirects not followed, so a
   redirect is a new request through here) one at a time per page, each to the page's own host
   in a send turn of that host (``delay``). The engine gave the page one permit of its host, so
@@ -34,8 +37,8 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 import psutil
 from playwright.async_api import Browser as PlaywrightBrowser
@@ -44,7 +47,9 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from crawlkit.errors import FetchErrorKind
-from crawlkit.fetch.destinations import DestinationBlocked, public_addresses
+from crawlkit.fetch.destinations import DestinationBlocked, check_host, public_addresses
+from crawlkit.fetch.fetcher import _environment_proxy, _origin
+from crawlkit.http import Request
 from crawlkit.messages import FetchTask, RenderResult
 from crawlkit.render.actions import run_actions
 from crawlkit.render.capture import NetworkCapture
@@ -52,7 +57,7 @@ from crawlkit.render.choose import options_for
 from crawlkit.urls import host_of
 
 if TYPE_CHECKING:
-    from playwright.async_api import APIResponse
+    from playwright.async_api import APIResponse, ProxySettings
 
     from crawlkit.render.pool import RenderConfig
 
@@ -77,11 +82,12 @@ class BrowserGone(Exception):
 class _Visit:
     """One page's render: its task, the main document's answer, and the lock that sends its requests one at a time."""
 
-    __slots__ = ("task", "host", "turn", "deadline", "lock", "main", "sent", "error", "redirect", "blocked", "pending",
-                 "started")
+    __slots__ = ("task", "host", "turn", "deadline", "proxied", "lock", "main", "sent", "error", "redirect", "blocked",
+                 "pending", "started")
 
-    def __init__(self, task: FetchTask, turn: Turns | None, deadline: float) -> None:
+    def __init__(self, task: FetchTask, turn: Turns | None, deadline: float, proxied: bool) -> None:
         self.task = task
+        self.proxied = proxied  # sent through a proxy
         self.host = host_of(task.request.url)
         self.turn = turn
         self.deadline = deadline
@@ -95,16 +101,50 @@ class _Visit:
         self.started = 0  # requests of the page sent so far
 
 
+class Proxy(NamedTuple):
+    """The proxy a page and all its requests go through: the one the plain path (``fetcher.fetch``) would
+    use for the page, its request's ``meta["proxy"]``, else the ``proxy`` setting, else the one
+    HTTP_PROXY/HTTPS_PROXY name for its URL (then the hosts of NO_PROXY bypass it, as they do there)."""
+
+    url: str
+    bypass: str | None
+
+    @classmethod
+    def of(cls, request: Request, configured: str | None) -> Proxy | None:
+        """The proxy of page ``request`` (None: direct); ``configured`` is the ``proxy`` setting."""
+        own = request.meta.get("proxy") or configured
+        if own:
+            return cls(own, None)
+        found = _environment_proxy(_origin(request.url))
+        if not found:
+            return None
+        return cls(found, os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or None)
+
+    def settings(self) -> ProxySettings:
+        """The proxy for ``new_context``: its credentials apart, which Playwright sends to the proxy only
+        (Proxy-Authorization), never in a page's request headers."""
+        parts = urlsplit(self.url if "://" in self.url else "http://" + self.url)  # HTTP_PROXY=host:port, as requests
+        settings: ProxySettings = {"server": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"}
+        if parts.username is not None:
+            settings["username"] = unquote(parts.username)
+            settings["password"] = unquote(parts.password or "")
+        if self.bypass:
+            settings["bypass"] = self.bypass
+        return settings
+
+
 class _Tab:
     """A browser context and its page, rendering one page after another (a context costs a renderer
-    process start: twice the CPU of the page); ``visit`` is the page being rendered, None between two."""
+    process start: twice the CPU of the page); ``visit`` is the page being rendered, None between two.
+    A context has one proxy for good: a page is given a tab of its own proxy."""
 
-    __slots__ = ("context", "page", "visit")
+    __slots__ = ("context", "page", "visit", "proxy")
 
-    def __init__(self, context: BrowserContext) -> None:
+    def __init__(self, context: BrowserContext, proxy: Proxy | None) -> None:
         self.context = context
         self.page: Page
         self.visit: _Visit | None = None
+        self.proxy = proxy
 
 
 class Browser:
@@ -159,9 +199,10 @@ class Browser:
         except ValueError as exc:
             result.error, result.message = FetchErrorKind.RENDER_OPTIONS.value, str(exc)
             return result
-        visit = _Visit(task, turn, started + self.config.timeout)
+        proxy = Proxy.of(request, self.config.proxy)
+        visit = _Visit(task, turn, started + self.config.timeout, proxy is not None)
         self.rendered += 1
-        tab = await self._tab()
+        tab = await self._tab(proxy)
         tab.visit = visit
         # With warc on, every response the page receives in this visit, for the WARC stage (a tab is reused:
         # the capture is the visit's, and stops listening when finished).
@@ -197,16 +238,19 @@ class Browser:
         result.elapsed = time.monotonic() - started
         return result
 
-    async def _tab(self) -> _Tab:
-        """A free tab, or a new one: its own browser context, with every request of its page through ``_route``."""
-        if self.free:
-            return self.free.pop()
+    async def _tab(self, proxy: Proxy | None) -> _Tab:
+        """A free tab of ``proxy``, or a new one: its own browser context, with every request of its page through
+        ``_route``, sent through ``proxy`` (by ``route.fetch``, which uses the context's proxy)."""
+        for index in range(len(self.free) - 1, -1, -1):
+            if self.free[index].proxy == proxy:
+                return self.free.pop(index)
         assert self.browser is not None  # launched before the first task
         try:
             context = await self.browser.new_context(
                 user_agent=self.config.user_agent, accept_downloads=False, service_workers="block",
+                proxy=proxy.settings() if proxy is not None else None,
             )
-            tab = _Tab(context)
+            tab = _Tab(context, proxy)
             await context.route("**/*", lambda route: self._route(route, tab.visit))
             tab.page = await context.new_page()
         except PlaywrightError as exc:
@@ -218,6 +262,8 @@ class Browser:
         """Make a tab that rendered a page fit for the next (its page blank, its cookies gone) and free it."""
         await tab.page.goto("about:blank")
         await tab.context.clear_cookies()
+        if len(self.free) >= self.config.pages:  # tabs kept for other proxies: the one free the longest goes
+            await self.free.pop(0).context.close()
         self.free.append(tab)
 
     async def _visit(self, page: Page, visit: _Visit, options: dict[str, Any], result: RenderResult) -> None:
@@ -292,7 +338,10 @@ class Browser:
             visit.sent = headers
         if not self.config.allow_private_addresses:
             try:
-                await loop.run_in_executor(None, public_addresses, parts.hostname, parts.port or 443)
+                if visit.proxied:  # the proxy resolves the name, as on the plain path: only an address is checked
+                    check_host(parts.hostname)
+                else:
+                    await loop.run_in_executor(None, public_addresses, parts.hostname, parts.port or 443)
             except DestinationBlocked as exc:
                 visit.blocked += 1
                 if main:

@@ -67,6 +67,7 @@ class RenderConfig:
     crawl: bool | dict[str, Any]  # the ``render`` setting: its render options, if a dict
     log: LogConfig
     archive: bool  # ``warc`` is on: the page's network responses go into RenderResult.resources
+    proxy: str | None  # the ``proxy`` setting (see browser.Proxy)
 
     @classmethod
     def from_settings(cls, s: Any, log: LogConfig) -> RenderConfig:
@@ -76,7 +77,7 @@ class RenderConfig:
             timeout=s.render_timeout, recycle_pages=s.render_recycle_pages, recycle_mb=s.render_recycle_mb,
             user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
             allow_private_addresses=s.allow_private_addresses, sites=SiteRules(s.hosts) if s.hosts else None,
-            crawl=s.render, log=log, archive=bool(s.warc),
+            crawl=s.render, log=log, archive=bool(s.warc), proxy=s.proxy,
         )
 
 
