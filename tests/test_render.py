@@ -10,6 +10,7 @@ import multiprocessing
 import queue
 import threading
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import lxml.html
@@ -300,6 +301,33 @@ def test_a_rendered_page_goes_through_the_proxy_of_the_plain_path_its_credential
         assert Proxy.of(Request("http://direct.test/"), None) is None
     finally:
         _environment_proxy.cache_clear()
+
+
+def test_a_browsers_memory_is_looked_at_after_a_page_at_most_every_second_and_once_over_it_stays_due(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("playwright")
+    from crawlkit.render import browser as module
+
+    looks: list[int] = []
+    used = {"mb": 50}
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(module, "browser_memory", lambda pid: looks.append(pid) or used["mb"] << 20)
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock["now"])
+    browser = module.Browser(None, SimpleNamespace(recycle_pages=0, recycle_mb=100))  # type: ignore[arg-type]
+    assert browser.due() is None and looks == []  # nothing rendered yet
+    browser.rendered = 1
+    assert browser.due() is None and len(looks) == 1
+    used["mb"] = 200
+    clock["now"] += module.MEMORY_EVERY - 0.01
+    assert browser.due() is None and len(looks) == 1  # not again within MEMORY_EVERY
+    clock["now"] += 0.01
+    assert browser.due() == "its processes use 200 MB (render_recycle_mb: 100)" and len(looks) == 2
+    used["mb"] = 10
+    clock["now"] += 10
+    assert browser.due() == "its processes use 200 MB (render_recycle_mb: 100)" and len(looks) == 2  # stays due
+    pages = module.Browser(None, SimpleNamespace(recycle_pages=3, recycle_mb=0))  # type: ignore[arg-type]
+    pages.rendered = 3
+    assert pages.due() == "3 pages rendered (render_recycle_pages: 3)" and len(looks) == 2
 
 
 # ---------------------------------------------------------------- stats

@@ -354,3 +354,18 @@ class Via(Pages):
         assert proxy.tunnels and {headers.get("proxy-authorization") for _, headers in proxy.tunnels} == {credentials}
         browser = [headers for _, _, headers in proxy.seen if "sec-ch-ua" in headers]  # sent in the tunnels
         assert len(browser) == 4 and not [headers for headers in browser if "proxy-authorization" in headers]
+
+
+def test_a_browser_over_render_recycle_mb_is_started_afresh_and_every_page_is_still_rendered(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """With 1 MB, each browser is due once it has rendered a page: it is closed when its pages in progress end
+    and another launched; every page is rendered, each once, and no browser outlives the crawl (the fixture)."""
+    with site() as (base, seen):
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/", None)]), "-s", "render=true",
+                       "-s", "render_recycle_pages=0", "-s", "render_recycle_mb=1", "--stats", "stats.json")
+        assert items(run) == js_pages(base)
+        pages = ["/", *(f"/p/{n}" for n in range(1, PAGES + 1))]
+        assert sorted(p for p in seen.paths(browser=True) if p == "/" or p.startswith("/p/")) == sorted(pages)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["render_recycled"] >= 1, stats
+    assert "the browser is started afresh: its processes use" in run.stderr

@@ -12,7 +12,8 @@ the parsers (``_Outbox``). So the engine's dispatch, stall checks and death hand
 Inside, an asyncio loop runs the async Playwright API (``browser.py``): one coroutine per page
 slot takes a task (``_Inbox.get`` in a thread, as it blocks), renders it and sends the result.
 Before a page the browser is recycled if it is due (``render_recycle_pages``,
-``render_recycle_mb``), once its pages in progress are done.
+``render_recycle_mb``: ``Browser.due``), once its pages in progress are done; logged, and
+counted (``render_recycled``) in the next result sent.
 """
 
 from __future__ import annotations
@@ -261,11 +262,12 @@ class _Renderer:
                 budget += limit + task.delay
             try:
                 async with self.recycling:  # one slot recycles, the others wait for the new browser
-                    while browser.due():
+                    while (why := browser.due()) is not None:
                         if self.rendering:
                             self.idle.clear()
                             await self.idle.wait()
                         else:
+                            log.info("renderer %d: the browser is started afresh: %s", os.getpid(), why)
                             await browser.close()
                             await browser.launch()
                             self.recycled += 1
