@@ -6,6 +6,7 @@ middleware tests do; the crawls with a real browser are in test_render_crawl.py.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import queue
 import threading
@@ -328,6 +329,20 @@ def test_a_browsers_memory_is_looked_at_after_a_page_at_most_every_second_and_on
     pages = module.Browser(None, SimpleNamespace(recycle_pages=3, recycle_mb=0))  # type: ignore[arg-type]
     pages.rendered = 3
     assert pages.due() == "3 pages rendered (render_recycle_pages: 3)" and len(looks) == 2
+
+
+def test_a_page_whose_render_options_are_refused_comes_back_a_render_options_error_without_the_browser() -> None:
+    pytest.importorskip("playwright")
+    from crawlkit.errors import FetchErrorKind
+    from crawlkit.render.browser import Browser
+
+    browser = Browser(None, SimpleNamespace(sites=None, crawl=True, proxy=None))  # type: ignore[arg-type]
+    request = Request("http://a.test/p", meta={"render": {"bogus": 1}})
+    result = asyncio.run(browser.render(FetchTask(7, 0, 0, 0, 0.0, request), None))
+    assert (result.req_id, result.url, result.error) == (7, "http://a.test/p", "render_options")
+    assert result.message.startswith("'render' has no action 'bogus'; use wait_until")
+    assert browser.rendered == 0 and not browser.free  # no tab was opened, no page counted
+    assert not FetchErrorKind.RENDER_OPTIONS.retryable  # the same options would be refused again
 
 
 # ---------------------------------------------------------------- stats

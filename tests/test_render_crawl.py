@@ -369,3 +369,28 @@ def test_a_browser_over_render_recycle_mb_is_started_afresh_and_every_page_is_st
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["counts"]["render_recycled"] >= 1, stats
     assert "the browser is started afresh: its processes use" in run.stderr
+
+
+def test_a_request_whose_render_options_are_refused_is_one_render_options_error_and_the_crawl_goes_on(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """Options the spider set in meta (``Request(url, render=...)`` refuses them as it is built), by a
+    middleware, or from an older jobdir: the renderer refuses the page before navigating, not retried."""
+    with site() as (base, seen):
+        (tmp_path / "bad.py").write_text(f'''
+from crawlkit import Request
+from pages import Pages
+
+
+class Bad(Pages):
+    async def start(self):
+        yield Request({base + "/p/1"!r}, meta={{"render": {{"bogus": 1}}}})
+        yield Request({base + "/p/2"!r}, render=True)
+''')
+        spider(tmp_path, [])
+        run = crawlkit("runspider", "bad.py", "-s", "retries=2", "--stats", "stats.json")
+        assert items(run) == {base + "/p/2": ("Title 2", True)}
+        assert "/p/1" not in seen.paths()  # never sent: not by the browser, not by a retry
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["errors"] == {"render_options": 1}, stats
+    [line] = [line for line in run.stderr.splitlines() if "render_options" in line and base + "/p/1" in line]
+    assert "'render' has no action 'bogus'" in line, line
