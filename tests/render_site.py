@@ -4,7 +4,9 @@
 with ``fetch()`` (``/p/4`` .. ``/p/6``); each ``/p/N`` writes its title with a script that
 ``fetch()``es ``/api/N.json``, and asks for an image, a stylesheet and a script. ``/plain/N``
 pages carry their links and text in the HTML (a plain fetch sees them); ``/shell/N`` pages
-are empty until a script runs, and link to the next shell page. The server counts requests in
+are empty until a script runs, and link to the next shell page. ``/big`` asks for a script and
+(by ``fetch()``) a JSON of ``BIG`` bytes each, the JSON sent chunked, with no Content-Length; both
+would write its title; ``/huge`` is a page of ``BIG`` bytes. The server counts requests in
 flight per host (navigations and sub-resources alike), at most, and records every request:
 path, whether a browser sent it (``Sec-CH-UA``, which Chromium sends and ``requests`` does
 not), the User-Agent and when it arrived.
@@ -19,6 +21,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 PAGES = 6
+BIG = 200_000  # bytes of /big's script and JSON, and of /huge
 LATENCY = 0.01  # seconds each answer takes, so that requests of one host overlap if nothing holds them apart
 
 _PAGE = re.compile(r"/p/(\d+)$")
@@ -44,6 +47,12 @@ fetch("/api/{n}.json").then(function (r) {{ return r.json(); }}).then(function (
 SHELL = """<html><head><title>shell</title></head><body><div id="app"></div><script>
 document.getElementById("app").innerHTML = '<h1 id="t">Shell {n}</h1><p>' + "rendered text ".repeat(20) + '</p>'
   + ({n} < 3 ? '<a href="/shell/{next}">next</a>' : '');
+</script></body></html>"""
+
+BIG_PAGE = """<html><head><title>big</title><script src="/big.js"></script></head><body><h1 id="t">Big</h1><script>
+fetch("/big.json").then(function (r) { return r.json(); }).then(function (d) {
+  document.getElementById("t").textContent = d.title;
+});
 </script></body></html>"""
 
 PLAIN = """<html><head><title>plain</title></head><body><h1 id="t">Plain {n}</h1><p>{text}</p>{link}</body></html>"""
@@ -98,10 +107,17 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
+            chunked = self.path == "/big.json"
+            self.send_header(*(("Transfer-Encoding", "chunked") if chunked else ("Content-Length", str(len(data)))))
             self.end_headers()
             try:
-                self.wfile.write(data)
+                if chunked:
+                    for start in range(0, len(data), 65536):
+                        piece = data[start:start + 65536]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # a page closed before its sub-resource came
 
@@ -128,6 +144,14 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
                 n = int(match[1])
                 link = f'<a href="/plain/{n + 1}">next</a>' if n < 3 else ""
                 return 200, html, PLAIN.format(n=n, text="plain text " * 20, link=link)
+            if path == "/big":
+                return 200, html, BIG_PAGE
+            if path == "/big.js":
+                return 200, "application/javascript", 'document.getElementById("t").textContent = "big.js";'.ljust(BIG)
+            if path == "/big.json":
+                return 200, "application/json", '{"title": "big.json"}'.ljust(BIG)
+            if path == "/huge":
+                return 200, html, "<html><body><h1 id='t'>Huge</h1></body></html>".ljust(BIG)
             if path.startswith("/img/"):
                 return 200, "image/png", "png"
             return 404, html, "<html><body>not here</body></html>"

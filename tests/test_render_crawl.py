@@ -28,7 +28,7 @@ import psutil
 import pytest
 
 from tests.forward_proxy import ForwardProxy
-from tests.render_site import PAGES, Seen, handler
+from tests.render_site import BIG, PAGES, Seen, handler
 from tests.support import Run, leftover_processes, redis_server, start_crawl, stop_crawl, wait_for
 
 
@@ -394,3 +394,19 @@ class Bad(Pages):
     assert stats["errors"] == {"render_options": 1}, stats
     [line] = [line for line in run.stderr.splitlines() if "render_options" in line and base + "/p/1" in line]
     assert "'render' has no action 'bogus'" in line, line
+
+
+def test_a_body_over_max_body_never_reaches_the_browser_a_sub_resource_refused_to_its_page(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """``/big``'s script (by its Content-Length) and its fetch()ed JSON (chunked: by its body) are refused to
+    the page, which renders without them; ``/huge``, a page over max_body, is a body_too_large error."""
+    with site() as (base, seen):
+        start: list[tuple[str, bool | None]] = [(base + "/big", True), (base + "/huge", True)]
+        run = crawlkit("runspider", spider(tmp_path, start), "-s", f"max_body={BIG // 2}", "-s", "retries=0",
+                       "--stats", "stats.json")
+        assert items(run) == {base + "/big": ("Big", True)}  # neither wrote the title
+        assert sorted(seen.paths(browser=True)) == ["/big", "/big.js", "/big.json", "/huge"]  # each sent once
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["render_too_large"] == 2, stats
+    assert stats["errors"] == {"body_too_large": 1}, stats
+    assert f"2 sub-resources of {base}/big refused to the page: their bodies are over max_body" in run.stderr

@@ -20,7 +20,12 @@ goes through ``_route``, which is where the crawl's rules hold:
   in a send turn of that host (``delay``). The engine gave the page one permit of its host, so
   the page has at most one request in flight at the server: the per-host cap holds there with
   sub-resources counted. A sub-resource of another host (a CDN's script) goes under the page's
-  permit, not one of that host's: its cap counts the pages sent to it, not the sub-resources.
+  permit, not one of that host's: its cap counts the pages sent to it, not the sub-resources;
+- a body over ``max_body`` does not reach the browser: a sub-resource's is refused to the page
+  (``render_too_large``), the main document's fails the page (``body_too_large``, unless
+  ``meta["truncate"]``, which renders it whole). Playwright's driver reads a body whole
+  before ``route.fetch`` returns, so ``max_body`` bounds what reaches the browser, not what
+  the driver holds for a moment.
 
 The main document's redirect is not followed in the browser: the 3xx goes to the parser as the
 plain path's does, whose redirect stage queues the target through dedup, robots.txt and the
@@ -84,7 +89,7 @@ class _Visit:
     """One page's render: its task, the main document's answer, and the lock that sends its requests one at a time."""
 
     __slots__ = ("task", "host", "turn", "deadline", "proxied", "lock", "main", "sent", "error", "redirect", "blocked",
-                 "pending", "started")
+                 "too_large", "pending", "started")
 
     def __init__(self, task: FetchTask, turn: Turns | None, deadline: float, proxied: bool) -> None:
         self.task = task
@@ -98,6 +103,7 @@ class _Visit:
         self.error: tuple[FetchErrorKind, str] | None = None  # why the main document has no answer
         self.redirect = False  # the main document answered a redirect: the parser follows it
         self.blocked = 0  # requests refused (render_block, a scheme, a private address)
+        self.too_large = 0  # sub-resources refused to the page, their body over max_body
         self.pending = 0  # requests of the page being sent now (or waiting for their turn)
         self.started = 0  # requests of the page sent so far
 
@@ -251,6 +257,10 @@ class Browser:
             pass  # the browser is gone or stuck: the next page or the engine's stall check finds out
         if visit.blocked:
             result.counts["render_blocked"] = visit.blocked
+        if visit.too_large:
+            result.counts["render_too_large"] = visit.too_large
+            log.warning("%d sub-resources of %s refused to the page: their bodies are over max_body (%d bytes)",
+                        visit.too_large, request.url, self.config.max_body)
         result.elapsed = time.monotonic() - started
         return result
 
@@ -375,11 +385,21 @@ class Browser:
         if response is None:
             return
         if main:
+            meta = visit.task.request.meta
+            limit = meta.get("max_body") or self.config.max_body
+            if not meta.get("truncate") and await _too_large(response, limit):  # as the plain path refuses it
+                visit.error = (FetchErrorKind.BODY_TOO_LARGE, f"body over max_body {limit} bytes")
+                await _abort(route)
+                return
             visit.main = response
             if 300 <= response.status < 400 and "location" in response.headers:
                 visit.redirect = True  # the parser's redirect stage queues the target, under the crawl's rules
                 await _abort(route)
                 return
+        elif await _too_large(response, self.config.max_body):
+            visit.too_large += 1
+            await _abort(route)
+            return
         try:
             await route.fulfill(response=response)
         except PlaywrightError:
@@ -407,6 +427,20 @@ class Browser:
                 await _abort(route)
                 return None
         return response
+
+
+
+async def _too_large(response: APIResponse, limit: int) -> bool:
+    """Whether an answer's body is over ``limit`` bytes: by its Content-Length, or, without one or when
+    Playwright decoded it (gzip, br), by the body itself. Either way the driver has read it whole."""
+    headers = response.headers
+    length = headers.get("content-length", "")
+    if length.isdigit() and (int(length) > limit or "content-encoding" not in headers):
+        return int(length) > limit
+    try:
+        return len(await response.body()) > limit
+    except PlaywrightError:
+        return False  # the page was closed meanwhile: fulfilling it fails the same way
 
 
 async def _abort(route: Route) -> None:

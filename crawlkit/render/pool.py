@@ -69,6 +69,7 @@ class RenderConfig:
     log: LogConfig
     archive: bool  # ``warc`` is on: the page's network responses go into RenderResult.resources
     proxy: str | None  # the ``proxy`` setting (see browser.Proxy)
+    max_body: int  # bytes of a sub-resource's body the page may have
 
     @classmethod
     def from_settings(cls, s: Any, log: LogConfig) -> RenderConfig:
@@ -79,6 +80,7 @@ class RenderConfig:
             user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
             allow_private_addresses=s.allow_private_addresses, sites=SiteRules(s.hosts) if s.hosts else None,
             crawl=s.render, log=log, archive=bool(s.warc), proxy=s.proxy,
+            max_body=s.max_body,
         )
 
 
