@@ -67,6 +67,7 @@ class Seen:
         self.inflight: dict[str, int] = {}
         self.peak: dict[str, int] = {}
         self.hold_path: str | None = None  # an answer held until ``release`` is set (or 30 s pass)
+        self.robots: str | None = None  # the robots.txt served; None: a 404
         self.release = threading.Event()
 
     def enter(self, host: str) -> None:
@@ -128,7 +129,7 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
             if path == "/api/more.json":
                 return 200, "application/json", "[4, 5, 6]"
             if path == "/robots.txt":
-                return 404, "text/plain", "none"
+                return (404, "text/plain", "none") if seen.robots is None else (200, "text/plain", seen.robots)
             if path == "/s.css":
                 return 200, "text/css", "h1 { color: red }"
             if path == "/app.js":

@@ -22,10 +22,10 @@ from crawlkit.backends.local.backend import LocalBackend
 from crawlkit.backends.local.jobdir import NullJournal
 from crawlkit.core.dispatch import Dispatch
 from crawlkit.errors import ConfigError
-from crawlkit.extensions.robots import RobotsGate
+from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.sitemaps import SPIDER_SITEMAP_CALLBACK
 from crawlkit.fetch.fetcher import FetchChannels
-from crawlkit.messages import FetchResult, FetchTask, PageDone
+from crawlkit.messages import FetchResult, FetchTask, PageDone, RenderTask
 from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.render import pool
 from crawlkit.render.choose import AUTO, RenderCheck, RenderChoice, options_for
@@ -230,7 +230,8 @@ def test_what_the_check_leaves_alone(request_: Request, status: int, kind: str) 
 # ---------------------------------------------------------------- dispatch
 
 
-def make(render: RenderChoice, started: list[int]) -> tuple[Dispatch, Any, FetchChannels]:
+def make(render: RenderChoice, started: list[int], robots: RobotsRules | None = None,
+         ) -> tuple[Dispatch, Any, FetchChannels]:
     queues, renderers, tickets = 3, 2, 16  # queue 0 a fetcher's; 1 and 2 the renderers'
     channels = FetchChannels(
         queues=[queue.SimpleQueue() for _ in range(queues)], ready=[threading.Semaphore(0) for _ in range(queues)],
@@ -242,7 +243,7 @@ def make(render: RenderChoice, started: list[int]) -> tuple[Dispatch, Any, Fetch
     backend = LocalBackend(load_settings(), stats, NullJournal(), multiprocessing.get_context("spawn"), tickets)
     frontier = backend.frontier
     backend.limiter = FakeLimiter()  # type: ignore[assignment]
-    dispatch = Dispatch(channels, frontier, backend.limiter, RobotsGate(None, backend, stats, 0.0), None, stats,
+    dispatch = Dispatch(channels, frontier, backend.limiter, RobotsGate(robots, backend, stats, 0.0), None, stats,
                         threads=4, parsers=2, concurrency=8, max_inflight=tickets, max_pages=0,
                         max_process_deaths=3, sites=SiteRules({}), crawl_count=backend.crawl_count, drop=print,
                         render=render, start_renderers=lambda: started.append(1), render_pages=2)
@@ -278,6 +279,24 @@ def test_a_renderer_gets_at_most_render_pages_pages_and_gives_them_back_as_they_
     assert len(sent(channels, 1)) == 1
     lost = dispatch.fetcher_died(1, 1234, None)  # the renderer died: its pages go back to the frontier
     assert not lost and dispatch.render_load == {} and not dispatch.inflight
+
+
+def test_a_page_to_render_carries_its_hosts_robots_txt_and_a_plain_one_nothing_more() -> None:
+    rules = RobotsRules("crawlkit/0.1")
+    dispatch, frontier, channels = make(choice(), [], rules)
+    text = b"User-agent: *\nDisallow: /app.js\n"
+    dispatch.gate.learn("a.test", 200, text)
+    dispatch.gate.learn("b.test", 404, b"not here")
+    dispatch.queue_claimed(0)
+    dispatch.queue_claimed(1)
+    frontier.push([(0, Request("http://a.test/plain")), (0, Request("http://a.test/js", render=True)),
+                   (0, Request("http://b.test/js", render=True))])
+    dispatch.schedule(0.0)
+    [plain] = sent(channels, 0)
+    assert type(plain) is FetchTask  # the plain path's task, unchanged
+    rendered = {task.request.url: task for task in sent(channels, 1)}
+    assert isinstance(rendered["http://a.test/js"], RenderTask) and rendered["http://a.test/js"].robots == text
+    assert type(rendered["http://b.test/js"]) is FetchTask  # a 404: no rules to obey
 
 
 # ---------------------------------------------------------------- the renderer's choices, without a browser

@@ -410,3 +410,21 @@ def test_a_body_over_max_body_never_reaches_the_browser_a_sub_resource_refused_t
     assert stats["counts"]["render_too_large"] == 2, stats
     assert stats["errors"] == {"body_too_large": 1}, stats
     assert f"2 sub-resources of {base}/big refused to the page: their bodies are over max_body" in run.stderr
+
+
+def test_the_sub_resources_of_a_pages_own_host_obey_its_robots_txt_as_the_engine_reads_it(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """The crawl's group (``crawlkit``) disallows ``/app.js``; the ``*`` group, not crawlkit's, ``/s.css``. With
+    robots off, the browser asks for both."""
+    with site() as (base, seen):
+        seen.robots = "User-agent: crawlkit\nDisallow: /app.js\n\nUser-agent: *\nDisallow: /s.css\n"
+        start: list[tuple[str, bool | None]] = [(base + "/p/1", True), (base + "/p/2", True)]
+        run = crawlkit("runspider", spider(tmp_path, start), "--stats", "stats.json")
+        assert items(run) == {base + f"/p/{n}": (f"Title {n}", True) for n in (1, 2)}
+        assert sorted(seen.paths(browser=True)) == ["/api/1.json", "/api/2.json", "/p/1", "/p/2", "/s.css", "/s.css"]
+        stats = json.loads((tmp_path / "stats.json").read_text())
+        assert stats["counts"]["render_robots_denied"] == 2, stats
+        seen.requests.clear()
+        run = crawlkit("runspider", spider(tmp_path, start[:1]), "-s", "robots=false", output="unchecked.jsonl")
+        assert items(run) == {base + "/p/1": ("Title 1", True)}
+        assert sorted(seen.paths()) == ["/api/1.json", "/app.js", "/p/1", "/s.css"]

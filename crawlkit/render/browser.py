@@ -7,6 +7,10 @@ each starts a renderer process); a tab that fails a page is closed. Every reques
 goes through ``_route``, which is where the crawl's rules hold:
 
 - only http(s) URLs, and none of the resource types ``render_block`` lists;
+- a sub-resource of the page's own host only if the host's robots.txt allows it, read as the
+  engine reads it: the engine sends the text with the page (``RenderTask.robots``, a render
+  task only) and the renderer parses it once per host (``render_robots_denied``). Other hosts'
+  robots.txt is not asked for a sub-resource (a CDN's script is not crawled, only loaded);
 - with ``allow_private_addresses: false``, no request to a name that resolves to (or an
   address that is) not public (``destinations.public_addresses``; the name is resolved again
   by Playwright's HTTP client that sends it: a DNS answer that changes in between is not seen;
@@ -50,12 +54,14 @@ from playwright.async_api import Browser as PlaywrightBrowser
 from playwright.async_api import BrowserContext, Page, Playwright, Route
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from protego import Protego
 
 from crawlkit.errors import FetchErrorKind
+from crawlkit.extensions.robots import product_token
 from crawlkit.fetch.destinations import DestinationBlocked, check_host, public_addresses
 from crawlkit.fetch.fetcher import _environment_proxy, _origin
 from crawlkit.http import Request
-from crawlkit.messages import FetchTask, RenderResult
+from crawlkit.messages import FetchTask, RenderResult, RenderTask
 from crawlkit.render.actions import run_actions
 from crawlkit.render.capture import NetworkCapture
 from crawlkit.render.choose import options_for
@@ -74,6 +80,7 @@ LAUNCH_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
 EXIT_BROWSER_GONE = 3  # a renderer's exit code when its browser died under it
 MEMORY_EVERY = 1.0  # seconds between two checks of the browser's memory (render_recycle_mb), at least
+ROBOTS_KEPT = 256  # hosts whose parsed robots.txt a renderer keeps
 SETTLE_POLL = 0.005  # seconds between looks at a settling page's requests in progress
 SETTLE_QUIET = 0.05  # seconds of a page's time with no request started before its DOM is read (see _settle)
 Turns = Callable[[], AbstractContextManager[Any]]  # makes a send turn of the page's host (Permits.turn)
@@ -88,12 +95,14 @@ class BrowserGone(Exception):
 class _Visit:
     """One page's render: its task, the main document's answer, and the lock that sends its requests one at a time."""
 
-    __slots__ = ("task", "host", "turn", "deadline", "proxied", "lock", "main", "sent", "error", "redirect", "blocked",
-                 "too_large", "pending", "started")
+    __slots__ = ("task", "host", "turn", "deadline", "proxied", "robots", "agent", "lock", "main", "sent", "error",
+                 "redirect", "blocked", "too_large", "robots_denied", "pending", "started")
 
     def __init__(self, task: FetchTask, turn: Turns | None, deadline: float, proxied: bool) -> None:
         self.task = task
         self.proxied = proxied  # sent through a proxy
+        self.robots: Protego | None = None  # the rules of the page's host, which its sub-resources there obey
+        self.agent = ""  # the product token those rules are matched for
         self.host = host_of(task.request.url)
         self.turn = turn
         self.deadline = deadline
@@ -104,6 +113,7 @@ class _Visit:
         self.redirect = False  # the main document answered a redirect: the parser follows it
         self.blocked = 0  # requests refused (render_block, a scheme, a private address)
         self.too_large = 0  # sub-resources refused to the page, their body over max_body
+        self.robots_denied = 0  # sub-resources of the page's host that its robots.txt disallows
         self.pending = 0  # requests of the page being sent now (or waiting for their turn)
         self.started = 0  # requests of the page sent so far
 
@@ -166,6 +176,7 @@ class Browser:
         self.recycle: str | None = None  # why the browser is due to be recycled, once it is
         self.closing = False
         self.free: list[_Tab] = []  # tabs between two pages
+        self.robots: dict[str, tuple[bytes, Protego, str]] = {}  # host -> robots.txt, its rules, the agent matched
 
     async def launch(self) -> None:
         self.browser = await self.playwright.chromium.launch(
@@ -223,6 +234,8 @@ class Browser:
             return result
         proxy = Proxy.of(request, self.config.proxy)
         visit = _Visit(task, turn, started + self.config.timeout, proxy is not None)
+        if isinstance(task, RenderTask) and task.robots is not None:
+            visit.robots, visit.agent = self._robots_of(visit.host, task.robots)
         self.rendered += 1
         tab = await self._tab(proxy)
         tab.visit = visit
@@ -257,12 +270,27 @@ class Browser:
             pass  # the browser is gone or stuck: the next page or the engine's stall check finds out
         if visit.blocked:
             result.counts["render_blocked"] = visit.blocked
+        if visit.robots_denied:
+            result.counts["render_robots_denied"] = visit.robots_denied
         if visit.too_large:
             result.counts["render_too_large"] = visit.too_large
             log.warning("%d sub-resources of %s refused to the page: their bodies are over max_body (%d bytes)",
                         visit.too_large, request.url, self.config.max_body)
         result.elapsed = time.monotonic() - started
         return result
+
+    def _robots_of(self, host: str, text: bytes) -> tuple[Protego, str]:
+        """The rules of ``host``'s robots.txt ``text`` and the product token they are matched for (the host's
+        user agent's, as the engine's ``RobotsRules``); parsed once per host and text, ``ROBOTS_KEPT`` hosts kept."""
+        kept = self.robots.pop(host, None)
+        if kept is None or kept[0] != text:
+            user_agent = self.config.sites.for_host(host).user_agent if self.config.sites is not None else None
+            kept = (text, Protego.parse(text.decode("utf-8", "replace")),
+                    product_token(user_agent or self.config.user_agent))
+        self.robots[host] = kept  # the most recent last
+        if len(self.robots) > ROBOTS_KEPT:
+            del self.robots[next(iter(self.robots))]
+        return kept[1], kept[2]
 
     async def _tab(self, proxy: Proxy | None) -> _Tab:
         """A free tab of ``proxy``, or a new one: its own browser context, with every request of its page through
@@ -346,6 +374,11 @@ class Browser:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             visit.blocked += 1
+            await _abort(route)
+            return
+        if (visit.robots is not None and not main and host_of(url) == visit.host
+                and not visit.robots.can_fetch(url, visit.agent)):
+            visit.robots_denied += 1
             await _abort(route)
             return
         headers = await sent.all_headers()
