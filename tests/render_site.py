@@ -6,7 +6,8 @@ with ``fetch()`` (``/p/4`` .. ``/p/6``); each ``/p/N`` writes its title with a s
 pages carry their links and text in the HTML (a plain fetch sees them); ``/shell/N`` pages
 are empty until a script runs, and link to the next shell page. ``/big`` asks for a script and
 (by ``fetch()``) a JSON of ``BIG`` bytes each, the JSON sent chunked, with no Content-Length; both
-would write its title; ``/huge`` is a page of ``BIG`` bytes. The server counts requests in
+would write its title; ``/huge`` is a page of ``BIG`` bytes; ``/cdn/N`` loads three scripts and a
+stylesheet from the site ``Seen.cdn`` names, another host. The server counts requests in
 flight per host (navigations and sub-resources alike), at most, and records every request:
 path, whether a browser sent it (``Sec-CH-UA``, which Chromium sends and ``requests`` does
 not), the User-Agent and when it arrived.
@@ -28,6 +29,7 @@ _PAGE = re.compile(r"/p/(\d+)$")
 _API = re.compile(r"/api/(\d+)\.json$")
 _SHELL = re.compile(r"/shell/(\d+)$")
 _PLAIN = re.compile(r"/plain/(\d+)$")
+_CDN = re.compile(r"/cdn/(\d+)$")
 
 HOME = """<html><head><title>home</title></head><body><div id="links"></div><script>
 var links = document.getElementById("links");
@@ -55,6 +57,11 @@ fetch("/big.json").then(function (r) { return r.json(); }).then(function (d) {
 });
 </script></body></html>"""
 
+CDN_PAGE = """<html><head><title>cdn</title><link rel="stylesheet" href="{cdn}/s.css?{n}">
+<script src="{cdn}/app.js?{n}a"></script><script src="{cdn}/app.js?{n}b"></script>
+<script src="{cdn}/app.js?{n}c"></script>
+</head><body><h1 id="t">CDN {n}</h1></body></html>"""
+
 PLAIN = """<html><head><title>plain</title></head><body><h1 id="t">Plain {n}</h1><p>{text}</p>{link}</body></html>"""
 
 
@@ -68,6 +75,7 @@ class Seen:
         self.peak: dict[str, int] = {}
         self.hold_path: str | None = None  # an answer held until ``release`` is set (or 30 s pass)
         self.robots: str | None = None  # the robots.txt served; None: a 404
+        self.cdn = ""  # the base URL of the site /cdn/N pages load their scripts and stylesheet from
         self.release = threading.Event()
 
     def enter(self, host: str) -> None:
@@ -102,7 +110,7 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
                 time.sleep(LATENCY)
                 if self.path == seen.hold_path:
                     seen.release.wait(30)
-                status, kind, body = self.answer(self.path)
+                status, kind, body = self.answer(self.path.partition("?")[0])
             finally:
                 seen.leave(host)
             data = body.encode()
@@ -145,6 +153,8 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
                 n = int(match[1])
                 link = f'<a href="/plain/{n + 1}">next</a>' if n < 3 else ""
                 return 200, html, PLAIN.format(n=n, text="plain text " * 20, link=link)
+            if match := _CDN.match(path):
+                return 200, html, CDN_PAGE.format(cdn=seen.cdn, n=match[1])
             if path == "/big":
                 return 200, html, BIG_PAGE
             if path == "/big.js":

@@ -428,3 +428,19 @@ def test_the_sub_resources_of_a_pages_own_host_obey_its_robots_txt_as_the_engine
         run = crawlkit("runspider", spider(tmp_path, start[:1]), "-s", "robots=false", output="unchecked.jsonl")
         assert items(run) == {base + "/p/1": ("Title 1", True)}
         assert sorted(seen.paths()) == ["/api/1.json", "/app.js", "/p/1", "/s.css"]
+
+
+def test_a_host_serving_other_hosts_pages_sub_resources_is_held_to_its_per_host_within_a_renderer(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """Four pages of a host (its rule: per_host 4) render at once, each loading four sub-resources of a second
+    host, one after another; the second host (per_host 1) never has more than one of them in flight."""
+    with site() as (base, seen), site("127.0.0.6") as (cdn_base, cdn):
+        seen.cdn = cdn_base
+        hosts = json.dumps({base.removeprefix("http://"): {"per_host": 4}})
+        start: list[tuple[str, bool | None]] = [(f"{base}/cdn/{n}", True) for n in range(1, 9)]
+        run = crawlkit("runspider", spider(tmp_path, start), "-s", "per_host=1", "-s", f"hosts={hosts}",
+                       "-s", "render_pages=4")
+        assert items(run) == {f"{base}/cdn/{n}": (f"CDN {n}", True) for n in range(1, 9)}
+        assert len(cdn.paths(browser=True)) == 8 * 4
+        assert cdn.peak == {cdn_base.removeprefix("http://"): 1}, cdn.peak
+        assert seen.peak[base.removeprefix("http://")] > 1  # the pages did render at once

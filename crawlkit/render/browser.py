@@ -24,7 +24,10 @@ goes through ``_route``, which is where the crawl's rules hold:
   in a send turn of that host (``delay``). The engine gave the page one permit of its host, so
   the page has at most one request in flight at the server: the per-host cap holds there with
   sub-resources counted. A sub-resource of another host (a CDN's script) goes under the page's
-  permit, not one of that host's: its cap counts the pages sent to it, not the sub-resources;
+  permit, not one of that host's, and without that host's delay; within one renderer process,
+  that host's ``per_host`` holds for them (``_OtherHosts``), so it sees at most
+  ``render_processes × per_host`` of them in flight at once (besides its own pages', which
+  the engine's permits hold apart);
 - a body over ``max_body`` does not reach the browser: a sub-resource's is refused to the page
   (``render_too_large``), the main document's fails the page (``body_too_large``, unless
   ``meta["truncate"]``, which renders it whole). Playwright's driver reads a body whole
@@ -41,11 +44,12 @@ blames a dead fetcher's (``max_process_deaths``), and starts another renderer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -65,6 +69,7 @@ from crawlkit.messages import FetchTask, RenderResult, RenderTask
 from crawlkit.render.actions import run_actions
 from crawlkit.render.capture import NetworkCapture
 from crawlkit.render.choose import options_for
+from crawlkit.sites import SiteRules
 from crawlkit.urls import host_of
 
 if TYPE_CHECKING:
@@ -164,6 +169,33 @@ class _Tab:
         self.proxy = proxy
 
 
+class _OtherHosts:
+    """The sub-resources of other hosts' pages (a CDN's scripts) in flight from this renderer, each host held to
+    its ``per_host`` (its ``hosts`` rule's, else the crawl's): a semaphore per host while it has some."""
+
+    def __init__(self, per_host: int, sites: SiteRules | None) -> None:
+        self.per_host = per_host
+        self.sites = sites
+        self.held: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # host -> its semaphore, [requests using it]
+
+    @contextlib.asynccontextmanager
+    async def slot(self, host: str) -> AsyncIterator[None]:
+        """Hold one of ``host``'s ``per_host`` slots (waiting for one) while the block runs."""
+        entry = self.held.get(host)
+        if entry is None:
+            cap = self.sites.limits(host, self.per_host, 0.0)[0] if self.sites is not None else self.per_host
+            entry = self.held[host] = (asyncio.Semaphore(cap), [0])
+        semaphore, users = entry
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self.held[host]
+
+
 class Browser:
     """A Chromium of this renderer process: launch, render a page, recycle when due, close."""
 
@@ -176,6 +208,7 @@ class Browser:
         self.recycle: str | None = None  # why the browser is due to be recycled, once it is
         self.closing = False
         self.free: list[_Tab] = []  # tabs between two pages
+        self.other_hosts = _OtherHosts(config.per_host, config.sites)
         self.robots: dict[str, tuple[bytes, Protego, str]] = {}  # host -> robots.txt, its rules, the agent matched
 
     async def launch(self) -> None:
@@ -444,8 +477,12 @@ class Browser:
         loop = asyncio.get_running_loop()
         async with visit.lock:  # one request of this page at the server at a time
             timeout = max(0.5, visit.deadline - time.monotonic()) * 1000
+            host = visit.host if main else host_of(route.request.url)
             try:
-                if visit.turn is not None and (main or host_of(route.request.url) == visit.host):
+                if host != visit.host:  # under the page's permit, not one of its host's: see _OtherHosts
+                    async with self.other_hosts.slot(host):
+                        response = await route.fetch(headers=headers, max_redirects=0, timeout=timeout)
+                elif visit.turn is not None:
                     turn = visit.turn()  # the host's delay spaces its sub-resources too
                     await loop.run_in_executor(None, turn.__enter__)
                     try:

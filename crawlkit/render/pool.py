@@ -11,6 +11,9 @@ the parsers (``_Outbox``). So the engine's dispatch, stall checks and death hand
 
 Inside, an asyncio loop runs the async Playwright API (``browser.py``): one coroutine per page
 slot takes a task (``_Inbox.get`` in a thread, as it blocks), renders it and sends the result.
+The sub-resources its pages ask of other hosts than their own are held to those hosts'
+``per_host`` in this process only: across the renderers, a host may see ``render_processes ×
+per_host`` of them at once (``browser._OtherHosts``).
 Before a page the browser is recycled if it is due (``render_recycle_pages``,
 ``render_recycle_mb``: ``Browser.due``), once its pages in progress are done; logged, and
 counted (``render_recycled``) in the next result sent.
@@ -70,6 +73,7 @@ class RenderConfig:
     archive: bool  # ``warc`` is on: the page's network responses go into RenderResult.resources
     proxy: str | None  # the ``proxy`` setting (see browser.Proxy)
     max_body: int  # bytes of a sub-resource's body the page may have
+    per_host: int  # a host's sub-resources of other hosts' pages in flight at once (its hosts rule's, else this)
 
     @classmethod
     def from_settings(cls, s: Any, log: LogConfig) -> RenderConfig:
@@ -80,7 +84,7 @@ class RenderConfig:
             user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
             allow_private_addresses=s.allow_private_addresses, sites=SiteRules(s.hosts) if s.hosts else None,
             crawl=s.render, log=log, archive=bool(s.warc), proxy=s.proxy,
-            max_body=s.max_body,
+            max_body=s.max_body, per_host=s.per_host,
         )
 
 
