@@ -7,11 +7,11 @@ middleware tests do; the crawls with a real browser are in test_render_crawl.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import queue
 import threading
 from collections import Counter
-from types import SimpleNamespace
 from typing import Any
 
 import lxml.html
@@ -25,6 +25,7 @@ from crawlkit.errors import ConfigError
 from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.sitemaps import SPIDER_SITEMAP_CALLBACK
 from crawlkit.fetch.fetcher import FetchChannels
+from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, FetchTask, PageDone, RenderTask
 from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.render import pool
@@ -302,6 +303,16 @@ def test_a_page_to_render_carries_its_hosts_robots_txt_and_a_plain_one_nothing_m
 # ---------------------------------------------------------------- the renderer's choices, without a browser
 
 
+def render_config(**changes: Any) -> pool.RenderConfig:
+    """A renderer's config as the settings' defaults make it (no browser is looked for), with ``changes``."""
+    config = pool.RenderConfig(
+        executable="chromium", pages=4, block=("image",), timeout=30.0, recycle_pages=0, recycle_mb=0,
+        user_agent="crawlkit/0.1", connect_timeout=10.0, read_timeout=30.0, allow_private_addresses=True, sites=None,
+        crawl=True, log=LogConfig(), archive=False, proxy=None, max_body=1 << 20, per_host=2,
+    )
+    return dataclasses.replace(config, **changes)
+
+
 def test_a_rendered_page_goes_through_the_proxy_of_the_plain_path_its_credentials_apart(
         monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("playwright")
@@ -333,7 +344,7 @@ def test_a_browsers_memory_is_looked_at_after_a_page_at_most_every_second_and_on
     clock = {"now": 1000.0}
     monkeypatch.setattr(module, "browser_memory", lambda pid: looks.append(pid) or used["mb"] << 20)
     monkeypatch.setattr(module.time, "monotonic", lambda: clock["now"])
-    browser = module.Browser(None, SimpleNamespace(recycle_pages=0, recycle_mb=100))  # type: ignore[arg-type]
+    browser = module.Browser(None, render_config(recycle_mb=100))  # type: ignore[arg-type]
     assert browser.due() is None and looks == []  # nothing rendered yet
     browser.rendered = 1
     assert browser.due() is None and len(looks) == 1
@@ -345,7 +356,7 @@ def test_a_browsers_memory_is_looked_at_after_a_page_at_most_every_second_and_on
     used["mb"] = 10
     clock["now"] += 10
     assert browser.due() == "its processes use 200 MB (render_recycle_mb: 100)" and len(looks) == 2  # stays due
-    pages = module.Browser(None, SimpleNamespace(recycle_pages=3, recycle_mb=0))  # type: ignore[arg-type]
+    pages = module.Browser(None, render_config(recycle_pages=3))  # type: ignore[arg-type]
     pages.rendered = 3
     assert pages.due() == "3 pages rendered (render_recycle_pages: 3)" and len(looks) == 2
 
@@ -355,7 +366,7 @@ def test_a_page_whose_render_options_are_refused_comes_back_a_render_options_err
     from crawlkit.errors import FetchErrorKind
     from crawlkit.render.browser import Browser
 
-    browser = Browser(None, SimpleNamespace(sites=None, crawl=True, proxy=None))  # type: ignore[arg-type]
+    browser = Browser(None, render_config())  # type: ignore[arg-type]
     request = Request("http://a.test/p", meta={"render": {"bogus": 1}})
     result = asyncio.run(browser.render(FetchTask(7, 0, 0, 0, 0.0, request), None))
     assert (result.req_id, result.url, result.error) == (7, "http://a.test/p", "render_options")
