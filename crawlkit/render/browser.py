@@ -249,7 +249,8 @@ class Browser:
                 self.memory_checked = now
                 used = browser_memory(os.getpid()) >> 20
                 if used > config.recycle_mb:
-                    self.recycle = f"its processes use {used} MB (render_recycle_mb: {config.recycle_mb})"
+                    self.recycle = (f"its processes hold {used} MB of anonymous memory "
+                                    f"(render_recycle_mb: {config.recycle_mb})")
         return self.recycle
 
     async def render(self, task: FetchTask, turn: Turns | None) -> RenderResult:
@@ -349,9 +350,9 @@ class Browser:
         """Make a tab that rendered a page fit for the next (its page blank, its cookies gone) and free it."""
         await tab.page.goto("about:blank")
         await tab.context.clear_cookies()
-        if len(self.free) >= self.config.pages:  # tabs kept for other proxies: the one free the longest goes
-            await self.free.pop(0).context.close()
         self.free.append(tab)
+        if len(self.free) > self.config.pages:  # tabs kept for other proxies: the one free the longest goes
+            await self.free.pop(0).context.close()
 
     async def _visit(self, page: Page, visit: _Visit, options: dict[str, Any], result: RenderResult) -> None:
         """Navigate, run the page actions, read the DOM into ``result``."""
@@ -497,7 +498,6 @@ class Browser:
                 await _abort(route)
                 return None
         return response
-
 
 
 async def _too_large(response: APIResponse, limit: int) -> bool:
