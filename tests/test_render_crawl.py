@@ -193,11 +193,14 @@ def test_a_killed_or_frozen_browser_or_a_killed_renderer_loses_nothing(tmp_path:
         finally:
             if proc.poll() is None:
                 stop_crawl(proc, marker, signal.SIGKILL)
-            for process in frozen:  # the engine killed the group; these were suspended by the test
+        try:
+            assert proc.returncode == 0, stderr
+            # The frozen browser too: the engine killed its group, as it killed its renderer.
+            wait_for(lambda: not leftover_processes(marker), 10, "every process of the crawl to end")
+        finally:
+            for process in frozen:  # suspended by the test: not left behind if the engine failed to kill them
                 with contextlib.suppress(psutil.Error):
                     process.kill()
-        assert proc.returncode == 0, stderr
-        wait_for(lambda: not leftover_processes(marker), 10, "every process of the crawl to end")
         assert not list(Path(tempfile.gettempdir()).glob(f"crawlkit-render-{renderer.pid}"))  # its browser's files
         found = {item["url"]: (item["title"], item["rendered"])
                  for item in map(json.loads, out.read_text().splitlines())}

@@ -178,25 +178,48 @@ class RenderProcesses:
 
 
 def bury(pid: int) -> None:
-    """SIGKILL what is left of renderer ``pid``'s process group (itself, Playwright's driver, the browser)
-    and remove its temporary files.
+    """SIGKILL what is left of renderer ``pid`` (its process group: itself and Playwright's driver; its
+    browser's group) and remove its temporary files.
 
     A renderer killed outright leaves its driver and browser behind for as long as they take to
-    notice, and their files (a browser profile: megabytes) for good; the group (``renderer_main``
-    makes one) ends them at once. Called as soon as the renderer is known dead, before another is
+    notice (a frozen browser, for good), and their files (a browser profile: megabytes) for good;
+    the groups end them at once. Called as soon as the renderer is known dead, before another is
     started; a group already empty is no error.
     """
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
+    for group in (*browser_groups(pid), pid):
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
     shutil.rmtree(scratch(pid), ignore_errors=True)
+
+
+def browser_groups(pid: int) -> set[int]:
+    """The process groups of renderer ``pid``'s browser processes.
+
+    Playwright starts a browser in a session of its own, so the renderer's group does not hold
+    it, and once the renderer and its driver are dead its parent is no longer theirs; but every
+    process of it has the TMPDIR the renderer set (``scratch``), in /proc/PID/environ.
+    """
+    mark = f"\0TMPDIR={scratch(pid)}\0".encode()
+    groups = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if mark in b"\0" + environ.read():
+                    groups.add(os.getpgid(int(entry.name)))
+        except OSError:
+            continue  # gone meanwhile, or another user's
+    groups.discard(pid)
+    return groups
 
 
 def renderer_main(config: RenderConfig, channels: FetchChannels) -> None:
     """A renderer process's whole life: claim a render queue, connect to every parser, render until STOP."""
     child_setup(config.log, "renderer")
-    os.setpgid(0, 0)  # a group of its own, with Playwright's driver and the browser: see RenderProcesses.bury
+    os.setpgid(0, 0)  # a group of its own, with Playwright's driver: see bury
     pid = os.getpid()
     index = claim(channels, len(channels.queues) - channels.renderers, len(channels.queues), pid)
     if index is None:
