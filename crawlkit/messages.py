@@ -37,6 +37,14 @@ class FetchTask:
 
 
 @dataclass(slots=True)
+class RenderTask(FetchTask):
+    """A page for a renderer: a FetchTask and its host's robots.txt, which the page's sub-resources of that
+    host obey (``render/browser.py``); a plain task carries none of it."""
+
+    robots: bytes | None = None  # the body of the host's robots.txt (2xx); None: no rules to obey
+
+
+@dataclass(slots=True)
 class RevalidateTask:
     """Revisits of one host's known pages, sent to a fetcher as one task under one per-host permit.
 

@@ -6,6 +6,8 @@ middleware tests do; the crawls with a real browser are in test_render_crawl.py.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import multiprocessing
 import queue
 import threading
@@ -20,10 +22,11 @@ from crawlkit.backends.local.backend import LocalBackend
 from crawlkit.backends.local.jobdir import NullJournal
 from crawlkit.core.dispatch import Dispatch
 from crawlkit.errors import ConfigError
-from crawlkit.extensions.robots import RobotsGate
+from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.sitemaps import SPIDER_SITEMAP_CALLBACK
 from crawlkit.fetch.fetcher import FetchChannels
-from crawlkit.messages import FetchResult, FetchTask, PageDone
+from crawlkit.log import LogConfig
+from crawlkit.messages import FetchResult, FetchTask, PageDone, RenderTask
 from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.render import pool
 from crawlkit.render.choose import AUTO, RenderCheck, RenderChoice, options_for
@@ -228,7 +231,8 @@ def test_what_the_check_leaves_alone(request_: Request, status: int, kind: str) 
 # ---------------------------------------------------------------- dispatch
 
 
-def make(render: RenderChoice, started: list[int]) -> tuple[Dispatch, Any, FetchChannels]:
+def make(render: RenderChoice, started: list[int], robots: RobotsRules | None = None,
+         ) -> tuple[Dispatch, Any, FetchChannels]:
     queues, renderers, tickets = 3, 2, 16  # queue 0 a fetcher's; 1 and 2 the renderers'
     channels = FetchChannels(
         queues=[queue.SimpleQueue() for _ in range(queues)], ready=[threading.Semaphore(0) for _ in range(queues)],
@@ -240,7 +244,7 @@ def make(render: RenderChoice, started: list[int]) -> tuple[Dispatch, Any, Fetch
     backend = LocalBackend(load_settings(), stats, NullJournal(), multiprocessing.get_context("spawn"), tickets)
     frontier = backend.frontier
     backend.limiter = FakeLimiter()  # type: ignore[assignment]
-    dispatch = Dispatch(channels, frontier, backend.limiter, RobotsGate(None, backend, stats, 0.0), None, stats,
+    dispatch = Dispatch(channels, frontier, backend.limiter, RobotsGate(robots, backend, stats, 0.0), None, stats,
                         threads=4, parsers=2, concurrency=8, max_inflight=tickets, max_pages=0,
                         max_process_deaths=3, sites=SiteRules({}), crawl_count=backend.crawl_count, drop=print,
                         render=render, start_renderers=lambda: started.append(1), render_pages=2)
@@ -276,6 +280,100 @@ def test_a_renderer_gets_at_most_render_pages_pages_and_gives_them_back_as_they_
     assert len(sent(channels, 1)) == 1
     lost = dispatch.fetcher_died(1, 1234, None)  # the renderer died: its pages go back to the frontier
     assert not lost and dispatch.render_load == {} and not dispatch.inflight
+
+
+def test_a_page_to_render_carries_its_hosts_robots_txt_and_a_plain_one_nothing_more() -> None:
+    rules = RobotsRules("crawlkit/0.1")
+    dispatch, frontier, channels = make(choice(), [], rules)
+    text = b"User-agent: *\nDisallow: /app.js\n"
+    dispatch.gate.learn("a.test", 200, text)
+    dispatch.gate.learn("b.test", 404, b"not here")
+    dispatch.queue_claimed(0)
+    dispatch.queue_claimed(1)
+    frontier.push([(0, Request("http://a.test/plain")), (0, Request("http://a.test/js", render=True)),
+                   (0, Request("http://b.test/js", render=True))])
+    dispatch.schedule(0.0)
+    [plain] = sent(channels, 0)
+    assert type(plain) is FetchTask  # the plain path's task, unchanged
+    rendered = {task.request.url: task for task in sent(channels, 1)}
+    assert isinstance(rendered["http://a.test/js"], RenderTask) and rendered["http://a.test/js"].robots == text
+    assert type(rendered["http://b.test/js"]) is FetchTask  # a 404: no rules to obey
+
+
+# ---------------------------------------------------------------- the renderer's choices, without a browser
+
+
+def render_config(**changes: Any) -> pool.RenderConfig:
+    """A renderer's config as the settings' defaults make it (no browser is looked for), with ``changes``."""
+    config = pool.RenderConfig(
+        executable="chromium", pages=4, block=("image",), timeout=30.0, recycle_pages=0, recycle_mb=0,
+        user_agent="crawlkit/0.1", connect_timeout=10.0, read_timeout=30.0, allow_private_addresses=True, sites=None,
+        crawl=True, log=LogConfig(), archive=False, proxy=None, max_body=1 << 20, per_host=2,
+    )
+    return dataclasses.replace(config, **changes)
+
+
+def test_a_rendered_page_goes_through_the_proxy_of_the_plain_path_its_credentials_apart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("playwright")
+    from crawlkit.fetch.fetcher import _environment_proxy
+    from crawlkit.render.browser import Proxy
+
+    own = Proxy.of(Request("http://a.test/", meta={"proxy": "http://agent:p%40ss@own.test:3128"}), "http://set.test:8")
+    assert own == Proxy("http://agent:p%40ss@own.test:3128", None)
+    assert own.settings() == {"server": "http://own.test:3128", "username": "agent", "password": "p@ss"}
+    assert Proxy.of(Request("http://a.test/"), "http://set.test:8") == Proxy("http://set.test:8", None)
+    monkeypatch.setenv("HTTP_PROXY", "env.test:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.test")
+    _environment_proxy.cache_clear()
+    try:
+        found = Proxy.of(Request("http://a.test/"), None)
+        assert found is not None and found.settings() == {"server": "http://env.test:3128", "bypass": "direct.test"}
+        assert Proxy.of(Request("http://direct.test/"), None) is None
+    finally:
+        _environment_proxy.cache_clear()
+
+
+def test_a_browsers_memory_is_looked_at_after_a_page_at_most_every_second_and_once_over_it_stays_due(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("playwright")
+    from crawlkit.render import browser as module
+
+    looks: list[int] = []
+    used = {"mb": 50}
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(module, "browser_memory", lambda pid: looks.append(pid) or used["mb"] << 20)
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock["now"])
+    browser = module.Browser(None, render_config(recycle_mb=100))  # type: ignore[arg-type]
+    assert browser.due() is None and looks == []  # nothing rendered yet
+    browser.rendered = 1
+    assert browser.due() is None and len(looks) == 1
+    used["mb"] = 200
+    clock["now"] += module.MEMORY_EVERY - 0.01
+    assert browser.due() is None and len(looks) == 1  # not again within MEMORY_EVERY
+    clock["now"] += 0.01
+    over = "its processes hold 200 MB of anonymous memory (render_recycle_mb: 100)"
+    assert browser.due() == over and len(looks) == 2
+    used["mb"] = 10
+    clock["now"] += 10
+    assert browser.due() == over and len(looks) == 2  # stays due
+    pages = module.Browser(None, render_config(recycle_pages=3))  # type: ignore[arg-type]
+    pages.rendered = 3
+    assert pages.due() == "3 pages rendered (render_recycle_pages: 3)" and len(looks) == 2
+
+
+def test_a_page_whose_render_options_are_refused_comes_back_a_render_options_error_without_the_browser() -> None:
+    pytest.importorskip("playwright")
+    from crawlkit.errors import FetchErrorKind
+    from crawlkit.render.browser import Browser
+
+    browser = Browser(None, render_config())  # type: ignore[arg-type]
+    request = Request("http://a.test/p", meta={"render": {"bogus": 1}})
+    result = asyncio.run(browser.render(FetchTask(7, 0, 0, 0, 0.0, request), None))
+    assert (result.req_id, result.url, result.error) == (7, "http://a.test/p", "render_options")
+    assert result.message.startswith("'render' has no action 'bogus'; use wait_until")
+    assert browser.rendered == 0 and not browser.free  # no tab was opened, no page counted
+    assert not FetchErrorKind.RENDER_OPTIONS.retryable  # the same options would be refused again
 
 
 # ---------------------------------------------------------------- stats

@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from base64 import b64encode
+from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -25,7 +27,8 @@ from threading import Thread
 import psutil
 import pytest
 
-from tests.render_site import PAGES, Seen, handler
+from tests.forward_proxy import ForwardProxy
+from tests.render_site import BIG, PAGES, Seen, handler
 from tests.support import Run, leftover_processes, redis_server, start_crawl, stop_crawl, wait_for
 
 
@@ -190,11 +193,14 @@ def test_a_killed_or_frozen_browser_or_a_killed_renderer_loses_nothing(tmp_path:
         finally:
             if proc.poll() is None:
                 stop_crawl(proc, marker, signal.SIGKILL)
-            for process in frozen:  # the engine killed the group; these were suspended by the test
+        try:
+            assert proc.returncode == 0, stderr
+            # The frozen browser too: the engine killed its group, as it killed its renderer.
+            wait_for(lambda: not leftover_processes(marker), 10, "every process of the crawl to end")
+        finally:
+            for process in frozen:  # suspended by the test: not left behind if the engine failed to kill them
                 with contextlib.suppress(psutil.Error):
                     process.kill()
-        assert proc.returncode == 0, stderr
-        wait_for(lambda: not leftover_processes(marker), 10, "every process of the crawl to end")
         assert not list(Path(tempfile.gettempdir()).glob(f"crawlkit-render-{renderer.pid}"))  # its browser's files
         found = {item["url"]: (item["title"], item["rendered"])
                  for item in map(json.loads, out.read_text().splitlines())}
@@ -310,3 +316,134 @@ def test_a_rendered_crawl_archives_every_response_the_browser_received_and_runs_
     assert b'"title"' in responses[base + "/api/1.json"]  # the JSON as served, not the DOM
     assert b"<h1 id=\"t\"></h1>" in responses[base + "/p/1"]  # the document as served, before its script ran
 
+
+
+@pytest.mark.parametrize("source", ["setting", "request meta", "environment"])
+def test_a_rendered_page_and_its_sub_resources_go_through_the_proxy_the_plain_path_would_use(
+        crawlkit: Callable[..., Run], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """The ``proxy`` setting, the request's ``meta["proxy"]`` or HTTP_PROXY: the server sees only what the proxy
+    relayed, navigation and sub-resources alike; the proxy's credentials go to the proxy (Proxy-Authorization)."""
+    with site() as (base, seen), ForwardProxy("127.0.0.5") as proxy:
+        via = proxy.url.replace("http://", "http://agent:p%40ss@")
+        args: tuple[str, ...] = ()
+        start: list[tuple[str, bool | None]] = [(base + "/p/1", True)]
+        if source == "setting":
+            args = ("-s", f"proxy={via}")
+        elif source == "environment":
+            monkeypatch.setenv("HTTP_PROXY", via)
+            monkeypatch.setenv("NO_PROXY", "")
+        else:
+            (tmp_path / "via.py").write_text(f'''
+from crawlkit import Request
+from pages import Pages
+
+
+class Via(Pages):
+    async def start(self):
+        yield Request({base + "/p/1"!r}, render=True, meta={{"proxy": {via!r}}})
+''')
+        spider(tmp_path, start)
+        run = crawlkit("runspider", "via.py" if source == "request meta" else "pages.py", *args)
+        assert items(run) == {base + "/p/1": ("Title 1", True)}
+        served = Counter(base + path for path in seen.paths())
+        if source == "request meta":  # the page's own proxy: robots.txt went direct
+            served -= Counter([base + "/robots.txt"])
+        # Every request of the page the server saw came through the proxy. (Chromium's own update check may too,
+        # under HTTP_PROXY: not the site's.)
+        assert Counter(url for url in proxy.urls() if url.startswith(base)) == served
+        assert set(served) >= {base + p for p in ("/p/1", "/api/1.json", "/s.css", "/app.js")}
+        assert set(seen.paths(browser=True)) == {"/p/1", "/api/1.json", "/s.css", "/app.js"}
+        credentials = "Basic " + b64encode(b"agent:p@ss").decode()
+        assert proxy.tunnels and {headers.get("proxy-authorization") for _, headers in proxy.tunnels} == {credentials}
+        browser = [headers for _, _, headers in proxy.seen if "sec-ch-ua" in headers]  # sent in the tunnels
+        assert len(browser) == 4 and not [headers for headers in browser if "proxy-authorization" in headers]
+
+
+def test_a_browser_over_render_recycle_mb_is_started_afresh_and_every_page_is_still_rendered(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """With 1 MB, each browser is due once it has rendered a page: it is closed when its pages in progress end
+    and another launched; every page is rendered, each once, and no browser outlives the crawl (the fixture)."""
+    with site() as (base, seen):
+        run = crawlkit("runspider", spider(tmp_path, [(base + "/", None)]), "-s", "render=true",
+                       "-s", "render_recycle_pages=0", "-s", "render_recycle_mb=1", "--stats", "stats.json")
+        assert items(run) == js_pages(base)
+        pages = ["/", *(f"/p/{n}" for n in range(1, PAGES + 1))]
+        assert sorted(p for p in seen.paths(browser=True) if p == "/" or p.startswith("/p/")) == sorted(pages)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["render_recycled"] >= 1, stats
+    assert "the browser is started afresh: its processes hold" in run.stderr
+
+
+def test_a_request_whose_render_options_are_refused_is_one_render_options_error_and_the_crawl_goes_on(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """Options the spider set in meta (``Request(url, render=...)`` refuses them as it is built), by a
+    middleware, or from an older jobdir: the renderer refuses the page before navigating, not retried."""
+    with site() as (base, seen):
+        (tmp_path / "bad.py").write_text(f'''
+from crawlkit import Request
+from pages import Pages
+
+
+class Bad(Pages):
+    async def start(self):
+        yield Request({base + "/p/1"!r}, meta={{"render": {{"bogus": 1}}}})
+        yield Request({base + "/p/2"!r}, render=True)
+''')
+        spider(tmp_path, [])
+        run = crawlkit("runspider", "bad.py", "-s", "retries=2", "--stats", "stats.json")
+        assert items(run) == {base + "/p/2": ("Title 2", True)}
+        assert "/p/1" not in seen.paths()  # never sent: not by the browser, not by a retry
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["errors"] == {"render_options": 1}, stats
+    [line] = [line for line in run.stderr.splitlines() if "render_options" in line and base + "/p/1" in line]
+    assert "'render' has no action 'bogus'" in line, line
+
+
+def test_a_body_over_max_body_never_reaches_the_browser_a_sub_resource_refused_to_its_page(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """``/big``'s script (by its Content-Length) and its fetch()ed JSON (chunked: by its body) are refused to
+    the page, which renders without them; ``/huge``, a page over max_body, is a body_too_large error."""
+    with site() as (base, seen):
+        start: list[tuple[str, bool | None]] = [(base + "/big", True), (base + "/huge", True)]
+        run = crawlkit("runspider", spider(tmp_path, start), "-s", f"max_body={BIG // 2}", "-s", "retries=0",
+                       "--stats", "stats.json")
+        assert items(run) == {base + "/big": ("Big", True)}  # neither wrote the title
+        assert sorted(seen.paths(browser=True)) == ["/big", "/big.js", "/big.json", "/huge"]  # each sent once
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["render_too_large"] == 2, stats
+    assert stats["errors"] == {"body_too_large": 1}, stats
+    assert f"2 sub-resources of {base}/big refused to the page: their bodies are over max_body" in run.stderr
+
+
+def test_the_sub_resources_of_a_pages_own_host_obey_its_robots_txt_as_the_engine_reads_it(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """The crawl's group (``crawlkit``) disallows ``/app.js``; the ``*`` group, not crawlkit's, ``/s.css``. With
+    robots off, the browser asks for both."""
+    with site() as (base, seen):
+        seen.robots = "User-agent: crawlkit\nDisallow: /app.js\n\nUser-agent: *\nDisallow: /s.css\n"
+        start: list[tuple[str, bool | None]] = [(base + "/p/1", True), (base + "/p/2", True)]
+        run = crawlkit("runspider", spider(tmp_path, start), "--stats", "stats.json")
+        assert items(run) == {base + f"/p/{n}": (f"Title {n}", True) for n in (1, 2)}
+        assert sorted(seen.paths(browser=True)) == ["/api/1.json", "/api/2.json", "/p/1", "/p/2", "/s.css", "/s.css"]
+        stats = json.loads((tmp_path / "stats.json").read_text())
+        assert stats["counts"]["render_robots_denied"] == 2, stats
+        seen.requests.clear()
+        run = crawlkit("runspider", spider(tmp_path, start[:1]), "-s", "robots=false", output="unchecked.jsonl")
+        assert items(run) == {base + "/p/1": ("Title 1", True)}
+        assert sorted(seen.paths()) == ["/api/1.json", "/app.js", "/p/1", "/s.css"]
+
+
+def test_a_host_serving_other_hosts_pages_sub_resources_is_held_to_its_per_host_within_a_renderer(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """Four pages of a host (its rule: per_host 4) render at once, each loading four sub-resources of a second
+    host, one after another; the second host (per_host 1) never has more than one of them in flight."""
+    with site() as (base, seen), site("127.0.0.6") as (cdn_base, cdn):
+        seen.cdn = cdn_base
+        hosts = json.dumps({base.removeprefix("http://"): {"per_host": 4}})
+        start: list[tuple[str, bool | None]] = [(f"{base}/cdn/{n}", True) for n in range(1, 9)]
+        run = crawlkit("runspider", spider(tmp_path, start), "-s", "per_host=1", "-s", f"hosts={hosts}",
+                       "-s", "render_pages=4")
+        assert items(run) == {f"{base}/cdn/{n}": (f"CDN {n}", True) for n in range(1, 9)}
+        assert len(cdn.paths(browser=True)) == 8 * 4
+        assert cdn.peak == {cdn_base.removeprefix("http://"): 1}, cdn.peak
+        assert seen.peak[base.removeprefix("http://")] > 1  # the pages did render at once

@@ -11,7 +11,8 @@ in flight (fetched pages waiting for a parser count), which gives the parsers ba
 
 A page that ``RenderChoice`` (``render/choose.py``) says is to be rendered goes to a renderer's
 queue instead (``render/pool.py``), the least loaded one with a page slot free, under the same
-permit, ticket and in-flight entry as a fetched page; the first such page starts the renderer
+permit, ticket and in-flight entry as a fetched page, as a ``RenderTask`` that carries the host's
+robots.txt for its sub-resources; the first such page starts the renderer
 processes (``start_renderers``), and until one has claimed its queue, or while every browser's
 pages are taken, the page goes back to its host, which waits ``RENDER_WAIT`` seconds. A page to
 render is never put in a revalidation batch.
@@ -55,7 +56,7 @@ from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
 from crawlkit.fetch.cache import StoredAnswers
 from crawlkit.fetch.fetcher import JOINED, UNCHANGED, FetchChannels
 from crawlkit.http import Request
-from crawlkit.messages import FetchTask, RevalidateTask
+from crawlkit.messages import FetchTask, RenderTask, RevalidateTask
 from crawlkit.render.choose import RenderChoice
 from crawlkit.sites import SiteRules
 from crawlkit.stats import Stats
@@ -222,6 +223,8 @@ class Dispatch:
                     frontier.reclaim(lease, request)
                     frontier.park(host, now + RENDER_WAIT)
                     continue
+                self._send(host, lease, request, grant, queue, self.gate.text_of(host))
+                continue
             elif self.revalidate and _revalidates(request):
                 self._send_batch(host, lease, request, grant, queue, now)
                 continue
@@ -238,8 +241,10 @@ class Dispatch:
         queue = min(load, key=load.__getitem__)
         return queue if load[queue] < self.render_pages else -1
 
-    def _send(self, host: str, lease: int, request: Request, grant: int, queue: int) -> None:
-        """Put ``request`` in flight on fetch queue ``queue`` with the limiter's ``grant`` (``NO_GRANT``: none)."""
+    def _send(self, host: str, lease: int, request: Request, grant: int, queue: int,
+              robots: bytes | None = None) -> None:
+        """Put ``request`` in flight on fetch queue ``queue`` with the limiter's ``grant`` (``NO_GRANT``: none);
+        ``robots``, the host's robots.txt, goes with a page to render (``RenderTask``)."""
         channels = self.channels
         page = _is_page(request)
         parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
@@ -256,7 +261,10 @@ class Dispatch:
             self.site_inflight[host] = self.site_inflight.get(host, 0) + 1
         cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
         delay = 0.0 if grant == NO_GRANT else self.limiter.delay_of(host)
-        channels.send(queue, FetchTask(self.next_id, grant, ticket, parser, delay, request, cookie))
+        if robots is None:
+            channels.send(queue, FetchTask(self.next_id, grant, ticket, parser, delay, request, cookie))
+        else:
+            channels.send(queue, RenderTask(self.next_id, grant, ticket, parser, delay, request, cookie, robots))
         self.sent[queue] += 1
 
     def _send_batch(self, host: str, lease: int, request: Request, grant: int, queue: int, now: float) -> None:

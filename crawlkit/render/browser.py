@@ -7,17 +7,32 @@ each starts a renderer process); a tab that fails a page is closed. Every reques
 goes through ``_route``, which is where the crawl's rules hold:
 
 - only http(s) URLs, and none of the resource types ``render_block`` lists;
+- a sub-resource of the page's own host only if the host's robots.txt allows it, read as the
+  engine reads it: the engine sends the text with the page (``RenderTask.robots``, a render
+  task only) and the renderer parses it once per host (``render_robots_denied``). Other hosts'
+  robots.txt is not asked for a sub-resource (a CDN's script is not crawled, only loaded);
 - with ``allow_private_addresses: false``, no request to a name that resolves to (or an
   address that is) not public (``destinations.public_addresses``; the name is resolved again
-  by Playwright's HTTP client that sends it: a DNS answer that changes in between is not seen);
+  by Playwright's HTTP client that sends it: a DNS answer that changes in between is not seen;
+  through a proxy, as on the plain path, only an address written in the URL is checked);
 - a host's ``headers`` and ``user_agent`` (the ``hosts`` rules) are added to the requests to
   that host only, the request's own headers and the engine's cookie to the main document only;
+- the requests are sent through the proxy the plain path would use for the page (``Proxy``: a
+  browser context has one, so tabs are kept per proxy), the proxy resolving the names;
 - the requests are sent by Playwright itself (``route.fetch``, redirects not followed, so a
   redirect is a new request through here) one at a time per page, each to the page's own host
   in a send turn of that host (``delay``). The engine gave the page one permit of its host, so
   the page has at most one request in flight at the server: the per-host cap holds there with
   sub-resources counted. A sub-resource of another host (a CDN's script) goes under the page's
-  permit, not one of that host's: its cap counts the pages sent to it, not the sub-resources.
+  permit, not one of that host's, and without that host's delay; within one renderer process,
+  that host's ``per_host`` holds for them (``_OtherHosts``), so it sees at most
+  ``render_processes × per_host`` of them in flight at once (besides its own pages', which
+  the engine's permits hold apart);
+- a body over ``max_body`` does not reach the browser: a sub-resource's is refused to the page
+  (``render_too_large``), the main document's fails the page (``body_too_large``, unless
+  ``meta["truncate"]``, which renders it whole). Playwright's driver reads a body whole
+  before ``route.fetch`` returns, so ``max_body`` bounds what reaches the browser, not what
+  the driver holds for a moment.
 
 The main document's redirect is not followed in the browser: the 3xx goes to the parser as the
 plain path's does, whose redirect stage queues the target through dedup, robots.txt and the
@@ -29,30 +44,36 @@ blames a dead fetcher's (``max_process_deaths``), and starts another renderer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
-import psutil
 from playwright.async_api import Browser as PlaywrightBrowser
 from playwright.async_api import BrowserContext, Page, Playwright, Route
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from protego import Protego
 
 from crawlkit.errors import FetchErrorKind
-from crawlkit.fetch.destinations import DestinationBlocked, public_addresses
-from crawlkit.messages import FetchTask, RenderResult
+from crawlkit.extensions.robots import product_token
+from crawlkit.fetch.destinations import DestinationBlocked, check_host, public_addresses
+from crawlkit.fetch.fetcher import _environment_proxy, _origin
+from crawlkit.http import Request
+from crawlkit.messages import FetchTask, RenderResult, RenderTask
 from crawlkit.render.actions import run_actions
 from crawlkit.render.capture import NetworkCapture
 from crawlkit.render.choose import options_for
+from crawlkit.sites import SiteRules
 from crawlkit.urls import host_of
 
 if TYPE_CHECKING:
-    from playwright.async_api import APIResponse
+    from playwright.async_api import APIResponse, ProxySettings
 
     from crawlkit.render.pool import RenderConfig
 
@@ -63,10 +84,12 @@ log = logging.getLogger("crawlkit.renderer")
 LAUNCH_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
 EXIT_BROWSER_GONE = 3  # a renderer's exit code when its browser died under it
-MEMORY_EVERY = 20  # pages between the checks of the browser's memory (render_recycle_mb)
+MEMORY_EVERY = 1.0  # seconds between two checks of the browser's memory (render_recycle_mb), at least
+ROBOTS_KEPT = 256  # hosts whose parsed robots.txt a renderer keeps
 SETTLE_POLL = 0.005  # seconds between looks at a settling page's requests in progress
 SETTLE_QUIET = 0.05  # seconds of a page's time with no request started before its DOM is read (see _settle)
 Turns = Callable[[], AbstractContextManager[Any]]  # makes a send turn of the page's host (Permits.turn)
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # of the DOM, not the bytes
 
 
@@ -77,11 +100,14 @@ class BrowserGone(Exception):
 class _Visit:
     """One page's render: its task, the main document's answer, and the lock that sends its requests one at a time."""
 
-    __slots__ = ("task", "host", "turn", "deadline", "lock", "main", "sent", "error", "redirect", "blocked", "pending",
-                 "started")
+    __slots__ = ("task", "host", "turn", "deadline", "proxied", "robots", "agent", "lock", "main", "sent", "error",
+                 "redirect", "blocked", "too_large", "robots_denied", "pending", "started")
 
-    def __init__(self, task: FetchTask, turn: Turns | None, deadline: float) -> None:
+    def __init__(self, task: FetchTask, turn: Turns | None, deadline: float, proxied: bool) -> None:
         self.task = task
+        self.proxied = proxied  # sent through a proxy
+        self.robots: Protego | None = None  # the rules of the page's host, which its sub-resources there obey
+        self.agent = ""  # the product token those rules are matched for
         self.host = host_of(task.request.url)
         self.turn = turn
         self.deadline = deadline
@@ -91,20 +117,83 @@ class _Visit:
         self.error: tuple[FetchErrorKind, str] | None = None  # why the main document has no answer
         self.redirect = False  # the main document answered a redirect: the parser follows it
         self.blocked = 0  # requests refused (render_block, a scheme, a private address)
+        self.too_large = 0  # sub-resources refused to the page, their body over max_body
+        self.robots_denied = 0  # sub-resources of the page's host that its robots.txt disallows
         self.pending = 0  # requests of the page being sent now (or waiting for their turn)
         self.started = 0  # requests of the page sent so far
 
 
+class Proxy(NamedTuple):
+    """The proxy a page and all its requests go through: the one the plain path (``fetcher.fetch``) would
+    use for the page, its request's ``meta["proxy"]``, else the ``proxy`` setting, else the one
+    HTTP_PROXY/HTTPS_PROXY name for its URL (then the hosts of NO_PROXY bypass it, as they do there)."""
+
+    url: str
+    bypass: str | None
+
+    @classmethod
+    def of(cls, request: Request, configured: str | None) -> Proxy | None:
+        """The proxy of page ``request`` (None: direct); ``configured`` is the ``proxy`` setting."""
+        own = request.meta.get("proxy") or configured
+        if own:
+            return cls(own, None)
+        found = _environment_proxy(_origin(request.url))
+        if not found:
+            return None
+        return cls(found, os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or None)
+
+    def settings(self) -> ProxySettings:
+        """The proxy for ``new_context``: its credentials apart, which Playwright sends to the proxy only
+        (Proxy-Authorization), never in a page's request headers."""
+        parts = urlsplit(self.url if "://" in self.url else "http://" + self.url)  # HTTP_PROXY=host:port, as requests
+        settings: ProxySettings = {"server": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"}
+        if parts.username is not None:
+            settings["username"] = unquote(parts.username)
+            settings["password"] = unquote(parts.password or "")
+        if self.bypass:
+            settings["bypass"] = self.bypass
+        return settings
+
+
 class _Tab:
     """A browser context and its page, rendering one page after another (a context costs a renderer
-    process start: twice the CPU of the page); ``visit`` is the page being rendered, None between two."""
+    process start: twice the CPU of the page); ``visit`` is the page being rendered, None between two.
+    A context has one proxy for good: a page is given a tab of its own proxy."""
 
-    __slots__ = ("context", "page", "visit")
+    __slots__ = ("context", "page", "visit", "proxy")
 
-    def __init__(self, context: BrowserContext) -> None:
+    def __init__(self, context: BrowserContext, proxy: Proxy | None) -> None:
         self.context = context
         self.page: Page
         self.visit: _Visit | None = None
+        self.proxy = proxy
+
+
+class _OtherHosts:
+    """The sub-resources of other hosts' pages (a CDN's scripts) in flight from this renderer, each host held to
+    its ``per_host`` (its ``hosts`` rule's, else the crawl's): a semaphore per host while it has some."""
+
+    def __init__(self, per_host: int, sites: SiteRules | None) -> None:
+        self.per_host = per_host
+        self.sites = sites
+        self.held: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # host -> its semaphore, [requests using it]
+
+    @contextlib.asynccontextmanager
+    async def slot(self, host: str) -> AsyncIterator[None]:
+        """Hold one of ``host``'s ``per_host`` slots (waiting for one) while the block runs."""
+        entry = self.held.get(host)
+        if entry is None:
+            cap = self.sites.limits(host, self.per_host, 0.0)[0] if self.sites is not None else self.per_host
+            entry = self.held[host] = (asyncio.Semaphore(cap), [0])
+        semaphore, users = entry
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self.held[host]
 
 
 class Browser:
@@ -115,8 +204,12 @@ class Browser:
         self.config = config
         self.browser: PlaywrightBrowser | None = None
         self.rendered = 0  # pages since the launch
+        self.memory_checked = -math.inf  # when render_recycle_mb was last checked (time.monotonic)
+        self.recycle: str | None = None  # why the browser is due to be recycled, once it is
         self.closing = False
         self.free: list[_Tab] = []  # tabs between two pages
+        self.other_hosts = _OtherHosts(config.per_host, config.sites)
+        self.robots: dict[str, tuple[bytes, Protego, str]] = {}  # host -> robots.txt, its rules, the agent matched
 
     async def launch(self) -> None:
         self.browser = await self.playwright.chromium.launch(
@@ -124,6 +217,8 @@ class Browser:
         )
         self.browser.on("disconnected", self._disconnected)
         self.rendered = 0
+        self.memory_checked = -math.inf
+        self.recycle = None
 
     def _disconnected(self, _: PlaywrightBrowser) -> None:
         if not self.closing:
@@ -138,13 +233,25 @@ class Browser:
             self.browser = None
             self.closing = False
 
-    def due(self) -> bool:
-        """Whether the browser has rendered ``render_recycle_pages`` pages or grown past ``render_recycle_mb``."""
-        config, rendered = self.config, self.rendered
-        if config.recycle_pages and rendered >= config.recycle_pages:
-            return True
-        return bool(config.recycle_mb and rendered and rendered % MEMORY_EVERY == 0
-                    and memory(os.getpid()) > config.recycle_mb * 1024 * 1024)
+    def due(self) -> str | None:
+        """Why the browser is to be recycled (it has rendered ``render_recycle_pages`` pages, or grown past
+        ``render_recycle_mb``), or None; once due, it stays due until launched again.
+
+        The memory is looked at after a page, at most every ``MEMORY_EVERY`` seconds: a walk of
+        /proc of a few milliseconds (``browser_memory``), in the renderer's loop.
+        """
+        config = self.config
+        if self.recycle is None and config.recycle_pages and self.rendered >= config.recycle_pages:
+            self.recycle = f"{self.rendered} pages rendered (render_recycle_pages: {config.recycle_pages})"
+        elif self.recycle is None and config.recycle_mb and self.rendered:
+            now = time.monotonic()
+            if now >= self.memory_checked + MEMORY_EVERY:
+                self.memory_checked = now
+                used = browser_memory(os.getpid()) >> 20
+                if used > config.recycle_mb:
+                    self.recycle = (f"its processes hold {used} MB of anonymous memory "
+                                    f"(render_recycle_mb: {config.recycle_mb})")
+        return self.recycle
 
     async def render(self, task: FetchTask, turn: Turns | None) -> RenderResult:
         """Render the page of ``task``; never raises but BrowserGone: failures come back as ``RenderResult.error``.
@@ -159,9 +266,12 @@ class Browser:
         except ValueError as exc:
             result.error, result.message = FetchErrorKind.RENDER_OPTIONS.value, str(exc)
             return result
-        visit = _Visit(task, turn, started + self.config.timeout)
+        proxy = Proxy.of(request, self.config.proxy)
+        visit = _Visit(task, turn, started + self.config.timeout, proxy is not None)
+        if isinstance(task, RenderTask) and task.robots is not None:
+            visit.robots, visit.agent = self._robots_of(visit.host, task.robots)
         self.rendered += 1
-        tab = await self._tab()
+        tab = await self._tab(proxy)
         tab.visit = visit
         # With warc on, every response the page receives in this visit, for the WARC stage (a tab is reused:
         # the capture is the visit's, and stops listening when finished).
@@ -194,19 +304,41 @@ class Browser:
             pass  # the browser is gone or stuck: the next page or the engine's stall check finds out
         if visit.blocked:
             result.counts["render_blocked"] = visit.blocked
+        if visit.robots_denied:
+            result.counts["render_robots_denied"] = visit.robots_denied
+        if visit.too_large:
+            result.counts["render_too_large"] = visit.too_large
+            log.warning("%d sub-resources of %s refused to the page: their bodies are over max_body (%d bytes)",
+                        visit.too_large, request.url, self.config.max_body)
         result.elapsed = time.monotonic() - started
         return result
 
-    async def _tab(self) -> _Tab:
-        """A free tab, or a new one: its own browser context, with every request of its page through ``_route``."""
-        if self.free:
-            return self.free.pop()
+    def _robots_of(self, host: str, text: bytes) -> tuple[Protego, str]:
+        """The rules of ``host``'s robots.txt ``text`` and the product token they are matched for (the host's
+        user agent's, as the engine's ``RobotsRules``); parsed once per host and text, ``ROBOTS_KEPT`` hosts kept."""
+        kept = self.robots.pop(host, None)
+        if kept is None or kept[0] != text:
+            user_agent = self.config.sites.for_host(host).user_agent if self.config.sites is not None else None
+            kept = (text, Protego.parse(text.decode("utf-8", "replace")),
+                    product_token(user_agent or self.config.user_agent))
+        self.robots[host] = kept  # the most recent last
+        if len(self.robots) > ROBOTS_KEPT:
+            del self.robots[next(iter(self.robots))]
+        return kept[1], kept[2]
+
+    async def _tab(self, proxy: Proxy | None) -> _Tab:
+        """A free tab of ``proxy``, or a new one: its own browser context, with every request of its page through
+        ``_route``, sent through ``proxy`` (by ``route.fetch``, which uses the context's proxy)."""
+        for index in range(len(self.free) - 1, -1, -1):
+            if self.free[index].proxy == proxy:
+                return self.free.pop(index)
         assert self.browser is not None  # launched before the first task
         try:
             context = await self.browser.new_context(
                 user_agent=self.config.user_agent, accept_downloads=False, service_workers="block",
+                proxy=proxy.settings() if proxy is not None else None,
             )
-            tab = _Tab(context)
+            tab = _Tab(context, proxy)
             await context.route("**/*", lambda route: self._route(route, tab.visit))
             tab.page = await context.new_page()
         except PlaywrightError as exc:
@@ -219,6 +351,8 @@ class Browser:
         await tab.page.goto("about:blank")
         await tab.context.clear_cookies()
         self.free.append(tab)
+        if len(self.free) > self.config.pages:  # tabs kept for other proxies: the one free the longest goes
+            await self.free.pop(0).context.close()
 
     async def _visit(self, page: Page, visit: _Visit, options: dict[str, Any], result: RenderResult) -> None:
         """Navigate, run the page actions, read the DOM into ``result``."""
@@ -276,6 +410,11 @@ class Browser:
             visit.blocked += 1
             await _abort(route)
             return
+        if (visit.robots is not None and not main and host_of(url) == visit.host
+                and not visit.robots.can_fetch(url, visit.agent)):
+            visit.robots_denied += 1
+            await _abort(route)
+            return
         headers = await sent.all_headers()
         if self.config.sites is not None:
             rule = self.config.sites.for_host(host_of(url))
@@ -292,7 +431,10 @@ class Browser:
             visit.sent = headers
         if not self.config.allow_private_addresses:
             try:
-                await loop.run_in_executor(None, public_addresses, parts.hostname, parts.port or 443)
+                if visit.proxied:  # the proxy resolves the name, as on the plain path: only an address is checked
+                    check_host(parts.hostname)
+                else:
+                    await loop.run_in_executor(None, public_addresses, parts.hostname, parts.port or 443)
             except DestinationBlocked as exc:
                 visit.blocked += 1
                 if main:
@@ -310,11 +452,21 @@ class Browser:
         if response is None:
             return
         if main:
+            meta = visit.task.request.meta
+            limit = meta.get("max_body") or self.config.max_body
+            if not meta.get("truncate") and await _too_large(response, limit):  # as the plain path refuses it
+                visit.error = (FetchErrorKind.BODY_TOO_LARGE, f"body over max_body {limit} bytes")
+                await _abort(route)
+                return
             visit.main = response
             if 300 <= response.status < 400 and "location" in response.headers:
                 visit.redirect = True  # the parser's redirect stage queues the target, under the crawl's rules
                 await _abort(route)
                 return
+        elif await _too_large(response, self.config.max_body):
+            visit.too_large += 1
+            await _abort(route)
+            return
         try:
             await route.fulfill(response=response)
         except PlaywrightError:
@@ -326,8 +478,12 @@ class Browser:
         loop = asyncio.get_running_loop()
         async with visit.lock:  # one request of this page at the server at a time
             timeout = max(0.5, visit.deadline - time.monotonic()) * 1000
+            host = visit.host if main else host_of(route.request.url)
             try:
-                if visit.turn is not None and (main or host_of(route.request.url) == visit.host):
+                if host != visit.host:  # under the page's permit, not one of its host's: see _OtherHosts
+                    async with self.other_hosts.slot(host):
+                        response = await route.fetch(headers=headers, max_redirects=0, timeout=timeout)
+                elif visit.turn is not None:
                     turn = visit.turn()  # the host's delay spaces its sub-resources too
                     await loop.run_in_executor(None, turn.__enter__)
                     try:
@@ -342,6 +498,19 @@ class Browser:
                 await _abort(route)
                 return None
         return response
+
+
+async def _too_large(response: APIResponse, limit: int) -> bool:
+    """Whether an answer's body is over ``limit`` bytes: by its Content-Length, or, without one or when
+    Playwright decoded it (gzip, br), by the body itself. Either way the driver has read it whole."""
+    headers = response.headers
+    length = headers.get("content-length", "")
+    if length.isdigit() and (int(length) > limit or "content-encoding" not in headers):
+        return int(length) > limit
+    try:
+        return len(await response.body()) > limit
+    except PlaywrightError:
+        return False  # the page was closed meanwhile: fulfilling it fails the same way
 
 
 async def _abort(route: Route) -> None:
@@ -395,14 +564,39 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def memory(pid: int, pss: bool = False) -> int:
-    """Bytes the browser processes under ``pid`` use: resident set, or with ``pss`` their proportional share."""
-    total = 0
-    for child in psutil.Process(pid).children(recursive=True):
+def browser_memory(renderer: int) -> int:
+    """Bytes of anonymous memory (heaps, ``RssAnon``) the browser processes of renderer process ``renderer``
+    hold, summed: what a browser's leaks grow.
+
+    The browser is a child of Playwright's driver, the renderer's child, and its processes are
+    in a session of its own (Playwright starts it detached): every Chromium process whose session
+    is such a browser's. One read of each process's /proc/PID/stat (its parent, session and name)
+    finds them, a tenth of the time psutil's walk of the tree takes; their /proc/PID/statm gives
+    resident less file-backed pages. Neither their shared libraries (which a sum of resident sets
+    counts once per process) nor PSS: ``smaps_rollup`` walks each Chromium process's huge
+    reserved address space, a tenth of a second for a browser.
+    """
+    processes: list[tuple[int, int, int, bool]] = []  # pid, ppid, session, a chromium
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
         try:
-            if "chrom" not in child.name():
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                data = stat.read()
+        except OSError:
+            continue  # gone meanwhile
+        name_end = data.rfind(b")")  # the name, in parentheses, may hold spaces and parentheses
+        fields = data[name_end + 2:].split()  # state, ppid, pgrp, session, ...: stat's fields 3 and on
+        processes.append((int(entry.name), int(fields[1]), int(fields[3]), b"chrom" in data[:name_end]))
+    drivers = {pid for pid, ppid, _, _ in processes if ppid == renderer}
+    browsers = {pid for pid, ppid, _, chromium in processes if chromium and ppid in drivers}
+    pages = 0
+    for pid, _, session, chromium in processes:
+        if chromium and session in browsers:
+            try:
+                with open(f"/proc/{pid}/statm", "rb") as statm:
+                    _, resident, shared = statm.read().split()[:3]
+            except OSError:
                 continue
-            total += child.memory_full_info().pss if pss else child.memory_info().rss
-        except psutil.Error:
-            pass  # gone meanwhile
-    return total
+            pages += int(resident) - int(shared)
+    return pages * _PAGE_SIZE

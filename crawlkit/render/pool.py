@@ -11,8 +11,12 @@ the parsers (``_Outbox``). So the engine's dispatch, stall checks and death hand
 
 Inside, an asyncio loop runs the async Playwright API (``browser.py``): one coroutine per page
 slot takes a task (``_Inbox.get`` in a thread, as it blocks), renders it and sends the result.
+The sub-resources its pages ask of other hosts than their own are held to those hosts'
+``per_host`` in this process only: across the renderers, a host may see ``render_processes ×
+per_host`` of them at once (``browser._OtherHosts``).
 Before a page the browser is recycled if it is due (``render_recycle_pages``,
-``render_recycle_mb``), once its pages in progress are done.
+``render_recycle_mb``: ``Browser.due``), once its pages in progress are done; logged, and
+counted (``render_recycled``) in the next result sent.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ class RenderConfig:
     crawl: bool | dict[str, Any]  # the ``render`` setting: its render options, if a dict
     log: LogConfig
     archive: bool  # ``warc`` is on: the page's network responses go into RenderResult.resources
+    proxy: str | None  # the ``proxy`` setting (see browser.Proxy)
+    max_body: int  # bytes of a sub-resource's body the page may have
+    per_host: int  # a host's sub-resources of other hosts' pages in flight at once (its hosts rule's, else this)
 
     @classmethod
     def from_settings(cls, s: Any, log: LogConfig) -> RenderConfig:
@@ -76,7 +83,8 @@ class RenderConfig:
             timeout=s.render_timeout, recycle_pages=s.render_recycle_pages, recycle_mb=s.render_recycle_mb,
             user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
             allow_private_addresses=s.allow_private_addresses, sites=SiteRules(s.hosts) if s.hosts else None,
-            crawl=s.render, log=log, archive=bool(s.warc),
+            crawl=s.render, log=log, archive=bool(s.warc), proxy=s.proxy,
+            max_body=s.max_body, per_host=s.per_host,
         )
 
 
@@ -170,25 +178,48 @@ class RenderProcesses:
 
 
 def bury(pid: int) -> None:
-    """SIGKILL what is left of renderer ``pid``'s process group (itself, Playwright's driver, the browser)
-    and remove its temporary files.
+    """SIGKILL what is left of renderer ``pid`` (its process group: itself and Playwright's driver; its
+    browser's group) and remove its temporary files.
 
     A renderer killed outright leaves its driver and browser behind for as long as they take to
-    notice, and their files (a browser profile: megabytes) for good; the group (``renderer_main``
-    makes one) ends them at once. Called as soon as the renderer is known dead, before another is
+    notice (a frozen browser, for good), and their files (a browser profile: megabytes) for good;
+    the groups end them at once. Called as soon as the renderer is known dead, before another is
     started; a group already empty is no error.
     """
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
+    for group in (*browser_groups(pid), pid):
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
     shutil.rmtree(scratch(pid), ignore_errors=True)
+
+
+def browser_groups(pid: int) -> set[int]:
+    """The process groups of renderer ``pid``'s browser processes.
+
+    Playwright starts a browser in a session of its own, so the renderer's group does not hold
+    it, and once the renderer and its driver are dead its parent is no longer theirs; but every
+    process of it has the TMPDIR the renderer set (``scratch``), in /proc/PID/environ.
+    """
+    mark = f"\0TMPDIR={scratch(pid)}\0".encode()
+    groups = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if mark in b"\0" + environ.read():
+                    groups.add(os.getpgid(int(entry.name)))
+        except OSError:
+            continue  # gone meanwhile, or another user's
+    groups.discard(pid)
+    return groups
 
 
 def renderer_main(config: RenderConfig, channels: FetchChannels) -> None:
     """A renderer process's whole life: claim a render queue, connect to every parser, render until STOP."""
     child_setup(config.log, "renderer")
-    os.setpgid(0, 0)  # a group of its own, with Playwright's driver and the browser: see RenderProcesses.bury
+    os.setpgid(0, 0)  # a group of its own, with Playwright's driver: see bury
     pid = os.getpid()
     index = claim(channels, len(channels.queues) - channels.renderers, len(channels.queues), pid)
     if index is None:
@@ -260,11 +291,12 @@ class _Renderer:
                 budget += limit + task.delay
             try:
                 async with self.recycling:  # one slot recycles, the others wait for the new browser
-                    while browser.due():
+                    while (why := browser.due()) is not None:
                         if self.rendering:
                             self.idle.clear()
                             await self.idle.wait()
                         else:
+                            log.info("renderer %d: the browser is started afresh: %s", os.getpid(), why)
                             await browser.close()
                             await browser.launch()
                             self.recycled += 1
