@@ -38,10 +38,12 @@ class FetchTask:
 
 @dataclass(slots=True)
 class RenderTask(FetchTask):
-    """A page for a renderer: a FetchTask and its host's robots.txt, which the page's sub-resources of that
-    host obey (``render/browser.py``); a plain task carries none of it."""
+    """A page for a renderer: a FetchTask and its host's robots.txt rules, which the page's sub-resources of
+    that host obey (``render/browser.py``); a plain task carries none of it."""
 
-    robots: bytes | None = None  # the body of the host's robots.txt (2xx); None: no rules to obey
+    # The host's parsed robots.txt (a Protego, pickled: a few hundred bytes) and the product token it is
+    # matched for; None: no rules to obey
+    robots: tuple[Any, str] | None = None
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import multiprocessing
+import pickle
 import queue
 import threading
 from collections import Counter
@@ -282,7 +283,7 @@ def test_a_renderer_gets_at_most_render_pages_pages_and_gives_them_back_as_they_
     assert not lost and dispatch.render_load == {} and not dispatch.inflight
 
 
-def test_a_page_to_render_carries_its_hosts_robots_txt_and_a_plain_one_nothing_more() -> None:
+def test_a_page_to_render_carries_its_hosts_robots_rules_and_a_plain_one_nothing_more() -> None:
     rules = RobotsRules("crawlkit/0.1")
     dispatch, frontier, channels = make(choice(), [], rules)
     text = b"User-agent: *\nDisallow: /app.js\n"
@@ -296,8 +297,13 @@ def test_a_page_to_render_carries_its_hosts_robots_txt_and_a_plain_one_nothing_m
     [plain] = sent(channels, 0)
     assert type(plain) is FetchTask  # the plain path's task, unchanged
     rendered = {task.request.url: task for task in sent(channels, 1)}
-    assert isinstance(rendered["http://a.test/js"], RenderTask) and rendered["http://a.test/js"].robots == text
-    assert type(rendered["http://b.test/js"]) is FetchTask  # a 404: no rules to obey
+    task = pickle.loads(pickle.dumps(rendered["http://a.test/js"]))  # as a render queue carries it
+    assert isinstance(task, RenderTask) and task.robots is not None  # the engine's own rules
+    parsed, agent = task.robots
+    assert agent == "crawlkit" and not parsed.can_fetch("http://a.test/app.js", agent)
+    assert parsed.can_fetch("http://a.test/style.css", agent)
+    other = rendered["http://b.test/js"]
+    assert isinstance(other, RenderTask) and other.robots is None  # a 404: no rules to obey
 
 
 # ---------------------------------------------------------------- the renderer's choices, without a browser

@@ -76,6 +76,15 @@ def test_fetch_prints_the_rendered_dom_with_render_set_and_the_shell_with_no_ren
         assert seen.paths(browser=True) == []
 
 
+def test_a_rendered_pages_sub_resources_obey_its_hosts_robots_txt_in_the_tools_too(
+        crawlkit: Callable[..., Run]) -> None:
+    with site() as (base, seen):
+        seen.robots = "User-agent: crawlkit\nDisallow: /app.js\n"
+        run = crawlkit("fetch", base + "/p/1", "--render", output=None)
+        assert run.returncode == 0, run.stderr
+        assert seen.paths(browser=False) == ["/robots.txt"]
+        assert sorted(seen.paths(browser=True)) == ["/api/1.json", "/p/1", "/s.css"]  # /app.js disallowed
+
 def test_each_hop_of_a_redirect_is_rendered_and_a_plain_page_failing_render_when_is_rendered(
         crawlkit: Callable[..., Run]) -> None:
     with site() as (base, seen):

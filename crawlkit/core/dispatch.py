@@ -223,7 +223,7 @@ class Dispatch:
                     frontier.reclaim(lease, request)
                     frontier.park(host, now + RENDER_WAIT)
                     continue
-                self._send(host, lease, request, grant, queue, self.gate.text_of(host))
+                self._send(host, lease, request, grant, queue, render=True)
                 continue
             elif self.revalidate and _revalidates(request):
                 self._send_batch(host, lease, request, grant, queue, now)
@@ -241,10 +241,9 @@ class Dispatch:
         queue = min(load, key=load.__getitem__)
         return queue if load[queue] < self.render_pages else -1
 
-    def _send(self, host: str, lease: int, request: Request, grant: int, queue: int,
-              robots: bytes | None = None) -> None:
+    def _send(self, host: str, lease: int, request: Request, grant: int, queue: int, render: bool = False) -> None:
         """Put ``request`` in flight on fetch queue ``queue`` with the limiter's ``grant`` (``NO_GRANT``: none);
-        ``robots``, the host's robots.txt, goes with a page to render (``RenderTask``)."""
+        a page to ``render`` goes as a ``RenderTask``, with its host's robots.txt rules for its sub-resources."""
         channels = self.channels
         page = _is_page(request)
         parser = min(range(len(self.parser_load)), key=self.parser_load.__getitem__)
@@ -261,10 +260,11 @@ class Dispatch:
             self.site_inflight[host] = self.site_inflight.get(host, 0) + 1
         cookie = self.cookies.header_for(request.url) if self.cookies is not None else ""
         delay = 0.0 if grant == NO_GRANT else self.limiter.delay_of(host)
-        if robots is None:
+        if not render:
             channels.send(queue, FetchTask(self.next_id, grant, ticket, parser, delay, request, cookie))
         else:
-            channels.send(queue, RenderTask(self.next_id, grant, ticket, parser, delay, request, cookie, robots))
+            channels.send(queue, RenderTask(self.next_id, grant, ticket, parser, delay, request, cookie,
+                                            self.gate.rules_of(host)))
         self.sent[queue] += 1
 
     def _send_batch(self, host: str, lease: int, request: Request, grant: int, queue: int, now: float) -> None:

@@ -74,7 +74,6 @@ class RobotsRules:
         self._sites = sites if sites else None
         self._agents: dict[str, str] = {}  # host -> the product token its rules are matched for, with ``sites``
         self._rules: dict[str, Any] = {}  # host -> Protego | _ALLOW_ALL | _DISALLOW_ALL
-        self._texts: dict[str, bytes] = {}  # host -> its robots.txt, for the renderers (text_of)
         self._asked: set[str] = set()
         self.rechecks = rechecks  # how many times an unavailable robots.txt is asked again
         self._failures: dict[str, int] = {}  # host -> unavailable answers so far
@@ -120,7 +119,6 @@ class RobotsRules:
         if 200 <= status < 300:
             rules = Protego.parse(body.decode("utf-8", "replace"))
             self._rules[host] = rules
-            self._texts[host] = body
             delay = rules.crawl_delay(self._agent_of(host))
             return float(delay) if delay else None
         if 400 <= status < 500 or status == ROBOTS_BLOCKED:
@@ -143,10 +141,11 @@ class RobotsRules:
             return False
         return rules.can_fetch(url, self._agent_of(host))
 
-    def text_of(self, host: str) -> bytes | None:
-        """The robots.txt whose rules ``host`` has (None: allow all, or not known), for a renderer to obey
-        with the page's sub-resources: it parses it once per host, as ``learn`` does here."""
-        return self._texts.get(host)
+    def rules_of(self, host: str) -> tuple[Protego, str] | None:
+        """``host``'s parsed robots.txt and the product token it is matched for (None: nothing to obey, or not
+        known), for a renderer to obey with the page's sub-resources: sent with a page to render only."""
+        rules = self._rules.get(host)
+        return (rules, self._agent_of(host)) if isinstance(rules, Protego) else None
 
     def _agent_of(self, host: str) -> str:
         """The product token robots.txt groups are matched against for ``host``: its own user agent's, if it has one."""
@@ -234,9 +233,9 @@ class RobotsGate:
             self.limiter.set_delay(host, delay)
         self.admit(self.waiting.pop(host, []))
 
-    def text_of(self, host: str) -> bytes | None:
-        """``host``'s robots.txt, if it has rules to obey (``RobotsRules.text_of``)."""
-        return self.rules.text_of(host) if self.rules is not None else None
+    def rules_of(self, host: str) -> tuple[Protego, str] | None:
+        """``host``'s robots.txt rules and agent, if it has rules to obey (``RobotsRules.rules_of``)."""
+        return self.rules.rules_of(host) if self.rules is not None else None
 
     def may_start(self, host: str, lease: int, request: Request, now: float) -> bool:
         """Whether a request just taken may be sent; finishes or gives back those that may not.

@@ -8,8 +8,8 @@ goes through ``_route``, which is where the crawl's rules hold:
 
 - only http(s) URLs, and none of the resource types ``render_block`` lists;
 - a sub-resource of the page's own host only if the host's robots.txt allows it, read as the
-  engine reads it: the engine sends the text with the page (``RenderTask.robots``, a render
-  task only) and the renderer parses it once per host (``render_robots_denied``). Other hosts'
+  engine reads it: the engine sends its parsed rules with the page (``RenderTask.robots``, a
+  render task only; refused ones are counted as ``render_robots_denied``). Other hosts'
   robots.txt is not asked for a sub-resource (a CDN's script is not crawled, only loaded);
 - with ``allow_private_addresses: false``, no request to a name that resolves to (or an
   address that is) not public (``destinations.public_addresses``; the name is resolved again
@@ -58,10 +58,8 @@ from playwright.async_api import Browser as PlaywrightBrowser
 from playwright.async_api import BrowserContext, Page, Playwright, Route
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from protego import Protego
 
 from crawlkit.errors import FetchErrorKind
-from crawlkit.extensions.robots import product_token
 from crawlkit.fetch.destinations import DestinationBlocked, check_host, public_addresses
 from crawlkit.fetch.fetcher import _environment_proxy, _origin
 from crawlkit.http import Request
@@ -74,6 +72,7 @@ from crawlkit.urls import host_of
 
 if TYPE_CHECKING:
     from playwright.async_api import APIResponse, ProxySettings
+    from protego import Protego
 
     from crawlkit.render.pool import RenderConfig
 
@@ -85,7 +84,6 @@ LAUNCH_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
 EXIT_BROWSER_GONE = 3  # a renderer's exit code when its browser died under it
 MEMORY_EVERY = 1.0  # seconds between two checks of the browser's memory (render_recycle_mb), at least
-ROBOTS_KEPT = 256  # hosts whose parsed robots.txt a renderer keeps
 SETTLE_POLL = 0.005  # seconds between looks at a settling page's requests in progress
 SETTLE_QUIET = 0.05  # seconds of a page's time with no request started before its DOM is read (see _settle)
 Turns = Callable[[], AbstractContextManager[Any]]  # makes a send turn of the page's host (Permits.turn)
@@ -209,7 +207,6 @@ class Browser:
         self.closing = False
         self.free: list[_Tab] = []  # tabs between two pages
         self.other_hosts = _OtherHosts(config.per_host, config.sites)
-        self.robots: dict[str, tuple[bytes, Protego, str]] = {}  # host -> robots.txt, its rules, the agent matched
 
     async def launch(self) -> None:
         self.browser = await self.playwright.chromium.launch(
@@ -269,7 +266,7 @@ class Browser:
         proxy = Proxy.of(request, self.config.proxy)
         visit = _Visit(task, turn, started + self.config.timeout, proxy is not None)
         if isinstance(task, RenderTask) and task.robots is not None:
-            visit.robots, visit.agent = self._robots_of(visit.host, task.robots)
+            visit.robots, visit.agent = task.robots
         self.rendered += 1
         tab = await self._tab(proxy)
         tab.visit = visit
@@ -312,19 +309,6 @@ class Browser:
                         visit.too_large, request.url, self.config.max_body)
         result.elapsed = time.monotonic() - started
         return result
-
-    def _robots_of(self, host: str, text: bytes) -> tuple[Protego, str]:
-        """The rules of ``host``'s robots.txt ``text`` and the product token they are matched for (the host's
-        user agent's, as the engine's ``RobotsRules``); parsed once per host and text, ``ROBOTS_KEPT`` hosts kept."""
-        kept = self.robots.pop(host, None)
-        if kept is None or kept[0] != text:
-            user_agent = self.config.sites.for_host(host).user_agent if self.config.sites is not None else None
-            kept = (text, Protego.parse(text.decode("utf-8", "replace")),
-                    product_token(user_agent or self.config.user_agent))
-        self.robots[host] = kept  # the most recent last
-        if len(self.robots) > ROBOTS_KEPT:
-            del self.robots[next(iter(self.robots))]
-        return kept[1], kept[2]
 
     async def _tab(self, proxy: Proxy | None) -> _Tab:
         """A free tab of ``proxy``, or a new one: its own browser context, with every request of its page through

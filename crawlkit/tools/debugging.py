@@ -96,7 +96,7 @@ def fetch_page(target: str | Request, settings: Any, callback: str | None = None
             result: FetchResult
             if choice.wants(request, host_of(url)):
                 browser = browser or PageBrowser(settings)
-                result = browser.render(request)
+                result = browser.render(request, robots.rules_of(host_of(url)) if robots is not None else None)
             else:
                 result = fetch(session, request, config)
             if result.error:

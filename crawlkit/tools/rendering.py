@@ -18,7 +18,7 @@ from crawlkit.errors import ConfigError, FetchFailed
 from crawlkit.http import Request
 from crawlkit.loader import one_line
 from crawlkit.log import LogConfig
-from crawlkit.messages import FetchTask, RenderResult
+from crawlkit.messages import RenderResult, RenderTask
 
 if TYPE_CHECKING:
     from playwright.async_api import Playwright
@@ -35,19 +35,20 @@ class PageBrowser:
         self.playwright: Playwright | None = None
         self.browser: Browser | None = None
 
-    def render(self, request: Request) -> RenderResult:
+    def render(self, request: Request, robots: tuple[Any, str] | None = None) -> RenderResult:
         """``request``'s page rendered (blocking); a failure is in ``RenderResult.error``, as in a crawl.
 
         ConfigError when Playwright or the browser is missing or the browser does not start;
         FetchFailed when it dies under the page. ``request`` is left as it is: the result's
-        request is a copy, whose meta has ``rendered`` and what the page actions returned.
+        request is a copy, whose meta has ``rendered`` and what the page actions returned. ``robots``
+        (``RobotsRules.rules_of``) are the page's host's rules, which its sub-resources there obey.
         """
         if self.browser is None:
             self._launch()
         assert self.loop is not None and self.browser is not None
         from crawlkit.render.browser import BrowserGone
 
-        task = FetchTask(req_id=0, slot=0, ticket=0, parser=0, delay=0.0, request=request.replace())
+        task = RenderTask(req_id=0, slot=0, ticket=0, parser=0, delay=0.0, request=request.replace(), robots=robots)
         try:
             return self.loop.run_until_complete(self.browser.render(task, None))
         except BrowserGone as exc:
