@@ -43,7 +43,7 @@ class Way:
             def __init__(self, _: Any) -> None:
                 pass
 
-            def render(self, request: Request) -> RenderResult:
+            def render(self, request: Request, robots: Any = None) -> RenderResult:
                 return way.answer("rendered", request, RenderResult)  # type: ignore[return-value]
 
             def close(self) -> None:
