@@ -12,6 +12,7 @@ import multiprocessing
 import pickle
 import queue
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -22,7 +23,7 @@ from crawlkit import Request, Response, safepickle
 from crawlkit.backends.local.backend import LocalBackend
 from crawlkit.backends.local.jobdir import NullJournal
 from crawlkit.core.dispatch import Dispatch
-from crawlkit.errors import ConfigError
+from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.sitemaps import SPIDER_SITEMAP_CALLBACK
 from crawlkit.fetch.fetcher import FetchChannels
@@ -370,7 +371,6 @@ def test_a_browsers_memory_is_looked_at_after_a_page_at_most_every_second_and_on
 
 def test_a_page_whose_render_options_are_refused_comes_back_a_render_options_error_without_the_browser() -> None:
     pytest.importorskip("playwright")
-    from crawlkit.errors import FetchErrorKind
     from crawlkit.render.browser import Browser
 
     browser = Browser(None, render_config())  # type: ignore[arg-type]
@@ -380,6 +380,67 @@ def test_a_page_whose_render_options_are_refused_comes_back_a_render_options_err
     assert result.message.startswith("'render' has no action 'bogus'; use wait_until")
     assert browser.rendered == 0 and not browser.free  # no tab was opened, no page counted
     assert not FetchErrorKind.RENDER_OPTIONS.retryable  # the same options would be refused again
+
+
+def test_a_sub_resource_waiting_for_a_busy_other_host_gives_up_at_its_pages_deadline_and_the_host_is_forgotten(
+        ) -> None:
+    pytest.importorskip("playwright")
+    from crawlkit.render.browser import _OtherHosts
+
+    async def scenario() -> None:
+        hosts = _OtherHosts(1, SiteRules({"cdn.test": {"per_host": 2}}))
+        now = time.monotonic()
+        async with hosts.slot("slow.test", now + 60):  # a host that does not answer holds its one slot
+            with pytest.raises(asyncio.TimeoutError):  # a page past its deadline waits no longer for it
+                async with hosts.slot("slow.test", now - 1):
+                    pytest.fail("a slot past the deadline")
+            assert hosts.held["slow.test"][1] == [1]  # the waiter that gave up is not counted
+            async with hosts.slot("cdn.test", now + 60), hosts.slot("cdn.test", now + 60):  # its rule's per_host
+                pass
+        assert hosts.held == {}  # no host is kept once it has nothing in flight
+
+    asyncio.run(scenario())
+
+
+def test_playwright_messages_lose_the_call_log_that_lists_the_requests_headers() -> None:
+    pytest.importorskip("playwright")
+    from playwright.async_api import Error as PlaywrightError
+
+    from crawlkit.render.browser import classify
+
+    error = PlaywrightError("Route.fetch: connect ECONNREFUSED 127.0.0.9:1\nCall log:\n  - → GET http://a.test/\n"
+                            "  - authorization: Bearer s3cret\n  - cookie: session=s3cret\n")
+    assert classify(error) == (FetchErrorKind.CONNECTION_REFUSED, "Route.fetch: connect ECONNREFUSED 127.0.0.9:1")
+
+
+class _RefusingBrowser:
+    """A Playwright browser that refuses new contexts, connected or not."""
+
+    def __init__(self, connected: bool) -> None:
+        self.connected = connected
+
+    def is_connected(self) -> bool:
+        return self.connected
+
+    async def new_context(self, **options: Any) -> Any:
+        from playwright.async_api import Error as PlaywrightError
+
+        raise PlaywrightError("Browser.new_context: Browser does not support socks5 proxy authentication")
+
+
+def test_a_proxy_the_browser_refuses_fails_the_page_not_the_browser() -> None:
+    pytest.importorskip("playwright")
+    from crawlkit.render.browser import Browser, BrowserGone
+
+    request = Request("http://a.test/p", meta={"proxy": "socks5://agent:s3cret@proxy.test:1080"})
+    browser = Browser(None, render_config())  # type: ignore[arg-type]
+    browser.browser = _RefusingBrowser(connected=True)  # type: ignore[assignment]
+    result = asyncio.run(browser.render(FetchTask(7, 0, 0, 0, 0.0, request), None))
+    assert (result.error, result.message) == (
+        "render_error", "Browser.new_context: Browser does not support socks5 proxy authentication")
+    browser.browser = _RefusingBrowser(connected=False)  # type: ignore[assignment]
+    with pytest.raises(BrowserGone):  # a browser that is gone is the renderer's end, as before
+        asyncio.run(browser.render(FetchTask(8, 0, 0, 0, 0.0, request), None))
 
 
 # ---------------------------------------------------------------- stats

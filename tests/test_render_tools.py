@@ -132,3 +132,24 @@ def test_a_page_that_cannot_be_rendered_is_one_line_and_exit_code_1_a_missing_br
             "Error: render_executable '/no/chromium' is not an executable file; install chromium or set "
             "render_executable to a Chromium or Chrome executable")
         assert seen.paths(browser=True) == []
+
+
+def test_a_rendered_pages_failure_shows_neither_its_hosts_headers_nor_its_proxys_password(
+        crawlkit: Callable[..., Run]) -> None:
+    with site() as (base, seen):
+        rule = json.dumps({base.split("//")[1]: {"headers": {"Authorization": "Bearer s3cret"}}})
+        run = crawlkit("fetch", base + "/p/1", "--render", "-s", "robots=false", "-s", f"hosts={rule}",
+                       "-s", "proxy=http://agent:s3cret@127.0.0.9:1", output=None)  # a proxy that refuses
+        assert run.returncode == 1, run.stderr
+        assert run.stderr.strip().splitlines()[-1] == (
+            f"Error: connection refused: {base}/p/1 (Route.fetch: connect ECONNREFUSED 127.0.0.9:1)")
+        assert "s3cret" not in run.stdout + run.stderr
+        # A proxy the browser cannot use fails the page, in one line, and not as a browser that died.
+        run = crawlkit("fetch", base + "/p/1", "--render", "-s", "robots=false",
+                       "-s", "proxy=socks5://agent:s3cret@127.0.0.9:1", output=None)
+        assert run.returncode == 1, run.stderr
+        assert run.stderr.strip().splitlines()[-1] == (
+            f"Error: render_error: {base}/p/1 (Browser.new_context: Browser does not support socks5 proxy "
+            "authentication)")
+        assert "s3cret" not in run.stdout + run.stderr
+        assert seen.paths(browser=True) == [] and seen.paths(browser=False) == []

@@ -177,8 +177,10 @@ class _OtherHosts:
         self.held: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # host -> its semaphore, [requests using it]
 
     @contextlib.asynccontextmanager
-    async def slot(self, host: str) -> AsyncIterator[None]:
-        """Hold one of ``host``'s ``per_host`` slots (waiting for one) while the block runs."""
+    async def slot(self, host: str, deadline: float) -> AsyncIterator[None]:
+        """Hold one of ``host``'s ``per_host`` slots while the block runs, waiting for one until ``deadline``
+        (``time.monotonic``; the page's render_timeout) at most: asyncio.TimeoutError then. A host that never
+        answers holds its slots until their pages' deadlines only, and its waiters do not pile up behind them."""
         entry = self.held.get(host)
         if entry is None:
             cap = self.sites.limits(host, self.per_host, 0.0)[0] if self.sites is not None else self.per_host
@@ -186,8 +188,11 @@ class _OtherHosts:
         semaphore, users = entry
         users[0] += 1
         try:
-            async with semaphore:
+            await asyncio.wait_for(semaphore.acquire(), deadline - time.monotonic())
+            try:
                 yield
+            finally:
+                semaphore.release()
         finally:
             users[0] -= 1
             if not users[0]:
@@ -268,7 +273,13 @@ class Browser:
         if isinstance(task, RenderTask) and task.robots is not None:
             visit.robots, visit.agent = task.robots
         self.rendered += 1
-        tab = await self._tab(proxy)
+        try:
+            tab = await self._tab(proxy)
+        except PlaywrightError as exc:  # a live browser refusing a context refuses its proxy (socks5 with a password)
+            if self.browser is None or not self.browser.is_connected():
+                raise BrowserGone(_one_line(exc)) from None
+            result.error, result.message = FetchErrorKind.RENDER_ERROR.value, _one_line(exc)
+            return result
         tab.visit = visit
         # With warc on, every response the page receives in this visit, for the WARC stage (a tab is reused:
         # the capture is the visit's, and stops listening when finished).
@@ -285,7 +296,7 @@ class Browser:
             result.message = f"not rendered within render_timeout ({self.config.timeout:g}s)"
         except PlaywrightError as exc:
             if self.browser is None or not self.browser.is_connected():
-                raise BrowserGone(str(exc)) from None
+                raise BrowserGone(_one_line(exc)) from None
             result.error, result.message = FetchErrorKind.RENDER_ERROR.value, _one_line(exc)
         if capture is not None:  # the visit failed: what came is not kept, and the page is listened to no more
             capture.stop()
@@ -312,21 +323,24 @@ class Browser:
 
     async def _tab(self, proxy: Proxy | None) -> _Tab:
         """A free tab of ``proxy``, or a new one: its own browser context, with every request of its page through
-        ``_route``, sent through ``proxy`` (by ``route.fetch``, which uses the context's proxy)."""
+        ``_route``, sent through ``proxy`` (by ``route.fetch``, which uses the context's proxy); PlaywrightError
+        when the browser refuses the context (or is gone)."""
         for index in range(len(self.free) - 1, -1, -1):
             if self.free[index].proxy == proxy:
                 return self.free.pop(index)
         assert self.browser is not None  # launched before the first task
+        context = await self.browser.new_context(
+            user_agent=self.config.user_agent, accept_downloads=False, service_workers="block",
+            proxy=proxy.settings() if proxy is not None else None,
+        )
+        tab = _Tab(context, proxy)
         try:
-            context = await self.browser.new_context(
-                user_agent=self.config.user_agent, accept_downloads=False, service_workers="block",
-                proxy=proxy.settings() if proxy is not None else None,
-            )
-            tab = _Tab(context, proxy)
             await context.route("**/*", lambda route: self._route(route, tab.visit))
             tab.page = await context.new_page()
-        except PlaywrightError as exc:
-            raise BrowserGone(str(exc)) from None
+        except PlaywrightError:
+            with contextlib.suppress(PlaywrightError):
+                await context.close()
+            raise
         context.on("page", _close_popup)  # any page after this one
         return tab
 
@@ -465,7 +479,8 @@ class Browser:
             host = visit.host if main else host_of(route.request.url)
             try:
                 if host != visit.host:  # under the page's permit, not one of its host's: see _OtherHosts
-                    async with self.other_hosts.slot(host):
+                    async with self.other_hosts.slot(host, visit.deadline):
+                        timeout = max(0.5, visit.deadline - time.monotonic()) * 1000  # what the wait left
                         response = await route.fetch(headers=headers, max_redirects=0, timeout=timeout)
                 elif visit.turn is not None:
                     turn = visit.turn()  # the host's delay spaces its sub-resources too
@@ -479,6 +494,9 @@ class Browser:
             except PlaywrightError as exc:
                 if main:
                     visit.error = classify(exc)
+                await _abort(route)
+                return None
+            except asyncio.TimeoutError:  # no slot of the other host before the page's deadline
                 await _abort(route)
                 return None
         return response
@@ -545,7 +563,9 @@ def classify(exc: PlaywrightError) -> tuple[FetchErrorKind, str]:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
+    """``exc``'s message in one line, without the call log Playwright appends: it lists the request's headers,
+    a host's Authorization and the engine's Cookie among them, which no log line, error or report may show."""
+    return " ".join(str(exc).partition("Call log:")[0].split())[:300]
 
 
 def browser_memory(renderer: int) -> int:
