@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import multiprocessing
+import os
 import pickle
 import queue
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import lxml.html
@@ -316,6 +320,7 @@ def render_config(**changes: Any) -> pool.RenderConfig:
         executable="chromium", pages=4, block=("image",), timeout=30.0, recycle_pages=0, recycle_mb=0,
         user_agent="crawlkit/0.1", connect_timeout=10.0, read_timeout=30.0, allow_private_addresses=True, sites=None,
         crawl=True, log=LogConfig(), archive=False, proxy=None, max_body=1 << 20, per_host=2,
+        scratch="/tmp/crawlkit-render-test",
     )
     return dataclasses.replace(config, **changes)
 
@@ -441,6 +446,32 @@ def test_a_proxy_the_browser_refuses_fails_the_page_not_the_browser() -> None:
     browser.browser = _RefusingBrowser(connected=False)  # type: ignore[assignment]
     with pytest.raises(BrowserGone):  # a browser that is gone is the renderer's end, as before
         asyncio.run(browser.render(FetchTask(8, 0, 0, 0, 0.0, request), None))
+
+
+def test_burying_a_renderer_kills_its_browsers_processes_and_no_other_crawls_or_renderers(tmp_path: Path) -> None:
+    root = str(tmp_path / "crawl")
+    other_root = str(tmp_path / "other-crawl")
+    started: list[subprocess.Popen[bytes]] = []
+
+    def sleeper(tmpdir: str | None = None) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "TMPDIR": tmpdir} if tmpdir is not None else None
+        started.append(subprocess.Popen(["sleep", "60"], env=env, start_new_session=True))
+        return started[-1]
+
+    try:
+        renderer = sleeper()  # a group of its own, as renderer_main makes
+        browser = [sleeper(pool.scratch(root, renderer.pid)) for _ in range(2)]  # a session of its own, each
+        others = [sleeper(pool.scratch(other_root, renderer.pid)),  # another crawl's renderer of that pid
+                  sleeper(pool.scratch(root, renderer.pid) + "1")]  # another renderer of this crawl
+        os.makedirs(pool.scratch(root, renderer.pid))
+        pool.bury(root, renderer.pid)
+        assert [process.wait(10) for process in (renderer, *browser)] == [-signal.SIGKILL] * 3
+        assert [process.poll() for process in others] == [None, None]
+        assert not os.path.exists(pool.scratch(root, renderer.pid))
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()
 
 
 # ---------------------------------------------------------------- stats

@@ -40,7 +40,7 @@ from crawlkit.core.dispatch import Dispatch, InFlight
 from crawlkit.errors import CrashLoopError
 from crawlkit.fetch.fetcher import CLOSED, RETIRED, FetchChannels, FetcherConfig, worker_init
 from crawlkit.parse.parser import ParserConfig, parser_main
-from crawlkit.render.pool import QUEUES_PER_RENDERER, RenderProcesses, bury
+from crawlkit.render.pool import QUEUES_PER_RENDERER, RenderProcesses
 from crawlkit.stats import Stats
 
 log = logging.getLogger("crawlkit.engine")
@@ -311,8 +311,8 @@ class Supervisor:
         channels.owners[index] = RETIRED  # no new fetcher claims it before it is emptied
         dropped = self.dispatch.fetcher_died(index, pid, self.killed.pop(pid, None))
         renderer = index >= self.dispatch.first_render
-        if renderer:
-            bury(pid)  # its browser, before another renderer starts one
+        if renderer and self.renderers is not None:
+            self.renderers.bury(pid)  # its browser, before another renderer starts one
         self.stats.incr("render_crashed" if renderer else "error_fetcher_died")
         if dropped:
             self.drop(dropped)

@@ -30,6 +30,7 @@ import shutil
 import signal
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,6 +75,9 @@ class RenderConfig:
     proxy: str | None  # the ``proxy`` setting (see browser.Proxy)
     max_body: int  # bytes of a sub-resource's body the page may have
     per_host: int  # a host's sub-resources of other hosts' pages in flight at once (its hosts rule's, else this)
+    # This crawl's own prefix of its renderers' temporary directories (``scratch``): a process that carries
+    # one of them in its TMPDIR is this crawl's (see bury), whatever other crawls run on the machine
+    scratch: str
 
     @classmethod
     def from_settings(cls, s: Any, log: LogConfig) -> RenderConfig:
@@ -85,6 +89,7 @@ class RenderConfig:
             allow_private_addresses=s.allow_private_addresses, sites=SiteRules(s.hosts) if s.hosts else None,
             crawl=s.render, log=log, archive=bool(s.warc), proxy=s.proxy,
             max_body=s.max_body, per_host=s.per_host,
+            scratch=os.path.join(tempfile.gettempdir(), f"crawlkit-render-{uuid.uuid4().hex[:16]}"),
         )
 
 
@@ -169,51 +174,76 @@ class RenderProcesses:
         for process in self.processes:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.pid is not None:
-                bury(process.pid)
+                self.bury(process.pid)
             process.join()
         self.processes.clear()
         for pid in self.dead:
-            shutil.rmtree(scratch(pid), ignore_errors=True)
+            self.remove(pid)
         self.dead.clear()
 
+    def bury(self, pid: int) -> None:
+        """``bury`` renderer ``pid``, one of these."""
+        assert self.config is not None  # made before the first renderer started
+        bury(self.config.scratch, pid)
 
-def bury(pid: int) -> None:
+    def remove(self, pid: int) -> None:
+        """Remove dead renderer ``pid``'s temporary files, again: see ``dead``."""
+        assert self.config is not None  # made before the first renderer started
+        shutil.rmtree(scratch(self.config.scratch, pid), ignore_errors=True)
+
+
+def bury(root: str, pid: int) -> None:
     """SIGKILL what is left of renderer ``pid`` (its process group: itself and Playwright's driver; its
-    browser's group) and remove its temporary files.
+    browser's processes) and remove its temporary files; ``root`` is its crawl's ``RenderConfig.scratch``.
 
     A renderer killed outright leaves its driver and browser behind for as long as they take to
     notice (a frozen browser, for good), and their files (a browser profile: megabytes) for good;
-    the groups end them at once. Called as soon as the renderer is known dead, before another is
-    started; a group already empty is no error.
+    this ends them at once. Called as soon as the renderer is known dead, before another is
+    started; processes already gone are no error.
     """
-    for group in (*browser_groups(pid), pid):
+    for pidfd in browser_processes(root, pid):
         try:
-            os.killpg(group, signal.SIGKILL)
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except OSError:
-            pass
-    shutil.rmtree(scratch(pid), ignore_errors=True)
+            pass  # gone meanwhile
+        finally:
+            os.close(pidfd)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    shutil.rmtree(scratch(root, pid), ignore_errors=True)
 
 
-def browser_groups(pid: int) -> set[int]:
-    """The process groups of renderer ``pid``'s browser processes.
+def browser_processes(root: str, pid: int) -> list[int]:
+    """Pidfds of renderer ``pid``'s browser processes, that ``root`` is the crawl's ``RenderConfig.scratch`` of.
 
     Playwright starts a browser in a session of its own, so the renderer's group does not hold
     it, and once the renderer and its driver are dead its parent is no longer theirs; but every
-    process of it has the TMPDIR the renderer set (``scratch``), in /proc/PID/environ.
+    process of it has the TMPDIR the renderer set (``scratch``), in /proc/PID/environ, unique to
+    the crawl and the renderer. Each process is opened (a pidfd) before its environment is read:
+    a pid reused meanwhile leaves the pidfd on the process that is gone, so no process is killed
+    but one whose environment has the mark. A process whose environment cannot be read (another
+    user's) is not one of them.
     """
-    mark = f"\0TMPDIR={scratch(pid)}\0".encode()
-    groups = set()
+    mark = f"\0TMPDIR={scratch(root, pid)}\0".encode()
+    found = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+        if not entry.name.isdigit() or entry.name == str(pid):
+            continue  # the renderer's own group is killed as a group
+        try:
+            pidfd = os.pidfd_open(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile
         try:
             with open(f"/proc/{entry.name}/environ", "rb") as environ:
                 if mark in b"\0" + environ.read():
-                    groups.add(os.getpgid(int(entry.name)))
+                    found.append(pidfd)
+                    continue
         except OSError:
-            continue  # gone meanwhile, or another user's
-    groups.discard(pid)
-    return groups
+            pass  # gone meanwhile, or another user's
+        os.close(pidfd)
+    return found
 
 
 def renderer_main(config: RenderConfig, channels: FetchChannels) -> None:
@@ -232,16 +262,17 @@ def renderer_main(config: RenderConfig, channels: FetchChannels) -> None:
     _notify(channels.notices.fileno(), JOINED)
     outboxes = [_Outbox(registration) for registration in channels.registrations]
     log.debug("renderer process %d reads render queue %d", pid, index)
-    os.makedirs(scratch(pid), exist_ok=True)
-    os.environ["TMPDIR"] = scratch(pid)  # the driver's and the browser's temporary files: see bury
+    os.makedirs(scratch(config.scratch, pid), exist_ok=True)
+    os.environ["TMPDIR"] = scratch(config.scratch, pid)  # the driver's and the browser's temporary files: see bury
     asyncio.run(_Renderer(config, channels, inbox, outboxes).run())
-    shutil.rmtree(scratch(pid), ignore_errors=True)
+    shutil.rmtree(scratch(config.scratch, pid), ignore_errors=True)
     raise SystemExit(0)
 
 
-def scratch(pid: int) -> str:
-    """The directory of renderer ``pid``'s driver and browser temporary files (the browser's profile among them)."""
-    return os.path.join(tempfile.gettempdir(), f"crawlkit-render-{pid}")
+def scratch(root: str, pid: int) -> str:
+    """The directory of renderer ``pid``'s driver and browser temporary files (the browser's profile among them),
+    ``root`` its crawl's ``RenderConfig.scratch``."""
+    return f"{root}-{pid}"
 
 
 class _Renderer:
