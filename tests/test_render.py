@@ -344,6 +344,13 @@ def test_a_rendered_page_goes_through_the_proxy_of_the_plain_path_its_credential
         assert Proxy.of(Request("http://direct.test/"), None) is None
     finally:
         _environment_proxy.cache_clear()
+    for url, why in (("http://agent:s3cret@:3128", "its host name is empty"),
+                     ("http://agent:s3cret@bad host:3128", "its host name is not one"),
+                     ("http://agent:s3cret@own.test:0", "its port is 0"),
+                     ("http://agent:s3cret@own.test:x", "Port could not be cast to integer value as 'x'")):
+        with pytest.raises(ValueError) as refused:  # not Playwright's to take for another proxy
+            Proxy(url, None).settings()
+        assert str(refused.value) == why
 
 
 def test_a_browsers_memory_is_looked_at_after_a_page_at_most_every_second_and_once_over_it_stays_due(

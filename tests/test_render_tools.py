@@ -152,4 +152,11 @@ def test_a_rendered_pages_failure_shows_neither_its_hosts_headers_nor_its_proxys
             f"Error: render_error: {base}/p/1 (Browser.new_context: Browser does not support socks5 proxy "
             "authentication)")
         assert "s3cret" not in run.stdout + run.stderr
+        # A proxy URL that does not parse fails the page as on the plain path, not the command with a traceback.
+        run = crawlkit("fetch", base + "/p/1", "--render", "-s", "robots=false",
+                       "-s", "proxy=http://agent:s3cret@[::1", output=None)
+        assert run.returncode == 1, run.stderr
+        assert run.stderr.strip().splitlines()[-1] == (
+            f"Error: invalid_url: {base}/p/1 (the proxy's URL is not valid: Invalid IPv6 URL)")
+        assert "s3cret" not in run.stdout + run.stderr
         assert seen.paths(browser=True) == [] and seen.paths(browser=False) == []

@@ -142,8 +142,13 @@ class Proxy(NamedTuple):
 
     def settings(self) -> ProxySettings:
         """The proxy for ``new_context``: its credentials apart, which Playwright sends to the proxy only
-        (Proxy-Authorization), never in a page's request headers."""
+        (Proxy-Authorization), never in a page's request headers. ValueError (which does not show the URL,
+        nor its password) when the URL has no host or a bad port: Playwright would take it for another."""
         parts = urlsplit(self.url if "://" in self.url else "http://" + self.url)  # HTTP_PROXY=host:port, as requests
+        if not parts.hostname or any(char in parts.hostname for char in " \t/\\"):
+            raise ValueError(f"its host name is {'empty' if not parts.hostname else 'not one'}")
+        if parts.port == 0:  # and a port that is not a number or out of range raises here
+            raise ValueError("its port is 0")
         settings: ProxySettings = {"server": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"}
         if parts.username is not None:
             settings["username"] = unquote(parts.username)
@@ -279,6 +284,9 @@ class Browser:
             if self.browser is None or not self.browser.is_connected():
                 raise BrowserGone(_one_line(exc)) from None
             result.error, result.message = FetchErrorKind.RENDER_ERROR.value, _one_line(exc)
+            return result
+        except ValueError as exc:  # Proxy.settings: as the plain path fails a proxy it cannot parse
+            result.error, result.message = FetchErrorKind.INVALID_URL.value, f"the proxy's URL is not valid: {exc}"
             return result
         tab.visit = visit
         # With warc on, every response the page receives in this visit, for the WARC stage (a tab is reused:
