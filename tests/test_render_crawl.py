@@ -201,7 +201,7 @@ def test_a_killed_or_frozen_browser_or_a_killed_renderer_loses_nothing(tmp_path:
             for process in frozen:  # suspended by the test: not left behind if the engine failed to kill them
                 with contextlib.suppress(psutil.Error):
                     process.kill()
-        assert not list(Path(tempfile.gettempdir()).glob(f"crawlkit-render-{renderer.pid}"))  # its browser's files
+        assert not list(Path(tempfile.gettempdir()).glob(f"crawlkit-render-*-{renderer.pid}"))  # its browser's files
         found = {item["url"]: (item["title"], item["rendered"])
                  for item in map(json.loads, out.read_text().splitlines())}
         assert found == js_pages(base)

@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support import CRAWLKIT, Run, leftover_processes
+from tests.support import CRAWLKIT, Run, leftover_processes, wait_for
 from tests.test_render_crawl import _browser as _browser
-from tests.test_render_crawl import site
+from tests.test_render_crawl import browsers, site
 
 SPIDER = '''
 from crawlkit import Request, Spider
@@ -160,3 +160,31 @@ def test_a_rendered_pages_failure_shows_neither_its_hosts_headers_nor_its_proxys
             f"Error: invalid_url: {base}/p/1 (the proxy's URL is not valid: Invalid IPv6 URL)")
         assert "s3cret" not in run.stdout + run.stderr
         assert seen.paths(browser=True) == [] and seen.paths(browser=False) == []
+
+
+def test_a_browser_dying_under_a_tools_page_fails_that_page_and_the_shell_goes_on(tmp_path: Path) -> None:
+    lines = ['fetch("{base}/p/3")', 'print("went on")', 'fetch("{base}/p/1")',
+             'print(response.css("#t::text").get(), response.meta["rendered"])']
+    with site() as (base, seen):
+        seen.hold_path = "/p/3"  # held until its browser is killed, so the browser dies under the page
+        marker = uuid.uuid4().hex
+        script = tmp_path / "input.py"
+        script.write_text("\n".join(line.format(base=base) for line in lines) + "\n")
+        with script.open() as stdin:
+            proc = subprocess.Popen([CRAWLKIT, "shell", base + "/p/2", "--render"], stdin=stdin,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, "CRAWLKIT_TEST_RUN": marker})
+        try:
+            wait_for(lambda: seen.saw("/p/3"), 60, "the held page's request")
+            for browser in browsers(marker):
+                browser.kill()
+            seen.release.set()
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert not leftover_processes(marker)
+    assert proc.returncode == 0, stderr
+    assert f": {base}/p/3 (Page.goto: Target page, context or browser has been closed)" in stderr
+    assert stdout.splitlines() == ["went on", "Title 1 True"]  # the next page, in another browser

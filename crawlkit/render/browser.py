@@ -205,11 +205,17 @@ class _OtherHosts:
 
 
 class Browser:
-    """A Chromium of this renderer process: launch, render a page, recycle when due, close."""
+    """A Chromium of this renderer process: launch, render a page, recycle when due, close.
 
-    def __init__(self, playwright: Playwright, config: RenderConfig) -> None:
+    A renderer process ends (``EXIT_BROWSER_GONE``) the moment its browser dies, for the engine to
+    re-queue its pages; with ``exit_when_gone`` false (a one-page tool's browser, ``tools/rendering.py``)
+    the page being rendered raises BrowserGone instead, and the command goes on.
+    """
+
+    def __init__(self, playwright: Playwright, config: RenderConfig, exit_when_gone: bool = True) -> None:
         self.playwright = playwright
         self.config = config
+        self.exit_when_gone = exit_when_gone
         self.browser: PlaywrightBrowser | None = None
         self.rendered = 0  # pages since the launch
         self.memory_checked = -math.inf  # when render_recycle_mb was last checked (time.monotonic)
@@ -228,7 +234,7 @@ class Browser:
         self.recycle = None
 
     def _disconnected(self, _: PlaywrightBrowser) -> None:
-        if not self.closing:
+        if not self.closing and self.exit_when_gone:
             log.error("renderer %d: the browser died; its pages are re-queued by the engine", os.getpid())
             os._exit(EXIT_BROWSER_GONE)
 

@@ -65,7 +65,7 @@ class PageBrowser:
 
         self.loop = asyncio.new_event_loop()
         self.playwright = self.loop.run_until_complete(async_playwright().start())
-        browser = Browser(self.playwright, config)
+        browser = Browser(self.playwright, config, exit_when_gone=False)
         try:
             self.loop.run_until_complete(browser.launch())
         except PlaywrightError as exc:
