@@ -8,6 +8,7 @@ End-to-end runs against a script-built site are in ``test_render_tools.py``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from crawlkit import Request, Response, Spider
 from crawlkit.messages import FetchResult, RenderResult
 from crawlkit.render.choose import AUTO, asked
 from crawlkit.settings import Settings, load_settings
-from crawlkit.tools import debugging
+from crawlkit.tools import debugging, rendering
 from crawlkit.tools.debugging import fetch_page, forced, render_after_check, start_choice, status_line
 
 SHELL = b'<html><body><div id="app"></div><script>app.innerHTML = "<h1 id=t>x</h1>"</script></body></html>'
@@ -169,3 +170,33 @@ def test_the_one_page_tools_import_no_playwright_until_a_page_is_rendered() -> N
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+class _StuckBrowser:
+    """A crawlkit Browser whose Chromium never answers its close, and a request of its page still waiting."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.waiting = loop.create_task(asyncio.Event().wait())  # a route handler of a frozen page
+
+    async def close(self) -> None:
+        await asyncio.Event().wait()
+
+
+class _Playwright:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def stop(self) -> None:  # which kills the browsers it started
+        self.stopped = True
+
+
+def test_a_tools_browser_that_does_not_close_is_left_to_playwrights_stop_and_its_loop_ends_clean(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rendering, "CLOSE_WAIT", 0.0)
+    tool = rendering.PageBrowser(settings())
+    loop = tool.loop = asyncio.new_event_loop()
+    browser = _StuckBrowser(loop)
+    playwright = _Playwright()
+    tool.browser, tool.playwright = browser, playwright  # type: ignore[assignment]
+    tool.close()
+    assert playwright.stopped and browser.waiting.cancelled() and loop.is_closed()

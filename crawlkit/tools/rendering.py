@@ -12,6 +12,7 @@ event loop, only while a page is being rendered, so the tools stay synchronous.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from crawlkit.errors import ConfigError, FetchFailed
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from playwright.async_api import Playwright
 
     from crawlkit.render.browser import Browser
+
+CLOSE_WAIT = 5.0  # seconds a browser has to close before it is killed
 
 
 class PageBrowser:
@@ -79,10 +82,15 @@ class PageBrowser:
         if loop is None:
             return
         try:
-            if self.browser is not None:
-                loop.run_until_complete(self.browser.close())
+            if self.browser is not None:  # a browser that does not close in CLOSE_WAIT is killed by Playwright's stop
+                with contextlib.suppress(asyncio.TimeoutError):
+                    loop.run_until_complete(asyncio.wait_for(self.browser.close(), CLOSE_WAIT))
             if self.playwright is not None:
                 loop.run_until_complete(self.playwright.stop())
         finally:
             self.browser = self.playwright = None
+            left = asyncio.all_tasks(loop)  # a stuck page's requests: ended here, as asyncio.run ends them
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             loop.close()
