@@ -92,5 +92,6 @@ class PageBrowser:
             left = asyncio.all_tasks(loop)  # a stuck page's requests: ended here, as asyncio.run ends them
             for task in left:
                 task.cancel()
-            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             loop.close()
