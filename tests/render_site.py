@@ -107,7 +107,8 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
             try:
                 with seen.lock:
                     seen.requests.append({"path": self.path, "browser": "Sec-CH-UA" in self.headers,
-                                          "user_agent": self.headers.get("User-Agent", ""), "at": time.monotonic()})
+                                          "user_agent": self.headers.get("User-Agent", ""), "at": time.monotonic(),
+                                          "authorization": self.headers.get("Authorization")})
                 time.sleep(LATENCY)
                 if self.path == seen.hold_path:
                     seen.release.wait(30)

@@ -188,3 +188,18 @@ def test_a_browser_dying_under_a_tools_page_fails_that_page_and_the_shell_goes_o
     assert proc.returncode == 0, stderr
     assert f": {base}/p/3 (Page.goto: Target page, context or browser has been closed)" in stderr
     assert stdout.splitlines() == ["went on", "Title 1 True"]  # the next page, in another browser
+
+
+def test_a_hosts_headers_go_to_its_own_pages_requests_and_not_to_another_hosts_pages_scripts(
+        crawlkit: Callable[..., Run]) -> None:
+    with site("127.0.0.2") as (base, seen), site("127.0.0.3") as (private, kept):
+        seen.cdn = private  # /cdn/1 of base loads its stylesheet and scripts from the private host
+        rule = json.dumps({private.removeprefix("http://"): {"headers": {"Authorization": "Bearer s3cret"}}})
+        for url in (private + "/p/1", base + "/cdn/1"):
+            run = crawlkit("fetch", url, "--render", "-s", "robots=false", "-s", f"hosts={rule}", output=None)
+            assert run.returncode == 0, run.stderr
+        sent = [(r["path"].partition("?")[0], r["authorization"] or "") for r in kept.requests]
+    own = [("/p/1", "Bearer s3cret"), ("/s.css", "Bearer s3cret"), ("/app.js", "Bearer s3cret"),
+           ("/api/1.json", "Bearer s3cret")]
+    other = [("/s.css", "")] + [("/app.js", "")] * 3  # asked by the other host's page
+    assert sorted(sent) == sorted(own + other)

@@ -15,8 +15,10 @@ goes through ``_route``, which is where the crawl's rules hold:
   address that is) not public (``destinations.public_addresses``; the name is resolved again
   by Playwright's HTTP client that sends it: a DNS answer that changes in between is not seen;
   through a proxy, as on the plain path, only an address written in the URL is checked);
-- a host's ``headers`` and ``user_agent`` (the ``hosts`` rules) are added to the requests to
-  that host only, the request's own headers and the engine's cookie to the main document only;
+- a host's ``user_agent`` (the ``hosts`` rules) is set on the requests to that host, its
+  ``headers`` on those of its own pages only (credentials, often: another host's page could
+  have its scripts fetch that host with them, read the answer and send it on), the request's
+  own headers and the engine's cookie on the main document only;
 - the requests are sent through the proxy the plain path would use for the page (``Proxy``: a
   browser context has one, so tabs are kept per proxy), the proxy resolving the names;
 - the requests are sent by Playwright itself (``route.fetch``, redirects not followed, so a
@@ -429,9 +431,11 @@ class Browser:
             return
         headers = await sent.all_headers()
         if self.config.sites is not None:
-            rule = self.config.sites.for_host(host_of(url))
-            for name, value in rule.headers:
-                headers.setdefault(name.lower(), value)
+            host = host_of(url)
+            rule = self.config.sites.for_host(host)
+            if host == visit.host:  # not a script of another host's page: it could read the answer and send it on
+                for name, value in rule.headers:
+                    headers.setdefault(name.lower(), value)
             if rule.user_agent is not None:
                 headers["user-agent"] = rule.user_agent
         loop = asyncio.get_running_loop()
