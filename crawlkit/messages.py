@@ -41,9 +41,9 @@ class RenderTask(FetchTask):
     """A page for a renderer: a FetchTask and its host's robots.txt rules, which the page's sub-resources of
     that host obey (``render/browser.py``); a plain task carries none of it."""
 
-    # The host's parsed robots.txt (a Protego, pickled: a few hundred bytes) and the product token it is
-    # matched for; None: no rules to obey
-    robots: tuple[Any, str] | None = None
+    # The host's parsed robots.txt (a Protego) and the product token it is matched for, pickled once per host
+    # by the engine (RobotsRules.rules_of) and unpickled once per host by the renderer; None: no rules to obey
+    robots: bytes | None = None
 
 
 @dataclass(slots=True)

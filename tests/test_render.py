@@ -304,7 +304,7 @@ def test_a_page_to_render_carries_its_hosts_robots_rules_and_a_plain_one_nothing
     rendered = {task.request.url: task for task in sent(channels, 1)}
     task = pickle.loads(pickle.dumps(rendered["http://a.test/js"]))  # as a render queue carries it
     assert isinstance(task, RenderTask) and task.robots is not None  # the engine's own rules
-    parsed, agent = task.robots
+    parsed, agent = pickle.loads(task.robots)
     assert agent == "crawlkit" and not parsed.can_fetch("http://a.test/app.js", agent)
     assert parsed.can_fetch("http://a.test/style.css", agent)
     other = rendered["http://b.test/js"]
@@ -380,6 +380,38 @@ def test_a_browsers_memory_is_looked_at_after_a_page_at_most_every_second_and_on
     pages.rendered = 3
     assert pages.due() == "3 pages rendered (render_recycle_pages: 3)" and len(looks) == 2
 
+
+def test_a_hosts_robots_rules_are_pickled_once_by_the_engine_and_unpickled_once_by_a_renderer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A robots.txt of thousands of rules takes a few hundred ms each way: once per host, not per page."""
+    pytest.importorskip("playwright")
+    from crawlkit.extensions import robots as robots_module
+    from crawlkit.render import browser as module
+
+    rules = RobotsRules("crawlkit/0.1")
+    rules.learn("a.test", 200, b"User-agent: *\nDisallow: /app.js\n")
+    blob = rules.rules_of("a.test")
+    assert blob is not None and rules.rules_of("a.test") is blob  # pickled once
+    assert rules.rules_of("b.test") is None  # not known: nothing to obey
+    rules.learn("a.test", 200, b"User-agent: *\nDisallow: /other.js\n")  # a recrawl round asks again
+    again = rules.rules_of("a.test")
+    assert again is not None and again != blob
+    monkeypatch.setattr(robots_module, "PICKLED_KEPT", 2)
+    for n in range(3):
+        rules.learn(f"h{n}.test", 200, b"User-agent: *\nDisallow: /x\n")
+        rules.rules_of(f"h{n}.test")
+    assert len(rules._pickled) == 2  # bounded: the hosts asked last
+
+    loads: list[bytes] = []
+    real_loads = pickle.loads
+    monkeypatch.setattr(module.pickle, "loads", lambda data: loads.append(data) or real_loads(data))
+    browser = module.Browser(None, render_config())  # type: ignore[arg-type]
+    for _ in range(3):
+        parsed, agent = browser._robots_of("a.test", bytes(again))  # a new bytes object with every task
+        assert agent == "crawlkit" and not parsed.can_fetch("http://a.test/other.js", agent)
+    assert len(loads) == 1  # unpickled once for the host
+    browser._robots_of("a.test", blob)
+    assert len(loads) == 2  # its rules changed: unpickled again
 
 def test_a_page_whose_render_options_are_refused_comes_back_a_render_options_error_without_the_browser() -> None:
     pytest.importorskip("playwright")

@@ -21,6 +21,7 @@ is there but slow or overloaded, which is what "for a while" is for.
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -42,6 +43,7 @@ log = logging.getLogger("crawlkit.robots")
 ROBOTS_CALLBACK = "__robots__"
 ROBOTS_WAIT = 0.25  # seconds a host waits before this node looks again for the answer another node asked for
 MAX_ROBOTS_BYTES = 512 * 1024  # what Google reads of a robots.txt; the rest is ignored
+PICKLED_KEPT = 256  # hosts whose rules the engine keeps pickled for the renderers (RobotsRules.rules_of)
 
 # The "status" of a robots.txt that got no HTTP answer (an HTTP status is 100-599): it travels
 # in PageDone.robots and is kept in the job directory and in Redis like one.
@@ -75,6 +77,7 @@ class RobotsRules:
         self._agents: dict[str, str] = {}  # host -> the product token its rules are matched for, with ``sites``
         self._rules: dict[str, Any] = {}  # host -> Protego | _ALLOW_ALL | _DISALLOW_ALL
         self._asked: set[str] = set()
+        self._pickled: dict[str, bytes] = {}  # host -> its rules pickled for the renderers, the last PICKLED_KEPT
         self.rechecks = rechecks  # how many times an unavailable robots.txt is asked again
         self._failures: dict[str, int] = {}  # host -> unavailable answers so far
 
@@ -116,6 +119,7 @@ class RobotsRules:
     def learn(self, host: str, status: int, body: bytes) -> float | None:
         """Record the answer for ``host``; returns its Crawl-delay, if it sets one."""
         self._asked.add(host)  # answers also come from a job directory, without a request
+        self._pickled.pop(host, None)
         if 200 <= status < 300:
             rules = Protego.parse(body.decode("utf-8", "replace"))
             self._rules[host] = rules
@@ -141,11 +145,23 @@ class RobotsRules:
             return False
         return rules.can_fetch(url, self._agent_of(host))
 
-    def rules_of(self, host: str) -> tuple[Protego, str] | None:
-        """``host``'s parsed robots.txt and the product token it is matched for (None: nothing to obey, or not
-        known), for a renderer to obey with the page's sub-resources: sent with a page to render only."""
+    def rules_of(self, host: str) -> bytes | None:
+        """``host``'s parsed robots.txt and the product token it is matched for, pickled (None: nothing to obey, or
+        not known), for a renderer to obey with the page's sub-resources: sent with a page to render only.
+
+        Pickled once per host (rules, not text, are what the engine keeps: a robots.txt of 8,000 rules
+        pickles in about 0.3 s, as long as its parse took), for the last ``PICKLED_KEPT`` hosts asked.
+        """
         rules = self._rules.get(host)
-        return (rules, self._agent_of(host)) if isinstance(rules, Protego) else None
+        if not isinstance(rules, Protego):
+            return None
+        blob = self._pickled.pop(host, None)
+        if blob is None:
+            blob = pickle.dumps((rules, self._agent_of(host)), pickle.HIGHEST_PROTOCOL)
+        self._pickled[host] = blob  # the most recent last
+        if len(self._pickled) > PICKLED_KEPT:
+            del self._pickled[next(iter(self._pickled))]
+        return blob
 
     def _agent_of(self, host: str) -> str:
         """The product token robots.txt groups are matched against for ``host``: its own user agent's, if it has one."""
@@ -233,8 +249,8 @@ class RobotsGate:
             self.limiter.set_delay(host, delay)
         self.admit(self.waiting.pop(host, []))
 
-    def rules_of(self, host: str) -> tuple[Protego, str] | None:
-        """``host``'s robots.txt rules and agent, if it has rules to obey (``RobotsRules.rules_of``)."""
+    def rules_of(self, host: str) -> bytes | None:
+        """``host``'s robots.txt rules and agent, pickled, if it has rules to obey (``RobotsRules.rules_of``)."""
         return self.rules.rules_of(host) if self.rules is not None else None
 
     def may_start(self, host: str, lease: int, request: Request, now: float) -> bool:

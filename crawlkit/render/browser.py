@@ -9,7 +9,8 @@ goes through ``_route``, which is where the crawl's rules hold:
 - only http(s) URLs, and none of the resource types ``render_block`` lists;
 - a sub-resource of the page's own host only if the host's robots.txt allows it, read as the
   engine reads it: the engine sends its parsed rules with the page (``RenderTask.robots``, a
-  render task only; refused ones are counted as ``render_robots_denied``). Other hosts'
+  render task only, pickled and unpickled once per host; refused ones are counted as
+  ``render_robots_denied``). Other hosts'
   robots.txt is not asked for a sub-resource (a CDN's script is not crawled, only loaded);
 - with ``allow_private_addresses: false``, no request to a name that resolves to (or an
   address that is) not public (``destinations.public_addresses``; the name is resolved again
@@ -50,6 +51,7 @@ import contextlib
 import logging
 import math
 import os
+import pickle
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
@@ -85,6 +87,7 @@ log = logging.getLogger("crawlkit.renderer")
 LAUNCH_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
 EXIT_BROWSER_GONE = 3  # a renderer's exit code when its browser died under it
+ROBOTS_KEPT = 256  # hosts whose unpickled robots.txt rules a renderer keeps
 MEMORY_EVERY = 1.0  # seconds between two checks of the browser's memory (render_recycle_mb), at least
 SETTLE_POLL = 0.005  # seconds between looks at a settling page's requests in progress
 SETTLE_QUIET = 0.05  # seconds of a page's time with no request started before its DOM is read (see _settle)
@@ -225,6 +228,7 @@ class Browser:
         self.closing = False
         self.free: list[_Tab] = []  # tabs between two pages
         self.other_hosts = _OtherHosts(config.per_host, config.sites)
+        self.robots: dict[str, tuple[bytes, Protego, str]] = {}  # host -> its rules as sent, unpickled, and agent
 
     async def launch(self) -> None:
         self.browser = await self.playwright.chromium.launch(
@@ -284,7 +288,7 @@ class Browser:
         proxy = Proxy.of(request, self.config.proxy)
         visit = _Visit(task, turn, started + self.config.timeout, proxy is not None)
         if isinstance(task, RenderTask) and task.robots is not None:
-            visit.robots, visit.agent = task.robots
+            visit.robots, visit.agent = self._robots_of(visit.host, task.robots)
         self.rendered += 1
         try:
             tab = await self._tab(proxy)
@@ -336,6 +340,18 @@ class Browser:
                         visit.too_large, request.url, self.config.max_body)
         result.elapsed = time.monotonic() - started
         return result
+
+    def _robots_of(self, host: str, blob: bytes) -> tuple[Protego, str]:
+        """The rules and agent the engine pickled for ``host`` (``RobotsRules.rules_of``), unpickled once per
+        host and version (a robots.txt of thousands of rules takes a few hundred ms), ``ROBOTS_KEPT`` hosts kept."""
+        kept = self.robots.pop(host, None)
+        if kept is None or kept[0] != blob:
+            rules, agent = pickle.loads(blob)  # the engine's own message, as every task is
+            kept = (blob, rules, agent)
+        self.robots[host] = kept  # the most recent last
+        if len(self.robots) > ROBOTS_KEPT:
+            del self.robots[next(iter(self.robots))]
+        return kept[1], kept[2]
 
     async def _tab(self, proxy: Proxy | None) -> _Tab:
         """A free tab of ``proxy``, or a new one: its own browser context, with every request of its page through

@@ -38,7 +38,7 @@ class PageBrowser:
         self.playwright: Playwright | None = None
         self.browser: Browser | None = None
 
-    def render(self, request: Request, robots: tuple[Any, str] | None = None) -> RenderResult:
+    def render(self, request: Request, robots: bytes | None = None) -> RenderResult:
         """``request``'s page rendered (blocking); a failure is in ``RenderResult.error``, as in a crawl.
 
         ConfigError when Playwright or the browser is missing or the browser does not start;
