@@ -22,7 +22,7 @@ from crawlkit.core.dispatch import Dispatch
 from crawlkit.errors import ConfigError
 from crawlkit.extensions.robots import RobotsGate
 from crawlkit.extensions.sitemaps import SPIDER_SITEMAP_CALLBACK
-from crawlkit.fetch.fetcher import FetchChannels
+from crawlkit.fetch.channels import FetchChannels
 from crawlkit.messages import FetchResult, FetchTask, PageDone
 from crawlkit.parse.stages import Page, StageSetup
 from crawlkit.render import pool

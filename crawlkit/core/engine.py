@@ -76,7 +76,7 @@ from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.signals import Signals
 from crawlkit.extensions.warc import prepare_warc_dir
 from crawlkit.fetch.cache import HttpCache, StoredAnswers, check_cache_dir
-from crawlkit.fetch.fetcher import FetcherConfig, check_proxy
+from crawlkit.fetch.channels import FetcherConfig, check_proxy
 from crawlkit.messages import Links, PageDone, StartFailed
 from crawlkit.parse.order import ordered_stages
 from crawlkit.parse.parser import ParserConfig

@@ -21,7 +21,8 @@ import click
 
 from crawlkit.errors import FetchErrorKind, FetchFailed
 from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_BLOCKED, UNREACHABLE, RobotsRules
-from crawlkit.fetch.fetcher import FetcherConfig, fetch, new_session
+from crawlkit.fetch.channels import FetcherConfig
+from crawlkit.fetch.fetcher import fetch, new_session
 from crawlkit.http import Headers, Request
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
