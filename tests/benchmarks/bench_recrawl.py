@@ -31,8 +31,10 @@ sitemaps and no page (issue 15 item 7: the sitemap says none changed since its l
 Measured (medians, a 2-core machine with a load average of 10 to 27 from other work; see
 "Recrawling" in the README for the engine runs and what a command's CPU goes to):
 
-    whole commands, 2,000 pages, 5 rounds:   first crawl 4.09 s, recrawl 0.90 s of CPU (22%)
-    whole commands, 10,000 pages, 3 rounds:  first crawl 14.05 s, recrawl 1.70 s of CPU (12%)
+    whole commands, 2,000 pages, 5 rounds:   first crawl 4.09 s, recrawl 0.90 s of CPU (22%);
+                                             another run 5.08 s, 1.03 s (20%)
+    whole commands, 10,000 pages, 3 rounds:  first crawl 14.05 s, recrawl 1.70 s of CPU (12%);
+                                             another run 26.64 s, 2.25 s (8.5%)
     engine runs (--engine), 2,000 pages:     first crawl 2.76 s, recrawl 0.25 s of CPU (9%)
 
 Run:
