@@ -58,7 +58,7 @@ class FetcherConfig:
     log: LogConfig
     proxy: str | None  # for every request without meta["proxy"]
     middlewares: list[str]
-    spider: str | None  # the spider the middlewares are given, built here only when they need it
+    spider: str | None  # the spider the middlewares are given, built in the fetcher only when they need it
     spider_kwargs: dict[str, Any]
     allow_private_addresses: bool = True  # False: connect to public addresses only (see destinations.py)
     settings: Settings | None = None  # the crawl's, for the spider the middlewares are given
@@ -241,7 +241,7 @@ class _Watchdog:
     """A thread per process that cuts exchanges past their ``download_timeout`` (and beats, in a fetcher).
 
     Each fetch thread registers its exchange under its thread id (``watch``/``done``: a dict
-    store each, nothing more on the hot path); the watched connection classes below add the
+    store each, nothing more on the hot path); the watched connection classes of ``fetcher.py`` add the
     socket when the request has been sent, before the response head is read. Shutting a
     socket down from another thread wakes the ``recv`` blocked on it, which then fails; the
     fetch thread sees ``cut`` and reports a ``download_timeout``. The base class's
