@@ -150,7 +150,7 @@ def _run(kw: dict[str, Any], seeds_file: str | None, spider_spec: str | None) ->
 
 
 def _execute(run: Crawl) -> None:
-    from crawlkit.core.progress import wants_live_view  # rich: imported while the fork server starts
+    from crawlkit.core.progress import wants_live_view  # the crawl machinery, which the other commands need not import
 
     code = 0
     failed: WriteFailed | None = None

@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import lxml.html
-from parsel.csstranslator import HTMLTranslator
 
 from crawlkit.http import Callback, Request, Response
 
@@ -151,6 +150,9 @@ def _find_form(
             if named:
                 return named[0]
     if formcss is not None:
+        # Here: the engine imports this module (safepickle reads FormRequests back) and never a form.
+        from parsel.csstranslator import HTMLTranslator
+
         formxpath = HTMLTranslator().css_to_xpath(formcss)
     if formxpath is not None:
         selected = response.tree.xpath(formxpath)

@@ -25,8 +25,9 @@ from crawlkit.log import LogConfig, setup_logging
 # What the children run, and what unpickling the engine's channels imports in them (shared
 # arrays, semaphores, queues, passing a Pipe's end, the local limiter's permits): imported once
 # in the fork server, their pages are shared by every child instead of ~3 MB private in each.
+# First, crawlkit.preload: the garbage collector off for the rest.
 _PRELOAD = [
-    "crawlkit.fetch.fetcher", "crawlkit.parse.parser", "crawlkit.backends.local.seen",
+    "crawlkit.preload", "crawlkit.fetch.fetcher", "crawlkit.parse.parser", "crawlkit.backends.local.seen",
     "crawlkit.backends.local.limiter", "multiprocessing.sharedctypes", "multiprocessing.synchronize",
     "multiprocessing.queues", "multiprocessing.resource_sharer", "multiprocessing.popen_forkserver",
 ]
@@ -125,9 +126,11 @@ def child_setup(log: LogConfig, role: str) -> None:
     fetchers, parsers and seen store apart (all are ``python`` otherwise). It first puts what it
     inherited from the fork server out of the garbage collector's reach (``gc.freeze``, as the
     ``gc`` docs advise after a fork): the first full collection would write to every one of
-    those objects, turning their shared pages into 8 MB of private copies in each child.
+    those objects, turning their shared pages into 8 MB of private copies in each child. Then
+    it turns the collector on, which the fork server imported without (``crawlkit.preload``).
     """
     gc.freeze()
+    gc.enable()
     _name_process(PROCESS_NAMES[role])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

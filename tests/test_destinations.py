@@ -19,8 +19,9 @@ from test_faults import assert_logged, summary
 
 from crawlkit import Request
 from crawlkit.fetch import destinations
+from crawlkit.fetch.channels import FetcherConfig
 from crawlkit.fetch.destinations import DestinationBlocked, literal_address, public_addresses, why_not_public
-from crawlkit.fetch.fetcher import FetcherConfig, fetch, new_session
+from crawlkit.fetch.fetcher import fetch, new_session
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone
 from crawlkit.parse.parser import ParserConfig, Router

@@ -17,7 +17,7 @@ from crawlkit.core.dispatch import BATCH, Dispatch, batch_tickets
 from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate
 from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
 from crawlkit.fetch.cache import StoredAnswers, key
-from crawlkit.fetch.fetcher import JOINED, UNCHANGED, FetchChannels
+from crawlkit.fetch.channels import JOINED, UNCHANGED, FetchChannels
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask, RevalidateTask
 from crawlkit.settings import load_settings

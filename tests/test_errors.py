@@ -22,8 +22,9 @@ from crawlkit import errors
 from crawlkit.errors import CrawlkitError, CrawlkitSignal, DropItem, FetchErrorKind, IgnoreRequest, RetryRequest
 from crawlkit.extensions.middlewares import RequestHooks
 from crawlkit.extensions.robots import ROBOTS_BLOCKED, ROBOTS_CALLBACK, UNREACHABLE
+from crawlkit.fetch.channels import FetcherConfig, _Exchange
 from crawlkit.fetch.destinations import DestinationBlocked
-from crawlkit.fetch.fetcher import FetcherConfig, _Exchange, _failure, _read_body, classify
+from crawlkit.fetch.fetcher import _failure, _read_body, classify
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone

@@ -13,8 +13,8 @@ from rich.console import Console
 from crawlkit.backends.base import Wait
 from crawlkit.backends.local.addresses import TTL, AddressCache
 from crawlkit.backends.local.limiter import LocalLimiter
+from crawlkit.core.liveview import LiveView
 from crawlkit.core.politeness import RECHECK, SETTLE, Throttle
-from crawlkit.core.progress import LiveView
 from crawlkit.fetch.cache import HITS
 from crawlkit.sites import SiteRules, check_hosts
 from crawlkit.stats import Stats

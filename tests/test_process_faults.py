@@ -23,7 +23,7 @@ from test_durability import lines, pids, start
 from test_faults import assert_logged, run_cli, summary
 
 from crawlkit.backends.local.limiter import LocalLimiter
-from crawlkit.fetch.fetcher import FetchChannels, _Inbox
+from crawlkit.fetch.channels import FetchChannels, _Inbox
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask
 from crawlkit.tools.site import Site, SiteSpec

@@ -30,7 +30,7 @@ from crawlkit.core.dispatch import Dispatch
 from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.robots import RobotsGate, RobotsRules
 from crawlkit.extensions.sitemaps import SPIDER_SITEMAP_CALLBACK
-from crawlkit.fetch.fetcher import FetchChannels
+from crawlkit.fetch.channels import FetchChannels
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, FetchTask, PageDone, RenderTask
 from crawlkit.parse.stages import Page, StageSetup

@@ -58,6 +58,12 @@ BOMBS: dict[str, bytes] = {
     "BINBYTES8 declaring 10 GB": b"\x80\x05\x8e" + struct.pack("<Q", 10 * GIB) + b"abc.",
     "BYTEARRAY8 declaring 10 GB": b"\x80\x05\x96" + struct.pack("<Q", 10 * GIB) + b"abc.",
     "BINBYTES declaring 4 GB": b"\x80\x03B" + struct.pack("<I", 4 * GIB - 1) + b"abc.",
+    # Not walked (no BINBYTES, BINBYTES8 or BYTEARRAY8 byte): the C unpickler reads these before allocating.
+    "BINUNICODE8 declaring 10 GB": b"\x80\x05\x8d" + struct.pack("<Q", 10 * GIB) + b"abc.",
+    "BINUNICODE declaring 4 GB": b"\x80\x03X" + struct.pack("<I", 4 * GIB - 1) + b"abc.",
+    "BINSTRING declaring 2 GB": b"\x80\x02T" + struct.pack("<i", 2**31 - 1) + b"abc.",
+    "LONG4 declaring 2 GB": b"\x80\x02\x8b" + struct.pack("<i", 2**31 - 1) + b"abc.",
+    "FRAME declaring 10 GB": b"\x80\x05\x95" + struct.pack("<Q", 10 * GIB) + b"abc.",
     "Request('u', None, method) upper-casing one 100 kB string 1000 times": _memo_repeat(
         BIG_STR, b"ccrawlkit.http\nRequest\n", 1000, b"X\x01\x00\x00\x00uNh\x01"),
     "Decimal of a 100 kB string 1000 times": _memo_repeat(

@@ -9,7 +9,7 @@ import pytest
 from crawlkit.core.dispatch import InFlight
 from crawlkit.core.supervision import STALL_GRACE, Respawns, slow_parsers, stalled_fetchers
 from crawlkit.errors import CrashLoopError
-from crawlkit.fetch.fetcher import RETIRED
+from crawlkit.fetch.channels import RETIRED
 from crawlkit.http import Request
 
 

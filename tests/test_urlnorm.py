@@ -15,8 +15,9 @@ from crawlkit.core.admission import Admission
 from crawlkit.errors import ConfigError, FetchErrorKind
 from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate
 from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
+from crawlkit.fetch.channels import FetcherConfig
 from crawlkit.fetch.content_types import ContentTypes
-from crawlkit.fetch.fetcher import FetcherConfig, _wanted
+from crawlkit.fetch.fetcher import _wanted
 from crawlkit.http import Request
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone

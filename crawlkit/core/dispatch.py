@@ -54,7 +54,7 @@ from crawlkit.extensions.cookies import CookieJar
 from crawlkit.extensions.robots import ROBOTS_CALLBACK, RobotsGate
 from crawlkit.extensions.sitemaps import SITEMAP_CALLBACK
 from crawlkit.fetch.cache import StoredAnswers
-from crawlkit.fetch.fetcher import JOINED, UNCHANGED, FetchChannels
+from crawlkit.fetch.channels import JOINED, UNCHANGED, FetchChannels
 from crawlkit.http import Request
 from crawlkit.messages import FetchTask, RenderTask, RevalidateTask
 from crawlkit.render.choose import RenderChoice
@@ -328,7 +328,7 @@ class Dispatch:
 
     def read_notices(self, fd: int) -> bool:
         """Take the request ids whose exchanges are over from the notice Pipe's read end (8 bytes
-        each, never split: see fetcher._notify); True if a fetcher announced it has joined."""
+        each, never split: see channels._notify); True if a fetcher announced it has joined."""
         data = os.read(fd, 8 * 4096)
         inflight = self.inflight
         joined = False

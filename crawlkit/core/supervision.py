@@ -38,7 +38,7 @@ from typing import Any
 
 from crawlkit.core.dispatch import Dispatch, InFlight
 from crawlkit.errors import CrashLoopError
-from crawlkit.fetch.fetcher import CLOSED, RETIRED, FetchChannels, FetcherConfig, worker_init
+from crawlkit.fetch.channels import CLOSED, RETIRED, FetchChannels, FetcherConfig, start_fetcher
 from crawlkit.parse.parser import ParserConfig, parser_main
 from crawlkit.render.pool import QUEUES_PER_RENDERER, RenderProcesses
 from crawlkit.stats import Stats
@@ -188,7 +188,7 @@ class Supervisor:
         self.parser_config = parser
         for index in range(len(self.parsers)):
             self._start_parser(index)
-        self.pool = self.ctx.Pool(self.workers, initializer=worker_init, initargs=(fetcher, self.channels))
+        self.pool = self.ctx.Pool(self.workers, initializer=start_fetcher, initargs=(fetcher, self.channels))
 
     def joined(self) -> None:
         """Take in the fetchers that claimed a fetch queue since last time: watch them, and open their queues.

@@ -39,7 +39,7 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from crawlkit.errors import ConfigError, FetchErrorKind
-from crawlkit.fetch.fetcher import _WATCHDOG, CLOSED, JOINED, FetchChannels, _Inbox, _notify, _Outbox, claim
+from crawlkit.fetch.channels import _WATCHDOG, CLOSED, JOINED, FetchChannels, _Inbox, _notify, _Outbox, claim
 from crawlkit.loader import one_line
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchTask, RenderResult

@@ -31,7 +31,8 @@ import click
 from crawlkit.core.start import start_objects
 from crawlkit.errors import FetchErrorKind, FetchFailed
 from crawlkit.extensions.robots import NO_ANSWER, ROBOTS_BLOCKED, UNREACHABLE, RobotsRules
-from crawlkit.fetch.fetcher import FetcherConfig, fetch, new_session
+from crawlkit.fetch.channels import FetcherConfig
+from crawlkit.fetch.fetcher import fetch, new_session
 from crawlkit.http import Headers, Request, Response
 from crawlkit.log import LogConfig
 from crawlkit.messages import FetchResult, PageDone, RenderResult
