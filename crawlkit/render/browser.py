@@ -61,6 +61,7 @@ from urllib.parse import unquote, urlsplit
 from playwright.async_api import Browser as PlaywrightBrowser
 from playwright.async_api import BrowserContext, Page, Playwright, Route
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Request as PlaywrightRequest
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from crawlkit.errors import FetchErrorKind
@@ -91,6 +92,10 @@ ROBOTS_KEPT = 256  # hosts whose unpickled robots.txt rules a renderer keeps
 MEMORY_EVERY = 1.0  # seconds between two checks of the browser's memory (render_recycle_mb), at least
 SETTLE_POLL = 0.005  # seconds between looks at a settling page's requests in progress
 SETTLE_QUIET = 0.05  # seconds of a page's time with no request started before its DOM is read (see _settle)
+SETTLE_IDLE = 1.0  # seconds of a page's time _settle waits at most for its event loop to be idle, after the quiet
+# Resolves after SETTLE_QUIET seconds of the page's time and then at its next idle time (SETTLE_IDLE at most).
+_QUIET = (f"() => new Promise(resolve => setTimeout(() => requestIdleCallback(resolve, "
+          f"{{timeout: {SETTLE_IDLE * 1000:g}}}), {SETTLE_QUIET * 1000:g}))")
 Turns = Callable[[], AbstractContextManager[Any]]  # makes a send turn of the page's host (Permits.turn)
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # of the DOM, not the bytes
@@ -104,7 +109,7 @@ class _Visit:
     """One page's render: its task, the main document's answer, and the lock that sends its requests one at a time."""
 
     __slots__ = ("task", "host", "turn", "deadline", "proxied", "robots", "agent", "lock", "main", "sent", "error",
-                 "redirect", "blocked", "too_large", "robots_denied", "pending", "started")
+                 "redirect", "blocked", "too_large", "robots_denied", "pending", "started", "unfinished")
 
     def __init__(self, task: FetchTask, turn: Turns | None, deadline: float, proxied: bool) -> None:
         self.task = task
@@ -124,6 +129,13 @@ class _Visit:
         self.robots_denied = 0  # sub-resources of the page's host that its robots.txt disallows
         self.pending = 0  # requests of the page being sent now (or waiting for their turn)
         self.started = 0  # requests of the page sent so far
+        # Requests of the page that reached _route and that the browser has not finished receiving (or given up):
+        # an answer handed to Playwright (route.fulfill) still has to reach the page (see _settle).
+        self.unfinished: set[PlaywrightRequest] = set()
+
+    def over(self, request: PlaywrightRequest) -> None:
+        """The browser has received the whole answer to ``request`` (``requestfinished``) or failed it."""
+        self.unfinished.discard(request)
 
 
 class Proxy(NamedTuple):
@@ -368,6 +380,13 @@ class Browser:
         tab = _Tab(context, proxy)
         try:
             await context.route("**/*", lambda route: self._route(route, tab.visit))
+
+            def over(request: PlaywrightRequest) -> None:  # the browser is done with a request: _settle's look
+                if tab.visit is not None:  # of a page being rendered (its own: a request of another is not in it)
+                    tab.visit.over(request)
+
+            context.on("requestfinished", over)
+            context.on("requestfailed", over)
             tab.page = await context.new_page()
         except PlaywrightError:
             with contextlib.suppress(PlaywrightError):
@@ -477,6 +496,7 @@ class Browser:
                 pass  # a name that does not resolve: the browser's own attempt fails the same way
         visit.pending += 1
         visit.started += 1
+        visit.unfinished.add(sent)
         try:
             response = await self._send(route, visit, main, headers)
         finally:
@@ -502,7 +522,7 @@ class Browser:
         try:
             await route.fulfill(response=response)
         except PlaywrightError:
-            pass  # the page was closed meanwhile
+            visit.unfinished.discard(sent)  # the page was closed meanwhile
 
     async def _send(self, route: Route, visit: _Visit, main: bool, headers: dict[str, str]) -> APIResponse | None:
         """Send one request of the page, after its others are over (the main document in its host's turn);
@@ -557,23 +577,29 @@ async def _abort(route: Route) -> None:
 
 
 async def _settle(page: Page, visit: _Visit) -> None:
-    """After the load event, wait until the page's requests are over and ``SETTLE_QUIET`` seconds of its
-    own time pass with no other started (a script's ``fetch()`` and what it writes into the DOM), up to
-    the page's deadline.
+    """After the load event, wait until the page has received the answers to all its requests, then for
+    ``SETTLE_QUIET`` seconds of its own time with no other started and for its event loop to be idle (at
+    most ``SETTLE_IDLE`` seconds more), up to the page's deadline: so the script that ``fetch()``es
+    a JSON and writes it into the DOM has run when the DOM is read, even on a loaded machine.
 
-    Every request of the page passes through ``_route``, so the requests in progress are known
-    exactly; the quiet time is for what is not: a request the page made that has not reached
-    ``_route`` yet, and the script that reads an answer and writes it into the DOM after the
-    request is over (both later under load). Playwright's ``networkidle`` waits for half a second.
+    A request is over when the browser has its whole answer (``requestfinished``) or gave it up
+    (``requestfailed``), not when ``_route`` hands the answer to Playwright (``route.fulfill``
+    returns): the browser still has to bring it to the page's process, which may take longer than
+    the quiet time under load. The quiet time, counted from the last request over, is for a
+    request the page made that has not reached ``_route`` yet; the idle wait
+    (``requestIdleCallback``) for the tasks that read an answer and write it into the DOM. Not
+    waited for: what a script does later by a timer of its own (a ``setTimeout`` after the answer,
+    a poll every second) or on an event no request brings: a page action's ``wait_for`` of the
+    element it writes waits for that. Playwright's ``networkidle`` waits for half a second.
     """
     while time.monotonic() < visit.deadline:
-        if visit.pending:
+        if visit.unfinished:
             await asyncio.sleep(SETTLE_POLL)
             continue
         started = visit.started
-        await page.evaluate(f"() => new Promise(resolve => setTimeout(resolve, {SETTLE_QUIET * 1000:g}))")
+        await page.evaluate(_QUIET)
         await asyncio.sleep(0)  # a route call that came with the answer is counted before the look
-        if not visit.pending and visit.started == started:
+        if not visit.unfinished and visit.started == started:
             return
 
 
