@@ -5,10 +5,10 @@ with ``fetch()`` (``/p/4`` .. ``/p/6``); each ``/p/N`` writes its title with a s
 ``fetch()``es ``/api/N.json``, and asks for an image, a stylesheet and a script. ``/plain/N``
 pages carry their links and text in the HTML (a plain fetch sees them); ``/shell/N`` pages
 are empty until a script runs, and link to the next shell page; ``/to/shell/N`` redirects (302)
-to ``/shell/N``. ``/big`` asks for a script and
-(by ``fetch()``) a JSON of ``BIG`` bytes each, the JSON sent chunked, with no Content-Length; both
-would write its title; ``/huge`` is a page of ``BIG`` bytes; ``/cdn/N`` loads three scripts and a
-stylesheet from the site ``Seen.cdn`` names, another host. The server counts requests in
+to ``/shell/N``. ``/big`` asks for a script and (by ``fetch()``) a JSON of ``BIG`` bytes each,
+the JSON sent chunked, with no Content-Length; both would write its title; ``/huge`` is a page
+of ``BIG`` bytes; ``/poll`` asks for a JSON every 30 ms, for ever; ``/cdn/N`` loads three
+scripts and a stylesheet from the site ``Seen.cdn`` names, another host. The server counts requests in
 flight per host (navigations and sub-resources alike), at most, and records every request:
 path, whether a browser sent it (``Sec-CH-UA``, which Chromium sends and ``requests`` does
 not), the User-Agent and when it arrived.
@@ -62,6 +62,11 @@ CDN_PAGE = """<html><head><title>cdn</title><link rel="stylesheet" href="{cdn}/s
 <script src="{cdn}/app.js?{n}a"></script><script src="{cdn}/app.js?{n}b"></script>
 <script src="{cdn}/app.js?{n}c"></script>
 </head><body><h1 id="t">CDN {n}</h1></body></html>"""
+
+# A page that never settles: its script asks for a JSON every 30 ms, for as long as it is open.
+POLL_PAGE = """<html><head><title>poll</title></head><body><h1 id="t">Poll</h1><script>
+setInterval(function () { fetch("/api/1.json"); }, 30);
+</script></body></html>"""
 
 PLAIN = """<html><head><title>plain</title></head><body><h1 id="t">Plain {n}</h1><p>{text}</p>{link}</body></html>"""
 
@@ -167,6 +172,8 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
                 return 200, "application/javascript", 'document.getElementById("t").textContent = "big.js";'.ljust(BIG)
             if path == "/big.json":
                 return 200, "application/json", '{"title": "big.json"}'.ljust(BIG)
+            if path == "/poll":
+                return 200, html, POLL_PAGE
             if path == "/huge":
                 return 200, html, "<html><body><h1 id='t'>Huge</h1></body></html>".ljust(BIG)
             if path.startswith("/img/"):

@@ -418,6 +418,20 @@ def test_a_body_over_max_body_never_reaches_the_browser_a_sub_resource_refused_t
     assert f"2 sub-resources of {base}/big refused to the page: their bodies are over max_body" in run.stderr
 
 
+def test_a_page_that_never_settles_is_read_at_render_timeout_counted_and_named_in_a_warning(
+        crawlkit: Callable[..., Run], tmp_path: Path) -> None:
+    """``/poll`` asks for a JSON every 30 ms: it is read as it stands at its render_timeout, once, and said so."""
+    with site() as (base, seen):
+        start: list[tuple[str, bool | None]] = [(base + "/poll", True)]
+        run = crawlkit("runspider", spider(tmp_path, start), "-s", "render_timeout=5", "--stats", "stats.json")
+        assert items(run) == {base + "/poll": ("Poll", True)}
+        assert seen.paths(browser=True).count("/poll") == 1  # not retried
+        assert seen.paths(browser=True).count("/api/1.json") > 10  # it kept asking until it was read
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["render_unsettled"] == 1, stats
+    assert f"{base}/poll: read as it stood at render_timeout (5s)" in run.stderr
+
+
 def test_the_sub_resources_of_a_pages_own_host_obey_its_robots_txt_as_the_engine_reads_it(
         crawlkit: Callable[..., Run], tmp_path: Path) -> None:
     """The crawl's group (``crawlkit``) disallows ``/app.js``; the ``*`` group, not crawlkit's, ``/s.css``. With

@@ -49,7 +49,7 @@ def answered(page_visit: _Visit) -> PlaywrightRequest:
     return request
 
 
-async def turns(settling: asyncio.Task[None], count: int = 20) -> None:
+async def turns(settling: asyncio.Task[bool], count: int = 20) -> None:
     for _ in range(count):
         await asyncio.sleep(0)
         assert not settling.done()
@@ -70,7 +70,7 @@ def test_the_dom_waits_for_the_browser_to_receive_an_answer_not_for_crawlkit_to_
         await turns(settling)
         assert page.quiet_times == 0
         settling_visit.over(request)  # requestfinished (or requestfailed)
-        await asyncio.wait_for(settling, 5)
+        assert await asyncio.wait_for(settling, 5)  # settled
         assert page.quiet_times == 1  # then one quiet time, counted from the answer received
 
     asyncio.run(main())
@@ -95,7 +95,7 @@ def test_an_answer_the_browser_never_finishes_is_waited_for_until_the_pages_dead
     async def main() -> None:
         page, late = QuietPage(), visit(seconds=0.0)
         answered(late)
-        await asyncio.wait_for(_settle(cast(Page, page), late), 5)
+        assert not await asyncio.wait_for(_settle(cast(Page, page), late), 5)  # not settled: counted unsettled
         assert page.quiet_times == 0  # the DOM is read as it stands
 
     asyncio.run(main())

@@ -406,14 +406,16 @@ class Browser:
     async def _visit(self, page: Page, visit: _Visit, options: dict[str, Any], result: RenderResult) -> None:
         """Navigate, run the page actions, read the DOM into ``result``."""
         request = visit.task.request
+        settled = True
         try:
             await page.goto(request.url, wait_until=options.get("wait_until", "load"),
                             timeout=max(1.0, visit.deadline - time.monotonic()) * 1000)
         except PlaywrightTimeout:
-            if visit.main is None:  # else: the document came, its load event did not; the DOM is what there is
+            if visit.main is None:
                 result.error = (visit.error or (FetchErrorKind.DOWNLOAD_TIMEOUT, ""))[0].value
                 result.message = f"no answer within render_timeout ({self.config.timeout:g}s)"
                 return
+            settled = False  # the document came, its load event did not: the DOM is what there is
         except PlaywrightError as exc:
             if visit.main is None or not visit.redirect:
                 kind, message = visit.error or (FetchErrorKind.RENDER_ERROR, _one_line(exc))
@@ -428,8 +430,13 @@ class Browser:
         if visit.redirect:
             result.headers = [(h["name"], h["value"]) for h in main.headers_array]
             return
-        if options.get("wait_until", "load") == "load":
-            await _settle(page, visit)
+        if settled and options.get("wait_until", "load") == "load":
+            settled = await _settle(page, visit)
+        if not settled:  # its scripts may not have written what the spider looks for
+            result.counts["render_unsettled"] = 1
+            log.warning("%s: read as it stood at render_timeout (%gs), before its page was done loading or its "
+                        "requests were over; raise render_timeout if its content is missing", request.url,
+                        self.config.timeout)
         meta = await run_actions(page, options, visit.deadline)
         body = await page.content()
         result.headers = [(h["name"], h["value"]) for h in main.headers_array
@@ -576,7 +583,7 @@ async def _abort(route: Route) -> None:
         pass  # the page was closed meanwhile
 
 
-async def _settle(page: Page, visit: _Visit) -> None:
+async def _settle(page: Page, visit: _Visit) -> bool:
     """After the load event, wait until the page has received the answers to all its requests, then for
     ``SETTLE_QUIET`` seconds of its own time with no other started and for its event loop to be idle (at
     most ``SETTLE_IDLE`` seconds more), up to the page's deadline: so the script that ``fetch()``es
@@ -591,6 +598,7 @@ async def _settle(page: Page, visit: _Visit) -> None:
     waited for: what a script does later by a timer of its own (a ``setTimeout`` after the answer,
     a poll every second) or on an event no request brings: a page action's ``wait_for`` of the
     element it writes waits for that. Playwright's ``networkidle`` waits for half a second.
+    False when the deadline came first (the page is read as it stands, and counted ``render_unsettled``).
     """
     while time.monotonic() < visit.deadline:
         if visit.unfinished:
@@ -600,7 +608,8 @@ async def _settle(page: Page, visit: _Visit) -> None:
         await page.evaluate(_QUIET)
         await asyncio.sleep(0)  # a route call that came with the answer is counted before the look
         if not visit.unfinished and visit.started == started:
-            return
+            return True
+    return False
 
 
 def _close_popup(page: Page) -> None:
