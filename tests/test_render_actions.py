@@ -6,15 +6,17 @@ does. ``check_actions``'s tests need no browser.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import struct
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from browser import Answer, Chromium, chromium, fixed, site
+from playwright.async_api import Page
 
 from crawlkit.render.actions import MAX_SCROLLS, check_actions, run_actions
 
@@ -207,3 +209,27 @@ def test_check_actions_normalises() -> None:
     assert check_actions({"click": "#more", "screenshot": True, "scroll": 3, "scroll_wait": 2}) == {
         "click": ["#more"], "screenshot": {"full_page": False}, "scroll": 3, "scroll_wait": 2.0}
     assert check_actions({"screenshot": False, "wait_until": "networkidle"}) == {"wait_until": "networkidle"}
+
+
+def test_the_warning_for_failed_actions_names_the_pages_own_url_not_about_blank(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A page whose navigation never committed is still at about:blank; the renderer passes the request's URL."""
+
+    class Uncommitted:
+        url = "about:blank"
+
+        async def wait_for_load_state(self, state: str, timeout: float) -> None:
+            return None
+
+        async def evaluate(self, script: str) -> Any:
+            raise RuntimeError("no page here")
+
+    async def go() -> dict[str, Any]:
+        page = cast(Page, Uncommitted())
+        return await run_actions(page, check_actions({"script": "() => 1"}), time.monotonic() + 5, "http://a.test/p")
+
+    with caplog.at_level(logging.WARNING, logger="crawlkit.render"):
+        meta = asyncio.run(go())
+    assert meta["render_errors"] == ["script: RuntimeError: no page here"]
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == ["render actions failed on http://a.test/p: script: RuntimeError: no page here"]

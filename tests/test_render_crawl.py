@@ -375,6 +375,7 @@ def test_a_browser_over_render_recycle_mb_is_started_afresh_and_every_page_is_st
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["counts"]["render_recycled"] >= 1, stats
     assert "the browser is started afresh: its processes hold" in run.stderr
+    assert "render_recycle_mb is 1, below the 60 MB or more a browser holds once it rendered a page" in run.stderr
 
 
 def test_a_request_whose_render_options_are_refused_is_one_render_options_error_and_the_crawl_goes_on(

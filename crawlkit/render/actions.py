@@ -118,11 +118,13 @@ class _PastDeadline(Exception):
     """The page's time is up: the actions left are skipped."""
 
 
-async def run_actions(page: Page, actions: dict[str, Any], deadline: float) -> dict[str, Any]:
+async def run_actions(page: Page, actions: dict[str, Any], deadline: float, url: str | None = None) -> dict[str, Any]:
     """Perform ``actions`` (as ``check_actions`` returned them) on ``page``, which has just navigated, and
     return the entries for ``response.meta``: ``script_result``, ``screenshot``, ``scrolled`` for the
     actions asked, ``render_errors`` when some failed. Nothing waits past ``deadline`` (a
-    ``time.monotonic()`` value); no action's failure is raised (see the module docstring)."""
+    ``time.monotonic()`` value); no action's failure is raised (see the module docstring). The
+    warning for failed actions names ``url`` (the page's own: a page whose navigation never
+    committed is still at about:blank), else the page's URL."""
     meta: dict[str, Any] = {}
     errors: list[str] = []
     wait_until: LoadState = actions.get("wait_until", "load")
@@ -162,7 +164,7 @@ async def run_actions(page: Page, actions: dict[str, Any], deadline: float) -> d
             errors.append(f"{name}: {_reason(exc)}")
     if errors:
         meta["render_errors"] = errors
-        log.warning("render actions failed on %s: %s", page.url, "; ".join(errors))
+        log.warning("render actions failed on %s: %s", url or page.url, "; ".join(errors))
     return meta
 
 

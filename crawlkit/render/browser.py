@@ -437,7 +437,7 @@ class Browser:
             log.warning("%s: read as it stood at render_timeout (%gs), before its page was done loading or its "
                         "requests were over; raise render_timeout if its content is missing", request.url,
                         self.config.timeout)
-        meta = await run_actions(page, options, visit.deadline)
+        meta = await run_actions(page, options, visit.deadline, request.url)
         body = await page.content()
         result.headers = [(h["name"], h["value"]) for h in main.headers_array
                           if h["name"].lower() not in _DROPPED_HEADERS and h["name"].lower() != "content-type"]

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("crawlkit.renderer")
 
+BROWSER_START_MB = 60  # anonymous memory of a browser that rendered one page: 60 to 240 MB seen (render_recycle_mb)
 QUEUES_PER_RENDERER = 2  # render queues made per renderer process: the spare serves a replacement
 INSTALL = "pip install 'crawlkit[render]'"
 
@@ -80,14 +81,18 @@ class RenderConfig:
     scratch: str
 
     @classmethod
-    def from_settings(cls, s: Any, log: LogConfig) -> RenderConfig:
+    def from_settings(cls, s: Any, log_config: LogConfig) -> RenderConfig:
         """The renderers' part of the settings; ConfigError when Playwright or the browser is missing."""
+        if 0 < s.render_recycle_mb < BROWSER_START_MB:
+            log.warning("render_recycle_mb is %d, below the %d MB or more a browser holds once it rendered a "
+                        "page: each will be started afresh after every page, at many times the page's CPU; "
+                        "raise it or set 0", s.render_recycle_mb, BROWSER_START_MB)
         return cls(
             executable=find_browser(s.render_executable), pages=s.render_pages, block=tuple(s.render_block),
             timeout=s.render_timeout, recycle_pages=s.render_recycle_pages, recycle_mb=s.render_recycle_mb,
             user_agent=s.user_agent, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
             allow_private_addresses=s.allow_private_addresses, sites=SiteRules(s.hosts) if s.hosts else None,
-            crawl=s.render, log=log, archive=bool(s.warc), proxy=s.proxy,
+            crawl=s.render, log=log_config, archive=bool(s.warc), proxy=s.proxy,
             max_body=s.max_body, per_host=s.per_host,
             scratch=os.path.join(tempfile.gettempdir(), f"crawlkit-render-{uuid.uuid4().hex[:16]}"),
         )
