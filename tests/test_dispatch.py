@@ -387,13 +387,19 @@ def test_a_batch_stops_at_a_request_it_cannot_take_and_at_the_page_budgets() -> 
     assert sorted(len(t.entries) for t in sent(channels, 0)) == [1, 2]  # type: ignore[union-attr]
 
 
-def test_a_batchs_304s_settle_their_entries_and_its_permit_is_over_with_its_notice() -> None:
+def one_batch(pages: int) -> tuple[Dispatch, LocalFrontier, FakeLimiter, FetchChannels, RevalidateTask]:
+    """A dispatch that sent revisits of ``pages`` pages of one host as one batch, its frontier, limiter,
+    channels and the batch."""
     dispatch, frontier, limiter, channels = make(revalidate=True)
     dispatch.queue_claimed(0)
-    frontier.push([(0, revisit(f"/{i}")) for i in range(4)])
+    frontier.push([(0, revisit(f"/{i}")) for i in range(pages)])
     dispatch.schedule(0.0)
     (task,) = sent(channels, 0)
     assert isinstance(task, RevalidateTask)
+    return dispatch, frontier, limiter, channels, task
+
+def test_a_batchs_304s_settle_their_entries_and_its_permit_is_over_with_its_notice() -> None:
+    dispatch, _, limiter, channels, task = one_batch(4)
     ids = [req_id for req_id, _, _, _ in task.entries]
     # /2 changed: its FetchResult went to a parser, whose PageDone may come before the batch is over.
     assert dispatch.done(ids[2]) is not None
@@ -410,12 +416,7 @@ def test_a_batchs_304s_settle_their_entries_and_its_permit_is_over_with_its_noti
 
 
 def test_a_fetcher_dead_mid_batch_gives_back_the_permit_once_and_requeues_the_entries_not_answered() -> None:
-    dispatch, frontier, limiter, channels = make(revalidate=True)
-    dispatch.queue_claimed(0)
-    frontier.push([(0, revisit(f"/{i}")) for i in range(5)])
-    dispatch.schedule(0.0)
-    (task,) = sent(channels, 0)
-    assert isinstance(task, RevalidateTask)
+    dispatch, frontier, limiter, channels, task = one_batch(5)
     (_, t0, _, _), (id1, t1, _, _), (_, t2, _, _) = task.entries[:3]
     channels.released[t0] = 1  # /0 answered 304 (not reported yet: the batch's notices come at its end)
     channels.released[t1] = 1  # /1 changed: its PageDone came

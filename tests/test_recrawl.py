@@ -345,7 +345,21 @@ def test_the_stats_file_and_the_report_list_the_gone_pages() -> None:
 # ---------------------------------------------------------------- through the CLI
 
 
-class ChangingSite:
+class _Recording:
+    """What a test site's server saw: ``seen``, appended under ``lock`` by its handler; ``requests`` takes
+    what came since the last call, sorted."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: list[Any] = []
+
+    def requests(self) -> list[Any]:
+        with self.lock:
+            seen, self.seen = self.seen, []
+        return sorted(seen)
+
+
+class ChangingSite(_Recording):
     """Pages that change between runs (``round`` is bumped by the test), and what the server saw.
 
     ``/`` links to every page; ``/a`` never changes (ETag), ``/c`` never changes (Last-Modified
@@ -354,9 +368,8 @@ class ChangingSite:
     """
 
     def __init__(self) -> None:
+        super().__init__()  # seen: (path, If-None-Match, If-Modified-Since, status)
         self.round = 1
-        self.lock = threading.Lock()
-        self.seen: list[tuple[str, str | None, str | None, int]] = []  # path, If-None-Match, If-Modified-Since, status
 
     def page(self, path: str) -> tuple[int, dict[str, str], str]:
         links = {"/": ["/a", "/b", "/c", "/gone"], "/b": [f"/new{self.round}"]}.get(path, [])
@@ -370,11 +383,6 @@ class ChangingSite:
         if path == "/gone" and self.round == 1 or path.startswith("/new"):
             return 200, {}, body
         return 404, {}, "not here"
-
-    def requests(self) -> list[tuple[str, str | None, str | None, int]]:
-        with self.lock:
-            seen, self.seen = self.seen, []
-        return sorted(seen)
 
     @contextmanager
     def serve(self) -> Iterator[str]:
@@ -525,18 +533,12 @@ def test_a_round_cut_short_is_resumed_before_any_new_round(crawlkit, tmp_path: P
     assert len(first) == 6
 
 
-class SitemapSite:
+class SitemapSite(_Recording):
     """``/sitemap.xml`` lists ``/p1``... with the ``lastmod`` of ``self.lastmod``; a page's ETag changes with it."""
 
     def __init__(self, lastmod: dict[str, str]) -> None:
+        super().__init__()  # seen: (path, If-None-Match, status)
         self.lastmod = lastmod
-        self.lock = threading.Lock()
-        self.seen: list[tuple[str, str | None, int]] = []  # path, If-None-Match, status
-
-    def requests(self) -> list[tuple[str, str | None, int]]:
-        with self.lock:
-            seen, self.seen = self.seen, []
-        return sorted(seen)
 
     @contextmanager
     def serve(self) -> Iterator[str]:
